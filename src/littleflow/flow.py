@@ -1,0 +1,173 @@
+"""The compiled flow: a table of nodes and a sparse edge set, as plain JSON."""
+
+from __future__ import annotations
+
+import json
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+KINDS = ("start", "end", "task", "literal", "resource", "subflow-start", "subflow-end")
+
+
+@dataclass(slots=True)
+class Node:
+    """One node of a compiled flow.
+
+    ``name`` is the task that runs (aliases resolved) and ``alias`` the name
+    written when it differs. ``pair`` links a subflow's start and end nodes;
+    ``mode`` says whether a resource is read (``source``) or written (``sink``).
+    """
+
+    id: int
+    kind: str
+    name: str | None = None
+    alias: str | None = None
+    parameters: Any = None
+    guard: str | None = None
+    merge: bool = False
+    iterate: bool = False
+    doc: str | None = None
+    uri: str | None = None
+    value: Any = None
+    line: int = 0
+    column: int = 0
+    pair: int | None = None
+    mode: str | None = None
+
+    @property
+    def label(self) -> str:
+        """A short human name: the task name, START/END, or the kind."""
+        if self.kind == "start":
+            return "START"
+        if self.kind == "end":
+            return "END"
+        if self.kind == "task":
+            return self.alias or self.name or "?"
+        if self.kind == "resource":
+            return f"<{self.uri}>"
+        if self.kind == "literal":
+            return "<literal>"
+        return self.name or self.kind
+
+
+_NODE_FIELDS = tuple(f.name for f in fields(Node))
+
+
+class Flow:
+    """A compiled flow: nodes in source order (START is 0, END is last) and edges.
+
+    Edges are kept in compressed sparse rows both ways, so memory grows with
+    the number of edges and a node's successors or predecessors are found in
+    time proportional to their number. A flow is not changed after it is built.
+    """
+
+    __slots__ = ("name", "doc", "nodes", "_succ_at", "_succ", "_pred_at", "_pred")
+
+    def __init__(
+        self,
+        nodes: list[Node],
+        edges: Iterable[tuple[int, int]],
+        name: str | None = None,
+        doc: str | None = None,
+    ) -> None:
+        self.name = name
+        self.doc = doc
+        self.nodes = nodes
+        n = len(nodes)
+        shift = max(n, 1).bit_length()
+        forward = set()
+        for source, target in edges:
+            if not (0 <= source < n and 0 <= target < n):
+                raise ValueError(f"edge {source}→{target} names a node that does not exist")
+            forward.add(source << shift | target)
+        mask = (1 << shift) - 1
+        codes = sorted(forward)
+        self._succ_at, self._succ = _rows(codes, shift, mask, n)
+        codes = sorted((code & mask) << shift | code >> shift for code in codes)
+        self._pred_at, self._pred = _rows(codes, shift, mask, n)
+
+    @property
+    def start(self) -> int:
+        """The id of START (always 0)."""
+        return 0
+
+    @property
+    def end(self) -> int:
+        """The id of END (always the last node)."""
+        return len(self.nodes) - 1
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def successors(self, node: int) -> Sequence[int]:
+        """Ids of the nodes ``node`` has an edge to, in node order."""
+        return self._succ[self._succ_at[node] : self._succ_at[node + 1]]
+
+    def predecessors(self, node: int) -> Sequence[int]:
+        """Ids of the nodes with an edge to ``node``, in node order."""
+        return self._pred[self._pred_at[node] : self._pred_at[node + 1]]
+
+    def edges(self) -> Iterator[tuple[int, int]]:
+        """Every edge as ``(from, to)``, ordered by source then target."""
+        succ, at = self._succ, self._succ_at
+        for source in range(len(self.nodes)):
+            for k in range(at[source], at[source + 1]):
+                yield source, succ[k]
+
+    @property
+    def edge_count(self) -> int:
+        return len(self._succ)
+
+    def to_json(self) -> dict[str, Any]:
+        """The flow as plain JSON-ready data (see ``littleflow compile --format json``)."""
+        return {
+            "name": self.name,
+            "doc": self.doc,
+            "nodes": [{key: getattr(node, key) for key in _NODE_FIELDS} for node in self.nodes],
+            "edges": [[source, target] for source, target in self.edges()],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Flow:
+        """Rebuild a flow from :meth:`to_json` output (unknown keys are ignored)."""
+        nodes = [Node(**{k: v for k, v in item.items() if k in _NODE_FIELDS}) for item in data["nodes"]]
+        for index, node in enumerate(nodes):
+            if node.id != index:
+                raise ValueError(f"node at position {index} has id {node.id}")
+        return cls(nodes, (tuple(edge) for edge in data["edges"]), data.get("name"), data.get("doc"))
+
+    def dumps(self, **options: Any) -> str:
+        """The flow as a JSON string."""
+        return json.dumps(self.to_json(), ensure_ascii=False, **options)
+
+    @classmethod
+    def loads(cls, text: str) -> Flow:
+        """Rebuild a flow from :meth:`dumps` output."""
+        return cls.from_json(json.loads(text))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Flow):
+            return NotImplemented
+        return (
+            self.name == other.name
+            and self.doc == other.doc
+            and self.nodes == other.nodes
+            and self._succ == other._succ
+            and self._succ_at == other._succ_at
+        )
+
+    def __repr__(self) -> str:
+        return f"<Flow {self.name or ''} nodes={len(self.nodes)} edges={self.edge_count}>"
+
+
+def _rows(codes: list[int], shift: int, mask: int, n: int) -> tuple[array, array]:
+    """Compressed sparse rows from sorted ``row << shift | column`` codes."""
+    columns = array("q", (code & mask for code in codes))
+    counts = array("q", bytes(8 * (n + 1)))
+    for code in codes:
+        counts[(code >> shift) + 1] += 1
+    for i in range(n):
+        counts[i + 1] += counts[i]
+    return counts, columns
