@@ -1,0 +1,247 @@
+"""The syntax tree into a :class:`~littleflow.flow.Flow`: nodes, edges, labels, declarations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import FlowError
+from .flow import Flow, Node
+from .guard import GuardError, compile_guard
+from .nodes import Element, Literal, Module, Resource, Statement, Subflow, Task, TaskDecl
+from .parser import MAX_DEPTH
+
+
+class Compiler:
+    """Compiles a parsed :class:`~littleflow.nodes.Module` into a :class:`Flow`."""
+
+    def compile(self, module: Module) -> Flow:
+        """The flow graph of ``module``; raises :class:`FlowError` for mistakes
+        only visible as a whole (labels, declarations, guards)."""
+        return _Compile(module).flow()
+
+
+@dataclass(slots=True)
+class _Declared:
+    """What invoking a declared name means once aliases are followed."""
+
+    name: str  # the task that runs
+    params: Any  # its defaults
+    doc: str | None
+    body: Subflow | None
+
+
+@dataclass(slots=True)
+class _Scope:
+    """The labels of one flow or subflow, resolved when it closes."""
+
+    start: int
+    to_end: list[int] = field(default_factory=list)
+    end_merge: bool = False
+    outputs: dict[str, tuple[int, int]] = field(default_factory=dict)  # label -> (node, offset)
+    inputs: dict[str, tuple[int, int]] = field(default_factory=dict)
+    heads: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # `:x → A`
+    tails: dict[str, list[tuple[int, int, bool]]] = field(default_factory=dict)  # `A → :x`
+
+
+class _Compile:
+    def __init__(self, module: Module) -> None:
+        self.module = module
+        self.source = module.source
+        self.nodes: list[Node] = []
+        self.edges: list[tuple[int, int]] = []
+        self.declared: dict[str, _Declared] = {}
+        self.expanding: list[str] = []
+
+    def error(self, message: str, offset: int) -> FlowError:
+        return self.source.error(message, offset)
+
+    def flow(self) -> Flow:
+        module = self.module
+        for name in module.tasks:
+            self.resolve(name)
+        scope = _Scope(self.node("start", 0, line=0))
+        self.statements(module.statements, scope, 0)
+        self.close(scope, "end", None, len(self.source.text))
+        decl = module.flow
+        return Flow(self.nodes, self.edges, decl.name if decl else None, decl.doc if decl else None)
+
+    # -- nodes and scopes ---------------------------------------------------
+    def node(self, kind: str, offset: int, line: int | None = None, **fields: Any) -> int:
+        index = len(self.nodes)
+        if line is None:
+            line, column = self.source.position(offset)
+        else:
+            column = 0
+        self.nodes.append(Node(index, kind, line=line, column=column, **fields))
+        return index
+
+    def close(self, scope: _Scope, kind: str, name: str | None, offset: int) -> int:
+        """Resolve the scope's labels and add its end node; returns the end's id."""
+        self.labels(scope)
+        end = self.node(kind, offset, line=0 if kind == "end" else None, name=name, merge=scope.end_merge)
+        if not scope.to_end:
+            scope.to_end.append(scope.start)
+        self.edges.extend((node, end) for node in scope.to_end)
+        return end
+
+    def labels(self, scope: _Scope) -> None:
+        """Connect every label's sources (``A :x``, ``A → :x``) to its sinks (``:x A``, ``:x → A``)."""
+        problems = []
+        for name, heads in scope.heads.items():
+            if name not in scope.outputs and name not in scope.tails:
+                problems.append((heads[0][1], f"unknown label :{name}: no step has output :{name} "
+                                 f"and no statement ends with → :{name}"))
+        for name, tails in scope.tails.items():
+            if name not in scope.inputs and name not in scope.heads:
+                problems.append((tails[0][1], f"unknown label :{name}: no step has input :{name} "
+                                 f"and no statement starts with :{name} →"))
+        if problems:
+            offset, message = min(problems)
+            raise self.error(message, offset)
+        for name in scope.outputs.keys() | scope.tails.keys():
+            sinks = [node for node, _ in scope.heads.get(name, ())]
+            if name in scope.inputs:
+                sinks.append(scope.inputs[name][0])
+            sources = [node for node, _, _ in scope.tails.get(name, ())]
+            if name in scope.outputs:
+                sources.append(scope.outputs[name][0])
+            self.edges.extend((source, sink) for source in sources for sink in sinks)
+            if any(merge for _, _, merge in scope.tails.get(name, ())):
+                for sink in sinks:
+                    self.nodes[sink].merge = True
+
+    # -- statements ---------------------------------------------------------
+    def statements(self, statements: list[Statement], scope: _Scope, depth: int) -> None:
+        edges = self.edges
+        for statement in statements:
+            head = statement.head
+            previous = -1
+            for element in statement.elements:
+                entry, exit_ = self.element(element, scope, depth, previous < 0 and head is None)
+                if previous >= 0:
+                    edges.append((previous, entry))
+                elif head is None or head.name == "start":
+                    edges.append((scope.start, entry))
+                else:
+                    scope.heads.setdefault(head.name, []).append((entry, head.offset))
+                previous = exit_
+            tail = statement.tail
+            if tail is None:
+                scope.to_end.append(previous)
+            elif tail.label.name == "end":
+                scope.to_end.append(previous)
+                scope.end_merge = scope.end_merge or tail.merge
+            elif tail.label.name == "start":
+                edges.append((previous, scope.start))
+            else:
+                scope.tails.setdefault(tail.label.name, []).append((previous, tail.label.offset, tail.merge))
+
+    def element(self, element: Element, scope: _Scope, depth: int, first: bool) -> tuple[int, int]:
+        """Add the nodes of one step; returns the ids of its entry and exit nodes."""
+        step = element.step
+        if type(step) is Task:
+            declared = self.declared.get(step.name)
+            if declared is not None and declared.body is not None:
+                if step.params is not None:
+                    raise self.error(f"named subflow {step.name} takes no parameters", step.params.offset)
+                if step.name in self.expanding:
+                    raise self.error(f"named subflow {step.name} invokes itself", step.offset)
+                self.expanding.append(step.name)
+                entry, exit_ = self.subflow(declared.body, depth, step.offset, step.name)
+                self.expanding.pop()
+            else:
+                entry = exit_ = self.task(step, declared)
+        elif type(step) is Subflow:
+            entry, exit_ = self.subflow(step, depth, step.offset, None)
+        elif type(step) is Literal:
+            entry = exit_ = self.node("literal", step.offset, value=step.value)
+        else:
+            assert type(step) is Resource
+            entry = exit_ = self.node(
+                "resource", step.offset, uri=step.uri, mode="source" if first else "sink",
+                parameters=step.params.value if step.params else None,
+            )
+        if element.guard is not None or element.merge or element.iterate:
+            node = self.nodes[entry]
+            node.merge, node.iterate = element.merge, element.iterate
+            if element.guard is not None:
+                try:
+                    compile_guard(element.guard)
+                except GuardError as error:
+                    raise self.error(str(error), element.guard_offset) from None
+                node.guard = element.guard
+        label = element.input_label
+        if label is not None:
+            if label.name in scope.inputs:
+                raise self.error(f"input label :{label.name} already exists", label.offset)
+            scope.inputs[label.name] = (entry, label.offset)
+        label = element.output_label
+        if label is not None:
+            if label.name in scope.outputs:
+                raise self.error(f"output label :{label.name} already exists", label.offset)
+            scope.outputs[label.name] = (exit_, label.offset)
+        return entry, exit_
+
+    def task(self, step: Task, declared: _Declared | None) -> int:
+        params = step.params.value if step.params is not None else None
+        if declared is None:
+            return self.node("task", step.offset, name=step.name, parameters=params)
+        if step.params is not None:
+            params = self.merge(declared.params, params, step.name, step.params.offset)
+        else:
+            params = declared.params
+        alias = step.name if declared.name != step.name else None
+        return self.node("task", step.offset, name=declared.name, alias=alias, parameters=params, doc=declared.doc)
+
+    def subflow(self, subflow: Subflow, depth: int, offset: int, name: str | None) -> tuple[int, int]:
+        if depth >= MAX_DEPTH:
+            raise self.error(f"subflows nested more than {MAX_DEPTH} deep", offset)
+        start = self.node("subflow-start", offset, name=name)
+        scope = _Scope(start)
+        self.statements(subflow.statements, scope, depth + 1)
+        end = self.close(scope, "subflow-end", name, subflow.end if name is None else offset)
+        self.nodes[start].pair, self.nodes[end].pair = end, start
+        return start, end
+
+    # -- declarations -------------------------------------------------------
+    def resolve(self, name: str, chain: tuple[str, ...] = ()) -> _Declared:
+        """What invoking ``name`` means: aliases followed, defaults merged."""
+        if name in self.declared:
+            return self.declared[name]
+        decl: TaskDecl = self.module.tasks[name]
+        params = decl.params.value if decl.params is not None else None
+        if decl.alias_of is None:
+            declared = _Declared(name, params, decl.doc, decl.body)
+        else:
+            if decl.alias_of in chain or decl.alias_of == name:
+                raise self.error(f"alias {name} refers back to itself through {' → '.join(chain + (name,))}",
+                                 decl.offset)
+            target = decl.alias_of
+            if target in self.module.tasks:
+                base = self.resolve(target, chain + (name,))
+            else:
+                base = _Declared(target, None, None, None)
+            if base.body is not None and params is not None:
+                raise self.error(f"alias {name} of named subflow {target} may not have parameters", decl.offset)
+            merged = base.params if params is None else self.merge(
+                base.params, params, name, decl.params.offset)  # type: ignore[union-attr]
+            declared = _Declared(base.name, merged, decl.doc or base.doc, base.body)
+        self.declared[name] = declared
+        return declared
+
+    def merge(self, default: Any, given: Any, name: str, offset: int) -> Any:
+        """Parameters given over declared defaults (LANGUAGE.md §7)."""
+        if default is None:
+            return given
+        if isinstance(default, dict) and isinstance(given, dict):
+            return {**default, **given}
+        kinds = {type(default), type(given)}
+        if kinds == {dict, list}:
+            raise self.error(
+                f"parameters of {name} are {_kind(given)} but its declaration gives {_kind(default)}", offset)
+        return given
+
+
+def _kind(value: Any) -> str:
+    return "an object" if isinstance(value, dict) else "an array"

@@ -1,0 +1,181 @@
+"""Flow text into tokens: names, labels, arrows, punctuation, literals, docs."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+from .literals import LiteralError, load_json, load_yaml
+from .source import Source
+
+# Token kinds.
+ARROW = "arrow"
+NAME = "name"
+LABEL = "label"
+SEMI = ";"
+LBRACE, RBRACE, LBRACKET, RBRACKET = "{", "}", "[", "]"
+BAR = "|"
+MERGE = ">"
+STAR = "*"
+EQUALS = "="
+GUARD = "guard"  # value: the JSONPath expression
+DECL = "decl"  # value: "flow" or "task"
+DOC = "doc"  # value: the documentation text
+PARAMS = "params"  # value: the loaded parameters (None for "()")
+LITERAL = "literal"  # value: the loaded value
+RESOURCE = "resource"  # value: the URI
+EOF = "end of text"
+
+_NAME = r"[^\W\d](?:[\w:]|-(?!>))*"
+_TOKEN = re.compile(
+    rf"(?P<skip>(?:\s+|#[^\n]*)+)"
+    rf"|(?P<arrow>→|->)"
+    rf"|(?P<name>{_NAME})"
+    rf"|(?P<label>:{_NAME})"
+    rf"|(?P<punct>[;{{}}\[\]|>*=])"
+    rf"|(?P<params>\((?:\s*(?=[{{\[])|-|\s*\)))"
+    rf"|(?P<literal><(?:\s*>|-|(?=[{{\[])))"
+    rf"|(?P<resource><[^\s<>]+>)"
+    rf"|(?P<guard>\?\s*`)"
+    rf"|(?P<decl>@{_NAME})"
+    rf"|(?P<doc>'''|\"\"\")"
+)
+_SPACE = re.compile(r"\s*")
+_HINTS = {
+    "(": "malformed parameters: write (- YAML -), ({ JSON }), ([ JSON ]) or ()",
+    "<": "malformed literal or resource: write <- YAML ->, <{ JSON }>, <[ JSON ]>, <> or <URI>",
+    "?": "malformed guard: write ? `JSONPath filter` before a step",
+    "@": "a declaration is @flow NAME or @task NAME",
+    ":": "a label is ':' directly followed by a name",
+    "-": "unexpected '-' (an arrow is '->' or '→')",
+}
+
+
+class Token(NamedTuple):
+    kind: str
+    value: Any
+    offset: int
+
+
+def describe(token: Token) -> str:
+    """How a token reads in an error message."""
+    if token.kind == EOF:
+        return "end of text"
+    if token.kind == NAME:
+        return f"task {token.value!r}"
+    if token.kind == LABEL:
+        return f"label :{token.value}"
+    if token.kind == PARAMS:
+        return "parameters"
+    if token.kind in (LITERAL, RESOURCE, GUARD, DOC):
+        return {LITERAL: "a literal", RESOURCE: "a resource", GUARD: "a guard", DOC: "a doc string"}[token.kind]
+    if token.kind == DECL:
+        return f"@{token.value}"
+    if token.kind == ARROW:
+        return "'→'"
+    return f"'{token.kind}'"
+
+
+def tokens(source: Source) -> Iterator[Token]:
+    """The tokens of ``source``, ending with one ``EOF`` token.
+
+    Raises :class:`~littleflow.errors.FlowError` at the first thing that is not a token.
+    """
+    text = source.text
+    match = _TOKEN.match
+    size = len(text)
+    at = 0
+    while at < size:
+        m = match(text, at)
+        if m is None:
+            raise source.error(_HINTS.get(text[at], f"unexpected character {text[at]!r}"), at)
+        kind = m.lastgroup
+        end = m.end()
+        if kind == "name":
+            yield Token(NAME, m.group(), at)
+        elif kind == "arrow":
+            yield Token(ARROW, None, at)
+        elif kind == "skip":
+            pass
+        elif kind == "punct":
+            yield Token(m.group(), None, at)
+        elif kind == "label":
+            yield Token(LABEL, m.group()[1:], at)
+        elif kind == "params":
+            value, end = _params(source, m.group(), at, end)
+            yield Token(PARAMS, value, at)
+        elif kind == "literal":
+            value, end = _literal(source, m.group(), at, end)
+            yield Token(LITERAL, value, at)
+        elif kind == "resource":
+            yield Token(RESOURCE, m.group()[1:-1], at)
+        elif kind == "guard":
+            close = text.find("`", end)
+            if close < 0:
+                raise source.error("unclosed guard: expected '`' to end the expression", at)
+            yield Token(GUARD, text[end:close].strip(), at)
+            end = close + 1
+        elif kind == "decl":
+            word = m.group()[1:]
+            if word not in ("flow", "task"):
+                raise source.error(f"unknown declaration @{word} (expected @flow or @task)", at)
+            yield Token(DECL, word, at)
+        else:  # doc
+            quote = m.group()
+            close = text.find(quote, end)
+            if close < 0:
+                raise source.error(f"unclosed doc string: expected {quote} to end it", at)
+            yield Token(DOC, inspect.cleandoc(text[end:close]), at)
+            end = close + 3
+        at = end
+    yield Token(EOF, None, size)
+
+
+def _params(source: Source, opening: str, at: int, end: int) -> tuple[Any, int]:
+    """Parameters after a name: ``()``, ``(- YAML -)``, ``({…})`` or ``([…])``."""
+    if opening.endswith(")"):
+        return None, end
+    if opening == "(-":
+        return _yaml(source, "parameters", at, end, "-)")
+    return _json(source, "parameters", at, end, ")")
+
+
+def _literal(source: Source, opening: str, at: int, end: int) -> tuple[Any, int]:
+    """A literal source: ``<>``, ``<- YAML ->``, ``<{…}>`` or ``<[…]>``."""
+    if opening.endswith(">"):
+        return {}, end
+    if opening == "<-":
+        value, end = _yaml(source, "literal", at, end, "->")
+        return ({} if value is None else value), end
+    return _json(source, "literal", at, end, ">")
+
+
+def _yaml(source: Source, what: str, at: int, start: int, closing: str) -> tuple[Any, int]:
+    close = source.text.find(closing, start)
+    if close < 0:
+        raise source.error(f"unclosed {what}: expected '{closing}' to end the YAML", at)
+    try:
+        return load_yaml(source.text[start:close]), close + len(closing)
+    except LiteralError as error:
+        raise source.error(_where(source, error, start, what), at) from None
+
+
+def _json(source: Source, what: str, at: int, start: int, closing: str) -> tuple[Any, int]:
+    try:
+        value, end = load_json(source.text, start)
+    except LiteralError as error:
+        raise source.error(_where(source, error, 0, what), at) from None
+    end = _SPACE.match(source.text, end).end()
+    if not source.text.startswith(closing, end):
+        raise source.error(f"unclosed {what}: expected '{closing}' after the JSON", at)
+    return value, end + 1
+
+
+def _where(source: Source, error: LiteralError, base: int, what: str) -> str:
+    """The literal error's message, with its own place in the flow text when known."""
+    if error.offset is None:
+        return f"{error.message} in {what}"
+    line, column = source.position(base + error.offset)
+    return f"{error.message} in {what} (at {line}:{column})"

@@ -1,0 +1,129 @@
+"""YAML and JSON literals, loaded as plain data (what JSON can hold) and nothing else."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+import yaml
+
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+#: At most this many values in one literal (YAML aliases can multiply a small text).
+MAX_VALUES = 1_000_000
+
+
+class LiteralError(ValueError):
+    """A malformed literal; ``offset`` is where in the literal text, when known."""
+
+    def __init__(self, message: str, offset: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.offset = offset
+
+
+class PlainLoader(_Base):  # type: ignore[misc, valid-type]
+    """A safe loader with YAML 1.2 core-schema scalars: no dates, no ``yes``/``no``
+    booleans, no sexagesimal or leading-zero octal numbers."""
+
+    yaml_implicit_resolvers: dict = {}
+
+
+def _int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text, 10)
+
+
+_CORE = [
+    ("tag:yaml.org,2002:null", r"~|null|Null|NULL|", "~nN"),
+    ("tag:yaml.org,2002:bool", r"true|True|TRUE|false|False|FALSE", "tTfF"),
+    ("tag:yaml.org,2002:int", r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", "-+0123456789"),
+    (
+        "tag:yaml.org,2002:float",
+        r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN",
+        "-+0123456789.",
+    ),
+]
+for _tag, _pattern, _first in _CORE:
+    PlainLoader.add_implicit_resolver(_tag, re.compile(rf"^(?:{_pattern})$"), list(_first) + ([""] if "~" in _first else []))
+PlainLoader.add_constructor("tag:yaml.org,2002:int", _int)
+
+
+def load_yaml(text: str) -> Any:
+    """Load YAML text as plain data; an empty text gives ``None``."""
+    try:
+        value = yaml.load(text, Loader=PlainLoader)  # noqa: S506 - PlainLoader is a safe loader
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        problem = error.problem or error.context or "malformed YAML"
+        if isinstance(error, yaml.constructor.ConstructorError) and "'" in problem:
+            tag = problem.split("'")[1].replace("tag:yaml.org,2002:", "!!")
+            problem = f"the tag {tag} is not allowed (literals are plain data)"
+        raise LiteralError(f"invalid YAML: {problem}", mark.index if mark else None) from None
+    except yaml.YAMLError as error:
+        raise LiteralError(f"invalid YAML: {error}") from None
+    except RecursionError:
+        raise LiteralError("invalid YAML: nested too deeply") from None
+    return plain(value)
+
+
+def _reject_constant(name: str) -> Any:
+    raise LiteralError(f"invalid JSON: {name} is not a JSON number")
+
+
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def load_json(text: str, start: int) -> tuple[Any, int]:
+    """Decode the JSON value at ``text[start:]``; returns it and the offset after it."""
+    try:
+        return _JSON.raw_decode(text, start)
+    except json.JSONDecodeError as error:
+        raise LiteralError(f"invalid JSON: {error.msg}", error.pos) from None
+    except RecursionError:
+        raise LiteralError("invalid JSON: nested too deeply", start) from None
+
+
+def plain(value: Any) -> Any:
+    """A copy of ``value`` that holds only JSON data; object keys become strings.
+
+    Raises :class:`LiteralError` for anything else (bytes, sets, dates, NaN,
+    recursive structures) and for values with more than :data:`MAX_VALUES` parts.
+    """
+    budget = [MAX_VALUES]
+    return _plain(value, budget, set())
+
+
+def _plain(value: Any, budget: list[int], path: set[int]) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise LiteralError(f"literal too large (more than {MAX_VALUES:,} values)")
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise LiteralError(f"{value} is not a JSON number")
+        return value
+    if isinstance(value, (list, dict)):
+        if id(value) in path:
+            raise LiteralError("a literal may not contain itself")
+        path.add(id(value))
+        try:
+            if isinstance(value, list):
+                return [_plain(item, budget, path) for item in value]
+            return {_key(key): _plain(item, budget, path) for key, item in value.items()}
+        finally:
+            path.discard(id(value))
+    raise LiteralError(f"a {type(value).__name__} value is not plain data (only JSON-like values are allowed)")
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(key)
+    raise LiteralError(f"an object key must be text, not {type(key).__name__}")

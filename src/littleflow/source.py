@@ -1,0 +1,48 @@
+"""Flow text with its file name, and offsets turned into lines and columns."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+from .errors import FlowError
+
+
+class Source:
+    """Flow text and where it came from (``file`` is ``None`` for inline text)."""
+
+    __slots__ = ("text", "file", "_line_starts")
+
+    def __init__(self, text: str, file: str | None = None) -> None:
+        self.text = text
+        self.file = file
+        self._line_starts: list[int] | None = None
+
+    def _starts(self) -> list[int]:
+        if self._line_starts is None:
+            starts = [0]
+            find, text = self.text.find, self.text
+            at = find("\n")
+            while at >= 0:
+                starts.append(at + 1)
+                at = find("\n", at + 1)
+            self._line_starts = starts
+        return self._line_starts
+
+    def position(self, offset: int) -> tuple[int, int]:
+        """The 1-based ``(line, column)`` of a character offset."""
+        starts = self._starts()
+        line = bisect_right(starts, offset)
+        return line, offset - starts[line - 1] + 1
+
+    def line_text(self, line: int) -> str:
+        """The text of a 1-based line, without its line break."""
+        starts = self._starts()
+        if not 1 <= line <= len(starts):
+            return ""
+        end = starts[line] - 1 if line < len(starts) else len(self.text)
+        return self.text[starts[line - 1] : end].rstrip("\r")
+
+    def error(self, message: str, offset: int) -> FlowError:
+        """A :class:`FlowError` pointing at ``offset``."""
+        line, column = self.position(min(max(offset, 0), len(self.text)))
+        return FlowError(message, file=self.file, line=line, column=column, source_line=self.line_text(line))
