@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import FlowError
+from .errors import Diagnostic, FlowError
 from .flow import Flow, Node
 from .guard import GuardError, compile_guard
 from .nodes import Element, Literal, Module, Resource, Statement, Subflow, Task, TaskDecl
@@ -13,12 +13,21 @@ from .parser import MAX_DEPTH
 
 
 class Compiler:
-    """Compiles a parsed :class:`~littleflow.nodes.Module` into a :class:`Flow`."""
+    """Compiles a parsed :class:`~littleflow.nodes.Module` into a :class:`Flow`.
+
+    After :meth:`compile`, ``warnings`` lists labels that were defined but never used.
+    """
+
+    def __init__(self) -> None:
+        self.warnings: list[Diagnostic] = []
 
     def compile(self, module: Module) -> Flow:
         """The flow graph of ``module``; raises :class:`FlowError` for mistakes
         only visible as a whole (labels, declarations, guards)."""
-        return _Compile(module).flow()
+        run = _Compile(module)
+        flow = run.flow()
+        self.warnings = run.warnings
+        return flow
 
 
 @dataclass(slots=True)
@@ -36,6 +45,7 @@ class _Scope:
     """The labels of one flow or subflow, resolved when it closes."""
 
     start: int
+    empty: bool = True  # no statements: the start feeds the end directly
     to_end: list[int] = field(default_factory=list)
     end_merge: bool = False
     outputs: dict[str, tuple[int, int]] = field(default_factory=dict)  # label -> (node, offset)
@@ -52,6 +62,7 @@ class _Compile:
         self.edges: list[tuple[int, int]] = []
         self.declared: dict[str, _Declared] = {}
         self.expanding: list[str] = []
+        self.warnings: list[Diagnostic] = []
 
     def error(self, message: str, offset: int) -> FlowError:
         return self.source.error(message, offset)
@@ -80,7 +91,7 @@ class _Compile:
         """Resolve the scope's labels and add its end node; returns the end's id."""
         self.labels(scope)
         end = self.node(kind, offset, line=0 if kind == "end" else None, name=name, merge=scope.end_merge)
-        if not scope.to_end:
+        if scope.empty:
             scope.to_end.append(scope.start)
         self.edges.extend((node, end) for node in scope.to_end)
         return end
@@ -99,6 +110,12 @@ class _Compile:
         if problems:
             offset, message = min(problems)
             raise self.error(message, offset)
+        for name, (_, offset) in scope.outputs.items():
+            if name not in scope.heads and name not in scope.inputs:
+                self.warnings.append(self.source.warning(f"output label :{name} is never used", offset))
+        for name, (_, offset) in scope.inputs.items():
+            if name not in scope.tails and name not in scope.outputs:
+                self.warnings.append(self.source.warning(f"input label :{name} is never used", offset))
         for name in scope.outputs.keys() | scope.tails.keys():
             sinks = [node for node, _ in scope.heads.get(name, ())]
             if name in scope.inputs:
@@ -114,6 +131,7 @@ class _Compile:
     # -- statements ---------------------------------------------------------
     def statements(self, statements: list[Statement], scope: _Scope, depth: int) -> None:
         edges = self.edges
+        scope.empty = scope.empty and not statements
         for statement in statements:
             head = statement.head
             previous = -1

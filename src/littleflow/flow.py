@@ -120,6 +120,37 @@ class Flow:
     def edge_count(self) -> int:
         return len(self._succ)
 
+    def thresholds(self) -> array:
+        """How many completions each node waits for (LANGUAGE.md §9.1): its
+        incoming edges that do not close a cycle, and at least 1.
+
+        An edge closes a cycle when the depth-first walk from START, taking
+        successors in node order, finds it leading back to a node on the path.
+        """
+        n = len(self.nodes)
+        counts = array("q", (self._pred_at[i + 1] - self._pred_at[i] for i in range(n)))
+        succ, at = self._succ, self._succ_at
+        state = bytearray(n)  # 0 unseen, 1 on the path, 2 done
+        state[0] = 1
+        stack = [(0, at[0])]
+        while stack:
+            node, k = stack[-1]
+            if k == at[node + 1]:
+                stack.pop()
+                state[node] = 2
+                continue
+            stack[-1] = (node, k + 1)
+            target = succ[k]
+            if state[target] == 1:
+                counts[target] -= 1
+            elif state[target] == 0:
+                state[target] = 1
+                stack.append((target, at[target]))
+        for i in range(n):
+            if counts[i] < 1:
+                counts[i] = 1
+        return counts
+
     def to_json(self) -> dict[str, Any]:
         """The flow as plain JSON-ready data (see ``littleflow compile --format json``)."""
         return {

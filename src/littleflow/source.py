@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
-from .errors import FlowError
+from .errors import Diagnostic, FlowError
 
 
 class Source:
@@ -44,5 +44,12 @@ class Source:
 
     def error(self, message: str, offset: int) -> FlowError:
         """A :class:`FlowError` pointing at ``offset``."""
+        return self._at(FlowError, message, offset)
+
+    def warning(self, message: str, offset: int) -> Diagnostic:
+        """A warning pointing at ``offset``."""
+        return self._at(Diagnostic, message, offset)
+
+    def _at(self, kind: type, message: str, offset: int):
         line, column = self.position(min(max(offset, 0), len(self.text)))
-        return FlowError(message, file=self.file, line=line, column=column, source_line=self.line_text(line))
+        return kind(message, file=self.file, line=line, column=column, source_line=self.line_text(line))
