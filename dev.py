@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""Developer entry point for littleflow: one command sets up .venv and runs things.
+
+Needs only Python 3.11+ and its standard library; everything else goes into
+.venv in the repository root, which is created on first use. The editable
+install of littleflow[test] is redone only when pyproject.toml changes
+(delete .venv/.littleflow-installed to force it, or .venv to start afresh).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent
+VENV = REPO / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / "python"
+STAMP = VENV / ".littleflow-installed"
+INSTALL_SPEC = ".[test]"
+MIN_PIP = (21, 3)  # first pip with PEP 660 editable installs
+DEMO_FLOW = "examples/hello.flow"
+TAIL_LINES = 25
+
+
+class DevError(Exception):
+    """An expected failure: reported as one line, without a traceback."""
+
+
+def say(message: str) -> None:
+    """Print a progress line on stderr."""
+    print(f"dev.py: {message}", file=sys.stderr, flush=True)
+
+
+def run_quiet(cmd: list[str], what: str, **kwargs: object) -> str:
+    """Run cmd with its output captured; on failure print the output's tail and raise."""
+    try:
+        result = subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs
+        )
+    except OSError as error:
+        raise DevError(f"{what}: cannot run {cmd[0]}: {error.strerror}") from None
+    if result.returncode != 0:
+        for line in result.stdout.rstrip().splitlines()[-TAIL_LINES:]:
+            print(f"    {line}", file=sys.stderr)
+        raise DevError(f"{what} failed (exit {result.returncode}); its output ends above")
+    return result.stdout
+
+
+def run_shown(cmd: list[str]) -> int:
+    """Run cmd in the repository root with its output shown; return its exit code."""
+    try:
+        return subprocess.call(cmd, cwd=REPO)
+    except OSError as error:
+        raise DevError(f"cannot run {cmd[0]}: {error.strerror}") from None
+
+
+# --- system dependencies (Debian) -------------------------------------------
+
+
+def can_apt() -> bool:
+    """True when running as root on Debian with apt-get available."""
+    return (
+        Path("/etc/debian_version").exists()
+        and os.geteuid() == 0
+        and shutil.which("apt-get") is not None
+    )
+
+
+def apt_install(packages: list[str]) -> None:
+    """Install Debian packages quietly (apt-get update, then apt-get install -y)."""
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    say(f"apt-get install {' '.join(packages)}")
+    run_quiet(["apt-get", "update", "-q"], "apt-get update", env=env)
+    run_quiet(["apt-get", "install", "-y", "-q", *packages], "apt-get install", env=env)
+
+
+def ensure_commands(commands: list[str], packages: list[str]) -> None:
+    """Make sure commands are on PATH, installing packages with apt-get if root on Debian."""
+    missing = [name for name in commands if shutil.which(name) is None]
+    if not missing:
+        say("found " + ", ".join(str(shutil.which(name)) for name in commands))
+        return
+    if not can_apt():
+        raise DevError(
+            f"{', '.join(missing)} not found on PATH; install the Debian package(s) "
+            f"{' '.join(packages)} (dev.py does that itself when run as root on Debian)"
+        )
+    apt_install(packages)
+    missing = [name for name in commands if shutil.which(name) is None]
+    if missing:
+        raise DevError(f"installed {' '.join(packages)} but {', '.join(missing)} still not on PATH")
+    say(f"installed {' '.join(packages)}: " + ", ".join(str(shutil.which(n)) for n in commands))
+
+
+def ensure_redis_server() -> None:
+    """Make sure redis-server is available (for the Redis store/transport tests)."""
+    ensure_commands(["redis-server"], ["redis-server"])
+
+
+def ensure_chromium() -> None:
+    """Make sure chromium and chromedriver are available (for the browser tests)."""
+    ensure_commands(["chromium", "chromedriver"], ["chromium", "chromium-driver"])
+
+
+SYSTEM_DEPENDENCIES: dict[str, Callable[[], None]] = {
+    "redis": ensure_redis_server,
+    "chromium": ensure_chromium,
+}
+
+
+# --- the virtual environment ------------------------------------------------
+
+
+def ensure_venv() -> None:
+    """Create .venv with the running interpreter unless it already has a python."""
+    if PYTHON.exists():
+        return
+    if VENV.exists():
+        say(".venv has no working python; recreating it")
+        shutil.rmtree(VENV)
+    if importlib.util.find_spec("ensurepip") is None:  # Debian splits it into python3.X-venv
+        package = f"python3.{sys.version_info.minor}-venv"
+        if not can_apt():
+            raise DevError(f"this Python cannot create a venv with pip; install {package}")
+        apt_install([package])
+    say("creating .venv")
+    try:
+        run_quiet([sys.executable, "-m", "venv", str(VENV)], "creating .venv")
+    except DevError:
+        shutil.rmtree(VENV, ignore_errors=True)
+        raise
+
+
+def ensure_pip() -> None:
+    """Upgrade pip in .venv when it is too old for editable installs from pyproject.toml."""
+    out = run_quiet([str(PYTHON), "-m", "pip", "--version"], "pip in .venv (delete .venv to rebuild)")
+    match = re.match(r"pip (\d+)\.(\d+)", out)
+    if match and (int(match[1]), int(match[2])) >= MIN_PIP:
+        return
+    say("upgrading pip")
+    run_quiet([str(PYTHON), "-m", "pip", "install", "-q", "--upgrade", "pip"], "upgrading pip")
+
+
+def install_fingerprint() -> str:
+    """Hash of what the editable install depends on."""
+    return hashlib.sha256(INSTALL_SPEC.encode() + (REPO / "pyproject.toml").read_bytes()).hexdigest()
+
+
+def ensure_installed() -> None:
+    """Install littleflow editable with its test extra, unless already done for this pyproject."""
+    fingerprint = install_fingerprint()
+    if STAMP.exists() and STAMP.read_text().strip() == fingerprint:
+        return
+    ensure_pip()
+    say(f"installing littleflow{INSTALL_SPEC[1:]} (editable)")
+    pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
+    run_quiet([*pip, "-e", INSTALL_SPEC], "pip install", cwd=REPO)
+    STAMP.write_text(fingerprint + "\n")
+
+
+def setup() -> None:
+    """Create .venv and install the project into it, as needed."""
+    ensure_venv()
+    ensure_installed()
+
+
+# --- commands -----------------------------------------------------------------
+
+
+def cmd_setup(args: argparse.Namespace, extra: list[str]) -> int:
+    """Set up .venv only."""
+    setup()
+    say(f"ready: {PYTHON.relative_to(REPO)}")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace, extra: list[str]) -> int:
+    """Run pytest; 'no tests collected' (exit 5) is a failure too."""
+    setup()
+    code = run_shown([str(PYTHON), "-m", "pytest", *extra])
+    if code == 5:
+        say("error: pytest collected no tests (exit 5), which counts as a failure")
+    return code
+
+
+def cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
+    """Compile and document the example flow with the littleflow command."""
+    setup()
+    for action in ("compile", "doc"):
+        say(f"littleflow {action} {DEMO_FLOW}")
+        code = run_shown([str(BIN / "littleflow"), action, DEMO_FLOW])
+        if code != 0:
+            raise DevError(f"`littleflow {action} {DEMO_FLOW}` failed (exit {code})")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
+    """Run every bench/*.py (except _*.py helpers) with the venv's python."""
+    scripts = sorted(p for p in (REPO / "bench").glob("*.py") if not p.name.startswith("_"))
+    if not scripts:
+        raise DevError("no benchmarks: bench/*.py is empty")
+    setup()
+    failed = []
+    for script in scripts:
+        name = script.relative_to(REPO)
+        say(f"running {name}")
+        code = run_shown([str(PYTHON), str(name), *extra])
+        if code != 0:
+            failed.append(f"{name} (exit {code})")
+    if failed:
+        raise DevError("benchmark(s) failed: " + ", ".join(failed))
+    return 0
+
+
+def cmd_system(args: argparse.Namespace, extra: list[str]) -> int:
+    """Install one system dependency."""
+    SYSTEM_DEPENDENCIES[args.dependency]()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(
+        prog="dev.py",
+        description=__doc__,
+        epilog="examples:\n  python3 dev.py demo\n  python3 dev.py test -k parser -x\n"
+        "  python3 dev.py system redis",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func: Callable[..., int], help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help, allow_abbrev=False)
+        sub.set_defaults(func=func)
+        return sub
+
+    command("setup", cmd_setup, "create .venv and install littleflow[test] into it")
+    command("test", cmd_test, "setup, then run pytest; other arguments go to pytest "
+            "(e.g. dev.py test -k parser -x)")
+    command("demo", cmd_demo, f"setup, then `littleflow compile` and `littleflow doc` {DEMO_FLOW}")
+    command("bench", cmd_bench, "setup, then run every bench/*.py (not _*.py); "
+            "other arguments go to each script")
+    system = command("system", cmd_system, "install a system dependency with apt-get "
+                     "(needs root on Debian): redis = redis-server, "
+                     "chromium = chromium + chromium-driver; a no-op when already on PATH")
+    system.add_argument("dependency", choices=sorted(SYSTEM_DEPENDENCIES))
+    return parser
+
+
+PASS_THROUGH = {"test", "bench"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run the command, turn expected failures into one line."""
+    if sys.version_info < (3, 11):
+        print(f"dev.py: error: Python 3.11+ is required, this is "
+              f"{platform.python_version()} ({sys.executable})", file=sys.stderr)
+        return 1
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command not in PASS_THROUGH:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    try:
+        return args.func(args, extra)
+    except DevError as error:
+        say(f"error: {error}")
+        return 1
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
