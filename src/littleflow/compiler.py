@@ -105,8 +105,12 @@ class _Compile:
                                  f"and no statement ends with → :{name}"))
         for name, tails in scope.tails.items():
             if name not in scope.inputs and name not in scope.heads:
-                problems.append((tails[0][1], f"unknown label :{name}: no step has input :{name} "
-                                 f"and no statement starts with :{name} →"))
+                message = f"unknown label :{name}: no step has input :{name} and no statement starts with :{name} →"
+                if name in scope.outputs:
+                    line, column = self.source.position(scope.outputs[name][1])
+                    message += (f" (the :{name} at {line}:{column} names the output of the step before it;"
+                                f" to start a statement there, end the one before with ';')")
+                problems.append((tails[0][1], message))
         if problems:
             offset, message = min(problems)
             raise self.error(message, offset)
@@ -199,7 +203,15 @@ class _Compile:
             if label.name in scope.outputs:
                 raise self.error(f"output label :{label.name} already exists", label.offset)
             scope.outputs[label.name] = (exit_, label.offset)
+            if self.starts_line(label.offset):
+                self.warnings.append(self.source.warning(
+                    f"label :{label.name} at the start of a line names the output of the step before it;"
+                    " to start a new statement with it, end the one before with ';'", label.offset))
         return entry, exit_
+
+    def starts_line(self, offset: int) -> bool:
+        text = self.source.text
+        return not text[text.rfind("\n", 0, offset) + 1 : offset].strip()
 
     def task(self, step: Task, declared: _Declared | None) -> int:
         params = step.params.value if step.params is not None else None
