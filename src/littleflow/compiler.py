@@ -217,10 +217,10 @@ class _Compile:
         params = step.params.value if step.params is not None else None
         if declared is None:
             return self.node("task", step.offset, name=step.name, parameters=params)
-        if step.params is not None:
-            params = self.merge(declared.params, params, step.name, step.params.offset)
-        else:
+        if params is None:
             params = declared.params
+        else:
+            params = self.merge(declared.params, params, step.name, step.params.offset)  # type: ignore[union-attr]
         alias = step.name if declared.name != step.name else None
         return self.node("task", step.offset, name=declared.name, alias=alias, parameters=params, doc=declared.doc)
 
