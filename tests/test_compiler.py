@@ -473,3 +473,20 @@ def test_node_line_and_column():
     assert where["literal"] == (4, 3)
     assert where["café"] == (4, 16)
     assert where["x"] == (4, 23)
+
+
+def test_alias_cycle_message_shows_the_loop():
+    error = fails("@task X = Y\n@task Y = Z\n@task Z = Y\nX\n")
+    assert "aliases form a cycle: Y → Z → Y" in error.message
+
+
+def test_flow_declaration_parameters_reach_the_flow():
+    flow = compile_flow("@flow f (- retries: 2 -) '''Doc'''\nA\n")
+    assert (flow.name, flow.doc, flow.parameters) == ("f", "Doc", {"retries": 2})
+    assert flow.to_json()["parameters"] == {"retries": 2}
+
+
+def test_named_subflow_doc_is_on_its_start_node():
+    flow = compile_flow("@task X '''Two steps''' { A → B }\nX\n")
+    start = next(n for n in flow.nodes if n.kind == "subflow-start")
+    assert (start.name, start.doc) == ("X", "Two steps")

@@ -75,7 +75,10 @@ class _Compile:
         self.statements(module.statements, scope, 0)
         self.close(scope, "end", None, len(self.source.text))
         decl = module.flow
-        return Flow(self.nodes, self.edges, decl.name if decl else None, decl.doc if decl else None)
+        if decl is None:
+            return Flow(self.nodes, self.edges)
+        params = decl.params.value if decl.params is not None else None
+        return Flow(self.nodes, self.edges, decl.name, decl.doc, params)
 
     # -- nodes and scopes ---------------------------------------------------
     def node(self, kind: str, offset: int, line: int | None = None, **fields: Any) -> int:
@@ -171,6 +174,7 @@ class _Compile:
                     raise self.error(f"named subflow {step.name} invokes itself", step.offset)
                 self.expanding.append(step.name)
                 entry, exit_ = self.subflow(declared.body, depth, step.offset, step.name)
+                self.nodes[entry].doc = declared.doc
                 self.expanding.pop()
             else:
                 entry = exit_ = self.task(step, declared)
@@ -244,10 +248,10 @@ class _Compile:
         if decl.alias_of is None:
             declared = _Declared(name, params, decl.doc, decl.body)
         else:
-            if decl.alias_of in chain or decl.alias_of == name:
-                raise self.error(f"alias {name} refers back to itself through {' → '.join(chain + (name,))}",
-                                 decl.offset)
             target = decl.alias_of
+            if target in chain or target == name:
+                loop = chain[chain.index(target):] if target in chain else ()
+                raise self.error(f"aliases form a cycle: {' → '.join(loop + (name, target))}", decl.offset)
             if target in self.module.tasks:
                 base = self.resolve(target, chain + (name,))
             else:

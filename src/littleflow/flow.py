@@ -58,12 +58,14 @@ _NODE_FIELDS = tuple(f.name for f in fields(Node))
 class Flow:
     """A compiled flow: nodes in source order (START is 0, END is last) and edges.
 
+    ``name``, ``doc`` and ``parameters`` come from the ``@flow`` declaration.
+
     Edges are kept in compressed sparse rows both ways, so memory grows with
     the number of edges and a node's successors or predecessors are found in
     time proportional to their number. A flow is not changed after it is built.
     """
 
-    __slots__ = ("name", "doc", "nodes", "_succ_at", "_succ", "_pred_at", "_pred")
+    __slots__ = ("name", "doc", "parameters", "nodes", "_succ_at", "_succ", "_pred_at", "_pred")
 
     def __init__(
         self,
@@ -71,9 +73,11 @@ class Flow:
         edges: Iterable[tuple[int, int]],
         name: str | None = None,
         doc: str | None = None,
+        parameters: Any = None,
     ) -> None:
         self.name = name
         self.doc = doc
+        self.parameters = parameters
         self.nodes = nodes
         n = len(nodes)
         shift = max(n, 1).bit_length()
@@ -156,6 +160,7 @@ class Flow:
         return {
             "name": self.name,
             "doc": self.doc,
+            "parameters": self.parameters,
             "nodes": [{key: getattr(node, key) for key in _NODE_FIELDS} for node in self.nodes],
             "edges": [[source, target] for source, target in self.edges()],
         }
@@ -167,7 +172,8 @@ class Flow:
         for index, node in enumerate(nodes):
             if node.id != index:
                 raise ValueError(f"node at position {index} has id {node.id}")
-        return cls(nodes, (tuple(edge) for edge in data["edges"]), data.get("name"), data.get("doc"))
+        edges = (tuple(edge) for edge in data["edges"])
+        return cls(nodes, edges, data.get("name"), data.get("doc"), data.get("parameters"))
 
     def dumps(self, **options: Any) -> str:
         """The flow as a JSON string."""
@@ -184,6 +190,7 @@ class Flow:
         return (
             self.name == other.name
             and self.doc == other.doc
+            and self.parameters == other.parameters
             and self.nodes == other.nodes
             and self._succ == other._succ
             and self._succ_at == other._succ_at

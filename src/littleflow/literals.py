@@ -53,6 +53,21 @@ for _tag, _pattern, _first in _CORE:
 PlainLoader.add_constructor("tag:yaml.org,2002:int", _int)
 
 
+def _map(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Any:
+    """A mapping whose keys become text as they are read, so ``1`` and ``true`` stay apart."""
+    mapping: dict[str, Any] = {}
+    yield mapping
+    loader.flatten_mapping(node)
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if isinstance(key, (list, dict)):
+            raise LiteralError("an object key must be text, not a collection")
+        mapping[_key(key)] = loader.construct_object(value_node, deep=True)
+
+
+PlainLoader.add_constructor("tag:yaml.org,2002:map", _map)
+
+
 def load_yaml(text: str) -> Any:
     """Load YAML text as plain data; an empty text gives ``None``."""
     try:

@@ -116,8 +116,12 @@ class _Parse:
             if self.kind in _STEP_STARTS:
                 statement.elements.append(self.element(prefix))
                 continue
-            if prefix.input_label is not None and prefix.guard is None and not prefix.iterate:
-                statement.tail = Tail(prefix.input_label, prefix.merge)
+            label = prefix.input_label
+            if label is not None and prefix.guard is None and not prefix.iterate:
+                if label.name in ("start", "end") and self.kind == ARROW:
+                    raise self.error(f":{label.name} may only stand first or last in a statement, "
+                                     "not in the middle", label.offset)
+                statement.tail = Tail(label, prefix.merge)
                 break
             raise self.unexpected("a task, a subflow, a literal or a label after '→'")
         if self.kind == SEMI:
