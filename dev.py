@@ -111,10 +111,19 @@ def ensure_chromium() -> None:
     ensure_commands(["chromium", "chromedriver"], ["chromium", "chromium-driver"])
 
 
+def ensure_graphviz() -> None:
+    """Make sure Graphviz's dot is available (to validate `littleflow doc --format dot`)."""
+    ensure_commands(["dot"], ["graphviz"])
+
+
 SYSTEM_DEPENDENCIES: dict[str, Callable[[], None]] = {
     "redis": ensure_redis_server,
     "chromium": ensure_chromium,
+    "graphviz": ensure_graphviz,
 }
+
+#: What the test suite uses when it can be had; the tests that need one say so when they skip.
+TEST_SYSTEM_DEPENDENCIES = ["graphviz"]
 
 
 # --- the virtual environment ------------------------------------------------
@@ -186,6 +195,11 @@ def cmd_setup(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_test(args: argparse.Namespace, extra: list[str]) -> int:
     """Run pytest; 'no tests collected' (exit 5) is a failure too."""
     setup()
+    for name in TEST_SYSTEM_DEPENDENCIES:
+        try:
+            SYSTEM_DEPENDENCIES[name]()
+        except DevError as error:
+            say(f"note: {error}; the tests that need {name} will be skipped")
     code = run_shown([str(PYTHON), "-m", "pytest", *extra])
     if code == 5:
         say("error: pytest collected no tests (exit 5), which counts as a failure")
@@ -252,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
             "other arguments go to each script")
     system = command("system", cmd_system, "install a system dependency with apt-get "
                      "(needs root on Debian): redis = redis-server, "
-                     "chromium = chromium + chromium-driver; a no-op when already on PATH")
+                     "chromium = chromium + chromium-driver, graphviz = dot; a no-op when already on PATH")
     system.add_argument("dependency", choices=sorted(SYSTEM_DEPENDENCIES))
     return parser
 
