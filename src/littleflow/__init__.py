@@ -1,9 +1,14 @@
 """littleflow: a little workflow language and engine."""
 
 from .compiler import Compiler
+from .context import Context, Ending, FlowContext, Runner
+from .engine import Engine, Start
 from .errors import Diagnostic, FlowError
 from .flow import Flow, Node
+from .local import FlowFailed, UnknownTasks, run_workflow
 from .parser import Parser
+from .state import State
+from .tasks import Registry, task
 
 __version__ = "0.1.0"
 
@@ -13,4 +18,8 @@ def compile_flow(text: str, file: str | None = None) -> Flow:
     return Compiler().compile(Parser().parse(text, file))
 
 
-__all__ = ["Compiler", "Diagnostic", "Flow", "FlowError", "Node", "Parser", "compile_flow", "__version__"]
+__all__ = [
+    "Compiler", "Context", "Diagnostic", "Ending", "Engine", "Flow", "FlowContext", "FlowError", "FlowFailed",
+    "Node", "Parser", "Registry", "Runner", "Start", "State", "UnknownTasks", "compile_flow", "run_workflow",
+    "task", "__version__",
+]

@@ -1,0 +1,256 @@
+"""The engine: a pure state machine over the activation vectors (LANGUAGE.md §8–§9).
+
+Given a :class:`~littleflow.flow.Flow` and a :class:`~littleflow.state.State`,
+:meth:`Engine.start` and :meth:`Engine.ended` say which task instances start
+next. The engine does no I/O, keeps no clock and starts no threads: drivers
+call the tasks and report back. Each call costs time proportional to the
+edges it touches.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, NamedTuple
+
+from .flow import Flow
+from .guard import compile_guard
+from .state import Frame, Iteration, Key, State
+
+#: Runs of one node allowed by default before the flow fails (a mistaken cycle must not hang).
+DEFAULT_LIMIT = 10_000
+
+_TASK, _PASS, _LITERAL, _END = 0, 1, 2, 3  # how a node acts when it becomes ready
+_ACTS = {"task": _TASK, "resource": _TASK, "literal": _LITERAL, "start": _PASS, "end": _END,
+         "subflow-start": _PASS, "subflow-end": _END}
+
+
+class Start(NamedTuple):
+    """A task instance to run: node ``node`` of frame ``path`` (item ``item`` of an
+    iteration, else -1) with ``input``."""
+
+    path: str
+    node: int
+    item: int
+    input: Any
+
+    @property
+    def key(self) -> Key:
+        return (self.path, self.node, self.item)
+
+
+class TaskFailure(Exception):
+    """A step fails for a reason of the flow's own (a merge of non-objects, a run limit)."""
+
+
+class Engine:
+    """Advances the state of runs of one flow."""
+
+    def __init__(self, flow: Flow, limit: int | None = DEFAULT_LIMIT) -> None:
+        self.flow = flow
+        self.limit = limit
+        self.thresholds = flow.thresholds()
+        nodes = flow.nodes
+        self.acts = [_ACTS[node.kind] for node in nodes]
+        self.special = [bool(node.guard or node.merge or node.iterate) for node in nodes]
+        self.guards = {node.id: compile_guard(node.guard) for node in nodes if node.guard}
+
+    # -- the driver's calls ---------------------------------------------------
+    def start(self, state: State, input: Any = None) -> list[Start]:
+        """Begin the run: START outputs ``input`` (default ``{}``)."""
+        state.input = {} if input is None else input
+        return self._cascade(state, [(state.root, 0, state.input)])
+
+    def ended(self, state: State, key: Key, output: Any) -> list[Start]:
+        """Task instance ``key`` ended with ``output``; returns what starts next."""
+        path, node, item = key
+        if state.running.pop(key, _MISSING) is _MISSING:
+            return []  # an end we do not wait for (a duplicate, or of a frame already done)
+        frame = state.frames.get(path)
+        if frame is None:
+            return self._settle(state, [])
+        if item >= 0:
+            iteration = frame.iterations[node]
+            iteration.results[item] = {} if output is None else output
+            iteration.remaining -= 1
+            if iteration.remaining:
+                return self._settle(state, [])
+            del frame.iterations[node]
+            output = iteration.results
+        return self._cascade(state, [], (frame, node, output))
+
+    def failed(self, state: State, key: Key, error: str) -> list[Start]:
+        """Task instance ``key`` failed: the flow starts nothing new and ends FAILED."""
+        if key not in state.running:
+            return []
+        state.fail(self.flow.nodes[key[1]], key, state.running.pop(key), error)
+        return self._settle(state, [])
+
+    def resume(self, state: State) -> list[Start]:
+        """Continue a failed, terminated or interrupted run: run again what failed,
+        what was running and what was held back, but nothing that finished."""
+        state.status = "running"
+        starts = [Start(*key, input) for key, input in [*state.running.items(), *state.held, *state.retry]]
+        state.held.clear()
+        state.retry.clear()
+        for start in starts:
+            state.running[start.key] = start.input
+        starts.sort(key=_by_node)
+        return self._settle(state, starts)
+
+    def terminate(self, state: State) -> None:
+        """Start nothing new; running tasks may finish (or be cancelled by their driver)."""
+        if state.status == "running":
+            state.status = "terminated"
+        self._settle(state, [])
+
+    # -- the algorithm -----------------------------------------------------------
+    def _cascade(self, state: State, ready: list, ended: tuple | None = None) -> list[Start]:
+        """Propagate ends through the graph until only task starts remain.
+
+        ``ready`` holds (frame, node, input) for nodes that start; ``ended`` is a
+        (frame, node, output) whose completion activates successors.
+        """
+        succ, succ_at = self.flow._succ, self.flow._succ_at
+        thresholds, acts, special = self.thresholds, self.acts, self.special
+        starts: list[Start] = []
+        queue = deque(ready)
+        ends = deque([ended] if ended else ())
+        while queue or ends:
+            while ends:
+                frame, node, output = ends.popleft()
+                frame.outputs[node] = output
+                if node == frame.end and frame.parent is not None:
+                    self._item_done(state, frame, output, ends)
+                    continue
+                activations, pending = frame.activations, frame.pending
+                for k in range(succ_at[node], succ_at[node + 1]):
+                    target = succ[k]
+                    count = activations.get(target, 0) + 1
+                    waiting = pending.get(target)
+                    if waiting is None:
+                        pending[target] = [node]
+                    else:
+                        waiting.append(node)
+                    threshold = thresholds[target]
+                    if count >= threshold:
+                        activations[target] = count - threshold
+                        queue.append((frame, target, self._input(frame, target)))
+                    else:
+                        activations[target] = count
+            if not queue:
+                break
+            frame, node, input = queue.popleft()
+            act = acts[node]
+            if self.limit is not None:
+                runs = frame.runs[node] = frame.runs.get(node, 0) + 1
+                if runs > self.limit:
+                    state.fail(self.flow.nodes[node], (frame.path, node, -1), input,
+                               f"ran more than {self.limit} times (the run limit)")
+                    continue
+            if special[node] and not (frame.parent is not None and node == frame.start):
+                try:
+                    outcome = self._special(state, frame, node, input, starts, ends)
+                except TaskFailure as failure:
+                    state.fail(self.flow.nodes[node], (frame.path, node, -1), input, str(failure))
+                    continue
+                if outcome is None:
+                    continue
+                input = outcome
+            if act == _TASK:
+                key = (frame.path, node, -1)
+                state.running[key] = input
+                starts.append(Start(frame.path, node, -1, input))
+            elif act == _LITERAL:
+                ends.append((frame, node, self.flow.nodes[node].value))
+            elif act == _END and frame.parent is None and node == frame.end:
+                state.output = input
+                frame.outputs[node] = input
+            else:
+                ends.append((frame, node, input))
+        if len(starts) > 1:
+            starts.sort(key=_by_node)
+        return self._settle(state, starts)
+
+    def _input(self, frame: Frame, node: int) -> Any:
+        """The aggregate of the outputs that activated ``node`` (LANGUAGE.md §8)."""
+        preds = frame.pending.pop(node)
+        outputs = frame.outputs
+        if len(preds) == 1:
+            value = outputs[preds[0]]
+            return {} if value is None else value
+        preds.sort()
+        values = [outputs[p] for p in preds]
+        values = [v for v in values if v != {} and v is not None]
+        if not values:
+            return {}
+        return values[0] if len(values) == 1 else values
+
+    def _special(self, state: State, frame: Frame, node: int, input: Any, starts: list, ends: deque) -> Any:
+        """Apply merge, guard and iteration; returns the input to go on with, or
+        ``None`` when the node was dealt with here."""
+        spec = self.flow.nodes[node]
+        if spec.merge and isinstance(input, list):
+            merged: dict = {}
+            for position, value in enumerate(input):
+                if not isinstance(value, dict):
+                    raise TaskFailure(f"cannot merge the input: item {position} is not an object ({value!r})")
+                merged.update(value)
+            input = merged
+        if spec.guard and not self.guards[node].test(input):
+            frame.skipped.add(node)
+            skip_to = spec.pair if spec.kind == "subflow-start" else node
+            frame.outputs[node] = input
+            ends.append((frame, skip_to, input))
+            return None
+        if spec.iterate:
+            items = input if isinstance(input, list) else [input]
+            done = spec.pair if spec.kind == "subflow-start" else node
+            if not items:
+                ends.append((frame, done, []))
+                return None
+            frame.iterations[node] = Iteration(len(items))
+            if spec.kind == "subflow-start":
+                for item, value in enumerate(items):
+                    child = state.add_frame(frame, node, item, spec.pair)
+                    ends.append((child, node, value))
+            elif spec.kind == "literal":
+                del frame.iterations[node]
+                ends.append((frame, node, [spec.value for _ in items]))
+            else:
+                for item, value in enumerate(items):
+                    state.running[(frame.path, node, item)] = value
+                    starts.append(Start(frame.path, node, item, value))
+            return None
+        return input
+
+    def _item_done(self, state: State, frame: Frame, output: Any, ends: deque) -> None:
+        """An item's copy of an iterated subflow reached its end."""
+        parent_path, node, item = frame.parent
+        state.drop_frame(frame)
+        parent = state.frames.get(parent_path)
+        if parent is None:
+            return
+        iteration = parent.iterations[node]
+        iteration.results[item] = output
+        iteration.remaining -= 1
+        if not iteration.remaining:
+            del parent.iterations[node]
+            ends.append((parent, self.flow.nodes[node].pair, iteration.results))
+
+    def _settle(self, state: State, starts: list[Start]) -> list[Start]:
+        """Hold starts back when the run is stopping; mark it done when nothing runs."""
+        if state.status != "running":
+            for start in starts:
+                state.running.pop(start.key, None)
+                state.held.append((start.key, start.input))
+            return []
+        if not state.running:
+            state.status = "finished"
+        return starts
+
+
+_MISSING = object()
+
+
+def _by_node(start: Start) -> int:
+    return start.node

@@ -1,0 +1,295 @@
+"""Running flows in this process: Python tasks, resources, retries, timeouts,
+in order (concurrency 1) or on a thread pool."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Any
+
+from . import resources
+from .compiler import Compiler
+from .engine import DEFAULT_LIMIT, Engine, Start
+from .flow import Flow
+from .parser import Parser
+from .policy import policies
+from .state import State
+from .tasks import Registry, TaskSpec, collect, json_output
+
+
+class FlowFailed(Exception):
+    """A flow ended FAILED; ``task``, ``node``, ``input`` and ``error`` say where
+    and why, and the task's own exception is chained as ``__cause__``."""
+
+    def __init__(self, failure: dict[str, Any], state: State | None = None) -> None:
+        self.failure = failure
+        self.task = failure["name"]
+        self.node = failure["node"]
+        self.input = failure["input"]
+        self.error = failure["error"]
+        self.state = state
+        where = f" at {failure['line']}:{failure['column']}" if failure.get("line") else ""
+        super().__init__(f"task {self.task}{where} failed: {self.error}")
+
+
+class UnknownTasks(LookupError):
+    """The flow uses task names nothing provides."""
+
+
+class TaskTimeout(Exception):
+    """A task ran longer than its timeout."""
+
+
+def load_workflow(workflow: str | Path | Flow) -> tuple[Flow, str | None]:
+    """A compiled flow and its base directory, from flow text, a file path or a Flow."""
+    if isinstance(workflow, Flow):
+        return workflow, None
+    if isinstance(workflow, Path):
+        text = workflow.read_text(encoding="utf-8")
+        return Compiler().compile(Parser().parse(text, str(workflow))), str(workflow.resolve().parent)
+    return Compiler().compile(Parser().parse(workflow)), None
+
+
+def run_workflow(workflow: str | Path | Flow, tasks: Any = None, input: Any = None, **options: Any) -> Any:
+    """Run a flow here and return its output (END's value).
+
+    ``workflow`` is flow text, a :class:`~pathlib.Path` to a flow file or a compiled
+    :class:`Flow`; ``tasks`` maps task names to callables (``locals()`` works), or is a
+    :class:`~littleflow.tasks.Registry`, or a list of those; functions registered with
+    ``@task`` are found too. Options: ``concurrency`` (default 1: one task at a time,
+    in a fixed order), ``limit`` (runs allowed per node, default
+    :data:`~littleflow.engine.DEFAULT_LIMIT`) and ``base`` (where relative resource
+    URIs are resolved). Raises :class:`FlowFailed` when a task fails.
+    """
+    flow, base = load_workflow(workflow)
+    options.setdefault("base", base)
+    run = LocalRun(flow, tasks, **options)
+    state = run.run(input)
+    if state.status == "failed":
+        failure = state.failure
+        raise FlowFailed(failure, state) from run.causes.get(tuple(failure["key"]))
+    return state.output
+
+
+class LocalRun:
+    """One run of a flow in this process."""
+
+    def __init__(
+        self,
+        flow: Flow,
+        tasks: Any = None,
+        *,
+        concurrency: int = 1,
+        limit: int | None = DEFAULT_LIMIT,
+        base: str | None = None,
+        echo: bool = False,
+        state: State | None = None,
+        on_step: Callable[[State], None] | None = None,
+        on_event: Callable[[str, Start, dict[str, Any]], None] | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.flow = flow
+        self.engine = Engine(flow, limit)
+        self.state = state if state is not None else State(flow.end)
+        self.resuming = state is not None
+        self.concurrency = concurrency
+        self.base = base
+        self.echo = echo
+        self.on_step = on_step
+        self.on_event = on_event
+        self.causes: dict[tuple, BaseException] = {}
+        self.trace: list[dict[str, Any]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timeouts: ThreadPoolExecutor | None = None
+        registry = collect(tasks)
+        self.specs = self._resolve(registry)
+        task_policies = {name: spec.policy for name, spec in self.specs.items() if spec is not None}
+        self.default_policy, self.policies = policies(flow.parameters, task_policies)
+
+    def _resolve(self, registry: Registry) -> dict[str, TaskSpec | None]:
+        """The callable for every task name the flow uses; raises :class:`UnknownTasks`."""
+        specs: dict[str, TaskSpec | None] = {}
+        missing = []
+        for node in self.flow.nodes:
+            if node.kind != "task" or node.name in specs:
+                continue
+            spec = None if self.echo else registry.get(node.name)
+            if spec is None and not self.echo:
+                missing.append(f"{node.name} ({node.line}:{node.column})")
+            specs[node.name] = spec
+        if missing:
+            known = ", ".join(registry.names()) or "none"
+            raise UnknownTasks(f"unknown task{'s' * (len(missing) > 1)} {', '.join(missing)}; known tasks: {known}")
+        return specs
+
+    # -- the loop -----------------------------------------------------------------
+    def run(self, input: Any = None) -> State:
+        """Run (or resume) to the end; returns the final state."""
+        engine, state = self.engine, self.state
+        starts = engine.resume(state) if self.resuming else engine.start(state, input)
+        self._step()
+        try:
+            if self.concurrency == 1:
+                self._sequential(starts)
+            else:
+                self._concurrent(starts)
+        finally:
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._timeouts is not None:
+                self._timeouts.shutdown(wait=False, cancel_futures=True)
+        return state
+
+    def _sequential(self, starts: list[Start]) -> None:
+        queue = deque(starts)
+        while queue:
+            queue.extend(self._finish(queue.popleft(), self._execute))
+
+    def _concurrent(self, starts: list[Start]) -> None:
+        queue = deque(starts)
+        running: dict[Future, tuple[int, Start]] = {}
+        order = 0
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="littleflow-task") as pool:
+            while queue or running:
+                while queue and len(running) < self.concurrency:
+                    start = queue.popleft()
+                    running[pool.submit(self._outcome, start)] = (order, start)
+                    order += 1
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: running[f][0]):
+                    _, start = running.pop(future)
+                    queue.extend(self._finish(start, lambda _: future.result()))
+
+    def _outcome(self, start: Start) -> Any:
+        """Run a task on a pool thread, returning its output or the exception it raised."""
+        try:
+            return self._execute(start)
+        except Exception as error:  # noqa: BLE001 - handed back to the loop thread
+            return _Raised(error)
+
+    def _finish(self, start: Start, execute: Callable[[Start], Any]) -> list[Start]:
+        """Run (or collect) one task instance and feed its outcome to the engine."""
+        try:
+            output = execute(start)
+            if isinstance(output, _Raised):
+                raise output.error
+        except Exception as error:  # noqa: BLE001 - any task error fails the task, not the runner
+            self.causes[start.key] = error
+            starts = self.engine.failed(self.state, start.key, _message(error))
+            self._event("fail", start, error=_message(error))
+        else:
+            starts = self.engine.ended(self.state, start.key, output)
+            self._event("end", start)
+        self._step()
+        return starts
+
+    def _step(self) -> None:
+        if self.on_step is not None:
+            self.on_step(self.state)
+
+    def _event(self, kind: str, start: Start, **info: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, start, info)
+
+    # -- one task instance --------------------------------------------------------
+    def _execute(self, start: Start) -> Any:
+        """Run one task instance with its policy (retries, timeout); returns its output."""
+        node = self.flow.nodes[start.node]
+        if self.echo:
+            self._event("start", start, attempt=1)
+            self._record(start, node, time.time(), 1, "done")
+            return start.input
+        if node.kind == "resource":
+            policy, call = self.default_policy, self._resource_call(node, start.input)
+        else:
+            spec = self.specs[node.name]
+            policy = self.policies.get(node.name, self.default_policy)
+            call = self._task_call(spec, node.parameters, start.input, policy.timeout)
+        attempt = 1
+        while True:
+            began = time.time()
+            self._event("start", start, attempt=attempt)
+            try:
+                output = call()
+                if node.kind != "resource":
+                    output = json_output(output, node.name)
+            except Exception as error:
+                self._record(start, node, began, attempt, "failed", _message(error))
+                if attempt > policy.retries:
+                    raise
+                self._event("retry", start, attempt=attempt, error=_message(error))
+                time.sleep(policy.delay(attempt))
+                attempt += 1
+                continue
+            self._record(start, node, began, attempt, "done")
+            return output
+
+    def _task_call(self, spec: TaskSpec, parameters: Any, input: Any, timeout: float | None) -> Callable[[], Any]:
+        """A call of the task with its timeout: an async task is cancelled when it
+        runs out of time; a plain function's thread cannot be, and is left to finish."""
+        if spec.is_async:
+            return lambda: self._await(spec.call(input, parameters), timeout)
+        if timeout is None:
+            return lambda: spec.call(input, parameters)
+        return lambda: self._timed(lambda: spec.call(input, parameters), timeout)
+
+    def _resource_call(self, node: Any, input: Any) -> Callable[[], Any]:
+        params = node.parameters if isinstance(node.parameters, dict) else {}
+        if node.mode == "source":
+            return lambda: resources.read(node.uri, params, self.base)
+        return lambda: resources.write(node.uri, params, self.base, input)
+
+    def _timed(self, call: Callable[[], Any], timeout: float) -> Any:
+        if self._timeouts is None:
+            self._timeouts = ThreadPoolExecutor(thread_name_prefix="littleflow-timed")
+        future = self._timeouts.submit(call)
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            raise TaskTimeout(f"timed out after {timeout:g} s") from None
+
+    def _await(self, coroutine: Any, timeout: float | None) -> Any:
+        """Run a coroutine on this run's event loop thread and wait for its result."""
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="littleflow-asyncio", daemon=True).start()
+            self._loop = loop
+        if timeout is not None:
+            coroutine = asyncio.wait_for(coroutine, timeout)
+        try:
+            return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+        except TimeoutError:
+            if timeout is None:
+                raise
+            raise TaskTimeout(f"timed out after {timeout:g} s") from None
+
+    def _record(self, start: Start, node: Any, began: float, attempt: int, status: str, error: str | None = None) -> None:
+        self.trace.append({
+            "node": start.node, "name": node.name or node.label, "path": start.path, "item": start.item,
+            "attempt": attempt, "start": began, "end": time.time(), "status": status, "error": error,
+        })
+
+
+class _Raised:
+    """An exception carried from a pool thread back to the loop."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _message(error: BaseException) -> str:
+    """One line about an exception: its type and its message."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    kind = type(error).__name__
+    if isinstance(error, (TaskTimeout, resources.ResourceError)) or kind == "TaskError":
+        return text or kind
+    return f"{kind}: {text}" if text else kind

@@ -1,0 +1,160 @@
+"""Python tasks: the ``@task`` registry, how a task is called, and what it may return."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .policy import Policy
+
+
+class TaskError(Exception):
+    """A task failed in a way of its own making (bad return value, bad call)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """A callable registered as a task, with its run-time policy."""
+
+    name: str
+    function: Callable[..., Any]
+    policy: Policy
+    call: Callable[[Any, Any], Any]  # (input, parameters) -> result (a coroutine for async tasks)
+    is_async: bool
+
+
+class Registry:
+    """Task names to callables. ``@registry.task`` fills it."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, TaskSpec] = {}
+
+    def task(self, name: str | Callable | None = None, *, retries: int | None = None,
+             timeout: float | None = None, backoff: float | None = None) -> Any:
+        """Register a function as a task: ``@task``, ``@task("my:peel-banana")``,
+        ``@task(retries=3, timeout=30)``."""
+        policy = Policy.from_options(retries=retries, timeout=timeout, backoff=backoff)
+
+        def register(function: Callable) -> Callable:
+            self.add(name if isinstance(name, str) else function.__name__, function, policy)
+            return function
+
+        if callable(name):
+            return register(name)
+        return register
+
+    def add(self, name: str, function: Callable, policy: Policy | None = None) -> TaskSpec:
+        """Register ``function`` under ``name`` (replacing what was there)."""
+        spec = make_spec(name, function, policy or Policy())
+        self._specs[name] = spec
+        return spec
+
+    def get(self, name: str) -> TaskSpec | None:
+        return self._specs.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def names(self) -> list[str]:
+        return sorted(self._specs)
+
+
+#: The registry that ``littleflow.task`` fills.
+registry = Registry()
+task = registry.task
+
+
+def collect(tasks: Mapping[str, Any] | Registry | Iterable[Mapping[str, Any] | Registry] | None) -> Registry:
+    """One registry from a mapping of names to callables (``locals()`` works),
+    registries, or a list of those; the global ``@task`` registry fills in the rest."""
+    combined = Registry()
+    combined._specs.update(registry._specs)
+    sources = [] if tasks is None else [tasks] if isinstance(tasks, (Mapping, Registry)) else list(tasks)
+    for source in sources:
+        if isinstance(source, Registry):
+            combined._specs.update(source._specs)
+            continue
+        for name, value in source.items():
+            if isinstance(value, TaskSpec):
+                combined._specs[name] = value
+            elif callable(value) and not isinstance(value, type) and not name.startswith("__"):
+                known = registry.get(name)
+                combined._specs[name] = known if known and known.function is value else make_spec(name, value, Policy())
+    return combined
+
+
+def make_spec(name: str, function: Callable, policy: Policy) -> TaskSpec:
+    """How to call ``function``: ``f(input, **parameters)`` when the parameters are
+    an object, ``f(input, parameters)`` for another value, ``f(input)`` for none,
+    and ``f()`` when it takes no argument at all."""
+    target = function
+    is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(getattr(target, "__call__", None))
+    try:
+        parameters = list(inspect.signature(target).parameters.values())
+    except (TypeError, ValueError):  # some builtins have no signature: give them the input
+        parameters = [None]
+    takes_nothing = not any(
+        p is None or p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in parameters
+    )
+
+    if takes_nothing:
+        def call(input: Any, params: Any) -> Any:
+            if isinstance(params, dict) and params:
+                return function(**params)
+            return function()
+    else:
+        def call(input: Any, params: Any) -> Any:
+            if params is None:
+                return function(input)
+            if type(params) is dict:
+                return function(input, **params)
+            return function(input, params)
+
+    return TaskSpec(name, function, policy, call, is_async)
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def json_output(value: Any, name: str) -> Any:
+    """The task's output as plain JSON data: nothing becomes ``{}``; anything
+    JSON cannot hold is a :class:`TaskError`."""
+    if value is None:
+        return {}
+    kind = type(value)
+    if kind is dict:
+        if value:
+            _check(value, name, "the output")
+        return value
+    if kind in _SCALARS or kind is list:
+        if kind is list:
+            _check(value, name, "the output")
+        elif kind is float and value != value or kind is float and value in (float("inf"), float("-inf")):
+            raise TaskError(f"task {name} returned {value}, which is not a JSON number")
+        return value
+    if isinstance(value, tuple):
+        return json_output(list(value), name)
+    raise TaskError(f"task {name} returned a {kind.__name__}, which is not JSON-like "
+                    "(return dicts, lists, strings, numbers, booleans or None)")
+
+
+def _check(value: Any, name: str, where: str, depth: int = 0) -> None:
+    if depth > 500:
+        raise TaskError(f"task {name} returned data nested more than 500 deep")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TaskError(f"task {name} returned an object key {key!r} in {where}, which is not text")
+            if type(item) not in _SCALARS or type(item) is float:
+                _check(item, name, f"{where}[{key!r}]", depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for position, item in enumerate(value):
+            if type(item) not in _SCALARS or type(item) is float:
+                _check(item, name, f"{where}[{position}]", depth + 1)
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise TaskError(f"task {name} returned {value} in {where}, which is not a JSON number")
+    elif not isinstance(value, _SCALARS):
+        raise TaskError(f"task {name} returned a {type(value).__name__} in {where}, which is not JSON-like")
