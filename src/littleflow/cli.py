@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import inspect
 import json
+import os
 import sys
 from collections import Counter
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
 from . import __version__, diagram
 from .check import check
 from .compiler import Compiler
+from .engine import DEFAULT_LIMIT
 from .errors import FlowError
 from .flow import Flow
+from .local import LocalRun, UnknownTasks
 from .parser import Parser
+from .progress import progress_for
+from .resources import parse
+from .statefile import StateFile, StateFileError, node_statuses, read_any
 
 FLOW = click.argument("flow", metavar="FLOW")
 
@@ -133,11 +143,130 @@ def check_command(flows: tuple[str, ...], strict: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True,
               help="mermaid: a stateDiagram-v2; dot: Graphviz.")
 @click.option("--vertical", is_flag=True, help="Lay the diagram out top to bottom.")
-def doc_command(flow: str, fmt: str, vertical: bool) -> None:
+@click.option("--state", "state_path", metavar="FILE", help="Colour the nodes by their status in this run's state file.")
+def doc_command(flow: str, fmt: str, vertical: bool, state_path: str | None) -> None:
     """Draw FLOW as a diagram."""
     compiled = load(flow)
+    status = None
+    if state_path is not None:
+        try:
+            saved_flow, state = read_any(state_path)
+        except StateFileError as error:
+            fail(str(error))
+        if saved_flow != compiled:
+            fail(f"state file {state_path} belongs to a different flow")
+        status = node_statuses(compiled, state)
     render = diagram.mermaid if fmt == "mermaid" else diagram.dot
-    click.echo(render(compiled, vertical=vertical))
+    click.echo(render(compiled, vertical=vertical, status=status))
+
+
+@main.command("run")
+@FLOW
+@click.option("--tasks", "task_sources", metavar="MODULE_OR_FILE", multiple=True,
+              help="Where the task functions are: a module name or a .py file (repeatable). "
+                   "Without it every task echoes its input: a dry run.")
+@click.option("--input", "input_text", metavar="JSON|@FILE|-", help="The flow's input (default {}).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Tasks run at once; 1 runs them one by one in a fixed order.")
+@click.option("--limit", type=click.IntRange(min=1), default=DEFAULT_LIMIT, show_default=True,
+              help="Times one node may run before the flow fails (stops mistaken cycles).")
+@click.option("--state", "state_path", metavar="FILE",
+              help="Save the run here after every step; run again to continue after a crash or failure.")
+@click.option("--trace", "trace_path", metavar="FILE", help="Write a JSON record of every task run here.")
+@click.option("--quiet", "-q", is_flag=True, help="Show no progress; print only the output.")
+def run_command(flow: str, task_sources: tuple[str, ...], input_text: str | None, concurrency: int, limit: int,
+                state_path: str | None, trace_path: str | None, quiet: bool) -> None:
+    """Run FLOW here and print its output as JSON.
+
+    Exits 0 when the flow finishes, 1 when it fails, 2 for mistakes in the
+    command or the flow text.
+    """
+    compiled = load(flow)
+    base = str(Path(flow).resolve().parent) if flow != "-" else None
+    tasks = [load_tasks(source) for source in task_sources]
+    value = read_input(input_text)
+    saved = StateFile(state_path, compiled) if state_path else None
+    try:
+        state = saved.load() if saved else None
+    except StateFileError as error:
+        fail(str(error))
+    if state is not None and state.status == "finished":
+        if not quiet:
+            click.echo(f"littleflow: {state_path} holds a finished run; its output:", err=True)
+        click.echo(json.dumps(state.output, ensure_ascii=False))
+        return
+    progress = progress_for(compiled, quiet)
+    try:
+        run = LocalRun(compiled, tasks, concurrency=concurrency, limit=limit, base=base, echo=not task_sources,
+                       state=state, on_step=saved.save if saved else None, on_event=progress.event)
+    except (UnknownTasks, ValueError) as error:
+        fail(str(error))
+    with progress:
+        final = run.run(value)
+    if trace_path:
+        write_trace(trace_path, run.trace)
+    if final.status == "failed":
+        failure = final.failure
+        where = f" at {failure['line']}:{failure['column']}" if failure["line"] else ""
+        click.echo(f"littleflow: flow failed: task {failure['name']}{where}: {failure['error']}", err=True)
+        click.echo(f"  input: {json.dumps(failure['input'], ensure_ascii=False)[:2000]}", err=True)
+        if saved:
+            click.echo(f"  run the same command again to retry from {state_path}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(final.output, ensure_ascii=False))
+
+
+def load_tasks(source: str) -> dict[str, Any]:
+    """The public functions of a module (by name) or of a Python file; importing
+    it also fills the ``@task`` registry."""
+    try:
+        if source.endswith(".py") or os.sep in source:
+            path = Path(source).resolve()
+            if not path.is_file():
+                fail(f"cannot load tasks from {source}: no such file")
+            spec = importlib.util.spec_from_file_location(f"littleflow_tasks_{path.stem}", path)
+            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            sys.modules[spec.name] = module  # type: ignore[union-attr]
+            sys.path.insert(0, str(path.parent))
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+        else:
+            sys.path.insert(0, os.getcwd())
+            module = importlib.import_module(source)
+    except Exception as error:  # noqa: BLE001 - any import failure is the user's to fix
+        line = f" (line {error.lineno})" if isinstance(error, SyntaxError) and error.lineno else ""
+        fail(f"cannot load tasks from {source}: {type(error).__name__}: {error}{line}")
+    return {
+        name: value for name, value in vars(module).items()
+        if not name.startswith("_") and inspect.isfunction(value) and value.__module__ == module.__name__
+    }
+
+
+def read_input(text: str | None) -> Any:
+    """The flow input from ``--input``: JSON text, ``@FILE`` (JSON or YAML) or ``-`` (standard input)."""
+    if text is None:
+        return None
+    kind, where = "json", "--input"
+    if text == "-":
+        text, where = sys.stdin.read(), "standard input"
+    elif text.startswith("@"):
+        path = text[1:]
+        kind = "yaml" if path.endswith((".yaml", ".yml")) else "json"
+        where = path
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as error:
+            fail(f"cannot read input file {path}: {error.strerror}")
+    try:
+        return parse(text, kind)
+    except ValueError as error:
+        fail(f"bad input in {where}: {error}")
+
+
+def write_trace(path: str, trace: list[dict[str, Any]]) -> None:
+    try:
+        Path(path).write_text(json.dumps(trace, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    except OSError as error:
+        fail(f"cannot write trace file {path}: {error.strerror}")
 
 
 @main.command("version")
