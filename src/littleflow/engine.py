@@ -9,7 +9,6 @@ edges it touches.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any, NamedTuple
 
 from .flow import Flow
@@ -49,7 +48,11 @@ class Engine:
         self.flow = flow
         self.limit = limit
         self.thresholds = flow.thresholds()
+        self._succ, self._succ_at = flow._succ, flow._succ_at
         nodes = flow.nodes
+        # Only a node entered by a cycle-closing edge can run again: count runs there.
+        # (Every other node that runs has a tree edge of the walk into it; START has none.)
+        self.loops = [self.thresholds[i] < len(flow.predecessors(i)) or i == 0 for i in range(len(nodes))]
         self.acts = [_ACTS[node.kind] for node in nodes]
         self.special = [bool(node.guard or node.merge or node.iterate) for node in nodes]
         self.guards = {node.id: compile_guard(node.guard) for node in nodes if node.guard}
@@ -89,13 +92,25 @@ class Engine:
         """Continue a failed, terminated or interrupted run: run again what failed,
         what was running and what was held back, but nothing that finished."""
         state.status = "running"
-        starts = [Start(*key, input) for key, input in [*state.running.items(), *state.held, *state.retry]]
+        starts, ready = [], []
+        again = [(key, input, False) for key, input in [*state.running.items(), *state.held]] + state.retry
         state.held.clear()
         state.retry.clear()
-        for start in starts:
-            state.running[start.key] = start.input
-        starts.sort(key=_by_node)
-        return self._settle(state, starts)
+        for (path, node, item), input, reenter in again:
+            frame = state.frames.get(path)
+            if frame is None:
+                continue
+            if reenter:  # the engine failed it (a merge, the run limit): it becomes ready again
+                ready.append((frame, node, input))
+            else:
+                state.running[(path, node, item)] = input
+                starts.append(Start(path, node, item, input))
+        return self._cascade(state, ready, starts=starts)
+
+    def hold(self, state: State, start: Start) -> None:
+        """A start the driver did not begin because the run stopped: keep it for resume."""
+        if state.running.pop(start.key, _MISSING) is not _MISSING:
+            state.held.append((start.key, start.input))
 
     def terminate(self, state: State) -> None:
         """Start nothing new; running tasks may finish (or be cancelled by their driver)."""
@@ -104,61 +119,71 @@ class Engine:
         self._settle(state, [])
 
     # -- the algorithm -----------------------------------------------------------
-    def _cascade(self, state: State, ready: list, ended: tuple | None = None) -> list[Start]:
+    def _cascade(self, state: State, ready: list, ended: tuple | None = None,
+                 starts: list[Start] | None = None) -> list[Start]:
         """Propagate ends through the graph until only task starts remain.
 
         ``ready`` holds (frame, node, input) for nodes that start; ``ended`` is a
-        (frame, node, output) whose completion activates successors.
+        (frame, node, output) whose completion activates successors; ``starts``
+        are tasks already known to start.
         """
-        succ, succ_at = self.flow._succ, self.flow._succ_at
-        thresholds, acts, special = self.thresholds, self.acts, self.special
-        starts: list[Start] = []
-        queue = deque(ready)
-        ends = deque([ended] if ended else ())
-        while queue or ends:
-            while ends:
-                frame, node, output = ends.popleft()
+        succ, succ_at, thresholds = self._succ, self._succ_at, self.thresholds
+        acts, special, loops, limit = self.acts, self.special, self.loops, self.limit
+        if starts is None:
+            starts = []
+        queue = ready
+        ends = [ended] if ended else []
+        next_ready = next_end = 0
+        while True:
+            while next_end < len(ends):
+                frame, node, output = ends[next_end]
+                next_end += 1
                 frame.outputs[node] = output
                 if node == frame.end and frame.parent is not None:
                     self._item_done(state, frame, output, ends)
                     continue
-                activations, pending = frame.activations, frame.pending
+                activations = frame.activations
                 for k in range(succ_at[node], succ_at[node + 1]):
                     target = succ[k]
-                    count = activations.get(target, 0) + 1
+                    threshold = thresholds[target]
+                    if threshold == 1:  # the common case: one activation starts it, with this output
+                        queue.append((frame, target, {} if output is None else output))
+                        continue
+                    pending = frame.pending
                     waiting = pending.get(target)
                     if waiting is None:
                         pending[target] = [node]
                     else:
                         waiting.append(node)
-                    threshold = thresholds[target]
+                    count = activations.get(target, 0) + 1
                     if count >= threshold:
                         activations[target] = count - threshold
                         queue.append((frame, target, self._input(frame, target)))
                     else:
                         activations[target] = count
-            if not queue:
+            if next_ready == len(queue):
                 break
-            frame, node, input = queue.popleft()
-            act = acts[node]
-            if self.limit is not None:
+            frame, node, input = queue[next_ready]
+            next_ready += 1
+            if limit is not None and loops[node]:
                 runs = frame.runs[node] = frame.runs.get(node, 0) + 1
-                if runs > self.limit:
+                if runs > limit:
+                    frame.runs[node] = limit  # this run did not happen
                     state.fail(self.flow.nodes[node], (frame.path, node, -1), input,
-                               f"ran more than {self.limit} times (the run limit)")
+                               f"ran more than {limit} times (the run limit; raise it with the limit option)",
+                               reenter=True)
                     continue
             if special[node] and not (frame.parent is not None and node == frame.start):
                 try:
-                    outcome = self._special(state, frame, node, input, starts, ends)
+                    input = self._special(state, frame, node, input, starts, ends)
                 except TaskFailure as failure:
-                    state.fail(self.flow.nodes[node], (frame.path, node, -1), input, str(failure))
+                    state.fail(self.flow.nodes[node], (frame.path, node, -1), input, str(failure), reenter=True)
                     continue
-                if outcome is None:
+                if input is _HANDLED:
                     continue
-                input = outcome
+            act = acts[node]
             if act == _TASK:
-                key = (frame.path, node, -1)
-                state.running[key] = input
+                state.running[(frame.path, node, -1)] = input
                 starts.append(Start(frame.path, node, -1, input))
             elif act == _LITERAL:
                 ends.append((frame, node, self.flow.nodes[node].value))
@@ -185,9 +210,9 @@ class Engine:
             return {}
         return values[0] if len(values) == 1 else values
 
-    def _special(self, state: State, frame: Frame, node: int, input: Any, starts: list, ends: deque) -> Any:
+    def _special(self, state: State, frame: Frame, node: int, input: Any, starts: list, ends: list) -> Any:
         """Apply merge, guard and iteration; returns the input to go on with, or
-        ``None`` when the node was dealt with here."""
+        ``_HANDLED`` when the node was dealt with here."""
         spec = self.flow.nodes[node]
         if spec.merge and isinstance(input, list):
             merged: dict = {}
@@ -201,13 +226,13 @@ class Engine:
             skip_to = spec.pair if spec.kind == "subflow-start" else node
             frame.outputs[node] = input
             ends.append((frame, skip_to, input))
-            return None
+            return _HANDLED
         if spec.iterate:
             items = input if isinstance(input, list) else [input]
             done = spec.pair if spec.kind == "subflow-start" else node
             if not items:
                 ends.append((frame, done, []))
-                return None
+                return _HANDLED
             frame.iterations[node] = Iteration(len(items))
             if spec.kind == "subflow-start":
                 for item, value in enumerate(items):
@@ -220,10 +245,10 @@ class Engine:
                 for item, value in enumerate(items):
                     state.running[(frame.path, node, item)] = value
                     starts.append(Start(frame.path, node, item, value))
-            return None
+            return _HANDLED
         return input
 
-    def _item_done(self, state: State, frame: Frame, output: Any, ends: deque) -> None:
+    def _item_done(self, state: State, frame: Frame, output: Any, ends: list) -> None:
         """An item's copy of an iterated subflow reached its end."""
         parent_path, node, item = frame.parent
         state.drop_frame(frame)
@@ -250,6 +275,7 @@ class Engine:
 
 
 _MISSING = object()
+_HANDLED = object()
 
 
 def _by_node(start: Start) -> int:

@@ -4,10 +4,12 @@ in order (concurrency 1) or on a thread pool."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -20,7 +22,7 @@ from .flow import Flow
 from .parser import Parser
 from .policy import policies
 from .state import State
-from .tasks import Registry, TaskSpec, collect, json_output
+from .tasks import TaskSpec, collect, json_output
 
 
 class FlowFailed(Exception):
@@ -92,6 +94,7 @@ class LocalRun:
         state: State | None = None,
         on_step: Callable[[State], None] | None = None,
         on_event: Callable[[str, Start, dict[str, Any]], None] | None = None,
+        trace: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -105,29 +108,30 @@ class LocalRun:
         self.on_step = on_step
         self.on_event = on_event
         self.causes: dict[tuple, BaseException] = {}
-        self.trace: list[dict[str, Any]] = []
+        self.trace: list[dict[str, Any]] = []  # every task run, when ``trace`` is set
+        self.tracing = trace
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeouts: ThreadPoolExecutor | None = None
-        registry = collect(tasks)
-        self.specs = self._resolve(registry)
-        task_policies = {name: spec.policy for name, spec in self.specs.items() if spec is not None}
-        self.default_policy, self.policies = policies(flow.parameters, task_policies)
+        self.registry = collect(tasks)
+        names = self._check_names()
+        task_options = {name: spec.options for name in names if (spec := self.registry._specs.get(name))}
+        self.default_policy, self.policies = policies(flow.parameters, task_options)
+        self._direct: dict[int, tuple | bool] = {}  # node -> how to call it (see _plan)
 
-    def _resolve(self, registry: Registry) -> dict[str, TaskSpec | None]:
-        """The callable for every task name the flow uses; raises :class:`UnknownTasks`."""
-        specs: dict[str, TaskSpec | None] = {}
+    def _check_names(self) -> set[str]:
+        """The task names the flow uses; raises :class:`UnknownTasks` for those nothing provides."""
+        names: set[str] = set()
         missing = []
         for node in self.flow.nodes:
-            if node.kind != "task" or node.name in specs:
+            if node.kind != "task" or node.name in names:
                 continue
-            spec = None if self.echo else registry.get(node.name)
-            if spec is None and not self.echo:
+            names.add(node.name)
+            if not self.echo and node.name not in self.registry:
                 missing.append(f"{node.name} ({node.line}:{node.column})")
-            specs[node.name] = spec
         if missing:
-            known = ", ".join(registry.names()) or "none"
+            known = ", ".join(self.registry.names()[:20]) or "none"
             raise UnknownTasks(f"unknown task{'s' * (len(missing) > 1)} {', '.join(missing)}; known tasks: {known}")
-        return specs
+        return names
 
     # -- the loop -----------------------------------------------------------------
     def run(self, input: Any = None) -> State:
@@ -136,10 +140,11 @@ class LocalRun:
         starts = engine.resume(state) if self.resuming else engine.start(state, input)
         self._step()
         try:
-            if self.concurrency == 1:
-                self._sequential(starts)
-            else:
-                self._concurrent(starts)
+            with _fewer_collections():
+                if self.concurrency == 1:
+                    self._sequential(starts)
+                else:
+                    self._concurrent(starts)
         finally:
             if self._loop is not None:
                 self._loop.call_soon_threadsafe(self._loop.stop)
@@ -149,8 +154,30 @@ class LocalRun:
 
     def _sequential(self, starts: list[Start]) -> None:
         queue = deque(starts)
+        popleft, extend = queue.popleft, queue.extend
+        ended, state, step = self.engine.ended, self.state, self.on_step
+        # Plain calls (no policy, events or trace) skip the general path: this is the hot loop.
+        plans, plan_for = self._direct, self._plan
         while queue:
-            queue.extend(self._finish(queue.popleft(), self._execute))
+            start = popleft()
+            if state.status != "running":  # a task failed: what was queued does not start
+                self.engine.hold(state, start)
+                continue
+            plan = plans.get(start.node)
+            if plan is None:
+                plan = plans[start.node] = plan_for(start.node)
+            if plan is False:
+                extend(self._finish(start, self._outcome(start)))
+                continue
+            call, parameters, name = plan
+            try:
+                output = json_output(call(start.input, parameters), name)
+            except Exception as error:  # noqa: BLE001 - a task's error fails the task
+                extend(self._finish(start, _Raised(error)))
+                continue
+            extend(ended(state, (start.path, start.node, start.item), output))
+            if step is not None:
+                step(state)
 
     def _concurrent(self, starts: list[Start]) -> None:
         queue = deque(starts)
@@ -160,32 +187,44 @@ class LocalRun:
             while queue or running:
                 while queue and len(running) < self.concurrency:
                     start = queue.popleft()
+                    if self.state.status != "running":
+                        self.engine.hold(self.state, start)
+                        continue
                     running[pool.submit(self._outcome, start)] = (order, start)
                     order += 1
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=lambda f: running[f][0]):
                     _, start = running.pop(future)
-                    queue.extend(self._finish(start, lambda _: future.result()))
+                    queue.extend(self._finish(start, future.result()))
+
+    def _plan(self, node_id: int) -> tuple | bool:
+        """How the sequential loop calls a node: ``(call, parameters, name)`` for a
+        plain task, ``False`` when it needs the general path of :meth:`_execute`."""
+        node = self.flow.nodes[node_id]
+        if self.echo or self.tracing or self.on_event is not None or node.kind != "task":
+            return False
+        spec = self.registry.get(node.name)
+        policy = self.policies.get(node.name, self.default_policy)
+        if spec is None or spec.is_async or policy.retries or policy.timeout is not None:
+            return False
+        return spec.call, node.parameters, node.name
 
     def _outcome(self, start: Start) -> Any:
-        """Run a task on a pool thread, returning its output or the exception it raised."""
+        """Run a task instance, returning its output or (as :class:`_Raised`) its exception."""
         try:
             return self._execute(start)
-        except Exception as error:  # noqa: BLE001 - handed back to the loop thread
+        except Exception as error:  # noqa: BLE001 - a task's error fails the task, not the runner
             return _Raised(error)
 
-    def _finish(self, start: Start, execute: Callable[[Start], Any]) -> list[Start]:
-        """Run (or collect) one task instance and feed its outcome to the engine."""
-        try:
-            output = execute(start)
-            if isinstance(output, _Raised):
-                raise output.error
-        except Exception as error:  # noqa: BLE001 - any task error fails the task, not the runner
+    def _finish(self, start: Start, outcome: Any) -> list[Start]:
+        """Feed one task instance's outcome to the engine; returns what starts next."""
+        if isinstance(outcome, _Raised):
+            error = outcome.error
             self.causes[start.key] = error
             starts = self.engine.failed(self.state, start.key, _message(error))
             self._event("fail", start, error=_message(error))
         else:
-            starts = self.engine.ended(self.state, start.key, output)
+            starts = self.engine.ended(self.state, start.key, outcome)
             self._event("end", start)
         self._step()
         return starts
@@ -203,13 +242,14 @@ class LocalRun:
         """Run one task instance with its policy (retries, timeout); returns its output."""
         node = self.flow.nodes[start.node]
         if self.echo:
+            if self.tracing:
+                self._record(start, node, time.time(), 1, "done")
             self._event("start", start, attempt=1)
-            self._record(start, node, time.time(), 1, "done")
             return start.input
         if node.kind == "resource":
             policy, call = self.default_policy, self._resource_call(node, start.input)
         else:
-            spec = self.specs[node.name]
+            spec = self.registry.get(node.name)
             policy = self.policies.get(node.name, self.default_policy)
             call = self._task_call(spec, node.parameters, start.input, policy.timeout)
         attempt = 1
@@ -221,14 +261,16 @@ class LocalRun:
                 if node.kind != "resource":
                     output = json_output(output, node.name)
             except Exception as error:
-                self._record(start, node, began, attempt, "failed", _message(error))
+                if self.tracing:
+                    self._record(start, node, began, attempt, "failed", _message(error))
                 if attempt > policy.retries:
                     raise
                 self._event("retry", start, attempt=attempt, error=_message(error))
                 time.sleep(policy.delay(attempt))
                 attempt += 1
                 continue
-            self._record(start, node, began, attempt, "done")
+            if self.tracing:
+                self._record(start, node, began, attempt, "done")
             return output
 
     def _task_call(self, spec: TaskSpec, parameters: Any, input: Any, timeout: float | None) -> Callable[[], Any]:
@@ -275,6 +317,23 @@ class LocalRun:
             "node": start.node, "name": node.name or node.label, "path": start.path, "item": start.item,
             "attempt": attempt, "start": began, "end": time.time(), "status": status, "error": error,
         })
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Run with the garbage collector's young generation collected less often.
+
+    A run keeps every output, so the collector would otherwise walk ever more
+    live objects; with the defaults that costs more than the run itself.
+    """
+    thresholds = gc.get_threshold()
+    gc.freeze()  # what exists before the run (the flow, the tasks) is not walked again
+    gc.set_threshold(50_000, 20, 20)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 class _Raised:

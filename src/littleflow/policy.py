@@ -47,7 +47,7 @@ class Policy:
         return random.uniform(ceiling / 2, ceiling)
 
 
-def policies(flow_parameters: Any, task_policies: dict[str, Policy]) -> tuple[Policy, dict[str, Policy]]:
+def policies(flow_parameters: Any, task_options: dict[str, dict[str, Any]]) -> tuple[Policy, dict[str, Policy]]:
     """The default policy and per-task policies for a run.
 
     ``flow_parameters`` are the ``@flow`` declaration's parameters: ``retries``,
@@ -59,22 +59,14 @@ def policies(flow_parameters: Any, task_policies: dict[str, Policy]) -> tuple[Po
         flow_parameters = {}
     if not isinstance(flow_parameters, dict):
         raise ValueError("@flow parameters must be an object")
-    defaults = {k: v for k, v in flow_parameters.items() if k in KEYS}
+    defaults = {k: v for k, v in flow_parameters.items() if k != "tasks"}
     base = Policy().updated(defaults, "@flow parameters")
     per_task = flow_parameters.get("tasks") or {}
     if not isinstance(per_task, dict):
         raise ValueError("'tasks' in @flow parameters must map task names to options")
-    result = {}
-    for name, policy in task_policies.items():
-        result[name] = _over(base, policy)
+    result = {name: base.updated(options) for name, options in task_options.items() if options}
     for name, options in per_task.items():
         if not isinstance(options, dict):
             raise ValueError(f"tasks.{name} in @flow parameters must be an object")
         result[name] = result.get(name, base).updated(options, f"@flow parameters for task {name}")
     return base, result
-
-
-def _over(base: Policy, own: Policy) -> Policy:
-    """``own``'s settings where they differ from the defaults, else ``base``'s."""
-    default = Policy()
-    return replace(base, **{k: getattr(own, k) for k in KEYS if getattr(own, k) != getattr(default, k)})

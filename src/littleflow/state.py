@@ -79,14 +79,16 @@ class State:
         self.frames: dict[str, Frame] = {"": self.root}
         self.running: dict[Key, Any] = {}  # started task instances -> their input
         self.held: list[tuple[Key, Any]] = []  # starts held back while the run was stopping
-        self.retry: list[tuple[Key, Any]] = []  # failed instances to run again on resume
+        self.retry: list[tuple[Key, Any, bool]] = []  # failed instances to run again on resume
         self.failures: list[dict[str, Any]] = []  # every failure, in order
 
-    def fail(self, node: Node, key: Key, input: Any, error: str) -> None:
-        """Record a failure of ``key``; the run stops starting tasks."""
+    def fail(self, node: Node, key: Key, input: Any, error: str, reenter: bool = False) -> None:
+        """Record a failure of ``key``; the run stops starting tasks. On resume the
+        task runs again with ``input`` or, with ``reenter``, the node becomes ready
+        again with ``input`` (for failures of the engine's own: a merge, the run limit)."""
         self.failures.append({"node": node.id, "name": node.name or node.label, "line": node.line,
                               "column": node.column, "key": list(key), "input": input, "error": error})
-        self.retry.append((key, input))
+        self.retry.append((key, input, reenter))
         if self.status == "running":
             self.status = "failed"
 
@@ -111,7 +113,7 @@ class State:
             "frames": [frame.to_json() for frame in self.frames.values()],
             "running": [[*key, input] for key, input in self.running.items()],
             "held": [[*key, input] for key, input in self.held],
-            "retry": [[*key, input] for key, input in self.retry],
+            "retry": [[*key, input, reenter] for key, input, reenter in self.retry],
             "failures": self.failures,
         }
 
@@ -125,7 +127,7 @@ class State:
         state.root = state.frames[""]
         state.running = {(p, n, i): input for p, n, i, input in data["running"]}
         state.held = [((p, n, i), input) for p, n, i, input in data["held"]]
-        state.retry = [((p, n, i), input) for p, n, i, input in data["retry"]]
+        state.retry = [((p, n, i), input, reenter) for p, n, i, input, reenter in data["retry"]]
         state.failures = data["failures"]
         return state
 

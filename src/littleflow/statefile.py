@@ -35,6 +35,8 @@ class StateFile:
             raise StateFileError(f"cannot read state file {self.path}: {error.strerror}") from None
         try:
             data = json.loads(text)
+            if not isinstance(data, dict):
+                raise StateFileError(f"state file {self.path} is damaged: it is not a littleflow state")
             if data.get("version") != VERSION:
                 raise StateFileError(f"state file {self.path} has version {data.get('version')!r}, not {VERSION}")
             if data["flow"] != json.loads(self._flow_json):

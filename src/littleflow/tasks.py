@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import inspect
+from functools import lru_cache
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .policy import Policy
 
@@ -14,13 +14,13 @@ class TaskError(Exception):
     """A task failed in a way of its own making (bad return value, bad call)."""
 
 
-@dataclass(frozen=True, slots=True)
-class TaskSpec:
-    """A callable registered as a task, with its run-time policy."""
+class TaskSpec(NamedTuple):
+    """A callable registered as a task, with the run-time options it was given
+    (``retries``, ``timeout``, ``backoff``; see :mod:`littleflow.policy`)."""
 
     name: str
     function: Callable[..., Any]
-    policy: Policy
+    options: dict[str, Any]
     call: Callable[[Any, Any], Any]  # (input, parameters) -> result (a coroutine for async tasks)
     is_async: bool
 
@@ -30,35 +30,40 @@ class Registry:
 
     def __init__(self) -> None:
         self._specs: dict[str, TaskSpec] = {}
+        self._functions: dict[str, Callable] = {}  # given without options: made specs when asked for
 
     def task(self, name: str | Callable | None = None, *, retries: int | None = None,
              timeout: float | None = None, backoff: float | None = None) -> Any:
         """Register a function as a task: ``@task``, ``@task("my:peel-banana")``,
         ``@task(retries=3, timeout=30)``."""
-        policy = Policy.from_options(retries=retries, timeout=timeout, backoff=backoff)
+        options = {k: v for k, v in (("retries", retries), ("timeout", timeout), ("backoff", backoff)) if v is not None}
+        Policy().updated(options, "@task options")  # check them now, where the mistake is
 
         def register(function: Callable) -> Callable:
-            self.add(name if isinstance(name, str) else function.__name__, function, policy)
+            self.add(name if isinstance(name, str) else function.__name__, function, options)
             return function
 
         if callable(name):
             return register(name)
         return register
 
-    def add(self, name: str, function: Callable, policy: Policy | None = None) -> TaskSpec:
+    def add(self, name: str, function: Callable, options: dict[str, Any] | None = None) -> TaskSpec:
         """Register ``function`` under ``name`` (replacing what was there)."""
-        spec = make_spec(name, function, policy or Policy())
+        spec = make_spec(name, function, options or {})
         self._specs[name] = spec
         return spec
 
     def get(self, name: str) -> TaskSpec | None:
-        return self._specs.get(name)
+        spec = self._specs.get(name)
+        if spec is None and name in self._functions:
+            spec = self._specs[name] = make_spec(name, self._functions[name], {})
+        return spec
 
     def __contains__(self, name: object) -> bool:
-        return name in self._specs
+        return name in self._specs or name in self._functions
 
     def names(self) -> list[str]:
-        return sorted(self._specs)
+        return sorted(self._specs.keys() | self._functions.keys())
 
 
 #: The registry that ``littleflow.task`` fills.
@@ -75,24 +80,33 @@ def collect(tasks: Mapping[str, Any] | Registry | Iterable[Mapping[str, Any] | R
     for source in sources:
         if isinstance(source, Registry):
             combined._specs.update(source._specs)
+            combined._functions.update(source._functions)
             continue
         for name, value in source.items():
             if isinstance(value, TaskSpec):
                 combined._specs[name] = value
             elif callable(value) and not isinstance(value, type) and not name.startswith("__"):
-                known = registry.get(name)
-                combined._specs[name] = known if known and known.function is value else make_spec(name, value, Policy())
+                known = registry._specs.get(name)
+                if known is None or known.function is not value:
+                    combined._specs.pop(name, None)
+                    combined._functions[name] = value
     return combined
 
 
-def make_spec(name: str, function: Callable, policy: Policy) -> TaskSpec:
+def make_spec(name: str, function: Callable, options: dict[str, Any]) -> TaskSpec:
     """How to call ``function``: ``f(input, **parameters)`` when the parameters are
     an object, ``f(input, parameters)`` for another value, ``f(input)`` for none,
     and ``f()`` when it takes no argument at all."""
-    target = function
-    is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(getattr(target, "__call__", None))
+    call, is_async = _caller(function)
+    return TaskSpec(name, function, options, call, is_async)
+
+
+@lru_cache(maxsize=None)
+def _caller(function: Callable) -> tuple[Callable[[Any, Any], Any], bool]:
+    is_async = inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None))
     try:
-        parameters = list(inspect.signature(target).parameters.values())
+        parameters = list(inspect.signature(function).parameters.values())
     except (TypeError, ValueError):  # some builtins have no signature: give them the input
         parameters = [None]
     takes_nothing = not any(
@@ -101,8 +115,6 @@ def make_spec(name: str, function: Callable, policy: Policy) -> TaskSpec:
 
     if takes_nothing:
         def call(input: Any, params: Any) -> Any:
-            if isinstance(params, dict) and params:
-                return function(**params)
             return function()
     else:
         def call(input: Any, params: Any) -> Any:
@@ -112,7 +124,7 @@ def make_spec(name: str, function: Callable, policy: Policy) -> TaskSpec:
                 return function(input, **params)
             return function(input, params)
 
-    return TaskSpec(name, function, policy, call, is_async)
+    return call, is_async
 
 
 _SCALARS = (str, int, float, bool, type(None))
