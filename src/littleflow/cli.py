@@ -198,7 +198,8 @@ def run_command(flow: str, task_sources: tuple[str, ...], input_text: str | None
     progress = progress_for(compiled, quiet)
     try:
         run = LocalRun(compiled, tasks, concurrency=concurrency, limit=limit, base=base, echo=not task_sources,
-                       state=state, on_step=saved.save if saved else None, on_event=progress.event)
+                       state=state, on_step=saved.save if saved else None, on_event=progress.event,
+                       trace=trace_path is not None)
     except (UnknownTasks, ValueError) as error:
         fail(str(error))
     with progress:

@@ -131,6 +131,7 @@ class Engine:
         acts, special, loops, limit = self.acts, self.special, self.loops, self.limit
         if starts is None:
             starts = []
+        known = len(starts)  # given starts keep their order; new ones go in node order
         queue = ready
         ends = [ended] if ended else []
         next_ready = next_end = 0
@@ -192,8 +193,12 @@ class Engine:
                 frame.outputs[node] = input
             else:
                 ends.append((frame, node, input))
-        if len(starts) > 1:
-            starts.sort(key=_by_node)
+        if len(starts) - known > 1:
+            starts[known:] = sorted(starts[known:], key=_by_node)
+            running = state.running
+            for start in starts[known:]:  # running keeps the order of the starts handed out
+                key = (start.path, start.node, start.item)
+                running[key] = running.pop(key)
         return self._settle(state, starts)
 
     def _input(self, frame: Frame, node: int) -> Any:

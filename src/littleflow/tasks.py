@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from functools import lru_cache
+from weakref import WeakKeyDictionary
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -97,11 +97,21 @@ def make_spec(name: str, function: Callable, options: dict[str, Any]) -> TaskSpe
     """How to call ``function``: ``f(input, **parameters)`` when the parameters are
     an object, ``f(input, parameters)`` for another value, ``f(input)`` for none,
     and ``f()`` when it takes no argument at all."""
-    call, is_async = _caller(function)
+    try:
+        call, is_async = _callers[function]
+    except (KeyError, TypeError):  # not seen yet, or a callable that cannot be a weak key
+        call, is_async = _caller(function)
+        try:
+            _callers[function] = (call, is_async)
+        except TypeError:
+            pass
     return TaskSpec(name, function, options, call, is_async)
 
 
-@lru_cache(maxsize=None)
+#: How each function is called, worked out once (many task names may share one function).
+_callers: WeakKeyDictionary = WeakKeyDictionary()
+
+
 def _caller(function: Callable) -> tuple[Callable[[Any, Any], Any], bool]:
     is_async = inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
         getattr(function, "__call__", None))
