@@ -203,11 +203,11 @@ class LocalRun:
         node = self.flow.nodes[node_id]
         if self.echo or self.tracing or self.on_event is not None or node.kind != "task":
             return False
-        spec = self.registry.get(node.name)
+        calling = self.registry.calling(node.name)
         policy = self.policies.get(node.name, self.default_policy)
-        if spec is None or spec.is_async or policy.retries or policy.timeout is not None:
+        if calling is None or calling[1] or policy.retries or policy.timeout is not None:
             return False
-        return spec.call, node.parameters, node.name
+        return calling[0], node.parameters, node.name
 
     def _outcome(self, start: Start) -> Any:
         """Run a task instance, returning its output or (as :class:`_Raised`) its exception."""

@@ -59,6 +59,18 @@ class Registry:
             spec = self._specs[name] = make_spec(name, self._functions[name], {})
         return spec
 
+    def calling(self, name: str) -> tuple[Callable[[Any, Any], Any], bool, dict[str, Any]] | None:
+        """How to call task ``name``: ``(call, is_async, options)``, or ``None`` if unknown.
+        Cheaper than :meth:`get` for functions given without options."""
+        spec = self._specs.get(name)
+        if spec is not None:
+            return spec.call, spec.is_async, spec.options
+        function = self._functions.get(name)
+        if function is None:
+            return None
+        call, is_async = caller(function)
+        return call, is_async, {}
+
     def __contains__(self, name: object) -> bool:
         return name in self._specs or name in self._functions
 
@@ -97,15 +109,21 @@ def make_spec(name: str, function: Callable, options: dict[str, Any]) -> TaskSpe
     """How to call ``function``: ``f(input, **parameters)`` when the parameters are
     an object, ``f(input, parameters)`` for another value, ``f(input)`` for none,
     and ``f()`` when it takes no argument at all."""
+    call, is_async = caller(function)
+    return TaskSpec(name, function, options, call, is_async)
+
+
+def caller(function: Callable) -> tuple[Callable[[Any, Any], Any], bool]:
+    """``(call, is_async)`` for a function, worked out once per function."""
     try:
-        call, is_async = _callers[function]
+        return _callers[function]
     except (KeyError, TypeError):  # not seen yet, or a callable that cannot be a weak key
-        call, is_async = _caller(function)
+        found = _caller(function)
         try:
-            _callers[function] = (call, is_async)
+            _callers[function] = found
         except TypeError:
             pass
-    return TaskSpec(name, function, options, call, is_async)
+        return found
 
 
 #: How each function is called, worked out once (many task names may share one function).
