@@ -28,6 +28,7 @@ STAMP = VENV / ".littleflow-installed"
 INSTALL_SPEC = ".[test]"
 MIN_PIP = (21, 3)  # first pip with PEP 660 editable installs
 DEMO_FLOW = "examples/hello.flow"
+DEMO_TASKS = "examples/hello_tasks.py"
 TAIL_LINES = 25
 
 
@@ -207,13 +208,14 @@ def cmd_test(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
-    """Compile and document the example flow with the littleflow command."""
+    """Compile, draw and run the example flow with the littleflow command."""
     setup()
-    for action in ("compile", "doc"):
-        say(f"littleflow {action} {DEMO_FLOW}")
-        code = run_shown([str(BIN / "littleflow"), action, DEMO_FLOW])
+    for action in (["compile"], ["doc"], ["run", "--tasks", DEMO_TASKS]):
+        command = " ".join(["littleflow", *action, DEMO_FLOW])
+        say(command)
+        code = run_shown([str(BIN / "littleflow"), *action, DEMO_FLOW])
         if code != 0:
-            raise DevError(f"`littleflow {action} {DEMO_FLOW}` failed (exit {code})")
+            raise DevError(f"`{command}` failed (exit {code})")
     return 0
 
 
@@ -261,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("setup", cmd_setup, "create .venv and install littleflow[test] into it")
     command("test", cmd_test, "setup, then run pytest; other arguments go to pytest "
             "(e.g. dev.py test -k parser -x)")
-    command("demo", cmd_demo, f"setup, then `littleflow compile` and `littleflow doc` {DEMO_FLOW}")
+    command("demo", cmd_demo, f"setup, then `littleflow compile`, `doc` and `run` {DEMO_FLOW}")
     command("bench", cmd_bench, "setup, then run every bench/*.py (not _*.py); "
             "other arguments go to each script")
     system = command("system", cmd_system, "install a system dependency with apt-get "
