@@ -3,3 +3,22 @@ from pathlib import Path
 
 # Make tests/ helpers importable (graphs.py) whatever the working directory.
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+import pytest  # noqa: E402
+
+from littleflow import tasks as tasks_module  # noqa: E402
+
+
+@pytest.fixture
+def fresh_registry():
+    """``@task`` fills one registry for the process: give a test an empty one."""
+    registry = tasks_module.registry
+    saved = dict(registry._specs), dict(registry._functions)
+    registry._specs.clear()
+    registry._functions.clear()
+    yield registry
+    registry._specs.clear()
+    registry._functions.clear()
+    registry._specs.update(saved[0])
+    registry._functions.update(saved[1])

@@ -9,18 +9,11 @@ import threading
 import pytest
 
 from littleflow import FlowFailed, Registry, compile_flow, run_workflow, task
-from littleflow import tasks as tasks_module
 from littleflow.local import LocalRun
 from littleflow.policy import Policy, policies
 
 
-@pytest.fixture(autouse=True)
-def clean_global_registry():
-    saved = dict(tasks_module.registry._specs)
-    tasks_module.registry._specs.clear()
-    yield
-    tasks_module.registry._specs.clear()
-    tasks_module.registry._specs.update(saved)
+pytestmark = pytest.mark.usefixtures("fresh_registry")
 
 
 @pytest.fixture

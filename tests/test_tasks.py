@@ -9,18 +9,10 @@ import pytest
 
 import littleflow
 from littleflow import FlowFailed, Registry, UnknownTasks, run_workflow, task
-from littleflow import tasks as tasks_module
 from littleflow.tasks import TaskError, collect, json_output
 
 
-@pytest.fixture(autouse=True)
-def clean_global_registry():
-    """``@task`` fills one registry for the process: give each test a clean one."""
-    saved = dict(tasks_module.registry._specs)
-    tasks_module.registry._specs.clear()
-    yield
-    tasks_module.registry._specs.clear()
-    tasks_module.registry._specs.update(saved)
+pytestmark = pytest.mark.usefixtures("fresh_registry")
 
 
 # -- registration ------------------------------------------------------------------------

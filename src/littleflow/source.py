@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 
 from .errors import Diagnostic, FlowError
+
+
+_NEWLINE = re.compile("\n")
 
 
 class Source:
@@ -19,13 +23,7 @@ class Source:
 
     def _starts(self) -> list[int]:
         if self._line_starts is None:
-            starts = [0]
-            find, text = self.text.find, self.text
-            at = find("\n")
-            while at >= 0:
-                starts.append(at + 1)
-                at = find("\n", at + 1)
-            self._line_starts = starts
+            self._line_starts = [0] + [m.end() for m in _NEWLINE.finditer(self.text)]
         return self._line_starts
 
     def position(self, offset: int) -> tuple[int, int]:
