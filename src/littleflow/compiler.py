@@ -8,6 +8,7 @@ from typing import Any
 from .errors import Diagnostic, FlowError
 from .flow import Flow, Node
 from .guard import GuardError, compile_guard
+from .memory import fewer_collections
 from .nodes import Element, Literal, Module, Resource, Statement, Subflow, Task, TaskDecl
 from .parser import MAX_DEPTH
 
@@ -25,7 +26,8 @@ class Compiler:
         """The flow graph of ``module``; raises :class:`FlowError` for mistakes
         only visible as a whole (labels, declarations, guards)."""
         run = _Compile(module)
-        flow = run.flow()
+        with fewer_collections():
+            flow = run.flow()
         self.warnings = run.warnings
         return flow
 

@@ -28,10 +28,11 @@ LITERAL = "literal"  # value: the loaded value
 RESOURCE = "resource"  # value: the URI
 EOF = "end of text"
 
-_NAME = r"[^\W\d](?:[\w:]|-(?!>))*"
+_NAME = r"[^\W\d][\w:]*(?:-(?!>)[\w:]*)*"  # a '-' directly followed by '>' is an arrow
+# Whitespace and comments, then one token (or nothing: the end of the text, or a mistake).
 _TOKEN = re.compile(
-    rf"(?P<skip>(?:\s+|#[^\n]*)+)"
-    rf"|(?P<arrow>→|->)"
+    rf"(?:\s+|#[^\n]*)*(?:"
+    rf"(?P<arrow>→|->)"
     rf"|(?P<name>{_NAME})"
     rf"|(?P<label>:{_NAME})"
     rf"|(?P<punct>[;{{}}\[\]|>*=])"
@@ -41,6 +42,7 @@ _TOKEN = re.compile(
     rf"|(?P<guard>\?\s*`)"
     rf"|(?P<decl>@{_NAME})"
     rf"|(?P<doc>'''|\"\"\")"
+    rf")?"
 )
 _SPACE = re.compile(r"\s*")
 _HINTS = {
@@ -85,32 +87,35 @@ def tokens(source: Source) -> Iterator[Token]:
     """
     text = source.text
     match = _TOKEN.match
+    new = tuple.__new__  # Token(...) without NamedTuple's Python-level __new__: this loop is hot
     size = len(text)
     at = 0
-    while at < size:
+    while True:
         m = match(text, at)
-        if m is None:
-            raise source.error(_HINTS.get(text[at], f"unexpected character {text[at]!r}"), at)
         kind = m.lastgroup
+        if kind is None:
+            at = m.end()
+            if at == size:
+                break
+            raise source.error(_HINTS.get(text[at], f"unexpected character {text[at]!r}"), at)
+        at = m.start(kind)
         end = m.end()
         if kind == "name":
-            yield Token(NAME, m.group(), at)
+            yield new(Token, (NAME, m.group(kind), at))
         elif kind == "arrow":
-            yield Token(ARROW, None, at)
-        elif kind == "skip":
-            pass
+            yield new(Token, (ARROW, None, at))
         elif kind == "punct":
-            yield Token(m.group(), None, at)
+            yield Token(m.group(kind), None, at)
         elif kind == "label":
-            yield Token(LABEL, m.group()[1:], at)
+            yield Token(LABEL, m.group(kind)[1:], at)
         elif kind == "params":
-            value, end = _params(source, m.group(), at, end)
+            value, end = _params(source, m.group(kind), at, end)
             yield Token(PARAMS, value, at)
         elif kind == "literal":
-            value, end = _literal(source, m.group(), at, end)
+            value, end = _literal(source, m.group(kind), at, end)
             yield Token(LITERAL, value, at)
         elif kind == "resource":
-            yield Token(RESOURCE, m.group()[1:-1], at)
+            yield Token(RESOURCE, m.group(kind)[1:-1], at)
         elif kind == "guard":
             close = text.find("`", end)
             if close < 0:
@@ -118,12 +123,12 @@ def tokens(source: Source) -> Iterator[Token]:
             yield Token(GUARD, text[end:close].strip(), at)
             end = close + 1
         elif kind == "decl":
-            word = m.group()[1:]
+            word = m.group(kind)[1:]
             if word not in ("flow", "task"):
                 raise source.error(f"unknown declaration @{word} (expected @flow or @task)", at)
             yield Token(DECL, word, at)
         else:  # doc
-            quote = m.group()
+            quote = m.group(kind)
             close = text.find(quote, end)
             if close < 0:
                 raise source.error(f"unclosed doc string: expected {quote} to end it", at)

@@ -4,12 +4,10 @@ in order (concurrency 1) or on a thread pool."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -19,6 +17,7 @@ from . import resources
 from .compiler import Compiler
 from .engine import DEFAULT_LIMIT, Engine, Start
 from .flow import Flow
+from .memory import fewer_collections
 from .parser import Parser
 from .policy import policies
 from .state import State
@@ -140,7 +139,7 @@ class LocalRun:
         starts = engine.resume(state) if self.resuming else engine.start(state, input)
         self._step()
         try:
-            with _fewer_collections():
+            with fewer_collections():
                 if self.concurrency == 1:
                     self._sequential(starts)
                 else:
@@ -317,23 +316,6 @@ class LocalRun:
             "node": start.node, "name": node.name or node.label, "path": start.path, "item": start.item,
             "attempt": attempt, "start": began, "end": time.time(), "status": status, "error": error,
         })
-
-
-@contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """Run with the garbage collector's young generation collected less often.
-
-    A run keeps every output, so the collector would otherwise walk ever more
-    live objects; with the defaults that costs more than the run itself.
-    """
-    thresholds = gc.get_threshold()
-    gc.freeze()  # what exists before the run (the flow, the tasks) is not walked again
-    gc.set_threshold(50_000, 20, 20)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
 
 
 class _Raised:

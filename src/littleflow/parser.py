@@ -7,6 +7,7 @@ from .lexer import (
     ARROW, BAR, DECL, DOC, EOF, EQUALS, GUARD, LABEL, LBRACE, LBRACKET, LITERAL,
     MERGE, NAME, PARAMS, RBRACE, RBRACKET, RESOURCE, SEMI, STAR, Token, describe, tokens,
 )
+from .memory import fewer_collections
 from .nodes import (
     Element, FlowDecl, Label, Literal, Module, Params, Resource, Statement, Step,
     Subflow, Tail, Task, TaskDecl,
@@ -28,7 +29,8 @@ class Parser:
 
         Raises :class:`~littleflow.errors.FlowError` for any mistake in the text.
         """
-        return _Parse(Source(text, file)).module()
+        with fewer_collections():
+            return _Parse(Source(text, file)).module()
 
 
 class _Parse:
