@@ -62,7 +62,7 @@ def measure(shape: str, size: int) -> dict:
     seconds = time.perf_counter() - began
     assert state.status == "finished", state.failure
     completed = sum(1 for node in flow.nodes if node.kind == "task")
-    return {"shape": shape, "tasks": completed, "seconds": seconds, "rate": completed / seconds}
+    return {"shape": shape, "size": size, "tasks": completed, "seconds": seconds, "rate": completed / seconds}
 
 
 def in_child(shape: str, size: int) -> dict:
@@ -103,7 +103,7 @@ def main() -> None:
         print(f"| 40 × 10 ms chain | 40 | {sleep['seconds']:.3f} | overhead {overhead_ms:.3f} ms/task |")
     else:
         print(f"40 × 10 ms chain: {sleep['seconds']:.3f} s, {overhead_ms:.3f} ms of overhead per task")
-    by = {(r["shape"], r["tasks"]): r for r in rows}
+    by = {(r["shape"], r["size"]): r for r in rows}
     print("\ntargets (informational):")
     for shape in SHAPES:
         hundred, million = by.get((shape, 100_000)), by.get((shape, 1_000_000))
