@@ -324,6 +324,26 @@ def test_a_killed_run_continues_from_its_state_file_without_rerunning_finished_t
     assert log_lines(tmp_path / "runs.log") == ["A", "B", "C", "C", "D"]  # a finished run runs nothing
 
 
+def test_ctrl_c_stops_with_one_line_and_the_run_continues_later(tmp_path):
+    write(tmp_path / "tasks.py", RESUMABLE_TASKS)
+    write(tmp_path / "job.flow", "A → B → C → D\n")
+    args = [*COMMAND, "run", "job.flow", "--tasks", "tasks.py", "--state", "state.json"]
+    process = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "c-started").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == "littleflow: interrupted; run the same command again to continue from state.json"
+    (tmp_path / "release").write_text("")
+    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert json.loads(result.stdout) == {"A": 1, "B": 1, "C": 1, "D": 1}
+    assert log_lines(tmp_path / "runs.log") == ["A", "B", "C", "C", "D"]
+
+
 FAIL_ONCE_TASKS = '''
     from pathlib import Path
 

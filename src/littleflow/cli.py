@@ -202,8 +202,13 @@ def run_command(flow: str, task_sources: tuple[str, ...], input_text: str | None
                        trace=trace_path is not None)
     except (UnknownTasks, ValueError) as error:
         fail(str(error))
-    with progress:
-        final = run.run(value)
+    try:
+        with progress:
+            final = run.run(value)
+    except KeyboardInterrupt:
+        hint = f"; run the same command again to continue from {state_path}" if saved else ""
+        click.echo(f"littleflow: interrupted{hint}", err=True)
+        sys.exit(130)
     if trace_path:
         write_trace(trace_path, run.trace)
     if final.status == "failed":

@@ -6,8 +6,6 @@ import re
 from functools import lru_cache
 from typing import Any
 
-import jsonpath_rfc9535 as jsonpath
-
 # A string literal, or a lone '=' (not part of ==, !=, <=, >=).
 _EQUALS = re.compile(r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?<![=!<>])=(?!=)""")
 _ROOT_FILTER = re.compile(r"\$\s*\[\s*\?")
@@ -23,6 +21,8 @@ class Guard:
     __slots__ = ("expression", "_query", "_root")
 
     def __init__(self, expression: str) -> None:
+        import jsonpath_rfc9535 as jsonpath  # only flows with guards pay for importing it
+
         self.expression = expression
         text = normalize(expression)
         try:

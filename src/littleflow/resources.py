@@ -6,13 +6,15 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urljoin, urlparse
 
-import httpx
 import yaml
 
 from .literals import LiteralError, load_yaml, plain
+
+if TYPE_CHECKING:
+    import httpx
 
 #: Seconds an http(s) resource may take.
 HTTP_TIMEOUT = 30.0
@@ -130,6 +132,8 @@ def _path(target: str) -> Path:
 
 
 def _request(method: str, url: str, params: dict[str, Any], **options: Any) -> httpx.Response:
+    import httpx  # only flows with http(s) resources pay for importing it
+
     headers = {**{str(k): str(v) for k, v in (params.get("headers") or {}).items()}, **options.pop("headers", {})}
     try:
         response = httpx.request(method, url, headers=headers, timeout=params.get("timeout", HTTP_TIMEOUT),
