@@ -12,6 +12,9 @@ from .memory import fewer_collections
 from .nodes import Element, Literal, Module, Resource, Statement, Subflow, Task, TaskDecl
 from .parser import MAX_DEPTH
 
+#: A flow may have at most this many nodes once named subflows are expanded.
+MAX_NODES = 5_000_000
+
 
 class Compiler:
     """Compiles a parsed :class:`~littleflow.nodes.Module` into a :class:`Flow`.
@@ -233,6 +236,9 @@ class _Compile:
     def subflow(self, subflow: Subflow, depth: int, offset: int, name: str | None) -> tuple[int, int]:
         if depth >= MAX_DEPTH:
             raise self.error(f"subflows nested more than {MAX_DEPTH} deep", offset)
+        if len(self.nodes) > MAX_NODES:
+            raise self.error(f"the flow grows past {MAX_NODES:,} nodes here "
+                             "(named subflows that invoke each other many times?)", offset)
         start = self.node("subflow-start", offset, name=name)
         scope = _Scope(start)
         self.statements(subflow.statements, scope, depth + 1)
@@ -245,6 +251,8 @@ class _Compile:
         """What invoking ``name`` means: aliases followed, defaults merged."""
         if name in self.declared:
             return self.declared[name]
+        if len(chain) >= MAX_DEPTH:
+            raise self.error(f"aliases chained more than {MAX_DEPTH} deep", self.module.tasks[name].offset)
         decl: TaskDecl = self.module.tasks[name]
         params = decl.params.value if decl.params is not None else None
         if decl.alias_of is None:

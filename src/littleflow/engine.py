@@ -9,6 +9,7 @@ edges it touches.
 
 from __future__ import annotations
 
+from copy import deepcopy
 from typing import Any, NamedTuple
 
 from .flow import Flow
@@ -96,6 +97,7 @@ class Engine:
         again = [(key, input, False) for key, input in [*state.running.items(), *state.held]] + state.retry
         state.held.clear()
         state.retry.clear()
+        state.failures.clear()  # they are being retried: a new failure is reported afresh
         for (path, node, item), input, reenter in again:
             frame = state.frames.get(path)
             if frame is None:
@@ -186,8 +188,8 @@ class Engine:
             if act == _TASK:
                 state.running[(frame.path, node, -1)] = input
                 starts.append(Start(frame.path, node, -1, input))
-            elif act == _LITERAL:
-                ends.append((frame, node, self.flow.nodes[node].value))
+            elif act == _LITERAL:  # a copy: tasks may change their input, never the flow
+                ends.append((frame, node, deepcopy(self.flow.nodes[node].value)))
             elif act == _END and frame.parent is None and node == frame.end:
                 state.output = input
                 frame.outputs[node] = input
@@ -245,7 +247,7 @@ class Engine:
                     ends.append((child, node, value))
             elif spec.kind == "literal":
                 del frame.iterations[node]
-                ends.append((frame, node, [spec.value for _ in items]))
+                ends.append((frame, node, [deepcopy(spec.value) for _ in items]))
             else:
                 for item, value in enumerate(items):
                     state.running[(frame.path, node, item)] = value

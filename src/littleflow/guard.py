@@ -31,6 +31,8 @@ class Guard:
             raise GuardError(f"invalid guard `{expression}`: {error}") from None
         except RecursionError:
             raise GuardError(f"invalid guard `{expression}`: nested too deeply") from None
+        except (ValueError, OverflowError) as error:  # numbers the library cannot hold
+            raise GuardError(f"invalid guard `{expression}`: {error}") from None
         self._root = _ROOT_FILTER.match(text) is not None
 
     def test(self, value: Any) -> bool:

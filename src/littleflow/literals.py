@@ -83,6 +83,8 @@ def load_yaml(text: str) -> Any:
         raise LiteralError(f"invalid YAML: {error}") from None
     except RecursionError:
         raise LiteralError("invalid YAML: nested too deeply") from None
+    except ValueError as error:  # e.g. an integer with more digits than Python converts
+        raise LiteralError(f"invalid YAML: {error}") from None
     return plain(value)
 
 
@@ -90,7 +92,14 @@ def _reject_constant(name: str) -> Any:
     raise LiteralError(f"invalid JSON: {name} is not a JSON number")
 
 
-_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise LiteralError(f"invalid JSON: {text} is too large for a number")
+    return value
+
+
+_JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite)
 
 
 def load_json(text: str, start: int) -> tuple[Any, int]:
@@ -101,6 +110,10 @@ def load_json(text: str, start: int) -> tuple[Any, int]:
         raise LiteralError(f"invalid JSON: {error.msg}", error.pos) from None
     except RecursionError:
         raise LiteralError("invalid JSON: nested too deeply", start) from None
+    except LiteralError:
+        raise
+    except ValueError as error:  # e.g. an integer with more digits than Python converts
+        raise LiteralError(f"invalid JSON: {error}", start) from None
 
 
 def plain(value: Any) -> Any:

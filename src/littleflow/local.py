@@ -4,6 +4,7 @@ in order (concurrency 1) or on a thread pool."""
 from __future__ import annotations
 
 import asyncio
+from copy import deepcopy
 import threading
 import time
 from collections import deque
@@ -110,7 +111,7 @@ class LocalRun:
         self.trace: list[dict[str, Any]] = []  # every task run, when ``trace`` is set
         self.tracing = trace
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timeouts: ThreadPoolExecutor | None = None
+        self._loop_lock = threading.Lock()
         self.registry = collect(tasks)
         names = self._check_names()
         task_options = {name: spec.options for name in names if (spec := self.registry._specs.get(name))}
@@ -147,8 +148,6 @@ class LocalRun:
         finally:
             if self._loop is not None:
                 self._loop.call_soon_threadsafe(self._loop.stop)
-            if self._timeouts is not None:
-                self._timeouts.shutdown(wait=False, cancel_futures=True)
         return state
 
     def _sequential(self, starts: list[Start]) -> None:
@@ -200,8 +199,8 @@ class LocalRun:
         """How the sequential loop calls a node: ``(call, parameters, name)`` for a
         plain task, ``False`` when it needs the general path of :meth:`_execute`."""
         node = self.flow.nodes[node_id]
-        if self.echo or self.tracing or self.on_event is not None or node.kind != "task":
-            return False
+        if self.echo or self.tracing or self.on_event is not None or node.kind != "task" or node.parameters is not None:
+            return False  # (parameters are copied for each call: a task may change them)
         calling = self.registry.calling(node.name)
         policy = self.policies.get(node.name, self.default_policy)
         if calling is None or calling[1] or policy.retries or policy.timeout is not None:
@@ -275,6 +274,7 @@ class LocalRun:
     def _task_call(self, spec: TaskSpec, parameters: Any, input: Any, timeout: float | None) -> Callable[[], Any]:
         """A call of the task with its timeout: an async task is cancelled when it
         runs out of time; a plain function's thread cannot be, and is left to finish."""
+        parameters = deepcopy(parameters)
         if spec.is_async:
             return lambda: self._await(spec.call(input, parameters), timeout)
         if timeout is None:
@@ -288,9 +288,17 @@ class LocalRun:
         return lambda: resources.write(node.uri, params, self.base, input)
 
     def _timed(self, call: Callable[[], Any], timeout: float) -> Any:
-        if self._timeouts is None:
-            self._timeouts = ThreadPoolExecutor(thread_name_prefix="littleflow-timed")
-        future = self._timeouts.submit(call)
+        """``call()`` on a thread of its own, timed from when it begins; a call that
+        runs out of time is left behind on that (daemon) thread."""
+        future: Future = Future()
+
+        def attempt() -> None:
+            try:
+                future.set_result(call())
+            except BaseException as error:  # noqa: BLE001 - handed to the waiting thread
+                future.set_exception(error)
+
+        threading.Thread(target=attempt, name="littleflow-timed", daemon=True).start()
         try:
             return future.result(timeout)
         except FutureTimeout:
@@ -298,10 +306,11 @@ class LocalRun:
 
     def _await(self, coroutine: Any, timeout: float | None) -> Any:
         """Run a coroutine on this run's event loop thread and wait for its result."""
-        if self._loop is None:
-            loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="littleflow-asyncio", daemon=True).start()
-            self._loop = loop
+        with self._loop_lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="littleflow-asyncio", daemon=True).start()
+                self._loop = loop
         if timeout is not None:
             coroutine = asyncio.wait_for(coroutine, timeout)
         try:
