@@ -892,3 +892,11 @@ def test_ending_a_task_touches_only_its_successors(shape, size, data):
     assert all(len(keys) <= 3 for name, keys in touched.items() if name != "outputs"), touched
     if shape == "chain":
         assert len(touched["outputs"]) <= 3, touched
+
+
+def test_each_activation_brings_the_output_it_was_made_with():
+    # A runs three times (the gate loops back to it); C waits for A and D, twice.
+    text = ":a A :o → gate → :a;\n:o → :m C;\nD → :m"
+    counter = iter(range(1, 10))
+    driver = run(text, {"A": lambda s: {"a": next(counter)}, "gate": lambda s: s.input, "D": {"d": 1}}, limit=3)
+    assert driver.inputs("C")[:2] == [[{"a": 1}, {"d": 1}], [{"a": 2}, {"a": 3}]]

@@ -319,3 +319,39 @@ def test_local_run_calls_on_step_after_each_step():
     run.run()
     assert len(steps) >= 3  # the start, and after each of the two tasks
     assert steps[-1] == "finished"
+
+
+def test_a_task_changing_its_input_changes_neither_the_flow_nor_the_next_run():
+    def grow(input, **params):
+        input["n"] = input.get("n", 0) + 1
+        params.setdefault("seen", []).append(1)
+        return input
+
+    flow = compile_flow('<{"x": 1}> → B (- {seen: []} -)')
+    assert run_workflow(flow, {"B": grow}) == {"x": 1, "n": 1}
+    assert run_workflow(flow, {"B": grow}) == {"x": 1, "n": 1}
+    assert flow.nodes[1].value == {"x": 1} and flow.nodes[2].parameters == {"seen": []}
+
+
+def test_timeouts_count_from_when_each_attempt_starts_even_with_many_at_once():
+    import time as clock
+
+    def work(input):
+        clock.sleep(0.3)
+        return {"i": input}
+
+    text = "@flow f (- {timeout: 2} -)\n<[0,1,2,3,4,5,6,7,8,9,10,11]> → * work"
+    assert run_workflow(text, {"work": work}, concurrency=12) == [{"i": i} for i in range(12)]
+
+
+def test_a_resumed_run_reports_its_own_failure():
+    errors = iter(["first error", "second error"])
+
+    def B(input):
+        raise RuntimeError(next(errors))
+
+    run = LocalRun(compile_flow("A → B"), {"A": lambda i: {}, "B": B})
+    state = run.run()
+    assert "first error" in state.failure["error"]
+    state = LocalRun(compile_flow("A → B"), {"A": lambda i: {}, "B": B}, state=state).run()
+    assert len(state.failures) == 1 and "second error" in state.failure["error"]

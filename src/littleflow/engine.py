@@ -155,9 +155,9 @@ class Engine:
                     pending = frame.pending
                     waiting = pending.get(target)
                     if waiting is None:
-                        pending[target] = [node]
+                        pending[target] = [[node, output]]
                     else:
-                        waiting.append(node)
+                        waiting.append([node, output])
                     count = activations.get(target, 0) + 1
                     if count >= threshold:
                         activations[target] = count - threshold
@@ -205,14 +205,12 @@ class Engine:
 
     def _input(self, frame: Frame, node: int) -> Any:
         """The aggregate of the outputs that activated ``node`` (LANGUAGE.md §8)."""
-        preds = frame.pending.pop(node)
-        outputs = frame.outputs
-        if len(preds) == 1:
-            value = outputs[preds[0]]
+        arrived = frame.pending.pop(node)
+        if len(arrived) == 1:
+            value = arrived[0][1]
             return {} if value is None else value
-        preds.sort()
-        values = [outputs[p] for p in preds]
-        values = [v for v in values if v != {} and v is not None]
+        arrived.sort(key=_by_first)
+        values = [v for _, v in arrived if v != {} and v is not None]
         if not values:
             return {}
         return values[0] if len(values) == 1 else values
@@ -287,3 +285,7 @@ _HANDLED = object()
 
 def _by_node(start: Start) -> int:
     return start.node
+
+
+def _by_first(pair: Any) -> int:
+    return pair[0]
