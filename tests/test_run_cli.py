@@ -310,7 +310,9 @@ def test_a_killed_run_continues_from_its_state_file_without_rerunning_finished_t
         process.communicate()
     assert process.returncode == -signal.SIGKILL
     assert log_lines(tmp_path / "runs.log") == ["A", "B", "C"]
-    json.loads((tmp_path / "state.json").read_text())  # a whole file, never half written
+    lines = (tmp_path / "state.json").read_text().splitlines()  # a snapshot, then one line per step
+    assert json.loads(lines[0])["state"]["status"] == "running"
+    assert [json.loads(line)["ended"][1] for line in lines[1:]] == [1, 2]  # A and B ended
 
     (tmp_path / "release").write_text("")
     result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=60)

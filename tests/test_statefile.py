@@ -80,7 +80,7 @@ def test_a_save_that_breaks_off_leaves_the_previous_file_intact(tmp_path, monkey
 
     monkeypatch.setattr(statefile_module.os, "fsync", broken_fsync)
     state.status = "running"  # anything different
-    with pytest.raises(OSError):
+    with pytest.raises(StateFileError, match="No space left on device"):
         saved.save(state)
     assert path.read_text() == before
     assert json.loads(before)["state"]["status"] == "finished"
@@ -242,3 +242,38 @@ def test_tasks_held_back_by_a_failure_run_when_the_run_resumes(tmp_path):
     assert final.output == [{"F": True}, {"S": True}, {"U": True}]
     total = {name: first[name] + calls[name] for name in calls}
     assert total == {"F": 2, "S": 1, "U": 1, "after": 1}  # F again; S and U once, in one run or the other
+
+
+def test_the_journal_keeps_saving_cheap_and_a_cut_last_line_is_ignored(tmp_path):
+    flow = compile_flow(" → ".join(f"T{i}" for i in range(50)))
+    path = tmp_path / "run.json"
+    tasks = {f"T{i}": (lambda i: lambda input: {"n": i})(i) for i in range(50)}
+    LocalRun(flow, tasks, journal=StateFile(path, flow)).run()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 51  # one snapshot, one line per task: no step rewrites the whole run
+    # A process killed in the middle of writing its last event leaves a cut line: it never happened.
+    path.write_text("\n".join(lines[:30]) + "\n" + lines[30][: len(lines[30]) // 2])
+    state = StateFile(path, flow).load()
+    assert state.status == "running" and [key[1] for key in state.running] == [30]
+    resumed = LocalRun(flow, tasks, state=state, journal=StateFile(path, flow)).run()
+    assert resumed.status == "finished" and resumed.output == {"n": 49}
+
+
+def test_a_long_journal_is_compacted_into_a_snapshot(tmp_path, monkeypatch):
+    import littleflow.statefile as statefile_module
+
+    monkeypatch.setattr(statefile_module, "COMPACT_AFTER", 10)
+    flow = compile_flow(" → ".join(f"T{i}" for i in range(25)))
+    path = tmp_path / "run.json"
+    LocalRun(flow, {f"T{i}": (lambda input: input) for i in range(25)}, journal=StateFile(path, flow)).run({"k": 1})
+    assert len(path.read_text().splitlines()) <= 11
+    assert StateFile(path, flow).load().output == {"k": 1}
+
+
+@pytest.mark.parametrize("damage", ['{"version": 1, "flow": FLOW, "state": {"frames": []}}', "\udcff", "[]"])
+def test_damaged_state_files_are_one_clear_error(tmp_path, damage):
+    flow = compile_flow("A → B")
+    path = tmp_path / "run.json"
+    path.write_bytes(damage.replace("FLOW", json.dumps(flow.to_json())).encode("utf-8", "surrogateescape"))
+    with pytest.raises(StateFileError, match="damaged"):
+        StateFile(path, flow).load()

@@ -187,7 +187,7 @@ def run_command(flow: str, task_sources: tuple[str, ...], input_text: str | None
     value = read_input(input_text)
     saved = StateFile(state_path, compiled) if state_path else None
     try:
-        state = saved.load() if saved else None
+        state = saved.load(limit) if saved else None
     except StateFileError as error:
         fail(str(error))
     if state is not None and state.status == "finished":
@@ -198,13 +198,16 @@ def run_command(flow: str, task_sources: tuple[str, ...], input_text: str | None
     progress = progress_for(compiled, quiet)
     try:
         run = LocalRun(compiled, tasks, concurrency=concurrency, limit=limit, base=base, echo=not task_sources,
-                       state=state, on_step=saved.save if saved else None, on_event=progress.event,
-                       trace=trace_path is not None)
+                       state=state, journal=saved, on_event=progress.event, trace=trace_path is not None)
     except (UnknownTasks, ValueError) as error:
         fail(str(error))
+    if trace_path:
+        write_trace(trace_path, [])  # find out now, not after the run, if it cannot be written
     try:
         with progress:
             final = run.run(value)
+    except StateFileError as error:
+        fail(str(error))
     except KeyboardInterrupt:
         hint = f"; run the same command again to continue from {state_path}" if saved else ""
         click.echo(f"littleflow: interrupted{hint}", err=True)

@@ -95,6 +95,7 @@ class LocalRun:
         on_step: Callable[[State], None] | None = None,
         on_event: Callable[[str, Start, dict[str, Any]], None] | None = None,
         trace: bool = False,
+        journal: Any = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -106,6 +107,7 @@ class LocalRun:
         self.base = base
         self.echo = echo
         self.on_step = on_step
+        self.journal = journal  # told of every step (see statefile.StateFile: begin, ended, failed)
         self.on_event = on_event
         self.causes: dict[tuple, BaseException] = {}
         self.trace: list[dict[str, Any]] = []  # every task run, when ``trace`` is set
@@ -138,6 +140,8 @@ class LocalRun:
         """Run (or resume) to the end; returns the final state."""
         engine, state = self.engine, self.state
         starts = engine.resume(state) if self.resuming else engine.start(state, input)
+        if self.journal is not None:
+            self.journal.begin(state)
         self._step()
         try:
             with fewer_collections():
@@ -148,12 +152,14 @@ class LocalRun:
         finally:
             if self._loop is not None:
                 self._loop.call_soon_threadsafe(self._loop.stop)
+            if self.journal is not None:
+                self.journal.close()
         return state
 
     def _sequential(self, starts: list[Start]) -> None:
         queue = deque(starts)
         popleft, extend = queue.popleft, queue.extend
-        ended, state, step = self.engine.ended, self.state, self.on_step
+        ended, state, step, journal = self.engine.ended, self.state, self.on_step, self.journal
         # Plain calls (no policy, events or trace) skip the general path: this is the hot loop.
         plans, plan_for = self._direct, self._plan
         while queue:
@@ -173,7 +179,10 @@ class LocalRun:
             except Exception as error:  # noqa: BLE001 - a task's error fails the task
                 extend(self._finish(start, _Raised(error)))
                 continue
-            extend(ended(state, (start.path, start.node, start.item), output))
+            key = (start.path, start.node, start.item)
+            extend(ended(state, key, output))
+            if journal is not None:
+                journal.ended(key, output)
             if step is not None:
                 step(state)
 
@@ -220,9 +229,13 @@ class LocalRun:
             error = outcome.error
             self.causes[start.key] = error
             starts = self.engine.failed(self.state, start.key, _message(error))
+            if self.journal is not None:
+                self.journal.failed(start.key, _message(error))
             self._event("fail", start, error=_message(error))
         else:
             starts = self.engine.ended(self.state, start.key, outcome)
+            if self.journal is not None:
+                self.journal.ended(start.key, outcome)
             self._event("end", start)
         self._step()
         return starts

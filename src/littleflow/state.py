@@ -101,6 +101,14 @@ class State:
     def drop_frame(self, frame: Frame) -> None:
         del self.frames[frame.path]
 
+    def check(self, size: int) -> None:
+        """Raise ``ValueError`` if this state names nodes a flow of ``size`` nodes does not have."""
+        nodes = [n for frame in self.frames.values() for n in (frame.start, frame.end, *frame.outputs,
+                                                                  *frame.pending, *frame.activations)]
+        nodes += [key[1] for key in self.running] + [key[1] for key, *_ in [*self.held, *self.retry]]
+        if "" not in self.frames or any(not 0 <= n < size for n in nodes):
+            raise ValueError("it names nodes the flow does not have")
+
     @property
     def failure(self) -> dict[str, Any] | None:
         """The first failure, if any."""
