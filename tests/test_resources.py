@@ -320,3 +320,35 @@ def test_parse_raises_value_error_for_bad_text():
         resources.parse("{oops", "json")
     with pytest.raises(ValueError):
         resources.parse('{"a": 1}\n{oops\n', "json-seq")
+
+
+def test_sink_files_get_ordinary_permissions_and_no_temporary_file_is_left(tmp_path):
+    import os
+    import stat
+
+
+
+    run_workflow('<{"x": 1}> → <out.json>', base=str(tmp_path))
+    mode = stat.S_IMODE(os.stat(tmp_path / "out.json").st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
+    (tmp_path / "d").mkdir()
+    with pytest.raises(Exception):
+        run_workflow('<{"x": 1}> → <d>', base=str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "out.json"]
+
+
+def test_infinite_numbers_in_a_resource_are_refused(tmp_path):
+
+
+    (tmp_path / "bad.json").write_text('{"x": NaN}')
+    with pytest.raises(FlowFailed, match="NaN"):
+        run_workflow("<bad.json> → A", {"A": lambda i: i}, base=str(tmp_path))
+
+
+def test_an_rs_separated_record_may_span_lines(tmp_path):
+
+
+    (tmp_path / "points.jsonseq").write_text('\x1e{\n "a": 1\n}\n\x1e{"a": 2}\n')
+    assert run_workflow("<points.jsonseq> → A", {"A": lambda i: i}, base=str(tmp_path)) == [{"a": 1}, {"a": 2}]

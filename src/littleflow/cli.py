@@ -34,7 +34,7 @@ def read_flow(path: str) -> tuple[str, str]:
     if path == "-":
         return sys.stdin.read(), "<stdin>"
     try:
-        with open(path, encoding="utf-8") as file:
+        with open(path, encoding="utf-8-sig") as file:
             return file.read(), path
     except FileNotFoundError:
         fail(f"cannot read {path}: no such file")
@@ -193,7 +193,7 @@ def run_command(flow: str, task_sources: tuple[str, ...], input_text: str | None
     if state is not None and state.status == "finished":
         if not quiet:
             click.echo(f"littleflow: {state_path} holds a finished run; its output:", err=True)
-        click.echo(json.dumps(state.output, ensure_ascii=False))
+        click.echo(json_text(state.output))
         return
     progress = progress_for(compiled, quiet)
     try:
@@ -222,7 +222,19 @@ def run_command(flow: str, task_sources: tuple[str, ...], input_text: str | None
         if saved:
             click.echo(f"  run the same command again to retry from {state_path}", err=True)
         sys.exit(1)
-    click.echo(json.dumps(final.output, ensure_ascii=False))
+    click.echo(json_text(final.output))
+
+
+def json_text(value: Any) -> str:
+    """``value`` as one line of JSON (text that is not valid Unicode is escaped)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return json.dumps(value)
+    except ValueError as error:  # e.g. an integer too long to write
+        fail(f"the flow's output cannot be written as JSON: {error}", 1)
 
 
 def load_tasks(source: str) -> dict[str, Any]:
@@ -242,8 +254,7 @@ def load_tasks(source: str) -> dict[str, Any]:
             sys.path.insert(0, os.getcwd())
             module = importlib.import_module(source)
     except Exception as error:  # noqa: BLE001 - any import failure is the user's to fix
-        line = f" (line {error.lineno})" if isinstance(error, SyntaxError) and error.lineno else ""
-        fail(f"cannot load tasks from {source}: {type(error).__name__}: {error}{line}")
+        fail(f"cannot load tasks from {source}: {type(error).__name__}: {error}")
     return {
         name: value for name, value in vars(module).items()
         if not name.startswith("_") and inspect.isfunction(value) and value.__module__ == module.__name__
@@ -262,12 +273,14 @@ def read_input(text: str | None) -> Any:
         kind = "yaml" if path.endswith((".yaml", ".yml")) else "json"
         where = path
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = Path(path).read_text(encoding="utf-8-sig")
         except OSError as error:
             fail(f"cannot read input file {path}: {error.strerror}")
+        except UnicodeDecodeError:
+            fail(f"cannot read input file {path}: not UTF-8 text")
     try:
         return parse(text, kind)
-    except ValueError as error:
+    except ValueError as error:  # (UnicodeDecodeError is one too)
         fail(f"bad input in {where}: {error}")
 
 

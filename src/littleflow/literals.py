@@ -116,6 +116,14 @@ def load_json(text: str, start: int) -> tuple[Any, int]:
         raise LiteralError(f"invalid JSON: {error}", start) from None
 
 
+def load_json_text(text: str) -> Any:
+    """A whole text as one JSON value: strict (no NaN or infinities), as :func:`load_json`."""
+    value, end = load_json(text, len(text) - len(text.lstrip()))
+    if text[end:].strip():
+        raise LiteralError("invalid JSON: extra data after the value", end)
+    return value
+
+
 def plain(value: Any) -> Any:
     """A copy of ``value`` that holds only JSON data; object keys become strings.
 

@@ -53,7 +53,7 @@ def load_workflow(workflow: str | Path | Flow) -> tuple[Flow, str | None]:
     if isinstance(workflow, Flow):
         return workflow, None
     if isinstance(workflow, Path):
-        text = workflow.read_text(encoding="utf-8")
+        text = workflow.read_text(encoding="utf-8-sig")
         return Compiler().compile(Parser().parse(text, str(workflow))), str(workflow.resolve().parent)
     return Compiler().compile(Parser().parse(workflow)), None
 

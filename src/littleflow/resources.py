@@ -11,7 +11,7 @@ from urllib.parse import unquote, urljoin, urlparse
 
 import yaml
 
-from .literals import LiteralError, load_yaml, plain
+from .literals import LiteralError, load_json_text, load_yaml, plain
 
 if TYPE_CHECKING:
     import httpx
@@ -49,7 +49,7 @@ def read(uri: str, params: dict[str, Any], base: str | None) -> Any:
         response = _request("GET", target, params)
         text, header = response.text, response.headers.get("content-type")
     else:
-        path = _path(target)
+        path = _path(target, base)
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as error:
@@ -73,14 +73,21 @@ def write(uri: str, params: dict[str, Any], base: str | None, value: Any) -> Any
         headers = {"content-type": _TYPES[kind][0]}
         _request(str(params.get("method", "PUT")).upper(), target, params, content=body.encode(), headers=headers)
         return value
-    path = _path(target)
+    path = _path(target, base)
+    temporary = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False,
                                          prefix=f".{path.name}.") as file:
+            temporary = file.name
             file.write(body)
-        os.replace(file.name, path)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # as a plain open() would have made it
+        os.replace(temporary, path)
     except OSError as error:
+        if temporary is not None and os.path.exists(temporary):
+            os.unlink(temporary)
         raise ResourceError(f"cannot write <{uri}>: {error.strerror or error}") from None
     return value
 
@@ -91,10 +98,11 @@ def parse(text: str, kind: str) -> Any:
         if kind == "yaml":
             return load_yaml(text)
         if kind == "json-seq":
-            return [json.loads(line) for record in text.split("\x1e") for line in record.splitlines() if line.strip()]
-        return json.loads(text)
-    except (json.JSONDecodeError, LiteralError) as error:
-        raise ValueError(str(error)) from None
+            records = text.split("\x1e") if "\x1e" in text else text.splitlines()
+            return [load_json_text(record) for record in records if record.strip()]
+        return load_json_text(text)
+    except LiteralError as error:
+        raise ValueError(error.message) from None
 
 
 def serialize(value: Any, kind: str) -> str:
@@ -125,9 +133,10 @@ def _is_http(target: str) -> bool:
     return target.startswith(("http://", "https://"))
 
 
-def _path(target: str) -> Path:
+def _path(target: str, base: str | None) -> Path:
     if target.startswith("file:"):
-        return Path(unquote(urlparse(target).path))
+        path = Path(unquote(urlparse(target).path))
+        return path if path.is_absolute() else Path(base or os.getcwd(), path)
     return Path(target)
 
 

@@ -176,6 +176,9 @@ def json_output(value: Any, name: str) -> Any:
         return value
     if isinstance(value, tuple):
         return json_output(list(value), name)
+    if isinstance(value, (dict, list, str, int, float)):  # subclasses: OrderedDict, IntEnum, …
+        _check(value, name, "the output")
+        return value
     raise TaskError(f"task {name} returned a {kind.__name__}, which is not JSON-like "
                     "(return dicts, lists, strings, numbers, booleans or None)")
 
