@@ -338,3 +338,18 @@ def test_timeouts_and_retries_with_concurrency(release):
     assert caught.value.task == "slow"
     assert "timed out" in caught.value.error
     assert len(calls) == 2
+
+
+def test_flow_task_options_apply_to_an_alias_and_a_name_of_no_task_is_an_error():
+    calls = []
+
+    def flaky(input):
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("not yet")
+        return {"ok": True}
+
+    text = "@flow f (- {backoff: 0.01, tasks: {X: {retries: 2}}} -)\n@task X = A\nX"
+    assert run_workflow(text, {"A": flaky}) == {"ok": True} and len(calls) == 3
+    with pytest.raises(ValueError, match="Typo"):
+        run_workflow("@flow f (- {tasks: {Typo: {retries: 2}}} -)\nA", {"A": flaky})

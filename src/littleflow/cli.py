@@ -244,7 +244,7 @@ def load_tasks(source: str) -> dict[str, Any]:
         if source.endswith(".py") or os.sep in source:
             path = Path(source).resolve()
             if not path.is_file():
-                fail(f"cannot load tasks from {source}: no such file")
+                fail(f"cannot load tasks from {source}: " + ("it is a directory" if path.is_dir() else "no such file"))
             spec = importlib.util.spec_from_file_location(f"littleflow_tasks_{path.stem}", path)
             module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
             sys.modules[spec.name] = module  # type: ignore[union-attr]
@@ -253,7 +253,7 @@ def load_tasks(source: str) -> dict[str, Any]:
         else:
             sys.path.insert(0, os.getcwd())
             module = importlib.import_module(source)
-    except Exception as error:  # noqa: BLE001 - any import failure is the user's to fix
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - any import failure is the user's to fix
         fail(f"cannot load tasks from {source}: {type(error).__name__}: {error}")
     return {
         name: value for name, value in vars(module).items()

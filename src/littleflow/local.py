@@ -20,7 +20,7 @@ from .engine import DEFAULT_LIMIT, Engine, Start
 from .flow import Flow
 from .memory import fewer_collections
 from .parser import Parser
-from .policy import policies
+from .policy import Policy, policies
 from .state import State
 from .tasks import TaskSpec, collect, json_output
 
@@ -117,7 +117,8 @@ class LocalRun:
         self.registry = collect(tasks)
         names = self._check_names()
         task_options = {name: spec.options for name in names if (spec := self.registry._specs.get(name))}
-        self.default_policy, self.policies = policies(flow.parameters, task_options)
+        aliases = {node.alias for node in flow.nodes if node.alias}
+        self.default_policy, self.policies = policies(flow.parameters, task_options, names | aliases)
         self._direct: dict[int, tuple | bool] = {}  # node -> how to call it (see _plan)
 
     def _check_names(self) -> set[str]:
@@ -211,10 +212,14 @@ class LocalRun:
         if self.echo or self.tracing or self.on_event is not None or node.kind != "task" or node.parameters is not None:
             return False  # (parameters are copied for each call: a task may change them)
         calling = self.registry.calling(node.name)
-        policy = self.policies.get(node.name, self.default_policy)
+        policy = self._policy(node)
         if calling is None or calling[1] or policy.retries or policy.timeout is not None:
             return False
         return calling[0], node.parameters, node.name
+
+    def _policy(self, node: Any) -> Policy:
+        """The retry/timeout policy of a task node: by the name written, then the task's."""
+        return self.policies.get(node.alias) or self.policies.get(node.name, self.default_policy)
 
     def _outcome(self, start: Start) -> Any:
         """Run a task instance, returning its output or (as :class:`_Raised`) its exception."""
@@ -261,7 +266,7 @@ class LocalRun:
             policy, call = self.default_policy, self._resource_call(node, start.input)
         else:
             spec = self.registry.get(node.name)
-            policy = self.policies.get(node.name, self.default_policy)
+            policy = self._policy(node)
             call = self._task_call(spec, node.parameters, start.input, policy.timeout)
         attempt = 1
         while True:

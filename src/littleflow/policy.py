@@ -47,13 +47,15 @@ class Policy:
         return random.uniform(ceiling / 2, ceiling)
 
 
-def policies(flow_parameters: Any, task_options: dict[str, dict[str, Any]]) -> tuple[Policy, dict[str, Policy]]:
+def policies(flow_parameters: Any, task_options: dict[str, dict[str, Any]],
+             names: set[str] | None = None) -> tuple[Policy, dict[str, Policy]]:
     """The default policy and per-task policies for a run.
 
     ``flow_parameters`` are the ``@flow`` declaration's parameters: ``retries``,
     ``timeout`` and ``backoff`` for every task, and ``tasks: {NAME: {…}}`` for one task.
     The order of precedence, strongest first: the flow's entry for the task, the
-    task's own ``@task(...)`` options, the flow's defaults.
+    task's own ``@task(...)`` options (``task_options``), the flow's defaults.
+    ``names``, when given, are the task names (and aliases) a ``tasks:`` entry may use.
     """
     if flow_parameters is None:
         flow_parameters = {}
@@ -68,5 +70,7 @@ def policies(flow_parameters: Any, task_options: dict[str, dict[str, Any]]) -> t
     for name, options in per_task.items():
         if not isinstance(options, dict):
             raise ValueError(f"tasks.{name} in @flow parameters must be an object")
+        if names is not None and name not in names:
+            raise ValueError(f"tasks.{name} in @flow parameters names no task of this flow")
         result[name] = result.get(name, base).updated(options, f"@flow parameters for task {name}")
     return base, result
