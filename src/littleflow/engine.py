@@ -10,6 +10,8 @@ edges it touches.
 from __future__ import annotations
 
 from copy import deepcopy
+from itertools import islice
+from operator import gt
 from typing import Any, NamedTuple
 
 from .flow import Flow
@@ -155,9 +157,10 @@ class Engine:
                     pending = frame.pending
                     waiting = pending.get(target)
                     if waiting is None:
-                        pending[target] = [[node, output]]
+                        pending[target] = [[node], [output]]
                     else:
-                        waiting.append([node, output])
+                        waiting[0].append(node)
+                        waiting[1].append(output)
                     count = activations.get(target, 0) + 1
                     if count >= threshold:
                         activations[target] = count - threshold
@@ -205,12 +208,13 @@ class Engine:
 
     def _input(self, frame: Frame, node: int) -> Any:
         """The aggregate of the outputs that activated ``node`` (LANGUAGE.md §8)."""
-        arrived = frame.pending.pop(node)
-        if len(arrived) == 1:
-            value = arrived[0][1]
+        preds, outputs = frame.pending.pop(node)
+        if len(preds) == 1:
+            value = outputs[0]
             return {} if value is None else value
-        arrived.sort(key=_by_first)
-        values = [v for _, v in arrived if v != {} and v is not None]
+        if any(map(gt, preds, islice(preds, 1, None))):  # not yet in source order
+            outputs = [output for _, output in sorted(zip(preds, outputs), key=_by_first)]
+        values = [v for v in outputs if v != {} and v is not None]
         if not values:
             return {}
         return values[0] if len(values) == 1 else values

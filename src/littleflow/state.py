@@ -34,7 +34,7 @@ class Frame:
         self.end = end
         self.parent = parent
         self.activations: dict[int, int] = {}  # A, sparse: completions received since last start
-        self.pending: dict[int, list] = {}  # [predecessor, output] pairs that make the next input
+        self.pending: dict[int, list] = {}  # [predecessors, their outputs]: what makes the next input
         self.outputs: dict[int, Any] = {}
         self.runs: dict[int, int] = {}
         self.iterations: dict[int, Any] = {}  # node -> its unfinished iteration
