@@ -119,7 +119,7 @@ class LocalRun:
         task_options = {name: spec.options for name in names if (spec := self.registry._specs.get(name))}
         aliases = {node.alias for node in flow.nodes if node.alias}
         self.default_policy, self.policies = policies(flow.parameters, task_options, names | aliases)
-        self._direct: dict[int, tuple | bool] = {}  # node -> how to call it (see _plan)
+        self._plans: list[tuple | bool | None] = [None] * len(flow)  # how to call each node (see _plan)
 
     def _check_names(self) -> set[str]:
         """The task names the flow uses; raises :class:`UnknownTasks` for those nothing provides."""
@@ -162,13 +162,13 @@ class LocalRun:
         popleft, extend = queue.popleft, queue.extend
         ended, state, step, journal = self.engine.ended, self.state, self.on_step, self.journal
         # Plain calls (no policy, events or trace) skip the general path: this is the hot loop.
-        plans, plan_for = self._direct, self._plan
+        plans, plan_for = self._plans, self._plan
         while queue:
             start = popleft()
             if state.status != "running":  # a task failed: what was queued does not start
                 self.engine.hold(state, start)
                 continue
-            plan = plans.get(start.node)
+            plan = plans[start.node]
             if plan is None:
                 plan = plans[start.node] = plan_for(start.node)
             if plan is False:
