@@ -198,7 +198,7 @@ class Engine:
                 frame.outputs[node] = input
             else:
                 ends.append((frame, node, input))
-        if len(starts) - known > 1:
+        if len(starts) - known > 1 and any(map(_after, islice(starts, known, None), islice(starts, known + 1, None))):
             starts[known:] = sorted(starts[known:], key=_by_node)
             running = state.running
             for start in starts[known:]:  # running keeps the order of the starts handed out
@@ -293,3 +293,7 @@ def _by_node(start: Start) -> int:
 
 def _by_first(pair: Any) -> int:
     return pair[0]
+
+
+def _after(one: Start, other: Start) -> bool:
+    return one.node > other.node
