@@ -9,7 +9,16 @@ from .errors import Diagnostic, FlowError
 from .flow import Flow, Node
 from .guard import GuardError, compile_guard
 from .memory import fewer_collections
-from .nodes import Element, Literal, Module, Resource, Statement, Subflow, Task, TaskDecl
+from .nodes import (
+    Element,
+    Literal,
+    Module,
+    Resource,
+    Statement,
+    Subflow,
+    Task,
+    TaskDecl,
+)
 from .parser import MAX_DEPTH
 
 #: A flow may have at most this many nodes once named subflows are expanded.

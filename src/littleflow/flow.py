@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from array import array
-from itertools import accumulate, islice
-from operator import eq
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
+from itertools import accumulate, islice
+from operator import eq
 from typing import Any
 
 KINDS = ("start", "end", "task", "literal", "resource", "subflow-start", "subflow-end")

@@ -4,13 +4,13 @@ in order (concurrency 1) or on a thread pool."""
 from __future__ import annotations
 
 import asyncio
-from copy import deepcopy
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
+from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
@@ -174,9 +174,9 @@ class LocalRun:
             if plan is False:
                 extend(self._finish(start, self._outcome(start)))
                 continue
-            call, parameters, name = plan
+            call, name = plan
             try:
-                output = json_output(call(start.input, parameters), name)
+                output = json_output(call(start.input, None), name)
             except Exception as error:  # noqa: BLE001 - a task's error fails the task
                 extend(self._finish(start, _Raised(error)))
                 continue
@@ -206,16 +206,17 @@ class LocalRun:
                     queue.extend(self._finish(start, future.result()))
 
     def _plan(self, node_id: int) -> tuple | bool:
-        """How the sequential loop calls a node: ``(call, parameters, name)`` for a
-        plain task, ``False`` when it needs the general path of :meth:`_execute`."""
+        """How the sequential loop calls a node: ``(call, name)`` for a plain task
+        without parameters, ``False`` when it needs the general path of :meth:`_execute`
+        (which also copies parameters for each call: a task may change them)."""
         node = self.flow.nodes[node_id]
         if self.echo or self.tracing or self.on_event is not None or node.kind != "task" or node.parameters is not None:
-            return False  # (parameters are copied for each call: a task may change them)
+            return False
         calling = self.registry.calling(node.name)
         policy = self._policy(node)
         if calling is None or calling[1] or policy.retries or policy.timeout is not None:
             return False
-        return calling[0], node.parameters, node.name
+        return calling[0], node.name
 
     def _policy(self, node: Any) -> Policy:
         """The retry/timeout policy of a task node: by the name written, then the task's."""

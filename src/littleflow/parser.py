@@ -4,13 +4,44 @@ from __future__ import annotations
 
 from .errors import FlowError
 from .lexer import (
-    ARROW, BAR, DECL, DOC, EOF, EQUALS, GUARD, LABEL, LBRACE, LBRACKET, LITERAL,
-    MERGE, NAME, PARAMS, RBRACE, RBRACKET, RESOURCE, SEMI, STAR, Token, describe, tokens,
+    ARROW,
+    BAR,
+    DECL,
+    DOC,
+    EOF,
+    EQUALS,
+    GUARD,
+    LABEL,
+    LBRACE,
+    LBRACKET,
+    LITERAL,
+    MERGE,
+    NAME,
+    PARAMS,
+    RBRACE,
+    RBRACKET,
+    RESOURCE,
+    SEMI,
+    STAR,
+    Token,
+    describe,
+    tokens,
 )
 from .memory import fewer_collections
 from .nodes import (
-    Element, FlowDecl, Label, Literal, Module, Params, Resource, Statement, Step,
-    Subflow, Tail, Task, TaskDecl,
+    Element,
+    FlowDecl,
+    Label,
+    Literal,
+    Module,
+    Params,
+    Resource,
+    Statement,
+    Step,
+    Subflow,
+    Tail,
+    Task,
+    TaskDecl,
 )
 from .source import Source
 

@@ -75,7 +75,9 @@ class LiveDisplay(Progress):
     """A live summary on an interactive terminal: counts, what runs, elapsed time."""
 
     def __init__(self, flow: Flow, stream: TextIO | None = None) -> None:
-        from rich.console import Console  # rich is imported only when a terminal shows it
+        from rich.console import (
+            Console,  # rich is imported only when a terminal shows it
+        )
         from rich.live import Live
 
         super().__init__(flow, stream)

@@ -7,7 +7,6 @@ from bisect import bisect_right
 
 from .errors import Diagnostic, FlowError
 
-
 _NEWLINE = re.compile("\n")
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import inspect
-from weakref import WeakKeyDictionary
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
+from weakref import WeakKeyDictionary
 
 from .policy import Policy
 
