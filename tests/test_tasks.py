@@ -326,3 +326,15 @@ def test_collect_combines_sources():
     combined = collect([{"m": lambda input: "m"}, registry])
     assert {"m", "r"} <= set(combined.names())
     assert collect(None).names() == []
+
+
+@pytest.mark.parametrize("value", [10**5000, {"n": 10**5000}, [1, [10**5000]]], ids=["top", "nested", "deep"])
+def test_integers_too_long_for_json_fail_the_task(value):
+    with pytest.raises(TaskError, match="too long"):
+        json_output(value, "big")
+
+
+@pytest.mark.parametrize("value", [float("nan"), {"x": float("inf")}, [1.5, float("-inf")]])
+def test_non_finite_numbers_fail_the_task(value):
+    with pytest.raises(TaskError, match="not a JSON number"):
+        json_output(value, "odd")

@@ -156,6 +156,9 @@ def _caller(function: Callable) -> tuple[Callable[[Any, Any], Any], bool]:
 
 
 _SCALARS = (str, int, float, bool, type(None))
+_SIMPLE = (str, bool, type(None))  # scalars that need no closer look
+#: Integers longer than this many bits are refused: Python will not write them as JSON text.
+MAX_INT_BITS = 14_000
 
 
 def json_output(value: Any, name: str) -> Any:
@@ -171,8 +174,8 @@ def json_output(value: Any, name: str) -> Any:
     if kind in _SCALARS or kind is list:
         if kind is list:
             _check(value, name, "the output")
-        elif kind is float and value != value or kind is float and value in (float("inf"), float("-inf")):
-            raise TaskError(f"task {name} returned {value}, which is not a JSON number")
+        elif kind is float or kind is int:
+            _check(value, name, "the output")
         return value
     if isinstance(value, tuple):
         return json_output(list(value), name)
@@ -190,14 +193,17 @@ def _check(value: Any, name: str, where: str, depth: int = 0) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TaskError(f"task {name} returned an object key {key!r} in {where}, which is not text")
-            if type(item) not in _SCALARS or type(item) is float:
+            if type(item) not in _SIMPLE and not (type(item) is int and item.bit_length() <= MAX_INT_BITS):
                 _check(item, name, f"{where}[{key!r}]", depth + 1)
     elif isinstance(value, (list, tuple)):
         for position, item in enumerate(value):
-            if type(item) not in _SCALARS or type(item) is float:
+            if type(item) not in _SIMPLE and not (type(item) is int and item.bit_length() <= MAX_INT_BITS):
                 _check(item, name, f"{where}[{position}]", depth + 1)
     elif isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise TaskError(f"task {name} returned {value} in {where}, which is not a JSON number")
+    elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
+        raise TaskError(f"task {name} returned an integer of {value.bit_length():,} bits in {where}, "
+                        "too long to write as JSON")
     elif not isinstance(value, _SCALARS):
         raise TaskError(f"task {name} returned a {type(value).__name__} in {where}, which is not JSON-like")
