@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+_lock = threading.Lock()
+_depth = 0  # blocks inside fewer_collections() now, in any thread
+_saved: tuple[int, ...] = ()
 
 
 @contextmanager
@@ -13,13 +18,22 @@ def fewer_collections() -> Iterator[None]:
 
     Parsing, compiling and running build millions of long-lived objects that
     can never form cycles; with the default thresholds the collector would walk
-    them over and over, which costs more than the work itself.
+    them over and over, which costs more than the work itself. Blocks may nest
+    and run in several threads: the first to enter changes the settings and the
+    last to leave restores them.
     """
-    thresholds = gc.get_threshold()
-    gc.freeze()  # what exists before the block (the flow, the tasks) is not walked again
-    gc.set_threshold(50_000, 20, 20)
+    global _depth, _saved
+    with _lock:
+        if _depth == 0:
+            _saved = gc.get_threshold()
+            gc.freeze()  # what exists before (the flow, the tasks) is not walked again
+            gc.set_threshold(50_000, 20, 20)
+        _depth += 1
     try:
         yield
     finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                gc.set_threshold(*_saved)
+                gc.unfreeze()
