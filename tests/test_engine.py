@@ -552,7 +552,8 @@ def test_resume_runs_again_what_failed_and_what_was_held_but_not_what_finished()
     assert driver.state.output == run(WIDE, {"B": {"b": 1}, "D": {"d": 1}, "F": tag("F")}).state.output
 
 
-def test_resume_after_a_failed_item_reruns_only_that_item():
+def fails_item_two_once():
+    """A task (for the test driver) that multiplies by 10 but fails the first time it gets 2."""
     failed = []
 
     def b(start):
@@ -561,7 +562,11 @@ def test_resume_after_a_failed_item_reruns_only_that_item():
             return Raise("item two")
         return start.input * 10
 
-    driver = run("A → * B → C", {"A": [1, 2, 3], "B": b})
+    return b
+
+
+def test_resume_after_a_failed_item_reruns_only_that_item():
+    driver = run("A → * B → C", {"A": [1, 2, 3], "B": fails_item_two_once()})
     assert driver.state.status == "failed"
     assert driver.state.failure["key"] == ["", one(driver.flow, "B").id, 1]
     assert [(s.item, s.input) for s in driver.resume()] == [(1, 2)]
@@ -570,15 +575,7 @@ def test_resume_after_a_failed_item_reruns_only_that_item():
 
 
 def test_resume_of_a_failed_item_copy_of_a_subflow():
-    failed = []
-
-    def b(start):
-        if start.input == 2 and not failed:
-            failed.append(start.key)
-            return Raise("item two")
-        return start.input * 10
-
-    driver = run("A → * { B → C }", {"A": [1, 2, 3], "B": b})
+    driver = run("A → * { B → C }", {"A": [1, 2, 3], "B": fails_item_two_once()})
     assert driver.state.status == "failed"
     driver.resume()
     driver.run()
