@@ -3,18 +3,15 @@ in order (concurrency 1) or on a thread pool."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from concurrent.futures import TimeoutError as FutureTimeout
-from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
 from . import resources
+from .calling import Caller, message
 from .compiler import Compiler
 from .engine import DEFAULT_LIMIT, Engine, Start
 from .flow import Flow
@@ -22,7 +19,7 @@ from .memory import fewer_collections
 from .parser import Parser
 from .policy import Policy, policies
 from .state import State
-from .tasks import TaskSpec, collect, json_output
+from .tasks import collect, json_output
 
 
 class FlowFailed(Exception):
@@ -42,10 +39,6 @@ class FlowFailed(Exception):
 
 class UnknownTasks(LookupError):
     """The flow uses task names nothing provides."""
-
-
-class TaskTimeout(Exception):
-    """A task ran longer than its timeout."""
 
 
 def load_workflow(workflow: str | Path | Flow) -> tuple[Flow, str | None]:
@@ -112,8 +105,7 @@ class LocalRun:
         self.causes: dict[tuple, BaseException] = {}
         self.trace: list[dict[str, Any]] = []  # every task run, when ``trace`` is set
         self.tracing = trace
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_lock = threading.Lock()
+        self.caller = Caller()
         self.registry = collect(tasks)
         names = self._check_names()
         task_options = {name: spec.options for name in names if (spec := self.registry._specs.get(name))}
@@ -151,8 +143,7 @@ class LocalRun:
                 else:
                     self._concurrent(starts)
         finally:
-            if self._loop is not None:
-                self._loop.call_soon_threadsafe(self._loop.stop)
+            self.caller.close()
             if self.journal is not None:
                 self.journal.close()
         return state
@@ -234,10 +225,10 @@ class LocalRun:
         if isinstance(outcome, _Raised):
             error = outcome.error
             self.causes[start.key] = error
-            starts = self.engine.failed(self.state, start.key, _message(error))
+            starts = self.engine.failed(self.state, start.key, message(error))
             if self.journal is not None:
-                self.journal.failed(start.key, _message(error))
-            self._event("fail", start, error=_message(error))
+                self.journal.failed(start.key, message(error))
+            self._event("fail", start, error=message(error))
         else:
             starts = self.engine.ended(self.state, start.key, outcome)
             if self.journal is not None:
@@ -263,81 +254,23 @@ class LocalRun:
                 self._record(start, node, time.time(), 1, "done")
             self._event("start", start, attempt=1)
             return start.input
-        if node.kind == "resource":
-            policy, call = self.default_policy, self._resource_call(node, start.input)
-        else:
-            spec = self.registry.get(node.name)
-            policy = self._policy(node)
-            call = self._task_call(spec, node.parameters, start.input, policy.timeout)
-        attempt = 1
-        while True:
-            began = time.time()
-            self._event("start", start, attempt=attempt)
-            try:
-                output = call()
-                if node.kind != "resource":
-                    output = json_output(output, node.name)
-            except Exception as error:
-                if self.tracing:
-                    self._record(start, node, began, attempt, "failed", _message(error))
-                if attempt > policy.retries:
-                    raise
-                self._event("retry", start, attempt=attempt, error=_message(error))
-                time.sleep(policy.delay(attempt))
-                attempt += 1
-                continue
-            if self.tracing:
-                self._record(start, node, began, attempt, "done")
-            return output
 
-    def _task_call(self, spec: TaskSpec, parameters: Any, input: Any, timeout: float | None) -> Callable[[], Any]:
-        """A call of the task with its timeout: an async task is cancelled when it
-        runs out of time; a plain function's thread cannot be, and is left to finish."""
-        parameters = deepcopy(parameters)
-        if spec.is_async:
-            return lambda: self._await(spec.call(input, parameters), timeout)
-        if timeout is None:
-            return lambda: spec.call(input, parameters)
-        return lambda: self._timed(lambda: spec.call(input, parameters), timeout)
+        def hook(event: str, attempt: int, began: float, error: str | None) -> None:
+            if event == "start" or event == "retry":
+                self._event(event, start, attempt=attempt, **({"error": error} if error else {}))
+            elif self.tracing:
+                self._record(start, node, began, attempt, event, error)
+
+        if node.kind == "resource":
+            return self.caller.attempts(self._resource_call(node, start.input), self.default_policy, hook)
+        spec = self.registry.get(node.name)
+        return self.caller.call(spec, node.parameters, start.input, self._policy(node), hook)
 
     def _resource_call(self, node: Any, input: Any) -> Callable[[], Any]:
         params = node.parameters if isinstance(node.parameters, dict) else {}
         if node.mode == "source":
             return lambda: resources.read(node.uri, params, self.base)
         return lambda: resources.write(node.uri, params, self.base, input)
-
-    def _timed(self, call: Callable[[], Any], timeout: float) -> Any:
-        """``call()`` on a thread of its own, timed from when it begins; a call that
-        runs out of time is left behind on that (daemon) thread."""
-        future: Future = Future()
-
-        def attempt() -> None:
-            try:
-                future.set_result(call())
-            except BaseException as error:  # noqa: BLE001 - handed to the waiting thread
-                future.set_exception(error)
-
-        threading.Thread(target=attempt, name="littleflow-timed", daemon=True).start()
-        try:
-            return future.result(timeout)
-        except FutureTimeout:
-            raise TaskTimeout(f"timed out after {timeout:g} s") from None
-
-    def _await(self, coroutine: Any, timeout: float | None) -> Any:
-        """Run a coroutine on this run's event loop thread and wait for its result."""
-        with self._loop_lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="littleflow-asyncio", daemon=True).start()
-                self._loop = loop
-        if timeout is not None:
-            coroutine = asyncio.wait_for(coroutine, timeout)
-        try:
-            return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
-        except TimeoutError:
-            if timeout is None:
-                raise
-            raise TaskTimeout(f"timed out after {timeout:g} s") from None
 
     def _record(self, start: Start, node: Any, began: float, attempt: int, status: str, error: str | None = None) -> None:
         self.trace.append({
@@ -353,12 +286,3 @@ class _Raised:
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
-
-
-def _message(error: BaseException) -> str:
-    """One line about an exception: its type and its message."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    kind = type(error).__name__
-    if isinstance(error, (TaskTimeout, resources.ResourceError)) or kind == "TaskError":
-        return text or kind
-    return f"{kind}: {text}" if text else kind
