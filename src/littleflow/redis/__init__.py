@@ -1,0 +1,1 @@
+"""littleflow on Redis: store, transport, engine and workers."""
