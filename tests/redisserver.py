@@ -1,0 +1,44 @@
+"""Pytest fixtures for tests that need a real Redis: a private redis-server on a
+free port (never the machine's own Redis on 6379). Registered in conftest.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from littleflow.redis.server import RedisServer, ServerNotFound, find_server
+
+
+def _require_server() -> None:
+    """Skip the test when no redis-server can be found (`dev.py test` makes sure there is one)."""
+    try:
+        find_server()
+    except ServerNotFound as error:
+        pytest.skip(str(error))
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One append-only redis-server shared by the whole test session."""
+    _require_server()
+    with RedisServer(tmp_path_factory.mktemp("redis"), appendonly=True) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """The URL of the session's server, its data wiped (FLUSHALL) before the test."""
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    yield redis_server.url
+
+
+@pytest.fixture
+def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A started redis-server of the test's own, free to kill and restart."""
+    _require_server()
+    with RedisServer(tmp_path / "redis") as server:
+        yield server
