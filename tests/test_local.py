@@ -9,7 +9,6 @@ import pytest
 from littleflow import FlowFailed, compile_flow, run_workflow
 from littleflow.engine import DEFAULT_LIMIT
 from littleflow.local import LocalRun
-from littleflow.statefile import node_statuses
 
 
 def node_of(flow, name):
@@ -168,7 +167,7 @@ def test_after_a_failure_nothing_new_starts_and_running_tasks_finish():
     assert state.status == "failed"
     assert state.failure["name"] == "F"
     assert "S finished" in ran
-    statuses = node_statuses(flow, state)
+    statuses = state.node_statuses()
     assert statuses[node_of(flow, "S").id] == "done"
     assert "T" not in ran
     assert "U" not in ran, "U started after F had failed"

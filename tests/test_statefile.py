@@ -9,7 +9,7 @@ import pytest
 
 from littleflow import compile_flow
 from littleflow.local import LocalRun
-from littleflow.statefile import StateFile, StateFileError, node_statuses, read_any
+from littleflow.statefile import StateFile, StateFileError, read_any
 
 
 class Crash(BaseException):
@@ -200,7 +200,7 @@ def test_node_statuses_of_a_failed_run():
     flow = compile_flow("A → B → C\nD")
     tasks, _ = counting_tasks("ABCD", fail_in="B")
     state = LocalRun(flow, tasks).run()
-    statuses = node_statuses(flow, state)
+    statuses = state.node_statuses()
     assert statuses[node_id(flow, "A")] == "done"
     assert statuses[node_id(flow, "B")] == "failed"
     assert statuses.get(node_id(flow, "C"), "waiting") == "waiting"
@@ -210,7 +210,7 @@ def test_node_statuses_show_skipped_guards():
     flow = compile_flow("A → ? `$[?(@.go == true)]` B → C")
     tasks, _ = counting_tasks("ABC")
     state = LocalRun(flow, tasks).run({"go": False})
-    statuses = node_statuses(flow, state)
+    statuses = state.node_statuses()
     assert statuses[node_id(flow, "B")] == "skipped"
     assert statuses[node_id(flow, "C")] == "done"
 
@@ -222,7 +222,7 @@ def test_node_statuses_of_an_interrupted_run_show_what_was_running(tmp_path):
     with pytest.raises(Crash):
         LocalRun(flow, tasks, on_step=StateFile(path, flow).save).run()
     _, state = read_any(path)
-    statuses = node_statuses(flow, state)
+    statuses = state.node_statuses()
     assert statuses[node_id(flow, "A")] == "done"
     assert statuses[node_id(flow, "B")] == "running"
 

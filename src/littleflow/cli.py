@@ -24,7 +24,7 @@ from .local import LocalRun, UnknownTasks
 from .parser import Parser
 from .progress import progress_for
 from .resources import parse
-from .statefile import StateFile, StateFileError, node_statuses, read_any
+from .statefile import StateFile, StateFileError, read_any
 
 FLOW = click.argument("flow", metavar="FLOW")
 
@@ -155,7 +155,7 @@ def doc_command(flow: str, fmt: str, vertical: bool, state_path: str | None) -> 
             fail(str(error))
         if saved_flow != compiled:
             fail(f"state file {state_path} belongs to a different flow")
-        status = node_statuses(compiled, state)
+        status = state.node_statuses()
     render = diagram.mermaid if fmt == "mermaid" else diagram.dot
     click.echo(render(compiled, vertical=vertical, status=status))
 

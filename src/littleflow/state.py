@@ -109,6 +109,25 @@ class State:
         if "" not in self.frames or any(not 0 <= n < size for n in nodes):
             raise ValueError("it names nodes the flow does not have")
 
+    def node_statuses(self) -> dict[int, str]:
+        """Each node's status: done, running, failed, skipped or waiting (reached, not yet run);
+        nodes not reached are absent."""
+        statuses: dict[int, str] = {}
+        for frame in self.frames.values():
+            for node in frame.outputs:
+                statuses[node] = "done"
+            for node in frame.skipped:
+                statuses[node] = "skipped"
+            for node in frame.activations.keys() | frame.pending.keys():
+                statuses.setdefault(node, "waiting")
+        for (_, node, _), _ in self.held:
+            statuses[node] = "waiting"
+        for _, node, _ in self.running:
+            statuses[node] = "running"
+        for failure in self.failures:
+            statuses[failure["node"]] = "failed"
+        return statuses
+
     @property
     def failure(self) -> dict[str, Any] | None:
         """The first failure, if any."""

@@ -141,25 +141,6 @@ def _replay(path: Path, flow: Flow, saved: Any, events: list[str], limit: int | 
         raise StateFileError(f"state file {path} is damaged: {type(error).__name__}: {error}") from None
 
 
-def node_statuses(flow: Flow, state: State) -> dict[int, str]:
-    """Each node's status in a run: done, running, failed, skipped or waiting (not yet run)."""
-    statuses: dict[int, str] = {}
-    for frame in state.frames.values():
-        for node in frame.outputs:
-            statuses[node] = "done"
-        for node in frame.skipped:
-            statuses[node] = "skipped"
-        for node in frame.activations.keys() | frame.pending.keys():
-            statuses.setdefault(node, "waiting")
-    for (_, node, _), _ in state.held:
-        statuses[node] = "waiting"
-    for _, node, _ in state.running:
-        statuses[node] = "running"
-    for failure in state.failures:
-        statuses[failure["node"]] = "failed"
-    return statuses
-
-
 def read_any(path: str | Path) -> tuple[Flow, State]:
     """The flow and state in a state file, whatever flow it is for."""
     try:

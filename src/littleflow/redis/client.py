@@ -1,0 +1,251 @@
+"""The Python client of a littleflow system on Redis: submit, watch and steer workflows."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from ..engine import DEFAULT_LIMIT, Start
+from ..flow import Flow
+from ..local import load_workflow
+from ..state import State
+from . import waits
+from .protocol import Keys
+from .store import STATES, Run, Store, StoreError, connect
+
+#: Where to find Redis when neither an argument nor LITTLEFLOW_REDIS_URL says.
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+ARCHIVE_FORMAT = "littleflow-archive/1"
+
+
+def redis_url(url: str | None = None) -> str:
+    """``url``, else ``$LITTLEFLOW_REDIS_URL``, else the local default."""
+    return url or os.environ.get("LITTLEFLOW_REDIS_URL") or DEFAULT_URL
+
+
+class Client:
+    """Workflows on the Redis at ``url`` (``redis://user:pass@host:port/db``, ``rediss://`` for TLS)."""
+
+    def __init__(self, url: str | None = None, prefix: str = "lf") -> None:
+        self.url = redis_url(url)
+        self.redis = connect(self.url)
+        self.store = Store(self.redis, Keys(prefix))
+        self.keys = self.store.keys
+
+    # -- running -------------------------------------------------------------------
+    def submit(self, workflow: str | Path | Flow, input: Any = None, *, limit: int | None = DEFAULT_LIMIT,
+               base: str | None = None, text: str | None = None) -> str:
+        """Start a workflow of flow text, a flow file or a compiled Flow; returns its id."""
+        flow, found_base = load_workflow(workflow)
+        if text is None:
+            text = workflow if isinstance(workflow, str) else workflow.read_text("utf-8-sig") \
+                if isinstance(workflow, Path) else ""
+        return self.store.create(flow, input, text=text, base=base or found_base or "", limit=limit).id
+
+    def wait(self, id: str, timeout: float | None = None, poll: float = 0.05) -> dict[str, Any]:
+        """Wait until workflow ``id`` is no longer running; returns its status document.
+        Raises ``TimeoutError`` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        key = self.keys.workflow(id)
+        delay = 0.005
+        while True:
+            status = self.redis.hget(key, "status")
+            if status is None:
+                raise StoreError(f"no workflow {id}")
+            if status != "running":
+                return self.status(id)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"workflow {id} is still running after {timeout:g} s")
+            time.sleep(delay)
+            delay = min(poll, delay * 2)
+
+    def status(self, id: str) -> dict[str, Any]:
+        """The status document of workflow ``id``: id, name, state, input, output, error,
+        times, and every node with its status, attempt, times and error."""
+        run = self.store.load(id)
+        info = self.store.task_info(id)
+        created, updated = self.redis.hmget(self.keys.workflow(id), "created", "updated")
+        return document(run, info, float(created or 0), float(updated or 0))
+
+    def list(self, state: str | None = None, name: str | None = None, offset: int = 0,
+             count: int | None = None) -> list[dict[str, Any]]:
+        """Workflows, oldest first: id, name, state, created, updated; filtered by state and flow name."""
+        if state is not None and state not in STATES:
+            raise StoreError(f"unknown state {state!r} (one of {', '.join(STATES)})")
+        found = [s for s in self.store.summaries(self.store.ids())
+                 if (state is None or s["state"] == state) and (name is None or s["name"] == name)]
+        return found[offset:None if count is None else offset + count]
+
+    # -- steering ---------------------------------------------------------------------
+    def terminate(self, id: str) -> dict[str, Any]:
+        """Stop workflow ``id``: nothing new starts, running tasks are told to cancel."""
+        def act(run: Run) -> list[Start]:
+            if run.state.status != "running":
+                raise StoreError(f"workflow {id} is {run.state.status}, not running")
+            run.engine.terminate(run.state)
+            return []
+
+        self.store.change(id, act, "terminated")
+        self.redis.publish(self.keys.control, json.dumps({"cancel": id}))
+        waits.cancel(self.store, id)
+        return self.status(id)
+
+    def resume(self, id: str) -> dict[str, Any]:
+        """Continue a failed or terminated workflow: what failed or was interrupted runs
+        again, what finished does not."""
+        def act(run: Run) -> list[Start]:
+            if run.state.status not in ("failed", "terminated"):
+                raise StoreError(f"workflow {id} is {run.state.status}; only failed or terminated ones resume")
+            return run.engine.resume(run.state)
+
+        self.store.change(id, act, "resumed")
+        return self.status(id)
+
+    def delete(self, id: str) -> None:
+        """Forget workflow ``id`` (terminate it first if it runs)."""
+        status = self.redis.hget(self.keys.workflow(id), "status")
+        if status is None:
+            raise StoreError(f"no workflow {id}")
+        if status == "running":
+            raise StoreError(f"workflow {id} is running; terminate it first")
+        waits.cancel(self.store, id)
+        keys = self.keys
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(keys.workflow(id), keys.task_info(id), keys.log(id), keys.waits(id))
+        pipe.zrem(keys.workflows, id)
+        pipe.execute()
+
+    # -- archives -----------------------------------------------------------------------
+    def archive(self, id: str) -> dict[str, Any]:
+        """Everything about workflow ``id`` as JSON: definition, state, task info, log."""
+        fields = self.redis.hgetall(self.keys.workflow(id))
+        if not fields:
+            raise StoreError(f"no workflow {id}")
+        return {
+            "format": ARCHIVE_FORMAT, "id": id, "name": fields.get("name") or None, "text": fields.get("text", ""),
+            "flow": json.loads(fields["flow"]), "base": fields.get("base", ""), "limit": fields.get("limit", ""),
+            "status": fields["status"], "version": int(fields["version"]),
+            "created": float(fields["created"]), "updated": float(fields["updated"]),
+            "run": json.loads(fields["run"]), "tasks": self.store.task_info(id), "log": self.store.log(id),
+        }
+
+    def restore(self, archive: dict[str, Any], replace: bool = False) -> str:
+        """Bring back an archived workflow under its id; a running one has its
+        running tasks sent again. Refuses an id in use unless ``replace``."""
+        try:
+            if archive.get("format") != ARCHIVE_FORMAT:
+                raise StoreError(f"not a littleflow archive (format {archive.get('format')!r})")
+            id = archive["id"]
+            flow = Flow.from_json(archive["flow"])
+            State.from_json(archive["run"]["state"]).check(len(flow))
+            fields = {"flow": flow.dumps(), "text": archive.get("text", ""), "base": archive.get("base", ""),
+                      "name": archive.get("name") or "", "limit": str(archive.get("limit", "")),
+                      "status": archive["status"], "version": str(archive["version"]),
+                      "created": repr(float(archive["created"])), "updated": repr(float(archive["updated"])),
+                      "run": json.dumps(archive["run"], ensure_ascii=False)}
+            tasks = {k: json.dumps(v, ensure_ascii=False) for k, v in archive.get("tasks", {}).items()}
+            log = [(entry["id"], {k: v for k, v in entry.items() if k != "id"}) for entry in archive.get("log", [])]
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise StoreError(f"not a littleflow archive: {type(error).__name__}: {error}") from None
+        keys = self.keys
+        if self.redis.exists(keys.workflow(id)):
+            if not replace:
+                raise StoreError(f"workflow {id} exists; delete it first or restore with replace")
+            waits.cancel(self.store, id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(keys.workflow(id), keys.task_info(id), keys.log(id), keys.waits(id))
+        pipe.hset(keys.workflow(id), mapping=fields)
+        if tasks:
+            pipe.hset(keys.task_info(id), mapping=tasks)
+        for entry_id, entry in log:
+            pipe.xadd(keys.log(id), entry, id=entry_id)
+        pipe.zadd(keys.workflows, {id: float(archive["created"])})
+        pipe.execute()
+        self.store._flows.pop(id, None)
+        if archive["status"] == "running":
+            self.store.change(id, _resend, "restored")
+        return id
+
+    # -- events ------------------------------------------------------------------------
+    def send(self, event: str, data: Any = None) -> int:
+        """Send ``event`` with ``data``: ``wait:event`` tasks waiting for it (and matching) end.
+        Returns how many tasks it ended."""
+        return waits.send(self.store, event, {} if data is None else data)
+
+    def events(self, follow: bool = False, since: str = "0", block: float = 1.0) -> Iterator[dict[str, Any]]:
+        """Events sent and workflow state changes, oldest first; with ``follow``, wait for more."""
+        last = since
+        while True:
+            found = self.redis.xread({self.keys.events: last}, count=500,
+                                     block=int(block * 1000) if follow else None)
+            entries = found[0][1] if found else []
+            for entry_id, fields in entries:
+                last = entry_id
+                yield {"id": entry_id, **_decoded(fields)}
+            if not follow and not entries:
+                return
+
+    def dead(self, count: int = 100) -> list[dict[str, Any]]:
+        """The newest messages set aside (dead letters), newest first."""
+        return [{"id": entry_id, **fields} for entry_id, fields in self.redis.xrevrange(self.keys.dead, count=count)]
+
+    def ping(self) -> None:
+        """Raise :class:`StoreError` unless Redis answers."""
+        try:
+            self.redis.ping()
+        except redis.RedisError as error:
+            raise StoreError(f"cannot reach Redis at {safe_url(self.url)}: {error}") from None
+
+
+def document(run: Run, info: dict[str, dict[str, Any]], created: float, updated: float) -> dict[str, Any]:
+    """The status document of a run (what ``littleflow status --json`` prints)."""
+    state, flow = run.state, run.flow
+    statuses = state.node_statuses()
+    latest: dict[int, dict[str, Any]] = {}
+    for entry in info.values():
+        node = entry.get("node")
+        if isinstance(node, int) and (node not in latest or (entry.get("seq") or 0) > (latest[node].get("seq") or 0)):
+            latest[node] = entry
+    nodes = []
+    for node in flow.nodes:
+        status = statuses.get(node.id, "waiting" if node.id not in statuses else statuses[node.id])
+        entry = latest.get(node.id, {})
+        if status == "running" and entry.get("status") == "queued":
+            status = "queued"
+        nodes.append({"id": node.id, "label": node.label, "kind": node.kind, "name": node.name,
+                      "line": node.line, "column": node.column, "status": status,
+                      "attempt": entry.get("attempt"), "started": entry.get("started"), "ended": entry.get("ended"),
+                      "error": entry.get("error"), "worker": entry.get("worker"), "note": entry.get("note")})
+    return {"id": run.id, "name": flow.name, "state": state.status, "input": state.input, "output": state.output,
+            "error": state.failure, "created": created, "updated": updated, "nodes": nodes}
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its password."""
+    head, at, tail = url.rpartition("@")
+    if not at:
+        return url
+    scheme, _, credentials = head.partition("://")
+    user = credentials.partition(":")[0]
+    return f"{scheme}://{user + ':***' if user else '***'}@{tail}"
+
+
+def _resend(run: Run) -> list[Start]:
+    """Send again every task a restored run was running (their old messages are gone)."""
+    return [Start(path, node, item, input) for (path, node, item), input in run.state.running.items()]
+
+
+def _decoded(fields: dict[str, str]) -> dict[str, Any]:
+    data = dict(fields)
+    if "data" in data:
+        try:
+            data["data"] = json.loads(data["data"])
+        except ValueError:
+            pass
+    return data

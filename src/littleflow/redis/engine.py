@@ -1,0 +1,140 @@
+"""The engine process: reads end-task messages and advances their workflows,
+one atomic step per workflow per batch. Any number may run at once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections import OrderedDict
+from typing import Any
+
+import redis
+
+from .protocol import ENGINES, EndTask, Malformed, parse_task_id
+from .store import Conflict, Run, Step, Store, StoreError
+from .streams import Streams
+
+log = logging.getLogger("littleflow.engine")
+
+
+class EngineProcess:
+    """Advances workflows as their tasks end.
+
+    ``claim_idle``: seconds after which another engine takes over the messages
+    of one that stopped answering; ``max_deliveries``: deliveries of a message
+    that cannot be applied before it is set aside in the dead-letter stream.
+    """
+
+    def __init__(self, store: Store, raw: redis.Redis, *, name: str | None = None, claim_idle: float = 30.0,
+                 max_deliveries: int = 5, batch: int = 512) -> None:
+        self.store = store
+        self.keys = store.keys
+        self.name = name or consumer_name("engine")
+        self.streams = Streams(raw, self.keys, ENGINES, self.name, claim_idle, max_deliveries)
+        self.batch = batch
+        self._runs: OrderedDict[str, Run] = OrderedDict()  # recent runs, valid while their version holds
+        self.applied = 0  # ends applied by this process
+
+    def run(self, stop: threading.Event, block: float = 1.0) -> None:
+        """Advance workflows until ``stop`` is set."""
+        self.streams.join(self.keys.ends)
+        log.info("engine %s: reading %s", self.name, self.keys.ends)
+        while not stop.is_set():
+            try:
+                self.step(block)
+            except redis.ConnectionError as error:
+                log.warning("engine %s: Redis unreachable (%s); retrying", self.name, error)
+                stop.wait(0.5)
+
+    def step(self, block: float = 1.0) -> int:
+        """Read and apply one batch of ends (and, now and then, reclaim and trim)."""
+        messages = self.streams.read({self.keys.ends: ">"}, self.batch, block)
+        messages += self.streams.maintain(self.keys.ends)
+        if messages:
+            self.apply([(message_id, fields) for _, message_id, fields in messages])
+        return len(messages)
+
+    def apply(self, messages: list[tuple[str, Any]]) -> None:
+        """Apply end-task messages: grouped by workflow, in order, one commit per workflow."""
+        by_workflow: dict[str, list[tuple[str, EndTask]]] = {}
+        for message_id, fields in messages:
+            try:
+                end = EndTask.parse(fields)
+            except Malformed as error:
+                self.streams.set_aside(self.keys.ends, message_id, fields, f"malformed end-task message: {error}")
+                continue
+            by_workflow.setdefault(end.workflow, []).append((message_id, end))
+        for workflow, ends in by_workflow.items():
+            try:
+                self._advance(workflow, ends)
+            except Exception:  # noqa: BLE001 - one workflow's trouble must not stop the others
+                log.exception("engine %s: cannot advance workflow %s; its ends stay pending", self.name, workflow)
+                self._runs.pop(workflow, None)
+
+    def _advance(self, workflow: str, ends: list[tuple[str, EndTask]]) -> None:
+        for _ in range(50):
+            run = self._runs.pop(workflow, None)
+            if run is None:
+                try:
+                    run = self.store.load(workflow)
+                except StoreError:
+                    for message_id, end in ends:
+                        self.streams.set_aside(self.keys.ends, message_id, end.fields(),
+                                               f"end of a task of unknown workflow {workflow}")
+                    return
+            step, starts, aside = self._ends(run, ends)
+            try:
+                if step.acks:
+                    self.store.commit(run, step, starts)
+            except Conflict:
+                continue  # another engine or a client changed it first: read it again
+            except StoreError:  # deleted meanwhile
+                continue
+            self._remember(run)
+            self.applied += len(step.acks)
+            for message_id, fields, reason in aside:
+                self.streams.set_aside(self.keys.ends, message_id, fields, reason)
+            return
+        raise RuntimeError(f"workflow {workflow} kept changing while its ends were applied")
+
+    def _ends(self, run: Run, ends: list[tuple[str, EndTask]]) -> tuple[Step, list, list]:
+        state, engine, nodes = run.state, run.engine, run.flow.nodes
+        step, starts, aside = Step(), [], []
+        before = state.status
+        for message_id, end in ends:
+            key = parse_task_id(end.task)
+            if not 0 <= key[1] < len(nodes):
+                aside.append((message_id, end.fields(), f"end of unknown node {key[1]} of workflow {run.id}"))
+                continue
+            if run.seqs.get(end.task) != end.seq or key not in state.running:
+                aside.append((message_id, end.fields(), f"duplicate or stale end of task {end.task} "
+                                                        f"(run {end.seq}) of workflow {run.id}"))
+                continue
+            del run.seqs[end.task]
+            node = nodes[key[1]]
+            if end.status == "done":
+                starts += engine.ended(state, key, end.output)
+            else:
+                starts += engine.failed(state, key, end.error or "failed")
+                step.log.append({"kind": "failed", "task": end.task, "node": str(key[1]), "error": end.error or ""})
+            step.acks.append(message_id)
+            step.tasks[end.task] = {"node": key[1], "name": node.name or node.label, "status": end.status,
+                                    "seq": end.seq, "attempt": end.attempt, "started": end.started,
+                                    "ended": end.ended, "error": end.error, "worker": end.worker}
+        if state.status != before:
+            step.log.append({"kind": state.status})
+            step.events.append({"kind": "workflow", "workflow": run.id, "state": state.status})
+        return step, starts, aside
+
+    def _remember(self, run: Run) -> None:
+        self._runs[run.id] = run
+        if len(self._runs) > 1000:
+            self._runs.popitem(last=False)
+
+
+def consumer_name(role: str) -> str:
+    """A unique consumer name for this process: role, host, pid and a random part."""
+    return f"{role}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"

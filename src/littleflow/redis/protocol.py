@@ -1,0 +1,216 @@
+"""The Redis protocol: key names, and the start-task and end-task messages
+(docs/protocol.md says the same for writers of workers in other languages)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..state import Key
+
+#: Every key starts with this prefix (``--prefix`` changes it).
+PREFIX = "lf"
+#: The consumer group of the end-task stream (every engine joins it).
+ENGINES = "engines"
+#: The consumer group of each namespace's start-task stream (every worker of the namespace joins it).
+WORKERS = "workers"
+#: The namespace that carries ``<resource>`` reads and writes (served by the built-in worker).
+RESOURCE = "resource"
+
+
+class Malformed(ValueError):
+    """A message that does not follow the protocol."""
+
+
+class Keys:
+    """The names of littleflow's keys and streams under one prefix."""
+
+    def __init__(self, prefix: str = PREFIX) -> None:
+        self.prefix = prefix
+        p = prefix + ":"
+        self.ends = p + "ends"  # stream: end-task messages
+        self.dead = p + "dead"  # stream: messages set aside (malformed, unknown, duplicates)
+        self.events = p + "events"  # stream: events sent and workflow state changes
+        self.workflows = p + "workflows"  # sorted set: workflow ids by submit time
+        self.delays = p + "delays"  # sorted set: wait:delay timers by due time
+        self.control = p + "control"  # pub/sub channel: {"cancel": ID}
+        self.workers = p + "workers"  # hash: worker name -> JSON of what it serves, last seen
+
+    def tasks(self, namespace: str) -> str:
+        """The start-task stream of a namespace (``""`` for plain names)."""
+        return f"{self.prefix}:tasks:{namespace}"
+
+    def workflow(self, id: str) -> str:
+        """Hash: a workflow's definition, state, status and times."""
+        return f"{self.prefix}:wf:{id}"
+
+    def task_info(self, id: str) -> str:
+        """Hash: task id -> JSON of its latest run (status, attempt, times, error)."""
+        return f"{self.prefix}:wf:{id}:tasks"
+
+    def log(self, id: str) -> str:
+        """Stream: a workflow's own history."""
+        return f"{self.prefix}:wf:{id}:log"
+
+    def waits(self, id: str) -> str:
+        """Set: the waits (delays, event waiters, latch places) the workflow's tasks hold."""
+        return f"{self.prefix}:wf:{id}:waits"
+
+    def waiters(self, event: str) -> str:
+        """Hash: start-task id -> JSON of a ``wait:event`` task waiting for ``event``."""
+        return f"{self.prefix}:waiters:{event}"
+
+    def latch(self, name: str) -> str:
+        """Hash: a named latch's count and limit."""
+        return f"{self.prefix}:latch:{name}"
+
+    def latch_queue(self, name: str) -> str:
+        """List: start messages waiting on a named latch, oldest first."""
+        return f"{self.prefix}:latch:{name}:queue"
+
+
+def namespace(name: str) -> str:
+    """The namespace of a task name: what comes before its first colon (``""`` for none)."""
+    head, colon, _ = name.partition(":")
+    return head if colon else ""
+
+
+def task_id(key: Key) -> str:
+    """A task instance key as text: ``path|node|item``."""
+    return f"{key[0]}|{key[1]}|{key[2]}"
+
+
+def parse_task_id(text: str) -> Key:
+    try:
+        path, node, item = text.split("|")
+        return path, int(node), int(item)
+    except ValueError:
+        raise Malformed(f"bad task id {text!r}") from None
+
+
+@dataclass(slots=True)
+class StartTask:
+    """Run task ``name`` of workflow ``workflow`` (instance ``task``, ``seq`` for this run of it)."""
+
+    workflow: str
+    task: str
+    seq: int
+    node: int
+    name: str
+    parameters: Any
+    input: Any
+    attempt: int = 1
+    policy: dict[str, Any] | None = None  # the flow's options for this task: {"defaults": {…}, "task": {…}}
+    base: str = ""  # where relative resource URIs resolve
+
+    def fields(self) -> dict[str, str]:
+        fields = {"kind": "start", "workflow": self.workflow, "task": self.task, "seq": str(self.seq),
+                  "node": str(self.node), "name": self.name, "parameters": _dump(self.parameters),
+                  "input": _dump(self.input), "attempt": str(self.attempt)}
+        if self.policy:
+            fields["policy"] = _dump(self.policy)
+        if self.base:
+            fields["base"] = self.base
+        return fields
+
+    @classmethod
+    def parse(cls, fields: dict) -> StartTask:
+        f = _text(fields)
+        if f.get("kind") != "start":
+            raise Malformed(f"not a start-task message (kind {f.get('kind')!r})")
+        return cls(_need(f, "workflow"), _need(f, "task"), _int(f, "seq"), _int(f, "node"), _need(f, "name"),
+                   _load(f, "parameters", None), _load(f, "input", {}), _int(f, "attempt", 1),
+                   _load(f, "policy", None), f.get("base", ""))
+
+
+@dataclass(slots=True)
+class EndTask:
+    """Task instance ``task`` (run ``seq``) of ``workflow`` ended: ``status`` is
+    ``done`` (with ``output``) or ``failed`` (with ``error``)."""
+
+    workflow: str
+    task: str
+    seq: int
+    status: str
+    output: Any = None
+    error: str | None = None
+    attempt: int = 1
+    started: float | None = None
+    ended: float | None = None
+    worker: str = ""
+
+    def fields(self) -> dict[str, str]:
+        fields = {"kind": "end", "workflow": self.workflow, "task": self.task, "seq": str(self.seq),
+                  "status": self.status, "attempt": str(self.attempt)}
+        if self.status == "done":
+            fields["output"] = _dump(self.output)
+        else:
+            fields["error"] = self.error or "failed"
+        if self.started is not None:
+            fields["started"] = repr(self.started)
+        if self.ended is not None:
+            fields["ended"] = repr(self.ended)
+        if self.worker:
+            fields["worker"] = self.worker
+        return fields
+
+    @classmethod
+    def parse(cls, fields: dict) -> EndTask:
+        f = _text(fields)
+        if f.get("kind") != "end":
+            raise Malformed(f"not an end-task message (kind {f.get('kind')!r})")
+        status = f.get("status")
+        if status not in ("done", "failed"):
+            raise Malformed(f"bad status {status!r} (done or failed)")
+        parse_task_id(_need(f, "task"))
+        return cls(_need(f, "workflow"), f["task"], _int(f, "seq"), status,
+                   _load(f, "output", {}) if status == "done" else None,
+                   f.get("error") or "failed" if status == "failed" else None,
+                   _int(f, "attempt", 1), _float(f, "started"), _float(f, "ended"), f.get("worker", ""))
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _text(fields: dict) -> dict[str, str]:
+    try:
+        return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+                for k, v in fields.items()}
+    except UnicodeDecodeError:
+        raise Malformed("fields are not UTF-8 text") from None
+
+
+def _need(fields: dict[str, str], name: str) -> str:
+    value = fields.get(name)
+    if not value:
+        raise Malformed(f"field {name!r} is missing")
+    return value
+
+
+def _int(fields: dict[str, str], name: str, default: int | None = None) -> int:
+    if name not in fields and default is not None:
+        return default
+    try:
+        return int(_need(fields, name))
+    except ValueError:
+        raise Malformed(f"field {name!r} is not a whole number: {fields[name]!r}") from None
+
+
+def _float(fields: dict[str, str], name: str) -> float | None:
+    if name not in fields:
+        return None
+    try:
+        return float(fields[name])
+    except ValueError:
+        raise Malformed(f"field {name!r} is not a number: {fields[name]!r}") from None
+
+
+def _load(fields: dict[str, str], name: str, default: Any) -> Any:
+    if name not in fields:
+        return default
+    try:
+        return json.loads(fields[name])
+    except ValueError as error:
+        raise Malformed(f"field {name!r} is not JSON: {error}") from None

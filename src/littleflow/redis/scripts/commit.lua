@@ -1,0 +1,47 @@
+-- commit: KEYS = workflow, task info, end stream, log, events, index, start streams…
+--         ARGV = expected version ("" to create), run JSON, step JSON
+-- One step of a workflow, all or nothing: write its run, ack the ends it applied,
+-- queue the starts it made, record task info, log and events. Returns the new
+-- version, 0 when the version moved on (another engine stepped first), -1 when
+-- creating an id that exists, -2 when the workflow is gone.
+local workflow = KEYS[1]
+local version = redis.call('HGET', workflow, 'version')
+if ARGV[1] == '' then
+  if version then return -1 end
+elseif not version then
+  return -2
+elseif version ~= ARGV[1] then
+  return 0
+end
+
+-- HSET / XACK in slices: unpack has a limit on how many values it gives
+local function chunked(command, key, list, width, extra)
+  local size = 960 * width
+  for i = 1, #list, size do
+    if extra then
+      redis.call(command, key, extra, unpack(list, i, math.min(i + size - 1, #list)))
+    else
+      redis.call(command, key, unpack(list, i, math.min(i + size - 1, #list)))
+    end
+  end
+end
+
+local step = cjson.decode(ARGV[3])
+local new = (tonumber(version) or 0) + 1
+redis.call('HSET', workflow, 'run', ARGV[2], 'version', new, 'status', step.status, 'updated', step.time)
+if #step.fields > 0 then chunked('HSET', workflow, step.fields, 2) end
+if #step.acks > 0 then chunked('XACK', KEYS[3], step.acks, 1, step.group) end
+for _, start in ipairs(step.starts) do
+  redis.call('XADD', KEYS[6 + start[1]], '*', unpack(start[2]))
+end
+if #step.tasks > 0 then chunked('HSET', KEYS[2], step.tasks, 2) end
+for _, entry in ipairs(step.log) do
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', step.loglen, '*', unpack(entry))
+end
+for _, entry in ipairs(step.events) do
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', step.eventlen, '*', unpack(entry))
+end
+if ARGV[1] == '' then
+  redis.call('ZADD', KEYS[6], step.time, step.id)
+end
+return new

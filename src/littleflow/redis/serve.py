@@ -1,0 +1,69 @@
+"""A whole littleflow system in one process: engine, built-in task worker and
+Python task workers on threads, with a private Redis server when no URL is given."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..tasks import Registry
+from .builtins import BuiltinTasks
+from .engine import EngineProcess
+from .protocol import Keys
+from .server import RedisServer
+from .store import Store, connect
+from .worker import PythonTasks, Worker
+
+log = logging.getLogger("littleflow.serve")
+
+
+class Services:
+    """Engine and workers on threads of this process, sharing one stop signal."""
+
+    def __init__(self, url: str, *, prefix: str = "lf", tasks: Registry | None = None, concurrency: int = 4,
+                 builtin_concurrency: int = 16, engine: bool = True, builtins: bool = True,
+                 claim_idle: float = 30.0) -> None:
+        self.url = url
+        self.stop_event = threading.Event()
+        self.threads: list[threading.Thread] = []
+        keys = Keys(prefix)
+        self.engines: list[EngineProcess] = []
+        self.workers: list[Worker] = []
+        if engine:
+            self.engines.append(EngineProcess(self._store(keys), connect(url, decode=False), claim_idle=claim_idle))
+        if builtins:
+            self.workers.append(Worker(self._store(keys), connect(url, decode=False), [BuiltinTasks()],
+                                       concurrency=builtin_concurrency, claim_idle=claim_idle))
+        if tasks is not None and tasks.names():
+            self.workers.append(Worker(self._store(keys), connect(url, decode=False), [PythonTasks(tasks)],
+                                       concurrency=concurrency, claim_idle=claim_idle))
+
+    def _store(self, keys: Keys) -> Store:
+        return Store(connect(self.url), keys)
+
+    def start(self) -> Services:
+        for part in [*self.engines, *self.workers]:
+            thread = threading.Thread(target=part.run, args=(self.stop_event,), name=f"littleflow-{part.name}",
+                                      daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(timeout)
+
+    def __enter__(self) -> Services:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def private_server(data_dir: Path) -> RedisServer:
+    """Start a Redis server for this machine alone: 127.0.0.1, append-only files in ``data_dir``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return RedisServer(data_dir, appendonly=True).start()

@@ -1,0 +1,248 @@
+"""Where workflows live on Redis: definitions, run state, task info, logs;
+every change of a run is one atomic step (scripts/commit.lua)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from ..engine import DEFAULT_LIMIT, Engine, Start
+from ..flow import Flow
+from ..policy import policies
+from ..state import State
+from .protocol import ENGINES, RESOURCE, Keys, StartTask, namespace, task_id
+from .scripts import Scripts
+
+#: Entries kept in a workflow's log and in the events stream (approximately: trimming is lazy).
+LOG_LENGTH = 10_000
+EVENTS_LENGTH = 10_000
+#: The workflow states.
+STATES = ("running", "finished", "failed", "terminated")
+
+
+class StoreError(Exception):
+    """A request the store cannot carry out (unknown workflow, Redis unreachable…): one line."""
+
+
+class Conflict(Exception):
+    """The workflow changed since it was read: read it again and redo the step."""
+
+
+def connect(url: str, decode: bool = True) -> redis.Redis:
+    """A Redis client for ``url`` (``redis://user:pass@host:port/db``, ``rediss://`` for TLS)."""
+    try:
+        return redis.Redis.from_url(url, decode_responses=decode, health_check_interval=30,
+                                    socket_keepalive=True)
+    except ValueError as error:
+        raise StoreError(f"bad Redis URL {url!r}: {error}") from None
+
+
+@dataclass
+class Run:
+    """One workflow as a driver sees it: its flow and engine, state and version."""
+
+    id: str
+    flow: Flow
+    engine: Engine
+    state: State
+    version: int
+    seqs: dict[str, int] = field(default_factory=dict)  # task id -> the run (seq) it waits for
+    seq: int = 0
+    base: str = ""
+    limit: int | None = DEFAULT_LIMIT
+
+    def blob(self) -> str:
+        return json.dumps({"state": self.state.to_json(), "seqs": self.seqs, "seq": self.seq},
+                          ensure_ascii=False, separators=(",", ":"))
+
+
+class Step:
+    """What one step of a run does besides changing its state: acks, starts, task info, log."""
+
+    def __init__(self) -> None:
+        self.acks: list[str] = []
+        self.starts: list[StartTask] = []
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self.log: list[dict[str, str]] = []
+        self.events: list[dict[str, str]] = []
+        self.fields: dict[str, str] = {}
+
+
+class Store:
+    """Workflows on one Redis server under one key prefix."""
+
+    def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
+        self.redis = client
+        self.keys = keys or Keys()
+        self.scripts = Scripts(client)
+        self._flows: dict[str, tuple[Flow, Engine, dict, dict, str, int | None]] = {}
+
+    # -- reading runs ---------------------------------------------------------------
+    def load(self, id: str) -> Run:
+        """The workflow ``id`` as it is now; raises :class:`StoreError` if there is none."""
+        found = self.redis.hmget(self.keys.workflow(id), "run", "version", "flow", "base", "limit")
+        if found[1] is None:
+            raise StoreError(f"no workflow {id}")
+        run_blob, version, flow_text, base, limit = found
+        flow, engine = self._definition(id, flow_text, base, limit)[:2]
+        data = json.loads(run_blob)
+        return Run(id, flow, engine, State.from_json(data["state"]), int(version), data["seqs"], data["seq"],
+                   base or "", engine.limit)
+
+    def _definition(self, id: str, flow_text: str | None = None, base: str | None = None,
+                    limit: str | None = None) -> tuple:
+        known = self._flows.get(id)
+        if known is None:
+            if flow_text is None:
+                flow_text, base, limit = self.redis.hmget(self.keys.workflow(id), "flow", "base", "limit")
+                if flow_text is None:
+                    raise StoreError(f"no workflow {id}")
+            flow = Flow.loads(flow_text)
+            limit_value = int(limit) if limit else None
+            defaults, per_task = _flow_options(flow)
+            known = (flow, Engine(flow, limit_value), defaults, per_task, base or "", limit_value)
+            if len(self._flows) > 2000:
+                self._flows.pop(next(iter(self._flows)))
+            self._flows[id] = known
+        return known
+
+    # -- writing runs -------------------------------------------------------------------
+    def commit(self, run: Run, step: Step, starts: list[Start], create: dict[str, str] | None = None) -> int:
+        """Write one step of ``run`` atomically: its state, ``starts`` sent as start-task
+        messages, and ``step``'s acks, task info and log. Raises :class:`Conflict` if the
+        run changed since it was loaded (nothing is written then)."""
+        now = time.time()
+        streams: dict[str, int] = {}
+        starts_out = []
+        for start in starts:
+            message = self.start_message(run, start)
+            stream = self.keys.tasks(namespace(message.name))
+            index = streams.setdefault(stream, len(streams) + 1)
+            starts_out.append([index, _flat(message.fields())])
+            step.tasks[message.task] = {"node": start.node, "name": message.name, "status": "queued",
+                                        "seq": message.seq, "queued": now}
+        status = run.state.status
+        payload = {
+            "id": run.id, "status": status, "time": repr(now), "group": ENGINES,
+            "fields": _flat(step.fields), "acks": step.acks, "starts": starts_out,
+            "tasks": _flat({k: json.dumps(v, ensure_ascii=False) for k, v in step.tasks.items()}),
+            "log": [_flat(entry) for entry in step.log], "loglen": LOG_LENGTH,
+            "events": [_flat(entry) for entry in step.events], "eventlen": EVENTS_LENGTH,
+        }
+        keys = self.keys
+        result = self.scripts.commit(
+            keys=[keys.workflow(run.id), keys.task_info(run.id), keys.ends, keys.log(run.id), keys.events,
+                  keys.workflows, *streams],
+            args=["" if create is not None else str(run.version), run.blob(),
+                  json.dumps(payload, ensure_ascii=False, separators=(",", ":"))])
+        if result == 0:
+            raise Conflict(run.id)
+        if result == -1:
+            raise StoreError(f"workflow {run.id} exists already")
+        if result == -2:
+            raise StoreError(f"no workflow {run.id}")
+        run.version = result
+        return result
+
+    def start_message(self, run: Run, start: Start) -> StartTask:
+        """The start-task message of ``start`` (a new run of its task: the next seq)."""
+        flow, _, defaults, per_task, base, _ = self._definition(run.id)
+        node = flow.nodes[start.node]
+        run.seq += 1
+        id = task_id(start.key)
+        run.seqs[id] = run.seq
+        if node.kind == "resource":
+            name = f"{RESOURCE}:{'read' if node.mode == 'source' else 'write'}"
+            parameters = {"uri": node.uri, "parameters": node.parameters}
+            options = None
+        else:
+            name, parameters = node.name, node.parameters
+            options = per_task.get(node.alias) or per_task.get(node.name)
+        policy = {key: value for key, value in (("defaults", defaults), ("task", options)) if value}
+        return StartTask(run.id, id, run.seq, start.node, name, parameters, start.input, 1, policy or None, base)
+
+    def create(self, flow: Flow, input: Any = None, *, text: str = "", base: str = "",
+               limit: int | None = DEFAULT_LIMIT, id: str | None = None) -> Run:
+        """Store a new workflow of ``flow`` and queue its first tasks."""
+        _flow_options(flow)  # a mistake in the @flow options is the submitter's to hear about
+        id = id or new_id()
+        flow_text = flow.dumps()
+        run = Run(id, flow, Engine(flow, limit), State(flow.end), 0, base=base, limit=limit)
+        defaults, per_task = _flow_options(flow)
+        self._flows[id] = (flow, run.engine, defaults, per_task, base, limit)
+        starts = run.engine.start(run.state, input)
+        step = Step()
+        step.fields = {"flow": flow_text, "text": text, "base": base, "name": flow.name or "",
+                       "limit": "" if limit is None else str(limit), "created": repr(time.time())}
+        step.log.append({"kind": "submitted"})
+        step.events.append({"kind": "workflow", "workflow": id, "state": run.state.status, "name": flow.name or ""})
+        self.commit(run, step, starts, create=step.fields)
+        return run
+
+    def change(self, id: str, act: Any, kind: str) -> Run:
+        """Apply ``act(run) -> starts`` to workflow ``id`` atomically (retrying on conflicts)."""
+        for _ in range(100):
+            run = self.load(id)
+            before = run.state.status
+            starts = act(run)
+            step = Step()
+            step.log.append({"kind": kind})
+            if run.state.status != before:
+                step.events.append({"kind": "workflow", "workflow": id, "state": run.state.status})
+            try:
+                self.commit(run, step, starts)
+                return run
+            except Conflict:
+                continue
+        raise StoreError(f"workflow {id} keeps changing; try again")
+
+    # -- reading what is there --------------------------------------------------------
+    def ids(self, start: int = 0, count: int = -1) -> list[str]:
+        """Workflow ids, oldest first."""
+        return self.redis.zrange(self.keys.workflows, start, -1 if count < 0 else start + count - 1)
+
+    def summaries(self, ids: list[str]) -> list[dict[str, Any]]:
+        """id, name, state and times of each workflow (skipping those gone)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for id in ids:
+            pipe.hmget(self.keys.workflow(id), "status", "name", "created", "updated")
+        found = []
+        for id, (status, name, created, updated) in zip(ids, pipe.execute()):
+            if status is not None:
+                found.append({"id": id, "name": name or None, "state": status,
+                              "created": _time(created), "updated": _time(updated)})
+        return found
+
+    def task_info(self, id: str) -> dict[str, dict[str, Any]]:
+        return {k: json.loads(v) for k, v in self.redis.hgetall(self.keys.task_info(id)).items()}
+
+    def log(self, id: str) -> list[dict[str, Any]]:
+        return [{"id": entry_id, **fields} for entry_id, fields in self.redis.xrange(self.keys.log(id))]
+
+
+def new_id() -> str:
+    """A fresh workflow id: sortable by time, unique."""
+    return time.strftime("%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:8]
+
+
+def _flow_options(flow: Flow) -> tuple[dict, dict]:
+    """The @flow run-time options: (defaults, per-task entries); raises ValueError if wrong."""
+    params = flow.parameters if isinstance(flow.parameters, dict) else {}
+    names = {node.name for node in flow.nodes if node.kind == "task"}
+    names |= {node.alias for node in flow.nodes if node.alias}
+    policies(flow.parameters, {}, names)
+    defaults = {k: v for k, v in params.items() if k in ("retries", "timeout", "backoff")}
+    return defaults, dict(params.get("tasks") or {})
+
+
+def _flat(mapping: dict[str, Any]) -> list[str]:
+    return [str(item) for pair in mapping.items() for item in pair]
+
+
+def _time(text: str | None) -> float | None:
+    return float(text) if text else None

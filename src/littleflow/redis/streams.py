@@ -1,0 +1,138 @@
+"""One consumer of Redis Streams in a consumer group: reading, reclaiming the
+messages of consumers that died, setting bad messages aside, trimming."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis
+
+from .protocol import Keys
+
+log = logging.getLogger("littleflow.streams")
+
+#: Entries kept in the dead-letter stream (approximately).
+DEAD_LENGTH = 10_000
+
+
+class Streams:
+    """Reads streams as ``consumer`` of ``group``; ``claim_idle`` seconds after a
+    message was last delivered (or heartbeated) another consumer may take it over."""
+
+    def __init__(self, raw: redis.Redis, keys: Keys, group: str, consumer: str, claim_idle: float = 30.0,
+                 max_deliveries: int = 5) -> None:
+        self.raw = raw
+        self.keys = keys
+        self.group = group
+        self.consumer = consumer
+        self.claim_idle = claim_idle
+        self.max_deliveries = max_deliveries
+        self._next_maintenance = 0.0
+        self._next_trim = 0.0
+
+    def join(self, *streams: str) -> None:
+        """Create the group on each stream (from its first entry) unless it exists."""
+        for stream in streams:
+            try:
+                self.raw.xgroup_create(stream, self.group, id="0", mkstream=True)
+            except redis.ResponseError as error:
+                if "BUSYGROUP" not in str(error):
+                    raise
+
+    def read(self, streams: dict[str, str], count: int, block: float) -> list[tuple[str, str, dict]]:
+        """New messages: (stream, id, fields), at most ``count``, waiting up to ``block`` seconds."""
+        found = self.raw.xreadgroup(self.group, self.consumer, streams, count=count,
+                                    block=max(1, int(block * 1000)) if block else None)
+        return [(_text(stream), _text(message_id), fields)
+                for stream, messages in found or () for message_id, fields in messages]
+
+    def maintain(self, *streams: str) -> list[tuple[str, str, dict]]:
+        """Now and then: take over messages idle longer than ``claim_idle`` (setting aside
+        those delivered too often) and trim what every consumer is done with."""
+        now = time.monotonic()
+        if now < self._next_maintenance:
+            return []
+        self._next_maintenance = now + max(0.05, self.claim_idle / 4)
+        claimed = []
+        for stream in streams:
+            claimed += self.reclaim(stream)
+        if now >= self._next_trim:
+            self._next_trim = now + 5.0
+            for stream in streams:
+                self.trim(stream)
+        return claimed
+
+    def reclaim(self, stream: str, count: int = 100) -> list[tuple[str, str, dict]]:
+        """Messages of this group idle for ``claim_idle`` seconds, now this consumer's."""
+        idle = int(self.claim_idle * 1000)
+        try:
+            result = self.raw.xautoclaim(stream, self.group, self.consumer, idle, "0-0", count=count)
+        except redis.ResponseError as error:
+            if "NOGROUP" in str(error):
+                return []
+            raise
+        messages, deleted = result[1], (result[2] if len(result) > 2 else [])
+        if deleted:  # trimmed away while pending: nothing left to do with them
+            self.raw.xack(stream, self.group, *deleted)
+        found = []
+        for message_id, fields in messages:
+            message_id = _text(message_id)
+            if fields is None:
+                self.raw.xack(stream, self.group, message_id)
+                continue
+            info = self.raw.xpending_range(stream, self.group, message_id, message_id, 1)
+            deliveries = info[0]["times_delivered"] if info else 1
+            if deliveries > self.max_deliveries:
+                self.set_aside(stream, message_id, fields, f"delivered {deliveries - 1} times without being handled")
+                continue
+            log.info("%s: took over message %s of %s (delivery %d)", self.consumer, message_id, stream, deliveries)
+            found.append((stream, message_id, fields))
+        return found
+
+    def heartbeat(self, stream: str, ids: list[str]) -> None:
+        """Tell the group these messages are still being worked on (resets their idle time)."""
+        if ids:
+            self.raw.xclaim(stream, self.group, self.consumer, 0, ids, justid=True)
+
+    def ack(self, stream: str, *ids: str) -> None:
+        if ids:
+            self.raw.xack(stream, self.group, *ids)
+
+    def set_aside(self, stream: str, message_id: str, fields: dict, reason: str) -> None:
+        """Move a message to the dead-letter stream, with why, and ack it."""
+        log.warning("%s: set aside message %s of %s: %s", self.consumer, message_id, stream, reason)
+        entry = {"stream": stream, "id": message_id, "reason": reason, "consumer": self.consumer,
+                 "time": repr(time.time())}
+        for key, value in (fields or {}).items():
+            entry[f"field:{_text(key)}"] = value
+        pipe = self.raw.pipeline(transaction=True)
+        pipe.xadd(self.keys.dead, entry, maxlen=DEAD_LENGTH, approximate=True)
+        pipe.xack(stream, self.group, message_id)
+        pipe.execute()
+
+    def trim(self, stream: str) -> None:
+        """Drop entries older than anything still pending or not yet delivered to the group."""
+        try:
+            groups = self.raw.xinfo_groups(stream)
+        except redis.ResponseError:
+            return
+        mine = [g for g in groups if _text(g["name"]) == self.group]
+        if len(groups) != 1 or not mine:
+            return  # another group reads it too: leave trimming to whoever owns it
+        floor = _text(mine[0]["last-delivered-id"])
+        pending = self.raw.xpending(stream, self.group)
+        if pending["pending"]:
+            floor = min(floor, _text(pending["min"]), key=_id_order)
+        if floor != "0-0":
+            self.raw.xtrim(stream, minid=floor, approximate=True)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _id_order(message_id: str) -> tuple[int, int]:
+    ms, _, seq = message_id.partition("-")
+    return int(ms), int(seq or 0)

@@ -1,0 +1,272 @@
+"""The task worker: reads start-task messages of the namespaces its executors
+serve, runs them, and sends end-task messages."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import redis
+
+from ..calling import Caller, Cancelled, message
+from ..policy import Policy
+from ..tasks import Registry
+from .engine import consumer_name
+from .protocol import WORKERS, EndTask, Malformed, StartTask, namespace
+from .store import Store
+from .streams import Streams
+
+log = logging.getLogger("littleflow.worker")
+
+#: Returned by an executor that has taken the task over: it will end it later (a timer, an event).
+DEFERRED = object()
+
+
+@dataclass
+class Job:
+    """One start-task message being handled."""
+
+    stream: str
+    id: str
+    task: StartTask
+    worker: str
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    started: float | None = None
+    attempt: int = 1
+
+
+class Executor(Protocol):
+    """Runs the tasks of some names. ``execute`` returns the output, raises to fail
+    the task, or returns :data:`DEFERRED` after taking the task over (acking it itself)."""
+
+    def namespaces(self) -> set[str]: ...
+
+    def serves(self, name: str) -> bool: ...
+
+    def execute(self, job: Job, worker: Worker) -> Any: ...
+
+
+class PythonTasks:
+    """Executor of the Python functions of a registry, under their retry/timeout policy."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.caller = Caller()
+
+    def namespaces(self) -> set[str]:
+        return {namespace(name) for name in self.registry.names()}
+
+    def serves(self, name: str) -> bool:
+        return name in self.registry
+
+    def execute(self, job: Job, worker: Worker) -> Any:
+        task = job.task
+        spec = self.registry.get(task.name)
+        options = task.policy or {}
+        policy = (Policy().updated(options.get("defaults") or {}, "@flow parameters")
+                  .updated(spec.options).updated(options.get("task") or {}, f"@flow parameters for {task.name}"))
+
+        def hook(event: str, attempt: int, began: float, error: str | None) -> None:
+            if event == "start":
+                job.attempt = attempt
+                worker.running(job, began)
+
+        return self.caller.call(spec, task.parameters, task.input, policy, hook, task.attempt, job.cancelled)
+
+
+class Worker:
+    """Runs tasks for the namespaces its executors serve, ``concurrency`` at a time."""
+
+    def __init__(self, store: Store, raw: redis.Redis, executors: list[Executor], *, concurrency: int = 1,
+                 name: str | None = None, claim_idle: float = 30.0, max_deliveries: int = 5) -> None:
+        self.store = store
+        self.keys = store.keys
+        self.raw = raw
+        self.executors = executors
+        self.concurrency = concurrency
+        self.name = name or consumer_name("worker")
+        self.streams = Streams(raw, self.keys, WORKERS, self.name, claim_idle, max_deliveries)
+        self.namespaces = sorted(set().union(*(executor.namespaces() for executor in executors)))
+        self._jobs: dict[tuple[str, str], Job] = {}
+        self._lock = threading.Lock()
+        self._free = threading.Condition(self._lock)
+        self._out: queue.SimpleQueue = queue.SimpleQueue()
+        self._next_heartbeat = 0.0
+        self.done = 0  # tasks this worker ended
+
+    # -- the loops ----------------------------------------------------------------
+    def run(self, stop: threading.Event, block: float = 1.0) -> None:
+        """Run tasks until ``stop`` is set; tasks still running are waited for."""
+        streams = [self.keys.tasks(ns) for ns in self.namespaces]
+        self.streams.join(*streams)
+        log.info("worker %s: serving namespaces %s", self.name, ", ".join(repr(ns) for ns in self.namespaces))
+        writer = threading.Thread(target=self._write, args=(stop,), name="littleflow-writer", daemon=True)
+        writer.start()
+        listener = threading.Thread(target=self._listen, args=(stop,), name="littleflow-control", daemon=True)
+        listener.start()
+        for executor in self.executors:
+            if hasattr(executor, "background"):
+                threading.Thread(target=executor.background, args=(self, stop), name="littleflow-background",
+                                 daemon=True).start()
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="littleflow-task") as pool:
+            while not stop.is_set():
+                try:
+                    self._register()
+                    with self._free:
+                        while len(self._jobs) >= self.concurrency and not stop.is_set():
+                            self._free.wait(0.2)
+                        free = self.concurrency - len(self._jobs)
+                    if stop.is_set():
+                        break
+                    found = self.streams.read({stream: ">" for stream in streams}, free, block)
+                    found += self.streams.maintain(*streams)
+                    self._heartbeat()
+                    for stream, message_id, fields in found:
+                        self._dispatch(pool, stream, message_id, fields)
+                except redis.ConnectionError as error:
+                    log.warning("worker %s: Redis unreachable (%s); retrying", self.name, error)
+                    stop.wait(0.5)
+        self._out.put(None)
+        writer.join(10)
+
+    def _dispatch(self, pool: ThreadPoolExecutor, stream: str, message_id: str, fields: dict) -> None:
+        try:
+            task = StartTask.parse(fields)
+        except Malformed as error:
+            self.streams.set_aside(stream, message_id, fields, f"malformed start-task message: {error}")
+            return
+        executor = next((e for e in self.executors if e.serves(task.name)), None)
+        if executor is None:  # another worker of this namespace may have it: leave it pending for them
+            self._info(task, {"status": "queued", "note": f"worker {self.name} has no task {task.name}"})
+            return
+        job = Job(stream, message_id, task, self.name)
+        with self._lock:
+            self._jobs[(stream, message_id)] = job
+        pool.submit(self._execute, executor, job)
+
+    def _execute(self, executor: Executor, job: Job) -> None:
+        try:
+            output = executor.execute(job, self)
+        except Exception as error:  # noqa: BLE001 - a task's error fails the task
+            if not isinstance(error, Cancelled):
+                log.info("worker %s: task %s of %s failed: %s", self.name, job.task.name, job.task.workflow,
+                         message(error))
+            self.end(job, "failed", error=message(error))
+            return
+        if output is DEFERRED:
+            self._forget(job)
+        else:
+            self.end(job, "done", output)
+
+    # -- what executors call -------------------------------------------------------
+    def running(self, job: Job, began: float) -> None:
+        """Record that ``job`` is running (attempt ``job.attempt``)."""
+        if job.started is None:
+            job.started = began
+        self._out.put(("info", job.task, {"status": "running", "started": began, "attempt": job.attempt,
+                                          "worker": self.name}))
+
+    def end(self, job: Job, status: str, output: Any = None, error: str | None = None) -> None:
+        """Send the end of ``job`` (and ack its start) from the writer thread."""
+        end = EndTask(job.task.workflow, job.task.task, job.task.seq, status, output, error, job.attempt,
+                      job.started, time.time(), self.name)
+        self._out.put(("end", job, end))
+
+    def _forget(self, job: Job) -> None:
+        with self._free:
+            self._jobs.pop((job.stream, job.id), None)
+            self._free.notify()
+
+    def _info(self, task: StartTask, info: dict[str, Any]) -> None:
+        self._out.put(("info", task, info))
+
+    # -- the writer: ends, acks and task info, batched ---------------------------------
+    def _write(self, stop: threading.Event) -> None:
+        while True:
+            item = self._out.get()
+            batch = [item]
+            while len(batch) < 500:
+                try:
+                    batch.append(self._out.get_nowait())
+                except queue.Empty:
+                    break
+            last = None in batch
+            batch = [entry for entry in batch if entry is not None]
+            for attempt in range(100):
+                try:
+                    self._flush(batch)
+                    break
+                except redis.ConnectionError as error:
+                    log.warning("worker %s: cannot send ends (%s); retrying", self.name, error)
+                    time.sleep(min(2.0, 0.1 * (attempt + 1)))
+            if last:
+                return
+
+    def _flush(self, batch: list) -> None:
+        if not batch:
+            return
+        pipe = self.raw.pipeline(transaction=True)
+        ended = []
+        for kind, subject, info in batch:
+            if kind == "end":
+                pipe.xadd(self.keys.ends, info.fields())
+                pipe.xack(subject.stream, self.streams.group, subject.id)
+                ended.append(subject)
+            else:
+                task = subject
+                pipe.hset(self.keys.task_info(task.workflow), task.task, json.dumps(
+                    {"node": task.node, "name": task.name, "seq": task.seq, **info}, ensure_ascii=False))
+        pipe.execute()
+        for job in ended:
+            self._forget(job)
+        self.done += len(ended)
+
+    # -- control and liveness ----------------------------------------------------------
+    def _heartbeat(self) -> None:
+        """Keep the messages of running tasks from being taken over as if this worker died."""
+        now = time.monotonic()
+        if now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + self.streams.claim_idle / 3
+        with self._lock:
+            by_stream: dict[str, list[str]] = {}
+            for stream, message_id in self._jobs:
+                by_stream.setdefault(stream, []).append(message_id)
+        for stream, ids in by_stream.items():
+            self.streams.heartbeat(stream, ids)
+
+    def _register(self) -> None:
+        """Say which namespaces and tasks this worker serves (``littleflow workers`` reads it)."""
+        now = time.time()
+        if now < getattr(self, "_next_register", 0.0):
+            return
+        self._next_register = now + 10
+        self.raw.hset(self.keys.workers, self.name, json.dumps(
+            {"namespaces": self.namespaces, "concurrency": self.concurrency, "seen": now}))
+
+    def _listen(self, stop: threading.Event) -> None:
+        """Cancel the running tasks of workflows that are terminated."""
+        while not stop.is_set():
+            try:
+                pubsub = self.raw.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(self.keys.control)
+                while not stop.is_set():
+                    note = pubsub.get_message(timeout=0.5)
+                    if note is None:
+                        continue
+                    try:
+                        workflow = json.loads(note["data"]).get("cancel")
+                    except (ValueError, AttributeError):
+                        continue
+                    with self._lock:
+                        for job in self._jobs.values():
+                            if job.task.workflow == workflow:
+                                job.cancelled.set()
+            except redis.ConnectionError:
+                stop.wait(0.5)
