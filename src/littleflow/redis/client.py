@@ -25,8 +25,16 @@ ARCHIVE_FORMAT = "littleflow-archive/1"
 
 
 def redis_url(url: str | None = None) -> str:
-    """``url``, else ``$LITTLEFLOW_REDIS_URL``, else the local default."""
-    return url or os.environ.get("LITTLEFLOW_REDIS_URL") or DEFAULT_URL
+    """``url``, else ``$LITTLEFLOW_REDIS_URL``, else the URL that a ``littleflow serve``
+    with a private server keeps in ``$LITTLEFLOW_HOME/redis.url`` (``~/.littleflow``
+    by default), else the local default."""
+    if url or os.environ.get("LITTLEFLOW_REDIS_URL"):
+        return url or os.environ["LITTLEFLOW_REDIS_URL"]
+    saved = Path(os.environ.get("LITTLEFLOW_HOME") or os.path.expanduser("~/.littleflow"), "redis.url")
+    try:
+        return saved.read_text(encoding="utf-8").strip() or DEFAULT_URL
+    except (OSError, UnicodeDecodeError):
+        return DEFAULT_URL
 
 
 class Client:
@@ -47,6 +55,14 @@ class Client:
             text = workflow if isinstance(workflow, str) else workflow.read_text("utf-8-sig") \
                 if isinstance(workflow, Path) else ""
         return self.store.create(flow, input, text=text, base=base or found_base or "", limit=limit).id
+
+    def submit_many(self, workflow: str | Path | Flow, inputs: list[Any], *, limit: int | None = DEFAULT_LIMIT,
+                    base: str | None = None) -> list[str]:
+        """Start one workflow of the same flow for each input, in one round trip; returns their ids."""
+        flow, found_base = load_workflow(workflow)
+        text = workflow if isinstance(workflow, str) else ""
+        runs = self.store.create_many(flow, list(inputs), text=text, base=base or found_base or "", limit=limit)
+        return [run.id for run in runs]
 
     def wait(self, id: str, timeout: float | None = None, poll: float = 0.05) -> dict[str, Any]:
         """Wait until workflow ``id`` is no longer running; returns its status document.

@@ -58,7 +58,8 @@ class EngineProcess:
         return len(messages)
 
     def apply(self, messages: list[tuple[str, Any]]) -> None:
-        """Apply end-task messages: grouped by workflow, in order, one commit per workflow."""
+        """Apply end-task messages: grouped by workflow, in order; every workflow's step
+        is one atomic commit, and the commits of a batch travel in one round trip."""
         by_workflow: dict[str, list[tuple[str, EndTask]]] = {}
         for message_id, fields in messages:
             try:
@@ -67,38 +68,57 @@ class EngineProcess:
                 self.streams.set_aside(self.keys.ends, message_id, fields, f"malformed end-task message: {error}")
                 continue
             by_workflow.setdefault(end.workflow, []).append((message_id, end))
+        for _ in range(50):
+            if not by_workflow:
+                return
+            by_workflow = self._advance(by_workflow)
+        for workflow in by_workflow:
+            log.error("engine %s: workflow %s kept changing while its ends were applied; they stay pending",
+                      self.name, workflow)
+
+    def _advance(self, by_workflow: dict[str, list[tuple[str, EndTask]]]) -> dict[str, list]:
+        """One attempt at a step for each workflow; returns those to try again (conflicts)."""
+        runs = {workflow: self._runs.pop(workflow, None) for workflow in by_workflow}
+        missing = [workflow for workflow, run in runs.items() if run is None]
+        if missing:
+            runs.update(self.store.load_many(missing))
+        pipe = self.store.redis.pipeline(transaction=False)
+        steps = []
         for workflow, ends in by_workflow.items():
+            run = runs[workflow]
+            if run is None:
+                for message_id, end in ends:
+                    self.streams.set_aside(self.keys.ends, message_id, end.fields(),
+                                           f"end of a task of unknown workflow {workflow}")
+                continue
             try:
-                self._advance(workflow, ends)
+                step, starts, aside = self._ends(run, ends)
+                if step.acks:
+                    self.store.scripts.commit(client=pipe, **self.store.commit_call(run, step, starts))
             except Exception:  # noqa: BLE001 - one workflow's trouble must not stop the others
                 log.exception("engine %s: cannot advance workflow %s; its ends stay pending", self.name, workflow)
-                self._runs.pop(workflow, None)
-
-    def _advance(self, workflow: str, ends: list[tuple[str, EndTask]]) -> None:
-        for _ in range(50):
-            run = self._runs.pop(workflow, None)
-            if run is None:
-                try:
-                    run = self.store.load(workflow)
-                except StoreError:
-                    for message_id, end in ends:
-                        self.streams.set_aside(self.keys.ends, message_id, end.fields(),
-                                               f"end of a task of unknown workflow {workflow}")
-                    return
-            step, starts, aside = self._ends(run, ends)
-            try:
-                if step.acks:
-                    self.store.commit(run, step, starts)
-            except Conflict:
-                continue  # another engine or a client changed it first: read it again
-            except StoreError:  # deleted meanwhile
                 continue
+            steps.append((run, step, aside))
+        results = iter(pipe.execute(raise_on_error=False)) if len(pipe) else iter(())
+        again = {}
+        for run, step, aside in steps:
+            if step.acks:
+                try:
+                    self.store.committed(run, next(results))
+                except Conflict:  # another engine or a client changed it first: read it again
+                    again[run.id] = by_workflow[run.id]
+                    continue
+                except StoreError:  # deleted meanwhile: its ends are now of an unknown workflow
+                    again[run.id] = by_workflow[run.id]
+                    continue
+                except Exception as error:  # noqa: BLE001
+                    log.error("engine %s: cannot commit workflow %s: %s", self.name, run.id, error)
+                    continue
             self._remember(run)
             self.applied += len(step.acks)
             for message_id, fields, reason in aside:
                 self.streams.set_aside(self.keys.ends, message_id, fields, reason)
-            return
-        raise RuntimeError(f"workflow {workflow} kept changing while its ends were applied")
+        return again
 
     def _ends(self, run: Run, ends: list[tuple[str, EndTask]]) -> tuple[Step, list, list]:
         state, engine, nodes = run.state, run.engine, run.flow.nodes

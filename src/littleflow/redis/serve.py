@@ -63,7 +63,8 @@ class Services:
         self.stop()
 
 
-def private_server(data_dir: Path) -> RedisServer:
-    """Start a Redis server for this machine alone: 127.0.0.1, append-only files in ``data_dir``."""
+def private_server(data_dir: Path, port: int | None = None) -> RedisServer:
+    """Start a Redis server for this machine alone: 127.0.0.1, append-only files in
+    ``data_dir``, on ``port`` (default: a free one)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    return RedisServer(data_dir, appendonly=True).start()
+    return RedisServer(data_dir, port=port, appendonly=True).start()

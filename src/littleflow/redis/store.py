@@ -85,14 +85,26 @@ class Store:
     # -- reading runs ---------------------------------------------------------------
     def load(self, id: str) -> Run:
         """The workflow ``id`` as it is now; raises :class:`StoreError` if there is none."""
-        found = self.redis.hmget(self.keys.workflow(id), "run", "version", "flow", "base", "limit")
-        if found[1] is None:
+        run = self.load_many([id])[id]
+        if run is None:
             raise StoreError(f"no workflow {id}")
-        run_blob, version, flow_text, base, limit = found
-        flow, engine = self._definition(id, flow_text, base, limit)[:2]
-        data = json.loads(run_blob)
-        return Run(id, flow, engine, State.from_json(data["state"]), int(version), data["seqs"], data["seq"],
-                   base or "", engine.limit)
+        return run
+
+    def load_many(self, ids: list[str]) -> dict[str, Run | None]:
+        """Several workflows in one round trip (``None`` for those that do not exist)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for id in ids:
+            pipe.hmget(self.keys.workflow(id), "run", "version", "flow", "base", "limit")
+        runs: dict[str, Run | None] = {}
+        for id, (run_blob, version, flow_text, base, limit) in zip(ids, pipe.execute()):
+            if version is None:
+                runs[id] = None
+                continue
+            flow, engine = self._definition(id, flow_text, base, limit)[:2]
+            data = json.loads(run_blob)
+            runs[id] = Run(id, flow, engine, State.from_json(data["state"]), int(version), data["seqs"],
+                           data["seq"], base or "", engine.limit)
+        return runs
 
     def _definition(self, id: str, flow_text: str | None = None, base: str | None = None,
                     limit: str | None = None) -> tuple:
@@ -116,6 +128,11 @@ class Store:
         """Write one step of ``run`` atomically: its state, ``starts`` sent as start-task
         messages, and ``step``'s acks, task info and log. Raises :class:`Conflict` if the
         run changed since it was loaded (nothing is written then)."""
+        return self.committed(run, self.scripts.commit(**self.commit_call(run, step, starts, create is not None)))
+
+    def commit_call(self, run: Run, step: Step, starts: list[Start], create: bool = False) -> dict[str, Any]:
+        """The keys and arguments of scripts/commit.lua for one step (see :meth:`commit`);
+        run them, in a pipeline with others if need be, then hand the result to :meth:`committed`."""
         now = time.time()
         streams: dict[str, int] = {}
         starts_out = []
@@ -126,20 +143,24 @@ class Store:
             starts_out.append([index, _flat(message.fields())])
             step.tasks[message.task] = {"node": start.node, "name": message.name, "status": "queued",
                                         "seq": message.seq, "queued": now}
-        status = run.state.status
         payload = {
-            "id": run.id, "status": status, "time": repr(now), "group": ENGINES,
+            "id": run.id, "status": run.state.status, "time": repr(now), "group": ENGINES,
             "fields": _flat(step.fields), "acks": step.acks, "starts": starts_out,
             "tasks": _flat({k: json.dumps(v, ensure_ascii=False) for k, v in step.tasks.items()}),
             "log": [_flat(entry) for entry in step.log], "loglen": LOG_LENGTH,
             "events": [_flat(entry) for entry in step.events], "eventlen": EVENTS_LENGTH,
         }
         keys = self.keys
-        result = self.scripts.commit(
-            keys=[keys.workflow(run.id), keys.task_info(run.id), keys.ends, keys.log(run.id), keys.events,
-                  keys.workflows, *streams],
-            args=["" if create is not None else str(run.version), run.blob(),
-                  json.dumps(payload, ensure_ascii=False, separators=(",", ":"))])
+        return {"keys": [keys.workflow(run.id), keys.task_info(run.id), keys.ends, keys.log(run.id), keys.events,
+                         keys.workflows, *streams],
+                "args": ["" if create else str(run.version), run.blob(),
+                         json.dumps(payload, ensure_ascii=False, separators=(",", ":"))]}
+
+    def committed(self, run: Run, result: Any) -> int:
+        """Take in the result of a commit: the run's new version, or :class:`Conflict` /
+        :class:`StoreError` when nothing was written."""
+        if isinstance(result, Exception):
+            raise result
         if result == 0:
             raise Conflict(run.id)
         if result == -1:
@@ -169,20 +190,32 @@ class Store:
     def create(self, flow: Flow, input: Any = None, *, text: str = "", base: str = "",
                limit: int | None = DEFAULT_LIMIT, id: str | None = None) -> Run:
         """Store a new workflow of ``flow`` and queue its first tasks."""
-        _flow_options(flow)  # a mistake in the @flow options is the submitter's to hear about
-        id = id or new_id()
+        return self.create_many(flow, [input], text=text, base=base, limit=limit, ids=[id] if id else None)[0]
+
+    def create_many(self, flow: Flow, inputs: list[Any], *, text: str = "", base: str = "",
+                    limit: int | None = DEFAULT_LIMIT, ids: list[str] | None = None) -> list[Run]:
+        """Store a new workflow of ``flow`` for each input (in one round trip) and queue their first tasks."""
+        defaults, per_task = _flow_options(flow)  # a mistake in the @flow options is the submitter's to hear of
         flow_text = flow.dumps()
-        run = Run(id, flow, Engine(flow, limit), State(flow.end), 0, base=base, limit=limit)
-        defaults, per_task = _flow_options(flow)
-        self._flows[id] = (flow, run.engine, defaults, per_task, base, limit)
-        starts = run.engine.start(run.state, input)
-        step = Step()
-        step.fields = {"flow": flow_text, "text": text, "base": base, "name": flow.name or "",
-                       "limit": "" if limit is None else str(limit), "created": repr(time.time())}
-        step.log.append({"kind": "submitted"})
-        step.events.append({"kind": "workflow", "workflow": id, "state": run.state.status, "name": flow.name or ""})
-        self.commit(run, step, starts, create=step.fields)
-        return run
+        engine = Engine(flow, limit)
+        fields = {"flow": flow_text, "text": text, "base": base, "name": flow.name or "",
+                  "limit": "" if limit is None else str(limit)}
+        pipe = self.redis.pipeline(transaction=False)
+        runs = []
+        for input, id in zip(inputs, ids or [new_id() for _ in inputs]):
+            run = Run(id, flow, engine, State(flow.end), 0, base=base, limit=limit)
+            self._flows[id] = (flow, engine, defaults, per_task, base, limit)
+            starts = engine.start(run.state, input)
+            step = Step()
+            step.fields = {**fields, "created": repr(time.time())}
+            step.log.append({"kind": "submitted"})
+            step.events.append({"kind": "workflow", "workflow": id, "state": run.state.status,
+                                "name": flow.name or ""})
+            self.scripts.commit(client=pipe, **self.commit_call(run, step, starts, create=True))
+            runs.append(run)
+        for run, result in zip(runs, pipe.execute(raise_on_error=False)):
+            self.committed(run, result)
+        return runs
 
     def change(self, id: str, act: Any, kind: str) -> Run:
         """Apply ``act(run) -> starts`` to workflow ``id`` atomically (retrying on conflicts)."""

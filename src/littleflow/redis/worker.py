@@ -81,15 +81,18 @@ class PythonTasks:
 
 
 class Worker:
-    """Runs tasks for the namespaces its executors serve, ``concurrency`` at a time."""
+    """Runs tasks for the namespaces its executors serve, ``concurrency`` at a time,
+    reading up to ``prefetch`` more ahead (they wait here, kept alive by heartbeats)."""
 
     def __init__(self, store: Store, raw: redis.Redis, executors: list[Executor], *, concurrency: int = 1,
-                 name: str | None = None, claim_idle: float = 30.0, max_deliveries: int = 5) -> None:
+                 prefetch: int = 16, name: str | None = None, claim_idle: float = 30.0,
+                 max_deliveries: int = 5) -> None:
         self.store = store
         self.keys = store.keys
         self.raw = raw
         self.executors = executors
         self.concurrency = concurrency
+        self.capacity = concurrency + prefetch  # tasks taken at once: running, and read ahead waiting their turn
         self.name = name or consumer_name("worker")
         self.streams = Streams(raw, self.keys, WORKERS, self.name, claim_idle, max_deliveries)
         self.namespaces = sorted(set().union(*(executor.namespaces() for executor in executors)))
@@ -119,9 +122,9 @@ class Worker:
                 try:
                     self._register()
                     with self._free:
-                        while len(self._jobs) >= self.concurrency and not stop.is_set():
+                        while len(self._jobs) >= self.capacity and not stop.is_set():
                             self._free.wait(0.2)
-                        free = self.concurrency - len(self._jobs)
+                        free = self.capacity - len(self._jobs)
                     if stop.is_set():
                         break
                     found = self.streams.read({stream: ">" for stream in streams}, free, block)
@@ -212,13 +215,13 @@ class Worker:
         if not batch:
             return
         pipe = self.raw.pipeline(transaction=True)
-        ended = []
+        ended = [subject for kind, subject, _ in batch if kind == "end"]
+        done = {(job.task.workflow, job.task.task, job.task.seq) for job in ended}
         for kind, subject, info in batch:
             if kind == "end":
                 pipe.xadd(self.keys.ends, info.fields())
                 pipe.xack(subject.stream, self.streams.group, subject.id)
-                ended.append(subject)
-            else:
+            elif (subject.workflow, subject.task, subject.seq) not in done:  # an end says it all
                 task = subject
                 pipe.hset(self.keys.task_info(task.workflow), task.task, json.dumps(
                     {"node": task.node, "name": task.name, "seq": task.seq, **info}, ensure_ascii=False))
