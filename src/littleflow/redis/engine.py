@@ -53,8 +53,15 @@ class EngineProcess:
         """Read and apply one batch of ends (and, now and then, reclaim and trim)."""
         messages = self.streams.read({self.keys.ends: ">"}, self.batch, block)
         messages += self.streams.maintain(self.keys.ends)
-        if messages:
-            self.apply([(message_id, fields) for _, message_id, fields in messages])
+        batch = []
+        for stream, message_id, fields, deliveries in messages:
+            if deliveries > self.streams.max_deliveries:
+                self.streams.set_aside(stream, message_id, fields,
+                                       f"delivered {deliveries - 1} times without being applied")
+            else:
+                batch.append((message_id, fields))
+        if batch:
+            self.apply(batch)
         return len(messages)
 
     def apply(self, messages: list[tuple[str, Any]]) -> None:

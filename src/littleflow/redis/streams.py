@@ -41,16 +41,16 @@ class Streams:
                 if "BUSYGROUP" not in str(error):
                     raise
 
-    def read(self, streams: dict[str, str], count: int, block: float) -> list[tuple[str, str, dict]]:
-        """New messages: (stream, id, fields), at most ``count``, waiting up to ``block`` seconds."""
+    def read(self, streams: dict[str, str], count: int, block: float) -> list[tuple[str, str, dict, int]]:
+        """New messages: (stream, id, fields, 1), at most ``count``, waiting up to ``block`` seconds."""
         found = self.raw.xreadgroup(self.group, self.consumer, streams, count=count,
                                     block=max(1, int(block * 1000)) if block else None)
-        return [(_text(stream), _text(message_id), fields)
+        return [(_text(stream), _text(message_id), fields, 1)
                 for stream, messages in found or () for message_id, fields in messages]
 
-    def maintain(self, *streams: str) -> list[tuple[str, str, dict]]:
-        """Now and then: take over messages idle longer than ``claim_idle`` (setting aside
-        those delivered too often) and trim what every consumer is done with."""
+    def maintain(self, *streams: str) -> list[tuple[str, str, dict, int]]:
+        """Now and then: take over messages idle longer than ``claim_idle`` and trim
+        what every consumer is done with. Returns (stream, id, fields, deliveries)."""
         now = time.monotonic()
         if now < self._next_maintenance:
             return []
@@ -64,8 +64,9 @@ class Streams:
                 self.trim(stream)
         return claimed
 
-    def reclaim(self, stream: str, count: int = 100) -> list[tuple[str, str, dict]]:
-        """Messages of this group idle for ``claim_idle`` seconds, now this consumer's."""
+    def reclaim(self, stream: str, count: int = 100) -> list[tuple[str, str, dict, int]]:
+        """Messages of this group idle for ``claim_idle`` seconds, now this consumer's,
+        with how often each has been delivered."""
         idle = int(self.claim_idle * 1000)
         try:
             result = self.raw.xautoclaim(stream, self.group, self.consumer, idle, "0-0", count=count)
@@ -84,11 +85,8 @@ class Streams:
                 continue
             info = self.raw.xpending_range(stream, self.group, message_id, message_id, 1)
             deliveries = info[0]["times_delivered"] if info else 1
-            if deliveries > self.max_deliveries:
-                self.set_aside(stream, message_id, fields, f"delivered {deliveries - 1} times without being handled")
-                continue
             log.info("%s: took over message %s of %s (delivery %d)", self.consumer, message_id, stream, deliveries)
-            found.append((stream, message_id, fields))
+            found.append((stream, message_id, fields, deliveries))
         return found
 
     def heartbeat(self, stream: str, ids: list[str]) -> None:

@@ -108,6 +108,7 @@ class Worker:
         """Run tasks until ``stop`` is set; tasks still running are waited for."""
         streams = [self.keys.tasks(ns) for ns in self.namespaces]
         self.streams.join(*streams)
+        block = min(block, self.streams.claim_idle / 4)  # heartbeats must not wait behind a blocked read
         log.info("worker %s: serving namespaces %s", self.name, ", ".join(repr(ns) for ns in self.namespaces))
         writer = threading.Thread(target=self._write, args=(stop,), name="littleflow-writer", daemon=True)
         writer.start()
@@ -121,24 +122,24 @@ class Worker:
             while not stop.is_set():
                 try:
                     self._register()
+                    self._heartbeat()
                     with self._free:
-                        while len(self._jobs) >= self.capacity and not stop.is_set():
+                        if len(self._jobs) >= self.capacity:
                             self._free.wait(0.2)
+                            continue
                         free = self.capacity - len(self._jobs)
-                    if stop.is_set():
-                        break
                     found = self.streams.read({stream: ">" for stream in streams}, free, block)
                     found += self.streams.maintain(*streams)
-                    self._heartbeat()
-                    for stream, message_id, fields in found:
-                        self._dispatch(pool, stream, message_id, fields)
+                    for stream, message_id, fields, deliveries in found:
+                        self._dispatch(pool, stream, message_id, fields, deliveries)
                 except redis.ConnectionError as error:
                     log.warning("worker %s: Redis unreachable (%s); retrying", self.name, error)
                     stop.wait(0.5)
         self._out.put(None)
         writer.join(10)
 
-    def _dispatch(self, pool: ThreadPoolExecutor, stream: str, message_id: str, fields: dict) -> None:
+    def _dispatch(self, pool: ThreadPoolExecutor, stream: str, message_id: str, fields: dict,
+                  deliveries: int) -> None:
         try:
             task = StartTask.parse(fields)
         except Malformed as error:
@@ -151,6 +152,10 @@ class Worker:
         job = Job(stream, message_id, task, self.name)
         with self._lock:
             self._jobs[(stream, message_id)] = job
+        if deliveries > self.streams.max_deliveries:  # its workers died each time: fail it, visibly
+            self.end(job, "failed", error=f"started {deliveries - 1} times, and each time its worker stopped "
+                                          "before it ended")
+            return
         pool.submit(self._execute, executor, job)
 
     def _execute(self, executor: Executor, job: Job) -> None:
