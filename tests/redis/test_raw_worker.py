@@ -1,0 +1,40 @@
+"""The worker of docs/workers.md (examples/raw_worker.py, redis-py only) works with a real engine."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from littleflow.redis.client import Client
+from littleflow.redis.serve import Services
+
+RAW_WORKER = Path(__file__).resolve().parents[2] / "examples" / "raw_worker.py"
+
+
+@pytest.fixture
+def raw_worker(redis_url):
+    process = subprocess.Popen([sys.executable, str(RAW_WORKER), redis_url], stderr=subprocess.PIPE, text=True)
+    assert "serving text:" in process.stderr.readline()
+    yield process
+    process.kill()
+    process.wait()
+
+
+def test_a_worker_written_from_the_protocol_alone_runs_tasks(redis_url, raw_worker):
+    with Services(redis_url, builtins=False):
+        client = Client(redis_url)
+        id = client.submit("text:upper → text:count", {"text": "hello"})
+        done = client.wait(id, timeout=20)
+    assert done["state"] == "finished"
+    assert done["output"] == {"count": 5}
+    assert all(node["worker"].startswith("raw-") for node in done["nodes"] if node["kind"] == "task")
+
+
+def test_its_failures_fail_the_workflow_with_its_message(redis_url, raw_worker):
+    with Services(redis_url, builtins=False):
+        client = Client(redis_url)
+        done = client.wait(client.submit("text:upper → text:nope"), timeout=20)
+    assert done["state"] == "failed"
+    assert done["error"]["name"] == "text:nope"
+    assert done["error"]["error"] == "LookupError: no task text:nope"
