@@ -8,7 +8,7 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,6 +39,7 @@ class Job:
     cancelled: threading.Event = field(default_factory=threading.Event)
     started: float | None = None
     attempt: int = 1
+    future: Future | None = None
 
 
 class Executor(Protocol):
@@ -118,25 +119,44 @@ class Worker:
             if hasattr(executor, "background"):
                 threading.Thread(target=executor.background, args=(self, stop), name="littleflow-background",
                                  daemon=True).start()
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="littleflow-task") as pool:
-            while not stop.is_set():
-                try:
-                    self._register()
-                    self._heartbeat()
-                    with self._free:
-                        if len(self._jobs) >= self.capacity:
-                            self._free.wait(0.2)
-                            continue
-                        free = self.capacity - len(self._jobs)
-                    found = self.streams.read({stream: ">" for stream in streams}, free, block)
-                    found += self.streams.maintain(*streams)
-                    for stream, message_id, fields, deliveries in found:
-                        self._dispatch(pool, stream, message_id, fields, deliveries)
-                except redis.ConnectionError as error:
-                    log.warning("worker %s: Redis unreachable (%s); retrying", self.name, error)
-                    stop.wait(0.5)
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="littleflow-task")
+        while not stop.is_set():
+            try:
+                self._register()
+                self._heartbeat()
+                with self._free:
+                    if len(self._jobs) >= self.capacity:
+                        self._free.wait(0.2)
+                        continue
+                    free = self.capacity - len(self._jobs)
+                found = self.streams.read({stream: ">" for stream in streams}, free, block)
+                found += self.streams.maintain(*streams)
+                for stream, message_id, fields, deliveries in found:
+                    self._dispatch(pool, stream, message_id, fields, deliveries)
+            except redis.ConnectionError as error:
+                log.warning("worker %s: Redis unreachable (%s); retrying", self.name, error)
+                stop.wait(0.5)
+        self._finish(pool)
         self._out.put(None)
         writer.join(10)
+
+    def _finish(self, pool: ThreadPoolExecutor, grace: float = 60.0) -> None:
+        """Stopping: tasks read ahead stay pending (another worker takes them over);
+        running ones get ``grace`` seconds to end, kept alive by heartbeats."""
+        pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            for key, job in list(self._jobs.items()):
+                if job.future is not None and job.future.cancelled():
+                    del self._jobs[key]
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            with self._free:
+                if not self._jobs:
+                    return
+                self._free.wait(0.2)
+            self._heartbeat()
+        log.warning("worker %s: stopped with %d tasks still running; they will run again elsewhere",
+                    self.name, len(self._jobs))
 
     def _dispatch(self, pool: ThreadPoolExecutor, stream: str, message_id: str, fields: dict,
                   deliveries: int) -> None:
@@ -156,7 +176,7 @@ class Worker:
             self.end(job, "failed", error=f"started {deliveries - 1} times, and each time its worker stopped "
                                           "before it ended")
             return
-        pool.submit(self._execute, executor, job)
+        job.future = pool.submit(self._execute, executor, job)
 
     def _execute(self, executor: Executor, job: Job) -> None:
         try:
