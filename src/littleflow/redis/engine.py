@@ -48,6 +48,9 @@ class EngineProcess:
             except redis.ConnectionError as error:
                 log.warning("engine %s: Redis unreachable (%s); retrying", self.name, error)
                 stop.wait(0.5)
+            except Exception:  # noqa: BLE001 - never die on one bad batch: what was not acked comes back
+                log.exception("engine %s: a batch failed; its messages stay pending", self.name)
+                stop.wait(0.5)
 
     def step(self, block: float = 1.0) -> int:
         """Read and apply one batch of ends (and, now and then, reclaim and trim)."""
@@ -86,13 +89,18 @@ class EngineProcess:
     def _advance(self, by_workflow: dict[str, list[tuple[str, EndTask]]]) -> dict[str, list]:
         """One attempt at a step for each workflow; returns those to try again (conflicts)."""
         runs = {workflow: self._runs.pop(workflow, None) for workflow in by_workflow}
+        cached = {workflow for workflow, run in runs.items() if run is not None}
         missing = [workflow for workflow, run in runs.items() if run is None]
         if missing:
             runs.update(self.store.load_many(missing))
         pipe = self.store.redis.pipeline(transaction=False)
         steps = []
+        again: dict[str, list] = {}
         for workflow, ends in by_workflow.items():
             run = runs[workflow]
+            if isinstance(run, StoreError):  # left pending: set aside once delivered too often
+                log.error("engine %s: %s", self.name, run)
+                continue
             if run is None:
                 for message_id, end in ends:
                     self.streams.set_aside(self.keys.ends, message_id, end.fields(),
@@ -100,6 +108,9 @@ class EngineProcess:
                 continue
             try:
                 step, starts, aside = self._ends(run, ends)
+                if aside and workflow in cached:  # only the stored run may call an end a duplicate
+                    again[workflow] = ends
+                    continue
                 if step.acks:
                     self.store.scripts.commit(client=pipe, **self.store.commit_call(run, step, starts))
             except Exception:  # noqa: BLE001 - one workflow's trouble must not stop the others
@@ -107,7 +118,6 @@ class EngineProcess:
                 continue
             steps.append((run, step, aside))
         results = iter(pipe.execute(raise_on_error=False)) if len(pipe) else iter(())
-        again = {}
         for run, step, aside in steps:
             if step.acks:
                 try:

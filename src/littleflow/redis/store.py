@@ -88,22 +88,28 @@ class Store:
         run = self.load_many([id])[id]
         if run is None:
             raise StoreError(f"no workflow {id}")
+        if isinstance(run, StoreError):
+            raise run
         return run
 
-    def load_many(self, ids: list[str]) -> dict[str, Run | None]:
-        """Several workflows in one round trip (``None`` for those that do not exist)."""
+    def load_many(self, ids: list[str]) -> dict[str, Run | StoreError | None]:
+        """Several workflows in one round trip: ``None`` for those that do not exist,
+        a :class:`StoreError` for those whose stored data cannot be read."""
         pipe = self.redis.pipeline(transaction=False)
         for id in ids:
             pipe.hmget(self.keys.workflow(id), "run", "version", "flow", "base", "limit")
-        runs: dict[str, Run | None] = {}
+        runs: dict[str, Run | StoreError | None] = {}
         for id, (run_blob, version, flow_text, base, limit) in zip(ids, pipe.execute()):
             if version is None:
                 runs[id] = None
                 continue
-            flow, engine = self._definition(id, flow_text, base, limit)[:2]
-            data = json.loads(run_blob)
-            runs[id] = Run(id, flow, engine, State.from_json(data["state"]), int(version), data["seqs"],
-                           data["seq"], base or "", engine.limit)
+            try:
+                flow, engine = self._definition(id, flow_text, base, limit)[:2]
+                data = json.loads(run_blob)
+                runs[id] = Run(id, flow, engine, State.from_json(data["state"]), int(version), data["seqs"],
+                               data["seq"], base or "", engine.limit)
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
+                runs[id] = StoreError(f"workflow {id} is damaged and cannot be read: {type(error).__name__}: {error}")
         return runs
 
     def _definition(self, id: str, flow_text: str | None = None, base: str | None = None,

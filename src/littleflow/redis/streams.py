@@ -104,7 +104,8 @@ class Streams:
         entry = {"stream": stream, "id": message_id, "reason": reason, "consumer": self.consumer,
                  "time": repr(time.time())}
         for key, value in (fields or {}).items():
-            entry[f"field:{_text(key)}"] = value
+            name = key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else str(key)
+            entry[f"field:{name}"] = value
         pipe = self.raw.pipeline(transaction=True)
         pipe.xadd(self.keys.dead, entry, maxlen=DEAD_LENGTH, approximate=True)
         pipe.xack(stream, self.group, message_id)

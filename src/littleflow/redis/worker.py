@@ -136,6 +136,9 @@ class Worker:
             except redis.ConnectionError as error:
                 log.warning("worker %s: Redis unreachable (%s); retrying", self.name, error)
                 stop.wait(0.5)
+            except Exception:  # noqa: BLE001 - never die on one bad batch: what was not acked comes back
+                log.exception("worker %s: reading tasks failed; retrying", self.name)
+                stop.wait(0.5)
         self._finish(pool)
         self._out.put(None)
         writer.join(10)
