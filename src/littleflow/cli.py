@@ -1,4 +1,5 @@
-"""The ``littleflow`` command: compile, check and draw flows."""
+"""The ``littleflow`` command: compile, check, draw and run flows (the commands of a
+system on Redis are in cli_redis.py)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,11 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def load(path: str) -> Flow:
     """Read and compile a flow, or report the error in it and exit 2."""
-    text, name = read_flow(path)
+    return compile_text(*read_flow(path))
+
+
+def compile_text(text: str, name: str) -> Flow:
+    """Compile flow text, or report the error in it and exit 2."""
     try:
         return Compiler().compile(Parser().parse(text, name))
     except FlowError as error:
@@ -215,14 +220,18 @@ def run_command(flow: str, task_sources: tuple[str, ...], input_text: str | None
     if trace_path:
         write_trace(trace_path, run.trace)
     if final.status == "failed":
-        failure = final.failure
-        where = f" at {failure['line']}:{failure['column']}" if failure["line"] else ""
-        click.echo(f"littleflow: flow failed: task {failure['name']}{where}: {failure['error']}", err=True)
-        click.echo(f"  input: {json.dumps(failure['input'], ensure_ascii=False)[:2000]}", err=True)
+        echo_failure(final.failure)
         if saved:
             click.echo(f"  run the same command again to retry from {state_path}", err=True)
         sys.exit(1)
     click.echo(json_text(final.output))
+
+
+def echo_failure(failure: dict[str, Any]) -> None:
+    """Say on standard error which task failed, where, with what error and input."""
+    where = f" at {failure['line']}:{failure['column']}" if failure.get("line") else ""
+    click.echo(f"littleflow: flow failed: task {failure['name']}{where}: {failure['error']}", err=True)
+    click.echo(f"  input: {json.dumps(failure.get('input'), ensure_ascii=False)[:2000]}", err=True)
 
 
 def json_text(value: Any) -> str:
@@ -261,11 +270,12 @@ def load_tasks(source: str) -> dict[str, Any]:
     }
 
 
-def read_input(text: str | None) -> Any:
-    """The flow input from ``--input``: JSON text, ``@FILE`` (JSON or YAML) or ``-`` (standard input)."""
+def read_input(text: str | None, option: str = "--input") -> Any:
+    """The flow input from ``--input`` (or ``option``): JSON text, ``@FILE`` (JSON or YAML)
+    or ``-`` (standard input)."""
     if text is None:
         return None
-    kind, where = "json", "--input"
+    kind, where = "json", option
     if text == "-":
         text, where = sys.stdin.read(), "standard input"
     elif text.startswith("@"):
@@ -295,3 +305,6 @@ def write_trace(path: str, trace: list[dict[str, Any]]) -> None:
 def version_command() -> None:
     """Print littleflow's version."""
     click.echo(f"littleflow {__version__}")
+
+
+from . import cli_redis  # noqa: E402,F401 - importing it registers its commands on main

@@ -1,0 +1,712 @@
+"""The ``littleflow`` commands of a system on Redis: ``serve``, ``engine`` and
+``worker`` run it; ``submit``, ``status``, ``list``, ``terminate``, ``resume``,
+``delete``, ``archive``, ``restore``, ``send``, ``events``, ``workers`` and
+``dead`` use it.
+
+The commands register themselves on :data:`littleflow.cli.main` when this module
+is imported (cli.py imports it last). The Redis modules are imported only when
+one of these commands runs, so the other commands start as fast as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from .cli import FLOW, compile_text, echo_failure, fail, json_text, load_tasks, main, read_flow, read_input
+from .engine import DEFAULT_LIMIT
+
+if TYPE_CHECKING:
+    from .redis.client import Client
+
+#: The workflow states (as littleflow.redis.store.STATES, which this module does not import up front).
+STATES = ("running", "finished", "failed", "terminated")
+URL_VAR, PREFIX_VAR, HOME_VAR = "LITTLEFLOW_REDIS_URL", "LITTLEFLOW_PREFIX", "LITTLEFLOW_HOME"
+
+
+def littleflow_home() -> Path:
+    """Where ``littleflow serve`` keeps a private server's data: ``$LITTLEFLOW_HOME`` or ``~/.littleflow``."""
+    return Path(os.environ.get(HOME_VAR) or os.path.expanduser("~/.littleflow"))
+
+
+# -- where Redis is, and the one place its errors become one line ------------------------
+class Target:
+    """The Redis URL and key prefix a command works on."""
+
+    def __init__(self, url: str | None, prefix: str) -> None:
+        from .redis.client import redis_url
+
+        self.given = url or None  # from --redis or $LITTLEFLOW_REDIS_URL
+        self.url = redis_url(self.given)
+        self.prefix = prefix
+        saved = littleflow_home() / "redis.url"
+        self.hint = f" (the URL in {saved}: is `littleflow serve` running?)" \
+            if self.given is None and saved.is_file() else ""
+        self._client: Client | None = None
+
+    @property
+    def shown(self) -> str:
+        """The URL without its password."""
+        from .redis.client import safe_url
+
+        return safe_url(self.url)
+
+    def check(self) -> None:
+        """Refuse a URL redis-py cannot use, naming it without its password."""
+        from redis.connection import parse_url
+
+        try:
+            parse_url(self.url)
+        except ValueError as error:
+            fail(f"bad Redis URL {self.shown}{self.hint}: {error}")
+
+    def client(self) -> Client:
+        if self._client is None:
+            from .redis.client import Client
+
+            self.check()
+            self._client = Client(self.url, self.prefix)
+        return self._client
+
+
+@contextlib.contextmanager
+def reported(target: Target) -> Iterator[None]:
+    """Turn every error a Redis command meets into one line on standard error and an exit status."""
+    import redis
+
+    from .redis.store import StoreError
+
+    where = target.shown
+    try:
+        yield
+    except StoreError as error:
+        fail(str(error))
+    except (redis.ConnectionError, redis.TimeoutError) as error:  # AuthenticationError is a ConnectionError
+        fail(f"cannot reach Redis at {where}{target.hint}: {_reason(error)}")
+    except redis.RedisError as error:
+        fail(f"Redis at {where} refused: {_reason(error)}")
+    except ValueError as error:  # the @flow options, an event name…
+        fail(str(error))
+    except BrokenPipeError:  # `littleflow events | head`: the reader is gone, which is fine
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    except KeyboardInterrupt:
+        click.echo("littleflow: interrupted", err=True)
+        sys.exit(130)
+
+
+def _reason(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def redis_command(name: str, *, json_flag: bool = True) -> Callable[[Callable[..., Any]], click.Command]:
+    """Register a command on ``main`` with ``--redis``, ``--prefix`` (and ``--json``); it is
+    called with a :class:`Target` first, inside :func:`reported`."""
+    def decorate(function: Callable[..., Any]) -> click.Command:
+        @functools.wraps(function)
+        def command(redis_option: str | None, prefix: str, **options: Any) -> None:
+            target = Target(redis_option, prefix)
+            with reported(target):
+                function(target, **options)
+
+        common = [click.Option(["--redis", "redis_option"], envvar=URL_VAR, metavar="URL",
+                               help=f"redis://[user:password@]host:port/db [env {URL_VAR}; default: the URL "
+                                    f"`littleflow serve` left in $LITTLEFLOW_HOME/redis.url, else "
+                                    f"redis://127.0.0.1:6379/0]."),
+                  click.Option(["--prefix"], envvar=PREFIX_VAR, default="lf", show_default=True, metavar="PREFIX",
+                               help=f"The prefix of littleflow's keys [env {PREFIX_VAR}].")]
+        if json_flag:
+            common.append(click.Option(["--json", "as_json"], is_flag=True, help="Print JSON."))
+        # click lists the parameters of a function's decorators bottom up: these come last
+        command.__click_params__ = [*reversed(common), *getattr(function, "__click_params__", [])]  # type: ignore
+        return main.command(name)(command)
+
+    return decorate
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json_text(value))
+
+
+# -- running the system: engine, worker, serve --------------------------------------------
+class Signals:
+    """SIGINT and SIGTERM, trapped while in use: the first one sets ``received``;
+    another one quits at once (after ``on_force``)."""
+
+    def __init__(self, on_force: Callable[[], None] | None = None) -> None:
+        self.received: int | None = None
+        self.on_force = on_force
+        self._saved: dict[int, Any] = {}
+
+    def _handle(self, number: int, frame: Any) -> None:
+        if self.received is not None:
+            if self.on_force:
+                self.on_force()
+            os._exit(128 + number)
+        self.received = number
+
+    def __enter__(self) -> Signals:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            self._saved[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self._saved.items():
+            signal.signal(number, handler)
+
+
+def run_until_signalled(who: str, signals: Signals, stop: threading.Event,
+                        start: Callable[[], list[threading.Thread]]) -> None:
+    """Start the threads of ``start()`` and wait for a signal (or for one of them to end or
+    fail); then set ``stop`` and wait for them. A thread's error is raised here."""
+    errors: list[BaseException] = []
+    saved_hook = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None and not isinstance(args.exc_value, SystemExit):
+            errors.append(args.exc_value)
+
+    threading.excepthook = hook
+    threads: list[threading.Thread] = []
+    try:
+        if signals.received is None:  # (a signal while it was getting ready: start nothing)
+            threads = start()
+        while signals.received is None and not errors and all(thread.is_alive() for thread in threads):
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        if signals.received is not None:
+            click.echo(f"littleflow {who}: stopping (finishing what runs; signal again to quit at once)", err=True)
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+        threading.excepthook = saved_hook
+    if errors:
+        import redis
+
+        error = errors[0]
+        if isinstance(error, redis.RedisError):
+            raise error
+        fail(f"{who} stopped: {type(error).__name__}: {_reason(error)}", 1)
+
+
+def threads_of(stop: threading.Event, *parts: Any) -> Callable[[], list[threading.Thread]]:
+    def start() -> list[threading.Thread]:
+        threads = [threading.Thread(target=part.run, args=(stop,), name=f"littleflow-{part.name}", daemon=True)
+                   for part in parts]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    return start
+
+
+class _OneLine(logging.Formatter):
+    """Log records on one line: an exception adds its type and message, not its traceback."""
+
+    def formatException(self, exc_info: Any) -> str:  # logging names it so
+        return ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        if record.exc_info and record.exc_info[1] is not None:
+            line += f": {type(record.exc_info[1]).__name__}: {_reason(record.exc_info[1])}"
+        return line
+
+
+def log_to_stderr(who: str, verbose: bool) -> None:
+    """littleflow's log on standard error as ``littleflow WHO: message``: INFO and up with
+    ``--verbose`` (tracebacks too), else WARNING and up, one line each."""
+    handler = logging.StreamHandler(sys.stderr)
+    form = f"littleflow {who}: %(message)s"
+    handler.setFormatter(logging.Formatter(form) if verbose else _OneLine(form))
+    logger = logging.getLogger("littleflow")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False
+
+
+def task_registry(sources: tuple[str, ...]) -> Any:
+    """One registry of the tasks of every ``--tasks`` source (and the ``@task`` ones they registered)."""
+    from .tasks import collect
+
+    registry = collect([load_tasks(source) for source in sources])
+    if sources and not registry.names():
+        fail(f"no tasks in {', '.join(sources)}: it has no public functions and registers no @task")
+    return registry
+
+
+def served(namespaces: list[str]) -> str:
+    return ", ".join(ns if ns else "(plain names)" for ns in namespaces)
+
+
+def ping(target: Target) -> None:
+    """Reach Redis now, so that a wrong URL is one line before anything starts."""
+    target.client().redis.ping()
+
+
+TASKS = click.option("--tasks", "task_sources", metavar="MODULE_OR_FILE", multiple=True,
+                     help="Where task functions are: a module name or a .py file (repeatable).")
+CLAIM_IDLE = click.option("--claim-idle", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+                          metavar="SECONDS",
+                          help="Take over the messages of a process silent this long (it is taken for dead).")
+MAX_DELIVERIES = click.option("--max-deliveries", type=click.IntRange(min=1), default=5, show_default=True,
+                              help="Deliveries of a message before it is set aside as a dead letter.")
+VERBOSE = click.option("--verbose", "-v", is_flag=True, help="Log what happens, not only warnings.")
+
+
+@redis_command("engine", json_flag=False)
+@CLAIM_IDLE
+@MAX_DELIVERIES
+@VERBOSE
+def engine_command(target: Target, claim_idle: float, max_deliveries: int, verbose: bool) -> None:
+    """Run an engine: advance workflows as their tasks end, until SIGINT or SIGTERM.
+    Run as many as you like."""
+    from .redis.engine import EngineProcess
+    from .redis.protocol import Keys
+    from .redis.store import Store, connect
+
+    log_to_stderr("engine", verbose)
+    with Signals() as signals:
+        ping(target)
+        stop = threading.Event()
+        engine = EngineProcess(Store(connect(target.url), Keys(target.prefix)), connect(target.url, decode=False),
+                               claim_idle=claim_idle, max_deliveries=max_deliveries)
+        click.echo(f"littleflow engine: {engine.name} on {target.shown} (prefix {target.prefix})", err=True)
+        run_until_signalled("engine", signals, stop, threads_of(stop, engine))
+    click.echo(f"littleflow engine: stopped ({plural(engine.applied, 'task end')} applied)", err=True)
+
+
+@redis_command("worker", json_flag=False)
+@TASKS
+@click.option("--builtins", is_flag=True, help="Run the built-in tasks too: wait:…, http:… and <resource> nodes.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True, help="Tasks run at once.")
+@CLAIM_IDLE
+@MAX_DELIVERIES
+@VERBOSE
+def worker_command(target: Target, task_sources: tuple[str, ...], builtins: bool, concurrency: int,
+                   claim_idle: float, max_deliveries: int, verbose: bool) -> None:
+    """Run a worker: run the tasks of --tasks (and, with --builtins, the built-in ones)
+    until SIGINT or SIGTERM. Run as many as you like."""
+    if not task_sources and not builtins:
+        fail("a worker needs tasks: give --tasks MODULE_OR_FILE, or --builtins, or both")
+    from .redis.builtins import BuiltinTasks
+    from .redis.protocol import Keys
+    from .redis.store import Store, connect
+    from .redis.worker import PythonTasks, Worker
+
+    log_to_stderr("worker", verbose)
+    registry = task_registry(task_sources) if task_sources else None
+    executors: list[Any] = ([PythonTasks(registry)] if registry is not None else []) + \
+        ([BuiltinTasks()] if builtins else [])
+    with Signals() as signals:
+        ping(target)
+        stop = threading.Event()
+        worker = Worker(Store(connect(target.url), Keys(target.prefix)), connect(target.url, decode=False),
+                        executors, concurrency=concurrency, claim_idle=claim_idle, max_deliveries=max_deliveries)
+        names = f"; tasks {', '.join(sorted(registry.names()))}" if registry is not None else ""
+        click.echo(f"littleflow worker: {worker.name} on {target.shown} (prefix {target.prefix}) serving "
+                   f"namespaces {served(worker.namespaces)}{names}; concurrency {concurrency}", err=True)
+        run_until_signalled("worker", signals, stop, threads_of(stop, worker))
+    click.echo(f"littleflow worker: stopped ({plural(worker.done, 'task')} run)", err=True)
+
+
+@redis_command("serve", json_flag=False)
+@TASKS
+@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Python tasks run at once.")
+@click.option("--data", "data_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path),
+              help="Without a Redis URL: where the private server keeps its data [default: $LITTLEFLOW_HOME, "
+                   "else ~/.littleflow].")
+@click.option("--port", type=click.IntRange(1, 65535), help="Without a Redis URL: the private server's port "
+                                                             "[default: a free one].")
+@CLAIM_IDLE
+@VERBOSE
+def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: int, data_dir: Path | None,
+                  port: int | None, claim_idle: float, verbose: bool) -> None:
+    """Run a whole system here: an engine, the built-in tasks and the Python tasks of
+    --tasks, until SIGINT or SIGTERM. Without a Redis URL (--redis or
+    $LITTLEFLOW_REDIS_URL) it starts a private Redis server on 127.0.0.1 and leaves its URL
+    in DIR/redis.url, where the other commands look for it."""
+    from .redis.serve import Services
+
+    if target.given and (data_dir is not None or port is not None):
+        fail("--data and --port are for a private server; with a Redis URL there is none")
+    log_to_stderr("serve", verbose)
+    registry = task_registry(task_sources) if task_sources else None
+    with contextlib.ExitStack() as cleanup:
+        signals = cleanup.enter_context(Signals())
+        if not target.given:
+            target.url = private(data_dir or littleflow_home(), port, cleanup, signals)
+            target.hint = ""
+        ping(target)
+        if target.given:
+            click.echo(f"littleflow: serving on {target.shown} (prefix {target.prefix})", err=True)
+        services = Services(target.url, prefix=target.prefix, tasks=registry, concurrency=concurrency,
+                            claim_idle=claim_idle)
+        names = f": {', '.join(sorted(registry.names()))}" if registry is not None else ""
+        click.echo(f"littleflow: an engine, the built-in tasks and {len(registry.names()) if registry else 0} "
+                   f"Python tasks{names}", err=True)
+        run_until_signalled("serve", signals, services.stop_event, lambda: services.start().threads)
+    click.echo("littleflow: stopped", err=True)
+
+
+def private(data: Path, port: int | None, cleanup: contextlib.ExitStack, signals: Signals) -> str:
+    """Start a private Redis server keeping its data in ``data``; leave its URL in
+    ``data/redis.url`` until ``cleanup`` closes (which stops the server). Returns the URL."""
+    import redis
+
+    from .redis.serve import private_server
+    from .redis.server import ServerNotFound
+
+    data = data.expanduser().absolute()
+    saved = data / "redis.url"
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        url = saved.read_text(encoding="utf-8").strip()
+        with contextlib.suppress(redis.RedisError, ValueError), redis.Redis.from_url(
+                url, socket_connect_timeout=1, socket_timeout=1) as other:
+            other.ping()
+            fail(f"a server answers at {url}, the URL in {saved}: another `littleflow serve` uses {data}; "
+                 f"stop it, or give this one --data DIR")
+    try:
+        server = private_server(data, port)
+    except ServerNotFound as error:
+        fail(f"no Redis URL given, and no server to start a private one: {error}")
+    except (RuntimeError, OSError) as error:
+        fail(f"cannot start a private Redis server: {_reason(error)}")
+    cleanup.callback(server.stop)
+    try:
+        temporary = saved.with_name(f".redis.url.{os.getpid()}")
+        temporary.write_text(server.url + "\n", encoding="utf-8")
+        os.replace(temporary, saved)
+    except OSError as error:
+        fail(f"cannot write {saved}: {error.strerror}")
+
+    def forget() -> None:
+        with contextlib.suppress(OSError):
+            if saved.read_text(encoding="utf-8").strip() == server.url:
+                saved.unlink()
+
+    cleanup.callback(forget)
+
+    def force() -> None:  # a second signal: no waiting for threads, but no server or redis.url left behind
+        forget()
+        server.stop()
+
+    signals.on_force = force
+    click.echo(f"littleflow: serving on {server.url} (data in {data})", err=True)
+    click.echo(f"littleflow: in another terminal: export {URL_VAR}={server.url}", err=True)
+    return server.url
+
+
+# -- running workflows -------------------------------------------------------------------
+@redis_command("submit")
+@FLOW
+@click.option("--input", "input_text", metavar="JSON|@FILE|-", help="The flow's input (default {}).")
+@click.option("--limit", type=click.IntRange(min=1), default=DEFAULT_LIMIT, show_default=True,
+              help="Times one node may run before the flow fails (stops mistaken cycles).")
+@click.option("--wait", is_flag=True, help="Wait for the workflow to end, then print its output as `run` does.")
+@click.option("--quiet", "-q", is_flag=True, help="With --wait: do not print the id on standard error.")
+def submit_command(target: Target, flow: str, input_text: str | None, limit: int, wait: bool, quiet: bool,
+                   as_json: bool) -> None:
+    """Start a workflow of FLOW and print its id. With --wait, wait for it to end and
+    print its output (exit 0), or say why it failed (exit 1).
+
+    With --json: {"id": …}, or with --wait the status document of the ended workflow.
+    """
+    text, name = read_flow(flow)
+    compiled = compile_text(text, name)
+    value = read_input(input_text)
+    base = str(Path(flow).resolve().parent) if flow != "-" else os.getcwd()
+    client = target.client()
+    id = client.submit(compiled, value, limit=limit, base=base, text=text)
+    if not wait:
+        echo_json({"id": id}) if as_json else click.echo(id)
+        return
+    if not quiet:
+        click.echo(f"littleflow: submitted {id}", err=True)
+    try:
+        document = client.wait(id)
+    except KeyboardInterrupt:
+        click.echo(f"littleflow: interrupted; workflow {id} goes on (littleflow status {id})", err=True)
+        sys.exit(130)
+    report_end(document, as_json)
+
+
+def report_end(document: dict[str, Any], as_json: bool) -> NoReturn:
+    """Report how a workflow ended, as ``littleflow run`` does, and exit 0 if it finished, else 1."""
+    state, id = document["state"], document["id"]
+    if as_json:
+        echo_json(document)
+    elif state == "finished":
+        click.echo(json_text(document["output"]))
+    elif state == "failed" and document.get("error"):
+        echo_failure(document["error"])
+        click.echo(f"  littleflow resume {id} runs it again from there", err=True)
+    else:
+        click.echo(f"littleflow: workflow {id} {state}", err=True)
+    sys.exit(0 if state == "finished" else 1)
+
+
+# -- looking at workflows --------------------------------------------------------------------
+def when(epoch: float | None, day: bool = True) -> str:
+    if not epoch:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S" if day else "%H:%M:%S", time.localtime(epoch))
+
+
+def took(seconds: float | None) -> str:
+    if seconds is None or seconds < 0:
+        return ""
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{rest:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def short(value: Any, width: int = 100) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def table(headers: list[str], rows: list[list[Any]], right: tuple[int, ...] = ()) -> str:
+    """Plain text columns, two spaces apart; the columns in ``right`` aligned right."""
+    cells = [headers, *[["" if cell is None else str(cell) for cell in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        parts = [cell.rjust(width) if i in right else cell.ljust(width)
+                 for i, (cell, width) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def readable(document: dict[str, Any]) -> str:
+    """The status document as a page of text: the workflow, then one row per node."""
+    now = time.time()
+    lines = [f"workflow  {document['id']}", f"flow      {document['name'] or '(no name)'}",
+             f"state     {document['state']}", f"created   {when(document['created'])}"]
+    if document["updated"]:
+        lines.append(f"updated   {when(document['updated'])} ({took(document['updated'] - document['created'])} "
+                     f"after)")
+    if document["state"] == "finished":
+        lines.append(f"output    {short(document['output'], 200)}")
+    if document.get("error"):
+        failure = document["error"]
+        where = f" at {failure['line']}:{failure['column']}" if failure.get("line") else ""
+        lines.append(f"error     task {failure['name']}{where}: {short(failure['error'], 200)}")
+    rows = []
+    for node in document["nodes"]:
+        started, ended = node.get("started"), node.get("ended")
+        duration = (ended if ended else now if node["status"] == "running" else None)
+        rows.append([node["id"], node["label"], node["status"], node.get("attempt") or "",
+                     when(started, day=False),
+                     took(duration - started) if started and duration else "",
+                     short(node.get("error") or node.get("note") or "", 80)])
+    lines += ["", table(["node", "label", "status", "attempt", "started", "took", "error or note"], rows, (0, 3))]
+    return "\n".join(lines)
+
+
+@redis_command("status")
+@click.argument("id")
+def status_command(target: Target, id: str, as_json: bool) -> None:
+    """Show workflow ID: its state and times, and every node's status."""
+    document = target.client().status(id)
+    echo_json(document) if as_json else click.echo(readable(document))
+
+
+@redis_command("list")
+@click.option("--state", type=click.Choice(STATES), help="Only workflows in this state.")
+@click.option("--name", help="Only workflows of the flow of this name (@flow NAME).")
+def list_command(target: Target, state: str | None, name: str | None, as_json: bool) -> None:
+    """List the workflows, oldest first."""
+    found = target.client().list(state=state, name=name)
+    if as_json:
+        echo_json(found)
+        return
+    if not found:
+        click.echo("littleflow: no workflows" + (" in that state" if state else "") + (" of that name" if name else ""),
+                   err=True)
+        return
+    click.echo(table(["id", "state", "flow", "created", "took"],
+                     [[s["id"], s["state"], s["name"] or "", when(s["created"]),
+                       took((s["updated"] or 0) - (s["created"] or 0)) if s["state"] != "running" else ""]
+                      for s in found]))
+
+
+@redis_command("terminate")
+@click.argument("id")
+def terminate_command(target: Target, id: str, as_json: bool) -> None:
+    """Stop workflow ID: nothing new starts, and its running tasks are told to cancel."""
+    document = target.client().terminate(id)
+    echo_json(document) if as_json else click.echo(f"{id} {document['state']}")
+
+
+@redis_command("resume")
+@click.argument("id")
+def resume_command(target: Target, id: str, as_json: bool) -> None:
+    """Continue a failed or terminated workflow: what failed or was cut short runs again."""
+    document = target.client().resume(id)
+    echo_json(document) if as_json else click.echo(f"{id} {document['state']}")
+
+
+@redis_command("delete")
+@click.argument("id")
+def delete_command(target: Target, id: str, as_json: bool) -> None:
+    """Forget workflow ID (terminate it first if it runs; `archive` keeps a copy)."""
+    target.client().delete(id)
+    echo_json({"id": id, "deleted": True}) if as_json else click.echo(f"{id} deleted")
+
+
+@redis_command("archive", json_flag=False)
+@click.argument("id")
+@click.option("--output", "-o", "path", metavar="FILE", help="Write it here rather than on standard output.")
+def archive_command(target: Target, id: str, path: str | None) -> None:
+    """Print everything about workflow ID as JSON: flow, state, task runs and log
+    (`littleflow restore` brings it back)."""
+    text = json.dumps(target.client().archive(id), ensure_ascii=False, indent=1)
+    if path is None:
+        click.echo(text)
+        return
+    try:
+        Path(path).write_text(text + "\n", encoding="utf-8")
+    except OSError as error:
+        fail(f"cannot write {path}: {error.strerror}")
+
+
+@redis_command("restore")
+@click.argument("path", metavar="FILE")
+@click.option("--replace", is_flag=True, help="Overwrite a workflow of the same id.")
+def restore_command(target: Target, path: str, replace: bool, as_json: bool) -> None:
+    """Bring back an archived workflow (FILE, or - for standard input) under its id, and print
+    the id. A running one goes on: its running tasks are sent again."""
+    text, name = read_flow(path)
+    try:
+        archive = json.loads(text)
+    except ValueError as error:
+        fail(f"cannot read an archive from {name}: not JSON: {error}")
+    if not isinstance(archive, dict):
+        fail(f"cannot read an archive from {name}: not a littleflow archive")
+    client = target.client()
+    id = client.restore(archive, replace=replace)
+    echo_json(client.status(id)) if as_json else click.echo(id)
+
+
+# -- events, workers, dead letters ------------------------------------------------------------
+@redis_command("send")
+@click.argument("event")
+@click.option("--data", "data_text", metavar="JSON|@FILE|-", help="The event's data (default {}).")
+def send_command(target: Target, event: str, data_text: str | None, as_json: bool) -> None:
+    """Send EVENT: the wait:event tasks waiting for it (whose match fits the data) end,
+    with the data as their output."""
+    data = read_input(data_text, "--data")
+    ended = target.client().send(event, data)
+    if as_json:
+        echo_json({"event": event, "ended": ended})
+    else:
+        click.echo(f"{plural(ended, 'task')} woken", err=True)
+
+
+def event_time(entry_id: str) -> float:
+    return int(entry_id.partition("-")[0]) / 1000
+
+
+@redis_command("events")
+@click.option("--follow", "-f", is_flag=True, help="Keep waiting for more (until Ctrl-C or SIGTERM).")
+def events_command(target: Target, follow: bool, as_json: bool) -> None:
+    """Print the events sent and the workflows' state changes, oldest first: one line each."""
+    client = target.client()
+    client.redis.ping()
+
+    def quit_quietly(number: int, frame: Any) -> None:
+        raise _Stop
+
+    saved = {number: signal.signal(number, quit_quietly) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for entry in client.events(follow=follow):
+            moment = event_time(entry["id"])
+            if as_json:
+                echo_json({"time": moment, **entry})
+                continue
+            fields = " ".join(f"{key}={value if isinstance(value, str) else short(value, 2000)}"
+                              for key, value in entry.items() if key not in ("id", "kind") and value != "")
+            click.echo(f"{when(moment)}.{int(moment * 1000) % 1000:03d}  {entry.get('kind', '?'):<8}  {fields}")
+    except _Stop:
+        pass
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+
+
+class _Stop(Exception):
+    """Raised by the signal handler of ``events --follow``."""
+
+
+@redis_command("workers")
+def workers_command(target: Target, as_json: bool) -> None:
+    """List the workers that said what they serve: namespaces, concurrency, when last seen.
+    A worker says so every 10 s while it runs."""
+    client = target.client()
+    found = []
+    for name, text in sorted(client.redis.hgetall(client.keys.workers).items()):
+        try:
+            info = json.loads(text)
+        except ValueError:
+            info = {}
+        found.append({"name": name, **(info if isinstance(info, dict) else {})})
+    if as_json:
+        echo_json(found)
+        return
+    if not found:
+        click.echo("littleflow: no workers", err=True)
+        return
+    now = time.time()
+    click.echo(table(["worker", "namespaces", "concurrency", "seen"],
+                     [[w["name"], served(w.get("namespaces") or []), w.get("concurrency"),
+                       f"{took(now - w['seen'])} ago" if isinstance(w.get("seen"), (int, float)) else "?"]
+                      for w in found], (2,)))
+
+
+@redis_command("dead")
+@click.option("--count", type=click.IntRange(min=1), default=100, show_default=True, help="How many, newest first.")
+def dead_command(target: Target, count: int, as_json: bool) -> None:
+    """List the dead letters: messages set aside because they could not be handled, newest first."""
+    found = target.client().dead(count)
+    if as_json:
+        echo_json(found)
+        return
+    if not found:
+        click.echo("littleflow: no dead letters", err=True)
+        return
+    rows = []
+    for entry in found:
+        try:
+            moment = when(float(entry.get("time", "")))
+        except ValueError:
+            moment = ""
+        rows.append([moment, entry.get("stream", ""), entry.get("field:workflow", ""),
+                     entry.get("field:task", ""), short(entry.get("reason", ""), 100)])
+    click.echo(table(["time", "stream", "workflow", "task", "reason"], rows))

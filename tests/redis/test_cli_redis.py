@@ -1,0 +1,351 @@
+"""The littleflow commands of a system on Redis (cli_redis.py), run as real processes
+against a real redis-server: serve, engine, worker, submit, status, list, terminate,
+resume, send, events, archive, delete, restore, workers, dead."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from littleflow.redis.client import DEFAULT_URL, redis_url
+from littleflow.redis.server import ServerNotFound, find_server
+
+COMMAND = [sys.executable, "-m", "littleflow"]
+ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{8}")
+
+TASKS = """
+def double(input):
+    return {"n": input["n"] * 2}
+
+def boom(input):
+    raise RuntimeError("boom")
+
+def echo(input):
+    return input
+"""
+
+FLOWS = {
+    "double.flow": "double\n",
+    "boom.flow": "double → boom\n",
+    "wait.flow": 'wait:event ({"event": "go"}) → echo\n',
+}
+
+
+def base_env(tmp_path: Path, url: str | None) -> dict[str, str]:
+    """The environment of the commands: this test's Redis, and a home of its own (so that
+    no redis.url of the machine's is ever read)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LITTLEFLOW_")}
+    env["LITTLEFLOW_HOME"] = str(tmp_path / "home")
+    if url is not None:
+        env["LITTLEFLOW_REDIS_URL"] = url
+    return env
+
+
+class Shell:
+    """Runs littleflow commands in ``cwd`` with ``env``."""
+
+    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
+        self.cwd, self.env = cwd, env
+
+    def __call__(self, *args: str, stdin: str | None = None, timeout: float = 20) -> subprocess.CompletedProcess:
+        return subprocess.run([*COMMAND, *args], input=stdin, capture_output=True, text=True, cwd=self.cwd,
+                              env=self.env, timeout=timeout)
+
+    def start(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([*COMMAND, *args], cwd=self.cwd, env=self.env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def json(self, *args: str, stdin: str | None = None) -> Any:
+        result = self(*args, "--json", stdin=stdin)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def submit(self, flow: str, input: str | None = None) -> str:
+        result = self("submit", flow, *(["--input", input] if input else []))
+        assert result.returncode == 0, result.stderr
+        assert ID.fullmatch(result.stdout.strip()), result.stdout
+        return result.stdout.strip()
+
+    def status_until(self, id: str, ready: Callable[[dict], bool], timeout: float = 20) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            document = self.json("status", id)
+            if ready(document):
+                return document
+            assert time.monotonic() < deadline, f"gave up waiting: {document}"
+            time.sleep(0.05)
+
+
+def one_line(stderr: str) -> str:
+    """The single line an error prints (and no traceback)."""
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def stop(process: subprocess.Popen, timeout: float = 15) -> tuple[int, str]:
+    """SIGTERM, then its exit status and standard error."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, stderr = process.communicate()
+        pytest.fail(f"still running {timeout} s after SIGTERM: {stderr}")
+    return process.returncode, stderr
+
+
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "tasks_for_cli.py").write_text(textwrap.dedent(TASKS))
+    for name, text in FLOWS.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+@pytest.fixture
+def lf(tmp_path: Path, redis_url: str) -> Iterator[Shell]:
+    """Commands on the test's Redis, with `littleflow serve --tasks tasks_for_cli.py` running."""
+    shell = Shell(project(tmp_path), base_env(tmp_path, redis_url))
+    server = shell.start("serve", "--tasks", "tasks_for_cli.py")
+    try:
+        yield shell
+    finally:
+        code, stderr = stop(server)
+        assert code == 0, stderr
+        assert "Traceback" not in stderr, stderr
+
+
+def test_submit_prints_the_id_alone_and_status_follows_it_to_the_output(lf):
+    id = lf.submit("double.flow", '{"n": 21}')
+    document = lf.json("status", id)
+    assert document["id"] == id and document["state"] in ("running", "finished")
+    assert {"id", "name", "state", "input", "output", "error", "created", "updated", "nodes"} <= document.keys()
+    document = lf.status_until(id, lambda d: d["state"] != "running")
+    assert document["state"] == "finished" and document["output"] == {"n": 42}
+    assert document["input"] == {"n": 21} and document["error"] is None
+    assert [(n["label"], n["status"]) for n in document["nodes"]] == \
+        [("START", "done"), ("double", "done"), ("END", "done")]
+    readable = lf("status", id)
+    assert readable.returncode == 0
+    assert f"workflow  {id}" in readable.stdout and "state     finished" in readable.stdout
+    assert re.search(r"1\s+double\s+done\s+1\s", readable.stdout), readable.stdout
+
+
+def test_submit_wait_prints_the_output_as_run_does(lf):
+    result = lf("submit", "double.flow", "--input", '{"n": 4}', "--wait")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == '{"n": 8}\n'
+    assert re.fullmatch(r"littleflow: submitted \d{8}-\d{6}-[0-9a-f]{8}\n", result.stderr)
+    quiet = lf("submit", "-", "--input", '{"n": 1}', "--wait", "--quiet", stdin="double")
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, '{"n": 2}\n', "")
+
+
+def test_a_failing_task_exits_1_with_the_failure_lines(lf):
+    result = lf("submit", "boom.flow", "--input", '{"n": 4}', "--wait", "--quiet")
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0] == "littleflow: flow failed: task boom at 1:10: RuntimeError: boom"
+    assert lines[1] == '  input: {"n": 8}'
+    assert "Traceback" not in result.stderr
+    done = lf("submit", "double.flow", "--input", '{"n": 1}', "--wait")
+    done_id = done.stderr.split()[-1]
+    finished = lf.json("list", "--state", "finished")
+    failed = lf.json("list", "--state", "failed")
+    assert [s["id"] for s in finished] == [done_id]
+    assert len(failed) == 1 and failed[0]["state"] == "failed"
+    assert {s["id"] for s in lf.json("list")} == {done_id, failed[0]["id"]}
+    table = lf("list")
+    assert table.returncode == 0 and done_id in table.stdout and "failed" in table.stdout
+
+
+def test_terminate_resume_and_send(lf):
+    id = lf.submit("wait.flow")
+
+    def waiting(document: dict) -> bool:
+        node = document["nodes"][1]
+        return node["status"] == "running" and node["note"] == "waiting for an event"
+
+    lf.status_until(id, waiting)
+    result = lf("terminate", id)
+    assert (result.returncode, result.stdout) == (0, f"{id} terminated\n"), result.stderr
+    assert lf.json("status", id)["state"] == "terminated"
+    again = lf("terminate", id)
+    assert again.returncode == 2
+    assert one_line(again.stderr) == f"littleflow: error: workflow {id} is terminated, not running"
+    resumed = lf.json("resume", id)
+    assert resumed["state"] == "running"
+    lf.status_until(id, waiting)
+    sent = lf("send", "go", "--data", '{"a":1}')
+    assert (sent.returncode, sent.stdout, sent.stderr) == (0, "", "1 task woken\n")
+    document = lf.status_until(id, lambda d: d["state"] != "running")
+    assert document["state"] == "finished" and document["output"] == {"a": 1}
+    assert lf.json("send", "nobody-waits") == {"event": "nobody-waits", "ended": 0}
+
+    events = [json.loads(line) for line in lf("events", "--json").stdout.splitlines()]
+    assert [e["state"] for e in events if e.get("workflow") == id] == ["running", "terminated", "running", "finished"]
+    sent_events = [e for e in events if e["kind"] == "event"]
+    assert [(e["event"], e["data"]) for e in sent_events] == [("go", {"a": 1}), ("nobody-waits", {})]
+    assert all(isinstance(e["time"], float) and e["id"] for e in events)
+    lines = lf("events").stdout.splitlines()
+    assert len(lines) == len(events)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}  event     event=go data=\{\"a\": 1\}", lines[-3])
+
+
+def test_archive_delete_and_restore_bring_back_the_same_workflow(lf, tmp_path):
+    result = lf("submit", "double.flow", "--input", '{"n": 3}', "--wait")
+    id = result.stderr.split()[-1]
+    before = lf.json("status", id)
+    archive = lf("archive", id)
+    assert archive.returncode == 0 and json.loads(archive.stdout)["id"] == id
+    assert lf("archive", id, "-o", "saved.json").returncode == 0
+    assert json.loads((tmp_path / "saved.json").read_text()) == json.loads(archive.stdout)
+    running = lf("delete", id)
+    assert (running.returncode, running.stdout) == (0, f"{id} deleted\n")
+    gone = lf("status", id)
+    assert gone.returncode == 2 and one_line(gone.stderr) == f"littleflow: error: no workflow {id}"
+    restored = lf("restore", "saved.json")
+    assert (restored.returncode, restored.stdout) == (0, f"{id}\n"), restored.stderr
+    assert lf.json("status", id) == before
+    twice = lf("restore", "-", stdin=archive.stdout)
+    assert twice.returncode == 2 and "exists" in one_line(twice.stderr)
+    assert lf.json("restore", "-", "--replace", stdin=archive.stdout) == before
+    bad = lf("restore", "-", stdin='{"format": "something else"}')
+    assert bad.returncode == 2 and "not a littleflow archive" in one_line(bad.stderr)
+
+
+def test_workers_and_dead_letters(lf):
+    lf("submit", "double.flow", "--input", '{"n": 1}', "--wait")
+    workers = lf.json("workers")
+    assert sorted(sorted(w["namespaces"]) for w in workers) == [[""], ["http", "resource", "wait"]]
+    assert all(w["name"] and isinstance(w["seen"], float) for w in workers)
+    assert lf.json("dead") == []
+    assert "(plain names)" in lf("workers").stdout
+
+
+def test_mistakes_are_one_line_and_exit_2(lf):
+    unknown = lf("status", "nope")
+    assert unknown.returncode == 2 and one_line(unknown.stderr) == "littleflow: error: no workflow nope"
+    options = lf("submit", "-", stdin="@flow f (- retrys: 1 -)\ndouble\n")
+    assert options.returncode == 2 and "unknown option 'retrys'" in one_line(options.stderr)
+    text = lf("submit", "-", stdin="double → {")
+    assert text.returncode == 2 and "unclosed subflow" in text.stderr and "Traceback" not in text.stderr
+    event = lf("send", "a|b")
+    assert event.returncode == 2 and "event name" in one_line(event.stderr)
+    data = lf("send", "go", "--data", "{nope")
+    assert data.returncode == 2 and one_line(data.stderr).startswith("littleflow: error: bad input in --data")
+
+
+def test_an_unreachable_server_is_one_line(tmp_path, own_redis_server):
+    url = own_redis_server.url.replace("redis://", "redis://user:secret@")
+    own_redis_server.stop()
+    lf = Shell(project(tmp_path), base_env(tmp_path, url))
+    for args in (["status", "x"], ["submit", "double.flow"], ["list"], ["events", "--follow"],
+                 ["engine"], ["worker", "--builtins"], ["serve"]):
+        result = lf(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        line = one_line(result.stderr)
+        assert line.startswith(f"littleflow: error: cannot reach Redis at redis://user:***@127.0.0.1:"
+                               f"{own_redis_server.port}/0: "), line
+        assert "secret" not in line
+
+
+def test_a_bad_url_is_one_line(tmp_path):
+    lf = Shell(project(tmp_path), base_env(tmp_path, "http://user:secret@example.org/0"))
+    for args in (["status", "x"], ["engine"], ["serve"]):
+        result = lf(*args)
+        assert result.returncode == 2
+        line = one_line(result.stderr)
+        assert line.startswith("littleflow: error: bad Redis URL http://user:***@example.org/0: "), line
+
+
+def test_a_worker_needs_tasks(tmp_path, redis_url):
+    result = Shell(project(tmp_path), base_env(tmp_path, redis_url))("worker")
+    assert result.returncode == 2 and "--tasks" in one_line(result.stderr)
+
+
+def test_engine_and_worker_processes_run_a_workflow_and_stop_on_sigterm(tmp_path, redis_url):
+    lf = Shell(project(tmp_path), base_env(tmp_path, redis_url))
+    engine = lf.start("engine", "--claim-idle", "5")
+    worker = lf.start("worker", "--tasks", "tasks_for_cli.py", "--concurrency", "2")
+    try:
+        result = lf("submit", "boom.flow", "--input", '{"n": 5}', "--wait", "--quiet")
+        assert result.returncode == 1 and "task boom" in result.stderr
+        id = lf.json("list", "--state", "failed")[0]["id"]
+        document = lf.json("status", id)
+        assert [n["status"] for n in document["nodes"]] == ["done", "done", "failed", "waiting"]
+        assert document["nodes"][2]["error"] == "RuntimeError: boom"
+        assert lf.json("workers")[0]["namespaces"] == [""]
+    finally:
+        engine_code, engine_err = stop(engine)
+        worker_code, worker_err = stop(worker)
+    assert engine_code == 0 and "Traceback" not in engine_err, engine_err
+    assert worker_code == 0 and "Traceback" not in worker_err, worker_err
+    assert "littleflow engine: stopped (2 task ends applied)" in engine_err
+    assert "serving namespaces (plain names); tasks boom, double, echo; concurrency 2" in worker_err
+    assert "littleflow worker: stopped (2 tasks run)" in worker_err
+
+
+def test_events_follow_ends_quietly_on_sigterm(lf):
+    follow = lf.start("events", "--follow", "--json")
+    try:
+        lf.submit("double.flow", '{"n": 1}')
+        first = json.loads(follow.stdout.readline())
+        assert first["kind"] == "workflow" and first["state"] == "running"
+    finally:
+        code, stderr = stop(follow)
+    assert (code, stderr) == (0, "")
+
+
+def test_serve_without_a_url_starts_a_private_server(tmp_path):
+    try:
+        find_server()
+    except ServerNotFound as error:
+        pytest.skip(f"no redis-server to start: {error}")
+    lf = Shell(project(tmp_path), base_env(tmp_path, None))
+    home = tmp_path / "home"
+    serve = lf.start("serve", "--tasks", "tasks_for_cli.py")
+    try:
+        saved = home / "redis.url"
+        deadline = time.monotonic() + 20
+        while not saved.exists():
+            assert serve.poll() is None, serve.communicate()[1]
+            assert time.monotonic() < deadline, "no redis.url"
+            time.sleep(0.05)
+        url = saved.read_text().strip()
+        assert re.fullmatch(r"redis://127\.0\.0\.1:\d+/0", url)
+        result = lf("submit", "double.flow", "--input", '{"n": 8}', "--wait", "--quiet")
+        assert (result.returncode, result.stdout) == (0, '{"n": 16}\n'), result.stderr
+        second = lf("serve")
+        assert second.returncode == 2 and "another `littleflow serve`" in one_line(second.stderr)
+    finally:
+        code, stderr = stop(serve)
+    assert code == 0, stderr
+    assert f"littleflow: serving on {url} (data in {home})" in stderr
+    assert f"littleflow: in another terminal: export LITTLEFLOW_REDIS_URL={url}" in stderr
+    assert not saved.exists()
+    with pytest.raises(redis.ConnectionError), redis.Redis.from_url(url, socket_connect_timeout=2) as client:
+        client.ping()
+
+
+def test_redis_url_falls_back_to_the_url_serve_left(tmp_path, monkeypatch):
+    monkeypatch.delenv("LITTLEFLOW_REDIS_URL", raising=False)
+    monkeypatch.setenv("LITTLEFLOW_HOME", str(tmp_path))
+    assert redis_url() == DEFAULT_URL
+    (tmp_path / "redis.url").write_text("redis://127.0.0.1:7777/0\n")
+    assert redis_url() == "redis://127.0.0.1:7777/0"
+    assert redis_url("redis://elsewhere:1/0") == "redis://elsewhere:1/0"
+    monkeypatch.setenv("LITTLEFLOW_REDIS_URL", "redis://env:2/0")
+    assert redis_url() == "redis://env:2/0"
