@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -96,8 +97,22 @@ def one_line(stderr: str) -> str:
     return lines[0]
 
 
-def stop(process: subprocess.Popen, timeout: float = 15) -> tuple[int, str]:
-    """SIGTERM, then its exit status and standard error."""
+def started(process: subprocess.Popen, marker: str, timeout: float = 20) -> str:
+    """Read standard error up to the line that starts with ``marker`` (the process is ready
+    then: it handles SIGTERM) and return what was read."""
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while not any(line.startswith(marker) for line in seen.splitlines()):
+        assert time.monotonic() < deadline, f"not ready after {timeout} s: {seen}"
+        if select.select([process.stderr], [], [], 0.1)[0]:
+            line = process.stderr.readline()
+            assert line, f"ended before it was ready: {seen}"
+            seen += line
+    return seen
+
+
+def stop(process: subprocess.Popen, timeout: float = 15, before: str = "") -> tuple[int, str]:
+    """SIGTERM, then its exit status and standard error (after ``before``, what was read of it)."""
     process.send_signal(signal.SIGTERM)
     try:
         _, stderr = process.communicate(timeout=timeout)
@@ -105,7 +120,7 @@ def stop(process: subprocess.Popen, timeout: float = 15) -> tuple[int, str]:
         process.kill()
         _, stderr = process.communicate()
         pytest.fail(f"still running {timeout} s after SIGTERM: {stderr}")
-    return process.returncode, stderr
+    return process.returncode, before + stderr
 
 
 def project(tmp_path: Path) -> Path:
@@ -120,10 +135,12 @@ def lf(tmp_path: Path, redis_url: str) -> Iterator[Shell]:
     """Commands on the test's Redis, with `littleflow serve --tasks tasks_for_cli.py` running."""
     shell = Shell(project(tmp_path), base_env(tmp_path, redis_url))
     server = shell.start("serve", "--tasks", "tasks_for_cli.py")
+    before = ""
     try:
+        before = started(server, "littleflow: an engine")
         yield shell
     finally:
-        code, stderr = stop(server)
+        code, stderr = stop(server, before=before)
         assert code == 0, stderr
         assert "Traceback" not in stderr, stderr
 
