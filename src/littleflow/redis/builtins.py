@@ -14,10 +14,9 @@ import httpx
 
 from .. import resources
 from ..calling import Caller
-from ..policy import Policy
 from ..tasks import TaskError
 from . import waits
-from .protocol import RESOURCE, StartTask
+from .protocol import RESOURCE
 from .worker import DEFERRED, Job, Worker
 
 log = logging.getLogger("littleflow.builtins")
@@ -58,13 +57,7 @@ class BuiltinTasks:
             job.started = time.time()
             self._wait(job, worker, task.name.partition(":")[2], params)
             return DEFERRED
-        policy = _policy(task)
-
-        def hook(event: str, attempt: int, began: float, error: str | None) -> None:
-            if event == "start":
-                job.attempt = attempt
-                worker.running(job, began)
-
+        policy, hook = task.run_policy(), worker.hook(job)
         if task.name in HTTP:
             call = lambda: http(task.name.partition(":")[2].upper(), params, task.input, policy.timeout)  # noqa: E731
             return self.caller.attempts(call, policy, hook, task.attempt, job.cancelled, task.name)
@@ -133,12 +126,6 @@ def http(method: str, params: dict[str, Any], body: Any, timeout: float | None) 
         return response.json()
     except ValueError:
         return {"status": response.status_code, "text": text}
-
-
-def _policy(task: StartTask) -> Policy:
-    options = task.policy or {}
-    return Policy().updated(options.get("defaults") or {}, "@flow parameters").updated(
-        options.get("task") or {}, f"@flow parameters for {task.name}")
 
 
 def _match(match: Any, input: Any) -> dict[str, Any] | None:

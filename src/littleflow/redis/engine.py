@@ -15,7 +15,7 @@ import redis
 
 from .protocol import ENGINES, EndTask, Malformed, parse_task_id
 from .store import Conflict, Run, Step, Store, StoreError
-from .streams import Streams
+from .streams import Streams, surviving
 
 log = logging.getLogger("littleflow.engine")
 
@@ -43,14 +43,8 @@ class EngineProcess:
         self.streams.join(self.keys.ends)
         log.info("engine %s: reading %s", self.name, self.keys.ends)
         while not stop.is_set():
-            try:
+            with surviving(f"engine {self.name}", stop):
                 self.step(block)
-            except redis.ConnectionError as error:
-                log.warning("engine %s: Redis unreachable (%s); retrying", self.name, error)
-                stop.wait(0.5)
-            except Exception:  # noqa: BLE001 - never die on one bad batch: what was not acked comes back
-                log.exception("engine %s: a batch failed; its messages stay pending", self.name)
-                stop.wait(0.5)
 
     def step(self, block: float = 1.0) -> int:
         """Read and apply one batch of ends (and, now and then, reclaim and trim)."""

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..policy import Policy
 from ..state import Key
 
 #: Every key starts with this prefix (``--prefix`` changes it).
@@ -113,6 +114,13 @@ class StartTask:
         if self.base:
             fields["base"] = self.base
         return fields
+
+    def run_policy(self, task_options: dict[str, Any] | None = None) -> Policy:
+        """How to run it: the flow's entry for the task, then the task's own options
+        (``@task(...)`` in the worker), then the flow's defaults, strongest first."""
+        options = self.policy or {}
+        return (Policy().updated(options.get("defaults") or {}, "@flow parameters")
+                .updated(task_options or {}).updated(options.get("task") or {}, f"@flow parameters for {self.name}"))
 
     @classmethod
     def parse(cls, fields: dict) -> StartTask:

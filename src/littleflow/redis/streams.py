@@ -4,7 +4,10 @@ messages of consumers that died, setting bad messages aside, trimming."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
@@ -126,6 +129,20 @@ class Streams:
             floor = min(floor, _text(pending["min"]), key=_id_order)
         if floor != "0-0":
             self.raw.xtrim(stream, minid=floor, approximate=True)
+
+
+@contextmanager
+def surviving(who: str, stop: threading.Event) -> Iterator[None]:
+    """One round of a loop that must never die: Redis away or any other error is
+    logged, and the loop pauses and goes on (what was not acknowledged comes back)."""
+    try:
+        yield
+    except redis.ConnectionError as error:
+        log.warning("%s: Redis unreachable (%s); retrying", who, error)
+        stop.wait(0.5)
+    except Exception:  # noqa: BLE001
+        log.exception("%s: this round failed; what it did not acknowledge will come back", who)
+        stop.wait(0.5)
 
 
 def _text(value: Any) -> str:

@@ -15,12 +15,11 @@ from typing import Any, Protocol
 import redis
 
 from ..calling import Caller, Cancelled, message
-from ..policy import Policy
 from ..tasks import Registry
 from .engine import consumer_name
 from .protocol import WORKERS, EndTask, Malformed, StartTask, namespace
 from .store import Store
-from .streams import Streams
+from .streams import Streams, surviving
 
 log = logging.getLogger("littleflow.worker")
 
@@ -69,16 +68,8 @@ class PythonTasks:
     def execute(self, job: Job, worker: Worker) -> Any:
         task = job.task
         spec = self.registry.get(task.name)
-        options = task.policy or {}
-        policy = (Policy().updated(options.get("defaults") or {}, "@flow parameters")
-                  .updated(spec.options).updated(options.get("task") or {}, f"@flow parameters for {task.name}"))
-
-        def hook(event: str, attempt: int, began: float, error: str | None) -> None:
-            if event == "start":
-                job.attempt = attempt
-                worker.running(job, began)
-
-        return self.caller.call(spec, task.parameters, task.input, policy, hook, task.attempt, job.cancelled)
+        return self.caller.call(spec, task.parameters, task.input, task.run_policy(spec.options), worker.hook(job),
+                                task.attempt, job.cancelled)
 
 
 class Worker:
@@ -121,7 +112,7 @@ class Worker:
                                  daemon=True).start()
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="littleflow-task")
         while not stop.is_set():
-            try:
+            with surviving(f"worker {self.name}", stop):
                 self._register()
                 self._heartbeat()
                 with self._free:
@@ -133,12 +124,6 @@ class Worker:
                 found += self.streams.maintain(*streams)
                 for stream, message_id, fields, deliveries in found:
                     self._dispatch(pool, stream, message_id, fields, deliveries)
-            except redis.ConnectionError as error:
-                log.warning("worker %s: Redis unreachable (%s); retrying", self.name, error)
-                stop.wait(0.5)
-            except Exception:  # noqa: BLE001 - never die on one bad batch: what was not acked comes back
-                log.exception("worker %s: reading tasks failed; retrying", self.name)
-                stop.wait(0.5)
         self._finish(pool)
         self._out.put(None)
         writer.join(10)
@@ -196,6 +181,14 @@ class Worker:
             self.end(job, "done", output)
 
     # -- what executors call -------------------------------------------------------
+    def hook(self, job: Job) -> Any:
+        """The attempt hook (see :mod:`littleflow.calling`) that records ``job`` running."""
+        def hook(event: str, attempt: int, began: float, error: str | None) -> None:
+            if event == "start":
+                job.attempt = attempt
+                self.running(job, began)
+        return hook
+
     def running(self, job: Job, began: float) -> None:
         """Record that ``job`` is running (attempt ``job.attempt``)."""
         if job.started is None:
@@ -229,13 +222,22 @@ class Worker:
                     break
             last = None in batch
             batch = [entry for entry in batch if entry is not None]
-            for attempt in range(100):
+            attempt = 0
+            while True:
                 try:
                     self._flush(batch)
                     break
-                except redis.ConnectionError as error:
+                except redis.ConnectionError as error:  # ends must not be lost: wait for Redis
+                    attempt += 1
                     log.warning("worker %s: cannot send ends (%s); retrying", self.name, error)
-                    time.sleep(min(2.0, 0.1 * (attempt + 1)))
+                    time.sleep(min(2.0, 0.1 * attempt))
+                except Exception:  # noqa: BLE001 - unacked, these tasks run again elsewhere
+                    log.exception("worker %s: cannot send %d ends; their tasks will run again", self.name,
+                                  len(batch))
+                    for kind, job, _ in batch:
+                        if kind == "end":
+                            self._forget(job)
+                    break
             if last:
                 return
 
@@ -299,5 +301,6 @@ class Worker:
                         for job in self._jobs.values():
                             if job.task.workflow == workflow:
                                 job.cancelled.set()
-            except redis.ConnectionError:
+            except Exception as error:  # noqa: BLE001 - Redis away: listen again
+                log.warning("worker %s: control channel: %s", self.name, error)
                 stop.wait(0.5)
