@@ -100,15 +100,16 @@ def one_line(stderr: str) -> str:
 def started(process: subprocess.Popen, marker: str, timeout: float = 20) -> str:
     """Read standard error up to the line that starts with ``marker`` (the process is ready
     then: it handles SIGTERM) and return what was read."""
-    seen = ""
+    seen = b""
     deadline = time.monotonic() + timeout
-    while not any(line.startswith(marker) for line in seen.splitlines()):
-        assert time.monotonic() < deadline, f"not ready after {timeout} s: {seen}"
-        if select.select([process.stderr], [], [], 0.1)[0]:
-            line = process.stderr.readline()
-            assert line, f"ended before it was ready: {seen}"
-            seen += line
-    return seen
+    fd = process.stderr.fileno()  # read unbuffered: communicate() later reads the rest from the same pipe
+    while not any(line.startswith(marker.encode()) for line in seen.splitlines(keepends=True) if line[-1:] == b"\n"):
+        assert time.monotonic() < deadline, f"not ready after {timeout} s: {seen.decode()}"
+        if select.select([fd], [], [], 0.1)[0]:
+            chunk = os.read(fd, 65536)
+            assert chunk, f"ended before it was ready: {seen.decode()}"
+            seen += chunk
+    return seen.decode()
 
 
 def stop(process: subprocess.Popen, timeout: float = 15, before: str = "") -> tuple[int, str]:
