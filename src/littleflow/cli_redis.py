@@ -59,7 +59,7 @@ class Target:
     @property
     def shown(self) -> str:
         """The URL without its password."""
-        from .redis.client import safe_url
+        from .redis.store import safe_url
 
         return safe_url(self.url)
 

@@ -17,7 +17,7 @@ from ..local import load_workflow
 from ..state import State
 from . import waits
 from .protocol import Keys
-from .store import STATES, Run, Store, StoreError, connect
+from .store import STATES, Run, Store, StoreError, connect, safe_url
 
 #: Where to find Redis when neither an argument nor LITTLEFLOW_REDIS_URL says.
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -209,7 +209,11 @@ class Client:
 
     def dead(self, count: int = 100) -> list[dict[str, Any]]:
         """The newest messages set aside (dead letters), newest first."""
-        return [{"id": entry_id, **fields} for entry_id, fields in self.redis.xrevrange(self.keys.dead, count=count)]
+        letters = []
+        for entry_id, fields in self.redis.xrevrange(self.keys.dead, count=count):
+            fields["message"] = fields.pop("id", None)  # the id the message had in its stream
+            letters.append({"id": entry_id, **fields})
+        return letters
 
     def ping(self) -> None:
         """Raise :class:`StoreError` unless Redis answers."""
@@ -230,7 +234,7 @@ def document(run: Run, info: dict[str, dict[str, Any]], created: float, updated:
             latest[node] = entry
     nodes = []
     for node in flow.nodes:
-        status = statuses.get(node.id, "waiting" if node.id not in statuses else statuses[node.id])
+        status = statuses.get(node.id, "waiting")
         entry = latest.get(node.id, {})
         if status == "running" and entry.get("status") == "queued":
             status = "queued"
@@ -240,16 +244,6 @@ def document(run: Run, info: dict[str, dict[str, Any]], created: float, updated:
                       "error": entry.get("error"), "worker": entry.get("worker"), "note": entry.get("note")})
     return {"id": run.id, "name": flow.name, "state": state.status, "input": state.input, "output": state.output,
             "error": state.failure, "created": created, "updated": updated, "nodes": nodes}
-
-
-def safe_url(url: str) -> str:
-    """``url`` without its password."""
-    head, at, tail = url.rpartition("@")
-    if not at:
-        return url
-    scheme, _, credentials = head.partition("://")
-    user = credentials.partition(":")[0]
-    return f"{scheme}://{user + ':***' if user else '***'}@{tail}"
 
 
 def _resend(run: Run) -> list[Start]:

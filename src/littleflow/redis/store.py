@@ -37,9 +37,19 @@ def connect(url: str, decode: bool = True) -> redis.Redis:
     """A Redis client for ``url`` (``redis://user:pass@host:port/db``, ``rediss://`` for TLS)."""
     try:
         return redis.Redis.from_url(url, decode_responses=decode, health_check_interval=30,
-                                    socket_keepalive=True)
+                                    socket_keepalive=True, socket_connect_timeout=10)
     except ValueError as error:
-        raise StoreError(f"bad Redis URL {url!r}: {error}") from None
+        raise StoreError(f"bad Redis URL {safe_url(url)!r}: {error}") from None
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its password."""
+    head, at, tail = url.rpartition("@")
+    if not at:
+        return url
+    scheme, _, credentials = head.partition("://")
+    user = credentials.partition(":")[0]
+    return f"{scheme}://{user + ':***' if user else '***'}@{tail}"
 
 
 @dataclass

@@ -137,7 +137,7 @@ def surviving(who: str, stop: threading.Event) -> Iterator[None]:
     logged, and the loop pauses and goes on (what was not acknowledged comes back)."""
     try:
         yield
-    except redis.ConnectionError as error:
+    except (redis.ConnectionError, redis.TimeoutError) as error:
         log.warning("%s: Redis unreachable (%s); retrying", who, error)
         stop.wait(0.5)
     except Exception:  # noqa: BLE001

@@ -8,6 +8,7 @@ import logging
 import queue
 import threading
 import time
+from contextlib import suppress
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -127,6 +128,8 @@ class Worker:
         self._finish(pool)
         self._out.put(None)
         writer.join(10)
+        with suppress(redis.RedisError):
+            self.raw.hdel(self.keys.workers, self.name)
 
     def _finish(self, pool: ThreadPoolExecutor, grace: float = 60.0) -> None:
         """Stopping: tasks read ahead stay pending (another worker takes them over);
@@ -227,7 +230,7 @@ class Worker:
                 try:
                     self._flush(batch)
                     break
-                except redis.ConnectionError as error:  # ends must not be lost: wait for Redis
+                except (redis.ConnectionError, redis.TimeoutError) as error:  # ends must not be lost: wait
                     attempt += 1
                     log.warning("worker %s: cannot send ends (%s); retrying", self.name, error)
                     time.sleep(min(2.0, 0.1 * attempt))
