@@ -443,7 +443,12 @@ def submit_command(target: Target, flow: str, input_text: str | None, limit: int
     if not quiet:
         click.echo(f"littleflow: submitted {id}", err=True)
     try:
-        document = client.wait(id)
+        try:
+            document = client.wait(id, timeout=5)
+        except TimeoutError:
+            for hint in client.stalled(id):
+                click.echo(f"littleflow: still waiting: {hint}", err=True)
+            document = client.wait(id)
     except KeyboardInterrupt:
         click.echo(f"littleflow: interrupted; workflow {id} goes on (littleflow status {id})", err=True)
         sys.exit(130)

@@ -16,7 +16,7 @@ from ..flow import Flow
 from ..local import load_workflow
 from ..state import State
 from . import waits
-from .protocol import Keys
+from .protocol import Keys, namespace
 from .store import STATES, Run, Store, StoreError, connect, safe_url
 
 #: Where to find Redis when neither an argument nor LITTLEFLOW_REDIS_URL says.
@@ -214,6 +214,28 @@ class Client:
             fields["message"] = fields.pop("id", None)  # the id the message had in its stream
             letters.append({"id": entry_id, **fields})
         return letters
+
+    def stalled(self, id: str, silent_for: float = 60.0) -> list[str]:
+        """Why workflow ``id`` may not be getting on: queued tasks whose namespace no worker
+        (heard from in the last ``silent_for`` seconds) serves. One line each."""
+        serving: set[str] = set()
+        now = time.time()
+        for text in self.redis.hvals(self.keys.workers):
+            try:
+                worker = json.loads(text)
+                if now - float(worker["seen"]) <= silent_for:
+                    serving.update(worker["namespaces"])
+            except (ValueError, KeyError, TypeError):
+                continue
+        hints = []
+        for node in self.status(id)["nodes"]:
+            if node["status"] == "queued" and node["name"]:
+                ns = namespace(node["name"])
+                if ns not in serving:
+                    where = f"namespace {ns}:" if ns else "plain task names"
+                    hints.append(f"task {node['name']} at {node['line']}:{node['column']} is queued, "
+                                 f"and no worker serves {where}")
+        return hints
 
     def ping(self) -> None:
         """Raise :class:`StoreError` unless Redis answers."""
