@@ -1,0 +1,104 @@
+"""The runtime conformance cases (tests/conformance/runtime.yaml) and random flows,
+run through Redis: Services (engine and one Python worker at concurrency 1) and a
+Client, giving what the local runner gives."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_runtime_conformance as local_cases
+from drivers import acyclic_flows
+from hypothesis import HealthCheck, given, settings
+
+from littleflow import Flow, FlowFailed, compile_flow, run_workflow
+from littleflow.redis.client import Client
+from littleflow.redis.serve import Services
+from littleflow.redis.server import RedisServer, ServerNotFound, find_server
+from littleflow.tasks import Registry
+
+
+class RedisRunner:
+    """``run_workflow`` on Redis: one Services for the module, its Python tasks swapped per run."""
+
+    def __init__(self, url: str) -> None:
+        self.registry = Registry()
+        self.registry.add("placeholder", lambda input: input)  # the worker serves plain names from the start
+        self.services = Services(url, tasks=self.registry, concurrency=1, claim_idle=5.0).start()
+        self.client = Client(url)
+
+    def run_workflow(self, flow: Flow | str, tasks: dict[str, Any], input: Any = None) -> Any:
+        """Like :func:`littleflow.run_workflow`: the output, or :class:`FlowFailed`."""
+        for name, function in tasks.items():
+            self.registry.add(name, function)
+        document = self.client.wait(self.client.submit(flow, input), timeout=20)
+        if document["state"] == "failed":
+            raise FlowFailed(document["error"])
+        assert document["state"] == "finished", document
+        return document["output"]
+
+
+@pytest.fixture(scope="module")
+def redis_runner(tmp_path_factory: pytest.TempPathFactory, stop_quickly) -> Iterator[RedisRunner]:
+    """A redis-server of this module's own (nothing flushes it under the running Services)."""
+    try:
+        find_server()
+    except ServerNotFound as error:
+        pytest.skip(str(error))
+    with RedisServer(Path(tmp_path_factory.mktemp("conformance-redis"))) as server:
+        runner = RedisRunner(server.url)
+        try:
+            yield runner
+        finally:
+            stop_quickly(runner.services)
+
+
+@pytest.mark.parametrize("case", local_cases.CASES, ids=lambda c: c["name"])
+def test_runtime_case_on_redis(case, redis_runner, monkeypatch):
+    """The local test of the case, word for word, with run_workflow going through Redis."""
+    monkeypatch.setattr(local_cases, "run_workflow", redis_runner.run_workflow)
+    local_cases.test_runtime_case(case)
+
+
+def test_every_case_went_through_redis(redis_runner, monkeypatch):
+    """The swap above is real: a case run this way leaves a workflow on the server."""
+    before = len(redis_runner.client.list())
+    monkeypatch.setattr(local_cases, "run_workflow", redis_runner.run_workflow)
+    local_cases.test_runtime_case(local_cases.CASES[0])
+    assert len(redis_runner.client.list()) == before + 1
+
+
+def sized_outputs(flow: Flow, calls: Counter) -> dict[str, Any]:
+    """Tasks whose output is ``{name: size of the input's JSON}`` (small, and telling)."""
+
+    def make(name: str):
+        def function(input):
+            calls[name] += 1
+            return {name: len(json.dumps(input, sort_keys=True))}
+
+        return function
+
+    return {node.name: make(node.name) for node in flow.nodes if node.kind == "task"}
+
+
+def outcome(run, flow: Flow, tasks: dict) -> tuple:
+    try:
+        return "finished", run(flow, tasks, {"seed": 1})
+    except FlowFailed as failure:
+        return "failed", failure.task, failure.error
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(acyclic_flows(decorated=True))
+def test_random_flows_give_the_same_result_on_redis_as_locally(redis_runner, text):
+    flow = compile_flow(text)
+    local_calls, redis_calls = Counter(), Counter()
+    local = outcome(lambda f, t, i: run_workflow(f, t, i), flow, sized_outputs(flow, local_calls))
+    on_redis = outcome(redis_runner.run_workflow, flow, sized_outputs(flow, redis_calls))
+    assert on_redis == local
+    if local[0] == "finished":  # after a failure, tasks already queued on Redis still run (§9.5: "lets
+        assert redis_calls == local_calls  # running tasks finish"); a sequential local run holds them back
