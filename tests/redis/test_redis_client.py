@@ -1,0 +1,216 @@
+"""The Client on a real Redis: submit, status documents, list with filters, archive,
+delete and restore, and what it does when Redis is not there."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+
+from littleflow.redis.client import Client
+from littleflow.redis.server import free_port
+from littleflow.redis.store import StoreError
+from littleflow.tasks import Registry
+
+NODE_KEYS = {"id", "label", "kind", "name", "line", "column", "status", "attempt", "started", "ended", "error",
+             "worker", "note"}
+
+
+@pytest.fixture
+def tasks():
+    """A: echo; B: fails; hang: blocks until the test ends."""
+    gate = threading.Event()
+    registry = Registry()
+    registry.add("A", lambda input: {"a": input})
+    registry.add("B", lambda input: (_ for _ in ()).throw(RuntimeError("no more bananas")))
+    registry.add("hang", lambda input: gate.wait(30) and {})
+    yield registry
+    gate.set()
+
+
+@pytest.fixture
+def system(started, tasks):
+    return started.services_on(tasks=tasks)
+
+
+@pytest.fixture
+def four(system, client, until) -> dict[str, str]:
+    """One workflow in each state: finished, failed, terminated, running."""
+    ids = {
+        "finished": client.submit("@flow alpha\nA", {"k": 1}),
+        "failed": client.submit("@flow beta\nA → B", {"k": 2}),
+        "terminated": client.submit("@flow alpha\nhang → A", {"k": 3}),
+        "running": client.submit("@flow gamma\nhang", {"k": 4}),
+    }
+    client.wait(ids["finished"], timeout=10)
+    client.wait(ids["failed"], timeout=10)
+    until(lambda: client.status(ids["terminated"])["nodes"][1]["status"] == "running", what="hang running")
+    client.terminate(ids["terminated"])
+    return ids
+
+
+def test_the_status_document(four, client):
+    for state, id in four.items():
+        document = client.status(id)
+        assert {"id", "state", "output", "nodes"} <= set(document)
+        assert document["id"] == id and document["state"] == state
+        assert isinstance(document["nodes"], list)
+        assert all(set(node) == NODE_KEYS for node in document["nodes"])
+        assert [node["id"] for node in document["nodes"]] == list(range(len(document["nodes"])))
+        assert document["nodes"][0]["kind"] == "start" and document["nodes"][-1]["kind"] == "end"
+    finished = client.status(four["finished"])
+    assert finished["output"] == {"a": {"k": 1}} and finished["error"] is None
+    assert finished["name"] == "alpha" and finished["input"] == {"k": 1}
+    assert [n["status"] for n in finished["nodes"]] == ["done"] * 3
+    task = finished["nodes"][1]
+    assert (task["label"], task["kind"], task["attempt"], task["error"]) == ("A", "task", 1, None)
+    assert task["started"] <= task["ended"] and task["worker"]
+    failed = client.status(four["failed"])
+    assert failed["output"] is None
+    assert failed["error"]["name"] == "B" and "no more bananas" in failed["error"]["error"]
+    assert [n["status"] for n in failed["nodes"]][1:3] == ["done", "failed"]
+    assert client.status(four["running"])["nodes"][1]["status"] == "running"
+
+
+def test_list_filters_by_state_and_name(four, client):
+    everything = client.list()
+    assert [w["id"] for w in everything] == list(four.values())  # oldest first
+    assert all(set(w) == {"id", "name", "state", "created", "updated"} for w in everything)
+    for state, id in four.items():
+        assert [w["id"] for w in client.list(state=state)] == [id]
+    assert [w["id"] for w in client.list(name="alpha")] == [four["finished"], four["terminated"]]
+    assert [w["id"] for w in client.list(state="terminated", name="alpha")] == [four["terminated"]]
+    assert client.list(state="failed", name="alpha") == []
+    assert client.list(name="nobody") == []
+    assert [w["id"] for w in client.list(offset=1, count=2)] == [four["failed"], four["terminated"]]
+    with pytest.raises(StoreError, match="unknown state"):
+        client.list(state="sleeping")
+
+
+@pytest.mark.parametrize("state", ["finished", "failed", "terminated"])
+def test_archive_delete_restore_gives_the_same_status_document(state, four, client):
+    id = four[state]
+    before = client.status(id)
+    archive = client.archive(id)
+    client.delete(id)
+    with pytest.raises(StoreError, match="no workflow"):
+        client.status(id)
+    assert id not in [w["id"] for w in client.list()]
+    assert client.restore(archive) == id
+    assert client.status(id) == before
+    assert client.archive(id) == archive
+    assert id in [w["id"] for w in client.list(state=state)]
+
+
+def test_restore_over_an_existing_id_is_refused_without_replace(four, client):
+    id = four["finished"]
+    archive = client.archive(id)
+    with pytest.raises(StoreError, match="exists") as caught:
+        client.restore(archive)
+    assert "\n" not in str(caught.value)
+    changed = {**archive, "run": {**archive["run"], "state": {**archive["run"]["state"], "output": {"new": 1}}}}
+    assert client.restore(changed, replace=True) == id
+    assert client.status(id)["output"] == {"new": 1}
+
+
+def test_a_running_workflow_cannot_be_deleted(four, client):
+    with pytest.raises(StoreError, match="running"):
+        client.delete(four["running"])
+    assert client.status(four["running"])["state"] == "running"
+
+
+def test_a_restored_running_workflow_runs_its_tasks_again(system, started, client, until):
+    id = client.submit("A → later:b", {"k": 1})  # nobody serves later:b yet
+    until(lambda: client.status(id)["nodes"][2]["status"] == "queued", what="later:b queued")
+    archive = client.archive(id)
+    client.terminate(id)
+    client.delete(id)
+    assert client.restore(archive) == id
+    assert client.status(id)["state"] == "running"
+    later = Registry()
+    later.add("later:b", lambda input: {"b": input})
+    started.services_on(tasks=later, engine=False, builtins=False)
+    document = client.wait(id, timeout=10)
+    assert (document["state"], document["output"]) == ("finished", {"b": {"a": {"k": 1}}})
+
+
+@pytest.mark.parametrize("archive", [{}, {"format": "littleflow-archive/1"}, {"format": "other"},
+                                     {"format": "littleflow-archive/1", "id": "x", "flow": "nope"}])
+def test_restore_of_something_that_is_not_an_archive_is_one_line(archive, client):
+    with pytest.raises(StoreError) as caught:
+        client.restore(archive)
+    assert "archive" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_unknown_ids_are_a_store_error(client):
+    for call in (client.status, client.archive, client.delete, client.terminate, client.resume, client.wait):
+        with pytest.raises(StoreError, match="no workflow nope"):
+            call("nope")
+
+
+def test_a_flow_mistake_is_refused_before_anything_is_stored(client):
+    from littleflow import FlowError
+
+    with pytest.raises(FlowError):
+        client.submit("A → {")
+    with pytest.raises(ValueError, match="retries"):
+        client.submit("@flow f (- {retries: -1} -)\nA")
+    assert client.list() == []
+
+
+# -- no Redis -------------------------------------------------------------------------------
+
+@pytest.fixture
+def closed_url(own_redis_server) -> str:
+    """The URL of a Redis that was there and is gone (its port now refuses connections)."""
+    url = own_redis_server.url
+    own_redis_server.kill()
+    return url
+
+
+def test_ping_on_a_closed_port_is_a_one_line_store_error(closed_url):
+    with pytest.raises(StoreError) as caught:
+        Client(closed_url).ping()
+    message = str(caught.value)
+    assert "\n" not in message and "cannot reach Redis" in message and closed_url in message
+
+
+def test_ping_does_not_show_the_password(own_redis_server):
+    port = own_redis_server.port
+    own_redis_server.kill()
+    with pytest.raises(StoreError) as caught:
+        Client(f"redis://user:secret@127.0.0.1:{port}/0").ping()
+    assert "secret" not in str(caught.value) and "user:***@" in str(caught.value)
+
+
+CALLS = {
+    "submit": lambda c: c.submit("A"),
+    "status": lambda c: c.status("x"),
+    "list": lambda c: c.list(),
+    "wait": lambda c: c.wait("x"),
+    "send": lambda c: c.send("e", {}),
+    "terminate": lambda c: c.terminate("x"),
+}
+
+
+@pytest.mark.parametrize("call", CALLS, ids=list(CALLS))
+def test_other_calls_on_a_closed_port_raise_a_one_line_connection_error(call, closed_url):
+    """Only ping turns the failure into a StoreError; the rest let redis-py's ConnectionError through."""
+    with pytest.raises((redis.ConnectionError, StoreError)) as caught:
+        CALLS[call](Client(closed_url))
+    assert isinstance(caught.value, redis.ConnectionError)
+    message = str(caught.value)
+    assert "\n" not in message and "Connection refused" in message
+
+
+def test_a_client_is_made_without_connecting(closed_url):
+    """Constructing a Client does not touch Redis (so the mistake shows on first use)."""
+    Client(closed_url)
+    Client(f"redis://127.0.0.1:{free_port()}/0")
+
+
+def test_a_bad_url_is_a_one_line_store_error():
+    with pytest.raises(StoreError) as caught:
+        Client("http://not-redis")
+    assert "\n" not in str(caught.value) and "not-redis" in str(caught.value)
