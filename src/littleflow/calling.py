@@ -8,7 +8,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from copy import deepcopy
 from typing import Any
@@ -97,16 +97,13 @@ class Caller:
         if timeout is not None:
             coroutine = asyncio.wait_for(coroutine, timeout)
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        if cancelled is not None:
+            while not wait([future], 0.05).done:  # (not result(0.05): its TimeoutError is the task's too)
+                if cancelled.is_set():
+                    future.cancel()
+                    raise Cancelled("the workflow was terminated")
         try:
-            if cancelled is None:
-                return future.result()
-            while True:
-                try:
-                    return future.result(0.05)
-                except FutureTimeout:
-                    if cancelled.is_set():
-                        future.cancel()
-                        raise Cancelled("the workflow was terminated") from None
+            return future.result()
         except TimeoutError:
             if timeout is None:
                 raise

@@ -124,13 +124,6 @@ def test_match_by_an_object(started, client):
     assert client.wait(id, timeout=10)["output"] == {"kind": "b", "n": 1, "tags": ["x", "y"], "extra": 0}
 
 
-WAITERS_COLLIDE = ("BUG: scripts/waits.lua op 'listen' (HSET KEYS[2], task.task .. '#' .. task.seq) keys an event's "
-                   "waiters by task id and seq alone, without the workflow id: every workflow of the same flow has "
-                   "the same task id and seq, so each new waiter overwrites the last; only one of them ever ends "
-                   "(the others stay running forever), and terminating one drops another's waiter")
-
-
-@pytest.mark.xfail(strict=True, reason=WAITERS_COLLIDE)
 def test_one_event_ends_every_workflow_waiting_for_it(started, client):
     started.services_on()
     ids = [client.submit(f"wait:event {params(event='all')}", {"n": n}) for n in range(3)]
@@ -139,7 +132,6 @@ def test_one_event_ends_every_workflow_waiting_for_it(started, client):
     assert [client.wait(id, timeout=5)["output"] for id in ids] == [{"to": "all"}] * 3
 
 
-@pytest.mark.xfail(strict=True, reason=WAITERS_COLLIDE)
 def test_an_event_ends_only_the_workflows_it_matches(started, client):
     started.services_on()
     seven, eight = (client.submit(f"wait:event {params(event='paid', match=['order'])}", {"order": n})
@@ -152,9 +144,6 @@ def test_an_event_ends_only_the_workflows_it_matches(started, client):
     assert client.wait(eight, timeout=5)["output"] == {"order": 8}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: scripts/waits.lua op 'send' reads the event field as "
-                   "`type(data) == 'table' and data[field] or nil`: a field whose value is false becomes nil, "
-                   "so a wait:event whose match asks for false never matches")
 def test_match_on_a_false_field(started, client):
     started.services_on()
     id = client.submit(f"wait:event {params(event='flag', match={'ok': False})}")

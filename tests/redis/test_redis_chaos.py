@@ -471,9 +471,6 @@ def test_redis_frozen_longer_than_the_socket_timeout_loses_nothing(own_redis_ser
     system.check_alive()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: EngineProcess.run and Worker.run (engine.py, worker.py) create their "
-                                       "consumer groups once, at start; when Redis comes back without its data "
-                                       "they loop on NOGROUP errors forever and never run a workflow again")
 def test_a_redis_restarted_without_its_data_runs_new_workflows(own_redis_server, systems, rng):
     """The Redis server is restarted with its data gone (as a server without persistence
     would be): what it held is lost, but the engine and the worker carry on with the
@@ -603,10 +600,6 @@ def ghost_start(ghost: int) -> dict:
 DEEP = "[" * 20_000 + "]" * 20_000  # JSON nested deeper than Python's recursion limit
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: protocol._load catches ValueError only; JSON nested too deep raises "
-                                       "RecursionError out of EndTask.parse, so the engine fails the whole batch "
-                                       "it came in, again and again, until every end of it is set aside as "
-                                       "'delivered too often': their workflows never finish")
 def test_an_end_nested_too_deep_is_set_aside_alone(redis_url, systems, rng):
     """An end message whose output is JSON nested 20,000 deep, read in one batch with real
     ends: it is set aside as malformed, and the real ends are applied."""
@@ -628,10 +621,6 @@ def test_an_end_nested_too_deep_is_set_aside_alone(redis_url, systems, rng):
     raw.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: protocol._load catches ValueError only; JSON nested too deep raises "
-                                       "RecursionError out of StartTask.parse, which Worker._dispatch does not "
-                                       "catch: every round fails on it (it is never set aside), and the starts "
-                                       "read after it in its batch are never run")
 def test_a_start_nested_too_deep_is_set_aside_alone(redis_url, systems, rng):
     """A start message whose input is JSON nested 20,000 deep, first in its stream, so the
     worker reads it in one batch with real starts: it is set aside as malformed, and the real
@@ -650,10 +639,6 @@ def test_a_start_nested_too_deep_is_set_aside_alone(redis_url, systems, rng):
     raw.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Worker.running (worker.py) writes the task info of a run "
-                                       "unconditionally (_flush: HSET); a start message run a second time — "
-                                       "sent twice, or stale — after the first run's end was applied leaves "
-                                       "the task info of the finished task saying 'running' for good")
 def test_a_start_message_run_twice_leaves_the_task_info_alone(redis_url, systems, rng):
     """A start message delivered twice (its copy, or a stale start of a real task) runs
     again, as at-least-once allows; its end is set aside, and it changes nothing else."""

@@ -108,12 +108,6 @@ def test_a_timeout_fails_the_task_as_in_a_local_run(where, started, client, gate
     assert redis_outcome(client, text) == local
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: calling.py Caller._await polls future.result(0.05) and catches "
-                   "FutureTimeout to look at the cancelled event, but on Python >= 3.11 "
-                   "concurrent.futures.TimeoutError IS builtins.TimeoutError, which asyncio.wait_for raises when "
-                   "the task times out: with a cancelled event (the Redis worker always passes job.cancelled) a "
-                   "timed-out async task is never reported, the thread spins at full CPU until the workflow is "
-                   "terminated (local runs pass no event and are fine)")
 def test_an_async_timeout_fails_the_task_as_in_a_local_run(started, client):
     async def slow(input):
         await asyncio.sleep(3)
@@ -168,12 +162,6 @@ def test_a_worker_takes_only_the_messages_of_its_namespaces(started, client, raw
     assert client.status(id)["state"] == "running"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: worker.py Worker._dispatch leaves a start message whose task this "
-                   "worker lacks pending in its own name (it neither acks nor hands it back); its own "
-                   "maintain()/Streams.reclaim takes it again every claim_idle, each time counting a delivery, so "
-                   "a worker that has the task gets it only by reclaim, with deliveries > max_deliveries, and "
-                   "_dispatch fails it with 'started N times, and each time its worker stopped before it ended' - "
-                   "a task that never started (with the default max_deliveries 5: after ~5 claim_idle periods)")
 def test_a_task_its_namespace_worker_lacks_stays_queued_until_a_worker_for_it_starts(
         started, client, until, redis_url):
     registry = Registry()

@@ -37,6 +37,7 @@ class Keys:
         self.delays = p + "delays"  # sorted set: wait:delay timers by due time
         self.control = p + "control"  # pub/sub channel: {"cancel": ID}
         self.workers = p + "workers"  # hash: worker name -> JSON of what it serves, last seen
+        self.passed = p + "passed"  # hash: "stream id" -> times a worker without the task passed it by
 
     def tasks(self, namespace: str) -> str:
         """The start-task stream of a namespace (``""`` for plain names)."""
@@ -222,3 +223,5 @@ def _load(fields: dict[str, str], name: str, default: Any) -> Any:
         return json.loads(fields[name])
     except ValueError as error:
         raise Malformed(f"field {name!r} is not JSON: {error}") from None
+    except RecursionError:
+        raise Malformed(f"field {name!r} is JSON nested too deep") from None

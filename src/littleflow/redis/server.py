@@ -164,10 +164,10 @@ class RedisServer:
                         f"redis-server on port {self.port} exited with code {code}: "
                         + self.log_tail()
                     )
-                try:
-                    if client.info("server").get("process_id") == self._process.pid:
+                try:  # INFO answers while the data is still loading; PING only once it is loaded
+                    if client.info("server").get("process_id") == self._process.pid and client.ping():
                         return
-                except (redis.ConnectionError, redis.TimeoutError):
+                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
                     pass
                 if time.monotonic() > deadline:
                     raise RuntimeError(

@@ -46,8 +46,15 @@ class Streams:
 
     def read(self, streams: dict[str, str], count: int, block: float) -> list[tuple[str, str, dict, int]]:
         """New messages: (stream, id, fields, 1), at most ``count``, waiting up to ``block`` seconds."""
-        found = self.raw.xreadgroup(self.group, self.consumer, streams, count=count,
-                                    block=max(1, int(block * 1000)) if block else None)
+        try:
+            found = self.raw.xreadgroup(self.group, self.consumer, streams, count=count,
+                                        block=max(1, int(block * 1000)) if block else None)
+        except redis.ResponseError as error:
+            if "NOGROUP" not in str(error):
+                raise
+            log.warning("%s: the consumer group is gone (Redis lost its data?); joining again", self.consumer)
+            self.join(*streams)
+            return []
         return [(_text(stream), _text(message_id), fields, 1)
                 for stream, messages in found or () for message_id, fields in messages]
 

@@ -157,9 +157,16 @@ class Worker:
             self.streams.set_aside(stream, message_id, fields, f"malformed start-task message: {error}")
             return
         executor = next((e for e in self.executors if e.serves(task.name)), None)
+        passed = f"{stream} {message_id}"
         if executor is None:  # another worker of this namespace may have it: leave it pending for them
+            self.raw.hincrby(self.keys.passed, passed, 1)  # (a delivery that does not count)
             self._info(task, {"status": "queued", "note": f"worker {self.name} has no task {task.name}"})
             return
+        if deliveries > 1:
+            pipe = self.raw.pipeline(transaction=True)
+            pipe.hget(self.keys.passed, passed)
+            pipe.hdel(self.keys.passed, passed)
+            deliveries -= int(pipe.execute()[0] or 0)
         job = Job(stream, message_id, task, self.name)
         with self._lock:
             self._jobs[(stream, message_id)] = job
@@ -256,8 +263,9 @@ class Worker:
                 pipe.xack(subject.stream, self.streams.group, subject.id)
             elif (subject.workflow, subject.task, subject.seq) not in done:  # an end says it all
                 task = subject
-                pipe.hset(self.keys.task_info(task.workflow), task.task, json.dumps(
-                    {"node": task.node, "name": task.name, "seq": task.seq, **info}, ensure_ascii=False))
+                self.store.scripts.info(keys=[self.keys.task_info(task.workflow)], client=pipe, args=[
+                    task.task, task.seq,
+                    json.dumps({"node": task.node, "name": task.name, "seq": task.seq, **info}, ensure_ascii=False)])
         pipe.execute()
         for job in ended:
             self._forget(job)

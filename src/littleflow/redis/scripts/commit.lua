@@ -28,12 +28,14 @@ end
 
 local step = cjson.decode(ARGV[3])
 local new = (tonumber(version) or 0) + 1
-redis.call('HSET', workflow, 'run', ARGV[2], 'version', new, 'status', step.status, 'updated', step.time)
-if #step.fields > 0 then chunked('HSET', workflow, step.fields, 2) end
-if #step.acks > 0 then chunked('XACK', KEYS[3], step.acks, 1, step.group) end
+-- starts first: should a write fail halfway (Redis does not roll back), the step is redone,
+-- and a start sent twice is harmless where a start lost would not be
 for _, start in ipairs(step.starts) do
   redis.call('XADD', KEYS[6 + start[1]], '*', unpack(start[2]))
 end
+redis.call('HSET', workflow, 'run', ARGV[2], 'version', new, 'status', step.status, 'updated', step.time)
+if #step.fields > 0 then chunked('HSET', workflow, step.fields, 2) end
+if #step.acks > 0 then chunked('XACK', KEYS[3], step.acks, 1, step.group) end
 if #step.tasks > 0 then chunked('HSET', KEYS[2], step.tasks, 2) end
 for _, entry in ipairs(step.log) do
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', step.loglen, '*', unpack(entry))

@@ -64,8 +64,9 @@ elseif op == 'due' then
 elseif op == 'listen' then
   local member = ARGV[5]
   local task = cjson.decode(member)
-  redis.call('HSET', KEYS[2], task.task .. '#' .. task.seq, member)
-  hold('event', KEYS[2], task.task .. '#' .. task.seq, task)
+  local field = task.workflow .. '|' .. task.task .. '#' .. task.seq
+  redis.call('HSET', KEYS[2], field, member)
+  hold('event', KEYS[2], field, task)
   taken(KEYS[3], ARGV[3], ARGV[4], KEYS[4], task, 'running', 'waiting for an event')
   return 1
 elseif op == 'send' then
@@ -78,7 +79,8 @@ elseif op == 'send' then
     local matches = true
     if type(task.match) == 'table' then
       for field, value in pairs(task.match) do
-        local given = type(data) == 'table' and data[field] or nil
+        local given = nil
+        if type(data) == 'table' then given = data[field] end
         if given == nil or cjson.encode(given) ~= cjson.encode(value) then matches = false end
       end
     end
