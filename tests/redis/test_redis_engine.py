@@ -236,7 +236,8 @@ def test_an_end_left_pending_by_a_dead_engine_is_taken_over_after_claim_idle(sta
 
 
 def test_a_message_delivered_again_and_again_goes_to_dead_letters(started, client, raw, until, redis_url):
-    """An end whose engines died while applying it (max_deliveries times) is set aside, not applied."""
+    """An end whose engines died while applying it (max_deliveries times) is set aside, not
+    applied; its task fails, visibly, and resume runs it again."""
     registry = Registry()
     registry.add("A", lambda input: {"a": 1})
     started.services_on(tasks=registry, engine=False, builtins=False)
@@ -253,8 +254,13 @@ def test_a_message_delivered_again_and_again_goes_to_dead_letters(started, clien
     assert letter["id"] == poison and letter["field:workflow"] == id
     assert "delivered 2 times" in letter["reason"]
     assert raw.xpending(KEYS.ends, ENGINES)["pending"] == 0
-    assert engine.applied == 0 and client.status(id)["state"] == "running"
+    assert engine.applied == 0
+    failed = client.wait(id, timeout=10)
+    assert failed["state"] == "failed"
+    assert failed["error"]["error"] == "its end could not be applied (delivered 2 times without being applied)"
     assert client.wait(client.submit("A"), timeout=10)["output"] == {"a": 1}  # and the engine goes on
+    client.resume(id)
+    assert client.wait(id, timeout=10)["output"] == {"a": 1}
 
 
 def test_an_end_that_fails_every_time_goes_to_dead_letters_and_the_engine_goes_on(

@@ -53,8 +53,7 @@ class EngineProcess:
         batch = []
         for stream, message_id, fields, deliveries in messages:
             if deliveries > self.streams.max_deliveries:
-                self.streams.set_aside(stream, message_id, fields,
-                                       f"delivered {deliveries - 1} times without being applied")
+                self._give_up(message_id, fields, f"delivered {deliveries - 1} times without being applied")
             else:
                 batch.append((message_id, fields))
         if batch:
@@ -79,6 +78,28 @@ class EngineProcess:
         for workflow in by_workflow:
             log.error("engine %s: workflow %s kept changing while its ends were applied; they stay pending",
                       self.name, workflow)
+
+    def _give_up(self, message_id: str, fields: Any, reason: str) -> None:
+        """Set an end aside that could not be applied, and fail its task, so that its
+        workflow does not wait for it forever (``resume`` runs the task again)."""
+        self.streams.set_aside(self.keys.ends, message_id, fields, reason)
+        try:
+            end = EndTask.parse(fields)
+            key = parse_task_id(end.task)
+        except Malformed:
+            return
+
+        def fail(run: Run) -> list:
+            if run.seqs.get(end.task) != end.seq or key not in run.state.running:
+                return []
+            del run.seqs[end.task]
+            return run.engine.failed(run.state, key, f"its end could not be applied ({reason})")
+
+        try:
+            self.store.change(end.workflow, fail, "failed")
+        except StoreError as error:
+            log.error("engine %s: %s", self.name, error)
+        self._runs.pop(end.workflow, None)
 
     def _advance(self, by_workflow: dict[str, list[tuple[str, EndTask]]]) -> dict[str, list]:
         """One attempt at a step for each workflow; returns those to try again (conflicts)."""
