@@ -249,6 +249,11 @@ def cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
     if not scripts:
         raise DevError("no benchmarks: bench/*.py is empty")
     setup()
+    if run_quiet([str(PYTHON), "-c", "import importlib.util as u; print(bool(u.find_spec('celery')))"],
+                 "looking for celery").strip() != "True":
+        say("installing littleflow[bench] (Celery, for the side-by-side Redis bench)")
+        run_quiet([str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+                   "-e", ".[bench]"], "pip install", cwd=REPO)
     failed = []
     for script in scripts:
         name = script.relative_to(REPO)

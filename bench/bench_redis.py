@@ -41,7 +41,7 @@ from littleflow.redis.worker import PythonTasks, Worker  # noqa: E402
 from littleflow.tasks import Registry  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import celery_side  # noqa: E402
+import _celery_side as celery_side  # noqa: E402
 
 
 def noop(input):

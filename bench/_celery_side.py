@@ -18,7 +18,7 @@ API for the littleflow side (import this file; it needs no package)::
     run_celery(redis_url, fanout=1000, chains=1000, idle_chains=50) -> dict
     redis_server() -> context manager yielding a URL of a private, throw-away redis-server
 
-Run on its own: ``python bench/celery_side.py [--redis URL] [--fanout N] [--chains M]``;
+Run on its own: ``python bench/_celery_side.py [--redis URL] [--fanout N] [--chains M]``;
 without ``--redis`` it starts its own redis-server on a free port. Other flags that
 ``dev.py bench`` passes to every bench script (``--quick``, ...) are ignored.
 Without Celery it prints ``celery: skipped (reason)`` and exits 0. Install with
@@ -69,11 +69,11 @@ def available() -> str | None:
 
 
 def _app_module():
-    """bench/celery_app.py, loaded by path, so this file works without touching sys.path."""
-    name = "_littleflow_bench_celery_app"
+    """bench/_celery_app.py, loaded by path, so this file works without touching sys.path."""
+    name = "_littleflow_bench__celery_app"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH_DIR / "celery_app.py")
+    spec = importlib.util.spec_from_file_location(name, BENCH_DIR / "_celery_app.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
@@ -172,7 +172,7 @@ class _Worker:
         # the machine's other core. Gossip, mingle and heartbeat exchange messages with
         # other workers; there are none.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "celery_app:app", "worker",
+            [sys.executable, "-m", "celery", "-A", "_celery_app:app", "worker",
              "--pool=solo", "--concurrency=1", "--loglevel=warning",
              "--without-gossip", "--without-mingle", "--without-heartbeat",
              "-Q", queue, "-n", f"{queue}@%h"],

@@ -1,6 +1,6 @@
-"""The Celery app for ``bench/celery_side.py``: two no-op tasks, nothing to run on its own.
+"""The Celery app for ``bench/_celery_side.py``: two no-op tasks, nothing to run on its own.
 
-The worker subprocess imports it as ``celery -A celery_app:app`` (with this folder on
+The worker subprocess imports it as ``celery -A _celery_app:app`` (with this folder on
 PYTHONPATH) and finds its Redis URL and queue in the environment variables below;
 the submitting side builds its own app with :func:`make_app`, so one process can
 bench several Redis servers in turn. Celery is imported only inside
@@ -76,11 +76,11 @@ def make_app(redis_url: str, queue: str = DEFAULT_QUEUE):
 
 
 def __getattr__(name: str):
-    # `celery -A celery_app:app` looks up `app`: build it from the environment, once.
+    # `celery -A _celery_app:app` looks up `app`: build it from the environment, once.
     if name == "app":
         url = os.environ.get(ENV_URL)
         if not url:
-            raise AttributeError(f"celery_app.app needs the Redis URL in ${ENV_URL}")
+            raise AttributeError(f"_celery_app.app needs the Redis URL in ${ENV_URL}")
         app = make_app(url, os.environ.get(ENV_QUEUE) or DEFAULT_QUEUE)
         globals()["app"] = app
         return app
@@ -88,4 +88,4 @@ def __getattr__(name: str):
 
 
 if __name__ == "__main__":
-    print("bench/celery_app.py: the Celery app behind bench/celery_side.py; nothing to run on its own")
+    print("bench/_celery_app.py: the Celery app behind bench/_celery_side.py; nothing to run on its own")
