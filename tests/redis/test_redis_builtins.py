@@ -209,7 +209,7 @@ def test_a_countdown_holds_everyone_until_the_last_arrives(started, client):
     started.services_on(tasks=registry)
     text = f"wait:countdown {params(name='C', count=3)} → after"
     ids = [client.submit(text, {"n": n}) for n in range(2)]
-    queue = KEYS.latch_queue("C") + ":countdown"
+    queue = KEYS.latch_queue("C", "countdown")
     deadline = time.monotonic() + 10
     while client.redis.llen(queue) < 2:
         assert time.monotonic() < deadline
@@ -293,13 +293,13 @@ def test_terminate_drops_the_delays_and_waiters_of_the_workflow(started, client,
     id = client.submit(text)
     deadline = time.monotonic() + 10
     while not (raw.zcard(KEYS.delays) == 1 and raw.hlen(KEYS.waiters("e")) == 1
-               and raw.llen(KEYS.latch_queue("M")) == 1):
+               and raw.llen(KEYS.latch_queue("M", "queue")) == 1):
         assert time.monotonic() < deadline, "the waits did not all begin"
         time.sleep(0.01)
     assert client.terminate(id)["state"] == "terminated"
     assert raw.zcard(KEYS.delays) == 0
     assert raw.hlen(KEYS.waiters("e")) == 0
-    assert raw.llen(KEYS.latch_queue("M")) == 0
+    assert raw.llen(KEYS.latch_queue("M", "queue")) == 0
     assert not raw.exists(KEYS.waits(id))
     assert client.send("e", {}) == 0
     time.sleep(0.6)  # past the delay
@@ -308,3 +308,62 @@ def test_terminate_drops_the_delays_and_waiters_of_the_workflow(started, client,
     assert calls["T"] == 0
     assert raw.xlen(KEYS.dead) == 0
     assert client.status(holder)["state"] == "running"  # the other workflow is left alone
+
+
+# -- what a review found -----------------------------------------------------------------
+
+def test_an_event_sent_before_the_worker_took_the_task_still_ends_it(started, client):
+    id = client.submit(f"wait:event {params(event='early')}")
+    assert client.send("early", {"first": True}) == 0  # nobody listens yet: the task is only queued
+    started.services_on()
+    assert client.wait(id, timeout=10)["output"] == {"first": True}
+
+
+def test_an_event_sent_before_the_task_was_queued_does_not_end_it(started, client, until):
+    client.send("past", {"old": True})
+    started.services_on()
+    id = client.submit(f"wait:event {params(event='past')}")
+    until(lambda: node(client.status(id), "wait:event")["note"] == "waiting for an event", what="the waiter")
+    assert client.status(id)["state"] == "running"
+    client.send("past", {"new": True})
+    assert client.wait(id, timeout=10)["output"] == {"new": True}
+
+
+@pytest.mark.parametrize("wanted, sent", [
+    (123456789012345678, 123456789012345999), (0.3, 0.30000000000000004), ([], {}), (1, True), (1, 1.0)])
+def test_match_compares_json_values_exactly(started, client, until, wanted, sent):
+    started.services_on()
+    id = client.submit(f"wait:event {params(event='exact', match={'v': wanted})}")
+    until(lambda: node(client.status(id), "wait:event")["note"] == "waiting for an event", what="the waiter")
+    assert client.send("exact", {"v": sent}) == 0
+    assert client.send("exact", {"v": wanted}) == 1
+    assert client.wait(id, timeout=10)["output"] == {"v": wanted}
+
+
+def test_a_start_delivered_twice_takes_one_place_of_a_latch(started, client, raw, redis_url):
+    from littleflow.redis.protocol import StartTask
+    from littleflow.redis.store import Store, connect
+    from littleflow.redis.waits import latch, member
+
+    started.services_on()
+    assert client.wait(client.submit(f"wait:acquire {params(name='twice')}"), timeout=10)["state"] == "finished"
+    ((message_id, fields),) = raw.xrange(KEYS.tasks("wait"))
+    task = StartTask.parse(fields)
+    ends = raw.xlen(KEYS.ends)
+    latch(Store(connect(redis_url)), "acquire", KEYS.tasks("wait"), message_id, task, "twice",
+          member(task, time.time(), "late-worker", task.input), 1)  # the same start, handled again
+    assert raw.hget(KEYS.latch("twice"), "held") == "1"
+    assert raw.xlen(KEYS.ends) == ends
+
+
+def test_a_terminated_arrival_no_longer_counts_down(started, client, until, raw):
+    started.services_on()
+    first = client.submit(f"wait:countdown {params(name='two', count=2)}")
+    until(lambda: raw.hget(KEYS.latch("two"), "arrived") == "1", what="the first arrival")
+    client.terminate(first)
+    assert raw.hget(KEYS.latch("two"), "arrived") == "0"
+    second = client.submit(f"wait:countdown {params(name='two', count=2)}")
+    until(lambda: raw.hget(KEYS.latch("two"), "arrived") == "1", what="the second arrival")
+    assert client.status(second)["state"] == "running"
+    client.resume(first)
+    assert client.wait(second, timeout=10)["state"] == client.wait(first, timeout=10)["state"] == "finished"

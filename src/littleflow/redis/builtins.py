@@ -77,8 +77,9 @@ class BuiltinTasks:
                                                                                  task.input))
         elif kind == "event":
             event = waits.check_name(params.get("event", params.get("name")), "event")
-            entry = waits.member(task, job.started, worker.name, None, match=_match(params.get("match"), task.input))
-            waits.listen(store, job.stream, job.id, task, event, entry)
+            match = _match(params.get("match"), task.input)
+            entry = waits.member(task, job.started, worker.name, None, match=match)
+            waits.listen(store, job.stream, job.id, task, event, match, entry)
         else:
             name = params.get("name")
             number = None

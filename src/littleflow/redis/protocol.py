@@ -67,9 +67,10 @@ class Keys:
         """Hash: a named latch's count and limit."""
         return f"{self.prefix}:latch:{name}"
 
-    def latch_queue(self, name: str) -> str:
-        """List: start messages waiting on a named latch, oldest first."""
-        return f"{self.prefix}:latch:{name}:queue"
+    def latch_queue(self, name: str, kind: str) -> str:
+        """List: start messages waiting on a named latch, oldest first (``kind``: ``queue``
+        for ``wait:acquire``, ``countdown`` for ``wait:countdown``)."""
+        return f"{self.latch(name)}:{kind}"
 
 
 def namespace(name: str) -> str:

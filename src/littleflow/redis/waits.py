@@ -9,6 +9,9 @@ from typing import Any
 from .protocol import WORKERS, StartTask
 from .store import Store
 
+#: How far back a new event waiter looks for events sent since its task was queued.
+LOOK_BACK = 10_000
+
 
 def member(task: StartTask, started: float, worker: str, output: Any, **extra: Any) -> str:
     """The JSON a waiting task is kept as: enough to send its end later."""
@@ -17,36 +20,73 @@ def member(task: StartTask, started: float, worker: str, output: Any, **extra: A
                        "output": json.dumps(output, ensure_ascii=False), **extra}, ensure_ascii=False)
 
 
-def _run(store: Store, keys: list[str], op: str, *args: Any) -> int:
-    return store.scripts.waits(keys=keys, args=[op, store.keys.prefix, *args])
+def _take(store: Store, op: str, stream: str, message_id: str, task: StartTask, keys: list[str], entry: str,
+          number: Any = None) -> bool:
+    """Take the start message over for ``op``; False if it had been handled already."""
+    k = store.keys
+    args = [op, k.prefix, WORKERS, message_id, entry] + ([] if number is None else [number])
+    return bool(store.scripts.waits(keys=[k.ends, stream, k.task_info(task.workflow), *keys], args=args))
 
 
 def delay(store: Store, stream: str, message_id: str, task: StartTask, seconds: float, entry: str) -> None:
     """``task`` ends ``seconds`` from now (by the Redis server's clock), even across restarts."""
-    k = store.keys
-    _run(store, [k.ends, k.delays, stream, k.task_info(task.workflow)], "delay", WORKERS, message_id,
-         repr(float(seconds)), entry)
+    _take(store, "delay", stream, message_id, task, [store.keys.delays], entry, repr(float(seconds)))
 
 
 def due(store: Store, count: int = 500) -> int:
     """End the delays that are due; returns how many."""
-    return _run(store, [store.keys.ends, store.keys.delays], "due", count)
+    return store.scripts.waits(keys=[store.keys.ends, store.keys.delays], args=["due", store.keys.prefix, count])
 
 
-def listen(store: Store, stream: str, message_id: str, task: StartTask, event: str, entry: str) -> None:
-    """``task`` ends when ``event`` is sent (with matching data)."""
-    k = store.keys
-    _run(store, [k.ends, k.waiters(event), stream, k.task_info(task.workflow)], "listen", WORKERS, message_id,
-         entry)
+def listen(store: Store, stream: str, message_id: str, task: StartTask, event: str, match: dict | None,
+           entry: str) -> None:
+    """``task`` ends with the data of the first ``event`` sent since its start message
+    was queued whose data has the fields of ``match``."""
+    if not _take(store, "listen", stream, message_id, task, [store.keys.waiters(event)], entry):
+        return
+    # sent between the queuing and now? (``send`` wakes those that listen from here on)
+    for _, fields in store.redis.xrange(store.keys.events, min=message_id, count=LOOK_BACK):
+        if fields.get("kind") == "event" and fields.get("event") == event:
+            data = json.loads(fields["data"])
+            if matches(match, data):
+                _wake(store, event, fields["data"], [waiter_field(task)])
+                return
 
 
 def send(store: Store, event: str, data: Any) -> int:
-    """Send ``event``: the ``wait:event`` tasks waiting for it (whose match fits ``data``)
+    """Send ``event``: the ``wait:event`` tasks waiting for it whose match fits ``data``
     end with ``data``; returns how many."""
     check_name(event, "event")
-    k = store.keys
-    return _run(store, [k.ends, k.waiters(event), k.events], "send", event,
-                json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    store.redis.xadd(store.keys.events, {"kind": "event", "event": event, "data": text},
+                     maxlen=LOOK_BACK, approximate=True)
+    waiting = [field for field, entry in store.redis.hgetall(store.keys.waiters(event)).items()
+               if matches(json.loads(entry).get("match"), data)]
+    return _wake(store, event, text, waiting) if waiting else 0
+
+
+def _wake(store: Store, event: str, data: str, fields: list[str]) -> int:
+    """End the waiters ``fields`` of ``event`` that still wait (each ends once)."""
+    return store.scripts.waits(keys=[store.keys.ends, store.keys.waiters(event)],
+                               args=["wake", store.keys.prefix, data, *fields])
+
+
+def waiter_field(task: StartTask) -> str:
+    return f"{task.workflow}|{task.task}#{task.seq}"
+
+
+def matches(match: dict | None, data: Any) -> bool:
+    """Whether ``data`` has every field of ``match`` with the same JSON value (``1`` is not
+    ``1.0`` nor ``true``; ``[]`` is not ``{}``)."""
+    if not match:
+        return True
+    if not isinstance(data, dict):
+        return False
+    return all(field in data and _same(data[field], value) for field, value in match.items())
+
+
+def _same(one: Any, other: Any) -> bool:
+    return json.dumps(one, sort_keys=True) == json.dumps(other, sort_keys=True)
 
 
 def latch(store: Store, op: str, stream: str, message_id: str, task: StartTask, name: str, entry: str,
@@ -54,14 +94,13 @@ def latch(store: Store, op: str, stream: str, message_id: str, task: StartTask, 
     """``acquire`` (``number``: places), ``release`` or ``countdown`` (``number``: arrivals) on latch ``name``."""
     check_name(name, "latch")
     k = store.keys
-    args: list[Any] = [WORKERS, message_id, entry] + ([] if number is None else [number])
-    queue = k.latch_queue(name) if op != "countdown" else k.latch_queue(name) + ":countdown"
-    _run(store, [k.ends, k.latch(name), queue, stream, k.task_info(task.workflow)], op, *args)
+    queue = k.latch_queue(name, "countdown" if op == "countdown" else "queue")
+    _take(store, op, stream, message_id, task, [k.latch(name), queue], entry, number)
 
 
 def cancel(store: Store, workflow: str) -> int:
     """Drop the timers, event waiters and latch places the tasks of ``workflow`` wait in."""
-    return _run(store, [store.keys.waits(workflow), store.keys.delays], "cancel")
+    return store.scripts.waits(keys=[store.keys.waits(workflow)], args=["cancel", store.keys.prefix])
 
 
 def check_name(name: Any, what: str) -> str:
