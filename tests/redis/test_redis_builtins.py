@@ -367,3 +367,29 @@ def test_a_terminated_arrival_no_longer_counts_down(started, client, until, raw)
     assert client.status(second)["state"] == "running"
     client.resume(first)
     assert client.wait(second, timeout=10)["state"] == client.wait(first, timeout=10)["state"] == "finished"
+
+
+def test_resuming_a_failed_workflow_does_not_leave_its_old_latch_place_queued(started, client, until, raw):
+    calls = Counter()
+
+    def boom(input):
+        calls["boom"] += 1
+        if calls["boom"] == 1:
+            raise RuntimeError("first time")
+        return {}
+
+    registry = Registry()
+    registry.add("boom", boom)
+    started.services_on(tasks=registry)
+    holder = client.submit(f"wait:acquire {params(name='L')} → wait:event {params(event='hold')} → "
+                           f"wait:release {params(name='L')}")
+    until(lambda: raw.hget(KEYS.latch("L"), "held") == "1", what="the holder's place")
+    waiter = client.submit(f"{{ boom  wait:acquire {params(name='L')} → wait:release {params(name='L')} }}")
+    assert client.wait(waiter, timeout=10)["state"] == "failed"
+    until(lambda: raw.llen(KEYS.latch_queue("L", "queue")) == 1, what="the waiter in the queue")
+    client.resume(waiter)
+    until(lambda: raw.llen(KEYS.latch_queue("L", "queue")) == 1, what="the waiter queued again")
+    client.send("hold")
+    assert client.wait(holder, timeout=10)["state"] == "finished"
+    assert client.wait(waiter, timeout=10)["state"] == "finished"
+    assert raw.hget(KEYS.latch("L"), "held") == "0"

@@ -120,6 +120,7 @@ class Client:
                 raise StoreError(f"workflow {id} is {run.state.status}; only failed or terminated ones resume")
             return run.engine.resume(run.state)
 
+        waits.cancel(self.store, id)  # what still waits from before is sent again
         self.store.change(id, act, "resumed")
         return self.status(id)
 

@@ -34,6 +34,7 @@ class Streams:
         self.max_deliveries = max_deliveries
         self._next_maintenance = 0.0
         self._next_trim = 0.0
+        self._cursors: dict[str, str] = {}  # where the last XAUTOCLAIM of each stream stopped
 
     def join(self, *streams: str) -> None:
         """Create the group on each stream (from its first entry) unless it exists."""
@@ -79,11 +80,14 @@ class Streams:
         with how often each has been delivered."""
         idle = int(self.claim_idle * 1000)
         try:
-            result = self.raw.xautoclaim(stream, self.group, self.consumer, idle, "0-0", count=count)
+            result = self.raw.xautoclaim(stream, self.group, self.consumer, idle,
+                                         self._cursors.get(stream, "0-0"), count=count)
         except redis.ResponseError as error:
             if "NOGROUP" in str(error):
                 return []
             raise
+        # Redis looks at no more than 10 × count entries a call: go on from where it stopped
+        self._cursors[stream] = _text(result[0])
         messages, deleted = result[1], (result[2] if len(result) > 2 else [])
         if deleted:  # trimmed away while pending: nothing left to do with them
             self.raw.xack(stream, self.group, *deleted)

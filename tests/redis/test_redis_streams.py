@@ -1,0 +1,27 @@
+"""Streams: taking over the messages of a dead consumer behind many of a live one."""
+
+import time
+
+import redis
+
+from littleflow.redis.protocol import Keys
+from littleflow.redis.streams import Streams
+
+
+def test_a_dead_consumers_messages_behind_a_thousand_live_ones_are_taken_over(redis_url):
+    raw = redis.Redis.from_url(redis_url)
+    keys, stream = Keys(), "lf:tasks:x"
+    live = Streams(raw, keys, "workers", "live", claim_idle=0.2)
+    live.join(stream)
+    for n in range(1500):
+        raw.xadd(stream, {"n": n})
+    held = [message_id for _, message_id, _, _ in live.read({stream: ">"}, 1200, 0)]
+    raw.xreadgroup("workers", "dead", {stream: ">"}, count=300)
+    time.sleep(0.3)
+    live.heartbeat(stream, held)  # still working on its 1,200
+    taker = Streams(raw, keys, "workers", "taker", claim_idle=0.2)
+    taken = []
+    for _ in range(6):
+        taken += taker.reclaim(stream, count=100)
+    assert len(taken) == 300
+    assert {int(fields[b"n"]) for _, _, fields, _ in taken} == set(range(1200, 1500))
