@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 import redis
 
-from ..engine import DEFAULT_LIMIT, Start
+from ..engine import DEFAULT_LIMIT, Engine, Start
 from ..flow import Flow
 from ..local import load_workflow
 from ..state import State
@@ -142,7 +143,7 @@ class Client:
     def archive(self, id: str) -> dict[str, Any]:
         """Everything about workflow ``id`` as JSON: definition, state, task info, log."""
         fields = self.redis.hgetall(self.keys.workflow(id))
-        if not fields:
+        if not fields or not {"flow", "run", "status", "version"} <= fields.keys():
             raise StoreError(f"no workflow {id}")
         return {
             "format": ARCHIVE_FORMAT, "id": id, "name": fields.get("name") or None, "text": fields.get("text", ""),
@@ -153,40 +154,49 @@ class Client:
         }
 
     def restore(self, archive: dict[str, Any], replace: bool = False) -> str:
-        """Bring back an archived workflow under its id; a running one has its
-        running tasks sent again. Refuses an id in use unless ``replace``."""
+        """Bring back an archived workflow under its id, in one transaction; a running one
+        has its running tasks sent again. Its version and run numbers move past any the
+        workflow had, so nothing of an earlier life of the id is mistaken for it.
+        Refuses an id in use unless ``replace``."""
         try:
-            if archive.get("format") != ARCHIVE_FORMAT:
-                raise StoreError(f"not a littleflow archive (format {archive.get('format')!r})")
+            if not isinstance(archive, dict) or archive.get("format") != ARCHIVE_FORMAT:
+                raise ValueError(f"its format is {archive.get('format') if isinstance(archive, dict) else None!r}")
             id = archive["id"]
+            if not isinstance(id, str) or not re.fullmatch(r"[\w.:-]+", id):
+                raise ValueError(f"bad workflow id {id!r}")
             flow = Flow.from_json(archive["flow"])
-            State.from_json(archive["run"]["state"]).check(len(flow))
-            fields = {"flow": flow.dumps(), "text": archive.get("text", ""), "base": archive.get("base", ""),
-                      "name": archive.get("name") or "", "limit": str(archive.get("limit", "")),
-                      "status": archive["status"], "version": str(archive["version"]),
-                      "created": repr(float(archive["created"])), "updated": repr(float(archive["updated"])),
-                      "run": json.dumps(archive["run"], ensure_ascii=False)}
-            tasks = {k: json.dumps(v, ensure_ascii=False) for k, v in archive.get("tasks", {}).items()}
-            log = [(entry["id"], {k: v for k, v in entry.items() if k != "id"}) for entry in archive.get("log", [])]
+            data = archive["run"]
+            state = State.from_json(data["state"])
+            state.check(len(flow))
+            seqs = {str(task): int(seq) for task, seq in data["seqs"].items()}
+            status, version, seq = archive["status"], int(archive["version"]), int(data["seq"])
+            if status not in STATES or status != state.status:
+                raise ValueError(f"its status {status!r} is not its state's {state.status!r}")
+            limit = int(archive["limit"]) if archive.get("limit") not in (None, "") else None
+            times = float(archive["created"]), float(archive["updated"])
+            base = str(archive.get("base") or "")
+            tasks = {str(k): json.dumps(v, ensure_ascii=False) for k, v in _mapping(archive.get("tasks", {})).items()}
+            log, last = [], (0, 0)
+            for entry in archive.get("log", []):
+                found = re.fullmatch(r"(\d+)-(\d+)", str(entry["id"]))
+                if not found or (int(found[1]), int(found[2])) <= last:
+                    raise ValueError(f"log entry id {entry['id']!r} is not a stream id after the one before")
+                last = (int(found[1]), int(found[2]))
+                log.append((entry["id"], {str(k): str(v) for k, v in entry.items() if k != "id"}))
+        except StoreError:
+            raise
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise StoreError(f"not a littleflow archive: {type(error).__name__}: {error}") from None
-        keys = self.keys
-        if self.redis.exists(keys.workflow(id)):
+        if self.redis.exists(self.keys.workflow(id)):
             if not replace:
                 raise StoreError(f"workflow {id} exists; delete it first or restore with replace")
             waits.cancel(self.store, id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(keys.workflow(id), keys.task_info(id), keys.log(id), keys.waits(id))
-        pipe.hset(keys.workflow(id), mapping=fields)
-        if tasks:
-            pipe.hset(keys.task_info(id), mapping=tasks)
-        for entry_id, entry in log:
-            pipe.xadd(keys.log(id), entry, id=entry_id)
-        pipe.zadd(keys.workflows, {id: float(archive["created"])})
-        pipe.execute()
-        self.store._flows.pop(id, None)
-        if archive["status"] == "running":
-            self.store.change(id, _resend, "restored")
+        fresh = int(time.time() * 1000)
+        run = Run(id, flow, Engine(flow, limit), state, max(version, fresh), seqs, max(seq, fresh), base, limit)
+        fields = {"flow": flow.dumps(), "text": str(archive.get("text") or ""), "base": base,
+                  "name": str(archive.get("name") or ""), "limit": "" if limit is None else str(limit),
+                  "created": repr(times[0])}
+        self.store.restore(run, fields, times, tasks, log, _resend(run) if status == "running" else [])
         return id
 
     # -- events ------------------------------------------------------------------------
@@ -272,6 +282,12 @@ def document(run: Run, info: dict[str, dict[str, Any]], created: float, updated:
 def _resend(run: Run) -> list[Start]:
     """Send again every task a restored run was running (their old messages are gone)."""
     return [Start(path, node, item, input) for (path, node, item), input in run.state.running.items()]
+
+
+def _mapping(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object, not {type(value).__name__}")
+    return value
 
 
 def _decoded(fields: dict[str, str]) -> dict[str, Any]:

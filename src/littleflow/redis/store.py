@@ -91,6 +91,7 @@ class Store:
         self.keys = keys or Keys()
         self.scripts = Scripts(client)
         self._flows: dict[str, tuple[Flow, Engine, dict, dict, str, int | None]] = {}
+        self._texts: dict[str, int] = {}  # the hash of the flow text each cached flow came from
 
     # -- reading runs ---------------------------------------------------------------
     def load(self, id: str) -> Run:
@@ -125,6 +126,8 @@ class Store:
     def _definition(self, id: str, flow_text: str | None = None, base: str | None = None,
                     limit: str | None = None) -> tuple:
         known = self._flows.get(id)
+        if known is not None and flow_text is not None and self._texts.get(id) != hash(flow_text):
+            known = None  # restored with another flow under the same id
         if known is None:
             if flow_text is None:
                 flow_text, base, limit = self.redis.hmget(self.keys.workflow(id), "flow", "base", "limit")
@@ -135,8 +138,10 @@ class Store:
             defaults, per_task = _flow_options(flow)
             known = (flow, Engine(flow, limit_value), defaults, per_task, base or "", limit_value)
             if len(self._flows) > 2000:
+                self._texts.pop(next(iter(self._flows)), None)
                 self._flows.pop(next(iter(self._flows)))
             self._flows[id] = known
+            self._texts[id] = hash(flow_text)
         return known
 
     # -- writing runs -------------------------------------------------------------------
@@ -146,7 +151,8 @@ class Store:
         run changed since it was loaded (nothing is written then)."""
         return self.committed(run, self.scripts.commit(**self.commit_call(run, step, starts, create is not None)))
 
-    def commit_call(self, run: Run, step: Step, starts: list[Start], create: bool = False) -> dict[str, Any]:
+    def commit_call(self, run: Run, step: Step, starts: list[Start], create: bool = False,
+                    restored: tuple[float, float] | None = None) -> dict[str, Any]:
         """The keys and arguments of scripts/commit.lua for one step (see :meth:`commit`);
         run them, in a pipeline with others if need be, then hand the result to :meth:`committed`."""
         now = time.time()
@@ -166,6 +172,8 @@ class Store:
             "log": [_flat(entry) for entry in step.log], "loglen": LOG_LENGTH,
             "events": [_flat(entry) for entry in step.events], "eventlen": EVENTS_LENGTH,
         }
+        if restored is not None:  # a restore: its own version, and the times it had
+            payload["version"], payload["created"], payload["time"] = run.version, *map(repr, restored)
         keys = self.keys
         return {"keys": [keys.workflow(run.id), keys.task_info(run.id), keys.ends, keys.log(run.id), keys.events,
                          keys.workflows, *streams],
@@ -221,6 +229,7 @@ class Store:
         for input, id in zip(inputs, ids or [new_id() for _ in inputs]):
             run = Run(id, flow, engine, State(flow.end), 0, base=base, limit=limit)
             self._flows[id] = (flow, engine, defaults, per_task, base, limit)
+            self._texts[id] = hash(flow_text)
             starts = engine.start(run.state, input)
             step = Step()
             step.fields = {**fields, "created": repr(time.time())}
@@ -232,6 +241,27 @@ class Store:
         for run, result in zip(runs, pipe.execute(raise_on_error=False)):
             self.committed(run, result)
         return runs
+
+    def restore(self, run: Run, fields: dict[str, str], times: tuple[float, float], tasks: dict[str, str],
+                log: list[tuple[str, dict[str, str]]], starts: list[Start]) -> None:
+        """Write an archived workflow back under its id in one transaction, replacing what
+        is there, its running tasks (``starts``) sent again."""
+        keys, id = self.keys, run.id
+        self._flows.pop(id, None)
+        self._definition(id, fields["flow"], fields["base"], fields["limit"])
+        step = Step()
+        step.fields = fields
+        step.log.append({"kind": "restored"})
+        step.events.append({"kind": "workflow", "workflow": id, "state": run.state.status})
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(keys.workflow(id), keys.task_info(id), keys.log(id), keys.waits(id))
+        if tasks:
+            pipe.hset(keys.task_info(id), mapping=tasks)
+        for entry_id, entry in log:
+            pipe.xadd(keys.log(id), entry, id=entry_id)
+        self.scripts.commit(client=pipe, **self.commit_call(run, step, starts, create=True, restored=times))
+        *_, result = pipe.execute(raise_on_error=False)
+        self.committed(run, result)
 
     def change(self, id: str, act: Any, kind: str) -> Run:
         """Apply ``act(run) -> starts`` to workflow ``id`` atomically (retrying on conflicts)."""

@@ -139,6 +139,8 @@ class Worker:
             for key, job in list(self._jobs.items()):
                 if job.future is not None and job.future.cancelled():
                     del self._jobs[key]
+                    with suppress(redis.RedisError):  # read, never started: not a delivery that counts
+                        self.raw.hincrby(self.keys.passed, f"{job.stream} {job.id}", 1)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             with self._free:

@@ -27,7 +27,7 @@ local function chunked(command, key, list, width, extra)
 end
 
 local step = cjson.decode(ARGV[3])
-local new = (tonumber(version) or 0) + 1
+local new = tonumber(step.version) or ((tonumber(version) or 0) + 1)  -- (a restore sets its own)
 -- starts first: should a write fail halfway (Redis does not roll back), the step is redone,
 -- and a start sent twice is harmless where a start lost would not be
 for _, start in ipairs(step.starts) do
@@ -44,6 +44,6 @@ for _, entry in ipairs(step.events) do
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', step.eventlen, '*', unpack(entry))
 end
 if ARGV[1] == '' then
-  redis.call('ZADD', KEYS[6], step.time, step.id)
+  redis.call('ZADD', KEYS[6], step.created or step.time, step.id)
 end
 return new
