@@ -106,6 +106,10 @@ def run_littleflow(url: str, size: int = 1000, idle_chains: int = 50) -> dict:
             idle.append(client.submit("noop → noop → noop"))
             client.wait(idle[-1], timeout=30, poll=0.002)
         idle_gaps = _gaps(client, idle)
+        began = time.time()
+        big = client.submit("*noop", list(range(20 * size)))
+        big_fanout = _ended(client, [big], began)
+        big_steps = int(client.redis.hget(client.keys.workflow(big), "version"))
     finally:
         stop.set()
         for process in processes:
@@ -113,7 +117,8 @@ def run_littleflow(url: str, size: int = 1000, idle_chains: int = 50) -> dict:
     return {"fanout_seconds": fanout, "fanout_tasks_per_s": size / fanout,
             "chains_seconds": chains, "chains_tasks_per_s": 3 * size / chains,
             "latency_median_ms": statistics.median(loaded), "latency_p95_ms": _p95(loaded),
-            "idle_latency_median_ms": statistics.median(idle_gaps), "idle_latency_p95_ms": _p95(idle_gaps)}
+            "idle_latency_median_ms": statistics.median(idle_gaps), "idle_latency_p95_ms": _p95(idle_gaps),
+            "big_fanout_size": 20 * size, "big_fanout_seconds": big_fanout, "big_fanout_steps": big_steps}
 
 
 def _p95(values: list[float]) -> float:
@@ -129,7 +134,14 @@ def table(name: str, f: dict, size: int) -> str:
         f"  {'hand-off under that load':32} median {f['latency_median_ms']:7.2f} ms  p95 {f['latency_p95_ms']:7.2f} ms",
         f"  {'hand-off, one at a time':32} median {f['idle_latency_median_ms']:7.2f} ms  "
         f"p95 {f['idle_latency_p95_ms']:7.2f} ms",
+        *([_big(f)] if "big_fanout_size" in f else []),
     ])
+
+
+def _big(f: dict) -> str:
+    label = f"fan-out {f['big_fanout_size']:,}"
+    return (f"  {label:32} {f['big_fanout_seconds']:7.3f} s {f['big_fanout_size'] / f['big_fanout_seconds']:>9,.0f}"
+            f" tasks/s  ({f['big_fanout_steps']} steps)")
 
 
 def main() -> None:

@@ -513,7 +513,7 @@ def test_garbage_and_duplicate_messages_are_set_aside_and_change_nothing(redis_u
         for stream, fields in injections(rng, rng.choice(ids), ghost):
             garbage.append((stream.encode(), raw.xadd(stream, fields)))
         raw.xadd(TASK_STREAM, ghost_start(ghost))  # runs; its end is set aside
-        copied = {entry_id for pair in copies for entry_id in pair}
+        copied = {entry_id for pair in copies for entry_id in pair} | {entry_id for _, entry_id in garbage}
         ends = [(entry_id, fields) for entry_id, fields in raw.xrange(ENDS, count=2000)
                 if fields.get(b"kind") == b"end" and fields.get(b"workflow", b"").decode(errors="replace") in cases
                 and entry_id not in copied]
