@@ -25,3 +25,16 @@ def test_a_dead_consumers_messages_behind_a_thousand_live_ones_are_taken_over(re
         taken += taker.reclaim(stream, count=100)
     assert len(taken) == 300
     assert {int(fields[b"n"]) for _, _, fields, _ in taken} == set(range(1200, 1500))
+
+
+def test_consumers_that_hold_nothing_and_are_long_silent_are_forgotten(redis_url):
+    raw = redis.Redis.from_url(redis_url)
+    stream = "lf:tasks:y"
+    one = Streams(raw, Keys(), "workers", "one")
+    one.join(stream)
+    raw.xadd(stream, {"n": 1})
+    raw.xreadgroup("workers", "gone", {stream: ">"}, count=1)  # "gone" holds one message
+    raw.xreadgroup("workers", "idle", {stream: ">"}, count=1)  # "idle" holds nothing
+    time.sleep(0.05)
+    one.forget_idle_consumers(stream, idle=0.01)
+    assert sorted(c["name"] for c in raw.xinfo_consumers(stream, "workers")) == [b"gone"]

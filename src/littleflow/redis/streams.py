@@ -73,6 +73,7 @@ class Streams:
             self._next_trim = now + 5.0
             for stream in streams:
                 self.trim(stream)
+                self.forget_idle_consumers(stream)
         return claimed
 
     def reclaim(self, stream: str, count: int = 100) -> list[tuple[str, str, dict, int]]:
@@ -124,6 +125,17 @@ class Streams:
         pipe.xadd(self.keys.dead, entry, maxlen=DEAD_LENGTH, approximate=True)
         pipe.xack(stream, self.group, message_id)
         pipe.execute()
+
+    def forget_idle_consumers(self, stream: str, idle: float = 3600.0) -> None:
+        """Remove consumers of the group that hold nothing and were not heard from for ``idle`` s."""
+        try:
+            consumers = self.raw.xinfo_consumers(stream, self.group)
+        except redis.ResponseError:
+            return
+        for consumer in consumers:
+            name = _text(consumer["name"])
+            if name != self.consumer and consumer["pending"] == 0 and consumer["idle"] > idle * 1000:
+                self.raw.xgroup_delconsumer(stream, self.group, name)
 
     def trim(self, stream: str) -> None:
         """Drop entries older than anything still pending or not yet delivered to the group."""
