@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from littleflow.redis.client import Client
+from littleflow.redis.protocol import Keys
 from littleflow.redis.server import free_port
 from littleflow.redis.store import StoreError
 from littleflow.tasks import Registry
@@ -86,6 +87,25 @@ def test_list_filters_by_state_and_name(four, client):
     assert [w["id"] for w in client.list(offset=1, count=2)] == [four["failed"], four["terminated"]]
     with pytest.raises(StoreError, match="unknown state"):
         client.list(state="sleeping")
+
+
+def test_the_state_indexes_follow_every_change_and_page(four, client, raw):
+    finished = [client.submit("A", {"n": n}) for n in range(5)]
+    for id in finished:
+        client.wait(id, timeout=10)
+    ids = [four["finished"], *finished]
+    assert [w["id"] for w in client.list(state="finished")] == ids
+    assert [w["id"] for w in client.list(state="finished", offset=2, count=2)] == ids[2:4]
+    client.resume(four["terminated"])  # terminated → running
+    assert client.list(state="terminated") == []
+    archive = client.archive(four["failed"])
+    client.delete(four["failed"])
+    assert client.list(state="failed") == []
+    client.restore(archive)
+    assert [w["id"] for w in client.list(state="failed")] == [four["failed"]]
+    states = ("running", "finished", "failed", "terminated")
+    indexed = sorted(id for state in states for id in raw.zrange(Keys().by_state(state), 0, -1))
+    assert indexed == sorted(w["id"] for w in client.list())  # each workflow in one index
 
 
 @pytest.mark.parametrize("state", ["finished", "failed", "terminated"])

@@ -95,8 +95,10 @@ class Client:
         """Workflows, oldest first: id, name, state, created, updated; filtered by state and flow name."""
         if state is not None and state not in STATES:
             raise StoreError(f"unknown state {state!r} (one of {', '.join(STATES)})")
-        found = [s for s in self.store.summaries(self.store.ids())
-                 if (state is None or s["state"] == state) and (name is None or s["name"] == name)]
+        if name is None:  # the indexes page by themselves (one may have changed state since)
+            return [s for s in self.store.summaries(self.store.ids(offset, -1 if count is None else count, state))
+                    if state is None or s["state"] == state]
+        found = [s for s in self.store.summaries(self.store.ids(state=state)) if s["name"] == name]
         return found[offset:None if count is None else offset + count]
 
     # -- steering ---------------------------------------------------------------------
@@ -137,6 +139,8 @@ class Client:
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(keys.workflow(id), keys.task_info(id), keys.log(id), keys.waits(id))
         pipe.zrem(keys.workflows, id)
+        for state in STATES:
+            pipe.zrem(keys.by_state(state), id)
         pipe.execute()
 
     # -- archives -----------------------------------------------------------------------

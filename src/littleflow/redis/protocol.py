@@ -39,6 +39,10 @@ class Keys:
         self.workers = p + "workers"  # hash: worker name -> JSON of what it serves, last seen
         self.passed = p + "passed"  # hash: "stream id" -> times a worker without the task passed it by
 
+    def by_state(self, state: str) -> str:
+        """Sorted set: the ids of the workflows in ``state``, by submit time."""
+        return f"{self.prefix}:state:{state}"
+
     def tasks(self, namespace: str) -> str:
         """The start-task stream of a namespace (``""`` for plain names)."""
         return f"{self.prefix}:tasks:{namespace}"

@@ -176,7 +176,7 @@ class Store:
             payload["version"], payload["created"], payload["time"] = run.version, *map(repr, restored)
         keys = self.keys
         return {"keys": [keys.workflow(run.id), keys.task_info(run.id), keys.ends, keys.log(run.id), keys.events,
-                         keys.workflows, *streams],
+                         keys.workflows, *(keys.by_state(state) for state in STATES), *streams],
                 "args": ["" if create else str(run.version), run.blob(),
                          json.dumps(payload, ensure_ascii=False, separators=(",", ":"))]}
 
@@ -255,6 +255,8 @@ class Store:
         step.events.append({"kind": "workflow", "workflow": id, "state": run.state.status})
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(keys.workflow(id), keys.task_info(id), keys.log(id), keys.waits(id))
+        for state in STATES:
+            pipe.zrem(keys.by_state(state), id)
         if tasks:
             pipe.hset(keys.task_info(id), mapping=tasks)
         for entry_id, entry in log:
@@ -281,9 +283,10 @@ class Store:
         raise StoreError(f"workflow {id} keeps changing; try again")
 
     # -- reading what is there --------------------------------------------------------
-    def ids(self, start: int = 0, count: int = -1) -> list[str]:
-        """Workflow ids, oldest first."""
-        return self.redis.zrange(self.keys.workflows, start, -1 if count < 0 else start + count - 1)
+    def ids(self, start: int = 0, count: int = -1, state: str | None = None) -> list[str]:
+        """Workflow ids (of those in ``state``), oldest first."""
+        key = self.keys.workflows if state is None else self.keys.by_state(state)
+        return self.redis.zrange(key, start, -1 if count < 0 else start + count - 1)
 
     def summaries(self, ids: list[str]) -> list[dict[str, Any]]:
         """id, name, state and times of each workflow (skipping those gone)."""

@@ -1,4 +1,5 @@
--- commit: KEYS = workflow, task info, end stream, log, events, index, start streams…
+-- commit: KEYS = workflow, task info, end stream, log, events, index, the index of each
+--         state (running, finished, failed, terminated), start streams…
 --         ARGV = expected version ("" to create), run JSON, step JSON
 -- One step of a workflow, all or nothing: write its run, ack the ends it applied,
 -- queue the starts it made, record task info, log and events. Returns the new
@@ -6,6 +7,7 @@
 -- creating an id that exists, -2 when the workflow is gone.
 local workflow = KEYS[1]
 local version = redis.call('HGET', workflow, 'version')
+local STATES = {running = 7, finished = 8, failed = 9, terminated = 10}
 if ARGV[1] == '' then
   if version then return -1 end
 elseif not version then
@@ -31,9 +33,15 @@ local new = tonumber(step.version) or ((tonumber(version) or 0) + 1)  -- (a rest
 -- starts first: should a write fail halfway (Redis does not roll back), the step is redone,
 -- and a start sent twice is harmless where a start lost would not be
 for _, start in ipairs(step.starts) do
-  redis.call('XADD', KEYS[6 + start[1]], '*', unpack(start[2]))
+  redis.call('XADD', KEYS[10 + start[1]], '*', unpack(start[2]))
 end
+local was = redis.call('HGET', workflow, 'status')
 redis.call('HSET', workflow, 'run', ARGV[2], 'version', new, 'status', step.status, 'updated', step.time)
+if was ~= step.status then  -- the workflow moves to the index of its new state
+  if was and STATES[was] then redis.call('ZREM', KEYS[STATES[was]], step.id) end
+  local created = step.created or redis.call('ZSCORE', KEYS[6], step.id) or step.time
+  redis.call('ZADD', KEYS[STATES[step.status]], created, step.id)
+end
 if #step.fields > 0 then chunked('HSET', workflow, step.fields, 2) end
 if #step.acks > 0 then chunked('XACK', KEYS[3], step.acks, 1, step.group) end
 if #step.tasks > 0 then chunked('HSET', KEYS[2], step.tasks, 2) end
