@@ -1,0 +1,173 @@
+"""The REST API: submit, watch and steer workflows on Redis over HTTP.
+
+``GET /workflows/{id}`` answers the same document as ``littleflow status ID --json``.
+Errors are RFC 9457 problem documents; nothing a request carries can run code on the
+server (a flow names tasks; its YAML is plain data).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+from fastapi import Body, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from .. import __version__
+from ..compiler import Compiler
+from ..errors import FlowError
+from ..flow import Flow
+from ..parser import Parser
+from ..redis.client import Client
+from ..redis.store import STATES, StoreError
+from .problems import Problem, on_problem, response
+
+#: The largest request body accepted, in bytes.
+MAX_BODY = 10 * 1024 * 1024
+
+
+def create_app(url: str | None = None, prefix: str = "lf", client: Client | None = None) -> FastAPI:
+    """The API of the littleflow system on the Redis at ``url``."""
+    client = client or Client(url, prefix)
+    app = FastAPI(title="littleflow", version=__version__, docs_url=None, redoc_url=None,
+                  description="Submit, watch and steer littleflow workflows.")
+    app.add_exception_handler(Problem, on_problem)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return response(request, 422, "Invalid request", f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, error: StoreError) -> JSONResponse:
+        status = 404 if str(error).startswith("no workflow") else 409
+        return response(request, status, "Not found" if status == 404 else "Conflict", str(error))
+
+    @app.exception_handler(redis.RedisError)
+    async def redis_down(request: Request, error: redis.RedisError) -> JSONResponse:
+        return response(request, 503, "Store unavailable", f"cannot reach Redis: {' '.join(str(error).split())}")
+
+    @app.middleware("http")
+    async def limit_size(request: Request, call_next: Any) -> Response:
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > MAX_BODY):
+            return response(request, 413, "Request too large", f"the body may be at most {MAX_BODY:,} bytes")
+        return await call_next(request)
+
+    @app.get("/health", tags=["system"])
+    def health() -> dict[str, str]:
+        """The API process answers."""
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["system"], responses={503: {"description": "Redis cannot be reached"}})
+    def ready() -> dict[str, str]:
+        """The API can reach its Redis."""
+        client.redis.ping()
+        return {"status": "ready"}
+
+    @app.get("/workflows", tags=["workflows"])
+    def list_workflows(state: str | None = Query(None, description="running, finished, failed or terminated"),
+                       name: str | None = Query(None, description="the flow's @flow name"),
+                       offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        """Workflows, oldest first, a page at a time."""
+        if state is not None and state not in STATES:
+            raise Problem(422, "Invalid request", f"state must be one of {', '.join(STATES)}, not {state!r}")
+        return {"workflows": client.list(state, name, offset, limit), "offset": offset, "limit": limit}
+
+    @app.post("/workflows", status_code=201, tags=["workflows"],
+              openapi_extra={"requestBody": {"content": {
+                  "application/json": {"schema": {"type": "object", "required": ["flow"], "properties": {
+                      "flow": {"type": "string", "description": "flow text"},
+                      "input": {"description": "the flow's input (default {})"}}}},
+                  "text/plain": {"schema": {"type": "string", "description": "flow text; the input is {}"}}},
+                  "required": True}})
+    async def submit(request: Request) -> dict[str, Any]:
+        """Start a workflow: a JSON body ``{"flow": TEXT, "input": VALUE}``, or the flow text as text/plain."""
+        flow_text, input = await _submission(request)
+        flow = _compile(flow_text)
+        try:
+            id = client.submit(flow, input, text=flow_text)
+        except ValueError as error:  # the @flow run-time options
+            raise Problem(422, "Invalid flow options", str(error)) from None
+        return {"id": id, "state": "running", "url": f"/workflows/{id}"}
+
+    @app.get("/workflows/{id}", tags=["workflows"])
+    def status(id: str) -> dict[str, Any]:
+        """A workflow's state, output, error, times and every node (as ``littleflow status ID --json``)."""
+        return client.status(id)
+
+    @app.post("/workflows/{id}/terminate", tags=["workflows"])
+    def terminate(id: str) -> dict[str, Any]:
+        """Start nothing new; running tasks are told to cancel."""
+        return client.terminate(id)
+
+    @app.post("/workflows/{id}/resume", tags=["workflows"])
+    def resume(id: str) -> dict[str, Any]:
+        """Continue a failed or terminated workflow."""
+        return client.resume(id)
+
+    @app.delete("/workflows/{id}", status_code=204, tags=["workflows"])
+    def delete(id: str) -> Response:
+        """Forget a workflow that is not running."""
+        client.delete(id)
+        return Response(status_code=204)
+
+    @app.get("/workflows/{id}/archive", tags=["archives"])
+    def archive(id: str) -> Response:
+        """Everything about a workflow as JSON, to download."""
+        body = json.dumps(client.archive(id), ensure_ascii=False)
+        return Response(body, media_type="application/json",
+                        headers={"Content-Disposition": f'attachment; filename="{id}.json"'})
+
+    @app.post("/archives", status_code=201, tags=["archives"])
+    def restore(archive: dict[str, Any] = Body(...), replace: bool = Query(False)) -> dict[str, Any]:
+        """Bring back an archived workflow."""
+        id = client.restore(archive, replace)
+        return {"id": id, "url": f"/workflows/{id}"}
+
+    @app.post("/events/{event}", tags=["events"])
+    def send(event: str, data: Any = Body(None)) -> dict[str, Any]:
+        """Send an event: the wait:event tasks waiting for it (and matching its data) end."""
+        try:
+            return {"event": event, "ended": client.send(event, data)}
+        except ValueError as error:
+            raise Problem(422, "Invalid event", str(error)) from None
+
+    @app.post("/compile", tags=["flows"],
+              openapi_extra={"requestBody": {"content": {"text/plain": {"schema": {"type": "string"}}},
+                                             "required": True}})
+    async def compile_only(request: Request) -> dict[str, Any]:
+        """Compile flow text without running it: its graph, or its errors with line and column."""
+        text = (await request.body()).decode("utf-8", "replace")
+        return _compile(text).to_json()
+
+    return app
+
+
+async def _submission(request: Request) -> tuple[str, Any]:
+    body = await request.body()
+    kind = request.headers.get("content-type", "").split(";")[0].strip()
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Problem(400, "Bad request", "the body is not UTF-8 text") from None
+    if kind == "text/plain":
+        return text, None
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise Problem(400, "Bad request", f"the body is not JSON: {error}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("flow"), str):
+        raise Problem(422, "Invalid request", 'the body must be {"flow": TEXT, "input": VALUE}')
+    return data["flow"], data.get("input")
+
+
+def _compile(text: str) -> Flow:
+    try:
+        return Compiler().compile(Parser().parse(text, "<request>"))
+    except FlowError as error:
+        raise Problem(422, "Invalid flow", f"{error.line}:{error.column}: {error.message}",
+                      errors=[{"line": error.line, "column": error.column, "message": error.message}]) from None

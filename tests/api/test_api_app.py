@@ -1,0 +1,170 @@
+"""The REST API served by a real uvicorn server, on a real Redis, with real engine and workers."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from littleflow.api import create_app
+from littleflow.redis import Client, Services
+from littleflow.redis.server import free_port
+from littleflow.tasks import Registry
+
+
+@pytest.fixture
+def api(redis_url):
+    """(base URL of the API, Client) with an engine, the built-in tasks and tasks A and boom running."""
+    registry = Registry()
+    registry.add("A", lambda input: {"a": input})
+    registry.add("boom", lambda input: 1 / 0)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(redis_url), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    with Services(redis_url, tasks=registry, claim_idle=1.0):
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "the API server did not start"
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}", Client(redis_url)
+        server.should_exit = True
+        thread.join(5)
+
+
+def finished(http, base, id):
+    deadline = time.monotonic() + 10
+    while (document := http.get(f"{base}/workflows/{id}").json())["state"] == "running":
+        assert time.monotonic() < deadline, "still running"
+        time.sleep(0.02)
+    return document
+
+
+def test_submit_json_then_the_status_is_the_cli_document(api):
+    base, client = api
+    with httpx.Client() as http:
+        answer = http.post(f"{base}/workflows", json={"flow": "A → A", "input": {"k": 1}})
+        assert answer.status_code == 201
+        id = answer.json()["id"]
+        document = finished(http, base, id)
+    assert document["output"] == {"a": {"a": {"k": 1}}}
+    assert document == client.status(id)
+
+
+def test_submit_plain_text(api):
+    base, _ = api
+    with httpx.Client() as http:
+        id = http.post(f"{base}/workflows", content="A", headers={"content-type": "text/plain"}).json()["id"]
+        assert finished(http, base, id)["output"] == {"a": {}}
+
+
+def test_bad_flow_text_is_a_problem_with_line_and_column(api):
+    base, _ = api
+    answer = httpx.post(f"{base}/workflows", json={"flow": "A → { B"})
+    assert answer.status_code == 422
+    assert answer.headers["content-type"] == "application/problem+json"
+    problem = answer.json()
+    assert problem["title"] == "Invalid flow" and problem["status"] == 422
+    assert problem["errors"][0]["line"] == 1 and problem["errors"][0]["column"] == 5
+    assert "Traceback" not in answer.text
+
+
+@pytest.mark.parametrize("body, status", [("not json", 400), ('{"input": 1}', 422), ("[1, 2]", 422)])
+def test_bad_bodies_are_problems(api, body, status):
+    base, _ = api
+    answer = httpx.post(f"{base}/workflows", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == status and answer.json()["status"] == status
+
+
+def test_unknown_workflows_are_404(api):
+    base, _ = api
+    for method, path in (("GET", "/workflows/nope"), ("POST", "/workflows/nope/terminate"),
+                         ("POST", "/workflows/nope/resume"), ("DELETE", "/workflows/nope"),
+                         ("GET", "/workflows/nope/archive")):
+        answer = httpx.request(method, base + path)
+        assert answer.status_code == 404, path
+        assert answer.json()["detail"] == "no workflow nope"
+
+
+def test_a_failure_terminate_resume_and_an_event(api):
+    base, _ = api
+    with httpx.Client() as http:
+        failed = http.post(f"{base}/workflows", json={"flow": "boom"}).json()["id"]
+        document = finished(http, base, failed)
+        assert document["state"] == "failed" and document["error"]["error"] == "ZeroDivisionError: division by zero"
+        waiting = http.post(f"{base}/workflows", json={"flow": 'wait:event ({"event": "go"}) → A'}).json()["id"]
+        assert http.post(f"{base}/workflows/{waiting}/terminate").json()["state"] == "terminated"
+        assert http.post(f"{base}/workflows/{waiting}/terminate").status_code == 409
+        assert http.post(f"{base}/workflows/{waiting}/resume").json()["state"] == "running"
+        deadline = time.monotonic() + 10
+        while http.post(f"{base}/events/go", json={"by": "api"}).json()["ended"] == 0:
+            assert time.monotonic() < deadline, "the waiter never listened"
+            time.sleep(0.05)
+        assert finished(http, base, waiting)["output"] == {"a": {"by": "api"}}
+
+
+def test_list_pages_and_filters(api):
+    base, _ = api
+    with httpx.Client() as http:
+        ids = [http.post(f"{base}/workflows", json={"flow": "A", "input": n}).json()["id"] for n in range(3)]
+        for id in ids:
+            finished(http, base, id)
+        page = http.get(f"{base}/workflows", params={"state": "finished", "offset": 1, "limit": 1}).json()
+        assert [w["id"] for w in page["workflows"]] == ids[1:2]
+        assert http.get(f"{base}/workflows", params={"state": "sleeping"}).status_code == 422
+
+
+def test_archive_delete_restore(api):
+    base, _ = api
+    with httpx.Client() as http:
+        id = http.post(f"{base}/workflows", json={"flow": "A"}).json()["id"]
+        before = finished(http, base, id)
+        archive = http.get(f"{base}/workflows/{id}/archive")
+        assert archive.headers["content-disposition"] == f'attachment; filename="{id}.json"'
+        assert http.delete(f"{base}/workflows/{id}").status_code == 204
+        assert http.get(f"{base}/workflows/{id}").status_code == 404
+        assert http.post(f"{base}/archives", json=archive.json()).json()["id"] == id
+        assert http.get(f"{base}/workflows/{id}").json() == before
+        assert http.post(f"{base}/archives", json=archive.json()).status_code == 409
+
+
+def test_compile_preview_runs_nothing(api):
+    base, client = api
+    answer = httpx.post(f"{base}/compile", content="A → B", headers={"content-type": "text/plain"})
+    assert answer.status_code == 200 and [n.get("name") for n in answer.json()["nodes"]][1:3] == ["A", "B"]
+    assert client.list() == []
+    assert httpx.post(f"{base}/compile", content="A →").status_code == 422
+
+
+def test_health_readiness_and_openapi(api):
+    base, _ = api
+    assert httpx.get(f"{base}/health").json() == {"status": "ok"}
+    assert httpx.get(f"{base}/ready").json() == {"status": "ready"}
+    paths = httpx.get(f"{base}/openapi.json").json()["paths"]
+    assert {"/workflows", "/workflows/{id}", "/events/{event}", "/compile", "/archives"} <= paths.keys()
+
+
+def test_a_body_too_large_is_refused(api):
+    base, _ = api
+    answer = httpx.post(f"{base}/workflows", content=b"x" * (10 * 1024 * 1024 + 1),
+                        headers={"content-type": "text/plain"})
+    assert answer.status_code == 413
+
+
+def test_readiness_fails_when_redis_is_gone(own_redis_server):
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(own_redis_server.url), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    own_redis_server.stop()
+    answer = httpx.get(f"http://127.0.0.1:{port}/ready")
+    assert answer.status_code == 503 and answer.json()["title"] == "Store unavailable"
+    assert httpx.get(f"http://127.0.0.1:{port}/workflows/x").status_code == 503
+    server.should_exit = True
+    thread.join(5)

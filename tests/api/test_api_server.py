@@ -1,0 +1,47 @@
+"""`littleflow serve --api HOST:PORT` serves the API beside the engine and workers."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from littleflow.api.server import ApiServer
+from littleflow.redis.server import free_port
+
+
+def test_serve_with_api_answers_and_runs_workflows(redis_url):
+    port = free_port()
+    env = {**os.environ, "LITTLEFLOW_REDIS_URL": redis_url}
+    process = subprocess.Popen([sys.executable, "-m", "littleflow", "serve", "--api", f"127.0.0.1:{port}"],
+                               env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None, "the API never answered"
+            time.sleep(0.1)
+        id = httpx.post(f"http://127.0.0.1:{port}/workflows", json={"flow": "wait:delay (- duration: 0 -)",
+                                                                     "input": {"k": 1}}).json()["id"]
+        while (document := httpx.get(f"http://127.0.0.1:{port}/workflows/{id}").json())["state"] == "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert document["output"] == {"k": 1}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "example.org"])
+def test_the_api_listens_on_loopback_only_until_it_has_authentication(host):
+    with pytest.raises(ValueError, match="loopback addresses only"):
+        ApiServer("redis://127.0.0.1:6379/0", "lf", host, 8080)
