@@ -168,3 +168,29 @@ def test_readiness_fails_when_redis_is_gone(own_redis_server):
     assert httpx.get(f"http://127.0.0.1:{port}/workflows/x").status_code == 503
     server.should_exit = True
     thread.join(5)
+
+
+def test_graph_as_json_and_mermaid_coloured_by_status(api):
+    base, _ = api
+    with httpx.Client() as http:
+        id = http.post(f"{base}/workflows", json={"flow": "A → boom"}).json()["id"]
+        finished(http, base, id)
+        graph = http.get(f"{base}/workflows/{id}/graph").json()
+        assert [(n["name"], n["status"]) for n in graph["nodes"]][1:3] == [("A", "done"), ("boom", "failed")]
+        assert graph["edges"]
+        mermaid = http.get(f"{base}/workflows/{id}/graph", params={"format": "mermaid"})
+        assert mermaid.headers["content-type"].startswith("text/plain")
+        assert mermaid.text.startswith("stateDiagram-v2") and "classDef failed" in mermaid.text
+        assert http.get(f"{base}/workflows/{id}/graph", params={"format": "svg"}).status_code == 422
+
+
+def test_metrics_count_workflows_by_state_and_queue_depths(api):
+    base, _ = api
+    with httpx.Client() as http:
+        finished(http, base, http.post(f"{base}/workflows", json={"flow": "A"}).json()["id"])
+        http.post(f"{base}/workflows", json={"flow": "nobody:serves"})
+        text = http.get(f"{base}/metrics").text
+    assert 'littleflow_workflows{state="finished"} 1' in text
+    assert 'littleflow_workflows{state="running"} 1' in text
+    assert 'littleflow_stream_messages{stream="lf:tasks:nobody"} 1' in text
+    assert "# TYPE littleflow_stream_pending gauge" in text

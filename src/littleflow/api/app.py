@@ -13,15 +13,16 @@ from typing import Any
 import redis
 from fastapi import Body, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
-from .. import __version__
+from .. import __version__, diagram
 from ..compiler import Compiler
 from ..errors import FlowError
 from ..flow import Flow
 from ..parser import Parser
 from ..redis.client import Client
 from ..redis.store import STATES, StoreError
+from .metrics import prometheus
 from .problems import Problem, on_problem, response
 
 #: The largest request body accepted, in bytes.
@@ -98,6 +99,25 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
     def status(id: str) -> dict[str, Any]:
         """A workflow's state, output, error, times and every node (as ``littleflow status ID --json``)."""
         return client.status(id)
+
+    @app.get("/workflows/{id}/graph", tags=["workflows"],
+             responses={200: {"content": {"text/plain": {}, "application/json": {}}}})
+    def graph(id: str, format: str = Query("json", pattern="^(json|mermaid)$")) -> Response:
+        """The workflow's graph: Mermaid coloured by node status, or JSON (the compiled
+        flow, each node with its status)."""
+        run = client.store.load(id)
+        statuses = {node["id"]: node["status"] for node in client.status(id)["nodes"]}
+        if format == "mermaid":
+            return Response(diagram.mermaid(run.flow, status=statuses), media_type="text/plain; charset=utf-8")
+        body = run.flow.to_json()
+        for node in body["nodes"]:
+            node["status"] = statuses.get(node["id"], "waiting")
+        return JSONResponse(body)
+
+    @app.get("/metrics", tags=["system"], response_class=PlainTextResponse)
+    def metrics() -> str:
+        """Prometheus metrics: workflows by state, and the depth of each task queue."""
+        return prometheus(client.counts(), client.queues())
 
     @app.post("/workflows/{id}/terminate", tags=["workflows"])
     def terminate(id: str) -> dict[str, Any]:

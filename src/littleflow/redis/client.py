@@ -252,6 +252,28 @@ class Client:
                                  f"and no worker serves {where}")
         return hints
 
+    def counts(self) -> dict[str, int]:
+        """How many workflows are in each state."""
+        pipe = self.redis.pipeline(transaction=False)
+        for state in STATES:
+            pipe.zcard(self.keys.by_state(state))
+        return dict(zip(STATES, pipe.execute()))
+
+    def queues(self) -> dict[str, dict[str, int]]:
+        """Each stream (task namespaces, ends, dead letters): messages in it, and those handed
+        out but not yet acknowledged."""
+        streams = [self.keys.ends, self.keys.dead, *sorted(self.redis.scan_iter(self.keys.tasks("*"), _type="stream"))]
+        found = {}
+        for stream in streams:
+            length = self.redis.xlen(stream)
+            pending = 0
+            try:
+                pending = sum(group["pending"] for group in self.redis.xinfo_groups(stream))
+            except redis.ResponseError:  # no such stream yet
+                pass
+            found[stream] = {"length": length, "pending": pending}
+        return found
+
     def ping(self) -> None:
         """Raise :class:`StoreError` unless Redis answers."""
         try:
