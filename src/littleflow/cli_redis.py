@@ -672,6 +672,8 @@ def events_command(target: Target, follow: bool, as_json: bool) -> None:
     saved = {number: signal.signal(number, quit_quietly) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         for entry in client.events(follow=follow):
+            if entry is None:  # a quiet second
+                continue
             moment = event_time(entry["id"])
             if as_json:
                 echo_json({"time": moment, **entry})

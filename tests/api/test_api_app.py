@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -194,3 +195,21 @@ def test_metrics_count_workflows_by_state_and_queue_depths(api):
     assert 'littleflow_workflows{state="running"} 1' in text
     assert 'littleflow_stream_messages{stream="lf:tasks:nobody"} 1' in text
     assert "# TYPE littleflow_stream_pending gauge" in text
+
+
+def test_the_event_stream_shows_state_changes_and_events_as_they_happen(api):
+    base, _ = api
+    seen = []
+    with httpx.Client(timeout=10) as http, http.stream("GET", f"{base}/events") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = stream.iter_lines()
+        assert next(lines) == ": littleflow events"
+        id = http.post(f"{base}/workflows", json={"flow": "A"}).json()["id"]
+        http.post(f"{base}/events/hello", json={"x": 1})
+        for line in lines:
+            if line.startswith("data: "):
+                seen.append(json.loads(line[6:]))
+            if {"kind": "event", "event": "hello", "data": {"x": 1}} in seen and \
+                    any(e.get("workflow") == id and e.get("state") == "finished" for e in seen):
+                break
+    assert any(e.get("workflow") == id and e.get("state") == "running" for e in seen)

@@ -13,7 +13,7 @@ from typing import Any
 import redis
 from fastapi import Body, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from .. import __version__, diagram
 from ..compiler import Compiler
@@ -27,6 +27,8 @@ from .problems import Problem, on_problem, response
 
 #: The largest request body accepted, in bytes.
 MAX_BODY = 10 * 1024 * 1024
+#: Seconds between keep-alive comments on an idle event stream.
+HEARTBEAT = 15.0
 
 
 def create_app(url: str | None = None, prefix: str = "lf", client: Client | None = None) -> FastAPI:
@@ -147,6 +149,26 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
         """Bring back an archived workflow."""
         id = client.restore(archive, replace)
         return {"id": id, "url": f"/workflows/{id}"}
+
+    @app.get("/events", tags=["events"], response_class=StreamingResponse,
+             responses={200: {"content": {"text/event-stream": {}}}})
+    def events(since: str = Query("$", pattern=r"^(\$|0|\d+-\d+)$",
+                                  description="an event id to go on after; $ (default): only new ones")) -> Response:
+        """A live stream (Server-Sent Events) of the events sent and the workflows' state changes."""
+        last = client.redis.xrevrange(client.keys.events, count=1) if since == "$" else None
+        start = last[0][0] if last else ("0" if since == "$" else since)
+
+        def stream() -> Any:
+            yield ": littleflow events\n\n"
+            for event in client.events(follow=True, since=start, block=HEARTBEAT):
+                if event is None:
+                    yield ": still here\n\n"
+                    continue
+                id = event.pop("id")
+                yield f"id: {id}\nevent: {event.get('kind', 'message')}\ndata: {json.dumps(event)}\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.post("/events/{event}", tags=["events"])
     def send(event: str, data: Any = Body(None)) -> dict[str, Any]:

@@ -21,7 +21,8 @@ class ApiServer:
             raise ValueError(f"the API listens on loopback addresses only for now (127.0.0.1, ::1), not {host}")
         self.host, self.port = host, port
         self.server = uvicorn.Server(uvicorn.Config(create_app(url, prefix), host=host, port=port,
-                                                    log_level="warning", access_log=False))
+                                                    log_level="warning", access_log=False,
+                                                    timeout_graceful_shutdown=5))
 
     def run(self, stop: threading.Event) -> None:
         threading.Thread(target=lambda: (stop.wait(), setattr(self.server, "should_exit", True)),

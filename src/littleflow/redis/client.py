@@ -209,8 +209,9 @@ class Client:
         Returns how many tasks it ended."""
         return waits.send(self.store, event, {} if data is None else data)
 
-    def events(self, follow: bool = False, since: str = "0", block: float = 1.0) -> Iterator[dict[str, Any]]:
-        """Events sent and workflow state changes, oldest first; with ``follow``, wait for more."""
+    def events(self, follow: bool = False, since: str = "0", block: float = 1.0) -> Iterator[dict[str, Any] | None]:
+        """Events sent and workflow state changes after ``since``, oldest first; with
+        ``follow``, wait for more, giving ``None`` after each ``block`` seconds without any."""
         last = since
         while True:
             found = self.redis.xread({self.keys.events: last}, count=500,
@@ -219,8 +220,10 @@ class Client:
             for entry_id, fields in entries:
                 last = entry_id
                 yield {"id": entry_id, **_decoded(fields)}
-            if not follow and not entries:
-                return
+            if not entries:
+                if not follow:
+                    return
+                yield None
 
     def dead(self, count: int = 100) -> list[dict[str, Any]]:
         """The newest messages set aside (dead letters), newest first."""
