@@ -213,3 +213,39 @@ def test_the_event_stream_shows_state_changes_and_events_as_they_happen(api):
                     any(e.get("workflow") == id and e.get("state") == "finished" for e in seen):
                 break
     assert any(e.get("workflow") == id and e.get("state") == "running" for e in seen)
+
+
+READ, ADMIN = "r" * 24, "a" * 24
+
+
+@pytest.fixture
+def guarded(redis_url):
+    from littleflow.api.auth import Tokens
+
+    port = free_port()
+    app = create_app(redis_url, tokens=Tokens.parse(f"read:{READ}, admin:{ADMIN}", "test"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(5)
+
+
+def test_with_tokens_reading_needs_a_read_token_and_changing_an_admin_one(guarded):
+    base = guarded
+
+    def bearer(token):
+        return {"authorization": f"Bearer {token}"}
+
+    assert httpx.get(f"{base}/health").status_code == 200  # the probes stay open
+    unauthorized = httpx.get(f"{base}/workflows")
+    assert unauthorized.status_code == 401 and unauthorized.headers["www-authenticate"] == "Bearer"
+    assert unauthorized.json()["title"] == "Unauthorized"
+    assert httpx.get(f"{base}/workflows", headers=bearer("wrong-token-of-some-length")).status_code == 401
+    assert httpx.get(f"{base}/workflows", headers=bearer(READ)).status_code == 200
+    refused = httpx.post(f"{base}/workflows", json={"flow": "A"}, headers=bearer(READ))
+    assert refused.status_code == 403 and "admin" in refused.json()["detail"]
+    assert httpx.post(f"{base}/workflows", json={"flow": "A"}, headers=bearer(ADMIN)).status_code == 201

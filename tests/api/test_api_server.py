@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 
+from littleflow.api.auth import Tokens
 from littleflow.api.server import ApiServer
 from littleflow.redis.server import free_port
 
@@ -42,6 +43,19 @@ def test_serve_with_api_answers_and_runs_workflows(redis_url):
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "example.org"])
-def test_the_api_listens_on_loopback_only_until_it_has_authentication(host):
-    with pytest.raises(ValueError, match="loopback addresses only"):
+def test_beyond_loopback_the_api_needs_tokens(host):
+    with pytest.raises(ValueError, match="needs tokens"):
         ApiServer("redis://127.0.0.1:6379/0", "lf", host, 8080)
+    ApiServer("redis://127.0.0.1:6379/0", "lf", host, 8080, Tokens.parse("admin:" + "s" * 20, "test"))
+
+
+@pytest.mark.parametrize("text", ["admin:short", "root:" + "x" * 20, "no-colon-here-at-all"])
+def test_bad_token_entries_are_refused_with_where(text):
+    with pytest.raises(ValueError, match="tokens.txt: entry 1 must be read:TOKEN or admin:TOKEN"):
+        Tokens.parse(text, "tokens.txt")
+
+
+def test_tokens_are_kept_only_as_digests():
+    tokens = Tokens.parse("read:" + "r" * 20 + "\n# a comment\nadmin:" + "a" * 20, "test")
+    assert tokens.scope("r" * 20) == "read" and tokens.scope("a" * 20) == "admin" and tokens.scope("x") is None
+    assert "r" * 20 not in repr(vars(tokens))

@@ -22,6 +22,7 @@ from ..flow import Flow
 from ..parser import Parser
 from ..redis.client import Client
 from ..redis.store import STATES, StoreError
+from .auth import Tokens
 from .metrics import prometheus
 from .problems import Problem, on_problem, response
 
@@ -29,10 +30,14 @@ from .problems import Problem, on_problem, response
 MAX_BODY = 10 * 1024 * 1024
 #: Seconds between keep-alive comments on an idle event stream.
 HEARTBEAT = 15.0
+#: What needs no token: the probes of a process supervisor.
+OPEN_PATHS = ("/health", "/ready")
 
 
-def create_app(url: str | None = None, prefix: str = "lf", client: Client | None = None) -> FastAPI:
-    """The API of the littleflow system on the Redis at ``url``."""
+def create_app(url: str | None = None, prefix: str = "lf", client: Client | None = None,
+               tokens: Tokens | None = None) -> FastAPI:
+    """The API of the littleflow system on the Redis at ``url``. With ``tokens``, every
+    request but the health probes needs a bearer token: ``read`` to look, ``admin`` to change."""
     client = client or Client(url, prefix)
     app = FastAPI(title="littleflow", version=__version__, docs_url=None, redoc_url=None,
                   description="Submit, watch and steer littleflow workflows.")
@@ -52,6 +57,18 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
     @app.exception_handler(redis.RedisError)
     async def redis_down(request: Request, error: redis.RedisError) -> JSONResponse:
         return response(request, 503, "Store unavailable", f"cannot reach Redis: {' '.join(str(error).split())}")
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next: Any) -> Response:
+        if tokens and request.url.path not in OPEN_PATHS:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            scope = tokens.scope(token.strip()) if scheme.lower() == "bearer" else None
+            if scope is None:
+                return response(request, 401, "Unauthorized", "a valid bearer token is needed "
+                                "(Authorization: Bearer TOKEN)", headers={"WWW-Authenticate": "Bearer"})
+            if request.method not in ("GET", "HEAD") and scope != "admin":
+                return response(request, 403, "Forbidden", "this token may only read; changes need an admin token")
+        return await call_next(request)
 
     @app.middleware("http")
     async def limit_size(request: Request, call_next: Any) -> Response:

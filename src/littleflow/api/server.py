@@ -8,19 +8,21 @@ import threading
 import uvicorn
 
 from .app import create_app
+from .auth import TOKENS_VAR, Tokens
 
 
 class ApiServer:
-    """The HTTP API of the Redis at ``url`` on ``host:port``. Until authentication
-    exists, only loopback addresses are allowed."""
+    """The HTTP API of the Redis at ``url`` on ``host:port``. Tokens are required on any
+    address but loopback (and enforced on loopback too once there are any)."""
 
     name = "api"
 
-    def __init__(self, url: str, prefix: str, host: str, port: int) -> None:
-        if not _loopback(host):
-            raise ValueError(f"the API listens on loopback addresses only for now (127.0.0.1, ::1), not {host}")
+    def __init__(self, url: str, prefix: str, host: str, port: int, tokens: Tokens | None = None) -> None:
+        if not _loopback(host) and not tokens:
+            raise ValueError(f"the API needs tokens to listen on {host} (not loopback): set "
+                             f"${TOKENS_VAR} or give a tokens file")
         self.host, self.port = host, port
-        self.server = uvicorn.Server(uvicorn.Config(create_app(url, prefix), host=host, port=port,
+        self.server = uvicorn.Server(uvicorn.Config(create_app(url, prefix, tokens=tokens), host=host, port=port,
                                                     log_level="warning", access_log=False,
                                                     timeout_graceful_shutdown=5))
 
