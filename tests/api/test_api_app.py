@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
@@ -249,3 +250,14 @@ def test_with_tokens_reading_needs_a_read_token_and_changing_an_admin_one(guarde
     refused = httpx.post(f"{base}/workflows", json={"flow": "A"}, headers=bearer(READ))
     assert refused.status_code == 403 and "admin" in refused.json()["detail"]
     assert httpx.post(f"{base}/workflows", json={"flow": "A"}, headers=bearer(ADMIN)).status_code == 201
+
+
+def test_the_interactive_docs_work_offline(guarded):
+    base = guarded
+    for page in ("/docs", "/redoc"):
+        html = httpx.get(base + page)
+        assert html.status_code == 200
+        scripts = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+        assert scripts and all(url.startswith("/") for url in scripts), scripts  # nothing from another host
+        for url in scripts:
+            assert httpx.get(base + url).status_code == 200, url

@@ -14,6 +14,7 @@ import redis
 from fastapi import Body, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi_offline import FastAPIOffline
 
 from .. import __version__, diagram
 from ..compiler import Compiler
@@ -30,8 +31,10 @@ from .problems import Problem, on_problem, response
 MAX_BODY = 10 * 1024 * 1024
 #: Seconds between keep-alive comments on an idle event stream.
 HEARTBEAT = 15.0
-#: What needs no token: the probes of a process supervisor.
-OPEN_PATHS = ("/health", "/ready")
+#: Where the interactive docs' scripts are served.
+DOCS_ASSETS = "/docs-assets"
+#: What needs no token: the probes of a process supervisor, and the API's own description.
+OPEN_PATHS = ("/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
 
 
 def create_app(url: str | None = None, prefix: str = "lf", client: Client | None = None,
@@ -39,8 +42,9 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
     """The API of the littleflow system on the Redis at ``url``. With ``tokens``, every
     request but the health probes needs a bearer token: ``read`` to look, ``admin`` to change."""
     client = client or Client(url, prefix)
-    app = FastAPI(title="littleflow", version=__version__, docs_url=None, redoc_url=None,
-                  description="Submit, watch and steer littleflow workflows.")
+    # FastAPIOffline: the /docs and /redoc pages with their scripts served from here, not a CDN
+    app = FastAPIOffline(title="littleflow", version=__version__, static_url=DOCS_ASSETS,
+                         description="Submit, watch and steer littleflow workflows.")
     app.add_exception_handler(Problem, on_problem)
 
     @app.exception_handler(RequestValidationError)
@@ -60,7 +64,8 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next: Any) -> Response:
-        if tokens and request.url.path not in OPEN_PATHS:
+        path = request.url.path
+        if tokens and path not in OPEN_PATHS and not path.startswith(DOCS_ASSETS + "/"):
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             scope = tokens.scope(token.strip()) if scheme.lower() == "bearer" else None
             if scope is None:
