@@ -20,10 +20,11 @@ from collections.abc import Mapping
 
 from .flow import Flow, Node
 
-STATUSES = ("done", "running", "failed", "skipped", "waiting", "terminated")
+STATUSES = ("done", "running", "queued", "failed", "skipped", "waiting", "terminated")
 _COLOURS = {  # status: (fill, stroke)
     "done": ("#c8e6c9", "#2e7d32"),
     "running": ("#bbdefb", "#1565c0"),
+    "queued": ("#e1f5fe", "#0288d1"),  # sent to a worker, not yet taken (on Redis)
     "failed": ("#ffcdd2", "#c62828"),
     "skipped": ("#eeeeee", "#9e9e9e"),
     "waiting": ("#fff9c4", "#f9a825"),

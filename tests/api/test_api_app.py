@@ -261,3 +261,13 @@ def test_the_interactive_docs_work_offline(guarded):
         assert scripts and all(url.startswith("/") for url in scripts), scripts  # nothing from another host
         for url in scripts:
             assert httpx.get(base + url).status_code == 200, url
+
+
+def test_what_schemathesis_found(api):
+    base, _ = api
+    assert httpx.get(f"{base}/workflows", params={"offset": 75427028724831633408}).status_code == 422
+    answer = httpx.post(f"{base}/events/x", content="null", headers={"content-type": "text/plain"})
+    assert answer.status_code == 415
+    id = httpx.post(f"{base}/workflows", json={"flow": "nobody:serves"}).json()["id"]
+    graph = httpx.get(f"{base}/workflows/{id}/graph", params={"format": "mermaid"})
+    assert graph.status_code == 200 and "queued" in graph.text

@@ -96,7 +96,8 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
     @app.get("/workflows", tags=["workflows"])
     def list_workflows(state: str | None = Query(None, description="running, finished, failed or terminated"),
                        name: str | None = Query(None, description="the flow's @flow name"),
-                       offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+                       offset: int = Query(0, ge=0, le=10**9),
+                       limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
         """Workflows, oldest first, a page at a time."""
         if state is not None and state not in STATES:
             raise Problem(422, "Invalid request", f"state must be one of {', '.join(STATES)}, not {state!r}")
@@ -192,9 +193,13 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    @app.post("/events/{event}", tags=["events"])
-    def send(event: str, data: Any = Body(None)) -> dict[str, Any]:
-        """Send an event: the wait:event tasks waiting for it (and matching its data) end."""
+    @app.post("/events/{event}", tags=["events"],
+              openapi_extra={"requestBody": {"content": {"application/json": {"schema": {}}}, "required": False}})
+    async def send(event: str, request: Request) -> dict[str, Any]:
+        """Send an event with the JSON body as its data: the wait:event tasks waiting for it
+        (and matching its data) end."""
+        body = await request.body()
+        data = _json(body, request) if body else None
         try:
             return {"event": event, "ended": client.send(event, data)}
         except ValueError as error:
@@ -211,19 +216,28 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
     return app
 
 
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _json(body: bytes, request: Request) -> Any:
+    """A JSON request body, or the problem with it."""
+    if _media_type(request) not in ("application/json", ""):
+        raise Problem(415, "Unsupported media type", "the body must be application/json")
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (ValueError, RecursionError) as error:
+        raise Problem(400, "Bad request", f"the body is not JSON: {' '.join(str(error).split())}") from None
+
+
 async def _submission(request: Request) -> tuple[str, Any]:
     body = await request.body()
-    kind = request.headers.get("content-type", "").split(";")[0].strip()
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise Problem(400, "Bad request", "the body is not UTF-8 text") from None
-    if kind == "text/plain":
-        return text, None
-    try:
-        data = json.loads(text)
-    except ValueError as error:
-        raise Problem(400, "Bad request", f"the body is not JSON: {error}") from None
+    if _media_type(request) == "text/plain":
+        try:
+            return body.decode("utf-8"), None
+        except UnicodeDecodeError:
+            raise Problem(400, "Bad request", "the body is not UTF-8 text") from None
+    data = _json(body, request)
     if not isinstance(data, dict) or not isinstance(data.get("flow"), str):
         raise Problem(422, "Invalid request", 'the body must be {"flow": TEXT, "input": VALUE}')
     return data["flow"], data.get("input")
