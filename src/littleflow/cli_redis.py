@@ -342,11 +342,13 @@ def worker_command(target: Target, task_sources: tuple[str, ...], builtins: bool
 @click.option("--api-tokens", "tokens_file", metavar="FILE",
               help="Bearer tokens of the API: read:TOKEN or admin:TOKEN entries, one a line "
                    "(also from $LITTLEFLOW_API_TOKENS, comma-separated).")
+@click.option("--api-cors", "cors", metavar="ORIGIN", multiple=True,
+              help="Let browser pages of this origin call the API (repeatable; none by default).")
 @CLAIM_IDLE
 @VERBOSE
 def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: int, data_dir: Path | None,
-                  port: int | None, api_address: str | None, tokens_file: str | None, claim_idle: float,
-                  verbose: bool) -> None:
+                  port: int | None, api_address: str | None, tokens_file: str | None, cors: tuple[str, ...],
+                  claim_idle: float, verbose: bool) -> None:
     """Run a whole system here: an engine, the built-in tasks and the Python tasks of
     --tasks, until SIGINT or SIGTERM. Without a Redis URL (--redis or
     $LITTLEFLOW_REDIS_URL) it starts a private Redis server on 127.0.0.1 and leaves its URL
@@ -372,14 +374,14 @@ def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: in
                    f"Python tasks{names}", err=True)
         start = lambda: services.start().threads  # noqa: E731
         if api_address is not None:
-            api = api_server(target, api_address, tokens_file)
+            api = api_server(target, api_address, tokens_file, list(cors))
             click.echo(f"littleflow: the API on http://{api_address}/ (OpenAPI at /openapi.json)", err=True)
             start = lambda: services.start().threads + threads_of(services.stop_event, api)()  # noqa: E731
         run_until_signalled("serve", signals, services.stop_event, start)
     click.echo("littleflow: stopped", err=True)
 
 
-def api_server(target: Target, address: str, tokens_file: str | None) -> Any:
+def api_server(target: Target, address: str, tokens_file: str | None, cors: list[str]) -> Any:
     """The API server for ``--api HOST:PORT``, or a one-line error."""
     from .api.auth import Tokens
     from .api.server import ApiServer
@@ -388,7 +390,8 @@ def api_server(target: Target, address: str, tokens_file: str | None) -> Any:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         fail(f"--api wants HOST:PORT, like 127.0.0.1:8080, not {address!r}")
     try:
-        return ApiServer(target.url, target.prefix, host.strip("[]"), int(port), Tokens.configured(tokens_file))
+        return ApiServer(target.url, target.prefix, host.strip("[]"), int(port), Tokens.configured(tokens_file),
+                         cors)
     except ValueError as error:
         fail(str(error))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -17,24 +18,32 @@ from littleflow.redis.server import free_port
 from littleflow.tasks import Registry
 
 
+@contextlib.contextmanager
+def serving(app):
+    """``app`` on a real uvicorn server on a free port; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the API server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(5)
+
+
 @pytest.fixture
 def api(redis_url):
     """(base URL of the API, Client) with an engine, the built-in tasks and tasks A and boom running."""
     registry = Registry()
     registry.add("A", lambda input: {"a": input})
     registry.add("boom", lambda input: 1 / 0)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(redis_url), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    with Services(redis_url, tasks=registry, claim_idle=1.0):
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline, "the API server did not start"
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{port}", Client(redis_url)
-        server.should_exit = True
-        thread.join(5)
+    with Services(redis_url, tasks=registry, claim_idle=1.0), serving(create_app(redis_url)) as base:
+        yield base, Client(redis_url)
 
 
 def finished(http, base, id):
@@ -157,19 +166,11 @@ def test_a_body_too_large_is_refused(api):
 
 
 def test_readiness_fails_when_redis_is_gone(own_redis_server):
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(own_redis_server.url), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    own_redis_server.stop()
-    answer = httpx.get(f"http://127.0.0.1:{port}/ready")
-    assert answer.status_code == 503 and answer.json()["title"] == "Store unavailable"
-    assert httpx.get(f"http://127.0.0.1:{port}/workflows/x").status_code == 503
-    server.should_exit = True
-    thread.join(5)
+    with serving(create_app(own_redis_server.url)) as base:
+        own_redis_server.stop()
+        answer = httpx.get(f"{base}/ready")
+        assert answer.status_code == 503 and answer.json()["title"] == "Store unavailable"
+        assert httpx.get(f"{base}/workflows/x").status_code == 503
 
 
 def test_graph_as_json_and_mermaid_coloured_by_status(api):
@@ -223,16 +224,8 @@ READ, ADMIN = "r" * 24, "a" * 24
 def guarded(redis_url):
     from littleflow.api.auth import Tokens
 
-    port = free_port()
-    app = create_app(redis_url, tokens=Tokens.parse(f"read:{READ}, admin:{ADMIN}", "test"))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(5)
+    with serving(create_app(redis_url, tokens=Tokens.parse(f"read:{READ}, admin:{ADMIN}", "test"))) as base:
+        yield base
 
 
 def test_with_tokens_reading_needs_a_read_token_and_changing_an_admin_one(guarded):
@@ -271,3 +264,25 @@ def test_what_schemathesis_found(api):
     id = httpx.post(f"{base}/workflows", json={"flow": "nobody:serves"}).json()["id"]
     graph = httpx.get(f"{base}/workflows/{id}/graph", params={"format": "mermaid"})
     assert graph.status_code == 200 and "queued" in graph.text
+
+
+def test_submit_a_flow_file_as_a_form(api):
+    base, _ = api
+    with httpx.Client() as http:
+        answer = http.post(f"{base}/workflows", files={"flow": ("my.flow", b"A \xe2\x86\x92 A\n", "text/plain")},
+                           data={"input": '{"k": 2}'})
+        assert answer.status_code == 201, answer.text
+        assert finished(http, base, answer.json()["id"])["output"] == {"a": {"a": {"k": 2}}}
+        assert http.post(f"{base}/workflows", data={"input": "{}"},
+                         files={"other": ("x", b"A")}).status_code == 422
+        assert http.post(f"{base}/workflows", files={"flow": ("my.flow", b"A")},
+                         data={"input": "{nope"}).status_code == 400
+
+
+def test_cors_is_off_unless_origins_are_given(redis_url):
+    preflight = {"origin": "https://console.example", "access-control-request-method": "POST"}
+    with serving(create_app(redis_url)) as base:
+        assert "access-control-allow-origin" not in httpx.options(f"{base}/workflows", headers=preflight).headers
+    with serving(create_app(redis_url, cors=["https://console.example"])) as base:
+        allowed = httpx.options(f"{base}/workflows", headers=preflight)
+    assert allowed.headers["access-control-allow-origin"] == "https://console.example"

@@ -13,6 +13,7 @@ from typing import Any
 import redis
 from fastapi import Body, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi_offline import FastAPIOffline
 
@@ -38,14 +39,18 @@ OPEN_PATHS = ("/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redir
 
 
 def create_app(url: str | None = None, prefix: str = "lf", client: Client | None = None,
-               tokens: Tokens | None = None) -> FastAPI:
+               tokens: Tokens | None = None, cors: list[str] | None = None) -> FastAPI:
     """The API of the littleflow system on the Redis at ``url``. With ``tokens``, every
-    request but the health probes needs a bearer token: ``read`` to look, ``admin`` to change."""
+    request but the health probes needs a bearer token: ``read`` to look, ``admin`` to change.
+    Browsers on other origins may call it only from the origins in ``cors``."""
     client = client or Client(url, prefix)
     # FastAPIOffline: the /docs and /redoc pages with their scripts served from here, not a CDN
     app = FastAPIOffline(title="littleflow", version=__version__, static_url=DOCS_ASSETS,
                          description="Submit, watch and steer littleflow workflows.")
     app.add_exception_handler(Problem, on_problem)
+    if cors:
+        app.add_middleware(CORSMiddleware, allow_origins=cors, allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"])
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -108,10 +113,14 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
                   "application/json": {"schema": {"type": "object", "required": ["flow"], "properties": {
                       "flow": {"type": "string", "description": "flow text"},
                       "input": {"description": "the flow's input (default {})"}}}},
-                  "text/plain": {"schema": {"type": "string", "description": "flow text; the input is {}"}}},
+                  "text/plain": {"schema": {"type": "string", "description": "flow text; the input is {}"}},
+                  "multipart/form-data": {"schema": {"type": "object", "required": ["flow"], "properties": {
+                      "flow": {"type": "string", "format": "binary", "description": "a flow file"},
+                      "input": {"type": "string", "description": "the input as JSON text"}}}}},
                   "required": True}})
     async def submit(request: Request) -> dict[str, Any]:
-        """Start a workflow: a JSON body ``{"flow": TEXT, "input": VALUE}``, or the flow text as text/plain."""
+        """Start a workflow: a JSON body ``{"flow": TEXT, "input": VALUE}``, the flow text as
+        text/plain, or a form with a flow file (``flow``) and JSON ``input``."""
         flow_text, input = await _submission(request)
         flow = _compile(flow_text)
         try:
@@ -231,6 +240,8 @@ def _json(body: bytes, request: Request) -> Any:
 
 
 async def _submission(request: Request) -> tuple[str, Any]:
+    if _media_type(request) == "multipart/form-data":
+        return await _upload(request)
     body = await request.body()
     if _media_type(request) == "text/plain":
         try:
@@ -241,6 +252,27 @@ async def _submission(request: Request) -> tuple[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("flow"), str):
         raise Problem(422, "Invalid request", 'the body must be {"flow": TEXT, "input": VALUE}')
     return data["flow"], data.get("input")
+
+
+async def _upload(request: Request) -> tuple[str, Any]:
+    """A form with the flow (a file, or text) in ``flow`` and, optionally, JSON ``input``."""
+    form = await request.form()
+    flow, input = form.get("flow"), form.get("input")
+    if flow is None:
+        raise Problem(422, "Invalid request", "the form has no flow field (a file or text)")
+    raw = await flow.read() if hasattr(flow, "read") else flow.encode("utf-8")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise Problem(400, "Bad request", "the flow is not UTF-8 text") from None
+    if input is None:
+        return text, None
+    if hasattr(input, "read"):
+        input = (await input.read()).decode("utf-8", "replace")
+    try:
+        return text, json.loads(input)
+    except (ValueError, RecursionError) as error:
+        raise Problem(400, "Bad request", f"the input is not JSON: {' '.join(str(error).split())}") from None
 
 
 def _compile(text: str) -> Flow:

@@ -17,12 +17,13 @@ class ApiServer:
 
     name = "api"
 
-    def __init__(self, url: str, prefix: str, host: str, port: int, tokens: Tokens | None = None) -> None:
+    def __init__(self, url: str, prefix: str, host: str, port: int, tokens: Tokens | None = None,
+                 cors: list[str] | None = None) -> None:
         if not _loopback(host) and not tokens:
             raise ValueError(f"the API needs tokens to listen on {host} (not loopback): set "
                              f"${TOKENS_VAR} or give a tokens file")
         self.host, self.port = host, port
-        self.server = uvicorn.Server(uvicorn.Config(create_app(url, prefix, tokens=tokens), host=host, port=port,
+        self.server = uvicorn.Server(uvicorn.Config(create_app(url, prefix, tokens=tokens, cors=cors), host=host, port=port,
                                                     log_level="warning", access_log=False,
                                                     timeout_graceful_shutdown=5))
 
