@@ -23,7 +23,8 @@ class ApiServer:
             raise ValueError(f"the API needs tokens to listen on {host} (not loopback): set "
                              f"${TOKENS_VAR} or give a tokens file")
         self.host, self.port = host, port
-        self.server = uvicorn.Server(uvicorn.Config(create_app(url, prefix, tokens=tokens, cors=cors), host=host, port=port,
+        app = create_app(url, prefix, tokens=tokens, cors=cors)
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port,
                                                     log_level="warning", access_log=False,
                                                     timeout_graceful_shutdown=5))
 
