@@ -192,11 +192,19 @@ def test_metrics_count_workflows_by_state_and_queue_depths(api):
     with httpx.Client() as http:
         finished(http, base, http.post(f"{base}/workflows", json={"flow": "A"}).json()["id"])
         http.post(f"{base}/workflows", json={"flow": "nobody:serves"})
-        text = http.get(f"{base}/metrics").text
+        deadline = time.monotonic() + 10  # (the engine writes run times a moment after the step)
+        while 'littleflow_task_seconds_count{task="A"} 1' not in (text := http.get(f"{base}/metrics").text):
+            assert time.monotonic() < deadline, text
+            time.sleep(0.05)
     assert 'littleflow_workflows{state="finished"} 1' in text
     assert 'littleflow_workflows{state="running"} 1' in text
     assert 'littleflow_stream_messages{stream="lf:tasks:nobody"} 1' in text
     assert "# TYPE littleflow_stream_pending gauge" in text
+    assert 'littleflow_task_seconds_bucket{task="A",le="+Inf"} 1' in text
+    assert 'littleflow_task_seconds_count{task="A"} 1' in text
+    buckets = [float(line.rpartition(" ")[2]) for line in text.splitlines()
+               if line.startswith('littleflow_task_seconds_bucket{task="A"')]
+    assert buckets == sorted(buckets) and buckets[-1] == 1  # cumulative
 
 
 def test_the_event_stream_shows_state_changes_and_events_as_they_happen(api):

@@ -150,8 +150,8 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
 
     @app.get("/metrics", tags=["system"], response_class=PlainTextResponse)
     def metrics() -> str:
-        """Prometheus metrics: workflows by state, and the depth of each task queue."""
-        return prometheus(client.counts(), client.queues())
+        """Prometheus metrics: workflows by state, the depth of each queue, task run times."""
+        return prometheus(client.counts(), client.queues(), client.timings())
 
     @app.post("/workflows/{id}/terminate", tags=["workflows"])
     def terminate(id: str) -> dict[str, Any]:

@@ -277,6 +277,15 @@ class Client:
             found[stream] = {"length": length, "pending": pending}
         return found
 
+    def timings(self) -> dict[str, dict[str, float]]:
+        """Per task name: ``count``, ``sum`` (seconds) and, per bucket bound, the runs that
+        took at most that long (not cumulative)."""
+        found: dict[str, dict[str, float]] = {}
+        for field, value in self.redis.hgetall(self.keys.timings).items():
+            name, _, key = field.rpartition("|")
+            found.setdefault(name, {})[key] = float(value)
+        return found
+
     def ping(self) -> None:
         """Raise :class:`StoreError` unless Redis answers."""
         try:

@@ -41,6 +41,10 @@ class EngineProcess:
         self.streams = Streams(raw, self.keys, ENGINES, self.name, claim_idle, max_deliveries)
         self.batch = batch
         self._runs: OrderedDict[str, Run] = OrderedDict()  # recent runs, valid while their version holds
+        # Task run-time histograms, added up here and written now and then: metrics, not state
+        # (a crash loses a second of them, and no step waits for them).
+        self._timings: dict[str, float] = {}
+        self._next_timings = 0.0
         self.applied = 0  # ends applied by this process
 
     def run(self, stop: threading.Event, block: float = 1.0) -> None:
@@ -65,7 +69,19 @@ class EngineProcess:
                 batch.append((message_id, fields))
         if batch:
             self.apply(batch)
+        self._write_timings()
         return len(messages)
+
+    def _write_timings(self, every: float = 1.0) -> None:
+        now = time.monotonic()
+        if not self._timings or now < self._next_timings:
+            return
+        self._next_timings = now + every
+        timings, self._timings = self._timings, {}
+        pipe = self.store.redis.pipeline(transaction=False)
+        for key, value in timings.items():
+            pipe.hincrbyfloat(self.keys.timings, key, value)
+        pipe.execute()
 
     def _gather(self, messages: list) -> list:
         """For a big workflow (thousands of tasks running), wait a little for more of its
@@ -178,6 +194,8 @@ class EngineProcess:
                     continue
             self._remember(run)
             self.applied += len(step.acks)
+            for key, value in step.timings.items():
+                self._timings[key] = self._timings.get(key, 0) + value
             for message_id, fields, reason in aside:
                 self.streams.set_aside(self.keys.ends, message_id, fields, reason)
         return again
@@ -203,6 +221,8 @@ class EngineProcess:
                 starts += engine.failed(state, key, end.error or "failed")
                 step.log.append({"kind": "failed", "task": end.task, "node": str(key[1]), "error": end.error or ""})
             step.acks.append(message_id)
+            if end.started is not None and end.ended is not None and end.ended >= end.started:
+                step.timed(node.name or node.label, end.ended - end.started)
             step.tasks[end.task] = {"node": key[1], "name": node.name or node.label, "status": end.status,
                                     "seq": end.seq, "attempt": end.attempt, "started": end.started,
                                     "ended": end.ended, "error": end.error, "worker": end.worker}

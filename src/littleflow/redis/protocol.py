@@ -38,6 +38,7 @@ class Keys:
         self.control = p + "control"  # pub/sub channel: {"cancel": ID}
         self.workers = p + "workers"  # hash: worker name -> JSON of what it serves, last seen
         self.passed = p + "passed"  # hash: "stream id" -> times a worker without the task passed it by
+        self.timings = p + "timings"  # hash: "task|le" -> runs that took at most le seconds; "task|sum", "task|count"
 
     def by_state(self, state: str) -> str:
         """Sorted set: the ids of the workflows in ``state``, by submit time."""

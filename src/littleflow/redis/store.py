@@ -21,6 +21,8 @@ from .scripts import Scripts
 #: Entries kept in a workflow's log and in the events stream (approximately: trimming is lazy).
 LOG_LENGTH = 10_000
 EVENTS_LENGTH = 10_000
+#: The upper bounds, in seconds, of the buckets of the task run-time histograms.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 #: The workflow states.
 STATES = ("running", "finished", "failed", "terminated")
 
@@ -81,6 +83,13 @@ class Step:
         self.log: list[dict[str, str]] = []
         self.events: list[dict[str, str]] = []
         self.fields: dict[str, str] = {}
+        self.timings: dict[str, float] = {}  # increments of the task run-time histograms (see EngineProcess)
+
+    def timed(self, name: str, seconds: float) -> None:
+        """Count one run of task ``name`` that took ``seconds`` (from its start to its end)."""
+        bucket = next((le for le in BUCKETS if seconds <= le), "+Inf")
+        for key, value in ((f"{name}|{bucket}", 1), (f"{name}|sum", seconds), (f"{name}|count", 1)):
+            self.timings[key] = self.timings.get(key, 0) + value
 
 
 class Store:

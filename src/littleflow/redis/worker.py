@@ -8,8 +8,8 @@ import logging
 import queue
 import threading
 import time
-from contextlib import suppress
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
