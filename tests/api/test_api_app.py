@@ -294,3 +294,14 @@ def test_cors_is_off_unless_origins_are_given(redis_url):
     with serving(create_app(redis_url, cors=["https://console.example"])) as base:
         allowed = httpx.options(f"{base}/workflows", headers=preflight)
     assert allowed.headers["access-control-allow-origin"] == "https://console.example"
+
+
+def test_a_chunked_body_too_large_is_refused_too(api):
+    base, _ = api
+
+    def chunks():
+        for _ in range(11):
+            yield b"x" * (1024 * 1024)
+
+    answer = httpx.post(f"{base}/compile", content=chunks(), headers={"content-type": "text/plain"})
+    assert answer.status_code == 413 and answer.json()["title"] == "Request too large"

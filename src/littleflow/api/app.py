@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi_offline import FastAPIOffline
+from starlette.concurrency import run_in_threadpool
 
 from .. import __version__, diagram
 from ..compiler import Compiler
@@ -122,9 +123,9 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
         """Start a workflow: a JSON body ``{"flow": TEXT, "input": VALUE}``, the flow text as
         text/plain, or a form with a flow file (``flow``) and JSON ``input``."""
         flow_text, input = await _submission(request)
-        flow = _compile(flow_text)
+        flow = await run_in_threadpool(_compile, flow_text)
         try:
-            id = client.submit(flow, input, text=flow_text)
+            id = await run_in_threadpool(client.submit, flow, input, text=flow_text)
         except ValueError as error:  # the @flow run-time options
             raise Problem(422, "Invalid flow options", str(error)) from None
         return {"id": id, "state": "running", "url": f"/workflows/{id}"}
@@ -207,10 +208,10 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
     async def send(event: str, request: Request) -> dict[str, Any]:
         """Send an event with the JSON body as its data: the wait:event tasks waiting for it
         (and matching its data) end."""
-        body = await request.body()
+        body = await _body(request)
         data = _json(body, request) if body else None
         try:
-            return {"event": event, "ended": client.send(event, data)}
+            return {"event": event, "ended": await run_in_threadpool(client.send, event, data)}
         except ValueError as error:
             raise Problem(422, "Invalid event", str(error)) from None
 
@@ -219,10 +220,22 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
                                              "required": True}})
     async def compile_only(request: Request) -> dict[str, Any]:
         """Compile flow text without running it: its graph, or its errors with line and column."""
-        text = (await request.body()).decode("utf-8", "replace")
-        return _compile(text).to_json()
+        text = (await _body(request)).decode("utf-8", "replace")
+        return (await run_in_threadpool(_compile, text)).to_json()
 
     return app
+
+
+async def _body(request: Request) -> bytes:
+    """The request body, refused past :data:`MAX_BODY` bytes even when it comes without a
+    Content-Length (chunked)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise Problem(413, "Request too large", f"the body may be at most {MAX_BODY:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _media_type(request: Request) -> str:
@@ -242,7 +255,7 @@ def _json(body: bytes, request: Request) -> Any:
 async def _submission(request: Request) -> tuple[str, Any]:
     if _media_type(request) == "multipart/form-data":
         return await _upload(request)
-    body = await request.body()
+    body = await _body(request)
     if _media_type(request) == "text/plain":
         try:
             return body.decode("utf-8"), None
@@ -256,7 +269,7 @@ async def _submission(request: Request) -> tuple[str, Any]:
 
 async def _upload(request: Request) -> tuple[str, Any]:
     """A form with the flow (a file, or text) in ``flow`` and, optionally, JSON ``input``."""
-    form = await request.form()
+    form = await request.form(max_part_size=MAX_BODY)
     flow, input = form.get("flow"), form.get("input")
     if flow is None:
         raise Problem(422, "Invalid request", "the form has no flow field (a file or text)")
