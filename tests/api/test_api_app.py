@@ -305,3 +305,68 @@ def test_a_chunked_body_too_large_is_refused_too(api):
 
     answer = httpx.post(f"{base}/compile", content=chunks(), headers={"content-type": "text/plain"})
     assert answer.status_code == 413 and answer.json()["title"] == "Request too large"
+
+
+def test_what_the_api_review_found(api, redis_url):
+    base, _ = api
+    with httpx.Client() as http:
+        # a multipart body sent in chunks is limited too
+        def chunks():
+            yield b"--b\r\nContent-Disposition: form-data; name=\"flow\"; filename=\"f\"\r\n\r\n"
+            for _ in range(11):
+                yield b"x" * (1024 * 1024)
+            yield b"\r\n--b--\r\n"
+
+        big = http.post(f"{base}/workflows", content=chunks(),
+                        headers={"content-type": "multipart/form-data; boundary=b"})
+        assert big.status_code == 413
+        # ids that would reach other keys are no workflow at all
+        id = http.post(f"{base}/workflows", json={"flow": "A"}).json()["id"]
+        finished(http, base, id)
+        for path in (f"/workflows/{id}:log", f"/workflows/{id}:tasks/archive"):
+            assert http.get(base + path).status_code == 404, path
+        # an archive that is not one is unprocessable, not a conflict
+        assert http.post(f"{base}/archives", json={"format": "nope"}).status_code == 422
+        # every error is a problem document, routing errors too
+        for answer in (http.get(f"{base}/nowhere"), http.put(f"{base}/workflows")):
+            assert answer.headers["content-type"] == "application/problem+json"
+        # an event id beyond 64 bits
+        assert http.get(f"{base}/events", params={"since": "99999999999999999999-1"}).status_code == 422
+
+
+def test_an_idle_event_stream_stays_open_and_goes_on_after_last_event_id(api):
+    base, client = api
+    first = client.send("one", {"n": 1}) or client.redis.xrevrange(client.keys.events, count=1)[0][0]
+    client.send("two", {"n": 2})
+    with httpx.Client(timeout=20) as http, http.stream("GET", f"{base}/events",
+                                                        headers={"last-event-id": first}) as stream:
+        lines = (line for line in stream.iter_lines() if line)
+        assert next(lines) == ": littleflow events"
+        assert next(lines).startswith("id: ")
+        assert next(lines) == "event: event"
+        assert json.loads(next(lines)[6:])["event"] == "two"  # after the one it had seen
+        began = time.monotonic()
+        while next(lines) != ": still here":  # quiet longer than Redis's socket timeout
+            pass
+        assert time.monotonic() - began >= 5
+
+
+def test_with_tokens_cors_preflights_still_pass(redis_url):
+    from littleflow.api.auth import Tokens
+
+    app = create_app(redis_url, tokens=Tokens.parse(f"admin:{ADMIN}", "test"), cors=["https://ok.example"])
+    with serving(app) as base:
+        preflight = httpx.options(f"{base}/workflows", headers={
+            "origin": "https://ok.example", "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization"})
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://ok.example"
+        refused = httpx.get(f"{base}/workflows", headers={"origin": "https://ok.example"})
+        assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "https://ok.example"
+
+
+def test_a_hash_inside_a_token_is_part_of_it():
+    from littleflow.api.auth import Tokens
+
+    tokens = Tokens.parse("admin:0123456789abcdef#rest  # a comment\n# a line of comment", "test")
+    assert tokens.scope("0123456789abcdef#rest") == "admin" and tokens.scope("0123456789abcdef") is None

@@ -8,6 +8,8 @@ server (a flow names tasks; its YAML is plain data).
 from __future__ import annotations
 
 import json
+import re
+from http import HTTPStatus
 from typing import Any
 
 import redis
@@ -17,6 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, diagram
 from ..compiler import Compiler
@@ -24,15 +27,18 @@ from ..errors import FlowError
 from ..flow import Flow
 from ..parser import Parser
 from ..redis.client import Client
-from ..redis.store import STATES, StoreError
+from ..redis.store import STATES, InvalidArchive, StoreError
 from .auth import Tokens
 from .metrics import prometheus
 from .problems import Problem, on_problem, response
 
 #: The largest request body accepted, in bytes.
 MAX_BODY = 10 * 1024 * 1024
-#: Seconds between keep-alive comments on an idle event stream.
-HEARTBEAT = 15.0
+#: Seconds between keep-alive comments on an idle event stream, and of one wait for events
+#: (under the Redis client's socket timeout).
+HEARTBEAT, STREAM_BLOCK = 15.0, 3.0
+#: POSTs that change nothing: a read token is enough.
+READ_POSTS = ("/compile",)
 #: Where the interactive docs' scripts are served.
 DOCS_ASSETS = "/docs-assets"
 #: What needs no token: the probes of a process supervisor, and the API's own description.
@@ -49,9 +55,6 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
     app = FastAPIOffline(title="littleflow", version=__version__, static_url=DOCS_ASSETS,
                          description="Submit, watch and steer littleflow workflows.")
     app.add_exception_handler(Problem, on_problem)
-    if cors:
-        app.add_middleware(CORSMiddleware, allow_origins=cors, allow_methods=["GET", "POST", "DELETE"],
-                           allow_headers=["Authorization", "Content-Type"])
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -61,12 +64,22 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
 
     @app.exception_handler(StoreError)
     async def store_error(request: Request, error: StoreError) -> JSONResponse:
+        if isinstance(error, InvalidArchive):
+            return response(request, 422, "Invalid archive", str(error))
         status = 404 if str(error).startswith("no workflow") else 409
         return response(request, status, "Not found" if status == 404 else "Conflict", str(error))
 
     @app.exception_handler(redis.RedisError)
     async def redis_down(request: Request, error: redis.RedisError) -> JSONResponse:
-        return response(request, 503, "Store unavailable", f"cannot reach Redis: {' '.join(str(error).split())}")
+        detail = " ".join(str(error).split())
+        if isinstance(error, (redis.ConnectionError, redis.TimeoutError)):
+            return response(request, 503, "Store unavailable", f"cannot reach Redis: {detail}")
+        return response(request, 500, "Store error", f"Redis refused: {detail}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return response(request, error.status_code, HTTPStatus(error.status_code).phrase, str(error.detail),
+                        headers=getattr(error, "headers", None))
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next: Any) -> Response:
@@ -77,7 +90,7 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
             if scope is None:
                 return response(request, 401, "Unauthorized", "a valid bearer token is needed "
                                 "(Authorization: Bearer TOKEN)", headers={"WWW-Authenticate": "Bearer"})
-            if request.method not in ("GET", "HEAD") and scope != "admin":
+            if request.method not in ("GET", "HEAD") and path not in READ_POSTS and scope != "admin":
                 return response(request, 403, "Forbidden", "this token may only read; changes need an admin token")
         return await call_next(request)
 
@@ -87,6 +100,11 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
         if size is not None and (not size.isdigit() or int(size) > MAX_BODY):
             return response(request, 413, "Request too large", f"the body may be at most {MAX_BODY:,} bytes")
         return await call_next(request)
+
+    app.add_middleware(LimitBody, limit=MAX_BODY)  # (added last: outermost, with CORS)
+    if cors:
+        app.add_middleware(CORSMiddleware, allow_origins=cors, allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"])
 
     @app.get("/health", tags=["system"])
     def health() -> dict[str, str]:
@@ -185,20 +203,34 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
 
     @app.get("/events", tags=["events"], response_class=StreamingResponse,
              responses={200: {"content": {"text/event-stream": {}}}})
-    def events(since: str = Query("$", pattern=r"^(\$|0|\d+-\d+)$",
-                                  description="an event id to go on after; $ (default): only new ones")) -> Response:
-        """A live stream (Server-Sent Events) of the events sent and the workflows' state changes."""
+    def events(request: Request, since: str = Query("$", pattern=r"^(\$|0|\d{1,19}-\d{1,19})$",
+                                                     description="an event id to go on after; $ (default): "
+                                                                 "only new ones")) -> Response:
+        """A live stream (Server-Sent Events) of the events sent and the workflows' state
+        changes. A reconnecting browser goes on after the Last-Event-ID it sends."""
+        since = request.headers.get("last-event-id") or since
+        if not re.fullmatch(r"\$|0|(\d{1,19})-(\d{1,19})", since) or any(
+                int(part) >= 2**64 for part in since.split("-") if part.isdigit()):
+            raise Problem(422, "Invalid request", f"since must be $, 0 or an event id, not {since!r}")
         last = client.redis.xrevrange(client.keys.events, count=1) if since == "$" else None
         start = last[0][0] if last else ("0" if since == "$" else since)
 
         def stream() -> Any:
             yield ": littleflow events\n\n"
-            for event in client.events(follow=True, since=start, block=HEARTBEAT):
-                if event is None:
-                    yield ": still here\n\n"
-                    continue
-                id = event.pop("id")
-                yield f"id: {id}\nevent: {event.get('kind', 'message')}\ndata: {json.dumps(event)}\n\n"
+            quiet = 0.0
+            try:
+                for event in client.events(follow=True, since=start, block=STREAM_BLOCK):
+                    if event is None:  # (blocks shorter than the socket timeout; a comment now and then)
+                        quiet += STREAM_BLOCK
+                        if quiet >= HEARTBEAT:
+                            quiet = 0.0
+                            yield ": still here\n\n"
+                        continue
+                    quiet = 0.0
+                    id = event.pop("id")
+                    yield f"id: {id}\nevent: {event.get('kind', 'message')}\ndata: {json.dumps(event)}\n\n"
+            except redis.RedisError as error:
+                yield f"event: error\ndata: {json.dumps({'error': ' '.join(str(error).split())})}\n\n"
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -208,7 +240,7 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
     async def send(event: str, request: Request) -> dict[str, Any]:
         """Send an event with the JSON body as its data: the wait:event tasks waiting for it
         (and matching its data) end."""
-        body = await _body(request)
+        body = await request.body()
         data = _json(body, request) if body else None
         try:
             return {"event": event, "ended": await run_in_threadpool(client.send, event, data)}
@@ -220,22 +252,45 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
                                              "required": True}})
     async def compile_only(request: Request) -> dict[str, Any]:
         """Compile flow text without running it: its graph, or its errors with line and column."""
-        text = (await _body(request)).decode("utf-8", "replace")
+        text = (await request.body()).decode("utf-8", "replace")
         return (await run_in_threadpool(_compile, text)).to_json()
 
     return app
 
 
-async def _body(request: Request) -> bytes:
-    """The request body, refused past :data:`MAX_BODY` bytes even when it comes without a
-    Content-Length (chunked)."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise Problem(413, "Request too large", f"the body may be at most {MAX_BODY:,} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+class LimitBody:
+    """ASGI middleware: a request body past ``limit`` bytes is refused (413), whether it
+    says its length or comes in chunks. The body is read here first, then handed on."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                await response(Request(scope), 413, "Request too large",
+                               f"the body may be at most {self.limit:,} bytes")(scope, receive, send)
+                return
+            more = message.get("more_body", False)
+        whole, given = b"".join(chunks), False
+
+        async def replay() -> Any:
+            nonlocal given
+            if given:
+                return await receive()
+            given = True
+            return {"type": "http.request", "body": whole, "more_body": False}
+
+        await self.app(scope, replay, send)
 
 
 def _media_type(request: Request) -> str:
@@ -255,7 +310,7 @@ def _json(body: bytes, request: Request) -> Any:
 async def _submission(request: Request) -> tuple[str, Any]:
     if _media_type(request) == "multipart/form-data":
         return await _upload(request)
-    body = await _body(request)
+    body = await request.body()
     if _media_type(request) == "text/plain":
         try:
             return body.decode("utf-8"), None
@@ -269,7 +324,7 @@ async def _submission(request: Request) -> tuple[str, Any]:
 
 async def _upload(request: Request) -> tuple[str, Any]:
     """A form with the flow (a file, or text) in ``flow`` and, optionally, JSON ``input``."""
-    form = await request.form(max_part_size=MAX_BODY)
+    form = await request.form(max_files=2, max_fields=10, max_part_size=MAX_BODY)
     flow, input = form.get("flow"), form.get("input")
     if flow is None:
         raise Problem(422, "Invalid request", "the form has no flow field (a file or text)")

@@ -25,7 +25,7 @@ class Tokens:
         """Tokens from ``scope:token`` entries; ``ValueError`` (naming ``where``) for a bad one."""
         entries = []
         for number, entry in enumerate(re.split(r"[,\n]", text), 1):
-            entry = entry.split("#", 1)[0].strip()
+            entry = re.sub(r"(^|\s)#.*$", "", entry).strip()  # a comment: # at the start or after a space
             if not entry:
                 continue
             scope, colon, token = entry.partition(":")

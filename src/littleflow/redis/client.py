@@ -18,7 +18,7 @@ from ..local import load_workflow
 from ..state import State
 from . import waits
 from .protocol import Keys, namespace
-from .store import STATES, Run, Store, StoreError, connect, safe_url
+from .store import STATES, VALID_ID, InvalidArchive, Run, Store, StoreError, connect, safe_url
 
 #: Where to find Redis when neither an argument nor LITTLEFLOW_REDIS_URL says.
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -69,7 +69,7 @@ class Client:
         """Wait until workflow ``id`` is no longer running; returns its status document.
         Raises ``TimeoutError`` after ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        key = self.keys.workflow(id)
+        key = self.keys.workflow(_checked(id))
         delay = 0.005
         while True:
             status = self.redis.hget(key, "status")
@@ -129,7 +129,7 @@ class Client:
 
     def delete(self, id: str) -> None:
         """Forget workflow ``id`` (terminate it first if it runs)."""
-        status = self.redis.hget(self.keys.workflow(id), "status")
+        status = self.redis.hget(self.keys.workflow(_checked(id)), "status")
         if status is None:
             raise StoreError(f"no workflow {id}")
         if status == "running":
@@ -146,7 +146,7 @@ class Client:
     # -- archives -----------------------------------------------------------------------
     def archive(self, id: str) -> dict[str, Any]:
         """Everything about workflow ``id`` as JSON: definition, state, task info, log."""
-        fields = self.redis.hgetall(self.keys.workflow(id))
+        fields = self.redis.hgetall(self.keys.workflow(_checked(id)))
         if not fields or not {"flow", "run", "status", "version"} <= fields.keys():
             raise StoreError(f"no workflow {id}")
         return {
@@ -166,7 +166,7 @@ class Client:
             if not isinstance(archive, dict) or archive.get("format") != ARCHIVE_FORMAT:
                 raise ValueError(f"its format is {archive.get('format') if isinstance(archive, dict) else None!r}")
             id = archive["id"]
-            if not isinstance(id, str) or not re.fullmatch(r"[\w.:-]+", id):
+            if not isinstance(id, str) or not VALID_ID.fullmatch(id):
                 raise ValueError(f"bad workflow id {id!r}")
             flow = Flow.from_json(archive["flow"])
             data = archive["run"]
@@ -187,10 +187,8 @@ class Client:
                     raise ValueError(f"log entry id {entry['id']!r} is not a stream id after the one before")
                 last = (int(found[1]), int(found[2]))
                 log.append((entry["id"], {str(k): str(v) for k, v in entry.items() if k != "id"}))
-        except StoreError:
-            raise
         except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise StoreError(f"not a littleflow archive: {type(error).__name__}: {error}") from None
+            raise InvalidArchive(f"not a littleflow archive: {type(error).__name__}: {error}") from None
         if self.redis.exists(self.keys.workflow(id)):
             if not replace:
                 raise StoreError(f"workflow {id} exists; delete it first or restore with replace")
@@ -320,6 +318,13 @@ def document(run: Run, info: dict[str, dict[str, Any]], created: float, updated:
 def _resend(run: Run) -> list[Start]:
     """Send again every task a restored run was running (their old messages are gone)."""
     return [Start(path, node, item, input) for (path, node, item), input in run.state.running.items()]
+
+
+def _checked(id: str) -> str:
+    """``id``, if it can be a workflow id at all (else there is no such workflow)."""
+    if not VALID_ID.fullmatch(id):
+        raise StoreError(f"no workflow {id}")
+    return id
 
 
 def _mapping(value: Any) -> dict:

@@ -4,6 +4,7 @@ every change of a run is one atomic step (scripts/commit.lua)."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from .scripts import Scripts
 #: Entries kept in a workflow's log and in the events stream (approximately: trimming is lazy).
 LOG_LENGTH = 10_000
 EVENTS_LENGTH = 10_000
+#: What a workflow id may be made of (never ":", which would reach other keys).
+VALID_ID = re.compile(r"[\w.-]{1,200}")
 #: The upper bounds, in seconds, of the buckets of the task run-time histograms.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 #: The workflow states.
@@ -29,6 +32,10 @@ STATES = ("running", "finished", "failed", "terminated")
 
 class StoreError(Exception):
     """A request the store cannot carry out (unknown workflow, Redis unreachable…): one line."""
+
+
+class InvalidArchive(StoreError):
+    """What was given to restore is not a littleflow archive (or a damaged one)."""
 
 
 class Conflict(Exception):
@@ -113,8 +120,13 @@ class Store:
         return run
 
     def load_many(self, ids: list[str]) -> dict[str, Run | StoreError | None]:
-        """Several workflows in one round trip: ``None`` for those that do not exist,
-        a :class:`StoreError` for those whose stored data cannot be read."""
+        """Several workflows in one round trip: ``None`` for those that do not exist (or
+        cannot, their id having characters no id has), a :class:`StoreError` for those whose
+        stored data cannot be read."""
+        if any(not VALID_ID.fullmatch(id) for id in ids):
+            return {id: None for id in ids} if len(ids) == 1 else \
+                {**{id: None for id in ids if not VALID_ID.fullmatch(id)},
+                 **self.load_many([id for id in ids if VALID_ID.fullmatch(id)])}
         pipe = self.redis.pipeline(transaction=False)
         for id in ids:
             pipe.hmget(self.keys.workflow(id), "run", "version", "flow", "base", "limit")
