@@ -370,3 +370,19 @@ def test_a_hash_inside_a_token_is_part_of_it():
 
     tokens = Tokens.parse("admin:0123456789abcdef#rest  # a comment\n# a line of comment", "test")
     assert tokens.scope("0123456789abcdef#rest") == "admin" and tokens.scope("0123456789abcdef") is None
+
+
+def test_open_event_streams_hold_no_threads(api):
+    base, _ = api
+    before = threading.active_count()
+    clients = [httpx.Client(timeout=10) for _ in range(45)]
+    streams = [c.stream("GET", f"{base}/events") for c in clients]
+    try:
+        for stream in streams:
+            assert next(stream.__enter__().iter_lines()) == ": littleflow events"
+        assert threading.active_count() - before < 10  # not one thread per stream
+        assert httpx.get(f"{base}/health", timeout=10).json() == {"status": "ok"}
+    finally:
+        for stream, client in zip(streams, clients):
+            stream.__exit__(None, None, None)
+            client.close()

@@ -13,6 +13,7 @@ from http import HTTPStatus
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 from fastapi import Body, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -26,7 +27,7 @@ from ..compiler import Compiler
 from ..errors import FlowError
 from ..flow import Flow
 from ..parser import Parser
-from ..redis.client import Client
+from ..redis.client import Client, decoded_event
 from ..redis.store import STATES, InvalidArchive, StoreError
 from .auth import Tokens
 from .metrics import prometheus
@@ -215,22 +216,29 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
         last = client.redis.xrevrange(client.keys.events, count=1) if since == "$" else None
         start = last[0][0] if last else ("0" if since == "$" else since)
 
-        def stream() -> Any:
+        async def stream() -> Any:  # (async: an open stream holds no thread of the server)
             yield ": littleflow events\n\n"
-            quiet = 0.0
+            reader = aioredis.Redis.from_url(client.url, decode_responses=True)
+            last, quiet = start, 0.0
             try:
-                for event in client.events(follow=True, since=start, block=STREAM_BLOCK):
-                    if event is None:  # (blocks shorter than the socket timeout; a comment now and then)
+                while not await request.is_disconnected():
+                    found = await reader.xread({client.keys.events: last}, count=500,
+                                               block=int(STREAM_BLOCK * 1000))
+                    entries = found[0][1] if found else []
+                    if not entries:
                         quiet += STREAM_BLOCK
                         if quiet >= HEARTBEAT:
                             quiet = 0.0
                             yield ": still here\n\n"
                         continue
                     quiet = 0.0
-                    id = event.pop("id")
-                    yield f"id: {id}\nevent: {event.get('kind', 'message')}\ndata: {json.dumps(event)}\n\n"
+                    for last, fields in entries:
+                        event = decoded_event(fields)
+                        yield f"id: {last}\nevent: {event.get('kind', 'message')}\ndata: {json.dumps(event)}\n\n"
             except redis.RedisError as error:
                 yield f"event: error\ndata: {json.dumps({'error': ' '.join(str(error).split())})}\n\n"
+            finally:
+                await reader.aclose()
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -217,7 +217,7 @@ class Client:
             entries = found[0][1] if found else []
             for entry_id, fields in entries:
                 last = entry_id
-                yield {"id": entry_id, **_decoded(fields)}
+                yield {"id": entry_id, **decoded_event(fields)}
             if not entries:
                 if not follow:
                     return
@@ -333,7 +333,8 @@ def _mapping(value: Any) -> dict:
     return value
 
 
-def _decoded(fields: dict[str, str]) -> dict[str, Any]:
+def decoded_event(fields: dict[str, str]) -> dict[str, Any]:
+    """An entry of the events stream, its ``data`` JSON decoded."""
     data = dict(fields)
     if "data" in data:
         try:
