@@ -35,11 +35,15 @@ def test_serve_with_api_answers_and_runs_workflows(redis_url):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert document["output"] == {"k": 1}
+        assert httpx.head(f"http://127.0.0.1:{port}/health").status_code == 200
+        events = httpx.Client(timeout=30)
+        opened = events.stream("GET", f"http://127.0.0.1:{port}/events")  # left open while serve stops
+        assert next(opened.__enter__().iter_lines()) == ": littleflow events"
     finally:
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=20)
     assert process.returncode == 0, err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "ERROR" not in err and "Cancel" not in err, err
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "example.org"])

@@ -56,6 +56,7 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
     app = FastAPIOffline(title="littleflow", version=__version__, static_url=DOCS_ASSETS,
                          description="Submit, watch and steer littleflow workflows.")
     app.add_exception_handler(Problem, on_problem)
+    app.state.closing = False  # set by the server when it stops: event streams end
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -117,6 +118,14 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
         """The API can reach its Redis."""
         client.redis.ping()
         return {"status": "ready"}
+
+    @app.head("/health", include_in_schema=False)
+    @app.head("/ready", include_in_schema=False)
+    def probe_head(request: Request) -> Response:
+        """HEAD for the probes of uptime checkers (readiness still asks Redis)."""
+        if request.url.path == "/ready":
+            client.redis.ping()
+        return Response()
 
     @app.get("/workflows", tags=["workflows"])
     def list_workflows(state: str | None = Query(None, description="running, finished, failed or terminated"),
@@ -221,7 +230,7 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
             reader = aioredis.Redis.from_url(client.url, decode_responses=True)
             last, quiet = start, 0.0
             try:
-                while not await request.is_disconnected():
+                while not app.state.closing and not await request.is_disconnected():
                     found = await reader.xread({client.keys.events: last}, count=500,
                                                block=int(STREAM_BLOCK * 1000))
                     entries = found[0][1] if found else []

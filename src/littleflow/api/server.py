@@ -23,15 +23,19 @@ class ApiServer:
             raise ValueError(f"the API needs tokens to listen on {host} (not loopback): set "
                              f"${TOKENS_VAR} or give a tokens file")
         self.host, self.port = host, port
-        app = create_app(url, prefix, tokens=tokens, cors=cors)
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port,
+        self.app = create_app(url, prefix, tokens=tokens, cors=cors)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port,
                                                     log_level="warning", access_log=False,
                                                     timeout_graceful_shutdown=5))
 
     def run(self, stop: threading.Event) -> None:
-        threading.Thread(target=lambda: (stop.wait(), setattr(self.server, "should_exit", True)),
-                         daemon=True).start()
+        threading.Thread(target=self._stop_when, args=(stop,), daemon=True).start()
         self.server.run()
+
+    def _stop_when(self, stop: threading.Event) -> None:
+        stop.wait()
+        self.app.state.closing = True  # open event streams end, so stopping need not wait them out
+        self.server.should_exit = True
 
 
 def _loopback(host: str) -> bool:
