@@ -96,13 +96,6 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
                 return response(request, 403, "Forbidden", "this token may only read; changes need an admin token")
         return await call_next(request)
 
-    @app.middleware("http")
-    async def limit_size(request: Request, call_next: Any) -> Response:
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > MAX_BODY):
-            return response(request, 413, "Request too large", f"the body may be at most {MAX_BODY:,} bytes")
-        return await call_next(request)
-
     app.add_middleware(LimitBody, limit=MAX_BODY)  # (added last: outermost, with CORS)
     if cors:
         app.add_middleware(CORSMiddleware, allow_origins=cors, allow_methods=["GET", "POST", "DELETE"],

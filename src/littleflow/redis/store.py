@@ -123,15 +123,12 @@ class Store:
         """Several workflows in one round trip: ``None`` for those that do not exist (or
         cannot, their id having characters no id has), a :class:`StoreError` for those whose
         stored data cannot be read."""
-        if any(not VALID_ID.fullmatch(id) for id in ids):
-            return {id: None for id in ids} if len(ids) == 1 else \
-                {**{id: None for id in ids if not VALID_ID.fullmatch(id)},
-                 **self.load_many([id for id in ids if VALID_ID.fullmatch(id)])}
+        runs: dict[str, Run | StoreError | None] = {id: None for id in ids if not VALID_ID.fullmatch(id)}
+        valid = [id for id in ids if id not in runs]
         pipe = self.redis.pipeline(transaction=False)
-        for id in ids:
+        for id in valid:
             pipe.hmget(self.keys.workflow(id), "run", "version", "flow", "base", "limit")
-        runs: dict[str, Run | StoreError | None] = {}
-        for id, (run_blob, version, flow_text, base, limit) in zip(ids, pipe.execute()):
+        for id, (run_blob, version, flow_text, base, limit) in zip(valid, pipe.execute() if valid else []):
             if version is None:
                 runs[id] = None
                 continue

@@ -7,10 +7,8 @@ import json
 from typing import Any
 
 from .protocol import WORKERS, StartTask
-from .store import Store
+from .store import EVENTS_LENGTH, Store
 
-#: How far back a new event waiter looks for events sent since its task was queued.
-LOOK_BACK = 10_000
 
 
 def member(task: StartTask, started: float, worker: str, output: Any, **extra: Any) -> str:
@@ -45,7 +43,7 @@ def listen(store: Store, stream: str, message_id: str, task: StartTask, event: s
     if not _take(store, "listen", stream, message_id, task, [store.keys.waiters(event)], entry):
         return
     # sent between the queuing and now? (``send`` wakes those that listen from here on)
-    for _, fields in store.redis.xrange(store.keys.events, min=message_id, count=LOOK_BACK):
+    for _, fields in store.redis.xrange(store.keys.events, min=message_id, count=EVENTS_LENGTH):
         if fields.get("kind") == "event" and fields.get("event") == event:
             data = json.loads(fields["data"])
             if matches(match, data):
@@ -59,7 +57,7 @@ def send(store: Store, event: str, data: Any) -> int:
     check_name(event, "event")
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     store.redis.xadd(store.keys.events, {"kind": "event", "event": event, "data": text},
-                     maxlen=LOOK_BACK, approximate=True)
+                     maxlen=EVENTS_LENGTH, approximate=True)
     waiting = [field for field, entry in store.redis.hgetall(store.keys.waiters(event)).items()
                if matches(json.loads(entry).get("match"), data)]
     return _wake(store, event, text, waiting) if waiting else 0

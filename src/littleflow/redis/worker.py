@@ -94,6 +94,7 @@ class Worker:
         self._free = threading.Condition(self._lock)
         self._out: queue.SimpleQueue = queue.SimpleQueue()
         self._next_heartbeat = 0.0
+        self._next_register = 0.0
         self.done = 0  # tasks this worker ended
 
     # -- the loops ----------------------------------------------------------------
@@ -290,7 +291,7 @@ class Worker:
     def _register(self) -> None:
         """Say which namespaces and tasks this worker serves (``littleflow workers`` reads it)."""
         now = time.time()
-        if now < getattr(self, "_next_register", 0.0):
+        if now < self._next_register:
             return
         self._next_register = now + 10
         self.raw.hset(self.keys.workers, self.name, json.dumps(
