@@ -3,6 +3,7 @@ delete and restore, and what it does when Redis is not there."""
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -11,21 +12,23 @@ import redis
 from littleflow.redis.client import Client
 from littleflow.redis.protocol import Keys
 from littleflow.redis.server import free_port
-from littleflow.redis.store import StoreError
+from littleflow.redis.store import MAX_INFO_VALUE, StoreError, capped
 from littleflow.tasks import Registry
 
 NODE_KEYS = {"id", "label", "kind", "name", "line", "column", "status", "attempt", "started", "ended", "error",
-             "worker", "note"}
+             "worker", "note", "input", "output"}
+BIG = {"x": "y" * MAX_INFO_VALUE}
 
 
 @pytest.fixture
 def tasks():
-    """A: echo; B: fails; hang: blocks until the test ends."""
+    """A: echo; B: fails; hang: blocks until the test ends; big: outputs more than the task info keeps."""
     gate = threading.Event()
     registry = Registry()
     registry.add("A", lambda input: {"a": input})
     registry.add("B", lambda input: (_ for _ in ()).throw(RuntimeError("no more bananas")))
     registry.add("hang", lambda input: gate.wait(30) and {})
+    registry.add("big", lambda input: BIG)
     yield registry
     gate.set()
 
@@ -72,6 +75,45 @@ def test_the_status_document(four, client):
     assert failed["error"]["name"] == "B" and "no more bananas" in failed["error"]["error"]
     assert [n["status"] for n in failed["nodes"]][1:3] == ["done", "failed"]
     assert client.status(four["running"])["nodes"][1]["status"] == "running"
+
+
+def test_nodes_show_their_input_and_output(four, client):
+    finished = client.status(four["finished"])["nodes"]
+    assert [(n["input"], n["output"]) for n in finished] == [(None, None), ({"k": 1}, {"a": {"k": 1}}), (None, None)]
+    a, b = client.status(four["failed"])["nodes"][1:3]
+    assert (a["input"], a["output"]) == ({"k": 2}, {"a": {"k": 2}})
+    assert (b["status"], b["input"], b["output"]) == ("failed", {"a": {"k": 2}}, None)
+    assert "no more bananas" in b["error"]
+    hang = client.status(four["running"])["nodes"][1]
+    assert (hang["status"], hang["input"], hang["output"]) == ("running", {"k": 4}, None)
+    hang, a = client.status(four["terminated"])["nodes"][1:3]
+    assert (hang["input"], a["input"], a["status"]) == ({"k": 3}, None, "waiting")
+
+
+def test_a_queued_node_shows_its_input(system, client, until):
+    id = client.submit("A → nobody:serves", {"k": 5})
+    node = until(lambda: (n := client.status(id)["nodes"][2])["status"] == "queued" and n, what="queued")
+    assert (node["input"], node["output"]) == ({"a": {"k": 5}}, None)
+
+
+def test_huge_inputs_and_outputs_are_kept_as_their_size(system, client, until):
+    size = len(json.dumps(BIG, separators=(",", ":")).encode())
+    done = client.wait(client.submit("big → A"), timeout=10)
+    big, a = done["nodes"][1:3]
+    assert (big["input"], big["output"]) == ({}, {"truncated": size})
+    assert (a["input"], a["output"]) == ({"truncated": size}, {"truncated": size + len('{"a":}')})
+    assert done["output"] == {"a": BIG}  # the flow's own output is whole
+    running = client.submit("big → hang")
+    node = until(lambda: (n := client.status(running)["nodes"][2])["status"] == "running" and n, what="hang")
+    assert node["input"] == {"truncated": size}
+    assert len(client.redis.hget(client.keys.task_info(done["id"]), "|2|-1")) < 1000
+
+
+def test_capped_counts_bytes_of_utf8():
+    assert capped("é" * 10, limit=22) == "é" * 10  # 20 bytes and the quotes
+    assert capped("é" * 10, limit=21) == {"truncated": 22}
+    assert capped([1, 2], limit=5) == [1, 2] and capped([1, 2], limit=4) == {"truncated": 5}
+    assert capped(None) is None
 
 
 def test_list_filters_by_state_and_name(four, client):

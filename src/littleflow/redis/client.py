@@ -18,7 +18,7 @@ from ..local import load_workflow
 from ..state import State
 from . import waits
 from .protocol import Keys, namespace
-from .store import STATES, VALID_ID, InvalidArchive, Run, Store, StoreError, connect, safe_url
+from .store import STATES, VALID_ID, InvalidArchive, Run, Store, StoreError, capped, connect, safe_url
 
 #: Where to find Redis when neither an argument nor LITTLEFLOW_REDIS_URL says.
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -84,7 +84,7 @@ class Client:
 
     def status(self, id: str) -> dict[str, Any]:
         """The status document of workflow ``id``: id, name, state, input, output, error,
-        times, and every node with its status, attempt, times and error."""
+        times, and every node with its status, attempt, times, error, input and output."""
         run = self.store.load(id)
         info = self.store.task_info(id)
         created, updated = self.redis.hmget(self.keys.workflow(id), "created", "updated")
@@ -301,16 +301,22 @@ def document(run: Run, info: dict[str, dict[str, Any]], created: float, updated:
         node = entry.get("node")
         if isinstance(node, int) and (node not in latest or (entry.get("seq") or 0) > (latest[node].get("seq") or 0)):
             latest[node] = entry
+    running: dict[int, Any] = {}
+    for (_, node_id, _), input in state.running.items():
+        running.setdefault(node_id, input)
     nodes = []
     for node in flow.nodes:
         status = statuses.get(node.id, "waiting")
         entry = latest.get(node.id, {})
         if status == "running" and entry.get("status") == "queued":
             status = "queued"
+        now = status in ("running", "queued")
+        input, output = (capped(running[node.id]), None) if now else (entry.get("input"), entry.get("output"))
         nodes.append({"id": node.id, "label": node.label, "kind": node.kind, "name": node.name,
                       "line": node.line, "column": node.column, "status": status,
                       "attempt": entry.get("attempt"), "started": entry.get("started"), "ended": entry.get("ended"),
-                      "error": entry.get("error"), "worker": entry.get("worker"), "note": entry.get("note")})
+                      "error": entry.get("error"), "worker": entry.get("worker"), "note": entry.get("note"),
+                      "input": input, "output": output})
     return {"id": run.id, "name": flow.name, "state": state.status, "input": state.input, "output": state.output,
             "error": state.failure, "created": created, "updated": updated, "nodes": nodes}
 

@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from .protocol import ENGINES, EndTask, Malformed, parse_task_id
-from .store import Conflict, Run, Step, Store, StoreError
+from .store import Conflict, Run, Step, Store, StoreError, capped
 from .streams import Streams, surviving
 
 log = logging.getLogger("littleflow.engine")
@@ -215,6 +215,7 @@ class EngineProcess:
                 continue
             del run.seqs[end.task]
             node = nodes[key[1]]
+            input = state.running[key]
             if end.status == "done":
                 starts += engine.ended(state, key, end.output)
             else:
@@ -223,9 +224,12 @@ class EngineProcess:
             step.acks.append(message_id)
             if end.started is not None and end.ended is not None and end.ended >= end.started:
                 step.timed(node.name or node.label, end.ended - end.started)
-            step.tasks[end.task] = {"node": key[1], "name": node.name or node.label, "status": end.status,
-                                    "seq": end.seq, "attempt": end.attempt, "started": end.started,
-                                    "ended": end.ended, "error": end.error, "worker": end.worker}
+            info = {"node": key[1], "name": node.name or node.label, "status": end.status, "seq": end.seq,
+                    "attempt": end.attempt, "started": end.started, "ended": end.ended, "error": end.error,
+                    "worker": end.worker, "input": capped(input)}
+            if end.status == "done":
+                info["output"] = capped(end.output)
+            step.tasks[end.task] = info
         if state.status != before:
             step.log.append({"kind": state.status})
             step.events.append({"kind": "workflow", "workflow": run.id, "state": state.status})

@@ -28,6 +28,9 @@ VALID_ID = re.compile(r"[\w.-]{1,200}")
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 #: The workflow states.
 STATES = ("running", "finished", "failed", "terminated")
+#: The largest input or output (bytes of JSON) kept in the task info and status documents;
+#: a larger one is kept as ``{"truncated": SIZE}``.
+MAX_INFO_VALUE = 64 * 1024
 
 
 class StoreError(Exception):
@@ -338,6 +341,15 @@ def _flow_options(flow: Flow) -> tuple[dict, dict]:
     policies(flow.parameters, {}, names)
     defaults = {k: v for k, v in params.items() if k in ("retries", "timeout", "backoff")}
     return defaults, dict(params.get("tasks") or {})
+
+
+def capped(value: Any, limit: int = MAX_INFO_VALUE) -> Any:
+    """``value``, or ``{"truncated": SIZE}`` if its JSON is more than ``limit`` bytes."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if len(text) <= limit // 4:
+        return value
+    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    return value if size <= limit else {"truncated": size}
 
 
 def _flat(mapping: dict[str, Any]) -> list[str]:
