@@ -345,11 +345,16 @@ def _flow_options(flow: Flow) -> tuple[dict, dict]:
 
 def capped(value: Any, limit: int = MAX_INFO_VALUE) -> Any:
     """``value``, or ``{"truncated": SIZE}`` if its JSON is more than ``limit`` bytes."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if value is None or isinstance(value, (bool, int, float)) and limit >= 32:
+        return value
+    text = _compact(value)
     if len(text) <= limit // 4:
         return value
     size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
     return value if size <= limit else {"truncated": size}
+
+
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _flat(mapping: dict[str, Any]) -> list[str]:
