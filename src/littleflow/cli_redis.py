@@ -574,15 +574,16 @@ def status_command(target: Target, id: str, as_json: bool) -> None:
 @redis_command("list")
 @click.option("--state", type=click.Choice(STATES), help="Only workflows in this state.")
 @click.option("--name", help="Only workflows of the flow of this name (@flow NAME).")
-def list_command(target: Target, state: str | None, name: str | None, as_json: bool) -> None:
+@click.option("--search", metavar="TEXT", help="Only workflows whose id or flow name contains TEXT (any case).")
+def list_command(target: Target, state: str | None, name: str | None, search: str | None, as_json: bool) -> None:
     """List the workflows, oldest first."""
-    found = target.client().list(state=state, name=name)
+    found = target.client().list(state=state, name=name, search=search)
     if as_json:
         echo_json(found)
         return
     if not found:
-        click.echo("littleflow: no workflows" + (" in that state" if state else "") + (" of that name" if name else ""),
-                   err=True)
+        click.echo("littleflow: no workflows" + (" in that state" if state else "") + (" of that name" if name else "")
+                   + (f" matching {search!r}" if search else ""), err=True)
         return
     click.echo(table(["id", "state", "flow", "created", "took"],
                      [[s["id"], s["state"], s["name"] or "", when(s["created"]),

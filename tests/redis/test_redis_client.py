@@ -116,6 +116,26 @@ def test_capped_counts_bytes_of_utf8():
     assert capped(None) is None
 
 
+def test_list_searches_ids_and_names_in_any_case(four, client):
+    assert [w["id"] for w in client.list(search="ALPHA")] == [four["finished"], four["terminated"]]
+    assert [w["id"] for w in client.list(search="amm")] == [four["running"]]
+    part = four["failed"][-8:].upper()
+    assert [w["id"] for w in client.list(search=part)] == [four["failed"]]
+    assert client.list(search="alpha", state="running") == []
+    assert [w["id"] for w in client.list(search="a", name="alpha", state="terminated")] == [four["terminated"]]
+    assert client.list(search="no such thing") == []
+    assert [w["id"] for w in client.list(search="")] == list(four.values())
+
+
+def test_a_page_counts_all_that_match(four, client):
+    assert [len(found) for found, _ in [client.page(count=2), client.page(offset=3)]] == [2, 1]
+    assert client.page(count=2)[1] == 4 and client.page(state="running", count=0) == ([], 1)
+    found, total = client.page(search="a", offset=1, count=1)  # alpha, beta, gamma: all three names
+    assert total == 4 and [w["id"] for w in found] == [four["failed"]]
+    assert client.page(name="alpha", count=1)[1] == 2
+    assert client.page(search="zzz") == ([], 0)
+
+
 def test_list_filters_by_state_and_name(four, client):
     everything = client.list()
     assert [w["id"] for w in everything] == list(four.values())  # oldest first

@@ -91,15 +91,34 @@ class Client:
         return document(run, info, float(created or 0), float(updated or 0))
 
     def list(self, state: str | None = None, name: str | None = None, offset: int = 0,
-             count: int | None = None) -> list[dict[str, Any]]:
-        """Workflows, oldest first: id, name, state, created, updated; filtered by state and flow name."""
+             count: int | None = None, search: str | None = None) -> list[dict[str, Any]]:
+        """Workflows, oldest first: id, name, state, created, updated; filtered by state, flow
+        name and ``search`` (a case-insensitive part of the id or the flow name)."""
+        return self.page(state, name, offset, count, search)[0]
+
+    def page(self, state: str | None = None, name: str | None = None, offset: int = 0,
+             count: int | None = None, search: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        """A page of :meth:`list`, and how many workflows match the filters in all."""
         if state is not None and state not in STATES:
             raise StoreError(f"unknown state {state!r} (one of {', '.join(STATES)})")
-        if name is None:  # the indexes page by themselves (one may have changed state since)
-            return [s for s in self.store.summaries(self.store.ids(offset, -1 if count is None else count, state))
-                    if state is None or s["state"] == state]
-        found = [s for s in self.store.summaries(self.store.ids(state=state)) if s["name"] == name]
-        return found[offset:None if count is None else offset + count]
+        index = self.keys.workflows if state is None else self.keys.by_state(state)
+        if name is None and not search:  # the indexes page by themselves (one may have changed state since)
+            pipe = self.redis.pipeline(transaction=False)
+            if count != 0:
+                pipe.zrange(index, offset, -1 if count is None else offset + count - 1)
+            pipe.zcard(index)
+            *found, total = pipe.execute()
+            ids = found[0] if found else []
+            return [s for s in self.store.summaries(ids) if state is None or s["state"] == state], total
+        ids = self.redis.zrange(index, 0, -1)
+        pipe = self.redis.pipeline(transaction=False)
+        for id in ids:
+            pipe.hmget(self.keys.workflow(id), "status", "name")
+        needle = search.casefold() if search else None
+        matches = [id for id, (status, flow_name) in zip(ids, pipe.execute() if ids else [])
+                   if status is not None and (name is None or (flow_name or None) == name)
+                   and (needle is None or needle in id.casefold() or needle in (flow_name or "").casefold())]
+        return self.store.summaries(matches[offset:None if count is None else offset + count]), len(matches)
 
     # -- steering ---------------------------------------------------------------------
     def terminate(self, id: str) -> dict[str, Any]:
