@@ -65,6 +65,18 @@ def test_submit_json_then_the_status_is_the_cli_document(api):
     assert document == client.status(id)
 
 
+def test_nodes_show_their_input_output_and_error(api):
+    base, client = api
+    with httpx.Client() as http:
+        id = http.post(f"{base}/workflows", json={"flow": "A → boom", "input": {"k": 1}}).json()["id"]
+        document = finished(http, base, id)
+    a, boom = document["nodes"][1:3]
+    assert (a["status"], a["input"], a["output"]) == ("done", {"k": 1}, {"a": {"k": 1}})
+    assert (boom["status"], boom["input"], boom["output"]) == ("failed", {"a": {"k": 1}}, None)
+    assert boom["error"] == "ZeroDivisionError: division by zero"
+    assert document == client.status(id)
+
+
 def test_submit_plain_text(api):
     base, _ = api
     with httpx.Client() as http:
@@ -125,7 +137,33 @@ def test_list_pages_and_filters(api):
             finished(http, base, id)
         page = http.get(f"{base}/workflows", params={"state": "finished", "offset": 1, "limit": 1}).json()
         assert [w["id"] for w in page["workflows"]] == ids[1:2]
+        assert (page["offset"], page["limit"], page["total"]) == (1, 1, 3)
+        assert http.get(f"{base}/workflows", params={"state": "failed"}).json()["total"] == 0
         assert http.get(f"{base}/workflows", params={"state": "sleeping"}).status_code == 422
+
+
+def test_list_searches_ids_and_flow_names_and_counts_the_matches(api):
+    base, _ = api
+    with httpx.Client() as http:
+        ids = [http.post(f"{base}/workflows", json={"flow": flow}).json()["id"]
+               for flow in ("A", "@flow nightly-report\nA", "@flow Nightly\nA", "nobody:serves")]
+
+        def listed(**params):
+            page = http.get(f"{base}/workflows", params=params).json()
+            return [w["id"] for w in page["workflows"]], page["total"]
+
+        assert listed(q="NIGHTLY") == (ids[1:3], 2)
+        assert listed(q="nightly", limit=1, offset=1) == (ids[2:3], 2)
+        assert listed(q=ids[3][-8:].upper()) == (ids[3:], 1)
+        assert listed(q="nightly", name="Nightly") == (ids[2:3], 1)
+        for id in ids[:3]:
+            finished(http, base, id)
+        assert listed(q="nightly", state="finished") == (ids[1:3], 2)
+        assert listed(q="nightly", state="running") == ([], 0)
+        assert listed(state="running") == (ids[3:], 1)
+        assert listed(q="no such thing") == ([], 0)
+        assert listed(limit=2) == (ids[:2], 4)
+        assert http.get(f"{base}/workflows", params={"q": "x" * 201}).status_code == 422
 
 
 def test_archive_delete_restore(api):
@@ -386,3 +424,4 @@ def test_open_event_streams_hold_no_threads(api):
         for stream, client in zip(streams, clients):
             stream.__exit__(None, None, None)
             client.close()
+

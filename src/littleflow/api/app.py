@@ -123,12 +123,15 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
     @app.get("/workflows", tags=["workflows"])
     def list_workflows(state: str | None = Query(None, description="running, finished, failed or terminated"),
                        name: str | None = Query(None, description="the flow's @flow name"),
+                       q: str | None = Query(None, max_length=200,
+                                             description="a part of the id or of the flow name, in any case"),
                        offset: int = Query(0, ge=0, le=10**9),
                        limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
-        """Workflows, oldest first, a page at a time."""
+        """Workflows, oldest first, a page at a time; ``total`` counts all that match."""
         if state is not None and state not in STATES:
             raise Problem(422, "Invalid request", f"state must be one of {', '.join(STATES)}, not {state!r}")
-        return {"workflows": client.list(state, name, offset, limit), "offset": offset, "limit": limit}
+        found, total = client.page(state, name, offset, limit, q)
+        return {"workflows": found, "offset": offset, "limit": limit, "total": total}
 
     @app.post("/workflows", status_code=201, tags=["workflows"],
               openapi_extra={"requestBody": {"content": {
