@@ -425,3 +425,16 @@ def test_open_event_streams_hold_no_threads(api):
             stream.__exit__(None, None, None)
             client.close()
 
+
+def test_the_session_says_what_a_token_may_do(api, guarded):
+    base, _ = api
+    assert httpx.get(f"{base}/session").json() == {"auth": False, "scope": "admin"}
+    assert httpx.get(f"{guarded}/session").json() == {"auth": True, "scope": None}
+    for token, scope in ((READ, "read"), (ADMIN, "admin")):
+        answer = httpx.get(f"{guarded}/session", headers={"authorization": f"Bearer {token}"})
+        assert answer.json() == {"auth": True, "scope": scope}
+    for header in ("Bearer wrong-token-of-some-length", "Basic dXNlcjpwYXNz", "Bearer"):
+        refused = httpx.get(f"{guarded}/session", headers={"authorization": header})
+        assert refused.status_code == 401 and refused.headers["content-type"] == "application/problem+json"
+    assert httpx.get(f"{guarded}/health", headers={"authorization": "Bearer wrong"}).status_code == 200
+

@@ -43,7 +43,7 @@ READ_POSTS = ("/compile",)
 #: Where the interactive docs' scripts are served.
 DOCS_ASSETS = "/docs-assets"
 #: What needs no token: the probes of a process supervisor, and the API's own description.
-OPEN_PATHS = ("/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+OPEN_PATHS = ("/health", "/ready", "/session", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
 
 
 def create_app(url: str | None = None, prefix: str = "lf", client: Client | None = None,
@@ -86,9 +86,9 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
     @app.middleware("http")
     async def authenticate(request: Request, call_next: Any) -> Response:
         path = request.url.path
-        if tokens and path not in OPEN_PATHS and not path.startswith(DOCS_ASSETS + "/"):
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            scope = tokens.scope(token.strip()) if scheme.lower() == "bearer" else None
+        guarded = path not in OPEN_PATHS and not path.startswith(DOCS_ASSETS + "/")
+        if tokens and (guarded or (path == "/session" and "authorization" in request.headers)):
+            scope = tokens.bearer(request.headers.get("authorization"))
             if scope is None:
                 return response(request, 401, "Unauthorized", "a valid bearer token is needed "
                                 "(Authorization: Bearer TOKEN)", headers={"WWW-Authenticate": "Bearer"})
@@ -111,6 +111,14 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
         """The API can reach its Redis."""
         client.redis.ping()
         return {"status": "ready"}
+
+    @app.get("/session", tags=["system"])
+    async def session(request: Request) -> dict[str, Any]:
+        """What the request's token may do: ``auth`` (tokens are required) and ``scope``:
+        ``admin``, ``read``, or null without a token (``admin`` when tokens are off)."""
+        if not tokens:
+            return {"auth": False, "scope": "admin"}
+        return {"auth": True, "scope": tokens.bearer(request.headers.get("authorization"))}
 
     @app.head("/health", include_in_schema=False)
     @app.head("/ready", include_in_schema=False)

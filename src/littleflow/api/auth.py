@@ -50,6 +50,11 @@ class Tokens:
     def __bool__(self) -> bool:
         return bool(self._digests)
 
+    def bearer(self, authorization: str | None) -> str | None:
+        """The scope of the token of an ``Authorization: Bearer TOKEN`` header, or ``None``."""
+        scheme, _, token = (authorization or "").partition(" ")
+        return self.scope(token.strip()) if scheme.lower() == "bearer" else None
+
     def scope(self, token: str) -> str | None:
         """The scope of ``token``, or ``None`` if it is not one of ours."""
         digest = _digest(token)
