@@ -438,3 +438,81 @@ def test_the_session_says_what_a_token_may_do(api, guarded):
         assert refused.status_code == 401 and refused.headers["content-type"] == "application/problem+json"
     assert httpx.get(f"{guarded}/health", headers={"authorization": "Bearer wrong"}).status_code == 200
 
+
+def server_sent(lines):
+    """(event, data) of each Server-Sent Event in ``lines``; comments are left out."""
+    event, data = None, []
+    for line in lines:
+        if line:
+            field, _, value = line.partition(": ")
+            if field == "event":
+                event = value
+            elif field == "data":
+                data.append(value)
+        elif event or data:
+            yield event, json.loads("\n".join(data))
+            event, data = None, []
+
+
+def test_watching_a_workflow_sends_its_document_at_once_and_after_every_change(api):
+    base, client = api
+    with httpx.Client(timeout=10) as http:
+        id = http.post(f"{base}/workflows", json={"flow": 'wait:event ({"event": "go"}) → A',
+                                                  "input": {"k": 1}}).json()["id"]
+        with http.stream("GET", f"{base}/workflows/{id}/watch") as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            events = server_sent(stream.iter_lines())
+            kind, first = next(events)
+            assert kind == "status" and first["id"] == id and first["state"] == "running"
+            assert first["nodes"][1]["input"] == {"k": 1}
+            document = first
+            while document["nodes"][1]["note"] != "waiting for an event":  # the worker's word, no step
+                kind, document = next(events)
+                assert kind == "status"
+            assert client.send("go", {"by": "watch"}) == 1
+            seen = []
+            for kind, document in events:
+                seen.append(document)
+                if document["state"] != "running":
+                    break
+    assert [n["status"] for n in document["nodes"]] == ["done"] * 4
+    assert document["nodes"][2]["input"] == {"by": "watch"} and document["output"] == {"a": {"by": "watch"}}
+    assert document == client.status(id)
+    assert len({json.dumps(d) for d in seen}) == len(seen)  # each one new
+
+
+def test_a_watched_workflow_terminated_then_deleted(api):
+    base, client = api
+    with httpx.Client(timeout=10) as http:
+        id = http.post(f"{base}/workflows", json={"flow": 'wait:event ({"event": "never"}) → A'}).json()["id"]
+        with http.stream("GET", f"{base}/workflows/{id}/watch") as stream:
+            events = server_sent(stream.iter_lines())
+            assert next(events)[1]["state"] == "running"
+            client.terminate(id)
+            kind, document = next(events)
+            assert (kind, document["state"]) == ("status", "terminated")
+            client.delete(id)
+            assert next(events) == ("gone", {"id": id})
+            assert list(events) == []  # the stream ended
+
+
+def test_watching_an_unknown_workflow_is_404(api):
+    base, _ = api
+    for id in ("nope", "x:log"):
+        answer = httpx.get(f"{base}/workflows/{id}/watch")
+        assert answer.status_code == 404 and answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["detail"] == f"no workflow {id}"
+
+
+def test_a_watch_ends_when_the_server_closes(redis_url):
+    app = create_app(redis_url)
+    client = Client(redis_url)
+    id = client.submit("nobody:serves")
+    with serving(app) as base, httpx.Client(timeout=10) as http, \
+            http.stream("GET", f"{base}/workflows/{id}/watch") as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "event: status"
+        app.state.closing = True
+        began = time.monotonic()
+        assert [line for line in lines if line.startswith("event")] == []
+        assert time.monotonic() - began < 5

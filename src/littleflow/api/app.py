@@ -7,8 +7,10 @@ server (a flow names tasks; its YAML is plain data).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 from http import HTTPStatus
 from typing import Any
 
@@ -28,7 +30,7 @@ from ..errors import FlowError
 from ..flow import Flow
 from ..parser import Parser
 from ..redis.client import Client, decoded_event
-from ..redis.store import STATES, InvalidArchive, StoreError
+from ..redis.store import STATES, VALID_ID, InvalidArchive, StoreError
 from .auth import Tokens
 from .metrics import prometheus
 from .problems import Problem, on_problem, response
@@ -38,6 +40,9 @@ MAX_BODY = 10 * 1024 * 1024
 #: Seconds between keep-alive comments on an idle event stream, and of one wait for events
 #: (under the Redis client's socket timeout).
 HEARTBEAT, STREAM_BLOCK = 15.0, 3.0
+#: Seconds between looks at a watched workflow's version, and between rebuilds of a running
+#: one's document (a worker's word on a task — running, a note — changes no version).
+WATCH_POLL, WATCH_REFRESH = 0.3, 2.0
 #: POSTs that change nothing: a read token is enough.
 READ_POSTS = ("/compile",)
 #: Where the interactive docs' scripts are served.
@@ -166,6 +171,48 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
     def status(id: str) -> dict[str, Any]:
         """A workflow's state, output, error, times and every node (as ``littleflow status ID --json``)."""
         return client.status(id)
+
+    @app.get("/workflows/{id}/watch", tags=["workflows"], response_class=StreamingResponse,
+             responses={200: {"content": {"text/event-stream": {}}}, 404: {"description": "no such workflow"}})
+    async def watch(id: str, request: Request) -> Response:
+        """A live stream (Server-Sent Events) of the workflow's status document: ``event:
+        status`` with the whole document (as ``GET /workflows/{id}``) at once and after each
+        change; ``event: gone`` when the workflow is deleted."""
+        version, text, running = await run_in_threadpool(_versioned, client, id)
+        key = client.keys.workflow(id)
+
+        async def stream() -> Any:  # (async: an open stream holds no thread of the server)
+            yield f"event: status\ndata: {text}\n\n"
+            reader = aioredis.Redis.from_url(client.url, decode_responses=True)
+            seen, shown, live = version, text, running
+            sent = looked = time.monotonic()
+            try:
+                while not app.state.closing and not await request.is_disconnected():
+                    await asyncio.sleep(WATCH_POLL)
+                    now = time.monotonic()
+                    if await reader.hget(key, "version") != seen or (live and now - looked >= WATCH_REFRESH):
+                        looked = now
+                        try:
+                            seen, body, live = await run_in_threadpool(_versioned, client, id)
+                        except StoreError as error:
+                            gone = str(error).startswith("no workflow")
+                            yield (f"event: gone\ndata: {json.dumps({'id': id})}\n\n" if gone else
+                                   f"event: error\ndata: {json.dumps({'error': str(error)})}\n\n")
+                            return
+                        if body != shown:
+                            shown, sent = body, now
+                            yield f"event: status\ndata: {body}\n\n"
+                            continue
+                    if now - sent >= HEARTBEAT:
+                        sent = now
+                        yield ": still here\n\n"
+            except redis.RedisError as error:
+                yield f"event: error\ndata: {json.dumps({'error': ' '.join(str(error).split())})}\n\n"
+            finally:
+                await reader.aclose()
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.get("/workflows/{id}/graph", tags=["workflows"],
              responses={200: {"content": {"text/plain": {}, "application/json": {}}}})
@@ -362,6 +409,17 @@ async def _upload(request: Request) -> tuple[str, Any]:
         return text, json.loads(input)
     except (ValueError, RecursionError) as error:
         raise Problem(400, "Bad request", f"the input is not JSON: {' '.join(str(error).split())}") from None
+
+
+def _versioned(client: Client, id: str) -> tuple[str, str, bool]:
+    """A workflow's version, its status document as JSON text, and whether it runs. The
+    version is read first: a change while the document is built shows as one more change,
+    never as none."""
+    version = client.redis.hget(client.keys.workflow(id), "version") if VALID_ID.fullmatch(id) else None
+    if version is None:
+        raise StoreError(f"no workflow {id}")
+    document = client.status(id)
+    return version, json.dumps(document), document["state"] == "running"
 
 
 def _compile(text: str) -> Flow:
