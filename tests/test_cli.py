@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from xml.etree import ElementTree
 
 import pytest
 
@@ -132,6 +133,21 @@ def test_doc_mermaid_and_dot(flow_file):
     dot = run("doc", path, "--format", "dot")
     assert dot.returncode == 0
     assert dot.stdout.lstrip().startswith("digraph")
+
+
+def test_doc_svg(flow_file):
+    path = flow_file("wait:delay → { my:peel-banana  <x.json> }")
+    result = run("doc", path, "--format", "svg")
+    assert result.returncode == 0, result.stderr
+    root = ElementTree.fromstring(result.stdout)
+    nodes = root.findall(".//{http://www.w3.org/2000/svg}g[@data-node]")
+    assert [(g.get("data-node"), g.get("class")) for g in nodes[:3]] == [
+        ("0", "node kind-start"), ("1", "node kind-task"), ("2", "node kind-subflow-start")]
+    assert "my:peel-banana" in result.stdout
+    tall = run("doc", path, "--format", "svg", "--vertical")
+    assert tall.returncode == 0
+    assert ElementTree.fromstring(tall.stdout).get("viewBox") != root.get("viewBox")
+    assert "svg" in run("doc", "--help").stdout
 
 
 def test_usage_error_exits_2():

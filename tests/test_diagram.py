@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+import xml.etree.ElementTree as ET
 
 import pytest
 
-from littleflow.diagram import dot, mermaid, mermaid_id
+from littleflow.diagram import _COLOURS, STATUSES, dot, mermaid, mermaid_id, svg
 from littleflow.flow import Flow, Node
 
 
@@ -276,3 +278,119 @@ def test_graphviz_accepts_the_output():
             result = subprocess.run(["dot", "-Tsvg"], input=text, capture_output=True, text=True, timeout=60)
             assert result.returncode == 0, result.stderr
             assert "Warning" not in result.stderr and "Error" not in result.stderr, result.stderr
+
+
+# ---- SVG --------------------------------------------------------------------
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def parsed(text: str) -> ET.Element:
+    root = ET.fromstring(text)
+    assert root.tag == f"{SVG}svg"
+    return root
+
+
+def svg_nodes(root: ET.Element) -> dict[int, ET.Element]:
+    groups = [g for g in root.iter(f"{SVG}g") if "node" in g.get("class", "").split()]
+    return {int(g.get("data-node")): g for g in groups}
+
+
+def texts(element: ET.Element) -> list[str]:
+    return [t.text or "" for t in element.iter(f"{SVG}text")]
+
+
+def test_svg_is_a_standalone_document_sized_by_its_layout():
+    text = svg(subflow())
+    assert text.startswith('<svg xmlns="http://www.w3.org/2000/svg"')
+    root = parsed(text)
+    _, _, w, h = map(float, root.get("viewBox").split())
+    assert (float(root.get("width")), float(root.get("height"))) == (w, h)
+    assert root.find(f"{SVG}style") is not None and root.find(f"{SVG}defs/{SVG}marker") is not None
+    wide, tall = parsed(svg(subflow(), vertical=True)).get("viewBox").split()[2:]
+    assert float(wide) < w and float(tall) > h
+
+
+def test_svg_has_one_group_per_node_and_one_path_per_edge():
+    flow = subflow()
+    root = parsed(svg(flow))
+    nodes = svg_nodes(root)
+    assert sorted(nodes) == list(range(len(flow)))
+    for node in flow.nodes:
+        group = nodes[node.id]
+        assert group.get("class") == f"node kind-{node.kind}"
+        assert group.find(f"{SVG}title") is not None
+        assert [e for e in group if "shape" in e.get("class", "")]
+    assert texts(nodes[1]) == ["A"] and texts(nodes[0]) == [] and texts(nodes[2]) == []
+    edges = [e for e in root.iter(f"{SVG}path") if e.get("class") == "edge"]
+    assert [(int(e.get("data-from")), int(e.get("data-to"))) for e in edges] == list(flow.edges())
+    assert all(re.fullmatch(r"M[\d.,]+([LC][\d., ]+)+", e.get("d")) for e in edges)
+
+
+def test_svg_shows_marks_guards_and_labels_on_arrows_like_mermaid():
+    flow = chain(Node(0, "task", "ship", guard="$[?(@.status == 0)]", iterate=True, merge=True),
+                 Node(0, "literal", value={"k": [1, 2]}), Node(0, "resource", uri="out.json", mode="sink"))
+    nodes = svg_nodes(parsed(svg(flow)))
+    assert texts(nodes[1]) == ["> * ship", "? $[?(@.status == 0)]"]
+    assert texts(nodes[2]) == ['{"k":[1,2]}'] and texts(nodes[3]) == ["<out.json>"]
+    flow = subflow()
+    flow.nodes[2].guard, flow.nodes[2].name, flow.nodes[7].merge = "$.go", "Sub", True
+    root = parsed(svg(flow))
+    labels = {(int(t.get("data-from")), int(t.get("data-to"))): t.text
+              for t in root.iter(f"{SVG}text") if t.get("class") == "edge-label"}
+    assert labels == {(1, 2): "? $.go Sub", (6, 7): ">"}
+
+
+def test_svg_cuts_long_text_but_keeps_it_whole_in_the_title():
+    name = "a_task_with_a_name_far_longer_than_forty_characters"
+    nodes = svg_nodes(parsed(svg(chain(Node(0, "task", name, alias=None, doc="Does it.")))))
+    (shown,) = texts(nodes[1])
+    assert len(shown) == 40 and shown.endswith("…")
+    assert nodes[1].find(f"{SVG}title").text.splitlines() == [name, "task", "Does it."]
+
+
+def test_svg_status_classes_and_their_colours():
+    flow = subflow()
+    assert "status-" not in "".join(g.get("class") for g in svg_nodes(parsed(svg(flow))).values())
+    text = svg(flow, status={1: "done", 3: "running", 4: "failed"})
+    nodes = svg_nodes(parsed(text))
+    assert nodes[1].get("class") == "node kind-task status-done"
+    assert nodes[3].get("class").endswith(" status-running") and nodes[4].get("class").endswith(" status-failed")
+    assert nodes[6].get("class") == "node kind-task status-waiting"  # not given: waiting
+    style = parsed(text).find(f"{SVG}style").text
+    for status in STATUSES:  # every status, so that a page may switch a node to any of them
+        fill, stroke = _COLOURS[status]
+        assert f".status-{status} .shape{{fill:{fill};stroke:{stroke}}}" in style
+    with pytest.raises(ValueError):
+        svg(flow, status={1: "finished"})
+
+
+def test_svg_is_compact():
+    text = svg(subflow(), status={1: "done"})
+    assert " style=" not in text
+    assert not re.search(r"\d\.\d\d", text.split("</style>")[1])  # one decimal at most
+
+
+def test_svg_escapes_every_text_from_the_flow():
+    hostile = '</text><script>alert("x")</script><text a=\'1\'>&amp;'
+    flow = chain(
+        Node(0, "literal", value=hostile),
+        Node(0, "task", 'x"><script>', alias="a&b<c>", guard='$[?(@.a == "<b>")]', doc=hostile),
+        Node(0, "resource", uri='a"b<c>.json'),
+        name=hostile,
+        doc=hostile,
+    )
+    flow.nodes[0].kind = 'start" onload="alert(1)'  # even a kind from hand-written JSON
+    for text in (svg(flow), svg(flow, vertical=True, status={1: "done"})):
+        assert "<script" not in text
+        root = parsed(text)
+        assert not list(root.iter(f"{SVG}script"))
+        assert all(not name.startswith("on") for e in root.iter() for name in e.attrib)
+        assert root.find(f"{SVG}title").text == hostile
+        nodes = svg_nodes(root)
+        assert nodes[0].get("class").startswith('node kind-start" onload="alert(1)')
+        assert hostile[:20] in texts(nodes[1])[0]
+        assert nodes[1].find(f"{SVG}title").text == json.dumps(hostile, ensure_ascii=False) + "\nliteral"
+        assert texts(nodes[2]) == ["a&b<c>", '? $[?(@.a == "<b>")]']
+        assert texts(nodes[3]) == ['<a"b<c>.json>']
+

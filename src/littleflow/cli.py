@@ -145,8 +145,8 @@ def check_command(flows: tuple[str, ...], strict: bool) -> None:
 
 @main.command("doc")
 @FLOW
-@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True,
-              help="mermaid: a stateDiagram-v2; dot: Graphviz.")
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot", "svg"]), default="mermaid", show_default=True,
+              help="mermaid: a stateDiagram-v2; dot: Graphviz; svg: a laid-out SVG picture.")
 @click.option("--vertical", is_flag=True, help="Lay the diagram out top to bottom.")
 @click.option("--state", "state_path", metavar="FILE", help="Colour the nodes by their status in this run's state file.")
 def doc_command(flow: str, fmt: str, vertical: bool, state_path: str | None) -> None:
@@ -161,7 +161,7 @@ def doc_command(flow: str, fmt: str, vertical: bool, state_path: str | None) -> 
         if saved_flow != compiled:
             fail(f"state file {state_path} belongs to a different flow")
         status = state.node_statuses()
-    render = diagram.mermaid if fmt == "mermaid" else diagram.dot
+    render = {"mermaid": diagram.mermaid, "dot": diagram.dot, "svg": diagram.svg}[fmt]
     click.echo(render(compiled, vertical=vertical, status=status))
 
 

@@ -1,4 +1,4 @@
-"""Pictures of a compiled flow: Mermaid state diagrams and Graphviz DOT.
+"""Pictures of a compiled flow: Mermaid state diagrams, Graphviz DOT and SVG.
 
 Mermaid state ids are ``Name.N`` for a task (``:`` written ``_COLON_``,
 ``-`` written ``_HYPHEN_``; a name Mermaid would read as one of its keywords
@@ -9,6 +9,9 @@ Mermaid entity codes (``#quot;``, ``#58;`` …) for every character its grammar
 or its Markdown labels could misread, so no name, value or doc can break the
 diagram. Guards, ``*`` and ``>`` show in a task's label; on a fork, join or
 END they label the arrows that lead in.
+
+The SVG is drawn here from ``layout.layout``; its markup (classes, data
+attributes) is described in ``svg``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import json
 import re
 import textwrap
 from collections.abc import Mapping
+from itertools import pairwise
+from xml.sax.saxutils import escape, quoteattr
 
 from .flow import Flow, Node
 
@@ -34,6 +39,7 @@ _ENTITIES = {'"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;"}
 _ENTITIES.update({c: f"#{ord(c)};" for c in "#:;%\\`*_~"})  # grammar, then Markdown
 _KIND_IDS = {"literal": "literal", "resource": "resource", "subflow-start": "fork", "subflow-end": "join"}
 _LIMIT = 40
+_LABELLED = ("task", "literal", "resource")
 
 
 def mermaid(flow: Flow, *, vertical: bool = False, status: Mapping[int, str] | None = None) -> str:
@@ -51,7 +57,7 @@ def mermaid(flow: Flow, *, vertical: bool = False, status: Mapping[int, str] | N
             if node.kind == "task" and node.guard:
                 lines.append(f"  {sid} : {_mtext(_guard(node).strip())}")
     for node, sid in zip(flow.nodes, ids):
-        doc = _doc_lines(node.doc) if node.kind in ("task", "literal", "resource") else []
+        doc = _doc_lines(node.doc) if node.kind in _LABELLED else []
         if len(doc) == 1:
             lines.append(f"  note right of {sid} : {_mtext(doc[0])}")
         elif doc:
@@ -65,10 +71,8 @@ def mermaid(flow: Flow, *, vertical: bool = False, status: Mapping[int, str] | N
               for s in STATUSES if s in status.values()]
     for source, target in flow.edges():
         arrow = f"  {ids[source]}{_mclass(source, status)} --> {ids[target]}{_mclass(target, status)}"
-        node = flow.nodes[target]
-        if node.kind not in ("task", "literal", "resource"):
-            tag = (_marks(node) + _guard(node) + ((node.name or "") if node.kind == "subflow-start" else "")).strip()
-            arrow += f" : {_mtext(tag)}" if tag else ""
+        tag = arrow_tag(flow.nodes[target])
+        arrow += f" : {_mtext(tag)}" if tag else ""
         lines.append(arrow)
     lines += [f"  {ids[i]}:::{state}" for i, state in sorted(status.items())]
     return "\n".join(lines) + "\n"
@@ -111,6 +115,136 @@ def dot(flow: Flow, *, vertical: bool = False, status: Mapping[int, str] | None 
     return "\n".join(lines + ["}"]) + "\n"
 
 
+def svg(flow: Flow, *, vertical: bool = False, status: Mapping[int, str] | None = None) -> str:
+    """The flow as a standalone SVG document, laid out by ``layout.layout``.
+
+    Each node is ``<g class="node kind-KIND status-STATUS" data-node="ID">``
+    (no status class without ``status``; with it, nodes it leaves out are
+    ``waiting``) holding a ``<title>``, its shape (class ``shape``) and its
+    text. Each edge is ``<path class="edge" data-from="S" data-to="T">``, and
+    the label on an arrow into a fork, join or END is ``<text class="edge-label"
+    data-from="S" data-to="T">``. Colours come from the ``<style>`` element, by
+    class alone, so a page that inlines the SVG recolours a node by changing its
+    ``status-…`` class. All text from the flow is escaped.
+    """
+    # late: layout sizes the boxes by box_lines, so it imports this module
+    from .layout import FONT, LABEL_FONT, LINE, layout
+
+    checked = _checked(flow, status) if status is not None else None
+    drawn = layout(flow, vertical=vertical)
+    w, h = _num(drawn.width), _num(drawn.height)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="littleflow" viewBox="0 0 {w} {h}" width="{w}" height="{h}">']
+    if flow.name:
+        out.append(f"<title>{escape(flow.name)}</title>")
+    if flow.doc:
+        out.append(f"<desc>{escape(chr(10).join(_doc_lines(flow.doc)))}</desc>")
+    out.append(f"<style>{_svg_style(FONT, LABEL_FONT)}</style>")
+    out.append('<defs><marker id="littleflow-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
+               'markerHeight="7" orient="auto"><path d="M0,0L10,5L0,10z"/></marker></defs>')
+    out.append('<g class="edges">')
+    out += [f'<path class="edge" data-from="{s}" data-to="{t}" d="{_svg_path(points, vertical)}"/>'
+            for s, t, points in drawn.edges]
+    out.append("</g>")
+    out.append('<g class="edge-labels">')
+    for (s, t), (x, y) in drawn.labels.items():
+        out.append(f'<text class="edge-label" data-from="{s}" data-to="{t}" x="{_num(x)}" y="{_num(y)}">'
+                   f"{escape(arrow_tag(flow.nodes[t]))}</text>")
+    out.append("</g>")
+    out.append('<g class="nodes">')
+    for node in flow.nodes:
+        classes = f"node kind-{node.kind}" + (f" status-{checked.get(node.id, 'waiting')}" if checked is not None else "")
+        out.append(f'<g class={quoteattr(classes)} data-node="{node.id}"><title>{escape(_svg_title(node))}</title>')
+        out += _svg_shape(node, drawn.nodes[node.id], LINE)
+        out.append("</g>")
+    out.append("</g></svg>")
+    return "\n".join(out) + "\n"
+
+
+def _svg_style(font: float, label_font: float) -> str:
+    """The picture's CSS, scoped to ``.littleflow`` so that it may be inlined in a page."""
+    rules = [
+        ".littleflow .shape{fill:#fff;stroke:#555;stroke-width:1.2}",
+        f".littleflow .node text{{font:{font}px sans-serif;fill:#222;text-anchor:middle;dominant-baseline:central}}",
+        ".littleflow .node text.guard{fill:#555;font-style:italic}",
+        ".littleflow .kind-subflow-start .shape,.littleflow .kind-subflow-end .shape{fill:#555}",
+    ]
+    rules += [f".littleflow .status-{s} .shape{{fill:{fill};stroke:{stroke}}}" for s, (fill, stroke) in _COLOURS.items()]
+    rules += [
+        ".littleflow .node.kind-start .shape,.littleflow .node.kind-end .shape{fill:#222;stroke:#222}",
+        ".littleflow .node.kind-end .ring{fill:none;stroke:#222;stroke-width:1.2}",
+        ".littleflow .edge{fill:none;stroke:#777;stroke-width:1.2;marker-end:url(#littleflow-arrow)}",
+        "#littleflow-arrow path{fill:#777}",
+        (f".littleflow .edge-label{{font:{label_font}px sans-serif;fill:#444;text-anchor:middle;"
+         "dominant-baseline:central;paint-order:stroke;stroke:#fff;stroke-width:3px}"),
+    ]
+    return "".join(rules)
+
+
+def _svg_shape(node: Node, box: tuple[float, float, float, float], line: float) -> list[str]:
+    """The shape of one node and the lines of text in it."""
+    x, y, w, h = box
+    cx, cy = x + w / 2, y + h / 2
+    n = _num
+    if node.kind in ("start", "end"):
+        if node.kind == "start":
+            return [f'<circle class="shape" cx="{n(cx)}" cy="{n(cy)}" r="{n(w / 2)}"/>']
+        return [f'<circle class="ring" cx="{n(cx)}" cy="{n(cy)}" r="{n(w / 2 - 0.6)}"/>',
+                f'<circle class="shape" cx="{n(cx)}" cy="{n(cy)}" r="{n(w / 2 - 4)}"/>']
+    if node.kind == "literal":  # a sheet with its top right corner folded
+        shape = (f'<path class="shape" d="M{n(x)},{n(y)}H{n(x + w - 8)}L{n(x + w)},{n(y + 8)}V{n(y + h)}H{n(x)}Z'
+                 f'M{n(x + w - 8)},{n(y)}V{n(y + 8)}H{n(x + w)}"/>')
+    elif node.kind == "resource":  # a cylinder
+        top, bottom = y + 4, y + h - 4
+        shape = (f'<path class="shape" d="M{n(x)},{n(top)}A{n(w / 2)},4 0 0 1 {n(x + w)},{n(top)}V{n(bottom)}'
+                 f'A{n(w / 2)},4 0 0 1 {n(x)},{n(bottom)}ZM{n(x)},{n(top)}A{n(w / 2)},4 0 0 0 {n(x + w)},{n(top)}"/>')
+        cy += 4
+    else:
+        corner = ' rx="4"' if node.kind == "task" else ""
+        shape = f'<rect class="shape" x="{n(x)}" y="{n(y)}" width="{n(w)}" height="{n(h)}"{corner}/>'
+    lines = box_lines(node)
+    top = cy - (len(lines) - 1) / 2 * line
+    texts = [f'<text x="{n(cx)}" y="{n(top + i * line)}">{escape(text)}</text>' for i, text in enumerate(lines)]
+    if len(texts) > 1:  # the guard
+        texts[1] = texts[1].replace("<text ", '<text class="guard" ', 1)
+    return [shape, *texts]
+
+
+def _svg_title(node: Node) -> str:
+    """A node's tooltip: what it is, in full, then its kind, guard and doc."""
+    if node.kind == "literal":
+        what = json.dumps(node.value, ensure_ascii=False, default=str)
+    elif node.kind == "task" and node.alias:
+        what = f"{node.alias} ({node.name})"
+    elif node.kind in ("subflow-start", "subflow-end"):
+        what = node.name or {"subflow-start": "fork", "subflow-end": "join"}[node.kind]
+    else:
+        what = node.label
+    kind = node.kind + (f" ({node.mode})" if node.mode else "") + (f" at {node.line}:{node.column}" if node.line else "")
+    doc = " ".join(_doc_lines(node.doc))
+    lines = [_marks(node) + what[:1000], kind, _guard(node).strip()[:300], doc[:300] + ("…" if len(doc) > 300 else "")]
+    return "\n".join(line for line in lines if line)
+
+
+def _svg_path(points: list[tuple[float, float]], vertical: bool) -> str:
+    """SVG path data for an edge's points, joined as ``layout.Layout`` says."""
+    n = _num
+    d = [f"M{n(points[0][0])},{n(points[0][1])}"]
+    for (x0, y0), (x1, y1) in pairwise(points):
+        if x0 == x1 or y0 == y1:
+            d.append(f"L{n(x1)},{n(y1)}")
+        elif vertical:
+            d.append(f"C{n(x0)},{n((y0 + y1) / 2)} {n(x1)},{n((y0 + y1) / 2)} {n(x1)},{n(y1)}")
+        else:
+            d.append(f"C{n((x0 + x1) / 2)},{n(y0)} {n((x0 + x1) / 2)},{n(y1)} {n(x1)},{n(y1)}")
+    return "".join(d)
+
+
+def _num(value: float) -> str:
+    """A number for SVG: one decimal at most."""
+    text = f"{value:.1f}"
+    return text.removesuffix(".0")
+
+
 def _dot_shape(node: Node) -> dict[str, str]:
     """Shape and label attributes of one DOT node."""
     if node.kind == "start":
@@ -125,14 +259,34 @@ def _dot_shape(node: Node) -> dict[str, str]:
     return {"shape": shape, "label": label} | ({"style": "rounded"} if shape == "box" else {})
 
 
+def arrow_tag(node: Node) -> str:
+    """What the arrows into a fork, join or END say (its marks, guard and subflow
+    name); nothing for a node that shows its own label."""
+    if node.kind in _LABELLED:
+        return ""
+    return (_marks(node) + _guard(node) + ((node.name or "") if node.kind == "subflow-start" else "")).strip()
+
+
+def box_lines(node: Node) -> list[str]:
+    """The lines of text inside a node's box in an SVG picture (none for START,
+    END, forks and joins), each cut to ``_LIMIT`` characters."""
+    if node.kind not in _LABELLED:
+        return []
+    return [_cap(_marks(node) + _content(node))] + ([_cap(_guard(node).strip())] if node.guard else [])
+
+
 def _content(node: Node) -> str:
     """What a labelled node shows: task name, compact literal value or ``<uri>``."""
     if node.kind == "literal":
-        text = json.dumps(node.value, ensure_ascii=False, separators=(",", ":"), default=str)
-        return text if len(text) <= _LIMIT else text[: _LIMIT - 1] + "…"
+        return _cap(json.dumps(node.value, ensure_ascii=False, separators=(",", ":"), default=str))
     if node.kind == "resource":
         return f"<{node.uri}>"
     return node.alias or node.name or "?"
+
+
+def _cap(text: str) -> str:
+    """``text`` cut to ``_LIMIT`` characters, an ellipsis marking the cut."""
+    return text if len(text) <= _LIMIT else text[: _LIMIT - 1] + "…"
 
 
 def _marks(node: Node) -> str:
