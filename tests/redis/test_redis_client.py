@@ -12,7 +12,7 @@ import redis
 from littleflow.redis.client import Client
 from littleflow.redis.protocol import Keys
 from littleflow.redis.server import free_port
-from littleflow.redis.store import MAX_INFO_VALUE, StoreError, capped
+from littleflow.redis.store import MAX_INFO_VALUE, StoreError, capped, info_json
 from littleflow.tasks import Registry
 
 NODE_KEYS = {"id", "label", "kind", "name", "line", "column", "status", "attempt", "started", "ended", "error",
@@ -114,6 +114,19 @@ def test_capped_counts_bytes_of_utf8():
     assert capped("é" * 10, limit=21) == {"truncated": 22}
     assert capped([1, 2], limit=5) == [1, 2] and capped([1, 2], limit=4) == {"truncated": 5}
     assert capped(None) is None
+
+
+def test_task_info_keeps_what_fits_and_the_size_of_what_does_not():
+    assert json.loads(info_json({"node": 1}, input={"k": "é"}, output=[1])) == \
+        {"node": 1, "input": {"k": "é"}, "output": [1]}
+    size = len(json.dumps(BIG, separators=(",", ":")))
+    assert json.loads(info_json({"node": 1}, input=BIG, output=None)) == \
+        {"node": 1, "input": {"truncated": size}, "output": None}
+    euros = {"x": "€" * 22_000}  # fewer characters than the limit, more bytes
+    assert json.loads(info_json({"node": 1}, input=euros, output=[euros["x"][:100]])) == \
+        {"node": 1, "input": {"truncated": 66_008}, "output": [euros["x"][:100]]}
+    assert json.loads(info_json({"node": 1}, input=euros["x"][:20_000], output=euros["x"][:20_000])) == \
+        {"node": 1, "input": euros["x"][:20_000], "output": euros["x"][:20_000]}  # large together, each fits
 
 
 def test_list_searches_ids_and_names_in_any_case(four, client):

@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from .protocol import ENGINES, EndTask, Malformed, parse_task_id
-from .store import Conflict, Run, Step, Store, StoreError, capped
+from .store import Conflict, Run, Step, Store, StoreError, info_json
 from .streams import Streams, surviving
 
 log = logging.getLogger("littleflow.engine")
@@ -226,10 +226,9 @@ class EngineProcess:
                 step.timed(node.name or node.label, end.ended - end.started)
             info = {"node": key[1], "name": node.name or node.label, "status": end.status, "seq": end.seq,
                     "attempt": end.attempt, "started": end.started, "ended": end.ended, "error": end.error,
-                    "worker": end.worker, "input": capped(input)}
-            if end.status == "done":
-                info["output"] = capped(end.output)
-            step.tasks[end.task] = info
+                    "worker": end.worker}
+            step.tasks[end.task] = info_json(info, input=input, output=end.output) if end.status == "done" \
+                else info_json(info, input=input)
         if state.status != before:
             step.log.append({"kind": state.status})
             step.events.append({"kind": "workflow", "workflow": run.id, "state": state.status})

@@ -89,7 +89,7 @@ class Step:
     def __init__(self) -> None:
         self.acks: list[str] = []
         self.starts: list[StartTask] = []
-        self.tasks: dict[str, dict[str, Any]] = {}
+        self.tasks: dict[str, dict[str, Any] | str] = {}  # task id -> its info, or that as JSON text
         self.log: list[dict[str, str]] = []
         self.events: list[dict[str, str]] = []
         self.fields: dict[str, str] = {}
@@ -189,7 +189,8 @@ class Store:
         payload = {
             "id": run.id, "status": run.state.status, "time": repr(now), "group": ENGINES,
             "fields": _flat(step.fields), "acks": step.acks, "starts": starts_out,
-            "tasks": _flat({k: json.dumps(v, ensure_ascii=False) for k, v in step.tasks.items()}),
+            "tasks": _flat({k: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+                            for k, v in step.tasks.items()}),
             "log": [_flat(entry) for entry in step.log], "loglen": LOG_LENGTH,
             "events": [_flat(entry) for entry in step.events], "eventlen": EVENTS_LENGTH,
         }
@@ -347,11 +348,30 @@ def capped(value: Any, limit: int = MAX_INFO_VALUE) -> Any:
     """``value``, or ``{"truncated": SIZE}`` if its JSON is more than ``limit`` bytes."""
     if value is None or isinstance(value, (bool, int, float)) and limit >= 32:
         return value
-    text = _compact(value)
-    if len(text) <= limit // 4:
-        return value
-    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    size = _sized(value, limit)[1]
     return value if size <= limit else {"truncated": size}
+
+
+def info_json(info: dict[str, Any], **values: Any) -> str:
+    """The JSON text of a task info entry: ``info`` and ``values`` (input, output), each of
+    these as :func:`capped` keeps it (the engine writes one for every end: small ones, by
+    far the most, are encoded once)."""
+    text = json.dumps({**info, **values}, ensure_ascii=False)
+    if len(text) <= MAX_INFO_VALUE // 4:  # (at most 4 bytes a character: every value fits)
+        return text
+    parts = [json.dumps(info, ensure_ascii=False)[:-1]]
+    for name, value in values.items():
+        text, size = _sized(value)
+        parts.append(f', "{name}": {text if size <= MAX_INFO_VALUE else json.dumps({"truncated": size})}')
+    return "".join(parts) + "}"
+
+
+def _sized(value: Any, limit: int = MAX_INFO_VALUE) -> tuple[str, int]:
+    """The compact JSON of ``value`` and its size in bytes (exact if that may exceed ``limit``)."""
+    text = _compact(value)
+    if len(text) <= limit // 4 or text.isascii():
+        return text, len(text)
+    return text, len(text.encode("utf-8", "surrogatepass"))
 
 
 _compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
