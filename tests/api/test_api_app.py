@@ -193,7 +193,8 @@ def test_health_readiness_and_openapi(api):
     assert httpx.get(f"{base}/health").json() == {"status": "ok"}
     assert httpx.get(f"{base}/ready").json() == {"status": "ready"}
     paths = httpx.get(f"{base}/openapi.json").json()["paths"]
-    assert {"/workflows", "/workflows/{id}", "/events/{event}", "/compile", "/archives"} <= paths.keys()
+    assert {"/workflows", "/workflows/{id}", "/workflows/{id}/watch", "/events/{event}", "/compile", "/archives",
+            "/session"} <= paths.keys()
 
 
 def test_a_body_too_large_is_refused(api):
