@@ -87,7 +87,7 @@ def test_nodes_show_their_input_and_output(four, client):
     hang = client.status(four["running"])["nodes"][1]
     assert (hang["status"], hang["input"], hang["output"]) == ("running", {"k": 4}, None)
     hang, a = client.status(four["terminated"])["nodes"][1:3]
-    assert (hang["input"], a["input"], a["status"]) == ({"k": 3}, None, "waiting")
+    assert (hang["status"], hang["input"], a["input"], a["status"]) == ("terminated", {"k": 3}, None, "waiting")
 
 
 def test_a_queued_node_shows_its_input(system, client, until):

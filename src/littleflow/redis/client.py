@@ -97,20 +97,22 @@ class Client:
         return self.page(state, name, offset, count, search)[0]
 
     def page(self, state: str | None = None, name: str | None = None, offset: int = 0,
-             count: int | None = None, search: str | None = None) -> tuple[list[dict[str, Any]], int]:
-        """A page of :meth:`list`, and how many workflows match the filters in all."""
+             count: int | None = None, search: str | None = None,
+             newest: bool = False) -> tuple[list[dict[str, Any]], int]:
+        """A page of :meth:`list` (``newest`` first, or oldest), and how many workflows match
+        the filters in all."""
         if state is not None and state not in STATES:
             raise StoreError(f"unknown state {state!r} (one of {', '.join(STATES)})")
         index = self.keys.workflows if state is None else self.keys.by_state(state)
         if name is None and not search:  # the indexes page by themselves (one may have changed state since)
             pipe = self.redis.pipeline(transaction=False)
             if count != 0:
-                pipe.zrange(index, offset, -1 if count is None else offset + count - 1)
+                pipe.zrange(index, offset, -1 if count is None else offset + count - 1, desc=newest)
             pipe.zcard(index)
             *found, total = pipe.execute()
             ids = found[0] if found else []
             return [s for s in self.store.summaries(ids) if state is None or s["state"] == state], total
-        ids = self.redis.zrange(index, 0, -1)
+        ids = self.redis.zrange(index, 0, -1, desc=newest)
         pipe = self.redis.pipeline(transaction=False)
         for id in ids:
             pipe.hmget(self.keys.workflow(id), "status", "name")
@@ -331,6 +333,8 @@ def document(run: Run, info: dict[str, dict[str, Any]], created: float, updated:
             status = "queued"
         now = status in ("running", "queued")
         input, output = (capped(running[node.id]), None) if now else (entry.get("input"), entry.get("output"))
+        if now and state.status == "terminated":  # interrupted: it ends as it may, and is run again on resume
+            status = "terminated"
         nodes.append({"id": node.id, "label": node.label, "kind": node.kind, "name": node.name,
                       "line": node.line, "column": node.column, "status": status,
                       "attempt": entry.get("attempt"), "started": entry.get("started"), "ended": entry.get("ended"),
