@@ -128,8 +128,8 @@ def ensure_redis_server() -> None:
 
 
 def ensure_chromium() -> None:
-    """Make sure chromium and chromedriver are available (for the browser tests)."""
-    ensure_commands(["chromium", "chromedriver"], ["chromium", "chromium-driver"])
+    """Make sure Debian's chromium is available (for the console's browser tests)."""
+    ensure_commands(["chromium"], ["chromium"])
 
 
 def ensure_graphviz() -> None:
@@ -147,6 +147,8 @@ SYSTEM_DEPENDENCIES: dict[str, Callable[[], None]] = {
 TEST_SYSTEM_DEPENDENCIES = ["graphviz"]
 #: What the test suite must have: `dev.py test` fails without it, so CI never skips those tests.
 TEST_REQUIRED_DEPENDENCIES = ["redis"]
+#: What the console's browser tests need: required where apt-get can install it, else optional.
+TEST_BROWSER_DEPENDENCIES = ["chromium"]
 
 
 # --- the virtual environment ------------------------------------------------
@@ -218,12 +220,16 @@ def cmd_setup(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_test(args: argparse.Namespace, extra: list[str]) -> int:
     """Run pytest; 'no tests collected' (exit 5) is a failure too."""
     setup()
-    for name in TEST_SYSTEM_DEPENDENCIES:
+    # where apt-get can install them (root on Debian, as in CI), the browser tests never skip
+    required = TEST_REQUIRED_DEPENDENCIES + (TEST_BROWSER_DEPENDENCIES if can_apt() else [])
+    for name in TEST_SYSTEM_DEPENDENCIES + TEST_BROWSER_DEPENDENCIES:
+        if name in required:
+            continue
         try:
             SYSTEM_DEPENDENCIES[name]()
         except DevError as error:
             say(f"note: {error}; the tests that need {name} will be skipped")
-    for name in TEST_REQUIRED_DEPENDENCIES:
+    for name in required:
         SYSTEM_DEPENDENCIES[name]()
     code = run_shown([str(PYTHON), "-m", "pytest", *extra])
     if code == 5:
@@ -297,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
             "other arguments go to each script")
     system = command("system", cmd_system, "install a system dependency with apt-get "
                      "(needs root on Debian): redis = redis-server (else the one in .venv), "
-                     "chromium = chromium + chromium-driver, graphviz = dot; a no-op when already on PATH")
+                     "chromium = Debian's chromium, graphviz = dot; a no-op when already on PATH")
     system.add_argument("dependency", choices=sorted(SYSTEM_DEPENDENCIES))
     return parser
 

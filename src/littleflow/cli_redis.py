@@ -375,7 +375,8 @@ def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: in
         start = lambda: services.start().threads  # noqa: E731
         if api_address is not None:
             api = api_server(target, api_address, tokens_file, list(cors))
-            click.echo(f"littleflow: the API on http://{api_address}/ (OpenAPI at /openapi.json)", err=True)
+            click.echo(f"littleflow: the console on http://{api_address}/console/, the API beside it "
+                       "(/docs, /openapi.json)", err=True)
             start = lambda: services.start().threads + threads_of(services.stop_event, api)()  # noqa: E731
         run_until_signalled("serve", signals, services.stop_event, start)
     click.echo("littleflow: stopped", err=True)

@@ -7,6 +7,7 @@ import json
 import re
 import threading
 import time
+from xml.etree import ElementTree
 
 import httpx
 import pytest
@@ -223,7 +224,36 @@ def test_graph_as_json_and_mermaid_coloured_by_status(api):
         mermaid = http.get(f"{base}/workflows/{id}/graph", params={"format": "mermaid"})
         assert mermaid.headers["content-type"].startswith("text/plain")
         assert mermaid.text.startswith("stateDiagram-v2") and "classDef failed" in mermaid.text
-        assert http.get(f"{base}/workflows/{id}/graph", params={"format": "svg"}).status_code == 422
+        svg = http.get(f"{base}/workflows/{id}/graph", params={"format": "svg"})
+        assert svg.headers["content-type"].startswith("image/svg+xml")
+        nodes = ElementTree.fromstring(svg.text).iter("{http://www.w3.org/2000/svg}g")
+        classes = {g.get("data-node"): g.get("class") for g in nodes if g.get("data-node")}
+        assert "status-done" in classes["1"] and "status-failed" in classes["2"]
+        assert http.get(f"{base}/workflows/{id}/graph", params={"format": "png"}).status_code == 422
+
+
+def test_compile_preview_as_an_svg_picture(api):
+    base, _ = api
+    with httpx.Client() as http:
+        svg = http.post(f"{base}/compile", params={"format": "svg"}, content="A → { B  C }",
+                        headers={"Content-Type": "text/plain"})
+        assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
+        assert len([g for g in ElementTree.fromstring(svg.text).iter("{http://www.w3.org/2000/svg}g")
+                    if g.get("data-node")]) == 7  # START, A, fork, B, C, join, END
+        bad = http.post(f"{base}/compile", params={"format": "svg"}, content="A →",
+                        headers={"Content-Type": "text/plain"})
+        assert bad.status_code == 422 and bad.json()["errors"][0]["line"] == 1
+
+
+def test_the_list_newest_first(api):
+    base, client = api
+    ids = [client.submit("A") for _ in range(3)]
+    with httpx.Client() as http:
+        newest = http.get(f"{base}/workflows", params={"order": "newest", "limit": 2}).json()
+        assert [w["id"] for w in newest["workflows"]] == ids[::-1][:2] and newest["total"] == 3
+        searched = http.get(f"{base}/workflows", params={"order": "newest", "q": ids[0]}).json()
+        assert [w["id"] for w in searched["workflows"]] == [ids[0]]
+        assert http.get(f"{base}/workflows", params={"order": "sideways"}).status_code == 422
 
 
 def test_metrics_count_workflows_by_state_and_queue_depths(api):

@@ -31,6 +31,7 @@ from ..flow import Flow
 from ..parser import Parser
 from ..redis.client import Client, decoded_event
 from ..redis.store import STATES, VALID_ID, InvalidArchive, StoreError
+from . import console
 from .auth import Tokens
 from .metrics import prometheus
 from .problems import Problem, on_problem, response
@@ -47,8 +48,12 @@ WATCH_POLL, WATCH_REFRESH = 0.3, 2.0
 READ_POSTS = ("/compile",)
 #: Where the interactive docs' scripts are served.
 DOCS_ASSETS = "/docs-assets"
-#: What needs no token: the probes of a process supervisor, and the API's own description.
-OPEN_PATHS = ("/health", "/ready", "/session", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+#: What needs no token: the probes of a process supervisor, the API's own description, and
+#: the console's page (what it shows comes from the API, with the token signed in with).
+OPEN_PATHS = ("/health", "/ready", "/session", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/",
+              console.CONSOLE)
+OPEN_PREFIXES = (DOCS_ASSETS + "/", console.CONSOLE + "/")
+SVG = "image/svg+xml"
 
 
 def create_app(url: str | None = None, prefix: str = "lf", client: Client | None = None,
@@ -91,7 +96,7 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
     @app.middleware("http")
     async def authenticate(request: Request, call_next: Any) -> Response:
         path = request.url.path
-        guarded = path not in OPEN_PATHS and not path.startswith(DOCS_ASSETS + "/")
+        guarded = path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES)
         if tokens and (guarded or (path == "/session" and "authorization" in request.headers)):
             scope = tokens.bearer(request.headers.get("authorization"))
             if scope is None:
@@ -139,11 +144,13 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
                        q: str | None = Query(None, max_length=200,
                                              description="a part of the id or of the flow name, in any case"),
                        offset: int = Query(0, ge=0, le=10**9),
-                       limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
-        """Workflows, oldest first, a page at a time; ``total`` counts all that match."""
+                       limit: int = Query(100, ge=1, le=1000),
+                       order: str = Query("oldest", pattern="^(oldest|newest)$",
+                                          description="oldest (default) or newest first")) -> dict[str, Any]:
+        """Workflows, a page at a time, by when they were submitted; ``total`` counts all that match."""
         if state is not None and state not in STATES:
             raise Problem(422, "Invalid request", f"state must be one of {', '.join(STATES)}, not {state!r}")
-        found, total = client.page(state, name, offset, limit, q)
+        found, total = client.page(state, name, offset, limit, q, newest=order == "newest")
         return {"workflows": found, "offset": offset, "limit": limit, "total": total}
 
     @app.post("/workflows", status_code=201, tags=["workflows"],
@@ -215,14 +222,16 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.get("/workflows/{id}/graph", tags=["workflows"],
-             responses={200: {"content": {"text/plain": {}, "application/json": {}}}})
-    def graph(id: str, format: str = Query("json", pattern="^(json|mermaid)$")) -> Response:
-        """The workflow's graph: Mermaid coloured by node status, or JSON (the compiled
-        flow, each node with its status)."""
+             responses={200: {"content": {"text/plain": {}, "application/json": {}, "image/svg+xml": {}}}})
+    def graph(id: str, format: str = Query("json", pattern="^(json|mermaid|svg)$")) -> Response:
+        """The workflow's graph: Mermaid or SVG coloured by node status, or JSON (the
+        compiled flow, each node with its status)."""
         run = client.store.load(id)
         statuses = {node["id"]: node["status"] for node in client.status(id)["nodes"]}
         if format == "mermaid":
             return Response(diagram.mermaid(run.flow, status=statuses), media_type="text/plain; charset=utf-8")
+        if format == "svg":
+            return Response(diagram.svg(run.flow, status=statuses), media_type=SVG)
         body = run.flow.to_json()
         for node in body["nodes"]:
             node["status"] = statuses.get(node["id"], "waiting")
@@ -316,12 +325,19 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
             raise Problem(422, "Invalid event", str(error)) from None
 
     @app.post("/compile", tags=["flows"],
+              responses={200: {"content": {"application/json": {}, "image/svg+xml": {}}}},
               openapi_extra={"requestBody": {"content": {"text/plain": {"schema": {"type": "string"}}},
                                              "required": True}})
-    async def compile_only(request: Request) -> dict[str, Any]:
-        """Compile flow text without running it: its graph, or its errors with line and column."""
+    async def compile_only(request: Request, format: str = Query("json", pattern="^(json|svg)$")) -> Response:
+        """Compile flow text without running it: its graph (JSON, or an SVG picture), or its
+        errors with line and column."""
         text = (await request.body()).decode("utf-8", "replace")
-        return (await run_in_threadpool(_compile, text)).to_json()
+        flow = await run_in_threadpool(_compile, text)
+        if format == "svg":
+            return Response(await run_in_threadpool(diagram.svg, flow), media_type=SVG)
+        return JSONResponse(flow.to_json())
+
+    console.mount(app)
 
     return app
 

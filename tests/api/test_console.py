@@ -1,0 +1,292 @@
+"""The web console in headless Chromium (Debian's, driven by Playwright), served by a real
+`littleflow serve --api` process on a real Redis. Screenshots go to artifacts/console/."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from littleflow.redis.server import free_port
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "console"
+TASKS = Path(__file__).with_name("console_tasks.py")
+CHROMIUM = os.environ.get("LITTLEFLOW_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+ADMIN, READER = "admin-token-0123456789", "read-token-0123456789"
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (python3 dev.py system chromium "
+                                                          "installs Debian's); the console's browser tests need it")
+expect.set_options(timeout=15_000)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+def start_serve(redis_url: str, tokens: str = "") -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "LITTLEFLOW_REDIS_URL": redis_url, "LITTLEFLOW_API_TOKENS": tokens}
+    process = subprocess.Popen([sys.executable, "-m", "littleflow", "serve", "--tasks", str(TASKS),
+                                "--claim-idle", "1", "--api", f"127.0.0.1:{port}"],
+                               env=env, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base}/ready").status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            raise AssertionError(f"littleflow serve did not answer: {process.communicate()[1][-2000:]}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def serve(redis_url):
+    """The base URL of a `littleflow serve --api` with the tasks of console_tasks.py."""
+    process, base = start_serve(redis_url)
+    yield base
+    stop(process)
+
+
+@pytest.fixture
+def guarded_serve(redis_url):
+    """As ``serve``, with a read and an admin token."""
+    process, base = start_serve(redis_url, f"admin:{ADMIN},read:{READER}")
+    yield base
+    stop(process)
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert "Traceback" not in err, err
+
+
+@pytest.fixture
+def page(browser, request):
+    """A fresh page; it fails the test on any script error, and leaves a screenshot of its end."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error"
+            and not message.text.startswith("Failed to load resource") else None)  # (answers the test expects)
+    yield page
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"{request.node.name}-end.png", full_page=True)
+    context.close()
+    assert not errors, f"script errors on the page: {errors}"
+
+
+def shot(page: Page, name: str, full_page: bool = True) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=full_page)
+
+
+def submit(base: str, flow: str, input=None, headers=None) -> str:
+    answer = httpx.post(f"{base}/workflows", json={"flow": flow, "input": input or {}}, headers=headers)
+    assert answer.status_code == 201, answer.text
+    return answer.json()["id"]
+
+
+def graph_statuses(page: Page) -> dict[str, str]:
+    """The status class of each node drawn on the page's graph, by label."""
+    return page.eval_on_selector_all(".graph g.node", """nodes => Object.fromEntries(nodes.map(n =>
+        [n.querySelector('title')?.textContent.split('\\n')[0] || n.dataset.node,
+         [...n.classList].find(c => c.startsWith('status-'))]))""")
+
+
+HELLO = "@flow hello\nfetch → { clean → store  index } → notify"
+
+
+def test_submit_a_flow_and_watch_it_finish_with_the_graph_coloured(serve, page):
+    page.goto(f"{serve}/")
+    expect(page.locator("table.workflows")).to_contain_text("No workflows yet")
+    page.get_by_role("link", name="New workflow").click()
+    page.get_by_label("flow text").fill(HELLO)
+    expect(page.locator(".preview g.node")).to_have_count(len(httpx.post(
+        f"{serve}/compile", content=HELLO, headers={"Content-Type": "text/plain"}).json()["nodes"]))
+    page.get_by_label("input JSON").fill('{"who": "console"}')
+    shot(page, "new-workflow")
+    page.get_by_role("button", name="Run").click()
+    expect(page).to_have_url(re.compile(r"#/workflows/[\w-]+$"))
+    expect(page.locator("h1 .badge")).to_have_text("running")
+    expect(page.locator(".graph g.node.status-running, .graph g.node.status-queued").first).to_be_visible()
+    shot(page, "workflow-running")
+    expect(page.locator("h1 .badge")).to_have_text("finished", timeout=30_000)
+    tasks = {label: status for label, status in graph_statuses(page).items()
+             if label in ("fetch", "clean", "store", "index", "notify")}
+    assert tasks == dict.fromkeys(["fetch", "clean", "store", "index", "notify"], "status-done")
+    expect(page.locator("pre.output")).to_contain_text('"notified": true')
+    row = page.locator("table.nodes tr", has_text="fetch")
+    expect(row.locator(".badge")).to_have_text("done")
+    expect(row).to_contain_text('"who":"console"')  # its input, in the table
+    page.locator(".graph g.node", has_text="store").click()
+    expect(page.locator("aside.details")).to_contain_text('"stored": 1')
+    shot(page, "workflow-finished")
+
+
+def test_terminate_then_resume_another(serve, page):
+    id = submit(serve, "@flow waiting\nfetch → wait:event (- event: go -) → notify")
+    page.goto(f"{serve}/console/#/workflows/{id}")
+    expect(page.locator(".graph g.node.status-running, .graph g.node.status-queued")).to_have_count(1, timeout=20_000)
+    page.get_by_role("button", name="Terminate").click()
+    dialog = page.locator("dialog#confirm")
+    expect(dialog).to_contain_text(f"Terminate workflow {id}?")
+    dialog.get_by_role("button", name="Cancel").click()
+    assert httpx.get(f"{serve}/workflows/{id}").json()["state"] == "running"
+    page.get_by_role("button", name="Terminate").click()
+    dialog.get_by_role("button", name="Terminate").click()
+    expect(page.locator("h1 .badge")).to_have_text("terminated")
+    expect(page.locator(".graph g.node.status-terminated")).to_have_count(1)
+    shot(page, "workflow-terminated")
+    page.get_by_role("button", name="Resume").click()
+    dialog.get_by_role("button", name="Resume").click()
+    expect(page.locator("h1 .badge")).to_have_text("running")
+    deadline = time.monotonic() + 20
+    while not httpx.post(f"{serve}/events/go", json={}).json()["ended"]:
+        assert time.monotonic() < deadline, "the resumed wait never listened"
+        time.sleep(0.2)
+    expect(page.locator("h1 .badge")).to_have_text("finished", timeout=30_000)
+    assert set(graph_statuses(page).values()) <= {"status-done", "status-waiting"}
+
+
+def test_the_list_filters_searches_and_updates_live(serve, page):
+    finished = submit(serve, "@flow alpha\nindex")
+    failed = submit(serve, "@flow beta\ncrash")
+    page.goto(f"{serve}/console/")
+    expect(page.locator("table.workflows tbody tr")).to_have_count(2)
+    expect(page.locator(f'tr[data-id="{failed}"] .badge')).to_have_text("failed")
+    later = submit(serve, "@flow gamma\nindex → notify")  # appears without a reload
+    expect(page.locator(f'tr[data-id="{later}"]')).to_be_visible()
+    expect(page.locator(f'tr[data-id="{later}"] .badge')).to_have_text("finished")
+    page.locator('.tabs button[data-state="failed"]').click()
+    expect(page.locator("table.workflows tbody tr")).to_have_count(1)
+    expect(page.locator("table.workflows tbody")).to_contain_text("beta")
+    expect(page.locator('.tabs button[data-state="finished"] .count')).to_have_text("2")
+    page.locator('.tabs button[data-state="all"]').click()
+    page.get_by_label("search").fill("GAM")
+    expect(page.locator("table.workflows tbody tr")).to_have_count(1)
+    expect(page.locator("table.workflows tbody")).to_contain_text(later)
+    page.get_by_label("search").fill(finished[:12])
+    expect(page.locator("table.workflows tbody tr")).to_have_count(1)
+    page.get_by_label("search").fill("")
+    expect(page.locator("table.workflows tbody tr")).to_have_count(3)
+    shot(page, "workflow-list")
+    page.locator(f'tr[data-id="{failed}"] a').click()
+    expect(page.locator("table.nodes")).to_contain_text("the disk is full")
+
+
+def test_compile_errors_show_where_before_anything_runs(serve, page):
+    page.goto(f"{serve}/console/#/new")
+    page.get_by_label("flow text").fill("fetch →\n  { clean → }")
+    error = page.locator("ul.errors li").first
+    expect(error).to_contain_text(re.compile(r"line \d+, column \d+"))
+    expect(page.get_by_role("button", name="Run")).to_be_disabled()
+    shot(page, "compile-error")
+    page.get_by_label("flow text").fill("fetch → notify")
+    expect(page.locator("ul.errors li")).to_have_count(0)
+    page.get_by_label("input JSON").fill("{nope")
+    expect(page.locator(".editor p.error")).to_contain_text("not JSON")
+    expect(page.get_by_role("button", name="Run")).to_be_disabled()
+    assert httpx.get(f"{serve}/workflows").json()["workflows"] == []
+
+
+def test_a_flow_file_can_be_uploaded(serve, page, tmp_path):
+    flow = tmp_path / "hello.flow"
+    flow.write_text(HELLO, encoding="utf-8")
+    page.goto(f"{serve}/console/#/new")
+    page.get_by_label("flow file").set_input_files(flow)
+    expect(page.get_by_label("flow text")).to_have_value(HELLO)
+    expect(page.get_by_role("button", name="Run")).to_be_enabled()
+
+
+def test_archive_and_delete_with_confirmation(serve, page):
+    id = submit(serve, "index")
+    page.goto(f"{serve}/console/#/workflows/{id}")
+    expect(page.locator("h1 .badge")).to_have_text("finished")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Archive").click()
+    assert download.value.suggested_filename == f"{id}.json"
+    assert '"flow"' in Path(download.value.path()).read_text(encoding="utf-8")
+    page.get_by_role("button", name="Delete").click()
+    page.locator("dialog#confirm").get_by_role("button", name="Delete").click()
+    expect(page).to_have_url(re.compile(r"#/$"))
+    assert httpx.get(f"{serve}/workflows/{id}").status_code == 404
+
+
+def test_a_graph_of_hundreds_of_nodes_pans_and_zooms(serve, page):
+    chains = "  ".join(" → ".join(f"index:{i}_{j}" for j in range(10)) for i in range(30))
+    id = submit(serve, f"@flow wide\nfetch → {{ {chains} }} → notify")
+    page.goto(f"{serve}/console/#/workflows/{id}")
+    expect(page.locator(".graph g.node")).to_have_count(httpx.get(f"{serve}/workflows/{id}").json()["nodes"].__len__())
+    viewport = page.locator(".graph g.viewport")
+    fitted = viewport.get_attribute("transform")
+    box = page.locator(".graph").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -600)
+    expect(viewport).not_to_have_attribute("transform", fitted)
+    zoomed = scale(viewport.get_attribute("transform"))
+    assert zoomed > scale(fitted)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 100, box["y"] + 100, steps=5)
+    page.mouse.up()
+    assert scale(viewport.get_attribute("transform")) == zoomed
+    shot(page, "big-graph-zoomed", full_page=False)
+    page.get_by_label("filter nodes").fill("index:7_")
+    expect(page.locator("table.nodes tbody tr")).to_have_count(10)
+    page.get_by_role("button", name="Fit").click()
+    assert scale(viewport.get_attribute("transform")) == pytest.approx(scale(fitted))
+
+
+def scale(transform: str) -> float:
+    return float(re.search(r"scale\(([\d.]+)\)", transform)[1])
+
+
+def test_sign_in_with_a_token_read_only_or_admin(guarded_serve, page):
+    id = submit(guarded_serve, "fetch", headers={"Authorization": f"Bearer {ADMIN}"})
+    page.goto(f"{guarded_serve}/console/")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_label("token").fill("not-a-token-at-all-really")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator(".sign-in .error")).to_have_text("That token was refused.")
+    page.get_by_label("token").fill(READER)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator(f'tr[data-id="{id}"]')).to_be_visible()
+    expect(page.locator("#scope")).to_have_text("read only")
+    expect(page.get_by_role("link", name="New workflow")).to_be_hidden()
+    page.locator(f'tr[data-id="{id}"] a').click()
+    expect(page.locator("h1 .badge")).to_have_text("finished")
+    expect(page.get_by_role("button", name="Delete")).to_be_hidden()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_label("token").fill(ADMIN)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#scope")).to_have_text("admin")
+    expect(page.get_by_role("button", name="Delete")).to_be_visible()
+    shot(page, "signed-in-admin")
+
+
+def test_the_console_is_served_with_strict_headers(serve):
+    page = httpx.get(f"{serve}/console/")
+    assert page.status_code == 200 and "console.js" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert httpx.get(f"{serve}/", follow_redirects=False).headers["location"].endswith("console/")
+    assert httpx.get(f"{serve}/console/console.js").headers["content-type"].startswith(("text/javascript",
+                                                                                      "application/javascript"))
