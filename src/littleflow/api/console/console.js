@@ -454,7 +454,7 @@ function workflowView(main, signal, id) {
     put(facts,
       h("dt", {}, "Started"), h("dd", {}, when(doc.created)),
       h("dt", {}, "Updated"), h("dd", {}, when(doc.updated)),
-      h("dt", {}, "Took"), h("dd", {}, took(doc.created, doc.state === "running" ? null : doc.updated)),
+      h("dt", {}, "Took"), h("dd", { class: "took" }, took(doc.created, doc.state === "running" ? null : doc.updated)),
       h("dt", {}, "Tasks"), h("dd", {}, summary(doc.nodes)));
     put(values,
       h("div", {}, h("h2", {}, "Input"), h("pre", {}, pretty(doc.input))),
@@ -484,6 +484,10 @@ function workflowView(main, signal, id) {
   }
 
   filter.addEventListener("input", () => doc && show(doc));
+  const ticking = setInterval(() => {  // a running workflow's age goes on between its changes
+    if (doc?.state === "running") $(".took", facts).textContent = took(doc.created, null);
+  }, 1000);
+  signal.addEventListener("abort", () => clearInterval(ticking));
 
   function select(nodeId) {
     selected = nodeId;
