@@ -113,6 +113,17 @@ def test_unknown_workflows_are_404(api):
         assert answer.json()["detail"] == "no workflow nope"
 
 
+def test_the_definition_is_the_flow_text_as_submitted_and_its_graph(api):
+    base, _ = api
+    text = "@flow greet\n# a comment stays\nA → A"
+    with httpx.Client() as http:
+        id = http.post(f"{base}/workflows", content=text, headers={"Content-Type": "text/plain"}).json()["id"]
+        definition = http.get(f"{base}/workflows/{id}/definition").json()
+        assert (definition["id"], definition["name"], definition["text"]) == (id, "greet", text)
+        assert [n["name"] for n in definition["flow"]["nodes"]] == [None, "A", "A", None]
+        assert http.get(f"{base}/workflows/nope/definition").status_code == 404
+
+
 def test_a_failure_terminate_resume_and_an_event(api):
     base, _ = api
     with httpx.Client() as http:

@@ -179,6 +179,11 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
         """A workflow's state, output, error, times and every node (as ``littleflow status ID --json``)."""
         return client.status(id)
 
+    @app.get("/workflows/{id}/definition", tags=["workflows"])
+    def definition(id: str) -> dict[str, Any]:
+        """What the workflow runs: ``name``, the flow ``text`` as submitted, and the compiled ``flow``."""
+        return client.definition(id)
+
     @app.get("/workflows/{id}/watch", tags=["workflows"], response_class=StreamingResponse,
              responses={200: {"content": {"text/event-stream": {}}}, 404: {"description": "no such workflow"}})
     async def watch(id: str, request: Request) -> Response:

@@ -164,6 +164,14 @@ class Client:
             pipe.zrem(keys.by_state(state), id)
         pipe.execute()
 
+    def definition(self, id: str) -> dict[str, Any]:
+        """What workflow ``id`` runs: its flow's name, the flow text as submitted, and the
+        compiled graph."""
+        name, text, flow = self.redis.hmget(self.keys.workflow(_checked(id)), "name", "text", "flow")
+        if flow is None:
+            raise StoreError(f"no workflow {id}")
+        return {"id": id, "name": name or None, "text": text or "", "flow": json.loads(flow)}
+
     # -- archives -----------------------------------------------------------------------
     def archive(self, id: str) -> dict[str, Any]:
         """Everything about workflow ``id`` as JSON: definition, state, task info, log."""
