@@ -114,3 +114,14 @@ def test_bad_tokens_are_flow_errors_at_their_place(text, where, words):
     error = fails(text)
     assert at(error) == where
     assert words in error.message
+
+
+@pytest.mark.parametrize("text, where", [
+    ('@flow F """doc \ud800"""\nA', (1, 16)),
+    ("A →\n ? `$.x == '\udc00'` B", (2, 13)),
+    ('A → <{"v": "\ud800"}>', (1, 13)),
+])
+def test_lone_surrogates_anywhere_in_the_text_are_errors_at_their_place(text, where):
+    error = fails(text)
+    assert at(error) == where
+    assert "lone surrogate" in error.message

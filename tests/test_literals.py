@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from support import at, fails
 
 from littleflow.literals import MAX_VALUES, LiteralError, load_json, load_yaml, plain
 
@@ -100,3 +101,41 @@ def test_plain_copies_json_data_and_refuses_anything_else():
     for bad in ({1, 2}, b"x", object(), float("nan"), {("a",): 1}):
         with pytest.raises(LiteralError):
             plain(bad)
+
+
+@pytest.mark.parametrize("text", [r'{"v": "\ud800"}', r'["a\uDC00b"]', r'{"\udbff": 1}', r'[[["\ude00\ud83d"]]]'])
+def test_json_escapes_of_lone_surrogates_are_errors(text):
+    with pytest.raises(LiteralError) as caught:
+        load_json(text, 0)
+    assert "lone surrogate \\ud" in caught.value.message and "not Unicode text" in caught.value.message
+
+
+def test_json_escapes_of_surrogate_pairs_and_escaped_backslashes_are_text():
+    assert load_json(r'["\ud83d\ude00", "\\ud800"]', 0)[0] == ["\U0001f600", "\\ud800"]
+
+
+def test_raw_lone_surrogates_are_errors_at_their_offset():
+    for load, text, offset in ((lambda t: load_json(t, 0), '["ab\ud800"]', 4), (load_yaml, "a: [b, c\udfff]", 8)):
+        with pytest.raises(LiteralError) as caught:
+            load(text)
+        assert caught.value.offset == offset
+        assert "lone surrogate" in caught.value.message
+
+
+def test_plain_refuses_lone_surrogates_in_values_and_keys():
+    for bad in ("\ud800", ["x", {"k": "a\udc00"}], {"\ud800": 1}):
+        with pytest.raises(LiteralError) as caught:
+            plain(bad)
+        assert "lone surrogate" in caught.value.message
+
+
+@pytest.mark.parametrize("text, where", [
+    ('A -> <{"v": "\\ud800"}> -> B', (1, 6)),
+    ('A\n  -> <["x", "\\uDFFF"]>', (2, 6)),
+    ('A ({"p": "\\ud800"}) -> B', (1, 3)),
+    ('A -> <- "\\ud800" ->', (1, 6)),
+])
+def test_lone_surrogates_in_literals_and_parameters_are_flow_errors_at_their_place(text, where):
+    error = fails(text)
+    assert at(error) == where
+    assert "Unicode" in error.message and "\n" not in error.message  # (libyaml words its own YAML error)

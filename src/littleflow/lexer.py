@@ -45,6 +45,7 @@ _TOKEN = re.compile(
     rf")?"
 )
 _SPACE = re.compile(r"\s*")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _HINTS = {
     "(": "malformed parameters: write (- YAML -), ({ JSON }), ([ JSON ]) or ()",
     "<": "malformed literal or resource: write <- YAML ->, <{ JSON }>, <[ JSON ]>, <> or <URI>",
@@ -86,6 +87,9 @@ def tokens(source: Source) -> Iterator[Token]:
     Raises :class:`~littleflow.errors.FlowError` at the first thing that is not a token.
     """
     text = source.text
+    lone = _SURROGATE.search(text)
+    if lone:
+        raise source.error(f"the text holds a lone surrogate \\u{ord(lone.group()):04x} (not Unicode text)", lone.start())
     match = _TOKEN.match
     new = tuple.__new__  # Token(...) without NamedTuple's Python-level __new__: this loop is hot
     size = len(text)

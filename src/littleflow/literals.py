@@ -14,6 +14,10 @@ _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 #: At most this many values in one literal (YAML aliases can multiply a small text).
 MAX_VALUES = 1_000_000
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+#: Where a JSON text may decode to a lone surrogate: a raw one, or a ``\uD800``-``\uDFFF`` escape.
+_JSON_SURROGATE = re.compile(r"[\ud800-\udfff]|\\u[dD][89a-fA-F]")
+
 
 class LiteralError(ValueError):
     """A malformed literal; ``offset`` is where in the literal text, when known."""
@@ -70,6 +74,9 @@ PlainLoader.add_constructor("tag:yaml.org,2002:map", _map)
 
 def load_yaml(text: str) -> Any:
     """Load YAML text as plain data; an empty text gives ``None``."""
+    raw = _SURROGATE.search(text)
+    if raw:
+        raise _lone_surrogate(raw.group(), raw.start())
     try:
         value = yaml.load(text, Loader=PlainLoader)  # noqa: S506 - PlainLoader is a safe loader
     except yaml.MarkedYAMLError as error:
@@ -105,7 +112,7 @@ _JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite)
 def load_json(text: str, start: int) -> tuple[Any, int]:
     """Decode the JSON value at ``text[start:]``; returns it and the offset after it."""
     try:
-        return _JSON.raw_decode(text, start)
+        value, end = _JSON.raw_decode(text, start)
     except json.JSONDecodeError as error:
         raise LiteralError(f"invalid JSON: {error.msg}", error.pos) from None
     except RecursionError:
@@ -114,6 +121,38 @@ def load_json(text: str, start: int) -> tuple[Any, int]:
         raise
     except ValueError as error:  # e.g. an integer with more digits than Python converts
         raise LiteralError(f"invalid JSON: {error}", start) from None
+    if _JSON_SURROGATE.search(text, start, end):
+        raw = _SURROGATE.search(text, start, end)
+        if raw:
+            raise _lone_surrogate(raw.group(), raw.start())
+        _check_text(value)
+    return value, end
+
+
+def _lone_surrogate(char: str, offset: int | None = None) -> LiteralError:
+    return LiteralError(f"a string holds a lone surrogate \\u{ord(char):04x} (not Unicode text)", offset)
+
+
+def _text(text: str) -> str:
+    """``text`` itself, unless it holds a lone surrogate (which no UTF-8 text can carry)."""
+    found = _SURROGATE.search(text)
+    if found:
+        raise _lone_surrogate(found.group())
+    return text
+
+
+def _check_text(value: Any) -> None:
+    """Raise :class:`LiteralError` if a string (or key) anywhere in ``value`` holds a lone surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            _text(item)
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
 
 
 def load_json_text(text: str) -> Any:
@@ -138,7 +177,9 @@ def _plain(value: Any, budget: list[int], path: set[int]) -> Any:
     budget[0] -= 1
     if budget[0] < 0:
         raise LiteralError(f"literal too large (more than {MAX_VALUES:,} values)")
-    if value is None or isinstance(value, (bool, int, str)):
+    if isinstance(value, str):
+        return _text(value)
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -159,7 +200,7 @@ def _plain(value: Any, budget: list[int], path: set[int]) -> Any:
 
 def _key(key: Any) -> str:
     if isinstance(key, str):
-        return key
+        return _text(key)
     if key is None or isinstance(key, (bool, int, float)):
         return json.dumps(key)
     raise LiteralError(f"an object key must be text, not {type(key).__name__}")

@@ -256,6 +256,23 @@ def test_compile_preview_as_an_svg_picture(api):
         assert bad.status_code == 422 and bad.json()["errors"][0]["line"] == 1
 
 
+def test_a_lone_surrogate_in_a_literal_is_a_positioned_flow_error(api):
+    base, client = api
+    text = 'A\n  → <{"v": "\\ud800"}> → B'
+    with httpx.Client() as http:
+        for format in ("json", "svg"):
+            answer = http.post(f"{base}/compile", params={"format": format}, content=text,
+                               headers={"Content-Type": "text/plain"})
+            assert answer.status_code == 422 and answer.json()["title"] == "Invalid flow"
+            assert answer.json()["errors"][0]["line"] == 2 and answer.json()["errors"][0]["column"] == 5
+            assert "lone surrogate \\ud800" in answer.json()["errors"][0]["message"]
+        for flow in (text, 'A → B\n"""doc \ud800"""'):
+            answer = http.post(f"{base}/workflows", content=json.dumps({"flow": flow}),
+                               headers={"Content-Type": "application/json"})
+            assert answer.status_code == 422 and answer.json()["title"] == "Invalid flow"
+    assert client.list() == []
+
+
 def test_the_list_newest_first(api):
     base, client = api
     ids = [client.submit("A") for _ in range(3)]
