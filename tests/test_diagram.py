@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from littleflow import compile_flow
 from littleflow.diagram import _COLOURS, STATUSES, dot, mermaid, mermaid_id, svg
 from littleflow.flow import Flow, Node
 
@@ -394,3 +395,31 @@ def test_svg_escapes_every_text_from_the_flow():
         assert texts(nodes[2]) == ["a&b<c>", '? $[?(@.a == "<b>")]']
         assert texts(nodes[3]) == ['<a"b<c>.json>']
 
+
+
+NOT_XML = "\x01\x08\x0b\x1f\ufffe\uffff"  # characters XML 1.0 cannot hold
+
+
+def test_svg_replaces_characters_xml_cannot_hold():
+    flow = compile_flow('@flow F """doc \x01 \uffff"""\nA → <{"v": "\\uffff\\ufffe"}> → <urn:x\x02y> → B')
+    root = parsed(svg(flow))
+    nodes = svg_nodes(root)
+    assert texts(nodes[2]) == ['{"v":"\ufffd\ufffd"}'] and texts(nodes[3]) == ["<urn:x\ufffdy>"]
+    assert root.find(f"{SVG}desc").text == "doc \ufffd \ufffd"
+    hand = chain(Node(0, "task", "t" + NOT_XML, alias="a" + NOT_XML, guard="$" + NOT_XML, doc=NOT_XML),
+                 Node(0, "literal", value=NOT_XML), name=NOT_XML, doc=NOT_XML)
+    hand.nodes[0].kind = "start" + NOT_XML
+    for text in (svg(hand), svg(hand, vertical=True, status={1: "done"})):
+        root = parsed(text)
+        assert root.find(f"{SVG}title").text == "\ufffd" * len(NOT_XML)
+        assert svg_nodes(root)[0].get("class").startswith("node kind-start\ufffd")
+        assert texts(svg_nodes(root)[1])[0] == "a" + "\ufffd" * len(NOT_XML)
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` is not installed")
+def test_graphviz_makes_well_formed_svg_of_characters_xml_cannot_hold():
+    flow = chain(Node(0, "literal", value="\uffff"), Node(0, "task", "t", guard="$" + NOT_XML, doc=NOT_XML),
+                 name="n" + NOT_XML, doc=NOT_XML)
+    result = subprocess.run(["dot", "-Tsvg"], input=dot(flow), capture_output=True, check=False, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    ET.fromstring(result.stdout)

@@ -39,6 +39,7 @@ _ENTITIES = {'"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;"}
 _ENTITIES.update({c: f"#{ord(c)};" for c in "#:;%\\`*_~"})  # grammar, then Markdown
 _KIND_IDS = {"literal": "literal", "resource": "resource", "subflow-start": "fork", "subflow-end": "join"}
 _LIMIT = 40
+_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")  # what XML 1.0 cannot hold
 _LABELLED = ("task", "literal", "resource")
 
 
@@ -125,7 +126,8 @@ def svg(flow: Flow, *, vertical: bool = False, status: Mapping[int, str] | None 
     the label on an arrow into a fork, join or END is ``<text class="edge-label"
     data-from="S" data-to="T">``. Colours come from the ``<style>`` element, by
     class alone, so a page that inlines the SVG recolours a node by changing its
-    ``status-…`` class. All text from the flow is escaped.
+    ``status-…`` class. All text from the flow is escaped, and a character XML 1.0
+    cannot hold becomes U+FFFD.
     """
     # late: layout sizes the boxes by box_lines, so it imports this module
     from .layout import FONT, LABEL_FONT, LINE, layout
@@ -135,9 +137,9 @@ def svg(flow: Flow, *, vertical: bool = False, status: Mapping[int, str] | None 
     w, h = _num(drawn.width), _num(drawn.height)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="littleflow" viewBox="0 0 {w} {h}" width="{w}" height="{h}">']
     if flow.name:
-        out.append(f"<title>{escape(flow.name)}</title>")
+        out.append(f"<title>{_xml(flow.name)}</title>")
     if flow.doc:
-        out.append(f"<desc>{escape(chr(10).join(_doc_lines(flow.doc)))}</desc>")
+        out.append(f"<desc>{_xml(chr(10).join(_doc_lines(flow.doc)))}</desc>")
     out.append(f"<style>{_svg_style(FONT, LABEL_FONT)}</style>")
     out.append('<defs><marker id="littleflow-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
                'markerHeight="7" orient="auto"><path d="M0,0L10,5L0,10z"/></marker></defs>')
@@ -148,16 +150,23 @@ def svg(flow: Flow, *, vertical: bool = False, status: Mapping[int, str] | None 
     out.append('<g class="edge-labels">')
     for (s, t), (x, y) in drawn.labels.items():
         out.append(f'<text class="edge-label" data-from="{s}" data-to="{t}" x="{_num(x)}" y="{_num(y)}">'
-                   f"{escape(arrow_tag(flow.nodes[t]))}</text>")
+                   f"{_xml(arrow_tag(flow.nodes[t]))}</text>")
     out.append("</g>")
     out.append('<g class="nodes">')
     for node in flow.nodes:
         classes = f"node kind-{node.kind}" + (f" status-{checked.get(node.id, 'waiting')}" if checked is not None else "")
-        out.append(f'<g class={quoteattr(classes)} data-node="{node.id}"><title>{escape(_svg_title(node))}</title>')
+        out.append(f'<g class={_xml(classes, attr=True)} data-node="{node.id}"><title>{_xml(_svg_title(node))}</title>')
         out += _svg_shape(node, drawn.nodes[node.id], LINE)
         out.append("</g>")
     out.append("</g></svg>")
     return "\n".join(out) + "\n"
+
+
+def _xml(text: str, *, attr: bool = False) -> str:
+    """``text`` escaped for the SVG (with ``attr``, as a quoted attribute value); a character
+    XML 1.0 cannot hold (most C0 controls, U+FFFE, U+FFFF, surrogates) becomes U+FFFD."""
+    text = _NOT_XML.sub("\ufffd", text)
+    return quoteattr(text) if attr else escape(text)
 
 
 def _svg_style(font: float, label_font: float) -> str:
@@ -203,7 +212,7 @@ def _svg_shape(node: Node, box: tuple[float, float, float, float], line: float) 
         shape = f'<rect class="shape" x="{n(x)}" y="{n(y)}" width="{n(w)}" height="{n(h)}"{corner}/>'
     lines = box_lines(node)
     top = cy - (len(lines) - 1) / 2 * line
-    texts = [f'<text x="{n(cx)}" y="{n(top + i * line)}">{escape(text)}</text>' for i, text in enumerate(lines)]
+    texts = [f'<text x="{n(cx)}" y="{n(top + i * line)}">{_xml(text)}</text>' for i, text in enumerate(lines)]
     if len(texts) > 1:  # the guard
         texts[1] = texts[1].replace("<text ", '<text class="guard" ', 1)
     return [shape, *texts]
@@ -323,6 +332,7 @@ def _checked(flow: Flow, status: Mapping[int, str]) -> dict[int, str]:
 
 
 def _dquote(text: str) -> str:
-    """A DOT double-quoted string (backslash, quote and newline escaped)."""
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "")
+    """A DOT double-quoted string (backslash, quote and newline escaped); a character XML
+    cannot hold becomes U+FFFD, as in the SVG, for Graphviz copies it into its SVG output."""
+    escaped = _NOT_XML.sub("\ufffd", text).replace("\\", "\\\\").replace('"', '\\"').replace("\r", "")
     return '"' + escaped.replace("\n", "\\n") + '"'

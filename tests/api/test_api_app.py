@@ -256,6 +256,14 @@ def test_compile_preview_as_an_svg_picture(api):
         assert bad.status_code == 422 and bad.json()["errors"][0]["line"] == 1
 
 
+def test_compile_preview_svg_of_characters_xml_cannot_hold_is_well_formed(api):
+    base, _ = api
+    svg = httpx.post(f"{base}/compile", params={"format": "svg"}, content='A → <{"v": "\\uffff\\u0001"}> → B',
+                     headers={"Content-Type": "text/plain"})
+    assert svg.status_code == 200
+    assert "\ufffd" in "".join(ElementTree.fromstring(svg.text).itertext())
+
+
 def test_a_lone_surrogate_in_a_literal_is_a_positioned_flow_error(api):
     base, client = api
     text = 'A\n  → <{"v": "\\ud800"}> → B'
