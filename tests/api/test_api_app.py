@@ -330,6 +330,20 @@ def test_the_event_stream_shows_state_changes_and_events_as_they_happen(api):
     assert any(e.get("workflow") == id and e.get("state") == "running" for e in seen)
 
 
+def test_the_event_stream_shows_deletions(api):
+    base, _ = api
+    with httpx.Client(timeout=10) as http:
+        id = http.post(f"{base}/workflows", json={"flow": "A"}).json()["id"]
+        finished(http, base, id)
+        with http.stream("GET", f"{base}/events") as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == ": littleflow events"
+            assert http.delete(f"{base}/workflows/{id}").status_code == 204
+            kind = next(line for line in lines if line.startswith("event: "))
+            data = json.loads(next(lines)[6:])
+    assert kind == "event: workflow" and data == {"kind": "workflow", "workflow": id, "state": "deleted"}
+
+
 READ, ADMIN = "r" * 24, "a" * 24
 
 

@@ -242,6 +242,7 @@ def test_archive_delete_and_restore_bring_back_the_same_workflow(lf, tmp_path):
     assert json.loads((tmp_path / "saved.json").read_text()) == json.loads(archive.stdout)
     running = lf("delete", id)
     assert (running.returncode, running.stdout) == (0, f"{id} deleted\n")
+    assert lf("events").stdout.splitlines()[-1].endswith(f"  workflow  workflow={id} state=deleted")
     gone = lf("status", id)
     assert gone.returncode == 2 and one_line(gone.stderr) == f"littleflow: error: no workflow {id}"
     restored = lf("restore", "saved.json")

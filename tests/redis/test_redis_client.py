@@ -9,6 +9,7 @@ import threading
 import pytest
 import redis
 
+from littleflow.redis import client as client_module
 from littleflow.redis.client import Client
 from littleflow.redis.protocol import Keys
 from littleflow.redis.server import free_port
@@ -214,6 +215,20 @@ def test_restore_over_an_existing_id_is_refused_without_replace(four, client):
     changed = {**archive, "run": {**archive["run"], "state": {**archive["run"]["state"], "output": {"new": 1}}}}
     assert client.restore(changed, replace=True) == id
     assert client.status(id)["output"] == {"new": 1}
+
+
+def test_delete_tells_the_events_stream_and_trims_it_as_steps_do(four, client, monkeypatch):
+    monkeypatch.setattr(client_module, "EVENTS_LENGTH", 1)
+    for i in range(300):
+        client.redis.xadd(client.keys.events, {"kind": "event", "event": "e", "data": str(i)})
+    client.delete(four["failed"])
+    events = list(client.events())
+    assert {k: v for k, v in events[-1].items() if k != "id"} == {
+        "kind": "workflow", "workflow": four["failed"], "state": "deleted"}
+    assert len(events) < 300
+    with pytest.raises(StoreError):
+        client.delete(four["failed"])
+    assert list(client.events(since=events[-1]["id"])) == []
 
 
 def test_a_running_workflow_cannot_be_deleted(four, client):

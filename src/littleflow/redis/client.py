@@ -18,7 +18,18 @@ from ..local import load_workflow
 from ..state import State
 from . import waits
 from .protocol import Keys, namespace
-from .store import STATES, VALID_ID, InvalidArchive, Run, Store, StoreError, capped, connect, safe_url
+from .store import (
+    EVENTS_LENGTH,
+    STATES,
+    VALID_ID,
+    InvalidArchive,
+    Run,
+    Store,
+    StoreError,
+    capped,
+    connect,
+    safe_url,
+)
 
 #: Where to find Redis when neither an argument nor LITTLEFLOW_REDIS_URL says.
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -149,7 +160,8 @@ class Client:
         return self.status(id)
 
     def delete(self, id: str) -> None:
-        """Forget workflow ``id`` (terminate it first if it runs)."""
+        """Forget workflow ``id`` (terminate it first if it runs); the events stream gets its
+        state ``deleted``."""
         status = self.redis.hget(self.keys.workflow(_checked(id)), "status")
         if status is None:
             raise StoreError(f"no workflow {id}")
@@ -162,6 +174,8 @@ class Client:
         pipe.zrem(keys.workflows, id)
         for state in STATES:
             pipe.zrem(keys.by_state(state), id)
+        pipe.xadd(keys.events, {"kind": "workflow", "workflow": id, "state": "deleted"},
+                  maxlen=EVENTS_LENGTH, approximate=True)
         pipe.execute()
 
     def definition(self, id: str) -> dict[str, Any]:
