@@ -177,6 +177,16 @@ def test_list_searches_ids_and_flow_names_and_counts_the_matches(api):
         assert listed(limit=2) == (ids[:2], 4)
         assert http.get(f"{base}/workflows", params={"q": "x" * 201}).status_code == 422
 
+        def counts(**params):
+            return http.get(f"{base}/workflows", params=params).json()["counts"]
+
+        nightly = {"running": 0, "finished": 2, "failed": 0, "terminated": 0}
+        for state in ("running", "finished", "failed", "terminated"):
+            assert counts(state=state) == {**nightly, "running": 1, "finished": 3}  # without q: every workflow
+            assert counts(q="nightly", state=state, limit=1) == nightly
+            assert counts(q="nightly", name="Nightly", state=state) == {**nightly, "finished": 1}
+            assert counts(q="no such thing", state=state) == dict.fromkeys(nightly, 0)
+
 
 def test_archive_delete_restore(api):
     base, _ = api
@@ -287,6 +297,7 @@ def test_the_list_newest_first(api):
     with httpx.Client() as http:
         newest = http.get(f"{base}/workflows", params={"order": "newest", "limit": 2}).json()
         assert [w["id"] for w in newest["workflows"]] == ids[::-1][:2] and newest["total"] == 3
+        assert sum(newest["counts"].values()) == 3
         searched = http.get(f"{base}/workflows", params={"order": "newest", "q": ids[0]}).json()
         assert [w["id"] for w in searched["workflows"]] == [ids[0]]
         assert http.get(f"{base}/workflows", params={"order": "sideways"}).status_code == 422

@@ -141,13 +141,32 @@ def test_list_searches_ids_and_names_in_any_case(four, client):
     assert [w["id"] for w in client.list(search="")] == list(four.values())
 
 
+ONE_EACH = {"running": 1, "finished": 1, "failed": 1, "terminated": 1}
+NONE = dict.fromkeys(ONE_EACH, 0)
+
+
 def test_a_page_counts_all_that_match(four, client):
-    assert [len(found) for found, _ in [client.page(count=2), client.page(offset=3)]] == [2, 1]
-    assert client.page(count=2)[1] == 4 and client.page(state="running", count=0) == ([], 1)
-    found, total = client.page(search="a", offset=1, count=1)  # alpha, beta, gamma: all three names
+    assert [len(page.workflows) for page in [client.page(count=2), client.page(offset=3)]] == [2, 1]
+    assert client.page(count=2).total == 4 and client.page(state="running", count=0) == ([], 1, ONE_EACH)
+    found, total, _ = client.page(search="a", offset=1, count=1)  # alpha, beta, gamma: all three names
     assert total == 4 and [w["id"] for w in found] == [four["failed"]]
-    assert client.page(name="alpha", count=1)[1] == 2
-    assert client.page(search="zzz") == ([], 0)
+    assert client.page(name="alpha", count=1).total == 2
+    assert client.page(search="zzz") == ([], 0, NONE)
+
+
+def test_a_page_counts_each_state_whatever_the_state_filter(four, client):
+    alpha = {**NONE, "finished": 1, "terminated": 1}
+    for state in (None, *ONE_EACH):
+        assert client.page(state).counts == ONE_EACH
+        assert client.page(state, name="alpha").counts == alpha
+        assert client.page(state, search="ALPHA", count=0).counts == alpha
+        assert client.page(state, search=four["failed"][-8:]).counts == {**NONE, "failed": 1}
+    page = client.page("terminated", search="a", newest=True)
+    assert (page.total, page.counts) == (1, ONE_EACH) and [w["id"] for w in page.workflows] == [four["terminated"]]
+    page = client.page(search="a", newest=True, offset=1, count=2)
+    assert [w["id"] for w in page.workflows] == [four["terminated"], four["failed"]] and page.total == 4
+    client.delete(four["failed"])
+    assert client.page().counts == client.page(search="a").counts == {**ONE_EACH, "failed": 0}
 
 
 def test_list_filters_by_state_and_name(four, client):

@@ -147,11 +147,13 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
                        limit: int = Query(100, ge=1, le=1000),
                        order: str = Query("oldest", pattern="^(oldest|newest)$",
                                           description="oldest (default) or newest first")) -> dict[str, Any]:
-        """Workflows, a page at a time, by when they were submitted; ``total`` counts all that match."""
+        """Workflows, a page at a time, by when they were submitted; ``total`` counts all that
+        match, ``counts`` those of each state that match ``name`` and ``q`` (whatever ``state``)."""
         if state is not None and state not in STATES:
             raise Problem(422, "Invalid request", f"state must be one of {', '.join(STATES)}, not {state!r}")
-        found, total = client.page(state, name, offset, limit, q, newest=order == "newest")
-        return {"workflows": found, "offset": offset, "limit": limit, "total": total}
+        page = client.page(state, name, offset, limit, q, newest=order == "newest")
+        return {"workflows": page.workflows, "offset": offset, "limit": limit, "total": page.total,
+                "counts": page.counts}
 
     @app.post("/workflows", status_code=201, tags=["workflows"],
               openapi_extra={"requestBody": {"content": {

@@ -8,7 +8,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -47,6 +47,15 @@ def redis_url(url: str | None = None) -> str:
         return saved.read_text(encoding="utf-8").strip() or DEFAULT_URL
     except (OSError, UnicodeDecodeError):
         return DEFAULT_URL
+
+
+class Page(NamedTuple):
+    """A page of workflow summaries; ``total``: how many workflows match all the filters;
+    ``counts``: how many of each state match the filters other than the state."""
+
+    workflows: list[dict[str, Any]]
+    total: int
+    counts: dict[str, int]
 
 
 class Client:
@@ -105,33 +114,44 @@ class Client:
              count: int | None = None, search: str | None = None) -> list[dict[str, Any]]:
         """Workflows, oldest first: id, name, state, created, updated; filtered by state, flow
         name and ``search`` (a case-insensitive part of the id or the flow name)."""
-        return self.page(state, name, offset, count, search)[0]
+        return self.page(state, name, offset, count, search).workflows
 
     def page(self, state: str | None = None, name: str | None = None, offset: int = 0,
-             count: int | None = None, search: str | None = None,
-             newest: bool = False) -> tuple[list[dict[str, Any]], int]:
-        """A page of :meth:`list` (``newest`` first, or oldest), and how many workflows match
-        the filters in all."""
+             count: int | None = None, search: str | None = None, newest: bool = False) -> Page:
+        """A page of :meth:`list` (``newest`` first, or oldest), how many workflows match all
+        the filters, and how many of each state match the others (``name`` and ``search``)."""
         if state is not None and state not in STATES:
             raise StoreError(f"unknown state {state!r} (one of {', '.join(STATES)})")
-        index = self.keys.workflows if state is None else self.keys.by_state(state)
-        if name is None and not search:  # the indexes page by themselves (one may have changed state since)
-            pipe = self.redis.pipeline(transaction=False)
+        pipe = self.redis.pipeline(transaction=False)
+        if name is None and not search:  # the indexes page and count by themselves
+            index = self.keys.workflows if state is None else self.keys.by_state(state)
             if count != 0:
                 pipe.zrange(index, offset, -1 if count is None else offset + count - 1, desc=newest)
             pipe.zcard(index)
-            *found, total = pipe.execute()
-            ids = found[0] if found else []
-            return [s for s in self.store.summaries(ids) if state is None or s["state"] == state], total
-        ids = self.redis.zrange(index, 0, -1, desc=newest)
-        pipe = self.redis.pipeline(transaction=False)
-        for id in ids:
-            pipe.hmget(self.keys.workflow(id), "status", "name")
-        needle = search.casefold() if search else None
-        matches = [id for id, (status, flow_name) in zip(ids, pipe.execute() if ids else [])
-                   if status is not None and (name is None or (flow_name or None) == name)
-                   and (needle is None or needle in id.casefold() or needle in (flow_name or "").casefold())]
-        return self.store.summaries(matches[offset:None if count is None else offset + count]), len(matches)
+            for each in STATES:
+                pipe.zcard(self.keys.by_state(each))
+            found = pipe.execute()
+            ids, total = (found[0] if count != 0 else []), found[-len(STATES) - 1]
+            counts = dict(zip(STATES, found[-len(STATES):]))
+        else:  # one scan of every workflow's state and name
+            every = self.redis.zrange(self.keys.workflows, 0, -1, desc=newest)
+            for id in every:
+                pipe.hmget(self.keys.workflow(id), "status", "name")
+            needle = search.casefold() if search else None
+            counts, matches = dict.fromkeys(STATES, 0), []
+            for id, (status, flow_name) in zip(every, pipe.execute() if every else []):
+                if status is None or (name is not None and (flow_name or None) != name):
+                    continue
+                if needle is not None and needle not in id.casefold() and needle not in (flow_name or "").casefold():
+                    continue
+                if status in counts:
+                    counts[status] += 1
+                if state is None or status == state:
+                    matches.append(id)
+            ids, total = matches[offset:None if count is None else offset + count], len(matches)
+        # (a workflow may have changed state since it was found)
+        workflows = [s for s in self.store.summaries(ids) if state is None or s["state"] == state]
+        return Page(workflows, total, counts)
 
     # -- steering ---------------------------------------------------------------------
     def terminate(self, id: str) -> dict[str, Any]:
