@@ -200,6 +200,9 @@ def test_archive_delete_restore(api):
         assert http.post(f"{base}/archives", json=archive.json()).json()["id"] == id
         assert http.get(f"{base}/workflows/{id}").json() == before
         assert http.post(f"{base}/archives", json=archive.json()).status_code == 409
+        for dots in (".", ".."):
+            answer = http.post(f"{base}/archives", json={**archive.json(), "id": dots})
+            assert answer.status_code == 422 and answer.json()["title"] == "Invalid archive"
 
 
 def test_compile_preview_runs_nothing(api):

@@ -13,7 +13,14 @@ from littleflow.redis import client as client_module
 from littleflow.redis.client import Client
 from littleflow.redis.protocol import Keys
 from littleflow.redis.server import free_port
-from littleflow.redis.store import MAX_INFO_VALUE, StoreError, capped, info_json
+from littleflow.redis.store import (
+    MAX_INFO_VALUE,
+    VALID_ID,
+    InvalidArchive,
+    StoreError,
+    capped,
+    info_json,
+)
 from littleflow.tasks import Registry
 
 NODE_KEYS = {"id", "label", "kind", "name", "line", "column", "status", "attempt", "started", "ended", "error",
@@ -296,6 +303,19 @@ def test_restore_of_something_that_is_not_an_archive_is_one_line(archive, client
     with pytest.raises(StoreError) as caught:
         client.restore(archive)
     assert "archive" in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("id", [".", "..", "...", "a:b", "", "x" * 201])
+def test_restore_refuses_an_id_no_url_or_key_can_hold(id, client):
+    archive = {**client.archive(client.submit("A")), "id": id}
+    with pytest.raises(InvalidArchive, match="bad workflow id"):
+        client.restore(archive)
+    assert len(client.list()) == 1
+
+
+def test_ids_may_hold_dots_among_other_characters():
+    assert all(VALID_ID.fullmatch(id) for id in (".a", "a..", "a.b", "-.", "20260101-000000-0a1b2c3d"))
+    assert not any(VALID_ID.fullmatch(id) for id in (".", "..", "....", ".\n", "a/b"))
 
 
 def test_unknown_ids_are_a_store_error(client):

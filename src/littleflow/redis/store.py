@@ -22,8 +22,9 @@ from .scripts import Scripts
 #: Entries kept in a workflow's log and in the events stream (approximately: trimming is lazy).
 LOG_LENGTH = 10_000
 EVENTS_LENGTH = 10_000
-#: What a workflow id may be made of (never ":", which would reach other keys).
-VALID_ID = re.compile(r"[\w.-]{1,200}")
+#: What a workflow id may be made of (never ":", which would reach other keys; never dots
+#: alone, which a URL path cannot hold as a name).
+VALID_ID = re.compile(r"(?!\.+\Z)[\w.-]{1,200}")
 #: The upper bounds, in seconds, of the buckets of the task run-time histograms.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 #: The workflow states.
