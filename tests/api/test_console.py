@@ -122,7 +122,7 @@ def test_submit_a_flow_and_watch_it_finish_with_the_graph_coloured(serve, page):
     page.get_by_label("flow text").fill(HELLO)
     expect(page.locator(".preview g.node")).to_have_count(len(httpx.post(
         f"{serve}/compile", content=HELLO, headers={"Content-Type": "text/plain"}).json()["nodes"]))
-    page.get_by_label("input JSON").fill('{"who": "console"}')
+    page.get_by_label("input JSON").fill('{"who": "console", "big": 12345678901234567890}')
     shot(page, "new-workflow")
     page.get_by_role("button", name="Run").click()
     expect(page).to_have_url(re.compile(r"#/workflows/[\w-]+$"))
@@ -137,9 +137,16 @@ def test_submit_a_flow_and_watch_it_finish_with_the_graph_coloured(serve, page):
     row = page.locator("table.nodes tr", has_text="fetch")
     expect(row.locator(".badge")).to_have_text("done")
     expect(row).to_contain_text('"who":"console"')  # its input, in the table
+    id = page.url.rsplit("/", 1)[1]
+    assert httpx.get(f"{serve}/workflows/{id}").json()["input"]["big"] == 12345678901234567890  # sent as typed
     page.locator(".graph g.node", has_text="store").click()
     expect(page.locator("aside.details")).to_contain_text('"stored": 1')
+    expect(page.locator(".flow-text pre")).to_have_text(HELLO)
     shot(page, "workflow-finished")
+    page.get_by_role("button", name="Run again").click()
+    expect(page.get_by_label("flow text")).to_have_value(HELLO)
+    expect(page.get_by_label("input JSON")).to_have_value(re.compile(r'"who": "console"'))
+    expect(page.get_by_role("button", name="Run")).to_be_enabled()
 
 
 def test_terminate_then_resume_another(serve, page):
@@ -151,10 +158,13 @@ def test_terminate_then_resume_another(serve, page):
     expect(dialog).to_contain_text(f"Terminate workflow {id}?")
     dialog.get_by_role("button", name="Cancel").click()
     assert httpx.get(f"{serve}/workflows/{id}").json()["state"] == "running"
+    page.locator("table.nodes tr", has_text="fetch").click()
+    page.locator("aside.details").get_by_role("button", name="close").click()
     page.get_by_role("button", name="Terminate").click()
     dialog.get_by_role("button", name="Terminate").click()
     expect(page.locator("h1 .badge")).to_have_text("terminated")
     expect(page.locator(".graph g.node.status-terminated")).to_have_count(1)
+    expect(page.locator("aside.details")).to_be_hidden()  # closed stays closed as the workflow changes
     shot(page, "workflow-terminated")
     page.get_by_role("button", name="Resume").click()
     dialog.get_by_role("button", name="Resume").click()
@@ -189,8 +199,12 @@ def test_the_list_filters_searches_and_updates_live(serve, page):
     page.get_by_label("search").fill("")
     expect(page.locator("table.workflows tbody tr")).to_have_count(3)
     shot(page, "workflow-list")
+    page.goto(f"{serve}/console/#/?page=4")  # past the end: the last page shows
+    expect(page.locator("table.workflows tbody tr")).to_have_count(3)
+    expect(page.locator(".pager")).to_contain_text("1–3 of 3")
     page.locator(f'tr[data-id="{failed}"] a').click()
     expect(page.locator("table.nodes")).to_contain_text("the disk is full")
+    expect(page.locator(".values pre.error")).to_contain_text("the disk is full")
 
 
 def test_compile_errors_show_where_before_anything_runs(serve, page):
@@ -217,6 +231,33 @@ def test_a_flow_file_can_be_uploaded(serve, page, tmp_path):
     expect(page.get_by_role("button", name="Run")).to_be_enabled()
 
 
+def test_a_workflow_deleted_while_open_says_so(serve, page):
+    id = submit(serve, "index")
+    page.goto(f"{serve}/console/#/workflows/{id}")
+    expect(page.locator("h1 .badge")).to_have_text("finished")
+    assert httpx.delete(f"{serve}/workflows/{id}").status_code == 204
+    expect(page.locator(".banner")).to_contain_text("deleted")
+    expect(page.locator(".actions button")).to_have_count(0)
+
+
+def test_a_refused_token_asks_again_and_goes_on_where_it_was(guarded_serve, page):
+    id = submit(guarded_serve, "index", headers={"Authorization": f"Bearer {ADMIN}"})
+    page.goto(f"{guarded_serve}/console/")
+    page.get_by_label("token").fill(ADMIN)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator(f'tr[data-id="{id}"]')).to_be_visible()
+    page.evaluate("sessionStorage.setItem('littleflow-token', 'revoked-token-0123456789')")
+    page.goto(f"{guarded_serve}/console/#/workflows/{id}")
+    page.reload()  # (the page reads its token when it loads)
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_label("token").fill(ADMIN)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(rf"#/workflows/{id}$"))
+    expect(page.locator("h1 .badge")).to_have_text("finished")
+    page.get_by_role("link", name="Workflows").click()
+    expect(page.locator(f'tr[data-id="{id}"]')).to_be_visible()
+
+
 def test_archive_and_delete_with_confirmation(serve, page):
     id = submit(serve, "index")
     page.goto(f"{serve}/console/#/workflows/{id}")
@@ -235,24 +276,36 @@ def test_a_graph_of_hundreds_of_nodes_pans_and_zooms(serve, page):
     chains = "  ".join(" → ".join(f"index:{i}_{j}" for j in range(10)) for i in range(30))
     id = submit(serve, f"@flow wide\nfetch → {{ {chains} }} → notify")
     page.goto(f"{serve}/console/#/workflows/{id}")
-    expect(page.locator(".graph g.node")).to_have_count(httpx.get(f"{serve}/workflows/{id}").json()["nodes"].__len__())
+    expect(page.locator(".graph g.node")).to_have_count(len(httpx.get(f"{serve}/workflows/{id}").json()["nodes"]))
     viewport = page.locator(".graph g.viewport")
-    fitted = viewport.get_attribute("transform")
+    opened = scale(viewport.get_attribute("transform"))
+    assert opened == pytest.approx(0.4)  # too big to be readable whole: it opens at its start, readable
     box = page.locator(".graph").bounding_box()
+    start = page.locator(".graph g.node", has_text="fetch").bounding_box()
+    assert box["x"] <= start["x"] and start["x"] + start["width"] <= box["x"] + box["width"]
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -600)  # the graph has no focus yet: the page scrolls, the graph stays
+    assert scale(viewport.get_attribute("transform")) == opened
+    page.mouse.click(box["x"] + box["width"] - 5, box["y"] + 5)  # (empty space: focus, no node)
     page.mouse.wheel(0, -600)
-    expect(viewport).not_to_have_attribute("transform", fitted)
+    expect(viewport).not_to_have_attribute("transform", re.compile(rf"scale\({opened:.4f}\)"))
     zoomed = scale(viewport.get_attribute("transform"))
-    assert zoomed > scale(fitted)
+    assert zoomed > opened
+    before = viewport.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.mouse.down()
     page.mouse.move(box["x"] + 100, box["y"] + 100, steps=5)
     page.mouse.up()
     assert scale(viewport.get_attribute("transform")) == zoomed
+    assert viewport.bounding_box()["x"] < before["x"]  # dragged left
+    page.keyboard.press("ArrowLeft")
     shot(page, "big-graph-zoomed", full_page=False)
+    page.get_by_role("button", name="Fit").click()
+    whole, frame = viewport.bounding_box(), page.locator(".graph").bounding_box()
+    assert frame["x"] <= whole["x"] and whole["x"] + whole["width"] <= frame["x"] + frame["width"] + 1
+    assert frame["y"] <= whole["y"] and whole["y"] + whole["height"] <= frame["y"] + frame["height"] + 1
     page.get_by_label("filter nodes").fill("index:7_")
     expect(page.locator("table.nodes tbody tr")).to_have_count(10)
-    page.get_by_role("button", name="Fit").click()
-    assert scale(viewport.get_attribute("transform")) == pytest.approx(scale(fitted))
 
 
 def scale(transform: str) -> float:

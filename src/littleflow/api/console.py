@@ -23,6 +23,7 @@ HEADERS = {
                                "base-uri 'none'; form-action 'self'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",  # (revalidated: after an upgrade no page runs an old script)
 }
 
 

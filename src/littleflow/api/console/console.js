@@ -7,6 +7,7 @@ const STATES = ["running", "finished", "failed", "terminated"];
 const PAGE = 50;
 const STRUCTURE = ["start", "end", "subflow-start", "subflow-end"];  // drawn, not listed
 const TOKEN = "littleflow-token";
+const DRAFT = "littleflow-draft";  // what "Run again" hands to the new-workflow page
 
 const $ = (selector, root = document) => root.querySelector(selector);
 
@@ -32,11 +33,13 @@ function put(element, ...children) {
 
 const badge = (status) => h("span", { class: `badge status-${status}` }, status);
 
-function when(seconds) {
+// A time: local, the date left out when it is today; the full UTC time on hover.
+function moment(seconds) {
   if (!seconds) return "";
   const date = new Date(seconds * 1000);
   const today = new Date().toDateString() === date.toDateString();
-  return today ? date.toLocaleTimeString() : date.toLocaleString();
+  return h("time", { datetime: date.toISOString(), title: `${date.toLocaleString()} (${date.toISOString()})` },
+    today ? date.toLocaleTimeString() : date.toLocaleString());
 }
 
 function took(start, end) {
@@ -101,7 +104,8 @@ const session = {
 async function request(path, { method = "GET", body, headers = {}, signal, token = session.token } = {}) {
   const options = { method, signal, headers: { Accept: "application/json", ...headers } };
   if (token) options.headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) {
+  if (body instanceof FormData) options.body = body;  // (the browser sets its multipart type)
+  else if (body !== undefined) {
     options.body = typeof body === "string" ? body : JSON.stringify(body);
     options.headers["Content-Type"] ??= "application/json";
   }
@@ -126,53 +130,81 @@ async function request(path, { method = "GET", body, headers = {}, signal, token
 
 const json = async (path, options) => (await request(path, options)).json();
 
-// Server-Sent Events over fetch (EventSource cannot send a bearer token), reconnecting
-// with Last-Event-ID until `signal` aborts.
-async function listen(path, onEvent, signal) {
+// Server-Sent Events over fetch (EventSource cannot send a bearer token): reconnects with
+// Last-Event-ID until `signal` aborts, and when the server falls silent (it sends a comment
+// at least every 15 s). `onOpen` runs on every (re)connection.
+const SILENCE = 40000;
+
+async function listen(path, onEvent, signal, onOpen = null) {
   let lastId = null;
   let delay = 1000;
+  live(false);
   while (!signal.aborted) {
+    const attempt = new AbortController();
+    const abort = () => attempt.abort();
+    signal.addEventListener("abort", abort);
+    let watchdog = setTimeout(abort, SILENCE);
+    let reader = null;
     try {
       const headers = { Accept: "text/event-stream" };
       if (lastId) headers["Last-Event-ID"] = lastId;
-      const response = await request(path, { headers, signal });
+      const response = await request(path, { headers, signal: attempt.signal });
       live(true);
-      delay = 1000;
-      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      onOpen?.();
+      reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
-        buffer += value.replace(/\r\n?/g, "\n");
-        let end;
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          let event = "message";
-          let data = "";
-          for (const line of block.split("\n")) {
-            const [field, ...rest] = line.split(":");
-            const text = rest.join(":").replace(/^ /, "");
-            if (field === "event") event = text;
-            else if (field === "data") data += (data ? "\n" : "") + text;
-            else if (field === "id") lastId = text;
-          }
-          if (data) onEvent(event, JSON.parse(data));
+        clearTimeout(watchdog);
+        watchdog = setTimeout(abort, SILENCE);
+        delay = 1000;
+        buffer += value;
+        const whole = buffer.endsWith("\r") ? buffer.length - 1 : buffer.length;  // (half a CRLF waits)
+        const blocks = buffer.slice(0, whole).replace(/\r\n?/g, "\n").split("\n\n");
+        buffer = blocks.pop() + buffer.slice(whole);
+        for (const block of blocks) {
+          const message = parseEvent(block);
+          if (message.id !== null) lastId = message.id;
+          if (message.data) onEvent(message.event, JSON.parse(message.data));
         }
       }
     } catch (error) {
       if (signal.aborted) return;
       if (error.status === 401 || error.status === 404) { live(false); return; }
+      if (!(error instanceof ApiError) && error.name !== "AbortError") console.error("event stream:", error);
+    } finally {
+      clearTimeout(watchdog);
+      signal.removeEventListener("abort", abort);
+      reader?.cancel().catch(() => {});
     }
+    if (signal.aborted) return;
     live(false);
     await new Promise((resolve) => setTimeout(resolve, delay));
     delay = Math.min(delay * 2, 15000);
   }
 }
 
+// One event of a text/event-stream: its lines of `field: value` (comments start with ':').
+function parseEvent(block) {
+  const message = { event: "message", data: "", id: null };
+  for (const line of block.split("\n")) {
+    if (!line || line.startsWith(":")) continue;
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+    if (field === "event") message.event = value;
+    else if (field === "data") message.data += (message.data ? "\n" : "") + value;
+    else if (field === "id") message.id = value;
+  }
+  return message;
+}
+
+// The live-updates mark: on, reconnecting, or hidden (null: this page has no stream).
 function live(on) {
   const mark = $("#live");
-  mark.classList.toggle("on", on);
+  mark.hidden = on === null;
+  mark.classList.toggle("on", on === true);
   mark.title = on ? "Live updates: connected" : "Live updates: reconnecting…";
 }
 
@@ -191,12 +223,18 @@ function throttled(fn, ms) {
 }
 
 // -- graphs: server-drawn SVG with pan and zoom ---------------------------------------
+const READABLE = 0.4;  // the smallest scale a graph opens at: bigger ones open at their start
+
 class Graph {
   constructor(container, onSelect) {
     this.container = container;
     this.onSelect = onSelect;
     this.k = 1; this.x = 0; this.y = 0;
+    this.nodes = new Map();  // node id -> its <g>
+    this.statuses = new Map();
+    // the wheel zooms once the graph has focus (a click), or with Ctrl/⌘; else the page scrolls
     container.addEventListener("wheel", (event) => {
+      if (document.activeElement !== container && !event.ctrlKey && !event.metaKey) return;
       event.preventDefault();
       const box = container.getBoundingClientRect();
       this.zoom(Math.exp(-event.deltaY * 0.0015), event.clientX - box.left, event.clientY - box.top);
@@ -207,12 +245,13 @@ class Graph {
       container.setPointerCapture(event.pointerId);
       container.classList.add("dragging");
       const move = (e) => { this.x = e.clientX - start.x; this.y = e.clientY - start.y; this.apply(); };
-      const up = () => {
+      const end = () => {
         container.removeEventListener("pointermove", move);
+        container.removeEventListener("lostpointercapture", end);
         container.classList.remove("dragging");
       };
       container.addEventListener("pointermove", move);
-      container.addEventListener("pointerup", up, { once: true });
+      container.addEventListener("lostpointercapture", end);  // after pointerup and pointercancel too
     });
     container.addEventListener("click", (event) => {
       const node = event.target.closest("g.node");
@@ -220,16 +259,25 @@ class Graph {
     });
     container.addEventListener("keydown", (event) => {
       const box = container.getBoundingClientRect();
-      if (event.key === "+" || event.key === "=") this.zoom(1.25, box.width / 2, box.height / 2);
-      else if (event.key === "-") this.zoom(0.8, box.width / 2, box.height / 2);
-      else if (event.key === "0") this.fit();
+      const step = 60;
+      const keys = {
+        "+": () => this.zoom(1.25, box.width / 2, box.height / 2),
+        "=": () => this.zoom(1.25, box.width / 2, box.height / 2),
+        "-": () => this.zoom(0.8, box.width / 2, box.height / 2),
+        0: () => this.fit(),
+        ArrowLeft: () => this.pan(step, 0),
+        ArrowRight: () => this.pan(-step, 0),
+        ArrowUp: () => this.pan(0, step),
+        ArrowDown: () => this.pan(0, -step),
+      };
+      if (keys[event.key]) { event.preventDefault(); keys[event.key](); }
     });
   }
 
   show(svgText) {
     const parsed = new DOMParser().parseFromString(svgText, "image/svg+xml");
     const svg = document.importNode(parsed.documentElement, true);
-    if (svg.nodeName !== "svg") throw new Error("the graph is not SVG");
+    if (svg.nodeName !== "svg") throw new Error("the graph cannot be drawn (not SVG)");
     const [, , width, height] = (svg.getAttribute("viewBox") || "0 0 100 100").split(/[ ,]+/).map(Number);
     this.size = { width, height };
     svg.removeAttribute("viewBox");
@@ -242,25 +290,56 @@ class Graph {
     }
     svg.append(viewport);
     this.viewport = viewport;
+    this.nodes = new Map([...svg.querySelectorAll("g.node")].map((g) => [Number(g.dataset.node), g]));
     put(this.container, svg);
-    this.fit();
+    this.colour([...this.statuses].map(([id, status]) => ({ id, status })));
+    this.open();
+  }
+
+  clear(message) {
+    this.size = null;
+    this.viewport = null;
+    this.nodes = new Map();
+    put(this.container, h("p", { class: "graph-message" }, message));
+  }
+
+  // All of it if it is readable so; else its start (START is at the left, or the top).
+  open() {
+    if (!this.size) return;
+    const box = this.container.getBoundingClientRect();
+    const all = this.scaleToFit(box);
+    if (all >= READABLE) { this.fit(); return; }
+    this.k = READABLE;
+    const wide = this.size.width >= this.size.height;
+    this.x = wide ? 16 : (box.width - this.size.width * this.k) / 2;
+    this.y = wide ? (box.height - this.size.height * this.k) / 2 : 16;
+    this.apply();
+  }
+
+  scaleToFit(box) {
+    return Math.min(box.width / this.size.width, box.height / this.size.height, 1.5) * 0.95;
   }
 
   fit() {
     if (!this.size) return;
     const box = this.container.getBoundingClientRect();
-    const k = Math.min(box.width / this.size.width, box.height / this.size.height, 1.5) * 0.95;
-    this.k = k;
-    this.x = (box.width - this.size.width * k) / 2;
-    this.y = (box.height - this.size.height * k) / 2;
+    this.k = this.scaleToFit(box);
+    this.x = (box.width - this.size.width * this.k) / 2;
+    this.y = (box.height - this.size.height * this.k) / 2;
     this.apply();
   }
 
   zoom(factor, cx, cy) {
-    const k = Math.min(Math.max(this.k * factor, 0.05), 8);
+    const k = Math.min(Math.max(this.k * factor, 0.02), 8);
     this.x = cx - ((cx - this.x) * k) / this.k;
     this.y = cy - ((cy - this.y) * k) / this.k;
     this.k = k;
+    this.apply();
+  }
+
+  pan(dx, dy) {
+    this.x += dx;
+    this.y += dy;
     this.apply();
   }
 
@@ -269,22 +348,24 @@ class Graph {
   }
 
   colour(nodes) {
-    for (const node of nodes) {
-      const element = this.container.querySelector(`g.node[data-node="${node.id}"]`);
-      if (!element) continue;
+    for (const { id, status } of nodes) {
+      this.statuses.set(id, status);
+      const element = this.nodes.get(id);
+      if (!element || element.classList.contains(`status-${status}`)) continue;
       for (const name of [...element.classList]) if (name.startsWith("status-")) element.classList.remove(name);
-      element.classList.add(`status-${node.status}`);
+      element.classList.add(`status-${status}`);
     }
   }
 
   select(id) {
     for (const element of this.container.querySelectorAll("g.node.selected")) element.classList.remove("selected");
-    this.container.querySelector(`g.node[data-node="${id}"]`)?.classList.add("selected");
+    if (id !== null) this.nodes.get(id)?.classList.add("selected");
   }
 }
 
 function graphPanel(onSelect) {
-  const canvas = h("div", { class: "graph", tabindex: "0", "aria-label": "graph: drag to pan, wheel or +/- to zoom, 0 to fit" });
+  const canvas = h("div", { class: "graph", tabindex: "0",
+    "aria-label": "graph: drag or arrow keys to pan; click, then wheel (or Ctrl+wheel) or +/- to zoom; 0 to fit" });
   const graph = new Graph(canvas, onSelect);
   const centre = () => { const b = canvas.getBoundingClientRect(); return [b.width / 2, b.height / 2]; };
   const tools = h("div", { class: "graph-tools" },
@@ -297,21 +378,21 @@ function graphPanel(onSelect) {
 }
 
 // -- views -----------------------------------------------------------------------------
+let lastList = "#/";  // the list as last seen (its filters and page), to go back to
+
 function query() {
   const [, search = ""] = location.hash.split("?");
   return new URLSearchParams(search);
 }
 
-function setQuery(params) {
-  const text = params.toString();
-  history.replaceState(null, "", `#/${text ? "?" + text : ""}`);
-}
+const path = (id) => `workflows/${encodeURIComponent(id)}`;
 
 function listView(main, signal) {
   const params = query();
-  let state = params.get("state") || "";
+  let state = STATES.includes(params.get("state")) ? params.get("state") : "";
   let search = params.get("q") || "";
-  let page = Math.max(0, Number(params.get("page")) || 0);
+  let page = Math.max(0, Math.floor(Number(params.get("page"))) || 0);
+  let asked = 0;  // the number of the latest refresh: older answers are dropped
 
   const tabs = h("div", { class: "tabs", role: "tablist" });
   const box = h("input", { type: "search", placeholder: "Search by id or flow name", value: search, "aria-label": "search" });
@@ -324,34 +405,34 @@ function listView(main, signal) {
       body),
     pager));
 
-  const url = (s, offset, limit) => {
-    const p = new URLSearchParams({ offset, limit, order: "newest" });
-    if (s) p.set("state", s);
-    if (search) p.set("q", search);
-    return `workflows?${p}`;
-  };
-
   async function refresh() {
-    const shown = json(url(state, page * PAGE, PAGE), { signal });
-    const counts = Promise.all(["", ...STATES].map((s) => json(url(s, 0, 1), { signal }).then((r) => r.total)));
-    let result, totals;
+    const mine = ++asked;
+    const p = new URLSearchParams({ offset: page * PAGE, limit: PAGE, order: "newest" });
+    if (state) p.set("state", state);
+    if (search) p.set("q", search);
+    let result;
     try {
-      [result, totals] = await Promise.all([shown, counts]);
+      result = await json(`workflows?${p}`, { signal });
     } catch (error) {
-      if (error.name !== "AbortError" && error.status !== 401) toast(error.message);
+      if (error.name !== "AbortError" && error.status !== 401 && mine === asked) toast(error.message);
       return;
     }
-    put(tabs, ...["", ...STATES].map((s, i) => h("button", {
+    if (mine !== asked) return;
+    const last = Math.max(0, Math.ceil(result.total / PAGE) - 1);
+    if (page > last) { page = last; update(); return; }  // past the end (what was there went away)
+    const counts = result.counts;
+    const all = Object.values(counts).reduce((a, b) => a + b, 0);
+    put(tabs, ...["", ...STATES].map((s) => h("button", {
       type: "button", role: "tab", class: s === state ? "active" : "", "aria-selected": String(s === state),
       dataset: { state: s || "all" },
       onclick: () => { state = s; page = 0; update(); },
-    }, s || "all", h("span", { class: "count" }, String(totals[i])))));
+    }, s || "all", h("span", { class: "count" }, String(s ? counts[s] ?? 0 : all)))));
     put(body, ...result.workflows.map((w) => h("tr", { dataset: { id: w.id } },
       h("td", {}, h("a", { href: `#/workflows/${encodeURIComponent(w.id)}` }, h("code", {}, w.id))),
       h("td", {}, w.name || h("span", { class: "muted" }, "(unnamed)")),
       h("td", {}, badge(w.state)),
-      h("td", {}, when(w.created)),
-      h("td", {}, when(w.updated)),
+      h("td", {}, moment(w.created)),
+      h("td", {}, moment(w.updated)),
       h("td", {}, took(w.created, w.state === "running" ? null : w.updated)))));
     if (!result.workflows.length) {
       put(body, h("tr", {}, h("td", { colspan: "6", class: "empty" },
@@ -363,7 +444,7 @@ function listView(main, signal) {
     put(pager,
       h("button", { type: "button", disabled: page === 0, onclick: () => { page -= 1; update(); } }, "‹ Newer"),
       h("span", {}, `${first}–${Math.min(total, (page + 1) * PAGE)} of ${total}`),
-      h("button", { type: "button", disabled: (page + 1) * PAGE >= total, onclick: () => { page += 1; update(); } }, "Older ›"));
+      h("button", { type: "button", disabled: page >= last, onclick: () => { page += 1; update(); } }, "Older ›"));
   }
 
   function update() {
@@ -371,7 +452,9 @@ function listView(main, signal) {
     if (state) p.set("state", state);
     if (search) p.set("q", search);
     if (page) p.set("page", page);
-    setQuery(p);
+    const text = p.toString();
+    lastList = `#/${text ? "?" + text : ""}`;
+    history.replaceState(null, "", lastList);
     refresh();
   }
 
@@ -380,17 +463,22 @@ function listView(main, signal) {
     clearTimeout(typing);
     typing = setTimeout(() => { search = box.value.trim(); page = 0; update(); }, 250);
   });
-  refresh();
+  lastList = location.hash || "#/";
   const later = throttled(refresh, 1000);
-  listen("events", (kind) => { if (kind === "workflow") later(); }, signal);
+  // (every (re)connection refreshes: what changed while it was away shows)
+  listen("events", (kind) => { if (kind === "workflow") later(); }, signal, refresh);
 }
 
 function workflowView(main, signal, id) {
   let doc = null;
   let selected = null;
+  let text = null;  // the flow text as submitted
+  let gone = false;
+  const drawn = { actions: null, values: null, details: null, rows: new Map(), order: "" };
   const title = h("h1", {});
   const facts = h("dl", { class: "facts" });
-  const actions = h("div", { class: "actions admin" });
+  const actions = h("div", { class: "actions" });
+  const banner = h("p", { class: "banner", hidden: true });
   const values = h("div", { class: "values" });
   const rows = h("tbody");
   const filter = h("input", { type: "search", placeholder: "Filter nodes by name or status", "aria-label": "filter nodes" });
@@ -398,7 +486,7 @@ function workflowView(main, signal, id) {
   const { element: panel, graph } = graphPanel((node) => select(node));
   put(main, h("section", { class: "workflow" },
     h("div", { class: "head" }, h("div", {}, title, h("code", { class: "id" }, id)), actions),
-    facts, panel,
+    banner, facts, panel,
     h("div", { class: "below" },
       h("div", { class: "nodes-box" }, filter,
         h("div", { class: "nodes-scroll" }, h("table", { class: "nodes" },
@@ -408,10 +496,11 @@ function workflowView(main, signal, id) {
       details),
     values));
 
-  const act = (verb, question, text, run, danger = true) => h("button", {
-    type: "button", class: danger ? "danger" : "", dataset: { action: verb.toLowerCase() },
+  const act = (verb, question, explanation, run, { danger = true, admin = true } = {}) => h("button", {
+    type: "button", class: [danger ? "danger" : "", admin ? "admin" : ""].join(" ").trim() || null,
+    dataset: { action: verb.toLowerCase().replace(/ /g, "-") },
     onclick: async () => {
-      if (question && !(await confirmAction(question, text, verb))) return;
+      if (question && !(await confirmAction(question, explanation, verb))) return;
       try {
         await run();
       } catch (error) {
@@ -421,71 +510,108 @@ function workflowView(main, signal, id) {
   }, verb);
 
   function renderActions() {
-    const state = doc.state;
+    const state = gone ? "gone" : doc.state;
+    if (drawn.actions === state) return;  // (rebuilt only when they change: focus stays put)
+    drawn.actions = state;
+    if (gone) { put(actions); return; }
     put(actions,
       state === "running" ? act("Terminate", `Terminate workflow ${id}?`,
         "Nothing new starts and running tasks are told to cancel. It can be resumed later.",
-        async () => show(await json(`workflows/${id}/terminate`, { method: "POST" }))) : null,
+        async () => show(await json(`${path(id)}/terminate`, { method: "POST" }))) : null,
       ["failed", "terminated"].includes(state) ? act("Resume", `Resume workflow ${id}?`,
         "What failed or was interrupted runs again; what finished does not.",
-        async () => show(await json(`workflows/${id}/resume`, { method: "POST" })), false) : null,
+        async () => show(await json(`${path(id)}/resume`, { method: "POST" })), { danger: false }) : null,
+      act("Run again", null, null, async () => {
+        sessionStorage.setItem(DRAFT, JSON.stringify({ flow: text ?? "", input: pretty(doc.input ?? {}) }));
+        location.hash = "#/new";
+      }, { danger: false }),
       act("Archive", null, null, async () => {
-        const blob = await (await request(`workflows/${id}/archive`)).blob();
+        const blob = await (await request(`${path(id)}/archive`)).blob();
         const link = h("a", { href: URL.createObjectURL(blob), download: `${id}.json` });
         document.body.append(link);
         link.click();
         link.remove();
         setTimeout(() => URL.revokeObjectURL(link.href), 10000);
         toast(`Archive of ${id} downloaded`, "info");
-      }, false),
+      }, { danger: false, admin: false }),
       state !== "running" ? act("Delete", `Delete workflow ${id}?`,
         "Its state, history and task records are removed for good. Download its archive first to keep them.",
         async () => {
-          await request(`workflows/${id}`, { method: "DELETE" });
+          await request(path(id), { method: "DELETE" });
           toast(`Workflow ${id} deleted`, "info");
-          location.hash = "#/";
+          location.hash = lastList;
         }) : null);
   }
 
   function show(next) {
     const first = doc === null;
     doc = next;
-    put(title, doc.name || "(unnamed flow)", " ", badge(doc.state));
+    put(title, doc.name || "(unnamed flow)", " ", badge(gone ? "deleted" : doc.state));
     put(facts,
-      h("dt", {}, "Started"), h("dd", {}, when(doc.created)),
-      h("dt", {}, "Updated"), h("dd", {}, when(doc.updated)),
+      h("dt", {}, "Started"), h("dd", {}, moment(doc.created)),
+      h("dt", {}, "Updated"), h("dd", {}, moment(doc.updated)),
       h("dt", {}, "Took"), h("dd", { class: "took" }, took(doc.created, doc.state === "running" ? null : doc.updated)),
       h("dt", {}, "Tasks"), h("dd", {}, summary(doc.nodes)));
-    put(values,
-      h("div", {}, h("h2", {}, "Input"), h("pre", {}, pretty(doc.input))),
-      h("div", {}, h("h2", {}, "Output"), h("pre", { class: "output" }, pretty(doc.output))),
-      doc.error ? h("div", {}, h("h2", {}, "Error"), h("pre", { class: "error" }, String(doc.error))) : null);
+    const shownValues = JSON.stringify([doc.input, doc.output, doc.error, text]);
+    if (drawn.values !== shownValues) {
+      drawn.values = shownValues;
+      put(values,
+        h("div", {}, h("h2", {}, "Input"), h("pre", {}, pretty(doc.input))),
+        h("div", {}, h("h2", {}, "Output"), h("pre", { class: "output" }, pretty(doc.output))),
+        doc.error ? h("div", {}, h("h2", {}, "Error"), h("pre", { class: "error" }, pretty(doc.error))) : null,
+        text !== null ? h("div", { class: "flow-text" }, h("h2", {}, "Flow"), h("pre", { class: "code" }, text)) : null);
+    }
     renderActions();
     graph.colour(doc.nodes);
+    renderRows();
+    if (selected !== null) showDetails();
+    if (first) document.title = `${doc.name || id} · littleflow`;
+  }
+
+  // The table: rows are rebuilt only when their node changed, all of them only when the
+  // filter changes what is listed.
+  function renderRows() {
     const wanted = filter.value.trim().toLowerCase();
     const shown = doc.nodes.filter((n) => !STRUCTURE.includes(n.kind) && (!wanted
       || n.label.toLowerCase().includes(wanted) || n.status.startsWith(wanted)));
-    put(rows, ...shown.map((n) => h("tr", {
-      class: n.id === selected ? "selected" : "", dataset: { node: n.id, status: n.status },
+    const order = shown.map((n) => n.id).join(",");
+    const made = shown.map((n) => {
+      const sign = JSON.stringify(n);
+      const had = drawn.rows.get(n.id);
+      if (had && had.sign === sign) return had.row;
+      const row = nodeRow(n);
+      if (had?.row.isConnected && order === drawn.order) had.row.replaceWith(row);
+      drawn.rows.set(n.id, { sign, row });
+      return row;
+    });
+    if (order !== drawn.order) {
+      drawn.order = order;
+      put(rows, made);
+    }
+    for (const row of rows.children) row.classList.toggle("selected", Number(row.dataset.node) === selected);
+  }
+
+  function nodeRow(n) {
+    return h("tr", {
+      tabindex: "0", dataset: { node: n.id, status: n.status },
       onclick: () => select(n.id),
+      onkeydown: (event) => { if (event.key === "Enter" || event.key === " ") { event.preventDefault(); select(n.id); } },
     },
       h("td", {}, String(n.id)),
       h("td", { title: `${n.kind}, line ${n.line} column ${n.column}` }, n.label),
       h("td", {}, badge(n.status)),
       h("td", {}, n.attempt ?? ""),
-      h("td", {}, when(n.started)),
-      h("td", {}, when(n.ended)),
+      h("td", {}, moment(n.started)),
+      h("td", {}, moment(n.ended)),
       h("td", {}, n.started ? took(n.started, n.ended) : ""),
       h("td", { class: "json" }, brief(n.input)),
       h("td", { class: "json" }, brief(n.output)),
-      h("td", { class: "error" }, n.error || ""))));
-    if (selected !== null) select(selected);
-    if (first) document.title = `${doc.name || id} · littleflow`;
+      h("td", { class: "error" }, n.error || ""));
   }
 
-  filter.addEventListener("input", () => doc && show(doc));
+  filter.addEventListener("input", () => doc && renderRows());
   const ticking = setInterval(() => {  // a running workflow's age goes on between its changes
-    if (doc?.state === "running") $(".took", facts).textContent = took(doc.created, null);
+    if (doc?.state === "running" && !gone) $(".took", facts).textContent = took(doc.created, null);
   }, 1000);
   signal.addEventListener("abort", () => clearInterval(ticking));
 
@@ -493,38 +619,66 @@ function workflowView(main, signal, id) {
     selected = nodeId;
     graph.select(nodeId);
     for (const row of rows.children) row.classList.toggle("selected", Number(row.dataset.node) === nodeId);
-    const node = doc?.nodes.find((n) => n.id === nodeId);
+    showDetails();
+  }
+
+  function unselect() {
+    selected = null;
+    drawn.details = null;
+    graph.select(null);
+    for (const row of rows.querySelectorAll("tr.selected")) row.classList.remove("selected");
+    details.hidden = true;
+  }
+
+  function showDetails() {
+    const node = doc?.nodes.find((n) => n.id === selected);
     if (!node) return;
+    const sign = JSON.stringify(node);
+    if (drawn.details === sign) return;  // (unchanged: its scroll and selection stay)
+    drawn.details = sign;
     details.hidden = false;
+    const shown = (value) => value !== undefined && value !== null;
     put(details,
-      h("button", { type: "button", class: "link close", onclick: () => { details.hidden = true; } }, "×"),
+      h("button", { type: "button", class: "link close", title: "Close", "aria-label": "close", onclick: unselect }, "×"),
       h("h2", {}, node.label, " ", badge(node.status)),
       h("dl", { class: "facts" },
         h("dt", {}, "Kind"), h("dd", {}, node.kind),
         h("dt", {}, "Where"), h("dd", {}, `line ${node.line}, column ${node.column}`),
         node.attempt ? [h("dt", {}, "Attempt"), h("dd", {}, String(node.attempt))] : null,
         node.worker ? [h("dt", {}, "Worker"), h("dd", {}, node.worker)] : null,
+        node.started ? [h("dt", {}, "Started"), h("dd", {}, moment(node.started))] : null,
         node.started ? [h("dt", {}, "Took"), h("dd", {}, took(node.started, node.ended))] : null),
       node.error ? [h("h3", {}, "Error"), h("pre", { class: "error" }, node.error)] : null,
-      node.input !== undefined && node.input !== null ? [h("h3", {}, "Input"), h("pre", {}, pretty(node.input))] : null,
-      node.output !== undefined && node.output !== null ? [h("h3", {}, "Output"), h("pre", {}, pretty(node.output))] : null,
+      shown(node.input) ? [h("h3", {}, "Input"), h("pre", {}, pretty(node.input))] : null,
+      shown(node.output) ? [h("h3", {}, "Output"), h("pre", {}, pretty(node.output))] : null,
       node.note ? [h("h3", {}, "Note"), h("p", {}, node.note)] : null);
   }
 
-  (async () => {
-    try {
-      const svg = await (await request(`workflows/${id}/graph?format=svg`, { signal, headers: { Accept: "image/svg+xml" } })).text();
-      graph.show(svg);
-      if (doc) graph.colour(doc.nodes);
-    } catch (error) {
-      if (error.name === "AbortError") return;
-      put(main, h("section", { class: "missing" }, h("h1", {}, "No such workflow"), h("p", {}, error.message),
-        h("a", { href: "#/" }, "Back to the workflows")));
-    }
-  })();
-  listen(`workflows/${id}/watch`, (kind, data) => {
+  function missing(error) {
+    put(main, h("section", { class: "missing" }, h("h1", {}, "No such workflow"), h("p", {}, error.message),
+      h("a", { href: lastList }, "Back to the workflows")));
+  }
+
+  json(`${path(id)}/definition`, { signal }).then((definition) => {
+    text = definition.text;
+    if (doc) show(doc);
+  }, () => {});
+  request(`${path(id)}/graph?format=svg`, { signal, headers: { Accept: "image/svg+xml" } })
+    .then((response) => response.text())
+    .then((svg) => graph.show(svg))
+    .catch((error) => {
+      if (error.name === "AbortError" || error.status === 401) return;
+      if (error.status === 404) missing(error);
+      else graph.clear(`The graph cannot be shown: ${error.message}`);
+    });
+  listen(`${path(id)}/watch`, (kind, data) => {
     if (kind === "status") show(data);
-    else if (kind === "gone") toast(`Workflow ${id} was deleted`, "info");
+    else if (kind === "gone") {
+      gone = true;
+      banner.hidden = false;
+      banner.textContent = "This workflow has been deleted: what shows is how it was last seen.";
+      if (doc) show(doc);
+    }
   }, signal);
 }
 
@@ -533,6 +687,8 @@ function summary(nodes) {
   for (const node of nodes) if (node.kind === "task") counts[node.status] = (counts[node.status] || 0) + 1;
   return Object.entries(counts).map(([status, n]) => `${n} ${status}`).join(", ") || "none";
 }
+
+const MAX_FLOW_FILE = 10 * 1024 * 1024;  // what the API takes in one request
 
 function newView(main, signal) {
   const flow = h("textarea", { class: "code", rows: "12", spellcheck: "false", "aria-label": "flow text",
@@ -554,61 +710,77 @@ function newView(main, signal) {
     h("div", { class: "preview" }, h("h2", {}, "Graph"), note, panel)));
 
   let compiled = false;
-  let version = 0;
+  let compiling = null;  // the compile request in flight, aborted by the next
+  const draft = JSON.parse(sessionStorage.getItem(DRAFT) || "null");
+  sessionStorage.removeItem(DRAFT);
+
   async function preview() {
-    const mine = ++version;
+    compiling?.abort();
+    const mine = compiling = new AbortController();
+    signal.addEventListener("abort", () => mine.abort());
     const text = flow.value;
-    if (!text.trim()) { put(errors); compiled = false; check(); return; }
+    if (!text.trim()) {
+      put(errors);
+      compiled = false;
+      graph.clear("");
+      note.hidden = false;
+      check();
+      return;
+    }
     try {
       const response = await request("compile?format=svg", {
-        method: "POST", body: text, signal, headers: { "Content-Type": "text/plain", Accept: "image/svg+xml" } });
+        method: "POST", body: text, signal: mine.signal, headers: { "Content-Type": "text/plain", Accept: "image/svg+xml" } });
       const svg = await response.text();
-      if (mine !== version) return;
       put(errors);
       note.hidden = true;
+      panel.classList.remove("stale");
       graph.show(svg);
       compiled = true;
     } catch (error) {
-      if (error.name === "AbortError" || mine !== version) return;
+      if (error.name === "AbortError") return;
       compiled = false;
+      panel.classList.add("stale");  // the graph of the last text that compiled, dimmed
       const found = error.problem?.errors || [{ message: error.message }];
-      put(errors, ...found.map((e) => h("li", {
-        onclick: () => goTo(e.line, e.column), title: e.line ? "Show it in the flow text" : null,
-      }, e.line ? h("span", { class: "where" }, `line ${e.line}, column ${e.column}`) : null, e.line ? ": " : null, e.message)));
+      put(errors, ...found.map((e) => h("li", {}, e.line
+        ? h("button", { type: "button", class: "link where", title: "Show it in the flow text", onclick: () => goTo(e.line, e.column) },
+          `line ${e.line}, column ${e.column}`)
+        : null, e.line ? ": " : null, e.message)));
     }
     check();
   }
 
   function goTo(line, column) {
-    if (!line) return;
     const lines = flow.value.split("\n");
     const at = lines.slice(0, line - 1).reduce((n, l) => n + l.length + 1, 0) + Math.max(0, column - 1);
     flow.focus();
     flow.setSelectionRange(at, Math.min(at + 1, flow.value.length));
   }
 
-  function parsedInput() {
-    if (!input.value.trim()) return { ok: true, value: {} };
+  function inputProblem() {
+    if (!input.value.trim()) return null;
     try {
-      return { ok: true, value: JSON.parse(input.value) };
+      JSON.parse(input.value);  // (only checked here: the text itself is sent, numbers and all)
+      return null;
     } catch (error) {
-      return { ok: false, message: `The input is not JSON: ${error.message}` };
+      return `The input is not JSON: ${error.message}`;
     }
   }
 
   function check() {
-    const parsed = parsedInput();
-    inputError.textContent = parsed.ok ? "" : parsed.message;
-    run.disabled = !compiled || !parsed.ok || session.scope === "read";
+    const problem = inputProblem();
+    inputError.textContent = problem || "";
+    run.disabled = !compiled || problem !== null || session.scope === "read";
   }
 
   async function submit(event) {
     event.preventDefault();
-    const parsed = parsedInput();
-    if (!parsed.ok) return;
+    if (inputProblem() !== null) return;
     run.disabled = true;
+    const form = new FormData();
+    form.set("flow", flow.value);
+    form.set("input", input.value.trim() || "{}");
     try {
-      const created = await json("workflows", { method: "POST", body: { flow: flow.value, input: parsed.value } });
+      const created = await json("workflows", { method: "POST", body: form });
       location.hash = `#/workflows/${encodeURIComponent(created.id)}`;
     } catch (error) {
       toast(error.message);
@@ -619,18 +791,33 @@ function newView(main, signal) {
   let typing;
   flow.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(preview, 300); });
   input.addEventListener("input", check);
+  if (draft) {
+    flow.value = draft.flow;
+    input.value = draft.input;
+    preview();
+  }
   file.addEventListener("change", async () => {
     const chosen = file.files[0];
+    file.value = "";  // (the same file chosen again loads again)
     if (!chosen) return;
+    if (chosen.size > MAX_FLOW_FILE) {
+      toast(`${chosen.name} is ${chosen.size.toLocaleString()} bytes; a flow may have at most ${MAX_FLOW_FILE.toLocaleString()}`);
+      return;
+    }
     flow.value = await chosen.text();
     preview();
   });
 }
 
 let signingIn = false;
+
 function signIn(error) {
   if (signingIn) return;
   signingIn = true;
+  current?.abort();
+  live(null);
+  $("#scope").hidden = true;
+  $("#signout").hidden = true;
   const next = location.hash.startsWith("#/sign-in") ? "#/" : location.hash || "#/";
   const token = h("input", { type: "password", autocomplete: "current-password", required: true,
     "aria-label": "token", placeholder: "Token" });
@@ -647,15 +834,14 @@ function signIn(error) {
       const answer = await json("session", { token: token.value.trim() });
       if (!answer.scope) throw new ApiError(401, { title: "That token was refused." });
       session.save(token.value.trim(), keep.checked);
-      signingIn = false;
       await started();
-      location.hash = next;
-      route();
+      signingIn = false;
+      if (location.hash === next) route();
+      else location.hash = next;  // (routes on hashchange)
     } catch (failure) {
       message.textContent = failure.status === 401 ? "That token was refused." : failure.message;
     }
   });
-  current?.abort();
   history.replaceState(null, "", "#/sign-in");
   put($("#main"), form);
   token.focus();
@@ -669,14 +855,22 @@ function route() {
   current?.abort();
   current = new AbortController();
   const main = $("#main");
-  const [path] = location.hash.slice(1).split("?");
-  const parts = path.split("/").filter(Boolean);
+  const [where] = location.hash.slice(1).split("?");
+  const parts = where.split("/").filter(Boolean);
   for (const link of document.querySelectorAll("[data-nav]")) {
     link.classList.toggle("active", (parts[0] || "list") === link.dataset.nav || (parts[0] === "workflows" && link.dataset.nav === "list"));
   }
   document.title = "littleflow";
-  if (parts[0] === "workflows" && parts[1]) workflowView(main, current.signal, decodeURIComponent(parts[1]));
-  else if (parts[0] === "new") newView(main, current.signal);
+  live(null);
+  if (parts[0] === "workflows" && parts[1]) {
+    let id;
+    try {
+      id = decodeURIComponent(parts[1]);
+    } catch {
+      id = parts[1];  // (a stray %: the API says there is no such workflow)
+    }
+    workflowView(main, current.signal, id);
+  } else if (parts[0] === "new") newView(main, current.signal);
   else listView(main, current.signal);
 }
 
@@ -703,6 +897,7 @@ try {
   else route();
 } catch (error) {
   if (error.status !== 401) {
-    put($("#main"), h("section", { class: "missing" }, h("h1", {}, "The API does not answer"), h("p", {}, error.message)));
+    put($("#main"), h("section", { class: "missing" }, h("h1", {}, "The API does not answer"), h("p", {}, error.message),
+      h("p", {}, h("a", { href: location.href, onclick: () => location.reload() }, "Try again"))));
   }
 }
