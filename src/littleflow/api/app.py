@@ -11,6 +11,7 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import AsyncIterator, Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -195,38 +196,30 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
         version, text, running = await run_in_threadpool(_versioned, client, id)
         key = client.keys.workflow(id)
 
-        async def stream() -> Any:  # (async: an open stream holds no thread of the server)
-            yield f"event: status\ndata: {text}\n\n"
-            reader = aioredis.Redis.from_url(client.url, decode_responses=True)
+        async def changes(reader: aioredis.Redis) -> AsyncIterator[str]:
             seen, shown, live = version, text, running
             sent = looked = time.monotonic()
-            try:
-                while not app.state.closing and not await request.is_disconnected():
-                    await asyncio.sleep(WATCH_POLL)
-                    now = time.monotonic()
-                    if await reader.hget(key, "version") != seen or (live and now - looked >= WATCH_REFRESH):
-                        looked = now
-                        try:
-                            seen, body, live = await run_in_threadpool(_versioned, client, id)
-                        except StoreError as error:
-                            gone = str(error).startswith("no workflow")
-                            yield (f"event: gone\ndata: {json.dumps({'id': id})}\n\n" if gone else
-                                   f"event: error\ndata: {json.dumps({'error': str(error)})}\n\n")
-                            return
-                        if body != shown:
-                            shown, sent = body, now
-                            yield f"event: status\ndata: {body}\n\n"
-                            continue
-                    if now - sent >= HEARTBEAT:
-                        sent = now
-                        yield ": still here\n\n"
-            except redis.RedisError as error:
-                yield f"event: error\ndata: {json.dumps({'error': ' '.join(str(error).split())})}\n\n"
-            finally:
-                await reader.aclose()
+            while not app.state.closing and not await request.is_disconnected():
+                await asyncio.sleep(WATCH_POLL)
+                now = time.monotonic()
+                if await reader.hget(key, "version") != seen or (live and now - looked >= WATCH_REFRESH):
+                    looked = now
+                    try:
+                        seen, body, live = await run_in_threadpool(_versioned, client, id)
+                    except StoreError as error:
+                        gone = str(error).startswith("no workflow")
+                        yield (f"event: gone\ndata: {json.dumps({'id': id})}\n\n" if gone else
+                               f"event: error\ndata: {json.dumps({'error': str(error)})}\n\n")
+                        return
+                    if body != shown:
+                        shown, sent = body, now
+                        yield f"event: status\ndata: {body}\n\n"
+                        continue
+                if now - sent >= HEARTBEAT:
+                    sent = now
+                    yield ": still here\n\n"
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return _event_stream(client.url, f"event: status\ndata: {text}\n\n", changes)
 
     @app.get("/workflows/{id}/graph", tags=["workflows"],
              responses={200: {"content": {"text/plain": {}, "application/json": {}, "image/svg+xml": {}}}})
@@ -292,32 +285,22 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
         last = client.redis.xrevrange(client.keys.events, count=1) if since == "$" else None
         start = last[0][0] if last else ("0" if since == "$" else since)
 
-        async def stream() -> Any:  # (async: an open stream holds no thread of the server)
-            yield ": littleflow events\n\n"
-            reader = aioredis.Redis.from_url(client.url, decode_responses=True)
+        async def entries(reader: aioredis.Redis) -> AsyncIterator[str]:
             last, quiet = start, 0.0
-            try:
-                while not app.state.closing and not await request.is_disconnected():
-                    found = await reader.xread({client.keys.events: last}, count=500,
-                                               block=int(STREAM_BLOCK * 1000))
-                    entries = found[0][1] if found else []
-                    if not entries:
-                        quiet += STREAM_BLOCK
-                        if quiet >= HEARTBEAT:
-                            quiet = 0.0
-                            yield ": still here\n\n"
-                        continue
-                    quiet = 0.0
-                    for last, fields in entries:
-                        event = decoded_event(fields)
-                        yield f"id: {last}\nevent: {event.get('kind', 'message')}\ndata: {json.dumps(event)}\n\n"
-            except redis.RedisError as error:
-                yield f"event: error\ndata: {json.dumps({'error': ' '.join(str(error).split())})}\n\n"
-            finally:
-                await reader.aclose()
+            while not app.state.closing and not await request.is_disconnected():
+                found = await reader.xread({client.keys.events: last}, count=500, block=int(STREAM_BLOCK * 1000))
+                if not found:
+                    quiet += STREAM_BLOCK
+                    if quiet >= HEARTBEAT:
+                        quiet = 0.0
+                        yield ": still here\n\n"
+                    continue
+                quiet = 0.0
+                for last, fields in found[0][1]:
+                    event = decoded_event(fields)
+                    yield f"id: {last}\nevent: {event.get('kind', 'message')}\ndata: {json.dumps(event)}\n\n"
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return _event_stream(client.url, ": littleflow events\n\n", entries)
 
     @app.post("/events/{event}", tags=["events"],
               openapi_extra={"requestBody": {"content": {"application/json": {"schema": {}}}, "required": False}})
@@ -382,6 +365,25 @@ class LimitBody:
             return {"type": "http.request", "body": whole, "more_body": False}
 
         await self.app(scope, replay, send)
+
+
+def _event_stream(url: str, first: str, events: Callable[[aioredis.Redis], AsyncIterator[str]]) -> Response:
+    """A Server-Sent Events response: ``first``, then what ``events`` yields as it reads Redis
+    on a connection of its own (closed at the end). Async, so an open stream holds no thread
+    of the server; a Redis error ends it with ``event: error``."""
+    async def stream() -> AsyncIterator[str]:
+        yield first
+        reader = aioredis.Redis.from_url(url, decode_responses=True)
+        try:
+            async for chunk in events(reader):
+                yield chunk
+        except redis.RedisError as error:
+            yield f"event: error\ndata: {json.dumps({'error': ' '.join(str(error).split())})}\n\n"
+        finally:
+            await reader.aclose()
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 def _media_type(request: Request) -> str:
