@@ -139,6 +139,7 @@ def test_submit_a_flow_and_watch_it_finish_with_the_graph_coloured(serve, page):
     expect(row).to_contain_text('"who":"console"')  # its input, in the table
     id = page.url.rsplit("/", 1)[1]
     assert httpx.get(f"{serve}/workflows/{id}").json()["input"]["big"] == 12345678901234567890  # sent as typed
+    expect(page.locator(".values pre").first).to_contain_text('"big": 12345678901234567890')  # shown as stored
     page.locator(".graph g.node", has_text="store").click()
     expect(page.locator("aside.details")).to_contain_text('"stored": 1')
     expect(page.locator(".flow-text pre")).to_have_text(HELLO)

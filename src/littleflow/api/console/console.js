@@ -128,7 +128,13 @@ async function request(path, { method = "GET", body, headers = {}, signal, token
   throw error;
 }
 
-const json = async (path, options) => (await request(path, options)).json();
+// JSON.parse keeping integers past 2^53 as sent, where the browser can (JSON.rawJSON).
+const exact = typeof JSON.rawJSON === "function"
+  ? (key, value, context) => (typeof value === "number" && !Number.isSafeInteger(value)
+    && /^-?\d+$/.test(context?.source ?? "") ? JSON.rawJSON(context.source) : value)
+  : undefined;
+const parse = (text) => JSON.parse(text, exact);
+const json = async (path, options) => parse(await (await request(path, options)).text());
 
 // Server-Sent Events over fetch (EventSource cannot send a bearer token): reconnects with
 // Last-Event-ID until `signal` aborts, and when the server falls silent (it sends a comment
@@ -166,7 +172,7 @@ async function listen(path, onEvent, signal, onOpen = null) {
         for (const block of blocks) {
           const message = parseEvent(block);
           if (message.id !== null) lastId = message.id;
-          if (message.data) onEvent(message.event, JSON.parse(message.data));
+          if (message.data) onEvent(message.event, parse(message.data));
         }
       }
     } catch (error) {
