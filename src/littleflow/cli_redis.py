@@ -344,11 +344,14 @@ def worker_command(target: Target, task_sources: tuple[str, ...], builtins: bool
                    "(also from $LITTLEFLOW_API_TOKENS, comma-separated).")
 @click.option("--api-cors", "cors", metavar="ORIGIN", multiple=True,
               help="Let browser pages of this origin call the API (repeatable; none by default).")
+@click.option("--api-only", is_flag=True,
+              help="Serve the HTTP API alone: no engine, no built-in or Python tasks (they run in "
+                   "`littleflow engine` and `littleflow worker` processes elsewhere). Needs --api and a Redis URL.")
 @CLAIM_IDLE
 @VERBOSE
 def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: int, data_dir: Path | None,
                   port: int | None, api_address: str | None, tokens_file: str | None, cors: tuple[str, ...],
-                  claim_idle: float, verbose: bool) -> None:
+                  api_only: bool, claim_idle: float, verbose: bool) -> None:
     """Run a whole system here: an engine, the built-in tasks and the Python tasks of
     --tasks, until SIGINT or SIGTERM. Without a Redis URL (--redis or
     $LITTLEFLOW_REDIS_URL) it starts a private Redis server on 127.0.0.1 and leaves its URL
@@ -357,6 +360,9 @@ def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: in
 
     if target.given and (data_dir is not None or port is not None):
         fail("--data and --port are for a private server; with a Redis URL there is none")
+    if api_only and (api_address is None or not target.given or task_sources):
+        fail("--api-only serves the API of a system running elsewhere: give --api HOST:PORT and a Redis URL "
+             "(--redis or $LITTLEFLOW_REDIS_URL), and no --tasks")
     log_to_stderr("serve", verbose)
     registry = task_registry(task_sources) if task_sources else None
     with contextlib.ExitStack() as cleanup:
@@ -368,9 +374,10 @@ def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: in
         if target.given:
             click.echo(f"littleflow: serving on {target.shown} (prefix {target.prefix})", err=True)
         services = Services(target.url, prefix=target.prefix, tasks=registry, concurrency=concurrency,
-                            claim_idle=claim_idle)
+                            engine=not api_only, builtins=not api_only, claim_idle=claim_idle)
         names = f": {', '.join(sorted(registry.names()))}" if registry is not None else ""
-        click.echo(f"littleflow: an engine, the built-in tasks and {len(registry.names()) if registry else 0} "
+        click.echo("littleflow: the API alone (no engine, no tasks)" if api_only else
+                   f"littleflow: an engine, the built-in tasks and {len(registry.names()) if registry else 0} "
                    f"Python tasks{names}", err=True)
         start = lambda: services.start().threads  # noqa: E731
         if api_address is not None:

@@ -378,3 +378,40 @@ def test_redis_url_falls_back_to_the_url_serve_left(tmp_path, monkeypatch):
     assert redis_url("redis://elsewhere:1/0") == "redis://elsewhere:1/0"
     monkeypatch.setenv("LITTLEFLOW_REDIS_URL", "redis://env:2/0")
     assert redis_url() == "redis://env:2/0"
+
+
+def test_serve_api_only_runs_no_engine_and_no_tasks(tmp_path, redis_url):
+    import socket
+
+    import httpx
+
+    lf = Shell(project(tmp_path), base_env(tmp_path, redis_url))
+    for args in (["serve", "--api-only"], ["serve", "--api-only", "--api", "127.0.0.1:1", "--tasks", "x.py"]):
+        refused = lf(*args)
+        assert refused.returncode == 2 and "--api-only" in one_line(refused.stderr)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    serve = lf.start("serve", "--api-only", "--api", f"127.0.0.1:{port}")
+    before = ""
+    try:
+        before = started(serve, "littleflow: the console on")
+        assert "littleflow: the API alone (no engine, no tasks)" in before
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the API never got ready"
+            time.sleep(0.05)
+        answer = httpx.post(f"http://127.0.0.1:{port}/workflows", json={"flow": "double", "input": {"n": 1}})
+        assert answer.status_code in (200, 201), answer.text
+        id = answer.json()["id"]
+        time.sleep(0.5)
+        assert lf.json("status", id)["state"] == "running"  # queued: no engine or worker took it
+        assert lf.json("workers") == []
+    finally:
+        code, stderr = stop(serve, before=before)
+    assert code == 0 and "Traceback" not in stderr, stderr

@@ -1,0 +1,240 @@
+"""The deployment files: every kustomization under deploy/ renders with `kubectl kustomize`
+and validates against the Kubernetes schemas; the containers are locked down, the API has
+its probes, the Kubernetes Job worker has only the rights it needs, each overlay gives every
+littleflow container its Redis, and the Dockerfile builds a non-root multi-stage image."""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from littleflow.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+DEPLOY = REPO / "deploy"
+KUBERNETES = DEPLOY / "kubernetes"
+#: A Kubernetes version kubernetes-validate ships schemas of (strict: unknown fields are errors).
+VERSION = "1.30.0"
+USER_ID = 10001  # the Dockerfile's user, and the manifests' runAsUser
+
+
+def kind_of(path: Path) -> str:
+    return yaml.safe_load(path.read_text(encoding="utf-8")).get("kind", "Kustomization")
+
+
+KUSTOMIZATIONS = sorted(p.parent for p in DEPLOY.rglob("kustomization.yaml") if kind_of(p) == "Kustomization")
+COMPONENTS = sorted(p.parent for p in DEPLOY.rglob("kustomization.yaml") if kind_of(p) == "Component")
+OVERLAYS = [d for d in KUSTOMIZATIONS if d.parent == KUBERNETES / "overlays"]
+ids = [str(d.relative_to(DEPLOY)) for d in KUSTOMIZATIONS]
+
+
+@functools.cache
+def rendered(directory: Path) -> tuple[dict[str, Any], ...]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not on PATH: the manifests under deploy/ are rendered with `kubectl kustomize`")
+    result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 0, f"kubectl kustomize {directory}: {result.stderr}"
+    documents = tuple(d for d in yaml.safe_load_all(result.stdout) if d is not None)
+    assert documents, f"{directory} renders nothing"
+    return documents
+
+
+def named(documents: tuple[dict[str, Any], ...], kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in documents if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind} {name}: {len(found)} found"
+    return found[0]
+
+
+def workloads(documents: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    return [d for d in documents if d["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")]
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    return workload["spec"]["template"]["spec"]
+
+
+def littleflow_containers(documents: tuple[dict[str, Any], ...]) -> list[tuple[str, dict[str, Any]]]:
+    return [(w["metadata"]["name"], c) for w in workloads(documents) for c in pod_spec(w)["containers"]
+            if w["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "littleflow"]
+
+
+def test_the_layout_is_there():
+    names = {str(d.relative_to(KUBERNETES)) for d in KUSTOMIZATIONS}
+    assert {"base", "overlays/in-cluster-redis", "overlays/external-redis", "overlays/with-ingress"} <= names
+    assert {d.name for d in COMPONENTS} == {"redis-statefulset", "external-redis", "ingress"}
+
+
+def test_every_component_is_used_by_an_overlay():
+    used = set()
+    for overlay in OVERLAYS:
+        text = yaml.safe_load((overlay / "kustomization.yaml").read_text(encoding="utf-8"))
+        used |= {(overlay / c).resolve() for c in text.get("components", [])}
+    assert set(COMPONENTS) <= used, "a component no overlay renders is never validated"
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=ids)
+def test_every_kustomization_renders_and_validates_against_the_schemas(directory):
+    import kubernetes_validate
+
+    for document in rendered(directory):
+        try:
+            kubernetes_validate.validate(document, VERSION, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{document['kind']} {document['metadata'].get('name')}: {error.message} "
+                        f"at {'.'.join(map(str, error.path))}")
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=ids)
+def test_every_container_runs_locked_down_with_resources(directory):
+    documents = rendered(directory)
+    assert workloads(documents)
+    for workload in workloads(documents):
+        name, spec = workload["metadata"]["name"], pod_spec(workload)
+        pod = spec.get("securityContext", {})
+        assert pod.get("runAsNonRoot") is True, name
+        assert pod.get("runAsUser", 1) != 0 and pod.get("runAsGroup", 1) != 0, name
+        assert pod.get("seccompProfile") == {"type": "RuntimeDefault"}, name
+        assert not spec.get("hostNetwork") and not spec.get("hostPID") and not spec.get("hostIPC"), name
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
+            where = f"{name}/{container['name']}"
+            context = container.get("securityContext", {})
+            assert context.get("runAsNonRoot", True) is True and context.get("runAsUser", 1) != 0, where
+            assert context.get("allowPrivilegeEscalation") is False, where
+            assert context.get("privileged", False) is False, where
+            assert context.get("readOnlyRootFilesystem") is True, where
+            assert context.get("capabilities") == {"drop": ["ALL"]}, where
+            resources = container.get("resources", {})
+            for bound in ("requests", "limits"):
+                assert set(resources.get(bound, {})) >= {"cpu", "memory"}, f"{where}: {bound}"
+            assert container.get("image"), where
+        if workload["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "littleflow":
+            assert pod["runAsUser"] == USER_ID, name
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=ids)
+def test_the_api_serves_only_the_api_with_probes_behind_a_service(directory):
+    documents = rendered(directory)
+    api = named(documents, "Deployment", "littleflow-api")
+    (container,) = pod_spec(api)["containers"]
+    assert container["args"][:2] == ["serve", "--api-only"] and "--api" in container["args"]
+    port = container["args"][container["args"].index("--api") + 1].rpartition(":")[2]
+    assert container["ports"] == [{"name": "http", "containerPort": int(port), "protocol": "TCP"}]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    tokens = {e["name"]: e for e in container["env"]}["LITTLEFLOW_API_TOKENS"]
+    assert tokens["valueFrom"]["secretKeyRef"] == {"name": "littleflow-api-tokens", "key": "tokens"}
+    service = named(documents, "Service", "littleflow-api")
+    labels = api["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+    assert api["spec"]["replicas"] >= 2
+    assert named(documents, "Deployment", "littleflow-engine")["spec"]["replicas"] >= 2
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=ids)
+def test_only_the_kubernetes_worker_has_rights_and_only_those_it_needs(directory):
+    documents = rendered(directory)
+    assert not [d for d in documents if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    (role,) = [d for d in documents if d["kind"] == "Role"]
+    rules = sorted((tuple(r["apiGroups"]), tuple(r["resources"]), tuple(r["verbs"])) for r in role["rules"])
+    assert rules == [(("",), ("pods",), ("get", "list")),
+                     (("",), ("pods/log",), ("get",)),
+                     (("batch",), ("jobs",), ("create", "get", "list", "watch", "delete"))]
+    assert all(not r.get("resourceNames") and not r.get("nonResourceURLs") for r in role["rules"])
+    (binding,) = [d for d in documents if d["kind"] == "RoleBinding"]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "littleflow-kubernetes-worker",
+                                    "namespace": role["metadata"]["namespace"]}]
+    for workload in workloads(documents):
+        spec = pod_spec(workload)
+        if workload["metadata"]["name"] == "littleflow-worker-kubernetes":
+            assert spec["serviceAccountName"] == "littleflow-kubernetes-worker"
+            assert spec["containers"][0]["args"] == ["worker", "--kubernetes"]
+        else:  # no token in any other pod
+            assert spec.get("serviceAccountName") != "littleflow-kubernetes-worker"
+            assert spec.get("automountServiceAccountToken") is False, workload["metadata"]["name"]
+
+
+@pytest.mark.parametrize("directory", OVERLAYS, ids=[str(d.relative_to(DEPLOY)) for d in OVERLAYS])
+def test_each_overlay_gives_every_littleflow_container_its_redis_from_a_secret(directory):
+    documents = rendered(directory)
+    containers = littleflow_containers(documents)
+    assert {name for name, _ in containers} == {"littleflow-engine", "littleflow-worker-builtins",
+                                                "littleflow-worker-tasks", "littleflow-worker-kubernetes",
+                                                "littleflow-api"}
+    in_cluster = any(d["kind"] == "StatefulSet" for d in documents)
+    for name, container in containers:
+        env = [e["name"] for e in container.get("env", [])]
+        url = {e["name"]: e for e in container["env"]}["LITTLEFLOW_REDIS_URL"]
+        if in_cluster:  # the password from the Secret, set before the URL that uses it
+            assert env.index("REDIS_PASSWORD") < env.index("LITTLEFLOW_REDIS_URL"), name
+            assert url["value"] == "redis://:$(REDIS_PASSWORD)@littleflow-redis:6379/0"
+        else:
+            assert url["valueFrom"]["secretKeyRef"] == {"name": "littleflow-redis", "key": "url"}, name
+    if in_cluster:
+        redis = named(documents, "StatefulSet", "littleflow-redis")
+        assert redis["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+        (container,) = pod_spec(redis)["containers"]
+        assert "--requirepass" in container["args"] and "$(REDIS_PASSWORD)" in container["args"]
+        service = named(documents, "Service", "littleflow-redis")
+        assert service["spec"]["selector"].items() <= redis["spec"]["template"]["metadata"]["labels"].items()
+    # no secret is committed: the Secrets are made by hand, and no manifest holds one
+    assert not [d for d in documents if d["kind"] == "Secret"]
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=ids)
+def test_the_containers_run_real_littleflow_commands(directory):
+    documents = rendered(directory)
+    config = next(d for d in documents if d["kind"] == "ConfigMap"
+                  and d["metadata"]["name"].startswith("littleflow-config"))["data"]
+    for name, container in littleflow_containers(documents):
+        assert "command" not in container, f"{name}: the image's ENTRYPOINT is littleflow"
+        args = [re.sub(r"\$\((\w+)\)", lambda m: config[m.group(1)], arg) for arg in container["args"]]
+        if args[:2] == ["worker", "--kubernetes"] and "--kubernetes" not in \
+                CliRunner().invoke(main, ["worker", "--help"]).output:
+            continue  # (`worker --kubernetes` is being added to the command beside these files)
+        result = CliRunner().invoke(main, [*args, "--help"])
+        assert result.exit_code == 0, f"{name}: littleflow {' '.join(args)}: {result.output}"
+
+
+def test_the_dockerfile_builds_a_non_root_image_in_two_stages():
+    text = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    stages = [line.split() for line in lines if line.upper().startswith("FROM ")]
+    assert len(stages) == 2 and stages[0][-2].upper() == "AS" and stages[1][-2].upper() == "AS"
+    build, runtime = stages[0][-1], stages[1][-1]
+    final = lines[lines.index(" ".join(stages[1])):]  # the runtime stage
+    assert any(line.startswith(f"COPY --from={build} ") for line in final), "the runtime copies the build"
+    assert not any(re.search(r"\b(build|wheel|gcc)\b", line) for line in final if line.startswith("RUN "))
+    users = [line.split()[1] for line in final if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] == str(USER_ID), "the last USER: the numeric non-root user"
+    assert f"--uid {USER_ID}" in text
+    assert final[-2:] == ['ENTRYPOINT ["littleflow"]', 'CMD ["--help"]']
+    assert '[kubernetes]' in text, "the image has the kubernetes extra, for `worker --kubernetes`"
+    assert runtime == "runtime"
+    ignored = (REPO / ".dockerignore").read_text(encoding="utf-8").split()
+    assert {".git", ".venv", "tests"} <= set(ignored)
+    for line in lines:  # everything copied from the context is there and not ignored
+        if line.startswith("COPY ") and "--from=" not in line:
+            for source in line.split()[1:-1]:
+                assert (REPO / source).exists(), source
+                assert source.rstrip("/") not in ignored, source
+
+
+def test_the_readme_deploys_what_is_here():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    applied = re.findall(r"kubectl apply -k (deploy/[\w/.-]+)", readme)
+    assert "deploy/kubernetes/overlays/in-cluster-redis" in applied
+    for path in applied:
+        assert (REPO / path / "kustomization.yaml").is_file(), path
