@@ -87,6 +87,8 @@ def test_every_kustomization_renders_and_validates_against_the_schemas(directory
     import kubernetes_validate
 
     for document in rendered(directory):
+        if document["kind"] != "Namespace":  # all of it in one namespace, the one the RoleBinding names
+            assert document["metadata"].get("namespace") == "littleflow", document["metadata"]["name"]
         try:
             kubernetes_validate.validate(document, VERSION, strict=True)
         except kubernetes_validate.ValidationError as error:
@@ -138,7 +140,12 @@ def test_the_api_serves_only_the_api_with_probes_behind_a_service(directory):
     assert service["spec"]["selector"].items() <= labels.items()
     assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
     assert api["spec"]["replicas"] >= 2
-    assert named(documents, "Deployment", "littleflow-engine")["spec"]["replicas"] >= 2
+    engine = named(documents, "Deployment", "littleflow-engine")
+    assert engine["spec"]["replicas"] >= 2
+    for workload in (api, engine):  # a drain leaves one running
+        budget = named(documents, "PodDisruptionBudget", workload["metadata"]["name"])
+        assert budget["spec"]["minAvailable"] == 1
+        assert budget["spec"]["selector"] == workload["spec"]["selector"]
 
 
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=ids)
