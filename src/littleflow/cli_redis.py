@@ -297,16 +297,24 @@ def engine_command(target: Target, claim_idle: float, max_deliveries: int, verbo
 @redis_command("worker", json_flag=False)
 @TASKS
 @click.option("--builtins", is_flag=True, help="Run the built-in tasks too: wait:…, http:… and <resource> nodes.")
+@click.option("--kubernetes", is_flag=True,
+              help="Run k8s: tasks as Kubernetes Jobs (in-cluster configuration, else the kubeconfig).")
+@click.option("--k8s-namespace", metavar="NS",
+              help="Where Jobs run unless a task names its namespace [default: the pod's or the context's, "
+                   "else default].")
+@click.option("--k8s-cleanup", type=click.FloatRange(min=0), default=3600.0, show_default=True, metavar="SECONDS",
+              help="Delete finished Jobs this long after they end.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True, help="Tasks run at once.")
 @CLAIM_IDLE
 @MAX_DELIVERIES
 @VERBOSE
-def worker_command(target: Target, task_sources: tuple[str, ...], builtins: bool, concurrency: int,
-                   claim_idle: float, max_deliveries: int, verbose: bool) -> None:
-    """Run a worker: run the tasks of --tasks (and, with --builtins, the built-in ones)
-    until SIGINT or SIGTERM. Run as many as you like."""
-    if not task_sources and not builtins:
-        fail("a worker needs tasks: give --tasks MODULE_OR_FILE, or --builtins, or both")
+def worker_command(target: Target, task_sources: tuple[str, ...], builtins: bool, kubernetes: bool,
+                   k8s_namespace: str | None, k8s_cleanup: float, concurrency: int, claim_idle: float,
+                   max_deliveries: int, verbose: bool) -> None:
+    """Run a worker: run the tasks of --tasks (and, with --builtins, the built-in ones;
+    with --kubernetes, k8s: tasks as Jobs) until SIGINT or SIGTERM. Run as many as you like."""
+    if not task_sources and not builtins and not kubernetes:
+        fail("a worker needs tasks: give --tasks MODULE_OR_FILE, --builtins or --kubernetes (or several)")
     from .redis.builtins import BuiltinTasks
     from .redis.protocol import Keys
     from .redis.store import Store, connect
@@ -316,6 +324,10 @@ def worker_command(target: Target, task_sources: tuple[str, ...], builtins: bool
     registry = task_registry(task_sources) if task_sources else None
     executors: list[Any] = ([PythonTasks(registry)] if registry is not None else []) + \
         ([BuiltinTasks()] if builtins else [])
+    jobs_in = ""
+    if kubernetes:
+        executors.append(kubernetes_tasks(k8s_namespace, k8s_cleanup))
+        jobs_in = f"; Jobs in namespace {executors[-1].namespace}"
     with Signals() as signals:
         ping(target)
         stop = threading.Event()
@@ -323,9 +335,22 @@ def worker_command(target: Target, task_sources: tuple[str, ...], builtins: bool
                         executors, concurrency=concurrency, claim_idle=claim_idle, max_deliveries=max_deliveries)
         names = f"; tasks {', '.join(sorted(registry.names()))}" if registry is not None else ""
         click.echo(f"littleflow worker: {worker.name} on {target.shown} (prefix {target.prefix}) serving "
-                   f"namespaces {served(worker.namespaces)}{names}; concurrency {concurrency}", err=True)
+                   f"namespaces {served(worker.namespaces)}{names}{jobs_in}; concurrency {concurrency}", err=True)
         run_until_signalled("worker", signals, stop, threads_of(stop, worker))
     click.echo(f"littleflow worker: stopped ({plural(worker.done, 'task')} run)", err=True)
+
+
+def kubernetes_tasks(namespace: str | None, cleanup: float) -> Any:
+    """The ``k8s:`` executor, connected to the cluster; one error line if it cannot be."""
+    try:
+        from .k8s.executor import KubernetesTasks, connect
+    except ImportError:
+        fail("--kubernetes needs the Kubernetes client: pip install 'littleflow[kubernetes]'")
+    try:
+        api, namespace = connect(namespace)
+    except ValueError as error:
+        fail(str(error))
+    return KubernetesTasks(api, namespace, cleanup=cleanup)
 
 
 @redis_command("serve", json_flag=False)
