@@ -55,6 +55,14 @@ def test_every_parameter_reaches_the_manifest():
     assert spec["template"]["metadata"]["labels"]["team"] == "data"
 
 
+def test_without_a_deadline_the_flows_timeout_for_the_task_is_the_jobs():
+    timed = task({"image": "busybox"})
+    timed.policy = {"defaults": {"timeout": 90}}
+    assert jobs.manifest(timed, "default")["spec"]["activeDeadlineSeconds"] == 90
+    timed.parameters = {"image": "busybox", "deadline": "10s"}
+    assert jobs.manifest(timed, "default")["spec"]["activeDeadlineSeconds"] == 10
+
+
 def test_a_command_given_as_text_runs_in_a_shell():
     container = jobs.manifest(task({"image": "busybox", "command": "echo hi > /dev/termination-log"}),
                               "default")["spec"]["template"]["spec"]["containers"][0]

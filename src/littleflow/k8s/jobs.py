@@ -128,8 +128,9 @@ def manifest(task: StartTask, namespace: str, cleanup: float | None = None, star
     spec: dict[str, Any] = {"backoffLimit": _whole(params.get("backoff_limit", 0), "backoff_limit"),
                             "template": {"metadata": {"labels": labels, "annotations": {INPUT: text}},
                                          "spec": pod}}
-    if params.get("deadline") is not None:
-        spec["activeDeadlineSeconds"] = max(1, int(duration(params["deadline"])))
+    deadline = duration(params["deadline"]) if params.get("deadline") is not None else task.run_policy().timeout
+    if deadline is not None:  # (else the flow's timeout for the task, if it has one)
+        spec["activeDeadlineSeconds"] = max(1, int(deadline))
     if cleanup is not None:
         spec["ttlSecondsAfterFinished"] = int(cleanup)
     about = {"workflow": task.workflow, "task": task.task, "seq": task.seq, "node": task.node, "name": task.name,
