@@ -177,3 +177,22 @@ def _redis_stop(stop, thread, url):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.stop_now(stop, [thread], url)
+
+
+def test_two_workers_end_a_job_once_and_delete_on_terminate_without_false_failures(engine, k8s_worker, k8s_server,
+                                                                                    client, until):
+    k8s_worker()
+    k8s_worker()
+    id = client.submit(FLOW, {"n": 1})
+    name = only_job(k8s_server, until)
+    until(lambda: len(k8s_server.watches) >= 2, what="both workers watching")
+    k8s_server.finish(name, '{"once": true}')
+    assert client.wait(id, timeout=10)["output"] == {"once": True}
+    running = client.submit(FLOW)
+    until(lambda: len(k8s_server.jobs) == 2, what="a second Job")
+    client.terminate(running)
+    until(lambda: len(k8s_server.jobs) == 1, what="its Job deleted")
+    time.sleep(0.5)
+    assert client.status(running)["state"] == "terminated"
+    assert client.redis.xlen("lf:dead") == 0, client.redis.xrange("lf:dead")
+    assert len(k8s_server.made("POST", "/jobs")) == 2

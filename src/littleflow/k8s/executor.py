@@ -213,7 +213,7 @@ class KubernetesTasks:
             end = EndTask(about["workflow"], about["task"], int(about["seq"]), "failed", error=error)
         end.attempt, end.started, end.ended, end.worker = (int(about.get("attempt") or 1), about.get("started"),
                                                           time.time(), worker.name)
-        worker.raw.xadd(worker.keys.ends, end.fields())
+        self._send(end, meta.get("uid") or meta["name"])
         log.info("k8s: Job %s %s", meta["name"], outcome)
         try:
             self.batch.patch_namespaced_job(meta["name"], meta["namespace"], {"metadata": {"labels": {
@@ -242,7 +242,8 @@ class KubernetesTasks:
         return " | ".join(line for line in str(text).splitlines() if line.strip())
 
     def _deleted(self, job: dict[str, Any]) -> None:
-        """A Job deleted before its task ended (by someone else): the task fails."""
+        """A Job deleted before its task ended, its workflow still running (not terminated):
+        the task fails."""
         meta = job.get("metadata") or {}
         with self._lock:
             if meta.get("uid") in self._ended or (meta.get("labels") or {}).get(jobs.ENDED) == "true":
@@ -251,10 +252,21 @@ class KubernetesTasks:
         about, worker = jobs.about(job), self._worker
         if about is None or worker is None:
             return
+        if worker.store.redis.hget(worker.keys.workflow(about["workflow"]), "status") != "running":
+            return  # terminated (by this worker or another), or gone
         end = EndTask(about["workflow"], about["task"], int(about["seq"]), "failed",
                       error=f"Job {meta.get('name')} was deleted before it ended", attempt=int(about.get("attempt") or 1),
                       started=about.get("started"), ended=time.time(), worker=worker.name)
-        worker.raw.xadd(worker.keys.ends, end.fields())
+        self._send(end, meta.get("uid") or meta.get("name"))
+
+    def _send(self, end: EndTask, uid: str) -> None:
+        """Add ``end`` to the end-task stream unless a worker did for this Job already
+        (every worker of the namespace sees it end)."""
+        worker = self._worker
+        assert worker is not None
+        fields = [part for pair in end.fields().items() for part in pair]
+        worker.store.scripts.end_once(keys=[f"{worker.keys.prefix}:k8s:ended:{uid}", worker.keys.ends],
+                                      args=[int(max(self.cleanup, 0) + 86400), *fields])
 
     def _clean(self, job: dict[str, Any]) -> None:
         """Delete an ended Job ``cleanup`` seconds after it finished."""
