@@ -196,3 +196,14 @@ def test_two_workers_end_a_job_once_and_delete_on_terminate_without_false_failur
     assert client.status(running)["state"] == "terminated"
     assert client.redis.xlen("lf:dead") == 0, client.redis.xrange("lf:dead")
     assert len(k8s_server.made("POST", "/jobs")) == 2
+
+
+def test_a_task_may_name_its_namespace_and_is_followed_there(engine, k8s_worker, k8s_server, client, until):
+    k8s_worker()
+    id = client.submit('k8s:run (- {"image": "busybox", "namespace": "batch"} -)')
+    (namespace, name) = until(lambda: next(iter(k8s_server.jobs), None), what="a Job created")
+    assert namespace == "batch"
+    until(lambda: any("/namespaces/batch/jobs?" in p and "watch=true" in p for p in k8s_server.made("GET", "")),
+          what="a watch of its namespace")
+    k8s_server.finish(name, '{"there": 1}', namespace="batch")
+    assert client.wait(id, timeout=10)["output"] == {"there": 1}

@@ -141,10 +141,14 @@ class KubernetesTasks:
                                              allow_watch_bookmarks=True):
                     raw = event["raw_object"]
                     version = (raw.get("metadata") or {}).get("resourceVersion") or version
-                    if event["type"] in ("ADDED", "MODIFIED"):
-                        self._seen(raw)
-                    elif event["type"] == "DELETED":
-                        self._deleted(raw)
+                    try:
+                        if event["type"] in ("ADDED", "MODIFIED"):
+                            self._seen(raw)
+                        elif event["type"] == "DELETED":
+                            self._deleted(raw)
+                    except Exception as error:  # noqa: BLE001 - Redis away a moment: the next list sees it again
+                        log.warning("k8s: Job %s: %s", (raw.get("metadata") or {}).get("name"), message(error))
+                        relist = 0.0
                     if stop.is_set():
                         break
             except ApiException as error:
@@ -247,6 +251,7 @@ class KubernetesTasks:
         meta = job.get("metadata") or {}
         with self._lock:
             if meta.get("uid") in self._ended or (meta.get("labels") or {}).get(jobs.ENDED) == "true":
+                self._ended.discard(meta.get("uid"))  # (gone: nothing to remember it for)
                 return
             self._ended.add(meta.get("uid"))
         about, worker = jobs.about(job), self._worker
@@ -366,6 +371,6 @@ def connect(namespace: str | None = None) -> tuple[client.ApiClient, str]:
             config.load_kube_config(client_configuration=configuration)
             _, context = config.list_kube_config_contexts()
             found = (context or {}).get("context", {}).get("namespace")
-        except (config.ConfigException, OSError, TypeError) as error:
+        except Exception as error:  # noqa: BLE001 - missing, unreadable or wrong: one line
             raise ValueError(f"no Kubernetes configuration: not in a cluster, and no kubeconfig ({error})") from None
     return client.ApiClient(configuration), namespace or found or "default"
