@@ -77,7 +77,10 @@ class KubernetesTasks:
         worker.streams.ack(job.stream, job.id)  # the Job is the record of the task from here on
         self._follow(namespace)
         if found is not None:
-            self._seen(found)  # it may have finished while no worker followed it
+            try:
+                self._seen(found)  # it may have finished while no worker followed it
+            except Exception as error:  # noqa: BLE001 - acked already: the next list ends it
+                log.warning("k8s: Job %s/%s: %s", namespace, name, message(error))
         return DEFERRED
 
     def _get(self, name: str, namespace: str) -> dict[str, Any] | None:
