@@ -137,14 +137,28 @@ def ensure_graphviz() -> None:
     ensure_commands(["dot"], ["graphviz"])
 
 
+def ensure_kubectl() -> None:
+    """Look for kubectl (tests/test_deploy.py renders deploy/ with `kubectl kustomize`). Never
+    installed here: Debian's main archive has only kubernetes-client 1.20, whose kustomize is
+    too old for the manifests."""
+    if found := shutil.which("kubectl"):
+        say(f"found {found}")
+        return
+    raise DevError(
+        "kubectl not found on PATH (1.27 or newer, for its kustomize v5; Debian's kubernetes-client "
+        "is too old): get it from https://kubernetes.io/docs/tasks/tools/, e.g. the apt repository pkgs.k8s.io"
+    )
+
+
 SYSTEM_DEPENDENCIES: dict[str, Callable[[], None]] = {
     "redis": ensure_redis_server,
     "chromium": ensure_chromium,
     "graphviz": ensure_graphviz,
+    "kubectl": ensure_kubectl,
 }
 
 #: What the test suite uses when it can be had; the tests that need one say so when they skip.
-TEST_SYSTEM_DEPENDENCIES = ["graphviz"]
+TEST_SYSTEM_DEPENDENCIES = ["graphviz", "kubectl"]
 #: What the test suite must have: `dev.py test` fails without it, so CI never skips those tests.
 TEST_REQUIRED_DEPENDENCIES = ["redis"]
 #: What the console's browser tests need: required where apt-get can install it, else optional.

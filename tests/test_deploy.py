@@ -1,7 +1,9 @@
 """The deployment files: every kustomization under deploy/ renders with `kubectl kustomize`
 and validates against the Kubernetes schemas; the containers are locked down, the API has
-its probes, the Kubernetes Job worker has only the rights it needs, each overlay gives every
-littleflow container its Redis, and the Dockerfile builds a non-root multi-stage image."""
+its probes, the Kubernetes Job worker has only the rights it needs and only in the namespace
+of the Jobs, away from the Secrets, NetworkPolicies let only littleflow's pods reach Redis,
+each overlay gives every littleflow container its Redis, Redis gets its password from a file
+and not its command line, and the Dockerfile builds a non-root multi-stage image."""
 
 from __future__ import annotations
 
@@ -24,6 +26,17 @@ KUBERNETES = DEPLOY / "kubernetes"
 #: A Kubernetes version kubernetes-validate ships schemas of (strict: unknown fields are errors).
 VERSION = "1.30.0"
 USER_ID = 10001  # the Dockerfile's user, and the manifests' runAsUser
+NAMESPACE = "littleflow"  # littleflow's pods and Secrets
+JOBS_NAMESPACE = "littleflow-jobs"  # the Jobs of k8s: tasks, and the Job worker's Role there
+#: The calls of src/littleflow/k8s/executor.py, as (apiGroups, resources, verbs): Jobs are
+#: created, read, listed and watched, labelled ended (patch) and deleted; the pods of a Job
+#: listed; a failed pod's log read.
+WORKER_RULES = [(("",), ("pods",), ("list",)),
+                (("",), ("pods/log",), ("get",)),
+                (("batch",), ("jobs",), ("create", "get", "list", "watch", "patch", "delete"))]
+KUBECTL_HELP = ("kubectl is not on PATH: the manifests under deploy/ are rendered with `kubectl kustomize` "
+                "(kubectl 1.27 or newer, for its kustomize v5; see https://kubernetes.io/docs/tasks/tools/, "
+                "e.g. the apt repository pkgs.k8s.io, as Debian's kubernetes-client is too old)")
 
 
 def kind_of(path: Path) -> str:
@@ -40,7 +53,7 @@ ids = [str(d.relative_to(DEPLOY)) for d in KUSTOMIZATIONS]
 def rendered(directory: Path) -> tuple[dict[str, Any], ...]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
-        pytest.skip("kubectl is not on PATH: the manifests under deploy/ are rendered with `kubectl kustomize`")
+        pytest.skip(KUBECTL_HELP)
     result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60,
                             check=False)
     assert result.returncode == 0, f"kubectl kustomize {directory}: {result.stderr}"
@@ -61,6 +74,12 @@ def workloads(documents: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
 
 def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
     return workload["spec"]["template"]["spec"]
+
+
+def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector of matchLabels only (the manifests use no expressions) selects ``labels``."""
+    assert set(selector) <= {"matchLabels"}, selector
+    return selector.get("matchLabels", {}).items() <= labels.items()
 
 
 def littleflow_containers(documents: tuple[dict[str, Any], ...]) -> list[tuple[str, dict[str, Any]]]:
@@ -87,8 +106,10 @@ def test_every_kustomization_renders_and_validates_against_the_schemas(directory
     import kubernetes_validate
 
     for document in rendered(directory):
-        if document["kind"] != "Namespace":  # all of it in one namespace, the one the RoleBinding names
-            assert document["metadata"].get("namespace") == "littleflow", document["metadata"]["name"]
+        if document["kind"] in ("Role", "RoleBinding"):  # the Job worker's rights, where the Jobs run
+            assert document["metadata"].get("namespace") == JOBS_NAMESPACE, document["metadata"]["name"]
+        elif document["kind"] != "Namespace":  # everything else beside littleflow's Secrets
+            assert document["metadata"].get("namespace") == NAMESPACE, document["metadata"]["name"]
         try:
             kubernetes_validate.validate(document, VERSION, strict=True)
         except kubernetes_validate.ValidationError as error:
@@ -154,23 +175,88 @@ def test_only_the_kubernetes_worker_has_rights_and_only_those_it_needs(directory
     assert not [d for d in documents if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
     (role,) = [d for d in documents if d["kind"] == "Role"]
     rules = sorted((tuple(r["apiGroups"]), tuple(r["resources"]), tuple(r["verbs"])) for r in role["rules"])
-    assert rules == [(("",), ("pods",), ("get", "list")),
-                     (("",), ("pods/log",), ("get",)),
-                     (("batch",), ("jobs",), ("create", "get", "list", "watch", "delete"))]
+    assert rules == WORKER_RULES
     assert all(not r.get("resourceNames") and not r.get("nonResourceURLs") for r in role["rules"])
     (binding,) = [d for d in documents if d["kind"] == "RoleBinding"]
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": role["metadata"]["name"]}
+    # the rights hold where the Jobs run, for the service account of the worker beside the Secrets
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == JOBS_NAMESPACE
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "littleflow-kubernetes-worker",
-                                    "namespace": role["metadata"]["namespace"]}]
+                                    "namespace": NAMESPACE}]
+    account = named(documents, "ServiceAccount", "littleflow-kubernetes-worker")
+    assert account["metadata"]["namespace"] == NAMESPACE
     for workload in workloads(documents):
         spec = pod_spec(workload)
         if workload["metadata"]["name"] == "littleflow-worker-kubernetes":
+            assert workload["metadata"]["namespace"] == NAMESPACE
             assert spec["serviceAccountName"] == "littleflow-kubernetes-worker"
-            assert spec["containers"][0]["args"] == ["worker", "--kubernetes"]
+            assert spec["containers"][0]["args"] == ["worker", "--kubernetes", "--k8s-namespace", JOBS_NAMESPACE]
         else:  # no token in any other pod
             assert spec.get("serviceAccountName") != "littleflow-kubernetes-worker"
             assert spec.get("automountServiceAccountToken") is False, workload["metadata"]["name"]
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=ids)
+def test_the_jobs_run_in_a_namespace_of_their_own_with_nothing_secret(directory):
+    documents = rendered(directory)
+    namespaces = {d["metadata"]["name"]: d["metadata"].get("labels", {}) for d in documents if d["kind"] == "Namespace"}
+    assert set(namespaces) == {NAMESPACE, JOBS_NAMESPACE}  # both made by `kubectl apply -k`
+    # the Jobs run the images flows name: baseline there; littleflow's own pods meet restricted
+    assert namespaces[JOBS_NAMESPACE]["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert namespaces[JOBS_NAMESPACE]["pod-security.kubernetes.io/warn"] == "restricted"
+    assert namespaces[NAMESPACE]["pod-security.kubernetes.io/enforce"] == "restricted"
+    # in littleflow-jobs the worker's Role and RoleBinding, and nothing else: no Secret, no
+    # Redis, no workload, no service account whose token a Job could use
+    there = sorted((d["kind"], d["metadata"]["name"]) for d in documents
+                   if d["metadata"].get("namespace") == JOBS_NAMESPACE)
+    assert there == [("Role", "littleflow-kubernetes-worker"), ("RoleBinding", "littleflow-kubernetes-worker")]
+    # and no rights at all in littleflow: a Job cannot be started beside the Secrets
+    assert not [d for d in documents if d["kind"] in ("Role", "RoleBinding")
+                and d["metadata"].get("namespace") != JOBS_NAMESPACE]
+    worker = named(documents, "Deployment", "littleflow-worker-kubernetes")
+    args = pod_spec(worker)["containers"][0]["args"]
+    assert args[args.index("--k8s-namespace") + 1] == JOBS_NAMESPACE
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=ids)
+def test_network_policies_let_only_littleflow_pods_reach_redis_and_anyone_the_api(directory):
+    documents = rendered(directory)
+    policies = [d for d in documents if d["kind"] == "NetworkPolicy"]
+    assert all(p["metadata"]["namespace"] == NAMESPACE for p in policies)
+    # every pod of the namespace is isolated for ingress: what is not allowed below is refused
+    (deny,) = [p for p in policies if p["spec"]["podSelector"] == {}]
+    assert deny["spec"]["policyTypes"] == ["Ingress"] and not deny["spec"].get("ingress")
+    # the API pods: their port from anywhere (the Ingress controller, port-forward, other namespaces)
+    api = named(documents, "Deployment", "littleflow-api")
+    api_labels = api["spec"]["template"]["metadata"]["labels"]
+    (api_policy,) = [p for p in policies if p["spec"]["podSelector"] and matches(p["spec"]["podSelector"], api_labels)]
+    (port,) = [p["containerPort"] for p in pod_spec(api)["containers"][0]["ports"]]
+    assert api_policy["spec"]["ingress"] == [{"ports": [{"port": port, "protocol": "TCP"}]}]
+    littleflow_pods = [w["spec"]["template"]["metadata"]["labels"] for w in workloads(documents)
+                       if w["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "littleflow"]
+    assert littleflow_pods
+    statefulsets = [d for d in documents if d["kind"] == "StatefulSet"]
+    if not statefulsets:  # Redis is elsewhere: only the two policies above
+        assert len(policies) == 2
+        return
+    redis = named(documents, "StatefulSet", "littleflow-redis")
+    redis_labels = redis["spec"]["template"]["metadata"]["labels"]
+    selecting = [p for p in policies if matches(p["spec"]["podSelector"], redis_labels)]
+    (redis_policy,) = [p for p in selecting if p["spec"]["podSelector"]]
+    assert redis_policy["metadata"]["name"] == "littleflow-redis"
+    assert redis_policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = redis_policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": 6379, "protocol": "TCP"}]
+    # from pods of this namespace only (no namespaceSelector, no ipBlock), and only littleflow's:
+    # the selector picks every littleflow pod, and not Redis itself nor a pod without the label
+    assert rule["from"] and all(set(peer) == {"podSelector"} for peer in rule["from"])
+    for peer in rule["from"]:
+        assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "littleflow"}
+        assert all(matches(peer["podSelector"], labels) for labels in littleflow_pods)
+        assert not matches(peer["podSelector"], redis_labels)
+    for policy in selecting:  # nothing else opens Redis
+        assert policy in (deny, redis_policy), policy["metadata"]["name"]
 
 
 @pytest.mark.parametrize("directory", OVERLAYS, ids=[str(d.relative_to(DEPLOY)) for d in OVERLAYS])
@@ -192,12 +278,35 @@ def test_each_overlay_gives_every_littleflow_container_its_redis_from_a_secret(d
     if in_cluster:
         redis = named(documents, "StatefulSet", "littleflow-redis")
         assert redis["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
-        (container,) = pod_spec(redis)["containers"]
-        assert "--requirepass" in container["args"] and "$(REDIS_PASSWORD)" in container["args"]
+        check_redis_password_is_in_a_file(pod_spec(redis))
         service = named(documents, "Service", "littleflow-redis")
         assert service["spec"]["selector"].items() <= redis["spec"]["template"]["metadata"]["labels"].items()
     # no secret is committed: the Secrets are made by hand, and no manifest holds one
     assert not [d for d in documents if d["kind"] == "Secret"]
+
+
+def check_redis_password_is_in_a_file(spec: dict[str, Any]) -> None:
+    """Redis's password is on no command line (the process list shows those): an init container
+    writes it into a configuration file on a memory-backed emptyDir, which redis-server reads;
+    the probe's redis-cli takes it from REDISCLI_AUTH."""
+    secret = {"name": "littleflow-redis", "key": "password"}
+    for container in [*spec.get("initContainers", []), *spec["containers"]]:
+        words = [*container.get("command", []), *container.get("args", [])]
+        assert not any("--requirepass" in word or "$(" in word for word in words), container["name"]
+    (container,) = spec["containers"]
+    assert container["args"][0] == "redis-server"
+    config = Path(container["args"][1])
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volume = {v["name"]: v for v in spec["volumes"]}[mounts[str(config.parent)]["name"]]
+    assert volume["emptyDir"]["medium"] == "Memory" and mounts[str(config.parent)].get("readOnly") is True
+    (init,) = spec["initContainers"]
+    assert {m["mountPath"]: m["name"] for m in init["volumeMounts"]} == {str(config.parent): volume["name"]}
+    script = init["command"][-1]
+    assert "umask 077" in script and f"'requirepass %s\\n' \"$REDIS_PASSWORD\" > {config}" in script
+    assert {e["name"]: e["valueFrom"]["secretKeyRef"] for e in init["env"]} == {"REDIS_PASSWORD": secret}
+    assert {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]} == {"REDISCLI_AUTH": secret}
+    probe = container["readinessProbe"]["exec"]["command"]
+    assert probe[-1] == "redis-cli ping | grep -q PONG"
 
 
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=ids)
@@ -245,3 +354,12 @@ def test_the_readme_deploys_what_is_here():
     assert "deploy/kubernetes/overlays/in-cluster-redis" in applied
     for path in applied:
         assert (REPO / path / "kustomization.yaml").is_file(), path
+    section = readme[readme.index("## Deploying on Kubernetes"):]
+    section = section[:section.index("\n## ", 1)]
+    verbs = {"jobs": "create, get, list, watch, patch, delete", "pods": "list", "pods/log": "get"}
+    docs = (REPO / "docs" / "kubernetes.md").read_text(encoding="utf-8")
+    for resource, listed in verbs.items():  # the Role's verbs, as WORKER_RULES
+        for text in (section, docs):
+            assert f"`{resource}`: {listed}" in " ".join(text.split()).replace(" (group `batch`)", ""), resource
+    for word in (JOBS_NAMESPACE, "--k8s-namespace", "NetworkPolicy", "REDISCLI_AUTH"):
+        assert word in section, word
