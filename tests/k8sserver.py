@@ -2,7 +2,9 @@
 uses, with the real JSON shapes, over real HTTP, so the official client runs against it
 unmodified. Jobs (batch/v1): create, read, list, watch, patch, delete; pods (v1): list
 and log. The test moves Jobs along (``finish``, ``fail``), drops watch connections,
-forgets old versions (a watch from before gets 410 Gone), and reads ``requests``."""
+forgets old versions (a watch from before gets 410 Gone), hangs watches (``hang``: a
+connection accepted that never says anything), answers with errors (``faults``), changes
+Jobs without events (``muted``), and reads ``requests``."""
 
 from __future__ import annotations
 
@@ -63,6 +65,11 @@ class KubernetesServer:
         self.changed = threading.Condition()
         self.generation = 0  # bumped to drop every open watch
         self.watches: list[socket.socket] = []
+        self.hang = False  # watches are accepted, then never answered nor closed
+        self.hung = 0  # watches hung so far
+        self.release = threading.Event()  # ends the hung watches
+        self.faults: list[tuple[str, str, int]] = []  # (method, path fragment, status): each answers one request
+        self.muted = False  # changes make no watch events
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.http.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
@@ -73,7 +80,8 @@ class KubernetesServer:
         with self.changed:
             self.version += 1
             job["metadata"]["resourceVersion"] = str(self.version)
-            self.events.append((self.version, kind, copy.deepcopy(job)))
+            if not self.muted:
+                self.events.append((self.version, kind, copy.deepcopy(job)))
             self.changed.notify_all()
 
     def create(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -132,11 +140,11 @@ class KubernetesServer:
              "lastTransitionTime": now()} for t in ("FailureTarget", "Failed")]}
         self._change("MODIFIED", job)
 
-    def delete(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def delete(self, namespace: str, name: str, keep_pods: bool = False) -> dict[str, Any] | None:
         job = self.jobs.pop((namespace, name), None)
         if job is None:
             return None
-        for key in [k for k, p in self.pods.items() if k[0] == namespace and p["metadata"]["labels"]["job-name"] == name]:
+        for key in [] if keep_pods else [k for k, p in self.pods.items() if k[0] == namespace and p["metadata"]["labels"]["job-name"] == name]:
             del self.pods[key]
         self._change("DELETED", job)
         return job
@@ -190,6 +198,15 @@ def _handler(server: KubernetesServer) -> type[BaseHTTPRequestHandler]:
 
         def _route(self, method: str) -> None:
             server.requests.append((method, self.path))
+            with server.changed:
+                fault = next((f for f in server.faults if f[0] == method and f[1] in self.path), None)
+                if fault is not None:
+                    server.faults.remove(fault)
+            if fault is not None:
+                self._body()
+                self._status(fault[2], "InternalError" if fault[2] >= 500 else "TooManyRequests",
+                             f"injected {fault[2]}")
+                return
             parts = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
             found = JOBS.match(parts.path)
@@ -257,6 +274,11 @@ def _handler(server: KubernetesServer) -> type[BaseHTTPRequestHandler]:
             """Stream the events after ``resourceVersion`` (410 Gone if forgotten), then the
             new ones, until ``timeoutSeconds`` or a drop."""
             deadline = time.monotonic() + float(query.get("timeoutSeconds", 1800))
+            if server.hang:  # accepted, then silence: no headers, no events, no end
+                server.hung += 1
+                server.release.wait(120)
+                self.close_connection = True
+                return
             since = int(query.get("resourceVersion") or 0)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -318,6 +340,7 @@ def k8s_server() -> Iterator[KubernetesServer]:
     try:
         yield server
     finally:
+        server.release.set()
         server.drop_watches()
         server.http.shutdown()
         server.http.server_close()

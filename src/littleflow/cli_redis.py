@@ -302,8 +302,8 @@ def engine_command(target: Target, claim_idle: float, max_deliveries: int, verbo
 @click.option("--k8s-namespace", metavar="NS",
               help="Where Jobs run unless a task names its namespace [default: the pod's or the context's, "
                    "else default].")
-@click.option("--k8s-cleanup", type=click.FloatRange(min=0), default=3600.0, show_default=True, metavar="SECONDS",
-              help="Delete finished Jobs this long after they end.")
+@click.option("--k8s-cleanup", type=click.FloatRange(min=60), default=3600.0, show_default=True, metavar="SECONDS",
+              help="Delete finished Jobs this long after they end (at least 60; Kubernetes' TTL is a day more).")
 @click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True, help="Tasks run at once.")
 @CLAIM_IDLE
 @MAX_DELIVERIES

@@ -56,7 +56,7 @@ def test_the_worker_runs_k8s_tasks_in_the_namespace_of_its_kubeconfig(tmp_path, 
         id = client.submit('k8s:run (- {"image": "busybox"} -)', {"a": 1})
         (namespace, name) = until(lambda: next(iter(k8s_server.jobs), None), timeout=20, what="a Job created")
         assert namespace == "batch"
-        assert k8s_server.job(name, "batch")["spec"]["ttlSecondsAfterFinished"] == 60
+        assert k8s_server.job(name, "batch")["spec"]["ttlSecondsAfterFinished"] == 60 + 86400
         k8s_server.finish(name, '{"b": 2}', namespace="batch")
         assert client.wait(id, timeout=20)["output"] == {"b": 2}
     finally:

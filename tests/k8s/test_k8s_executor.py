@@ -63,7 +63,7 @@ def test_a_failed_job_fails_the_task_with_its_reason_and_the_tail_of_its_log(eng
     assert "BackoffLimitExceeded" in error and "Traceback: boom" in error
     assert "line 49" in error and "line 20" not in error  # the last lines only
     (log_request,) = k8s_server.made("GET", "/log")
-    assert "tailLines=20" in log_request
+    assert "tailLines=20" in log_request and "limitBytes=16384" in log_request
 
 
 def test_wrong_parameters_fail_the_task_without_a_job(engine, k8s_worker, k8s_server, client):
@@ -162,7 +162,7 @@ def test_ended_jobs_are_cleaned_up_after_the_cleanup_time(engine, k8s_worker, k8
     k8s_worker(cleanup=0, resync=1)
     id = client.submit(FLOW)
     name = only_job(k8s_server, until)
-    assert k8s_server.job(name)["spec"]["ttlSecondsAfterFinished"] == 0
+    assert k8s_server.job(name)["spec"]["ttlSecondsAfterFinished"] == 86400  # a day past the cleanup
     k8s_server.finish(name, "{}")
     assert client.wait(id, timeout=10)["state"] == "finished"
     until(lambda: not k8s_server.jobs, timeout=10, what="the ended Job deleted")

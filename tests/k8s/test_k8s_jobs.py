@@ -50,7 +50,9 @@ def test_every_parameter_reaches_the_manifest():
     assert container["imagePullPolicy"] == "IfNotPresent"
     assert job["metadata"]["namespace"] == "jobs"
     assert pod["serviceAccountName"] == "runner"
-    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"], spec["ttlSecondsAfterFinished"]) == (2, 300, 600)
+    # Kubernetes' TTL is only a safety net, a day past the worker's cleanup
+    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"], spec["ttlSecondsAfterFinished"]) == (2, 300,
+                                                                                                      600 + 86400)
     assert job["metadata"]["labels"]["team"] == "data"
     assert spec["template"]["metadata"]["labels"]["team"] == "data"
 
@@ -104,6 +106,40 @@ def test_labels_and_the_task_annotation_say_whose_job_it_is():
     assert jobs.about(job) == {"workflow": "20261127-174125-0a1b2c3d", "task": "t3", "seq": 7, "node": 3,
                                "name": "k8s:run", "attempt": 1, "started": 12.5, "worker": "w1"}
     assert jobs.SELECTOR == "app.kubernetes.io/managed-by=littleflow"
+    assert labels[jobs.PREFIX] == "lf"
+    assert jobs.selector("other") == "app.kubernetes.io/managed-by=littleflow,littleflow.io/prefix=other"
+    assert jobs.manifest(task({"image": "busybox"}), "default", prefix="other")["metadata"]["labels"][
+        jobs.PREFIX] == "other"
+
+
+def test_workflow_ids_that_differ_only_where_they_are_cleaned_get_different_names():
+    names = {jobs.job_name(id, 1, 2, 1) for id in ("wf_A", "wf.a", "WF-a", "wf-a")}
+    assert len(names) == 4
+    assert jobs.job_name("wf-a", 1, 2, 1) == "lf-wf-a-n1-s2-a1"  # an id that is a DNS label part stays as it is
+    for name in names:
+        assert len(name) <= 63 and all(c.isdigit() or c.islower() or c == "-" for c in name)
+
+
+def test_pods_get_no_api_token_and_a_restricted_security_context_unless_told():
+    pod = jobs.manifest(task({"image": "busybox"}), "default")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["containers"][0]["securityContext"] == {
+        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"}}
+    pod = jobs.manifest(task({"image": "busybox", "service_account": "runner",
+                              "security_context": {"runAsUser": 0}}), "default")["spec"]["template"]["spec"]
+    assert "automountServiceAccountToken" not in pod and pod["serviceAccountName"] == "runner"
+    assert pod["containers"][0]["securityContext"] == {"runAsUser": 0}
+    pod = jobs.manifest(task({"image": "busybox", "security_context": None}), "default")["spec"]["template"]["spec"]
+    assert "securityContext" not in pod["containers"][0]
+
+
+def test_env_values_may_come_from_secrets():
+    container = jobs.manifest(task({"image": "busybox", "env": {"A": "1", "TOKEN": {"secret": "api", "key": "t"}}}),
+                              "default")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["A"] == {"name": "A", "value": "1"}
+    assert env["TOKEN"] == {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "t"}}}
 
 
 @pytest.mark.parametrize("params, error", [
@@ -114,6 +150,9 @@ def test_labels_and_the_task_annotation_say_whose_job_it_is():
     ({"image": "busybox", "deadline": "soon"}, "duration"),
     ({"image": "busybox", "env": ["A=1"]}, "env must be an object"),
     ({"image": "busybox", "command": 3}, "command must be text or a list"),
+    ({"image": "busybox", "labels": {"littleflow.io/workflow": "x"}}, "labels may not set littleflow.io/workflow"),
+    ({"image": "busybox", "labels": {"app.kubernetes.io/managed-by": "me"}}, "may not set app.kubernetes.io/managed-by"),
+    ({"image": "busybox", "security_context": "root"}, "security_context must be an object"),
 ])
 def test_wrong_parameters_fail_the_task_with_a_reason(params, error):
     with pytest.raises(TaskError, match=error):
@@ -124,7 +163,7 @@ def test_job_names_are_dns_labels_the_same_for_the_same_run_and_hashed_when_too_
     assert jobs.job_name("wf", 1, 2, 1) == jobs.job_name("wf", 1, 2, 1)
     assert len({jobs.job_name("wf", 1, 2, 1), jobs.job_name("wf", 1, 2, 2), jobs.job_name("wf", 1, 3, 1),
                 jobs.job_name("wf", 2, 2, 1)}) == 4
-    assert jobs.job_name("My_Flow.ID", 1, 2, 1) == "lf-my-flow-id-n1-s2-a1"
+    assert jobs.job_name("my-flow-id", 1, 2, 1) == "lf-my-flow-id-n1-s2-a1"
     long = [jobs.job_name("w" * 80 + suffix, 1, 2, 1) for suffix in ("a", "b")]
     assert long[0] != long[1]
     for name in long + [jobs.job_name("-x-", 0, 1, 1)]:
@@ -168,6 +207,8 @@ def test_manifests_are_valid_jobs_for_the_kubernetes_schema():
     params = {"image": "busybox", "command": ["echo"], "args": ["hi"], "env": {"A": 1},
               "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "64Mi"}}, "namespace": "jobs",
               "service_account": "runner", "backoff_limit": 1, "deadline": 30, "labels": {"team": "data"},
-              "pull_policy": "Always"}
-    for job in (jobs.manifest(task({"image": "busybox"}), "default"), jobs.manifest(task(params), "default", 600)):
+              "pull_policy": "Always", "security_context": {"runAsNonRoot": True}}
+    secret = {"image": "busybox", "env": {"T": {"secret": "s", "key": "k"}}}
+    for job in (jobs.manifest(task({"image": "busybox"}), "default"), jobs.manifest(task(params), "default", 600),
+                jobs.manifest(task(secret), "default")):
         validate.validate(job, "1.30.0", strict=True)

@@ -9,10 +9,11 @@ import threading
 import time
 from typing import Any
 
+import urllib3
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from ..calling import message
+from ..calling import Cancelled, message
 from ..redis.protocol import EndTask
 from ..redis.worker import DEFERRED, Job, Worker
 from ..tasks import TaskError
@@ -22,8 +23,22 @@ log = logging.getLogger("littleflow.k8s")
 
 #: The namespace of the tasks this executor serves.
 NAMESPACE = "k8s"
-#: Lines of a failed pod's log that go into the task's error.
+#: Lines of a failed pod's log that go into the task's error, and at most how many bytes of it.
 LOG_LINES = 20
+LOG_BYTES = 16384
+#: A termination message this long that is not JSON was most likely cut by Kubernetes.
+CUT_OUTPUT = 4000
+
+
+class Transient(Exception):
+    """The API server could not answer for now (5xx, 429, a timeout, no connection)."""
+
+
+def transient(error: BaseException) -> bool:
+    """Whether ``error`` is one the API server may not make again in a moment."""
+    if isinstance(error, ApiException):
+        return error.status in (0, None, 429) or (error.status or 0) >= 500
+    return isinstance(error, (urllib3.exceptions.HTTPError, OSError, Transient))
 
 
 class KubernetesTasks:
@@ -35,7 +50,11 @@ class KubernetesTasks:
     seconds after they finished."""
 
     def __init__(self, api: client.ApiClient, namespace: str = "default", *, cleanup: float = 3600.0,
-                 resync: float = 60.0, retry: float = 1.0) -> None:
+                 resync: float = 60.0, retry: float = 1.0, retry_max: float = 30.0, timeout: float = 30.0,
+                 connect_timeout: float = 10.0, watch_slack: float = 30.0, attempts: int = 4) -> None:
+        """``retry``: the first wait after an API error, doubled up to ``retry_max``;
+        ``timeout``: seconds an API call may take (a watch: its own time plus ``watch_slack``);
+        ``attempts``: API calls tried when starting a task before leaving its message for later."""
         self.api = api
         self.batch = client.BatchV1Api(api)
         self.core = client.CoreV1Api(api)
@@ -43,6 +62,11 @@ class KubernetesTasks:
         self.cleanup = cleanup
         self.resync = resync
         self.retry = retry
+        self.retry_max = retry_max
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.watch_slack = watch_slack
+        self.attempts = attempts
         self._namespaces: set[str] = {namespace}
         self._ended: set[str] = set()  # uids of Jobs whose task this worker ended, or deleted
         self._lock = threading.Lock()
@@ -60,19 +84,23 @@ class KubernetesTasks:
     def execute(self, job: Job, worker: Worker) -> Any:
         task = job.task
         job.started = time.time()
-        body = jobs.manifest(task, self.namespace, self.cleanup, job.started, worker.name)
+        body = jobs.manifest(task, self.namespace, self.cleanup, job.started, worker.name, worker.keys.prefix)
         name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
-        found = self._get(name, namespace)
-        if found is None:
-            try:
-                self.batch.create_namespaced_job(namespace, body)
-                log.info("k8s: created Job %s/%s for %s of %s", namespace, name, task.name, task.workflow)
-            except ApiException as error:
-                if error.status != 409:  # 409: created meanwhile (by the previous delivery): follow it
-                    raise TaskError(f"cannot create Job {namespace}/{name}: {_reason(error)}") from None
-        else:
+        if not self._running(worker, task.workflow):
+            raise Cancelled(f"the workflow was terminated (or is gone): no Job {namespace}/{name} created")
+        try:
+            found = self._retrying(lambda: self._create(body, task.name))
+        except Transient as error:  # unacked: delivered again (the name makes that safe)
+            log.warning("k8s: cannot start Job %s/%s now (%s); its start is left for a later delivery",
+                        namespace, name, error)
+            return DEFERRED
+        if found is not None:
+            self._check_owner(found, task)
             job.started = (jobs.about(found) or {}).get("started") or job.started
             log.info("k8s: Job %s/%s exists already: following it", namespace, name)
+        if not self._running(worker, task.workflow):  # terminated while it was created: no one else deletes it
+            self._delete(name, namespace)
+            raise Cancelled("the workflow was terminated")
         worker.running(job, job.started)
         worker.streams.ack(job.stream, job.id)  # the Job is the record of the task from here on
         self._follow(namespace)
@@ -83,12 +111,62 @@ class KubernetesTasks:
                 log.warning("k8s: Job %s/%s: %s", namespace, name, message(error))
         return DEFERRED
 
+    def _running(self, worker: Worker, workflow: str) -> bool:
+        return worker.store.redis.hget(worker.keys.workflow(workflow), "status") == "running"
+
+    def _retrying(self, call: Any) -> Any:
+        """``call()``, tried ``attempts`` times while the API server fails transiently;
+        raises Transient after the last."""
+        delay = self.retry
+        for attempt in range(self.attempts):
+            try:
+                return call()
+            except Exception as error:  # noqa: BLE001 - sorted below
+                if not transient(error):
+                    raise
+                if attempt + 1 >= self.attempts:
+                    raise Transient(_text(error)) from None
+                time.sleep(delay)
+                delay = min(delay * 2, self.retry_max)
+        raise AssertionError("unreachable")
+
+    def _create(self, body: dict[str, Any], task_name: str) -> dict[str, Any] | None:
+        """Create the Job unless it exists; returns the existing one, or None if created."""
+        name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+        found = self._get(name, namespace)
+        if found is not None:
+            return found
+        try:
+            self.batch.create_namespaced_job(namespace, body, _request_timeout=self.timeout)
+            log.info("k8s: created Job %s/%s for %s", namespace, name, task_name)
+            return None
+        except ApiException as error:
+            if error.status == 409:  # created meanwhile (by an earlier delivery): follow it
+                found = self._get(name, namespace)
+                if found is not None:
+                    return found
+                raise Transient(f"Job {namespace}/{name} exists and does not") from None
+            if transient(error):
+                raise
+            raise TaskError(f"cannot create Job {namespace}/{name}: {_reason(error)}") from None
+
+    def _check_owner(self, found: dict[str, Any], task: Any) -> None:
+        """A Job of this name must be this task's run: else the names collide."""
+        about = jobs.about(found) or {}
+        mine = (task.workflow, task.task, task.seq)
+        if (about.get("workflow"), about.get("task"), about.get("seq")) != mine:
+            meta = found.get("metadata") or {}
+            raise TaskError(f"Job {meta.get('namespace')}/{meta.get('name')} exists but is not this task's run "
+                            f"(it is {about.get('workflow')!r} {about.get('task')!r} run {about.get('seq')!r})")
+
     def _get(self, name: str, namespace: str) -> dict[str, Any] | None:
         try:
-            return self._dict(self.batch.read_namespaced_job(name, namespace))
+            return self._dict(self.batch.read_namespaced_job(name, namespace, _request_timeout=self.timeout))
         except ApiException as error:
             if error.status == 404:
                 return None
+            if transient(error):
+                raise
             raise TaskError(f"cannot read Job {namespace}/{name}: {_reason(error)}") from None
 
     def _dict(self, model: Any) -> dict[str, Any]:
@@ -98,6 +176,18 @@ class KubernetesTasks:
     def background(self, worker: Worker, stop: threading.Event) -> None:
         """Follow the Jobs and the control channel until ``stop`` is set."""
         self._worker, self._stop = worker, stop
+        while not stop.is_set():  # the namespaces any worker of this installation followed
+            try:
+                known = worker.store.redis.smembers(self._namespaces_key())
+                worker.store.redis.sadd(self._namespaces_key(), self.namespace)
+                break
+            except Exception as error:  # noqa: BLE001 - Redis away a moment
+                log.warning("k8s: cannot read the namespaces followed: %s", message(error))
+                stop.wait(self.retry)
+        else:
+            return
+        with self._lock:
+            self._namespaces |= {str(ns) for ns in known}
         threading.Thread(target=self._listen, args=(worker, stop), name="littleflow-k8s-control",
                          daemon=True).start()
         with self._lock:
@@ -109,11 +199,20 @@ class KubernetesTasks:
             for follower in self._watches:
                 follower.stop()  # (closes its connection: the thread sees the stop at once)
 
+    def _namespaces_key(self) -> str:
+        assert self._worker is not None
+        return f"{self._worker.keys.prefix}:k8s:namespaces"
+
+    def _selector(self) -> str:
+        return jobs.selector(self._worker.keys.prefix if self._worker is not None else "lf")
+
     def _follow(self, namespace: str) -> None:
         with self._lock:
             if namespace in self._namespaces:
                 return
             self._namespaces.add(namespace)
+        if self._worker is not None:
+            self._worker.store.redis.sadd(self._namespaces_key(), namespace)
         if self._stop is not None:
             self._start_watch(namespace)
 
@@ -128,20 +227,24 @@ class KubernetesTasks:
         assert stop is not None
         version: str | None = None
         relist = 0.0
+        delay = self.retry  # after an error: doubled at each one in a row, up to retry_max
         while not stop.is_set():
             follower = watch.Watch()
             try:
                 if version is None or time.monotonic() >= relist:
                     version = self.resync_now(namespace)
                     relist = time.monotonic() + self.resync
+                    delay = self.retry
                 with self._lock:
                     self._watches.add(follower)
                 if stop.is_set():
                     break
                 timeout = max(1, int(relist - time.monotonic()))
-                for event in follower.stream(self.batch.list_namespaced_job, namespace, label_selector=jobs.SELECTOR,
+                for event in follower.stream(self.batch.list_namespaced_job, namespace, label_selector=self._selector(),
                                              resource_version=version, timeout_seconds=timeout,
-                                             allow_watch_bookmarks=True):
+                                             allow_watch_bookmarks=True,
+                                             _request_timeout=(self.connect_timeout, timeout + self.watch_slack)):
+                    delay = self.retry
                     raw = event["raw_object"]
                     version = (raw.get("metadata") or {}).get("resourceVersion") or version
                     try:
@@ -159,23 +262,44 @@ class KubernetesTasks:
                     log.info("k8s: watch of %s expired; listing again", namespace)
                     version = None
                     continue
-                log.warning("k8s: watching Jobs in %s: %s", namespace, _reason(error))
-                stop.wait(self.retry)
+                log.warning("k8s: watching Jobs in %s: %s; again in %g s", namespace, _reason(error), delay)
+                stop.wait(delay)
+                delay = min(delay * 2, self.retry_max)
             except Exception as error:  # noqa: BLE001 - the API server away for a moment: watch again
                 if not stop.is_set():
-                    log.warning("k8s: watching Jobs in %s: %s", namespace, message(error))
-                    stop.wait(self.retry)
+                    log.warning("k8s: watching Jobs in %s: %s; again in %g s", namespace, _text(error), delay)
+                    stop.wait(delay)
+                    delay = min(delay * 2, self.retry_max)
             finally:
                 with self._lock:
                     self._watches.discard(follower)
 
     def resync_now(self, namespace: str) -> str:
-        """List the Jobs of ``namespace``: end those finished, delete those ended long ago;
-        returns the list's resourceVersion."""
-        found = self._dict(self.batch.list_namespaced_job(namespace, label_selector=jobs.SELECTOR))
+        """List the Jobs of ``namespace``: end those finished, delete those ended long ago
+        and those running for a workflow no longer running (a cancel missed); returns the
+        list's resourceVersion."""
+        found = self._dict(self.batch.list_namespaced_job(namespace, label_selector=self._selector(),
+                                                          _request_timeout=self.timeout))
         for job in found.get("items") or []:
-            self._seen(job)
+            try:
+                self._seen(job)
+                self._orphan(job)
+            except Exception as error:  # noqa: BLE001 - one Job must not stall the others: the next list sees it
+                log.warning("k8s: Job %s: %s", (job.get("metadata") or {}).get("name"), message(error))
         return (found.get("metadata") or {}).get("resourceVersion") or ""
+
+    def _orphan(self, job: dict[str, Any]) -> None:
+        """Delete a running Job whose workflow is no longer running, or gone."""
+        meta, about, worker = job.get("metadata") or {}, jobs.about(job), self._worker
+        if (worker is None or about is None or meta.get("deletionTimestamp") or jobs.state(job) != "running"
+                or (meta.get("labels") or {}).get(jobs.ENDED) == "true"):
+            return
+        if self._running(worker, about["workflow"]):
+            return
+        with self._lock:
+            self._ended.add(meta.get("uid"))
+        log.info("k8s: deleting Job %s: its workflow %s is no longer running", meta.get("name"), about["workflow"])
+        self._delete(meta["name"], meta["namespace"])
 
     def _seen(self, job: dict[str, Any]) -> None:
         """A Job as it is now: end its task if it finished; clean it up if it ended long ago."""
@@ -209,9 +333,17 @@ class KubernetesTasks:
             log.warning("k8s: Job %s has no littleflow.io/task annotation; left alone", meta.get("name"))
             return
         pod = jobs.latest_pod(self._pods(meta["name"], meta["namespace"]))
-        if outcome == "succeeded":
-            end = EndTask(about["workflow"], about["task"], int(about["seq"]), "done",
-                          jobs.output(jobs.termination_message(pod)))
+        text = jobs.termination_message(pod) if outcome == "succeeded" else None
+        if outcome == "succeeded" and text is None:
+            end = EndTask(about["workflow"], about["task"], int(about["seq"]), "failed",
+                          error=f"Job {meta['name']}: the Job succeeded but its output was lost (pod gone)")
+        elif outcome == "succeeded" and len(text.encode()) >= CUT_OUTPUT and not _is_json(text):
+            end = EndTask(about["workflow"], about["task"], int(about["seq"]), "failed",
+                          error=f"Job {meta['name']}: its output is {len(text.encode())} bytes that are not JSON: "
+                                f"most likely cut at Kubernetes' {jobs.OUTPUT_LIMIT}-byte termination message "
+                                "limit (put big results in storage and output their address)")
+        elif outcome == "succeeded":
+            end = EndTask(about["workflow"], about["task"], int(about["seq"]), "done", jobs.output(text))
         else:
             error = f"Job {meta['name']} failed: {jobs.failure(job)}"
             tail = self._log_tail(pod)
@@ -224,14 +356,15 @@ class KubernetesTasks:
         log.info("k8s: Job %s %s", meta["name"], outcome)
         try:
             self.batch.patch_namespaced_job(meta["name"], meta["namespace"], {"metadata": {"labels": {
-                jobs.ENDED: "true"}}})
+                jobs.ENDED: "true"}}}, _request_timeout=self.timeout)
         except ApiException as error:  # sent twice at worst, and the engine applies the first
             if error.status != 404:
                 log.warning("k8s: cannot label Job %s ended: %s", meta["name"], _reason(error))
 
     def _pods(self, name: str, namespace: str) -> list[dict[str, Any]]:
         try:
-            return self._dict(self.core.list_namespaced_pod(namespace, label_selector=f"job-name={name}")).get(
+            return self._dict(self.core.list_namespaced_pod(namespace, label_selector=f"job-name={name}",
+                                                                  _request_timeout=self.timeout)).get(
                 "items") or []
         except ApiException as error:
             log.warning("k8s: cannot list the pods of Job %s: %s", name, _reason(error))
@@ -243,15 +376,21 @@ class KubernetesTasks:
         meta = pod["metadata"]
         try:
             text = self.core.read_namespaced_pod_log(meta["name"], meta["namespace"], container="task",
-                                                     tail_lines=LOG_LINES)
+                                                     tail_lines=LOG_LINES, limit_bytes=LOG_BYTES,
+                                                     _request_timeout=self.timeout)
         except ApiException as error:
             return f"(no log: {_reason(error)})"
         return " | ".join(line for line in str(text).splitlines() if line.strip())
 
     def _deleted(self, job: dict[str, Any]) -> None:
-        """A Job deleted before its task ended, its workflow still running (not terminated):
-        the task fails."""
+        """A Job deleted: if it had finished, its task ends as the Job did; if it had not,
+        its workflow still running (not terminated), the task fails."""
         meta = job.get("metadata") or {}
+        if (meta.get("labels") or {}).get(jobs.ENDED) != "true" and jobs.state(job) != "running":
+            self._seen({**job, "metadata": {k: v for k, v in meta.items() if k != "deletionTimestamp"}})
+            with self._lock:
+                self._ended.discard(meta.get("uid"))
+            return
         with self._lock:
             if meta.get("uid") in self._ended or (meta.get("labels") or {}).get(jobs.ENDED) == "true":
                 self._ended.discard(meta.get("uid"))  # (gone: nothing to remember it for)
@@ -274,7 +413,7 @@ class KubernetesTasks:
         assert worker is not None
         fields = [part for pair in end.fields().items() for part in pair]
         worker.store.scripts.end_once(keys=[f"{worker.keys.prefix}:k8s:ended:{uid}", worker.keys.ends],
-                                      args=[int(max(self.cleanup, 0) + 86400), *fields])
+                                      args=[int(max(self.cleanup, 0)) + 2 * jobs.TTL_MARGIN, *fields])
 
     def _clean(self, job: dict[str, Any]) -> None:
         """Delete an ended Job ``cleanup`` seconds after it finished."""
@@ -287,7 +426,8 @@ class KubernetesTasks:
 
     def _delete(self, name: str, namespace: str) -> None:
         try:
-            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background",
+                                             _request_timeout=self.timeout)
         except ApiException as error:
             if error.status != 404:
                 log.warning("k8s: cannot delete Job %s/%s: %s", namespace, name, _reason(error))
@@ -300,7 +440,8 @@ class KubernetesTasks:
         deleted = 0
         for namespace in namespaces:
             found = self._dict(self.batch.list_namespaced_job(
-                namespace, label_selector=f"{jobs.SELECTOR},{jobs.WORKFLOW}={jobs.label_text(workflow)}"))
+                namespace, label_selector=f"{self._selector()},{jobs.WORKFLOW}={jobs.label_text(workflow)}",
+                _request_timeout=self.timeout))
             for job in found.get("items") or []:
                 meta = job["metadata"]
                 if (jobs.about(job) or {}).get("workflow") != workflow:
@@ -341,6 +482,18 @@ def _reason(error: ApiException) -> str:
     except (ValueError, AttributeError):
         text = None
     return f"{error.status} {text or error.reason}"
+
+
+def _text(error: BaseException) -> str:
+    return _reason(error) if isinstance(error, ApiException) else message(error)
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _age(timestamp: str) -> float:

@@ -18,10 +18,16 @@ MANAGER = "littleflow"
 WORKFLOW = "littleflow.io/workflow"
 NODE = "littleflow.io/node"
 ENDED = "littleflow.io/ended"
+PREFIX = "littleflow.io/prefix"  # the installation: its Redis key prefix
 TASK = "littleflow.io/task"  # annotation: JSON of what the end-task message needs
 INPUT = "littleflow.io/input"  # pod annotation: the task's input as JSON
-#: The label selector of every Job littleflow started.
+#: The label selector of every Job littleflow started (of any installation).
 SELECTOR = f"{MANAGED_BY}={MANAGER}"
+#: A day: how much longer than the worker's cleanup time Kubernetes keeps a finished Job.
+TTL_MARGIN = 86400
+#: The container's securityContext unless the task gives ``security_context``.
+SECURITY_CONTEXT: dict[str, Any] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                    "seccompProfile": {"type": "RuntimeDefault"}}
 
 #: Where the container finds its input, and writes its output.
 INPUT_DIR = "/littleflow"
@@ -36,15 +42,25 @@ INPUT_LIMIT = 200 * 1024
 OUTPUT_LIMIT = 4096
 
 PARAMETERS = {"image", "command", "args", "env", "resources", "namespace", "service_account", "backoff_limit",
-              "deadline", "labels", "pull_policy"}
+              "deadline", "labels", "pull_policy", "security_context"}
 _NAME_LIMIT = 63
+
+
+def selector(prefix: str) -> str:
+    """The label selector of the Jobs of one installation (Redis key prefix ``prefix``)."""
+    return f"{SELECTOR},{PREFIX}={label_text(prefix)}"
 
 
 def job_name(workflow: str, node: int, seq: int, attempt: int) -> str:
     """The Job's name: a DNS-1123 label (≤ 63 characters) from the workflow id, the node,
     the run (``seq``) and the attempt, the same each time the same run is started, so a
-    restarted worker finds the Job it created. Too long, it is cut and ends in a hash."""
-    name = re.sub(r"[^a-z0-9-]+", "-", f"lf-{workflow}-n{node}-s{seq}-a{attempt}".lower()).strip("-")
+    restarted worker finds the Job it created. A workflow id that is not already a DNS label
+    part (``wf_A``, ``WF.a``) is followed by a short hash of it, so ids differing only there
+    differ in name; too long, the name is cut and ends in a hash."""
+    clean = re.sub(r"[^a-z0-9-]+", "-", workflow.lower()).strip("-")
+    if clean != workflow:
+        clean = f"{clean}-{hashlib.sha256(workflow.encode()).hexdigest()[:6]}".strip("-")
+    name = f"lf-{clean}-n{node}-s{seq}-a{attempt}"
     if len(name) <= _NAME_LIMIT:
         return name
     digest = hashlib.sha256(f"{workflow}|{node}|{seq}|{attempt}".encode()).hexdigest()[:10]
@@ -82,6 +98,22 @@ def _strings(value: Any, what: str) -> list[str] | None:
     raise TaskError(f"{what} must be text or a list, not {value!r}")
 
 
+def _env(value: Any) -> list[dict[str, Any]]:
+    """``env`` as container env entries; a value ``{secret: NAME, key: KEY}`` is read from a Secret."""
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        raise TaskError(f"env must be an object of names to values, not {value!r}")
+    found: list[dict[str, Any]] = []
+    for name, item in value.items():
+        if isinstance(item, dict) and set(item) == {"secret", "key"}:
+            found.append({"name": str(name), "valueFrom": {"secretKeyRef": {"name": str(item["secret"]),
+                                                                            "key": str(item["key"])}}})
+        else:
+            found.append({"name": str(name), "value": item if isinstance(item, str) else json.dumps(item)})
+    return found
+
+
 def _mapping(value: Any, what: str) -> dict[str, str]:
     if value is None:
         return {}
@@ -91,18 +123,23 @@ def _mapping(value: Any, what: str) -> dict[str, str]:
 
 
 def manifest(task: StartTask, namespace: str, cleanup: float | None = None, started: float | None = None,
-             worker: str = "") -> dict[str, Any]:
+             worker: str = "", prefix: str = "lf") -> dict[str, Any]:
     """The batch/v1 Job that runs ``task`` in ``namespace`` (unless its parameters name one);
-    ``cleanup``: seconds Kubernetes keeps it once finished."""
+    ``cleanup``: seconds the worker keeps it once finished (Kubernetes keeps it a day more);
+    ``prefix``: the installation's Redis key prefix, a label."""
     params = parameters(task.parameters, task.name)
     text = json.dumps(task.input, ensure_ascii=False, separators=(",", ":"))
     if len(text.encode()) > INPUT_LIMIT:
         raise TaskError(f"{task.name}: the input is {len(text.encode())} bytes of JSON; a Job's input must fit in "
                         f"{INPUT_LIMIT} (pass a reference, e.g. a URL, instead)")
     name = job_name(task.workflow, task.node, task.seq, task.attempt)
-    labels = {**_mapping(params.get("labels"), "labels"), MANAGED_BY: MANAGER,
-              WORKFLOW: label_text(task.workflow), NODE: str(task.node)}
-    env = [{"name": k, "value": v} for k, v in _mapping(params.get("env"), "env").items()]
+    extra = _mapping(params.get("labels"), "labels")
+    reserved = sorted(k for k in extra if k.startswith("littleflow.io/") or k == MANAGED_BY)
+    if reserved:
+        raise TaskError(f"{task.name}: labels may not set {', '.join(reserved)} (littleflow's own)")
+    labels = {**extra, MANAGED_BY: MANAGER, PREFIX: label_text(prefix), WORKFLOW: label_text(task.workflow),
+              NODE: str(task.node)}
+    env = _env(params.get("env"))
     env.append({"name": INPUT_ENV, "value": text if len(text.encode()) <= ENV_LIMIT else ""})
     env.append({"name": "LITTLEFLOW_INPUT_FILE", "value": INPUT_FILE})
     container: dict[str, Any] = {
@@ -119,12 +156,19 @@ def manifest(task: StartTask, namespace: str, cleanup: float | None = None, star
         container["resources"] = params["resources"]
     if params.get("pull_policy"):
         container["imagePullPolicy"] = str(params["pull_policy"])
+    security = params.get("security_context", SECURITY_CONTEXT)
+    if security is not None and not isinstance(security, dict):
+        raise TaskError("security_context must be an object (a container securityContext), or null for none")
+    if security:
+        container["securityContext"] = json.loads(json.dumps(security))
     pod: dict[str, Any] = {
         "restartPolicy": "Never", "containers": [container],
         "volumes": [{"name": "littleflow-input", "downwardAPI": {"items": [
             {"path": "input.json", "fieldRef": {"fieldPath": f"metadata.annotations['{INPUT}']"}}]}}]}
     if params.get("service_account"):
         pod["serviceAccountName"] = str(params["service_account"])
+    else:  # no API token in pods that were given no account to use it with
+        pod["automountServiceAccountToken"] = False
     spec: dict[str, Any] = {"backoffLimit": _whole(params.get("backoff_limit", 0), "backoff_limit"),
                             "template": {"metadata": {"labels": labels, "annotations": {INPUT: text}},
                                          "spec": pod}}
@@ -132,7 +176,7 @@ def manifest(task: StartTask, namespace: str, cleanup: float | None = None, star
     if deadline is not None:  # (else the flow's timeout for the task, if it has one)
         spec["activeDeadlineSeconds"] = max(1, int(deadline))
     if cleanup is not None:
-        spec["ttlSecondsAfterFinished"] = int(cleanup)
+        spec["ttlSecondsAfterFinished"] = int(cleanup) + TTL_MARGIN
     about = {"workflow": task.workflow, "task": task.task, "seq": task.seq, "node": task.node, "name": task.name,
              "attempt": task.attempt, "started": started, "worker": worker}
     return {"apiVersion": "batch/v1", "kind": "Job",
