@@ -70,6 +70,7 @@ class KubernetesServer:
         self.release = threading.Event()  # ends the hung watches
         self.faults: list[tuple[str, str, int]] = []  # (method, path fragment, status): each answers one request
         self.muted = False  # changes make no watch events
+        self.on_create: Any = None  # called with the Job each time one is created
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.http.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
@@ -237,7 +238,10 @@ def _handler(server: KubernetesServer) -> type[BaseHTTPRequestHandler]:
                 if key in server.jobs:
                     self._status(409, "AlreadyExists", f'jobs.batch "{key[1]}" already exists')
                 else:
-                    self._send(201, server.create(namespace, body))
+                    job = server.create(namespace, body)
+                    if server.on_create is not None:
+                        server.on_create(job)
+                    self._send(201, job)
             elif name is None and method == "GET":
                 if query.get("watch") in ("true", "1"):
                     self._watch(namespace, query)

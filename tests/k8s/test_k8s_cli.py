@@ -45,6 +45,13 @@ def test_without_a_cluster_configuration_the_worker_says_so_in_one_line(tmp_path
     assert "Traceback" not in result.stderr
 
 
+def test_a_cleanup_under_a_minute_is_refused(tmp_path, redis_url):
+    result = subprocess.run([*COMMAND, "worker", "--kubernetes", "--k8s-cleanup", "0"], check=False,
+                            capture_output=True, text=True, timeout=30,
+                            env=environment(tmp_path, redis_url, tmp_path / "missing"))
+    assert result.returncode == 2 and "--k8s-cleanup" in result.stderr and "60" in result.stderr, result.stderr
+
+
 def test_the_worker_runs_k8s_tasks_in_the_namespace_of_its_kubeconfig(tmp_path, redis_url, engine, k8s_server,
                                                                       client, until):
     config = tmp_path / "kubeconfig"

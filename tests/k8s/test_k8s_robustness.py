@@ -75,6 +75,16 @@ def test_a_start_read_after_its_workflow_was_terminated_creates_no_job(engine, k
     assert client.status(id)["state"] == "terminated"
 
 
+def test_a_job_created_as_its_workflow_is_terminated_is_deleted_at_once(engine, k8s_worker, k8s_server, client,
+                                                                          until):
+    id = client.submit(FLOW)
+    until(lambda: client.redis.xlen("lf:tasks:k8s"), what="the start sent")
+    k8s_server.on_create = lambda job: client.redis.hset(f"lf:wf:{id}", "status", "terminated")  # (no cancel sent)
+    k8s_worker(resync=300)
+    until(lambda: k8s_server.made("DELETE", "/jobs/"), what="the Job deleted")
+    assert k8s_server.jobs == {} and len(k8s_server.made("POST", "/jobs")) == 1
+
+
 def test_a_relist_deletes_the_jobs_of_workflows_no_longer_running_when_the_cancel_was_missed(
         engine, k8s_worker, k8s_server, client, until):
     k8s_worker(resync=1)
