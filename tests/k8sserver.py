@@ -205,7 +205,7 @@ def _handler(server: KubernetesServer) -> type[BaseHTTPRequestHandler]:
                     server.faults.remove(fault)
             if fault is not None:
                 self._body()
-                self._status(fault[2], "InternalError" if fault[2] >= 500 else "TooManyRequests",
+                self._status(fault[2], {403: "Forbidden", 429: "TooManyRequests"}.get(fault[2], "InternalError"),
                              f"injected {fault[2]}")
                 return
             parts = urlsplit(self.path)

@@ -206,3 +206,25 @@ def test_a_job_of_the_same_name_for_another_task_is_an_error_not_a_re_attach(eng
     document = client.wait(id, timeout=10)
     assert document["state"] == "failed"
     assert "is not this task's run" in document["error"]["error"]
+
+
+def test_a_brief_error_listing_the_pods_of_a_finished_job_is_retried_not_taken_for_a_lost_output(
+        engine, k8s_worker, k8s_server, client, until):
+    k8s_worker(resync=1)
+    id = client.submit(FLOW)
+    name = only_job(k8s_server, until)
+    k8s_server.faults = [("GET", "/pods?", 503)]
+    k8s_server.finish(name, '{"read": "later"}')
+    assert client.wait(id, timeout=10)["output"] == {"read": "later"}
+    assert not k8s_server.faults
+
+
+def test_pods_that_may_not_be_listed_fail_the_task_saying_why(engine, k8s_worker, k8s_server, client, until):
+    k8s_worker()
+    id = client.submit(FLOW)
+    name = only_job(k8s_server, until)
+    k8s_server.faults = [("GET", "/pods?", 403)]
+    k8s_server.finish(name, '{"never": "read"}')
+    document = client.wait(id, timeout=10)
+    assert document["state"] == "failed"
+    assert "output cannot be read" in document["error"]["error"] and "403" in document["error"]["error"]

@@ -68,6 +68,7 @@ class KubernetesTasks:
         self.watch_slack = watch_slack
         self.attempts = attempts
         self._namespaces: set[str] = {namespace}
+        self._watching: set[str] = set()  # namespaces with a watch thread
         self._ended: set[str] = set()  # uids of Jobs whose task this worker ended, or deleted
         self._lock = threading.Lock()
         self._watches: set[watch.Watch] = set()
@@ -103,7 +104,7 @@ class KubernetesTasks:
             raise Cancelled("the workflow was terminated")
         worker.running(job, job.started)
         worker.streams.ack(job.stream, job.id)  # the Job is the record of the task from here on
-        self._follow(namespace)
+        self._follow(namespace, worker)
         if found is not None:
             try:
                 self._seen(found)  # it may have finished while no worker followed it
@@ -178,8 +179,10 @@ class KubernetesTasks:
         self._worker, self._stop = worker, stop
         while not stop.is_set():  # the namespaces any worker of this installation followed
             try:
-                known = worker.store.redis.smembers(self._namespaces_key())
-                worker.store.redis.sadd(self._namespaces_key(), self.namespace)
+                known = worker.store.redis.smembers(self._namespaces_key(worker))
+                with self._lock:
+                    mine = sorted(self._namespaces)
+                worker.store.redis.sadd(self._namespaces_key(worker), *mine)
                 break
             except Exception as error:  # noqa: BLE001 - Redis away a moment
                 log.warning("k8s: cannot read the namespaces followed: %s", message(error))
@@ -199,24 +202,31 @@ class KubernetesTasks:
             for follower in self._watches:
                 follower.stop()  # (closes its connection: the thread sees the stop at once)
 
-    def _namespaces_key(self) -> str:
-        assert self._worker is not None
-        return f"{self._worker.keys.prefix}:k8s:namespaces"
+    @staticmethod
+    def _namespaces_key(worker: Worker) -> str:
+        return f"{worker.keys.prefix}:k8s:namespaces"
 
     def _selector(self) -> str:
         return jobs.selector(self._worker.keys.prefix if self._worker is not None else "lf")
 
-    def _follow(self, namespace: str) -> None:
+    def _follow(self, namespace: str, worker: Worker) -> None:
+        """Follow ``namespace`` too, and say so in Redis for the workers that start later."""
         with self._lock:
             if namespace in self._namespaces:
                 return
             self._namespaces.add(namespace)
-        if self._worker is not None:
-            self._worker.store.redis.sadd(self._namespaces_key(), namespace)
+        try:
+            worker.store.redis.sadd(self._namespaces_key(worker), namespace)
+        except Exception as error:  # noqa: BLE001 - this worker follows it all the same
+            log.warning("k8s: cannot record namespace %s as followed: %s", namespace, message(error))
         if self._stop is not None:
             self._start_watch(namespace)
 
     def _start_watch(self, namespace: str) -> None:
+        with self._lock:
+            if namespace in self._watching:
+                return
+            self._watching.add(namespace)
         threading.Thread(target=self._watch, args=(namespace,), name=f"littleflow-k8s-watch-{namespace}",
                          daemon=True).start()
 
@@ -332,9 +342,16 @@ class KubernetesTasks:
         if about is None:
             log.warning("k8s: Job %s has no littleflow.io/task annotation; left alone", meta.get("name"))
             return
-        pod = jobs.latest_pod(self._pods(meta["name"], meta["namespace"]))
+        try:
+            pod = jobs.latest_pod(self._pods(meta["name"], meta["namespace"]))
+            unread = None
+        except ApiException as error:  # (transient ones raise: the next list tries again)
+            pod, unread = None, f"cannot list the pods of Job {meta['name']}: {_reason(error)}"
         text = jobs.termination_message(pod) if outcome == "succeeded" else None
-        if outcome == "succeeded" and text is None:
+        if outcome == "succeeded" and unread:
+            end = EndTask(about["workflow"], about["task"], int(about["seq"]), "failed",
+                          error=f"the Job succeeded but its output cannot be read: {unread}")
+        elif outcome == "succeeded" and text is None:
             end = EndTask(about["workflow"], about["task"], int(about["seq"]), "failed",
                           error=f"Job {meta['name']}: the Job succeeded but its output was lost (pod gone)")
         elif outcome == "succeeded" and len(text.encode()) >= CUT_OUTPUT and not _is_json(text):
@@ -362,13 +379,14 @@ class KubernetesTasks:
                 log.warning("k8s: cannot label Job %s ended: %s", meta["name"], _reason(error))
 
     def _pods(self, name: str, namespace: str) -> list[dict[str, Any]]:
+        """The Job's pods; raises on API errors (transient ones: Transient)."""
         try:
             return self._dict(self.core.list_namespaced_pod(namespace, label_selector=f"job-name={name}",
-                                                                  _request_timeout=self.timeout)).get(
-                "items") or []
+                                                            _request_timeout=self.timeout)).get("items") or []
         except ApiException as error:
-            log.warning("k8s: cannot list the pods of Job %s: %s", name, _reason(error))
-            return []
+            if transient(error):
+                raise Transient(f"cannot list the pods of Job {name}: {_reason(error)}") from None
+            raise
 
     def _log_tail(self, pod: dict[str, Any] | None) -> str:
         if pod is None:
