@@ -145,7 +145,8 @@ class KubernetesServer:
         job = self.jobs.pop((namespace, name), None)
         if job is None:
             return None
-        for key in [] if keep_pods else [k for k, p in self.pods.items() if k[0] == namespace and p["metadata"]["labels"]["job-name"] == name]:
+        pods = [] if keep_pods else self.pods.items()
+        for key in [k for k, p in pods if k[0] == namespace and p["metadata"]["labels"]["job-name"] == name]:
             del self.pods[key]
         self._change("DELETED", job)
         return job

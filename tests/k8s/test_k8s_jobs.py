@@ -151,7 +151,8 @@ def test_env_values_may_come_from_secrets():
     ({"image": "busybox", "env": ["A=1"]}, "env must be an object"),
     ({"image": "busybox", "command": 3}, "command must be text or a list"),
     ({"image": "busybox", "labels": {"littleflow.io/workflow": "x"}}, "labels may not set littleflow.io/workflow"),
-    ({"image": "busybox", "labels": {"app.kubernetes.io/managed-by": "me"}}, "may not set app.kubernetes.io/managed-by"),
+    ({"image": "busybox", "labels": {"app.kubernetes.io/managed-by": "me"}},
+     "may not set app.kubernetes.io/managed-by"),
     ({"image": "busybox", "security_context": "root"}, "security_context must be an object"),
 ])
 def test_wrong_parameters_fail_the_task_with_a_reason(params, error):
