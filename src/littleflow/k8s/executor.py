@@ -175,7 +175,7 @@ class KubernetesTasks:
 
     # -- following Jobs ----------------------------------------------------------------
     def background(self, worker: Worker, stop: threading.Event) -> None:
-        """Follow the Jobs and the control channel until ``stop`` is set."""
+        """Follow the Jobs until ``stop`` is set (the worker calls :meth:`terminate`)."""
         self._worker, self._stop = worker, stop
         while not stop.is_set():  # the namespaces any worker of this installation followed
             try:
@@ -191,8 +191,6 @@ class KubernetesTasks:
             return
         with self._lock:
             self._namespaces |= {str(ns) for ns in known}
-        threading.Thread(target=self._listen, args=(worker, stop), name="littleflow-k8s-control",
-                         daemon=True).start()
         with self._lock:
             namespaces = sorted(self._namespaces)
         for namespace in namespaces:
@@ -471,26 +469,6 @@ class KubernetesTasks:
         if deleted:
             log.info("k8s: deleted %d Jobs of terminated workflow %s", deleted, workflow)
         return deleted
-
-    def _listen(self, worker: Worker, stop: threading.Event) -> None:
-        """Delete the Jobs of the workflows terminated (``{"cancel": ID}`` on the control channel)."""
-        while not stop.is_set():
-            try:
-                pubsub = worker.raw.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(worker.keys.control)
-                while not stop.is_set():
-                    note = pubsub.get_message(timeout=0.5)
-                    if note is None:
-                        continue
-                    try:
-                        workflow = json.loads(note["data"]).get("cancel")
-                    except (ValueError, AttributeError):
-                        continue
-                    if isinstance(workflow, str):
-                        self.terminate(workflow)
-            except Exception as error:  # noqa: BLE001 - Redis or the API server away: listen again
-                log.warning("k8s: control channel: %s", message(error))
-                stop.wait(self.retry)
 
 
 def _reason(error: ApiException) -> str:

@@ -44,7 +44,9 @@ class Job:
 
 class Executor(Protocol):
     """Runs the tasks of some names. ``execute`` returns the output, raises to fail
-    the task, or returns :data:`DEFERRED` after taking the task over (acking it itself)."""
+    the task, or returns :data:`DEFERRED` after taking the task over (acking it itself).
+    Optional hooks: ``background(worker, stop)`` runs on a thread of its own, and
+    ``terminate(workflow)`` is called (on a thread) when a workflow is terminated."""
 
     def namespaces(self) -> set[str]: ...
 
@@ -315,6 +317,18 @@ class Worker:
                         for job in self._jobs.values():
                             if job.task.workflow == workflow:
                                 job.cancelled.set()
+                    for executor in self.executors:  # (what they run outside this worker, e.g. Jobs)
+                        if hasattr(executor, "terminate") and isinstance(workflow, str):
+                            threading.Thread(target=_terminate, args=(executor, workflow),
+                                             name="littleflow-terminate", daemon=True).start()
             except Exception as error:  # noqa: BLE001 - Redis away: listen again
                 log.warning("worker %s: control channel: %s", self.name, error)
                 stop.wait(0.5)
+
+
+def _terminate(executor: Any, workflow: str) -> None:
+    """Tell ``executor`` that ``workflow`` was terminated; what goes wrong is logged."""
+    try:
+        executor.terminate(workflow)
+    except Exception as error:  # noqa: BLE001 - its service away: its own resync catches up
+        log.warning("terminating workflow %s in %s: %s", workflow, type(executor).__name__, error)
