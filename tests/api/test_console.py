@@ -208,8 +208,18 @@ def test_the_list_filters_searches_and_updates_live(serve, page):
     expect(page.locator(".values pre.error")).to_contain_text("the disk is full")
 
 
+def test_a_running_workflow_ages_in_the_list(serve, page):
+    id = submit(serve, "@flow waits\nwait:event (- event: never -)")
+    page.goto(f"{serve}/console/")
+    took = page.locator(f'tr[data-id="{id}"] td.ticking')
+    first = took.text_content()
+    expect(took).not_to_have_text(first)  # a second later, without a change of the workflow
+
+
 def test_compile_errors_show_where_before_anything_runs(serve, page):
     page.goto(f"{serve}/console/#/new")
+    page.locator("label[for=flow-text]").click()  # the label goes to the text, not the file picker
+    expect(page.get_by_label("flow text")).to_be_focused()
     page.get_by_label("flow text").fill("fetch →\n  { clean → }")
     error = page.locator("ul.errors li").first
     expect(error).to_contain_text(re.compile(r"line \d+, column \d+"))

@@ -439,7 +439,8 @@ function listView(main, signal) {
       h("td", {}, badge(w.state)),
       h("td", {}, moment(w.created)),
       h("td", {}, moment(w.updated)),
-      h("td", {}, took(w.created, w.state === "running" ? null : w.updated)))));
+      w.state === "running" ? h("td", { class: "ticking", dataset: { since: w.created } }, took(w.created, null))
+        : h("td", {}, took(w.created, w.updated)))));
     if (!result.workflows.length) {
       put(body, h("tr", {}, h("td", { colspan: "6", class: "empty" },
         search || state ? "No workflow matches." : "No workflows yet. ", !search && !state
@@ -470,6 +471,10 @@ function listView(main, signal) {
     typing = setTimeout(() => { search = box.value.trim(); page = 0; update(); }, 250);
   });
   lastList = location.hash || "#/";
+  const ticking = setInterval(() => {  // running workflows age between the list's refreshes
+    for (const cell of body.querySelectorAll("td.ticking")) cell.textContent = took(Number(cell.dataset.since), null);
+  }, 1000);
+  signal.addEventListener("abort", () => clearInterval(ticking));
   const later = throttled(refresh, 1000);
   // (every (re)connection refreshes: what changed while it was away shows)
   listen("events", (kind) => { if (kind === "workflow") later(); }, signal, refresh);
@@ -697,10 +702,10 @@ function summary(nodes) {
 const MAX_FLOW_FILE = 10 * 1024 * 1024;  // what the API takes in one request
 
 function newView(main, signal) {
-  const flow = h("textarea", { class: "code", rows: "12", spellcheck: "false", "aria-label": "flow text",
+  const flow = h("textarea", { id: "flow-text", class: "code", rows: "12", spellcheck: "false", "aria-label": "flow text",
     placeholder: "fetch -> { clean -> store  index } -> notify" });
   const file = h("input", { type: "file", accept: ".flow,.txt,.yaml,.yml,text/plain", "aria-label": "flow file" });
-  const input = h("textarea", { class: "code", rows: "5", spellcheck: "false", "aria-label": "input JSON" }, "{}");
+  const input = h("textarea", { id: "flow-input", class: "code", rows: "5", spellcheck: "false", "aria-label": "input JSON" }, "{}");
   const errors = h("ul", { class: "errors" });
   const inputError = h("p", { class: "error" });
   const run = h("button", { type: "submit", class: "primary", disabled: true }, "Run");
@@ -709,9 +714,10 @@ function newView(main, signal) {
   put(main, h("section", { class: "new" },
     h("form", { class: "editor", onsubmit: submit },
       h("h1", {}, "New workflow"),
-      h("label", {}, "Flow ", h("span", { class: "muted" }, "— paste it, or "), file),
+      h("div", { class: "field-head" }, h("label", { for: "flow-text" }, "Flow"),
+        h("span", { class: "muted" }, " — paste it, or "), file),
       flow, errors,
-      h("label", {}, "Input (JSON)"), input, inputError,
+      h("label", { for: "flow-input" }, "Input (JSON)"), input, inputError,
       h("div", { class: "buttons" }, run, h("span", { class: "muted read-only-note" }, "Running needs an admin token."))),
     h("div", { class: "preview" }, h("h2", {}, "Graph"), note, panel)));
 
