@@ -226,13 +226,12 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
     def graph(id: str, format: str = Query("json", pattern="^(json|mermaid|svg)$")) -> Response:
         """The workflow's graph: Mermaid or SVG coloured by node status, or JSON (the
         compiled flow, each node with its status)."""
-        run = client.store.load(id)
-        statuses = {node["id"]: node["status"] for node in client.status(id)["nodes"]}
+        flow, statuses = client.statuses(id)
         if format == "mermaid":
-            return Response(diagram.mermaid(run.flow, status=statuses), media_type="text/plain; charset=utf-8")
+            return Response(diagram.mermaid(flow, status=statuses), media_type="text/plain; charset=utf-8")
         if format == "svg":
-            return Response(diagram.svg(run.flow, status=statuses), media_type=SVG)
-        body = run.flow.to_json()
+            return Response(diagram.svg(flow, status=statuses), media_type=SVG)
+        body = flow.to_json()
         for node in body["nodes"]:
             node["status"] = statuses.get(node["id"], "waiting")
         return JSONResponse(body)

@@ -110,6 +110,11 @@ class Client:
         created, updated = self.redis.hmget(self.keys.workflow(id), "created", "updated")
         return document(run, info, float(created or 0), float(updated or 0))
 
+    def statuses(self, id: str) -> tuple[Flow, dict[int, str]]:
+        """Workflow ``id``'s flow and each node's status, as its status document gives them."""
+        run = self.store.load(id)
+        return run.flow, {node["id"]: node["status"] for node in node_documents(run, self.store.task_info(id))}
+
     def list(self, state: str | None = None, name: str | None = None, offset: int = 0,
              count: int | None = None, search: str | None = None) -> list[dict[str, Any]]:
         """Workflows, oldest first: id, name, state, created, updated; filtered by state, flow
@@ -357,6 +362,14 @@ class Client:
 
 def document(run: Run, info: dict[str, dict[str, Any]], created: float, updated: float) -> dict[str, Any]:
     """The status document of a run (what ``littleflow status --json`` prints)."""
+    state = run.state
+    return {"id": run.id, "name": run.flow.name, "state": state.status, "input": state.input,
+            "output": state.output, "error": state.failure, "created": created, "updated": updated,
+            "nodes": node_documents(run, info)}
+
+
+def node_documents(run: Run, info: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every node of a run's status document: status, attempt, times, worker, error, input, output."""
     state, flow = run.state, run.flow
     statuses = state.node_statuses()
     latest: dict[int, dict[str, Any]] = {}
@@ -382,8 +395,7 @@ def document(run: Run, info: dict[str, dict[str, Any]], created: float, updated:
                       "attempt": entry.get("attempt"), "started": entry.get("started"), "ended": entry.get("ended"),
                       "error": entry.get("error"), "worker": entry.get("worker"), "note": entry.get("note"),
                       "input": input, "output": output})
-    return {"id": run.id, "name": flow.name, "state": state.status, "input": state.input, "output": state.output,
-            "error": state.failure, "created": created, "updated": updated, "nodes": nodes}
+    return nodes
 
 
 def _resend(run: Run) -> list[Start]:
