@@ -30,10 +30,9 @@ except ImportError:  # a checkout without an install: use ../src
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 import httpx  # noqa: E402
-import uvicorn  # noqa: E402
 
 from littleflow import diagram  # noqa: E402
-from littleflow.api import create_app  # noqa: E402
+from littleflow.api.server import ApiServer  # noqa: E402
 from littleflow.compiler import Compiler  # noqa: E402
 from littleflow.parser import Parser  # noqa: E402
 from littleflow.redis.client import Client  # noqa: E402
@@ -59,17 +58,17 @@ def best_of(action: object, repeat: int = 3) -> float:
 
 @contextlib.contextmanager
 def api(url: str) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(url), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    """The API as ``littleflow serve --api`` runs it, on a thread; yields its base URL."""
+    api, stop = ApiServer(url, "lf", "127.0.0.1", free_port()), threading.Event()
+    thread = threading.Thread(target=api.run, args=(stop,), daemon=True)
     thread.start()
-    while not server.started:
+    while not api.server.started:
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{api.port}"
     finally:
-        server.should_exit = True
-        thread.join(5)
+        stop.set()
+        thread.join(10)
 
 
 def median_ms(http: httpx.Client, url: str) -> float:
