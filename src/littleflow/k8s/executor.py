@@ -179,10 +179,10 @@ class KubernetesTasks:
         self._worker, self._stop = worker, stop
         while not stop.is_set():  # the namespaces any worker of this installation followed
             try:
-                known = worker.store.redis.smembers(self._namespaces_key(worker))
+                known = worker.store.redis.smembers(worker.keys.k8s_namespaces)
                 with self._lock:
                     mine = sorted(self._namespaces)
-                worker.store.redis.sadd(self._namespaces_key(worker), *mine)
+                worker.store.redis.sadd(worker.keys.k8s_namespaces, *mine)
                 break
             except Exception as error:  # noqa: BLE001 - Redis away a moment
                 log.warning("k8s: cannot read the namespaces followed: %s", message(error))
@@ -200,10 +200,6 @@ class KubernetesTasks:
             for follower in self._watches:
                 follower.stop()  # (closes its connection: the thread sees the stop at once)
 
-    @staticmethod
-    def _namespaces_key(worker: Worker) -> str:
-        return f"{worker.keys.prefix}:k8s:namespaces"
-
     def _selector(self) -> str:
         return jobs.selector(self._worker.keys.prefix if self._worker is not None else "lf")
 
@@ -214,7 +210,7 @@ class KubernetesTasks:
                 return
             self._namespaces.add(namespace)
         try:
-            worker.store.redis.sadd(self._namespaces_key(worker), namespace)
+            worker.store.redis.sadd(worker.keys.k8s_namespaces, namespace)
         except Exception as error:  # noqa: BLE001 - this worker follows it all the same
             log.warning("k8s: cannot record namespace %s as followed: %s", namespace, message(error))
         if self._stop is not None:
@@ -418,7 +414,8 @@ class KubernetesTasks:
         if worker.store.redis.hget(worker.keys.workflow(about["workflow"]), "status") != "running":
             return  # terminated (by this worker or another), or gone
         end = EndTask(about["workflow"], about["task"], int(about["seq"]), "failed",
-                      error=f"Job {meta.get('name')} was deleted before it ended", attempt=int(about.get("attempt") or 1),
+                      error=f"Job {meta.get('name')} was deleted before it ended",
+                      attempt=int(about.get("attempt") or 1),
                       started=about.get("started"), ended=time.time(), worker=worker.name)
         self._send(end, meta.get("uid") or meta.get("name"))
 
@@ -428,7 +425,7 @@ class KubernetesTasks:
         worker = self._worker
         assert worker is not None
         fields = [part for pair in end.fields().items() for part in pair]
-        worker.store.scripts.end_once(keys=[f"{worker.keys.prefix}:k8s:ended:{uid}", worker.keys.ends],
+        worker.store.scripts.end_once(keys=[worker.keys.k8s_ended(uid), worker.keys.ends],
                                       args=[int(max(self.cleanup, 0)) + 2 * jobs.TTL_MARGIN, *fields])
 
     def _clean(self, job: dict[str, Any]) -> None:

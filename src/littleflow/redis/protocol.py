@@ -39,6 +39,7 @@ class Keys:
         self.workers = p + "workers"  # hash: worker name -> JSON of what it serves, last seen
         self.passed = p + "passed"  # hash: "stream id" -> times a worker without the task passed it by
         self.timings = p + "timings"  # hash: "task|le" -> runs that took at most le seconds; "task|sum", "task|count"
+        self.k8s_namespaces = p + "k8s:namespaces"  # set: the Kubernetes namespaces whose Jobs k8s: workers follow
 
     def by_state(self, state: str) -> str:
         """Sorted set: the ids of the workflows in ``state``, by submit time."""
@@ -76,6 +77,10 @@ class Keys:
         """List: start messages waiting on a named latch, oldest first (``kind``: ``queue``
         for ``wait:acquire``, ``countdown`` for ``wait:countdown``)."""
         return f"{self.latch(name)}:{kind}"
+
+    def k8s_ended(self, uid: str) -> str:
+        """String: set once the end of the Kubernetes Job ``uid`` is sent (so it is sent once)."""
+        return f"{self.prefix}:k8s:ended:{uid}"
 
 
 def namespace(name: str) -> str:
