@@ -26,6 +26,7 @@ from .parser import Parser
 from .progress import progress_for
 from .resources import parse
 from .statefile import StateFile, StateFileError, read_any
+from .values import check_value
 
 FLOW = click.argument("flow", metavar="FLOW")
 
@@ -289,7 +290,9 @@ def read_input(text: str | None, option: str = "--input") -> Any:
         except UnicodeDecodeError:
             fail(f"cannot read input file {path}: not UTF-8 text")
     try:
-        return parse(text, kind)
+        value = parse(text, kind)
+        check_value(value, "the value")
+        return value
     except ValueError as error:  # (UnicodeDecodeError is one too)
         fail(f"bad input in {where}: {error}")
 

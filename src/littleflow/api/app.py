@@ -29,9 +29,11 @@ from .. import __version__, diagram
 from ..compiler import Compiler
 from ..errors import FlowError
 from ..flow import Flow
+from ..literals import LiteralError, load_json_text
 from ..parser import Parser
 from ..redis.client import Client, decoded_event
 from ..redis.store import STATES, VALID_ID, InvalidArchive, StoreError
+from ..values import check_value
 from . import console
 from .auth import Tokens
 from .metrics import prometheus
@@ -389,14 +391,34 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def _json(body: bytes, request: Request) -> Any:
-    """A JSON request body, or the problem with it."""
+def _json(body: bytes, request: Request, checked: bool = True) -> Any:
+    """A JSON request body (``checked`` as a value: see :func:`_strict`), or the problem with it."""
     if _media_type(request) not in ("application/json", ""):
         raise Problem(415, "Unsupported media type", "the body must be application/json")
     try:
-        return json.loads(body.decode("utf-8"))
-    except (ValueError, RecursionError) as error:
-        raise Problem(400, "Bad request", f"the body is not JSON: {' '.join(str(error).split())}") from None
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Problem(400, "Bad request", "the body is not UTF-8 text") from None
+    return _strict(text, "the body", checked)
+
+
+def _strict(text: str, what: str, checked: bool = True) -> Any:
+    """JSON text as a value (that passes :func:`_checked`): 400 if it is not JSON
+    (NaN and infinities are not)."""
+    try:
+        value = load_json_text(text)
+    except LiteralError as error:
+        raise Problem(400, "Bad request", f"{what} is not JSON: {' '.join(error.message.split())}") from None
+    return _checked(value, what) if checked else value
+
+
+def _checked(value: Any, what: str) -> Any:
+    """``value``, or a 422 problem if it is too large or too deep (see :func:`check_value`)."""
+    try:
+        check_value(value, what)
+    except ValueError as error:
+        raise Problem(422, "Invalid request", str(error)) from None
+    return value
 
 
 async def _submission(request: Request) -> tuple[str, Any]:
@@ -408,10 +430,10 @@ async def _submission(request: Request) -> tuple[str, Any]:
             return body.decode("utf-8"), None
         except UnicodeDecodeError:
             raise Problem(400, "Bad request", "the body is not UTF-8 text") from None
-    data = _json(body, request)
+    data = _json(body, request, checked=False)
     if not isinstance(data, dict) or not isinstance(data.get("flow"), str):
         raise Problem(422, "Invalid request", 'the body must be {"flow": TEXT, "input": VALUE}')
-    return data["flow"], data.get("input")
+    return data["flow"], _checked(data.get("input"), "the input")
 
 
 async def _upload(request: Request) -> tuple[str, Any]:
@@ -429,10 +451,7 @@ async def _upload(request: Request) -> tuple[str, Any]:
         return text, None
     if hasattr(input, "read"):
         input = (await input.read()).decode("utf-8", "replace")
-    try:
-        return text, json.loads(input)
-    except (ValueError, RecursionError) as error:
-        raise Problem(400, "Bad request", f"the input is not JSON: {' '.join(str(error).split())}") from None
+    return text, _strict(input, "the input")
 
 
 def _versioned(client: Client, id: str) -> tuple[str, str, bool]:

@@ -16,6 +16,7 @@ from ..engine import DEFAULT_LIMIT, Engine, Start
 from ..flow import Flow
 from ..local import load_workflow
 from ..state import State
+from ..values import check_value
 from . import waits
 from .protocol import Keys, namespace
 from .store import (
@@ -71,6 +72,7 @@ class Client:
     def submit(self, workflow: str | Path | Flow, input: Any = None, *, limit: int | None = DEFAULT_LIMIT,
                base: str | None = None, text: str | None = None) -> str:
         """Start a workflow of flow text, a flow file or a compiled Flow; returns its id."""
+        check_value(input, "the input")
         flow, found_base = load_workflow(workflow)
         if text is None:
             text = workflow if isinstance(workflow, str) else workflow.read_text("utf-8-sig") \
@@ -80,9 +82,12 @@ class Client:
     def submit_many(self, workflow: str | Path | Flow, inputs: list[Any], *, limit: int | None = DEFAULT_LIMIT,
                     base: str | None = None) -> list[str]:
         """Start one workflow of the same flow for each input, in one round trip; returns their ids."""
+        inputs = list(inputs)
+        for number, input in enumerate(inputs):
+            check_value(input, f"input {number}")
         flow, found_base = load_workflow(workflow)
         text = workflow if isinstance(workflow, str) else ""
-        runs = self.store.create_many(flow, list(inputs), text=text, base=base or found_base or "", limit=limit)
+        runs = self.store.create_many(flow, inputs, text=text, base=base or found_base or "", limit=limit)
         return [run.id for run in runs]
 
     def wait(self, id: str, timeout: float | None = None, poll: float = 0.05) -> dict[str, Any]:
@@ -273,6 +278,7 @@ class Client:
     def send(self, event: str, data: Any = None) -> int:
         """Send ``event`` with ``data``: ``wait:event`` tasks waiting for it (and matching) end.
         Returns how many tasks it ended."""
+        check_value(data, "the event data")
         return waits.send(self.store, event, {} if data is None else data)
 
     def events(self, follow: bool = False, since: str = "0", block: float = 1.0) -> Iterator[dict[str, Any] | None]:

@@ -1,0 +1,58 @@
+"""The one check every value crossing a boundary passes (inputs, event data, archives):
+plain JSON data, no NaN or infinities, at most :data:`MAX_VALUES` parts nested at most
+:data:`MAX_DEPTH` deep."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from .literals import MAX_VALUES
+
+#: How deep arrays and objects may nest in one value (a bare scalar is depth 0).
+MAX_DEPTH = 200
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def check_value(value: Any, where: str, depth: int = MAX_DEPTH, count: int = MAX_VALUES) -> None:
+    """Raise ``ValueError`` (one line naming ``where``) unless ``value`` is plain JSON
+    data with finite numbers, at most ``count`` parts, nested at most ``depth`` deep."""
+    budget = count
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise ValueError(f"{where} is too large: more than {count:,} values")
+        if isinstance(item, str):
+            _text(item, where)
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise ValueError(f"{where} holds {item}, which is not a JSON number")
+        elif isinstance(item, (list, tuple, dict)):
+            if level >= depth:
+                raise ValueError(f"{where} is nested too deeply: more than {depth} levels")
+            if isinstance(item, dict):
+                for key in item:
+                    _key(key, where)
+                stack.extend((each, level + 1) for each in item.values())
+            else:
+                stack.extend((each, level + 1) for each in item)
+        elif item is not None and not isinstance(item, (bool, int)):
+            raise ValueError(f"{where} holds a {type(item).__name__}, which is not JSON data")
+
+
+def _key(key: Any, where: str) -> None:
+    if isinstance(key, str):
+        _text(key, where)
+    elif isinstance(key, float) and not math.isfinite(key):
+        raise ValueError(f"{where} has the key {key}, which is not a JSON number")
+    elif key is not None and not isinstance(key, (bool, int, float)):
+        raise ValueError(f"{where} has a {type(key).__name__} key, which JSON cannot hold")
+
+
+def _text(text: str, where: str) -> None:
+    if not text.isascii() and _SURROGATE.search(text):
+        raise ValueError(f"{where} holds a lone surrogate (not Unicode text)")
