@@ -326,6 +326,31 @@ def test_a_killed_run_continues_from_its_state_file_without_rerunning_finished_t
     assert log_lines(tmp_path / "runs.log") == ["A", "B", "C", "C", "D"]  # a finished run runs nothing
 
 
+def test_a_second_run_of_a_state_file_in_use_is_refused_and_a_killed_run_lets_go(tmp_path):
+    write(tmp_path / "tasks.py", RESUMABLE_TASKS)
+    write(tmp_path / "job.flow", "A → B → C → D\n")
+    args = ["run", "job.flow", "--tasks", "tasks.py", "--state", "state.json"]
+    process = subprocess.Popen([*COMMAND, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "c-started").exists():
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.02)
+        second = run(*args, cwd=tmp_path)
+        assert second.returncode == 2
+        assert one_line(second.stderr) == (f"littleflow: error: state.json is in use by another littleflow run "
+                                           f"(pid {process.pid})")
+        assert log_lines(tmp_path / "runs.log") == ["A", "B", "C"]  # the second ran nothing
+    finally:
+        process.send_signal(signal.SIGKILL)  # the lock dies with the process
+        process.communicate()
+    (tmp_path / "release").write_text("")
+    third = run(*args, cwd=tmp_path)
+    assert third.returncode == 0, third.stderr
+    assert json.loads(third.stdout) == {"A": 1, "B": 1, "C": 1, "D": 1}
+    assert not (tmp_path / "state.json.lock").exists()  # a run that ends removes its lock file
+
+
 def test_ctrl_c_stops_with_one_line_and_the_run_continues_later(tmp_path):
     write(tmp_path / "tasks.py", RESUMABLE_TASKS)
     write(tmp_path / "job.flow", "A → B → C → D\n")

@@ -177,7 +177,8 @@ def doc_command(flow: str, fmt: str, vertical: bool, state_path: str | None) -> 
 @click.option("--limit", type=click.IntRange(min=1), default=DEFAULT_LIMIT, show_default=True,
               help="Times one node may run before the flow fails (stops mistaken cycles).")
 @click.option("--state", "state_path", metavar="FILE",
-              help="Save the run here after every step; run again to continue after a crash or failure.")
+              help="Save the run here after every step; run again to continue after a crash or failure. "
+                   "Locked (FILE.lock) while the run lasts: a second run on it is refused.")
 @click.option("--trace", "trace_path", metavar="FILE", help="Write a JSON record of every task run here.")
 @click.option("--quiet", "-q", is_flag=True, help="Show no progress; print only the output.")
 def run_command(flow: str, task_sources: tuple[str, ...], input_text: str | None, concurrency: int, limit: int,
@@ -193,6 +194,9 @@ def run_command(flow: str, task_sources: tuple[str, ...], input_text: str | None
     value = read_input(input_text)
     saved = StateFile(state_path, compiled) if state_path else None
     try:
+        if saved:
+            saved.lock()  # held until this process ends: one run of a state file at a time
+            click.get_current_context().call_on_close(saved.unlock)
         state = saved.load(limit) if saved else None
     except StateFileError as error:
         fail(str(error))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -11,11 +12,16 @@ from .engine import DEFAULT_LIMIT, Engine
 from .flow import Flow
 from .state import State
 
+try:
+    import fcntl
+except ImportError:  # (not on Windows: no lock there)
+    fcntl = None  # type: ignore[assignment]
+
 VERSION = 1
 
 
 class StateFileError(Exception):
-    """The state file cannot be used (unreadable, damaged, or for another flow)."""
+    """The state file cannot be used (unreadable, damaged, for another flow, or in use)."""
 
 
 #: Compact the file (a fresh snapshot, no events) after this many events.
@@ -39,6 +45,44 @@ class StateFile:
         self._state: State | None = None
         self._events = 0
         self._file: Any = None
+        self._lock: int | None = None
+
+    # -- one run at a time -----------------------------------------------------------
+    @property
+    def lock_path(self) -> Path:
+        """The file beside the state file that a run holds locked (``FILE.lock``)."""
+        return self.path.with_name(self.path.name + ".lock")
+
+    def lock(self) -> None:
+        """Lock the state file for this process (until :meth:`unlock` or the process
+        ends, however it ends); raises :class:`StateFileError` if another run holds it."""
+        if fcntl is None or self._lock is not None:
+            return
+        while True:
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as error:
+                raise StateFileError(f"cannot lock state file {self.path}: {error.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+                os.close(fd)
+                raise StateFileError(f"{self.path} is in use by another littleflow run (pid {holder})") from None
+            if _same_file(fd, self.lock_path):  # not removed by its last holder meanwhile
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock = fd
+
+    def unlock(self) -> None:
+        """Let another run use the state file."""
+        if self._lock is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.lock_path)  # (while locked: a run that opened it sees it gone, and retries)
+            os.close(self._lock)
+            self._lock = None
 
     # -- reading -------------------------------------------------------------------
     def load(self, limit: int | None = DEFAULT_LIMIT) -> State | None:
@@ -103,6 +147,13 @@ class StateFile:
             raise StateFileError(f"cannot write state file {self.path}: "
                                  f"{getattr(error, 'strerror', None) or error}") from None
         self._events += 1
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except OSError:
+        return False
 
 
 def _decode(path: Path, line: str) -> dict[str, Any]:
