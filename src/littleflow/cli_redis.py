@@ -358,15 +358,21 @@ def kubernetes_tasks(namespace: str | None, cleanup: float) -> Any:
 @click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
               help="Python tasks run at once.")
 @click.option("--data", "data_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path),
-              help="Without a Redis URL: where the private server keeps its data [default: $LITTLEFLOW_HOME, "
-                   "else ~/.littleflow].")
+              help="Where the private server (without a Redis URL) keeps its data, and the API its token "
+                   "[default: $LITTLEFLOW_HOME, else ~/.littleflow].")
 @click.option("--port", type=click.IntRange(1, 65535), help="Without a Redis URL: the private server's port "
                                                              "[default: a free one].")
 @click.option("--api", "api_address", metavar="HOST:PORT",
-              help="Serve the HTTP API here too, e.g. 127.0.0.1:8080 (beyond loopback only with tokens).")
+              help="Serve the HTTP API here too, e.g. 127.0.0.1:8080.")
 @click.option("--api-tokens", "tokens_file", metavar="FILE",
               help="Bearer tokens of the API: read:TOKEN or admin:TOKEN entries, one a line "
-                   "(also from $LITTLEFLOW_API_TOKENS, comma-separated).")
+                   "(also from $LITTLEFLOW_API_TOKENS, comma-separated) [default: an admin token kept in "
+                   "DATA/api.token, printed in the console's address].")
+@click.option("--api-no-auth", "no_auth", is_flag=True,
+              help="Serve the API without tokens: anyone who can reach it may run anything. Loopback only.")
+@click.option("--api-host", "api_hosts", metavar="NAME", multiple=True,
+              help="A name the API is reached by (the Host header), beside its address and the loopback "
+                   "names; needed behind a proxy or an Ingress (repeatable).")
 @click.option("--api-cors", "cors", metavar="ORIGIN", multiple=True,
               help="Let browser pages of this origin call the API (repeatable; none by default).")
 @click.option("--api-only", is_flag=True,
@@ -375,16 +381,18 @@ def kubernetes_tasks(namespace: str | None, cleanup: float) -> Any:
 @CLAIM_IDLE
 @VERBOSE
 def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: int, data_dir: Path | None,
-                  port: int | None, api_address: str | None, tokens_file: str | None, cors: tuple[str, ...],
-                  api_only: bool, claim_idle: float, verbose: bool) -> None:
+                  port: int | None, api_address: str | None, tokens_file: str | None, no_auth: bool,
+                  api_hosts: tuple[str, ...], cors: tuple[str, ...], api_only: bool, claim_idle: float,
+                  verbose: bool) -> None:
     """Run a whole system here: an engine, the built-in tasks and the Python tasks of
     --tasks, until SIGINT or SIGTERM. Without a Redis URL (--redis or
     $LITTLEFLOW_REDIS_URL) it starts a private Redis server on 127.0.0.1 and leaves its URL
     in DIR/redis.url, where the other commands look for it."""
     from .redis.serve import Services
 
-    if target.given and (data_dir is not None or port is not None):
-        fail("--data and --port are for a private server; with a Redis URL there is none")
+    if target.given and (port is not None or (data_dir is not None and api_address is None)):
+        fail("--port and --data are for a private server (--data for the API's token too); with a Redis URL "
+             "and no --api there is none")
     if api_only and (api_address is None or not target.given or task_sources):
         fail("--api-only serves the API of a system running elsewhere: give --api HOST:PORT and a Redis URL "
              "(--redis or $LITTLEFLOW_REDIS_URL), and no --tasks")
@@ -406,27 +414,47 @@ def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: in
                    f"Python tasks{names}", err=True)
         start = lambda: services.start().threads  # noqa: E731
         if api_address is not None:
-            api = api_server(target, api_address, tokens_file, list(cors))
-            click.echo(f"littleflow: the console on http://{api_address}/console/, the API beside it "
-                       "(/docs, /openapi.json)", err=True)
+            api, token = api_server(target, api_address, tokens_file, no_auth, list(api_hosts), list(cors),
+                                    data_dir or littleflow_home())
+            fragment = f"#token={token}" if token else ""
+            click.echo(f"littleflow: the console on http://{shown_address(api.host, api.port)}/console/{fragment}, "
+                       "the API beside it (/docs, /openapi.json)", err=True)
             start = lambda: services.start().threads + threads_of(services.stop_event, api)()  # noqa: E731
         run_until_signalled("serve", signals, services.stop_event, start)
     click.echo("littleflow: stopped", err=True)
 
 
-def api_server(target: Target, address: str, tokens_file: str | None, cors: list[str]) -> Any:
-    """The API server for ``--api HOST:PORT``, or a one-line error."""
-    from .api.auth import Tokens
+def api_server(target: Target, address: str, tokens_file: str | None, no_auth: bool, names: list[str],
+               cors: list[str], data: Path) -> tuple[Any, str | None]:
+    """The API server for ``--api HOST:PORT``, and the token it made (kept in ``data``) when
+    none is configured; or a one-line error."""
+    from .api.auth import TOKEN_FILE, Tokens, ensure_local_token
     from .api.server import ApiServer
 
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         fail(f"--api wants HOST:PORT, like 127.0.0.1:8080, not {address!r}")
     try:
-        return ApiServer(target.url, target.prefix, host.strip("[]"), int(port), Tokens.configured(tokens_file),
-                         cors)
+        tokens, made = Tokens.configured(tokens_file), None
+        if no_auth and tokens:
+            fail("--api-no-auth turns tokens off: give no --api-tokens and no $LITTLEFLOW_API_TOKENS with it")
+        if not no_auth and not tokens:
+            data = data.expanduser().absolute()
+            try:
+                made = ensure_local_token(data)
+            except OSError as error:
+                fail(f"cannot keep the API's token in {data / TOKEN_FILE}: {_reason(error)}")
+            tokens = Tokens([("admin", made)])
+        return ApiServer(target.url, target.prefix, host.strip("[]"), int(port), tokens, cors, names,
+                         no_auth), made
     except ValueError as error:
         fail(str(error))
+
+
+def shown_address(host: str, port: int) -> str:
+    """``host:port`` as a browser on this machine reaches it (a wildcard address by 127.0.0.1)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def private(data: Path, port: int | None, cleanup: contextlib.ExitStack, signals: Signals) -> str:

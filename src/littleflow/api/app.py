@@ -35,12 +35,23 @@ from ..redis.client import Client, decoded_event
 from ..redis.store import STATES, VALID_ID, InvalidArchive, StoreError
 from ..values import check_value
 from . import console
-from .auth import Tokens
+from .auth import Tokens, names_server, own_hosts
 from .metrics import prometheus
 from .problems import Problem, on_problem, response
 
 #: The largest request body accepted, in bytes.
 MAX_BODY = 10 * 1024 * 1024
+#: Seconds a request body may take in all, and the longest pause within it: a body that
+#: trickles is answered 408 and its connection closed.
+BODY_TIMEOUT, BODY_PAUSE = 30.0, 10.0
+#: Event streams (GET /events, GET /workflows/{id}/watch) open at once, in all and per token
+#: (each holds a Redis connection); past either, 429 with Retry-After (seconds).
+MAX_STREAMS, MAX_STREAMS_PER_TOKEN, STREAMS_RETRY = 64, 8, 10
+#: Methods that change something: a foreign Origin may not send them.
+CHANGES = ("POST", "PUT", "PATCH", "DELETE")
+#: The probes of a process supervisor: they answer whatever the Host header (Kubernetes'
+#: probes name the pod's address).
+PROBES = ("/health", "/ready")
 #: Seconds between keep-alive comments on an idle event stream, and of one wait for events
 #: (under the Redis client's socket timeout).
 HEARTBEAT, STREAM_BLOCK = 15.0, 3.0
@@ -60,16 +71,20 @@ SVG = "image/svg+xml"
 
 
 def create_app(url: str | None = None, prefix: str = "lf", client: Client | None = None,
-               tokens: Tokens | None = None, cors: list[str] | None = None) -> FastAPI:
+               tokens: Tokens | None = None, cors: list[str] | None = None,
+               hosts: frozenset[str] | None = None, max_streams: int = MAX_STREAMS,
+               max_streams_per_token: int = MAX_STREAMS_PER_TOKEN) -> FastAPI:
     """The API of the littleflow system on the Redis at ``url``. With ``tokens``, every
     request but the health probes needs a bearer token: ``read`` to look, ``admin`` to change.
-    Browsers on other origins may call it only from the origins in ``cors``."""
+    Browsers on other origins may call it only from the origins in ``cors``. The Host header
+    must be one of ``hosts`` (default: the loopback names) or a loopback address."""
     client = client or Client(url, prefix)
     # FastAPIOffline: the /docs and /redoc pages with their scripts served from here, not a CDN
     app = FastAPIOffline(title="littleflow", version=__version__, static_url=DOCS_ASSETS,
                          description="Submit, watch and steer littleflow workflows.")
     app.add_exception_handler(Problem, on_problem)
     app.state.closing = False  # set by the server when it stops: event streams end
+    app.state.streams = Streams(max_streams, max_streams_per_token)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -96,21 +111,9 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
         return response(request, error.status_code, HTTPStatus(error.status_code).phrase, str(error.detail),
                         headers=getattr(error, "headers", None))
 
-    @app.middleware("http")
-    async def authenticate(request: Request, call_next: Any) -> Response:
-        path = request.url.path
-        guarded = path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES)
-        if tokens and (guarded or (path == "/session" and "authorization" in request.headers)):
-            scope = tokens.bearer(request.headers.get("authorization"))
-            if scope is None:
-                return response(request, 401, "Unauthorized", "a valid bearer token is needed "
-                                "(Authorization: Bearer TOKEN)", headers={"WWW-Authenticate": "Bearer"})
-            if request.method not in ("GET", "HEAD") and path not in READ_POSTS and scope != "admin":
-                return response(request, 403, "Forbidden", "this token may only read; changes need an admin token")
-        return await call_next(request)
-
-    app.add_middleware(LimitBody, limit=MAX_BODY)  # (added last: outermost, with CORS)
-    if cors:
+    app.add_middleware(LimitBody, limit=MAX_BODY)  # (inside Gate: nothing is read before it lets a request in)
+    app.add_middleware(Gate, tokens=tokens, hosts=hosts or own_hosts(None), cors=cors or [])
+    if cors:  # (outermost: it answers preflights, which carry no token)
         app.add_middleware(CORSMiddleware, allow_origins=cors, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])
 
@@ -221,7 +224,7 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
                     sent = now
                     yield ": still here\n\n"
 
-        return _event_stream(client.url, f"event: status\ndata: {text}\n\n", changes)
+        return _event_stream(request, client.url, f"event: status\ndata: {text}\n\n", changes)
 
     @app.get("/workflows/{id}/graph", tags=["workflows"],
              responses={200: {"content": {"text/plain": {}, "application/json": {}, "image/svg+xml": {}}}})
@@ -301,7 +304,7 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
                     event = decoded_event(fields)
                     yield f"id: {last}\nevent: {event.get('kind', 'message')}\ndata: {json.dumps(event)}\n\n"
 
-        return _event_stream(client.url, ": littleflow events\n\n", entries)
+        return _event_stream(request, client.url, ": littleflow events\n\n", entries)
 
     @app.post("/events/{event}", tags=["events"],
               openapi_extra={"requestBody": {"content": {"application/json": {"schema": {}}}, "required": False}})
@@ -333,9 +336,60 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
     return app
 
 
+class Gate:
+    """ASGI middleware, before anything reads the body: the Host header must name this
+    server (403; DNS rebinding), a change must not come from a foreign Origin (403; pages of
+    other sites), and, with tokens, all but the open paths need one (401): ``read`` to look,
+    ``admin`` to change."""
+
+    def __init__(self, app: Any, tokens: Tokens | None, hosts: frozenset[str], cors: list[str]) -> None:
+        self.app, self.tokens, self.hosts, self.cors = app, tokens, hosts, cors
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            refusal = self.refusal(Request(scope))
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def refusal(self, request: Request) -> Response | None:
+        """The answer refusing ``request``, or ``None`` to let it in."""
+        path, host = request.url.path, request.headers.get("host")
+        if path not in PROBES and not names_server(host, self.hosts):
+            return response(request, 403, "Forbidden", f"the Host header {host or ''!r} does not name this "
+                            "server (its names are given with --api-host)")
+        origin = request.headers.get("origin")
+        if request.method in CHANGES and origin is not None and not self.allowed(origin, host):
+            return response(request, 403, "Forbidden", f"a page of {origin} may not change anything here "
+                            "(its origin is not this server's nor an --api-cors one)")
+        if not self.tokens:
+            return None
+        guarded = path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES)
+        if guarded or (path == "/session" and "authorization" in request.headers):
+            authorization = request.headers.get("authorization")
+            scope = self.tokens.bearer(authorization)
+            if scope is None:
+                return response(request, 401, "Unauthorized", "a valid bearer token is needed "
+                                "(Authorization: Bearer TOKEN)", headers={"WWW-Authenticate": "Bearer"})
+            if request.method not in ("GET", "HEAD") and path not in READ_POSTS and scope != "admin":
+                return response(request, 403, "Forbidden", "this token may only read; changes need an admin token")
+            request.scope.setdefault("state", {})["holder"] = self.tokens.holder(authorization)
+        return None
+
+    def allowed(self, origin: str, host: str | None) -> bool:
+        """Whether a page of ``origin`` may change things: one of this server (whatever its
+        scheme: a TLS proxy may be in front) or of ``--api-cors``."""
+        scheme, separator, address = origin.partition("://")
+        own = bool(separator) and scheme in ("http", "https") and address.lower() == (host or "").strip().lower()
+        return own or origin in self.cors or "*" in self.cors
+
+
 class LimitBody:
     """ASGI middleware: a request body past ``limit`` bytes is refused (413), whether it
-    says its length or comes in chunks. The body is read here first, then handed on."""
+    says its length or comes in chunks, and one that trickles (all of it not within
+    ``BODY_TIMEOUT`` seconds, or a pause past ``BODY_PAUSE``) is answered 408 and its
+    connection closed. The body is read here first, then handed on."""
 
     def __init__(self, app: Any, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -345,8 +399,15 @@ class LimitBody:
             await self.app(scope, receive, send)
             return
         chunks, size, more = [], 0, True
+        deadline = time.monotonic() + BODY_TIMEOUT
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), min(BODY_PAUSE, deadline - time.monotonic()))
+            except TimeoutError:
+                await response(Request(scope), 408, "Request timeout",
+                               f"the body came too slowly: it must all come within {BODY_TIMEOUT:g} s, with no "
+                               f"pause over {BODY_PAUSE:g} s", headers={"Connection": "close"})(scope, receive, send)
+                return
             if message["type"] != "http.request":
                 return  # the client went away
             chunks.append(message.get("body", b""))
@@ -368,10 +429,55 @@ class LimitBody:
         await self.app(scope, replay, send)
 
 
-def _event_stream(url: str, first: str, events: Callable[[aioredis.Redis], AsyncIterator[str]]) -> Response:
+class Streams:
+    """The event streams open at once, in all and by token: past ``total`` or ``per_token``,
+    opening one is refused (429)."""
+
+    def __init__(self, total: int, per_token: int) -> None:
+        self.total, self.per_token = total, per_token
+        self.open: dict[str | None, int] = {}
+
+    def enter(self, holder: str | None) -> Callable[[], None]:
+        """Count one more stream of ``holder`` (a token's, or ``None`` without tokens); returns
+        what ends it."""
+        if sum(self.open.values()) >= self.total:
+            raise Problem(429, "Too many streams", f"{self.total} event streams are open on this server; "
+                          "try again later", headers={"Retry-After": str(STREAMS_RETRY)})
+        if holder is not None and self.open.get(holder, 0) >= self.per_token:
+            raise Problem(429, "Too many streams", f"this token has {self.per_token} event streams open; close "
+                          "one or try again later", headers={"Retry-After": str(STREAMS_RETRY)})
+        self.open[holder] = self.open.get(holder, 0) + 1
+
+        def leave() -> None:
+            self.open[holder] -= 1
+            if not self.open[holder]:
+                del self.open[holder]
+
+        return leave
+
+
+class _CountedStream(StreamingResponse):
+    """A streaming response that calls ``leave`` when it ends, however it ends."""
+
+    def __init__(self, *args: Any, leave: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.leave = leave
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.leave()
+
+
+def _event_stream(request: Request, url: str, first: str,
+                  events: Callable[[aioredis.Redis], AsyncIterator[str]]) -> Response:
     """A Server-Sent Events response: ``first``, then what ``events`` yields as it reads Redis
     on a connection of its own (closed at the end). Async, so an open stream holds no thread
-    of the server; a Redis error ends it with ``event: error``."""
+    of the server; a Redis error ends it with ``event: error``. Counted against the caps of
+    :class:`Streams` (429 past them)."""
+    leave = request.app.state.streams.enter(getattr(request.state, "holder", None))
+
     async def stream() -> AsyncIterator[str]:
         yield first
         reader = aioredis.Redis.from_url(url, decode_responses=True)
@@ -383,8 +489,8 @@ def _event_stream(url: str, first: str, events: Callable[[aioredis.Redis], Async
         finally:
             await reader.aclose()
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return _CountedStream(stream(), media_type="text/event-stream", leave=leave,
+                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 def _media_type(request: Request) -> str:

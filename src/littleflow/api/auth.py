@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import re
+import secrets
 from pathlib import Path
 
 SCOPES = ("read", "admin")
@@ -55,6 +57,11 @@ class Tokens:
         scheme, _, token = (authorization or "").partition(" ")
         return self.scope(token.strip()) if scheme.lower() == "bearer" else None
 
+    def holder(self, authorization: str | None) -> str:
+        """Who sends an ``Authorization`` header, to count what each token holds open: a
+        short digest of its token."""
+        return _digest(authorization or "")[:16]
+
     def scope(self, token: str) -> str | None:
         """The scope of ``token``, or ``None`` if it is not one of ours."""
         digest = _digest(token)
@@ -67,3 +74,74 @@ class Tokens:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+#: The file of the token ``littleflow serve`` makes when none is configured, in its data directory.
+TOKEN_FILE = "api.token"
+#: Host names that are always this server's: only a page of this machine can send them.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def local_token(directory: Path) -> str | None:
+    """The admin token ``serve`` keeps in ``directory``, if there is a sound one: a private
+    file (no rights for group or others) owned by this user, holding a long enough token."""
+    try:
+        descriptor = os.open(directory / TOKEN_FILE, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(descriptor, encoding="utf-8") as file:
+        info = os.fstat(file.fileno())
+        if info.st_mode & 0o077 or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
+            return None  # (readable by others: it may have leaked, so it is replaced)
+        token = file.read(1024).strip()
+    return token if re.fullmatch(r"[A-Za-z0-9_-]{32,}", token) else None
+
+
+def ensure_local_token(directory: Path) -> str:
+    """The admin token kept in ``directory``: the one there if sound, else a new one, written
+    to a file that is private (mode 0600) from the moment it exists."""
+    token = local_token(directory)
+    if token is not None:
+        return token
+    token = secrets.token_urlsafe(32)
+    directory.mkdir(parents=True, exist_ok=True)
+    temporary = directory / f".{TOKEN_FILE}.{os.getpid()}"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(token + "\n")
+    os.replace(temporary, directory / TOKEN_FILE)
+    return token
+
+
+def host_name(header: str) -> str:
+    """The name of a ``Host`` header, without its port, in lower case: ``[::1]:80`` → ``::1``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    name, colon, port = header.rpartition(":")
+    return name.rstrip(".") if colon and port.isdigit() and ":" not in name else header.rstrip(".")
+
+
+def is_loopback(name: str) -> bool:
+    """Whether ``name`` (a host name or an address) can only mean this machine."""
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def own_hosts(bound: str | None, names: list[str] | tuple[str, ...] = ()) -> frozenset[str]:
+    """The names a ``Host`` header may give for a server bound to ``bound``: the loopback
+    names, the bound address (unless it is 0.0.0.0 or ::) and ``names``."""
+    hosts = {*LOOPBACK_NAMES, *(host_name(name) for name in names)}
+    if bound and bound not in ("0.0.0.0", "::", ""):
+        hosts.add(host_name(bound if ":" not in bound or bound.startswith("[") else f"[{bound}]"))
+    return frozenset(hosts)
+
+
+def names_server(header: str | None, hosts: frozenset[str]) -> bool:
+    """Whether a ``Host`` header names this server: one of ``hosts``, or a loopback address."""
+    name = host_name(header or "")
+    return name in hosts or is_loopback(name)

@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 
 import uvicorn
 
 from .app import create_app
-from .auth import TOKENS_VAR, Tokens
+from .auth import TOKENS_VAR, Tokens, is_loopback, own_hosts
 
 
 class ApiServer:
-    """The HTTP API of the Redis at ``url`` on ``host:port``. Tokens are required on any
-    address but loopback (and enforced on loopback too once there are any)."""
+    """The HTTP API of the Redis at ``url`` on ``host:port``. It needs ``tokens`` unless
+    ``no_auth`` (allowed on loopback only); the Host header must name it: its address, a
+    loopback name or one of ``names``."""
 
     name = "api"
 
     def __init__(self, url: str, prefix: str, host: str, port: int, tokens: Tokens | None = None,
-                 cors: list[str] | None = None) -> None:
-        if not _loopback(host) and not tokens:
-            raise ValueError(f"the API needs tokens to listen on {host} (not loopback): set "
-                             f"${TOKENS_VAR} or give a tokens file")
+                 cors: list[str] | None = None, names: list[str] | None = None, no_auth: bool = False) -> None:
+        if no_auth and not is_loopback(host):
+            raise ValueError(f"--api-no-auth is for loopback addresses only, not {host}: give tokens "
+                             f"(--api-tokens FILE or ${TOKENS_VAR})")
+        if not no_auth and not tokens:
+            raise ValueError(f"the API needs tokens (--api-tokens FILE or ${TOKENS_VAR}), or --api-no-auth "
+                             "on loopback")
         self.host, self.port = host, port
-        self.app = create_app(url, prefix, tokens=tokens, cors=cors)
+        self.app = create_app(url, prefix, tokens=None if no_auth else tokens, cors=cors,
+                              hosts=own_hosts(host, names or []))
         self.server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port,
                                                     log_level="warning", access_log=False,
                                                     timeout_graceful_shutdown=5))
@@ -36,12 +40,3 @@ class ApiServer:
         stop.wait()
         self.app.state.closing = True  # open event streams end, so stopping need not wait them out
         self.server.should_exit = True
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
