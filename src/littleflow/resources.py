@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urljoin, urlparse
 
 import yaml
 
+from .confine import OPEN, Confinement, Refused
 from .literals import LiteralError, load_json_text, load_yaml, plain
 
 if TYPE_CHECKING:
     import httpx
 
-#: Seconds an http(s) resource may take.
+#: Seconds an http(s) request may take (resources and ``http:`` tasks) unless its ``timeout`` says.
 HTTP_TIMEOUT = 30.0
+#: The most seconds a ``timeout`` may give an http(s) request; more is cut down to this.
+HTTP_MAX_TIMEOUT = 300.0
 
 _TYPES = {
     "json": ("application/json", "text/json"),
@@ -42,21 +46,66 @@ def resolve(uri: str, base: str | None) -> str:
     return str(Path(base or os.getcwd(), uri))
 
 
-def read(uri: str, params: dict[str, Any], base: str | None) -> Any:
-    """The content of a resource as data."""
+def read(uri: str, params: dict[str, Any], base: str | None, confine: Confinement = OPEN) -> Any:
+    """The content of a resource as data; ``confine`` says which files and addresses it may be."""
     target = resolve(uri, base)
     if _is_http(target):
-        response = _request("GET", target, params)
-        text, header = response.text, response.headers.get("content-type")
+        response = _request("GET", target, params, confine)
+        return _decoded(uri, target, params, response)
+    return _decoded(uri, target, params, _read_file(uri, base, confine))
+
+
+async def read_http(uri: str, params: dict[str, Any], base: str | None, confine: Confinement = OPEN,
+                    client: httpx.AsyncClient | None = None) -> Any:
+    """The content of an http(s) resource as data, read with ``client`` (a confined one by default)."""
+    target = resolve(uri, base)
+    return _decoded(uri, target, params, await _arequest("GET", target, params, confine, client))
+
+
+def write(uri: str, params: dict[str, Any], base: str | None, value: Any, confine: Confinement = OPEN) -> Any:
+    """Write ``value`` to a resource; returns ``value`` unchanged."""
+    target = resolve(uri, base)
+    kind = _kind(params.get("content-type"), target)
+    body = serialize(value, kind)
+    if _is_http(target):
+        _request(str(params.get("method", "PUT")).upper(), target, params, confine, content=body.encode(),
+                 headers={"content-type": _TYPES[kind][0]})
     else:
-        path = _path(target, base)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise ResourceError(f"cannot read <{uri}>: {error.strerror or error}") from None
-        except UnicodeDecodeError:
-            raise ResourceError(f"cannot read <{uri}>: not UTF-8 text") from None
-        header = None
+        _write_file(uri, base, body, confine)
+    return value
+
+
+async def write_http(uri: str, params: dict[str, Any], base: str | None, value: Any, confine: Confinement = OPEN,
+                     client: httpx.AsyncClient | None = None) -> Any:
+    """Write ``value`` to an http(s) resource with ``client``; returns ``value`` unchanged."""
+    target = resolve(uri, base)
+    kind = _kind(params.get("content-type"), target)
+    await _arequest(str(params.get("method", "PUT")).upper(), target, params, confine, client,
+                    content=serialize(value, kind).encode(), headers={"content-type": _TYPES[kind][0]})
+    return value
+
+
+def is_http(uri: Any, base: str | None) -> bool:
+    """Whether the resource ``uri`` is an http(s) URL (itself or against ``base``)."""
+    return isinstance(uri, str) and _is_http(resolve(uri, base))
+
+
+def timeout(params: dict[str, Any], default: float | None = None) -> float:
+    """The seconds an HTTP request may take: the ``timeout`` parameter, else ``default``, else
+    :data:`HTTP_TIMEOUT`; more than :data:`HTTP_MAX_TIMEOUT` is cut down to it."""
+    value = params.get("timeout", default)
+    if value is None:
+        return HTTP_TIMEOUT
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ResourceError(f"timeout must be a number of seconds > 0, not {value!r}")
+    return min(float(value), HTTP_MAX_TIMEOUT)
+
+
+def _decoded(uri: str, target: str, params: dict[str, Any], content: str | httpx.Response) -> Any:
+    if isinstance(content, str):
+        text, header = content, None
+    else:
+        text, header = content.text, content.headers.get("content-type")
     kind = _kind(params.get("content-type") or header, target)
     try:
         return parse(text, kind)
@@ -64,32 +113,50 @@ def read(uri: str, params: dict[str, Any], base: str | None) -> Any:
         raise ResourceError(f"cannot read <{uri}> as {kind}: {error}") from None
 
 
-def write(uri: str, params: dict[str, Any], base: str | None, value: Any) -> Any:
-    """Write ``value`` to a resource; returns ``value`` unchanged."""
-    target = resolve(uri, base)
-    kind = _kind(params.get("content-type"), target)
-    body = serialize(value, kind)
-    if _is_http(target):
-        headers = {"content-type": _TYPES[kind][0]}
-        _request(str(params.get("method", "PUT")).upper(), target, params, content=body.encode(), headers=headers)
-        return value
-    path = _path(target, base)
-    temporary = None
+def _read_file(uri: str, base: str | None, confine: Confinement) -> str:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False,
-                                         prefix=f".{path.name}.") as file:
-            temporary = file.name
-            file.write(body)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # as a plain open() would have made it
-        os.replace(temporary, path)
+        path = confine.path(_path(uri), base)
+        # (not following a symlink put in place since the path was checked, nor waiting on a pipe)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | (0 if confine.files is None else os.O_NOFOLLOW))
+        with open(descriptor, "rb") as file:
+            confine.opened(descriptor, path)
+            return file.read().decode("utf-8")
+    except Refused as error:
+        raise ResourceError(f"cannot read <{uri}>: {error}") from None
     except OSError as error:
-        if temporary is not None and os.path.exists(temporary):
-            os.unlink(temporary)
+        raise ResourceError(f"cannot read <{uri}>: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise ResourceError(f"cannot read <{uri}>: not UTF-8 text") from None
+
+
+def _write_file(uri: str, base: str | None, body: str, confine: Confinement) -> None:
+    """Write through a temporary file in the same directory, renamed over the target:
+    readers see the old content or the new, never part. The directory is opened and checked
+    once, and both names are taken relative to it, so neither can be steered out of the roots."""
+    temporary = directory = None
+    try:
+        path = confine.path(_path(uri), base)
+        parent, name = os.path.split(path)
+        os.makedirs(parent or ".", exist_ok=True)
+        directory = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY)
+        confine.opened(directory, parent, directory=True)
+        temporary = f".{name}.{secrets.token_hex(4)}"
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666,
+                             dir_fd=directory)  # (0o666 less the umask, as a plain open() makes it)
+        with open(descriptor, "w", encoding="utf-8") as file:
+            file.write(body)
+        os.replace(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
+        temporary = None
+    except Refused as error:
+        raise ResourceError(f"cannot write <{uri}>: {error}") from None
+    except OSError as error:
         raise ResourceError(f"cannot write <{uri}>: {error.strerror or error}") from None
-    return value
+    finally:
+        if directory is not None:
+            if temporary is not None:
+                with suppress(OSError):
+                    os.unlink(temporary, dir_fd=directory)
+            os.close(directory)
 
 
 def parse(text: str, kind: str) -> Any:
@@ -133,22 +200,44 @@ def _is_http(target: str) -> bool:
     return target.startswith(("http://", "https://"))
 
 
-def _path(target: str, base: str | None) -> Path:
-    if target.startswith("file:"):
-        path = Path(unquote(urlparse(target).path))
-        return path if path.is_absolute() else Path(base or os.getcwd(), path)
-    return Path(target)
+def _path(uri: str) -> str:
+    """The file path of a ``file:`` URI or a path, as written (relative or absolute)."""
+    return unquote(urlparse(uri).path) if uri.startswith("file:") else uri
 
 
-def _request(method: str, url: str, params: dict[str, Any], **options: Any) -> httpx.Response:
+def _request(method: str, url: str, params: dict[str, Any], confine: Confinement, **options: Any) -> httpx.Response:
     import httpx  # only flows with http(s) resources pay for importing it
 
-    headers = {**{str(k): str(v) for k, v in (params.get("headers") or {}).items()}, **options.pop("headers", {})}
+    transport = None if confine.http_allow is None else confine.transport()
     try:
-        response = httpx.request(method, url, headers=headers, timeout=params.get("timeout", HTTP_TIMEOUT),
-                                 follow_redirects=True, **options)
-    except httpx.HTTPError as error:
+        with httpx.Client(transport=transport, follow_redirects=True) as client:
+            response = client.request(method, url, **_options(params, options))
+    except (httpx.HTTPError, Refused) as error:
         raise ResourceError(f"cannot {method} <{url}>: {error}") from None
+    return _checked(method, url, response)
+
+
+async def _arequest(method: str, url: str, params: dict[str, Any], confine: Confinement,
+                    client: httpx.AsyncClient | None, **options: Any) -> httpx.Response:
+    import httpx
+
+    try:
+        if client is not None:
+            response = await client.request(method, url, follow_redirects=True, **_options(params, options))
+        else:
+            async with httpx.AsyncClient(transport=confine.async_transport()) as own:
+                response = await own.request(method, url, follow_redirects=True, **_options(params, options))
+    except (httpx.HTTPError, Refused) as error:
+        raise ResourceError(f"cannot {method} <{url}>: {error}") from None
+    return _checked(method, url, response)
+
+
+def _options(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    headers = {**{str(k): str(v) for k, v in (params.get("headers") or {}).items()}, **options.pop("headers", {})}
+    return {"headers": headers, "timeout": timeout(params), **options}
+
+
+def _checked(method: str, url: str, response: httpx.Response) -> httpx.Response:
     if response.is_error:
         raise ResourceError(f"{method} <{url}> answered {response.status_code} {response.reason_phrase}")
     return response
