@@ -1,6 +1,10 @@
 """Guards: RFC 9535 JSONPath filters deciding whether a step runs (LANGUAGE.md §9.3)."""
 
+import time
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from littleflow.guard import GuardError, compile_guard, normalize
 
@@ -50,3 +54,59 @@ def test_malformed_expressions(expression):
     with pytest.raises(GuardError) as caught:
         compile_guard(expression)
     assert "guard" in str(caught.value)
+
+
+# -- hostile guards: match() and search() on RE2, a time budget per evaluation -------------------------
+def test_catastrophic_pattern_runs_in_linear_time():
+    """`(a|aa)+$` backtracks exponentially in a backtracking engine; RE2 answers at once."""
+    guard = compile_guard('$[?search(@.x, "(a|aa)+$")]')
+    started = time.monotonic()
+    assert guard.test({"x": "a" * 40 + "b"}) is False
+    assert guard.test({"x": "a" * 100_000 + "b"}) is False
+    print(f"catastrophic pattern on 100,000 characters: {time.monotonic() - started:.4f} s")
+
+
+@pytest.mark.parametrize("expression, value, runs", [
+    ('$[?match(@.x, "a.c")]', {"x": "abc"}, True),
+    ('$[?match(@.x, "a.c")]', {"x": "a\nc"}, False),  # I-Regexp's dot: any character but CR and LF
+    ('$[?match(@.x, "a.c")]', {"x": "a\rc"}, False),
+    ('$[?match(@.x, "a[.]c")]', {"x": "abc"}, False),  # a dot in a class is a dot
+    ('$[?match(@.x, "a\\\\.c")]', {"x": "a.c"}, True),
+    ('$[?match(@.x, "ab")]', {"x": "xaby"}, False),  # match: the whole text
+    ('$[?search(@.x, "ab")]', {"x": "xaby"}, True),  # search: a part of it
+    ('$[?search(@.x, "\\\\p{Lu}")]', {"x": "aÉ"}, True),
+    ('$[?match(@.x, @.p)]', {"x": "aaa", "p": "a{3}"}, True),  # a pattern from the input
+    ('$[?match(@.x, @.p)]', {"x": "aaa", "p": "a{2,"}, False),  # not an I-Regexp: false, not an error
+    ('$[?match(@.x, @.p)]', {"x": "a", "p": "(?i)A"}, False),  # no flags in I-Regexp
+    ('$[?match(@.x, @.p)]', {"x": "a", "p": "((a{100}){100}){100}"}, False),  # too big for RE2's memory
+    ('$[?match(@.x, "a")]', {"x": "\ud800"}, False),  # a lone surrogate is no text
+    ('$[?match(@.x, "a")]', {"x": 1}, False),
+])
+def test_match_and_search_follow_rfc_9485(expression, value, runs):
+    assert compile_guard(expression).test(value) is runs
+
+
+@settings(max_examples=200, deadline=None)
+@given(pattern=st.lists(st.sampled_from(["a", "b", ".", "a*", "(a|b)", "[ab]", "b?", "(ab)+", "[^a]", "a{1,2}"]),
+                        min_size=1, max_size=5).map("".join),
+       text=st.text(alphabet="ab\nc", max_size=8))
+def test_re2_agrees_with_a_backtracking_engine(pattern, text):
+    """On small patterns, RE2 decides as the JSONPath library's own (backtracking) functions do."""
+    import jsonpath_rfc9535
+
+    value = {"x": text, "p": pattern}
+    for function in ("match", "search"):
+        expression = f"$[?{function}(@.x, @.p)]"
+        expected = jsonpath_rfc9535.find_one(expression, [value]) is not None
+        assert compile_guard(expression).test(value) is expected, (function, pattern, text)
+
+
+def test_a_guard_over_its_budget_is_an_error_that_names_it():
+    heavy = {"a": [[i, [i, {"b": i}]] for i in range(3000)]}  # each node's filter walks the whole input
+    guard = compile_guard("$[?count(@..*[?count($..*) > 0]) > 0]")
+    started = time.monotonic()
+    with pytest.raises(GuardError) as caught:
+        guard.test(heavy, budget=0.2)
+    print(f"stopped after {time.monotonic() - started:.2f} s (budget 0.2 s)")
+    assert "took more than 0.2 s" in str(caught.value) and "count(@..*" in str(caught.value)
+    assert guard.test({"a": [1]}, budget=0.2) is True  # the same guard on a small input is fine

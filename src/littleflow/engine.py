@@ -15,7 +15,7 @@ from operator import gt
 from typing import Any, NamedTuple
 
 from .flow import Flow
-from .guard import compile_guard
+from .guard import GuardError, compile_guard
 from .state import Frame, Iteration, Key, State
 
 #: Runs of one node allowed by default before the flow fails (a mistaken cycle must not hang).
@@ -230,7 +230,7 @@ class Engine:
                     raise TaskFailure(f"cannot merge the input: item {position} is not an object ({value!r})")
                 merged.update(value)
             input = merged
-        if spec.guard and not self.guards[node].test(input):
+        if spec.guard and not self._passes(node, input):
             frame.skipped.add(node)
             skip_to = spec.pair if spec.kind == "subflow-start" else node
             frame.outputs[node] = input
@@ -256,6 +256,13 @@ class Engine:
                     starts.append(Start(frame.path, node, item, value))
             return _HANDLED
         return input
+
+    def _passes(self, node: int, input: Any) -> bool:
+        """Whether ``node``'s guard lets it run with ``input``; a guard over its time budget fails the step."""
+        try:
+            return self.guards[node].test(input)
+        except GuardError as error:
+            raise TaskFailure(str(error)) from None
 
     def _item_done(self, state: State, frame: Frame, output: Any, ends: list) -> None:
         """An item's copy of an iterated subflow reached its end."""

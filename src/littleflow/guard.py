@@ -1,10 +1,22 @@
-"""Guards: RFC 9535 JSONPath filters that decide whether a step runs (LANGUAGE.md §9.3)."""
+"""Guards: RFC 9535 JSONPath filters that decide whether a step runs (LANGUAGE.md §9.3).
+
+A guard is evaluated on input nobody vetted, so its cost is bounded: ``match()`` and
+``search()`` run on RE2, which cannot backtrack (time linear in the text), and each
+evaluation has a time budget (:data:`BUDGET`) past which the step fails.
+"""
 
 from __future__ import annotations
 
 import re
 from functools import lru_cache
 from typing import Any
+
+from .budget import OverBudget, limit
+
+#: Seconds one evaluation of a guard may take; past it, the guarded step fails.
+BUDGET = 1.0
+#: Memory RE2 may use for one pattern (patterns may come from the input: ``match(@.a, @.b)``).
+PATTERN_MEMORY = 8 << 20
 
 # A string literal, or a lone '=' (not part of ==, !=, <=, >=).
 _EQUALS = re.compile(r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?<![=!<>])=(?!=)""")
@@ -26,7 +38,7 @@ class Guard:
         self.expression = expression
         text = normalize(expression)
         try:
-            self._query = jsonpath.compile(text)
+            self._query = _environment().compile(text)
         except jsonpath.JSONPathError as error:
             raise GuardError(f"invalid guard `{expression}`: {error}") from None
         except RecursionError:
@@ -35,13 +47,20 @@ class Guard:
             raise GuardError(f"invalid guard `{expression}`: {error}") from None
         self._root = _ROOT_FILTER.match(text) is not None
 
-    def test(self, value: Any) -> bool:
-        """True when the expression selects at least one value of ``value``.
+    def test(self, value: Any, budget: float | None = None) -> bool:
+        """True when the expression selects at least one value of ``value``; raises
+        :class:`GuardError` when that takes more than ``budget`` seconds (default :data:`BUDGET`).
 
         A filter at the root (``$[?…]``) tests ``value`` itself rather than its members.
         """
         subject = [value] if self._root else value
-        return self._query.find_one(subject) is not None
+        try:
+            with limit(BUDGET if budget is None else budget, f"the guard `{self.expression}`"):
+                return self._query.find_one(subject) is not None
+        except OverBudget as error:
+            raise GuardError(f"{error} (the time one guard may take)") from None
+        except RecursionError:
+            raise GuardError(f"the guard `{self.expression}`: its input is nested too deeply") from None
 
 
 def normalize(expression: str) -> str:
@@ -53,3 +72,74 @@ def normalize(expression: str) -> str:
 def compile_guard(expression: str) -> Guard:
     """The :class:`Guard` for ``expression``; raises :class:`GuardError` if malformed."""
     return Guard(expression)
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Any:
+    """A JSONPath environment whose ``match`` and ``search`` run on RE2."""
+    import jsonpath_rfc9535 as jsonpath
+
+    class Pattern(jsonpath.function_extensions.FilterFunction):
+        """RFC 9535 ``match`` (the whole text) or ``search`` (a part of it): False for a
+        pattern that is not an I-Regexp (RFC 9485) or that RE2 cannot hold."""
+
+        arg_types = [jsonpath.function_extensions.ExpressionType.VALUE] * 2
+        return_type = jsonpath.function_extensions.ExpressionType.LOGICAL
+
+        def __init__(self, whole: bool) -> None:
+            self.whole = whole
+
+        def __call__(self, text: object, pattern: object) -> bool:
+            if not isinstance(text, str) or not isinstance(pattern, str):
+                return False
+            compiled = _pattern(pattern)
+            if compiled is None:
+                return False
+            try:
+                found = compiled.fullmatch(text) if self.whole else compiled.search(text)
+            except UnicodeError:  # a lone surrogate: not text RE2 can read
+                return False
+            return found is not None
+
+    class Environment(jsonpath.JSONPathEnvironment):
+        def setup_function_extensions(self) -> None:
+            super().setup_function_extensions()
+            self.function_extensions["match"] = Pattern(whole=True)
+            self.function_extensions["search"] = Pattern(whole=False)
+
+    return Environment()
+
+
+@lru_cache(maxsize=256)
+def _pattern(pattern: str) -> Any:
+    """``pattern`` (an I-Regexp) compiled by RE2, or None if it is not one or RE2 refuses it."""
+    import re2
+    from iregexp_check import check
+
+    if len(pattern) > 4096 or not check(pattern):
+        return None
+    options = re2.Options()
+    options.max_mem = PATTERN_MEMORY
+    options.log_errors = False
+    try:
+        return re2.compile(_unescaped_dots(pattern), options)
+    except (re2.error, UnicodeError):
+        return None
+
+
+def _unescaped_dots(pattern: str) -> str:
+    """I-Regexp's ``.`` (any character but CR and LF) in RE2's syntax; the rest is the same."""
+    parts, escaped, in_class = [], False, False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "[":
+            in_class = True
+        elif char == "]":
+            in_class = False
+        elif char == "." and not in_class:
+            char = "[^\\n\\r]"
+        parts.append(char)
+    return "".join(parts)

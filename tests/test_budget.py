@@ -1,0 +1,79 @@
+"""Time budgets for Python work on hostile input (budget.py)."""
+
+import sys
+import time
+
+import pytest
+
+from littleflow.budget import OverBudget, limit
+
+
+def spin(calls: int = 10**9) -> int:
+    total = 0
+    for number in range(calls):
+        total += abs(number)  # a C call: the budget must still end the loop through the Python frames around it
+        total += _step(number)
+    return total
+
+
+def _step(number: int) -> int:
+    return number & 1
+
+
+def forever() -> None:
+    def items():
+        while True:
+            yield 1
+    for _ in items():
+        pass
+
+
+@pytest.mark.parametrize("work", [spin, forever])
+def test_work_past_its_budget_is_stopped_from_within(work):
+    started = time.monotonic()
+    with pytest.raises(OverBudget, match="spinning took more than 0.1 s"):
+        with limit(0.1, "spinning"):
+            work()
+    assert time.monotonic() - started < 5  # stopped, not run to its end (it never ends)
+    assert sys.gettrace() is None  # the hook is gone
+
+
+def test_work_within_its_budget_is_left_alone():
+    with limit(5, "spinning"):
+        assert spin(1000) == sum(range(1000)) + 500
+
+
+def test_an_overrun_swallowed_inside_is_still_over_budget():
+    def careless() -> None:
+        try:
+            spin()
+        except Exception:  # noqa: BLE001 - what careless code does
+            pass
+
+    with pytest.raises(OverBudget):
+        with limit(0.1, "careless work"):
+            careless()
+
+
+def test_an_overrun_turned_into_another_error_is_still_over_budget():
+    def wrapping() -> None:
+        try:
+            spin()
+        except OverBudget as error:
+            raise ValueError("something else") from error
+
+    with pytest.raises(OverBudget):
+        with limit(0.1, "wrapping work"):
+            wrapping()
+
+
+def test_budgets_nest_and_the_nearest_deadline_wins():
+    with pytest.raises(OverBudget, match="outer took"):
+        with limit(0.1, "outer"):
+            with limit(60, "inner"):
+                spin()
+    with pytest.raises(OverBudget, match="inner took"):
+        with limit(60, "outer"):
+            with limit(0.1, "inner"):
+                spin()
+        pytest.fail("the inner overrun ends the outer block too")
