@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from .literals import LiteralError, load_json, load_yaml
+from .literals import Budget, LiteralError, json_size, load_json, load_yaml
 from .source import Source
 
 # Token kinds.
@@ -90,6 +90,7 @@ def tokens(source: Source) -> Iterator[Token]:
     lone = _SURROGATE.search(text)
     if lone:
         raise source.error(f"the text holds a lone surrogate \\u{ord(lone.group()):04x} (not Unicode text)", lone.start())
+    budget = Budget()  # what all the literals and parameters of the text may expand to
     match = _TOKEN.match
     new = tuple.__new__  # Token(...) without NamedTuple's Python-level __new__: this loop is hot
     size = len(text)
@@ -113,10 +114,10 @@ def tokens(source: Source) -> Iterator[Token]:
         elif kind == "label":
             yield Token(LABEL, m.group(kind)[1:], at)
         elif kind == "params":
-            value, end = _params(source, m.group(kind), at, end)
+            value, end = _params(source, m.group(kind), at, end, budget)
             yield Token(PARAMS, value, at)
         elif kind == "literal":
-            value, end = _literal(source, m.group(kind), at, end)
+            value, end = _literal(source, m.group(kind), at, end, budget)
             yield Token(LITERAL, value, at)
         elif kind == "resource":
             yield Token(RESOURCE, m.group(kind)[1:-1], at)
@@ -142,38 +143,39 @@ def tokens(source: Source) -> Iterator[Token]:
     yield Token(EOF, None, size)
 
 
-def _params(source: Source, opening: str, at: int, end: int) -> tuple[Any, int]:
+def _params(source: Source, opening: str, at: int, end: int, budget: Budget) -> tuple[Any, int]:
     """Parameters after a name: ``()``, ``(- YAML -)``, ``({…})`` or ``([…])``."""
     if opening.endswith(")"):
         return None, end
     if opening == "(-":
-        return _yaml(source, "parameters", at, end, "-)")
-    return _json(source, "parameters", at, end, ")")
+        return _yaml(source, "parameters", at, end, "-)", budget)
+    return _json(source, "parameters", at, end, ")", budget)
 
 
-def _literal(source: Source, opening: str, at: int, end: int) -> tuple[Any, int]:
+def _literal(source: Source, opening: str, at: int, end: int, budget: Budget) -> tuple[Any, int]:
     """A literal source: ``<>``, ``<- YAML ->``, ``<{…}>`` or ``<[…]>``."""
     if opening.endswith(">"):
         return {}, end
     if opening == "<-":
-        value, end = _yaml(source, "literal", at, end, "->")
+        value, end = _yaml(source, "literal", at, end, "->", budget)
         return ({} if value is None else value), end
-    return _json(source, "literal", at, end, ">")
+    return _json(source, "literal", at, end, ">", budget)
 
 
-def _yaml(source: Source, what: str, at: int, start: int, closing: str) -> tuple[Any, int]:
+def _yaml(source: Source, what: str, at: int, start: int, closing: str, budget: Budget) -> tuple[Any, int]:
     close = source.text.find(closing, start)
     if close < 0:
         raise source.error(f"unclosed {what}: expected '{closing}' to end the YAML", at)
     try:
-        return load_yaml(source.text[start:close]), close + len(closing)
+        return load_yaml(source.text[start:close], budget), close + len(closing)
     except LiteralError as error:
         raise source.error(_where(source, error, start, what), at) from None
 
 
-def _json(source: Source, what: str, at: int, start: int, closing: str) -> tuple[Any, int]:
+def _json(source: Source, what: str, at: int, start: int, closing: str, budget: Budget) -> tuple[Any, int]:
     try:
         value, end = load_json(source.text, start)
+        budget.spend(json_size(value), start)
     except LiteralError as error:
         raise source.error(_where(source, error, 0, what), at) from None
     end = _SPACE.match(source.text, end).end()

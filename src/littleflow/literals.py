@@ -13,6 +13,10 @@ _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 #: At most this many values in one literal (YAML aliases can multiply a small text).
 MAX_VALUES = 1_000_000
+#: At most this many bytes of compact JSON (UTF-8) in the literals and parameters of one flow
+#: text together, and in one YAML document read as a resource or input; a YAML alias counts
+#: the whole node it names each time it is used, so a small "alias bomb" is refused unexpanded.
+MAX_BYTES = 16 * 1024 * 1024
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 #: Where a JSON text may decode to a lone surrogate: a raw one, or a ``\uD800``-``\uDFFF`` escape.
@@ -26,6 +30,29 @@ class LiteralError(ValueError):
         super().__init__(message)
         self.message = message
         self.offset = offset
+
+
+class Budget:
+    """The bytes of compact JSON that the literals of one text may still expand to."""
+
+    __slots__ = ("limit", "left")
+
+    def __init__(self, limit: int = MAX_BYTES) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def spend(self, size: int, offset: int | None = None) -> None:
+        """Take ``size`` bytes; raise :class:`LiteralError` (at ``offset``) if fewer are left."""
+        if size > self.left:
+            raise self.error(size, offset)
+        self.left -= size
+
+    def error(self, size: int, offset: int | None) -> LiteralError:
+        if size <= self.limit:
+            return LiteralError(f"too large: with the literals before it, more than {self.limit:,} bytes as JSON",
+                                offset)
+        return LiteralError(f"too large: more than {self.limit:,} bytes as JSON once YAML aliases are expanded",
+                            offset)
 
 
 class PlainLoader(_Base):  # type: ignore[misc, valid-type]
@@ -72,13 +99,17 @@ def _map(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Any:
 PlainLoader.add_constructor("tag:yaml.org,2002:map", _map)
 
 
-def load_yaml(text: str) -> Any:
-    """Load YAML text as plain data; an empty text gives ``None``."""
+def load_yaml(text: str, budget: Budget | None = None) -> Any:
+    """Load YAML text as plain data; an empty text gives ``None``.
+
+    Its size as JSON, aliases expanded, is measured on the parsed nodes before any value is
+    built, and taken from ``budget`` (:data:`MAX_BYTES` if none).
+    """
     raw = _SURROGATE.search(text)
     if raw:
         raise _lone_surrogate(raw.group(), raw.start())
     try:
-        value = yaml.load(text, Loader=PlainLoader)  # noqa: S506 - PlainLoader is a safe loader
+        value = _load(text, budget or Budget())
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         problem = error.problem or error.context or "malformed YAML"
@@ -90,9 +121,85 @@ def load_yaml(text: str) -> Any:
         raise LiteralError(f"invalid YAML: {error}") from None
     except RecursionError:
         raise LiteralError("invalid YAML: nested too deeply") from None
+    except LiteralError:
+        raise
     except ValueError as error:  # e.g. an integer with more digits than Python converts
         raise LiteralError(f"invalid YAML: {error}") from None
     return plain(value)
+
+
+def _load(text: str, budget: Budget) -> Any:
+    loader = PlainLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        budget.spend(_expanded(loader, node, budget), node.start_mark.index)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _expanded(loader: PlainLoader, root: yaml.Node, budget: Budget) -> int:
+    """The bytes of ``root`` as compact JSON with every alias expanded (duplicate and merged
+    keys counted as written). Each node is measured once, so this takes time in the size of the
+    text, not of the expansion; raises :class:`LiteralError` at the first node over a limit."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (values, bytes)
+    open_: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, closing = stack.pop()
+        key = id(node)
+        if key in sizes:
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            sizes[key] = (1, json_size(loader.construct_object(node)))
+            continue
+        parts = _parts(node)
+        if not closing:
+            if key in open_:
+                raise LiteralError("a literal may not contain itself", node.start_mark.index)
+            open_.add(key)
+            stack.append((node, True))
+            stack.extend((part, False) for part in parts if id(part) not in sizes)
+            continue
+        open_.discard(key)
+        values = 1 + sum(sizes[id(part)][0] for part in parts)
+        size = 1 + max(len(parts), 1) + sum(sizes[id(part)][1] for part in parts)  # brackets, commas
+        if isinstance(node, yaml.MappingNode):
+            size += sum(_key_size(loader, name) for name, _ in node.value)
+        if values > MAX_VALUES:
+            raise LiteralError(f"literal too large (more than {MAX_VALUES:,} values)", node.start_mark.index)
+        if size > budget.left:
+            raise budget.error(size, node.start_mark.index)
+        sizes[key] = (values, size)
+    return sizes[id(root)][1]
+
+
+def _parts(node: yaml.Node) -> list[yaml.Node]:
+    """The values inside a collection node (a mapping's keys are measured apart)."""
+    if isinstance(node, yaml.MappingNode):
+        return [value for _, value in node.value]
+    return list(node.value)
+
+
+def _key_size(loader: PlainLoader, node: yaml.Node) -> int:
+    """The bytes of a mapping key as a JSON object key, with its colon."""
+    if node.tag == _MERGE:
+        return 3  # (counted as a key of its own: an upper bound for what it merges)
+    if not isinstance(node, yaml.ScalarNode):
+        raise LiteralError("an object key must be text, not a collection", node.start_mark.index)
+    return json_size(_key(loader.construct_object(node))) + 1
+
+
+def json_size(value: Any) -> int:
+    """The bytes of ``value`` as compact JSON in UTF-8 (what :data:`MAX_BYTES` counts)."""
+    # (default=repr: a value JSON cannot hold is measured all the same; plain() refuses it after)
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr)
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _reject_constant(name: str) -> Any:
