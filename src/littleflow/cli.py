@@ -181,8 +181,17 @@ def doc_command(flow: str, fmt: str, vertical: bool, state_path: str | None) -> 
                    "Locked (FILE.lock) while the run lasts: a second run on it is refused.")
 @click.option("--trace", "trace_path", metavar="FILE", help="Write a JSON record of every task run here.")
 @click.option("--quiet", "-q", is_flag=True, help="Show no progress; print only the output.")
+@click.option("--files", "files", metavar="DIR", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Confine file resources to this directory (repeatable; relative paths resolve in the first) "
+                   "[default: anywhere].")
+@click.option("--http-allow", "http_allow", metavar="HOST|CIDR", multiple=True,
+              help="Confine HTTP resources to public addresses and this host or network (repeatable) "
+                   "[default: any address].")
+@click.option("--http-confine", is_flag=True, help="Confine HTTP resources to public addresses (as --http-allow "
+                                                   "does, allowing nothing more).")
 def run_command(flow: str, task_sources: tuple[str, ...], input_text: str | None, concurrency: int, limit: int,
-                state_path: str | None, trace_path: str | None, quiet: bool) -> None:
+                state_path: str | None, trace_path: str | None, quiet: bool, files: tuple[str, ...],
+                http_allow: tuple[str, ...], http_confine: bool) -> None:
     """Run FLOW here and print its output as JSON.
 
     Exits 0 when the flow finishes, 1 when it fails, 2 for mistakes in the
@@ -208,7 +217,8 @@ def run_command(flow: str, task_sources: tuple[str, ...], input_text: str | None
     progress = progress_for(compiled, quiet)
     try:
         run = LocalRun(compiled, tasks, concurrency=concurrency, limit=limit, base=base, echo=not task_sources,
-                       state=state, journal=saved, on_event=progress.event, trace=trace_path is not None)
+                       state=state, journal=saved, on_event=progress.event, trace=trace_path is not None,
+                       files=list(files) or None, http_allow=list(http_allow) if http_allow or http_confine else None)
     except (UnknownTasks, ValueError) as error:
         fail(str(error))
     if trace_path:

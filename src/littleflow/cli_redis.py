@@ -27,6 +27,7 @@ import click
 
 from .cli import FLOW, compile_text, echo_failure, fail, json_text, load_tasks, main, read_flow, read_input
 from .engine import DEFAULT_LIMIT
+from .literals import load_json_text
 
 if TYPE_CHECKING:
     from .redis.client import Client
@@ -270,6 +271,22 @@ CLAIM_IDLE = click.option("--claim-idle", type=click.FloatRange(min=0.1), defaul
 MAX_DELIVERIES = click.option("--max-deliveries", type=click.IntRange(min=1), default=5, show_default=True,
                               help="Deliveries of a message before it is set aside as a dead letter.")
 VERBOSE = click.option("--verbose", "-v", is_flag=True, help="Log what happens, not only warnings.")
+FILES = click.option("--files", "files", metavar="DIR", multiple=True, type=click.Path(exists=True, file_okay=False),
+                     help="Let file resources read and write in this directory (repeatable; relative paths "
+                          "resolve in the first) [default: no file resources].")
+HTTP_ALLOW = click.option("--http-allow", "http_allow", metavar="HOST|CIDR", multiple=True,
+                          help="Let HTTP resources and http: tasks reach this host name, address or network "
+                               "beyond the public addresses (repeatable) [default: public addresses only].")
+
+
+def confinement(files: tuple[str, ...], http_allow: tuple[str, ...], owner: str) -> Any:
+    """The :class:`~littleflow.confine.Confinement` of --files and --http-allow, or a one-line error."""
+    from .confine import Confinement
+
+    try:
+        return Confinement(files, http_allow, owner=owner)
+    except ValueError as error:
+        fail(str(error))
 
 
 @redis_command("engine", json_flag=False)
@@ -305,12 +322,14 @@ def engine_command(target: Target, claim_idle: float, max_deliveries: int, verbo
 @click.option("--k8s-cleanup", type=click.FloatRange(min=60), default=3600.0, show_default=True, metavar="SECONDS",
               help="Delete finished Jobs this long after they end (at least 60; Kubernetes' TTL is a day more).")
 @click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True, help="Tasks run at once.")
+@FILES
+@HTTP_ALLOW
 @CLAIM_IDLE
 @MAX_DELIVERIES
 @VERBOSE
 def worker_command(target: Target, task_sources: tuple[str, ...], builtins: bool, kubernetes: bool,
-                   k8s_namespace: str | None, k8s_cleanup: float, concurrency: int, claim_idle: float,
-                   max_deliveries: int, verbose: bool) -> None:
+                   k8s_namespace: str | None, k8s_cleanup: float, concurrency: int, files: tuple[str, ...],
+                   http_allow: tuple[str, ...], claim_idle: float, max_deliveries: int, verbose: bool) -> None:
     """Run a worker: run the tasks of --tasks (and, with --builtins, the built-in ones;
     with --kubernetes, k8s: tasks as Jobs) until SIGINT or SIGTERM. Run as many as you like."""
     if not task_sources and not builtins and not kubernetes:
@@ -321,9 +340,10 @@ def worker_command(target: Target, task_sources: tuple[str, ...], builtins: bool
     from .redis.worker import PythonTasks, Worker
 
     log_to_stderr("worker", verbose)
+    confine = confinement(files, http_allow, "worker")
     registry = task_registry(task_sources) if task_sources else None
     executors: list[Any] = ([PythonTasks(registry)] if registry is not None else []) + \
-        ([BuiltinTasks()] if builtins else [])
+        ([BuiltinTasks(confine=confine)] if builtins else [])
     jobs_in = ""
     if kubernetes:
         executors.append(kubernetes_tasks(k8s_namespace, k8s_cleanup))
@@ -378,12 +398,14 @@ def kubernetes_tasks(namespace: str | None, cleanup: float) -> Any:
 @click.option("--api-only", is_flag=True,
               help="Serve the HTTP API alone: no engine, no built-in or Python tasks (they run in "
                    "`littleflow engine` and `littleflow worker` processes elsewhere). Needs --api and a Redis URL.")
+@FILES
+@HTTP_ALLOW
 @CLAIM_IDLE
 @VERBOSE
 def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: int, data_dir: Path | None,
                   port: int | None, api_address: str | None, tokens_file: str | None, no_auth: bool,
                   api_hosts: tuple[str, ...], cors: tuple[str, ...], api_only: bool, claim_idle: float,
-                  verbose: bool) -> None:
+                  verbose: bool, files: tuple[str, ...], http_allow: tuple[str, ...]) -> None:
     """Run a whole system here: an engine, the built-in tasks and the Python tasks of
     --tasks, until SIGINT or SIGTERM. Without a Redis URL (--redis or
     $LITTLEFLOW_REDIS_URL) it starts a private Redis server on 127.0.0.1 and leaves its URL
@@ -397,6 +419,7 @@ def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: in
         fail("--api-only serves the API of a system running elsewhere: give --api HOST:PORT and a Redis URL "
              "(--redis or $LITTLEFLOW_REDIS_URL), and no --tasks")
     log_to_stderr("serve", verbose)
+    confine = confinement(files, http_allow, "server")
     registry = task_registry(task_sources) if task_sources else None
     with contextlib.ExitStack() as cleanup:
         signals = cleanup.enter_context(Signals())
@@ -407,7 +430,7 @@ def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: in
         if target.given:
             click.echo(f"littleflow: serving on {target.shown} (prefix {target.prefix})", err=True)
         services = Services(target.url, prefix=target.prefix, tasks=registry, concurrency=concurrency,
-                            engine=not api_only, builtins=not api_only, claim_idle=claim_idle)
+                            engine=not api_only, builtins=not api_only, claim_idle=claim_idle, confine=confine)
         names = f": {', '.join(sorted(registry.names()))}" if registry is not None else ""
         click.echo("littleflow: the API alone (no engine, no tasks)" if api_only else
                    f"littleflow: an engine, the built-in tasks and {len(registry.names()) if registry else 0} "
@@ -511,10 +534,12 @@ def private(data: Path, port: int | None, cleanup: contextlib.ExitStack, signals
 @click.option("--input", "input_text", metavar="JSON|@FILE|-", help="The flow's input (default {}).")
 @click.option("--limit", type=click.IntRange(min=1), default=DEFAULT_LIMIT, show_default=True,
               help="Times one node may run before the flow fails (stops mistaken cycles).")
+@click.option("--key", metavar="KEY", help="An idempotency key (1-200 printable ASCII characters): submitted "
+              "again with it within 24 h, the same flow and input start nothing; the first workflow's id is printed.")
 @click.option("--wait", is_flag=True, help="Wait for the workflow to end, then print its output as `run` does.")
 @click.option("--quiet", "-q", is_flag=True, help="With --wait: do not print the id on standard error.")
-def submit_command(target: Target, flow: str, input_text: str | None, limit: int, wait: bool, quiet: bool,
-                   as_json: bool) -> None:
+def submit_command(target: Target, flow: str, input_text: str | None, limit: int, key: str | None, wait: bool,
+                   quiet: bool, as_json: bool) -> None:
     """Start a workflow of FLOW and print its id. With --wait, wait for it to end and
     print its output (exit 0), or say why it failed (exit 1).
 
@@ -525,7 +550,9 @@ def submit_command(target: Target, flow: str, input_text: str | None, limit: int
     value = read_input(input_text)
     base = str(Path(flow).resolve().parent) if flow != "-" else os.getcwd()
     client = target.client()
-    id = client.submit(compiled, value, limit=limit, base=base, text=text)
+    id, new = client.submit_once(compiled, value, limit=limit, base=base, text=text, key=key)
+    if not new and not quiet:
+        click.echo(f"littleflow: workflow {id} was submitted with key {key!r} before; nothing new started", err=True)
     if not wait:
         echo_json({"id": id}) if as_json else click.echo(id)
         return
@@ -700,9 +727,9 @@ def restore_command(target: Target, path: str, replace: bool, as_json: bool) -> 
     the id. A running one goes on: its running tasks are sent again."""
     text, name = read_flow(path)
     try:
-        archive = json.loads(text)
+        archive = load_json_text(text)
     except ValueError as error:
-        fail(f"cannot read an archive from {name}: not JSON: {error}")
+        fail(f"cannot read an archive from {name}: not JSON: {' '.join(str(error).split())}")
     if not isinstance(archive, dict):
         fail(f"cannot read an archive from {name}: not a littleflow archive")
     client = target.client()

@@ -13,6 +13,7 @@ from typing import Any
 from . import resources
 from .calling import Caller, message
 from .compiler import Compiler
+from .confine import Confinement
 from .engine import DEFAULT_LIMIT, Engine, Start
 from .flow import Flow
 from .memory import fewer_collections
@@ -59,8 +60,11 @@ def run_workflow(workflow: str | Path | Flow, tasks: Any = None, input: Any = No
     :class:`~littleflow.tasks.Registry`, or a list of those; functions registered with
     ``@task`` are found too. Options: ``concurrency`` (default 1: one task at a time,
     in a fixed order), ``limit`` (runs allowed per node, default
-    :data:`~littleflow.engine.DEFAULT_LIMIT`) and ``base`` (where relative resource
-    URIs are resolved). Raises :class:`FlowFailed` when a task fails.
+    :data:`~littleflow.engine.DEFAULT_LIMIT`), ``base`` (where relative resource
+    URIs are resolved), ``files`` (directories file resources are confined to; relative
+    paths then resolve in the first) and ``http_allow`` (hosts and CIDR networks beyond the
+    public addresses that HTTP resources may reach; an empty list: public ones only) —
+    both default to None: no confinement. Raises :class:`FlowFailed` when a task fails.
     """
     flow, base = load_workflow(workflow)
     options.setdefault("base", base)
@@ -89,6 +93,8 @@ class LocalRun:
         on_event: Callable[[str, Start, dict[str, Any]], None] | None = None,
         trace: bool = False,
         journal: Any = None,
+        files: list[str] | None = None,
+        http_allow: list[str] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -98,6 +104,9 @@ class LocalRun:
         self.resuming = state is not None
         self.concurrency = concurrency
         self.base = base
+        # (None: unconfined; a list, even empty, confines file resources or HTTP: see littleflow.confine)
+        self.confine = Confinement(None if files is None else tuple(files),
+                                   None if http_allow is None else tuple(http_allow), owner="run")
         self.echo = echo
         self.on_step = on_step
         self.journal = journal  # told of every step (see statefile.StateFile: begin, ended, failed)
@@ -269,8 +278,8 @@ class LocalRun:
     def _resource_call(self, node: Any, input: Any) -> Callable[[], Any]:
         params = node.parameters if isinstance(node.parameters, dict) else {}
         if node.mode == "source":
-            return lambda: resources.read(node.uri, params, self.base)
-        return lambda: resources.write(node.uri, params, self.base, input)
+            return lambda: resources.read(node.uri, params, self.base, self.confine)
+        return lambda: resources.write(node.uri, params, self.base, input, self.confine)
 
     def _record(self, start: Start, node: Any, began: float, attempt: int, status: str, error: str | None = None) -> None:
         self.trace.append({

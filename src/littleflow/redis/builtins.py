@@ -4,17 +4,22 @@ reads and writes of ``<resource>`` nodes."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import threading
 import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from typing import Any
 
 import httpx
 
 from .. import resources
-from ..calling import Caller
-from ..tasks import TaskError
+from ..calling import Caller, Cancelled, TaskTimeout, message
+from ..confine import LOCKED, Confinement, Refused
+from ..policy import Policy
+from ..tasks import TaskError, json_output
 from . import waits
 from .protocol import RESOURCE
 from .worker import DEFERRED, Job, Worker
@@ -28,11 +33,18 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class BuiltinTasks:
-    """Executor of the built-in tasks; its timer thread ends ``wait:delay`` tasks when due."""
+    """Executor of the built-in tasks; its timer thread ends ``wait:delay`` tasks when due.
+    HTTP (``http:`` tasks and http(s) resources) runs on one event loop thread, so that
+    calls that hang hold no task thread; ``confine`` says which files and addresses the
+    flows may touch (by default none of the files, public addresses only)."""
 
-    def __init__(self, timer_interval: float = 0.02) -> None:
+    def __init__(self, timer_interval: float = 0.02, confine: Confinement = LOCKED) -> None:
         self.caller = Caller()
         self.timer_interval = timer_interval
+        self.confine = confine
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._lock = threading.Lock()
 
     def namespaces(self) -> set[str]:
         return {"wait", "http", RESOURCE}
@@ -57,17 +69,73 @@ class BuiltinTasks:
             job.started = time.time()
             self._wait(job, worker, task.name.partition(":")[2], params)
             return DEFERRED
-        policy, hook = task.run_policy(), worker.hook(job)
+        policy, hook, base = task.run_policy(), worker.hook(job), task.base or None
         if task.name in HTTP:
-            call = lambda: http(task.name.partition(":")[2].upper(), params, task.input, policy.timeout)  # noqa: E731
-            return self.caller.attempts(call, policy, hook, task.attempt, job.cancelled, task.name)
+            method = task.name.partition(":")[2].upper()
+            seconds = _timeout(params, policy)
+            return self._detach(job, worker, lambda client: http_async(method, params, task.input, client, seconds),
+                                policy, seconds, task.name)
         uri, resource_params = params.get("uri"), params.get("parameters")
         resource_params = resource_params if isinstance(resource_params, dict) else {}
+        if resources.is_http(uri, base):
+            seconds = _timeout(resource_params, policy)
+            if task.name.endswith(":read"):
+                return self._detach(job, worker, lambda client: resources.read_http(
+                    uri, resource_params, base, self.confine, client), policy, seconds)
+            return self._detach(job, worker, lambda client: resources.write_http(
+                uri, resource_params, base, task.input, self.confine, client), policy, seconds)
         if task.name.endswith(":read"):
-            call = lambda: resources.read(uri, resource_params, task.base or None)  # noqa: E731
+            call = lambda: resources.read(uri, resource_params, base, self.confine)  # noqa: E731
         else:
-            call = lambda: resources.write(uri, resource_params, task.base or None, task.input)  # noqa: E731
+            call = lambda: resources.write(uri, resource_params, base, task.input, self.confine)  # noqa: E731
         return self.caller.attempts(call, policy, hook, task.attempt, job.cancelled)
+
+    # -- HTTP on the event loop thread ------------------------------------------------
+    def _detach(self, job: Job, worker: Worker, request: Callable[[httpx.AsyncClient], Awaitable[Any]],
+                policy: Policy, seconds: float, name: str | None = None) -> Future:
+        """Run ``request`` (with its retries) on the event loop; the worker ends the task when
+        the returned future is done, and cancels it if the workflow is terminated."""
+        return asyncio.run_coroutine_threadsafe(self._attempts(job, worker, request, policy, seconds, name),
+                                                self._running_loop())
+
+    async def _attempts(self, job: Job, worker: Worker, request: Callable[[httpx.AsyncClient], Awaitable[Any]],
+                        policy: Policy, seconds: float, name: str | None) -> Any:
+        """Attempts of ``request``, each ``seconds`` at most in all (redirects included),
+        with the retries and backoff of ``policy``, as the Caller runs other tasks."""
+        hook, first = worker.hook(job), job.task.attempt
+        attempt = first
+        while True:
+            if job.cancelled.is_set():
+                raise Cancelled("the workflow was terminated")
+            began = time.time()
+            hook("start", attempt, began, None)
+            try:
+                try:
+                    output = await asyncio.wait_for(request(self._client), seconds)
+                except TimeoutError:
+                    raise TaskTimeout(f"timed out after {seconds:g} s") from None
+                return output if name is None else json_output(output, name)
+            except Exception as error:  # noqa: BLE001 - retried, or the task's error
+                if attempt - first >= policy.retries:
+                    raise
+                hook("retry", attempt, began, message(error))
+            await asyncio.sleep(policy.delay(attempt))
+            attempt += 1
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop thread of HTTP requests (started when first needed), with one confined client."""
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="littleflow-http", daemon=True).start()
+                asyncio.run_coroutine_threadsafe(self._open_client(), loop).result()
+                self._loop = loop
+            return self._loop
+
+    async def _open_client(self) -> None:
+        # (no connection limit: each request has its timeout, and the worker's capacity bounds how many run)
+        self._client = httpx.AsyncClient(transport=self.confine.async_transport(),
+                                         limits=httpx.Limits(max_connections=None, max_keepalive_connections=16))
 
     def _wait(self, job: Job, worker: Worker, kind: str, params: dict[str, Any]) -> None:
         task, store = job.task, worker.store
@@ -102,21 +170,46 @@ def duration(value: Any) -> float:
     raise TaskError(f"wait:delay needs a duration ≥ 0 in seconds or like '30s', '5m', '2h', not {value!r}")
 
 
-def http(method: str, params: dict[str, Any], body: Any, timeout: float | None) -> Any:
-    """One HTTP request: ``url``, ``headers`` and ``query`` from the parameters, the task's
-    input as the JSON body (POST and PUT); the response's JSON is the output."""
+def http(method: str, params: dict[str, Any], body: Any, timeout: float | None,
+         confine: Confinement = LOCKED) -> Any:
+    """One HTTP request, here: see :func:`http_async`; ``timeout`` seconds for each step of it."""
+    url, options = _request(method, params, body)
+    try:
+        with httpx.Client(transport=confine.transport()) as client:
+            response = client.request(method, url, timeout=timeout or resources.HTTP_TIMEOUT, **options)
+    except (httpx.HTTPError, Refused) as error:
+        raise TaskError(f"{method} {url}: {_reason(error)}") from None
+    return _answer(method, url, response)
+
+
+async def http_async(method: str, params: dict[str, Any], body: Any, client: httpx.AsyncClient,
+                     timeout: float) -> Any:
+    """One HTTP request with ``client``: ``url``, ``headers`` and ``query`` from the parameters,
+    the task's input as the JSON body (POST and PUT); the response's JSON is the output."""
+    url, options = _request(method, params, body)
+    try:
+        response = await client.request(method, url, timeout=timeout, **options)
+    except (httpx.HTTPError, Refused) as error:
+        raise TaskError(f"{method} {url}: {_reason(error)}") from None
+    return _answer(method, url, response)
+
+
+def _request(method: str, params: dict[str, Any], body: Any) -> tuple[str, dict[str, Any]]:
     url = params.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise TaskError(f"http:{method.lower()} needs a url parameter (http:// or https://), not {url!r}")
     headers = params.get("headers") or {}
     if not isinstance(headers, dict):
         raise TaskError("headers must be an object of names to values")
-    try:
-        response = httpx.request(method, url, headers={str(k): str(v) for k, v in headers.items()},
-                                 params=params.get("query"), json=body if method in ("POST", "PUT") else None,
-                                 timeout=timeout or 30.0, follow_redirects=True)
-    except httpx.HTTPError as error:
-        raise TaskError(f"{method} {url}: {type(error).__name__}: {error}") from None
+    return url, {"headers": {str(k): str(v) for k, v in headers.items()}, "params": params.get("query"),
+                 "json": body if method in ("POST", "PUT") else None, "follow_redirects": True}
+
+
+def _reason(error: Exception) -> str:
+    return str(error) if isinstance(error, Refused) else f"{type(error).__name__}: {error}"
+
+
+def _answer(method: str, url: str, response: httpx.Response) -> Any:
     text = response.text
     if not 200 <= response.status_code < 300:
         raise TaskError(f"{method} {url} answered {response.status_code} {response.reason_phrase}: "
@@ -127,6 +220,14 @@ def http(method: str, params: dict[str, Any], body: Any, timeout: float | None) 
         return response.json()
     except ValueError:
         return {"status": response.status_code, "text": text}
+
+
+def _timeout(params: dict[str, Any], policy: Policy) -> float:
+    """An HTTP request's seconds: its ``timeout`` parameter, else the flow's, else 30 (300 at most)."""
+    try:
+        return resources.timeout(params, policy.timeout)
+    except resources.ResourceError as error:
+        raise TaskError(str(error)) from None
 
 
 def _match(match: Any, input: Any) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ..confine import LOCKED, Confinement
 from ..tasks import Registry
 from .builtins import BuiltinTasks
 from .engine import EngineProcess
@@ -20,11 +21,13 @@ log = logging.getLogger("littleflow.serve")
 
 
 class Services:
-    """Engine and workers on threads of this process, sharing one stop signal."""
+    """Engine and workers on threads of this process, sharing one stop signal. ``confine``
+    says which files and addresses the built-in tasks may touch (by default no files and
+    public addresses only)."""
 
     def __init__(self, url: str, *, prefix: str = "lf", tasks: Registry | None = None, concurrency: int = 4,
                  builtin_concurrency: int = 16, engine: bool = True, builtins: bool = True,
-                 claim_idle: float = 30.0) -> None:
+                 claim_idle: float = 30.0, confine: Confinement = LOCKED) -> None:
         self.url = url
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
@@ -34,7 +37,7 @@ class Services:
         if engine:
             self.engines.append(EngineProcess(self._store(keys), connect(url, decode=False), claim_idle=claim_idle))
         if builtins:
-            self.workers.append(Worker(self._store(keys), connect(url, decode=False), [BuiltinTasks()],
+            self.workers.append(Worker(self._store(keys), connect(url, decode=False), [BuiltinTasks(confine=confine)],
                                        concurrency=builtin_concurrency, claim_idle=claim_idle))
         if tasks is not None and tasks.names():
             self.workers.append(Worker(self._store(keys), connect(url, decode=False), [PythonTasks(tasks)],

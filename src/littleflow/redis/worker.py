@@ -40,11 +40,15 @@ class Job:
     started: float | None = None
     attempt: int = 1
     future: Future | None = None
+    detached: Future | None = None  # what an executor runs elsewhere (an event loop): cancelled on terminate
 
 
 class Executor(Protocol):
     """Runs the tasks of some names. ``execute`` returns the output, raises to fail
-    the task, or returns :data:`DEFERRED` after taking the task over (acking it itself).
+    the task, returns :data:`DEFERRED` after taking the task over (acking it itself), or
+    returns a :class:`~concurrent.futures.Future` of the output: the task's thread is free
+    at once, the task ends when the future is done, and the future is cancelled if the
+    workflow is terminated.
     Optional hooks: ``background(worker, stop)`` runs on a thread of its own, and
     ``terminate(workflow)`` is called (on a thread) when a workflow is terminated."""
 
@@ -192,8 +196,25 @@ class Worker:
             return
         if output is DEFERRED:
             self._forget(job)
+        elif isinstance(output, Future):
+            job.detached = output
+            if job.cancelled.is_set():  # (terminated while it was being started)
+                output.cancel()
+            output.add_done_callback(lambda done: self._settle(job, done))
         else:
             self.end(job, "done", output)
+
+    def _settle(self, job: Job, done: Future) -> None:
+        """End a task whose executor ran it elsewhere, as its future says."""
+        if done.cancelled():
+            self.end(job, "failed", error="the workflow was terminated")
+        elif (error := done.exception()) is not None:
+            if not isinstance(error, Cancelled):
+                log.info("worker %s: task %s of %s failed: %s", self.name, job.task.name, job.task.workflow,
+                         message(error))
+            self.end(job, "failed", error=message(error))
+        else:
+            self.end(job, "done", done.result())
 
     # -- what executors call -------------------------------------------------------
     def hook(self, job: Job) -> Any:
@@ -317,6 +338,8 @@ class Worker:
                         for job in self._jobs.values():
                             if job.task.workflow == workflow:
                                 job.cancelled.set()
+                                if job.detached is not None:
+                                    job.detached.cancel()
                     for executor in self.executors:  # (what they run outside this worker, e.g. Jobs)
                         if hasattr(executor, "terminate") and isinstance(workflow, str):
                             threading.Thread(target=_terminate, args=(executor, workflow),
