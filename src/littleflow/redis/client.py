@@ -21,6 +21,7 @@ from . import waits
 from .protocol import Keys, namespace
 from .store import (
     EVENTS_LENGTH,
+    KEY_TTL,
     STATES,
     VALID_ID,
     InvalidArchive,
@@ -70,24 +71,40 @@ class Client:
 
     # -- running -------------------------------------------------------------------
     def submit(self, workflow: str | Path | Flow, input: Any = None, *, limit: int | None = DEFAULT_LIMIT,
-               base: str | None = None, text: str | None = None) -> str:
-        """Start a workflow of flow text, a flow file or a compiled Flow; returns its id."""
+               base: str | None = None, text: str | None = None, key: str | None = None) -> str:
+        """Start a workflow of flow text, a flow file or a compiled Flow; returns its id. With an
+        idempotency ``key`` given before (in the last 24 h, same flow and input), start nothing
+        and return the id of the workflow it started (see :meth:`submit_once`)."""
+        return self.submit_once(workflow, input, limit=limit, base=base, text=text, key=key)[0]
+
+    def submit_once(self, workflow: str | Path | Flow, input: Any = None, *, limit: int | None = DEFAULT_LIMIT,
+                    base: str | None = None, text: str | None = None, key: str | None = None,
+                    key_ttl: int = KEY_TTL) -> tuple[str, bool]:
+        """:meth:`submit`, and whether it started a new workflow (False: the ``key``, given
+        in the last ``key_ttl`` seconds, names the workflow it started). A key given with
+        another flow or input raises :class:`KeyReused`."""
         check_value(input, "the input")
         flow, found_base = load_workflow(workflow)
         if text is None:
             text = workflow if isinstance(workflow, str) else workflow.read_text("utf-8-sig") \
                 if isinstance(workflow, Path) else ""
-        return self.store.create(flow, input, text=text, base=base or found_base or "", limit=limit).id
+        run = self.store.create(flow, input, text=text, base=base or found_base or "", limit=limit,
+                                key=key, key_ttl=key_ttl)
+        return run.id, not run.replayed
 
     def submit_many(self, workflow: str | Path | Flow, inputs: list[Any], *, limit: int | None = DEFAULT_LIMIT,
-                    base: str | None = None) -> list[str]:
-        """Start one workflow of the same flow for each input, in one round trip; returns their ids."""
+                    base: str | None = None, keys: list[str | None] | None = None) -> list[str]:
+        """Start one workflow of the same flow for each input, in one round trip; returns their ids.
+        ``keys``: an idempotency key for each input (or None), as :meth:`submit` takes one."""
         inputs = list(inputs)
         for number, input in enumerate(inputs):
             check_value(input, f"input {number}")
+        if keys is not None and len(keys) != len(inputs):
+            raise ValueError(f"{len(keys)} idempotency keys for {len(inputs)} inputs")
         flow, found_base = load_workflow(workflow)
         text = workflow if isinstance(workflow, str) else ""
-        runs = self.store.create_many(flow, inputs, text=text, base=base or found_base or "", limit=limit)
+        runs = self.store.create_many(flow, inputs, text=text, base=base or found_base or "", limit=limit,
+                                      keys=keys)
         return [run.id for run in runs]
 
     def wait(self, id: str, timeout: float | None = None, poll: float = 0.05) -> dict[str, Any]:
@@ -192,7 +209,7 @@ class Client:
     def delete(self, id: str) -> None:
         """Forget workflow ``id`` (terminate it first if it runs); the events stream gets its
         state ``deleted``."""
-        status = self.redis.hget(self.keys.workflow(_checked(id)), "status")
+        status, key = self.redis.hmget(self.keys.workflow(_checked(id)), "status", "idempotency")
         if status is None:
             raise StoreError(f"no workflow {id}")
         if status == "running":
@@ -200,6 +217,8 @@ class Client:
         waits.cancel(self.store, id)
         keys = self.keys
         pipe = self.redis.pipeline(transaction=True)
+        if key:  # its idempotency key may start a new workflow
+            self.store.scripts.release_key(keys=[key], args=[id], client=pipe)
         pipe.delete(keys.workflow(id), keys.task_info(id), keys.log(id), keys.waits(id))
         pipe.zrem(keys.workflows, id)
         for state in STATES:

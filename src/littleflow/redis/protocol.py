@@ -78,6 +78,11 @@ class Keys:
         for ``wait:acquire``, ``countdown`` for ``wait:countdown``)."""
         return f"{self.latch(name)}:{kind}"
 
+    def idempotency(self, key: str) -> str:
+        """String: ``ID FINGERPRINT`` of the workflow first submitted with Idempotency-Key ``key``
+        (expires; deleting the workflow frees it)."""
+        return f"{self.prefix}:idempotency:{key}"
+
     def k8s_ended(self, uid: str) -> str:
         """String: set once the end of the Kubernetes Job ``uid`` is sent (so it is sent once)."""
         return f"{self.prefix}:k8s:ended:{uid}"

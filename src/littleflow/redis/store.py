@@ -3,6 +3,7 @@ every change of a run is one atomic step (scripts/commit.lua)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -29,6 +30,10 @@ VALID_ID = re.compile(r"(?!\.+\Z)[\w.-]{1,200}")
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 #: The workflow states.
 STATES = ("running", "finished", "failed", "terminated")
+#: What an idempotency key may be: 1–200 printable ASCII characters, no space at either end.
+VALID_KEY = re.compile(r"[!-~](?:[ -~]{0,198}[!-~])?")
+#: Seconds an idempotency key keeps naming the workflow it created (a day).
+KEY_TTL = 24 * 3600
 #: The largest input or output (bytes of JSON) kept in the task info and status documents;
 #: a larger one is kept as ``{"truncated": SIZE}``.
 MAX_INFO_VALUE = 64 * 1024
@@ -40,6 +45,14 @@ class StoreError(Exception):
 
 class InvalidArchive(StoreError):
     """What was given to restore is not a littleflow archive (or a damaged one)."""
+
+
+class InvalidKey(StoreError):
+    """An idempotency key that is not 1–200 printable ASCII characters."""
+
+
+class KeyReused(StoreError):
+    """An idempotency key given again with another flow or input than the first time."""
 
 
 class Conflict(Exception):
@@ -78,6 +91,7 @@ class Run:
     seq: int = 0
     base: str = ""
     limit: int | None = DEFAULT_LIMIT
+    replayed: bool = False  # created earlier with the same idempotency key (only the id is right then)
 
     def blob(self) -> str:
         return json.dumps({"state": self.state.to_json(), "seqs": self.seqs, "seq": self.seq},
@@ -174,9 +188,11 @@ class Store:
         return self.committed(run, self.scripts.commit(**self.commit_call(run, step, starts, create is not None)))
 
     def commit_call(self, run: Run, step: Step, starts: list[Start], create: bool = False,
-                    restored: tuple[float, float] | None = None) -> dict[str, Any]:
+                    restored: tuple[float, float] | None = None,
+                    once: tuple[str, str, int] | None = None) -> dict[str, Any]:
         """The keys and arguments of scripts/commit.lua for one step (see :meth:`commit`);
-        run them, in a pipeline with others if need be, then hand the result to :meth:`committed`."""
+        run them, in a pipeline with others if need be, then hand the result to :meth:`committed`.
+        ``once``: a creation's idempotency key (its Redis key), fingerprint and seconds to live."""
         now = time.time()
         streams: dict[str, int] = {}
         starts_out = []
@@ -197,9 +213,12 @@ class Store:
         }
         if restored is not None:  # a restore: its own version, and the times it had
             payload["version"], payload["created"], payload["time"] = run.version, *map(repr, restored)
+        if once is not None:
+            payload["once"] = {"fingerprint": once[1], "ttl": once[2]}
         keys = self.keys
         return {"keys": [keys.workflow(run.id), keys.task_info(run.id), keys.ends, keys.log(run.id), keys.events,
-                         keys.workflows, *(keys.by_state(state) for state in STATES), *streams],
+                         keys.workflows, *(keys.by_state(state) for state in STATES), *streams,
+                         *([once[0]] if once else [])],
                 "args": ["" if create else str(run.version), run.blob(),
                          json.dumps(payload, ensure_ascii=False, separators=(",", ":"))]}
 
@@ -235,21 +254,32 @@ class Store:
         return StartTask(run.id, id, run.seq, start.node, name, parameters, start.input, 1, policy or None, base)
 
     def create(self, flow: Flow, input: Any = None, *, text: str = "", base: str = "",
-               limit: int | None = DEFAULT_LIMIT, id: str | None = None) -> Run:
-        """Store a new workflow of ``flow`` and queue its first tasks."""
-        return self.create_many(flow, [input], text=text, base=base, limit=limit, ids=[id] if id else None)[0]
+               limit: int | None = DEFAULT_LIMIT, id: str | None = None, key: str | None = None,
+               key_ttl: int = KEY_TTL) -> Run:
+        """Store a new workflow of ``flow`` and queue its first tasks (see :meth:`create_many`)."""
+        return self.create_many(flow, [input], text=text, base=base, limit=limit, ids=[id] if id else None,
+                                keys=[key], key_ttl=key_ttl)[0]
 
     def create_many(self, flow: Flow, inputs: list[Any], *, text: str = "", base: str = "",
-                    limit: int | None = DEFAULT_LIMIT, ids: list[str] | None = None) -> list[Run]:
-        """Store a new workflow of ``flow`` for each input (in one round trip) and queue their first tasks."""
+                    limit: int | None = DEFAULT_LIMIT, ids: list[str] | None = None,
+                    keys: list[str | None] | None = None, key_ttl: int = KEY_TTL) -> list[Run]:
+        """Store a new workflow of ``flow`` for each input (in one round trip) and queue their first tasks.
+        An input with an idempotency key (``keys``) already given in the last ``key_ttl`` seconds
+        creates nothing: its run is ``replayed``, with the id of the workflow the key created
+        (:class:`KeyReused` if that one had another flow or input)."""
+        keys = keys or [None] * len(inputs)
+        for key in keys:
+            if key is not None and not VALID_KEY.fullmatch(key):
+                raise InvalidKey(f"bad idempotency key {key!r}: 1 to 200 printable ASCII characters, "
+                                 "no space at either end")
         defaults, per_task = _flow_options(flow)  # a mistake in the @flow options is the submitter's to hear of
         flow_text = flow.dumps()
         engine = Engine(flow, limit)
         fields = {"flow": flow_text, "text": text, "base": base, "name": flow.name or "",
                   "limit": "" if limit is None else str(limit)}
         pipe = self.redis.pipeline(transaction=False)
-        runs = []
-        for input, id in zip(inputs, ids or [new_id() for _ in inputs]):
+        runs, claims = [], []
+        for input, id, key in zip(inputs, ids or [new_id() for _ in inputs], keys):
             run = Run(id, flow, engine, State(flow.end), 0, base=base, limit=limit)
             self._flows[id] = (flow, engine, defaults, per_task, base, limit)
             self._texts[id] = hash(flow_text)
@@ -259,11 +289,56 @@ class Store:
             step.log.append({"kind": "submitted"})
             step.events.append({"kind": "workflow", "workflow": id, "state": run.state.status,
                                 "name": flow.name or ""})
-            self.scripts.commit(client=pipe, **self.commit_call(run, step, starts, create=True))
+            once = None
+            if key is not None:
+                once = (self.keys.idempotency(key), _fingerprint(text or flow_text, input, base, limit), key_ttl)
+                step.fields["idempotency"] = once[0]  # (deleting the workflow frees its key)
+            self.scripts.commit(client=pipe, **self.commit_call(run, step, starts, create=True, once=once))
             runs.append(run)
-        for run, result in zip(runs, pipe.execute(raise_on_error=False)):
-            self.committed(run, result)
+            claims.append((key, once[1] if once else None))
+        try:
+            results = pipe.execute(raise_on_error=False)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            results = self._written(runs, claims, error)
+        for run, result, (key, fingerprint) in zip(runs, results, claims):
+            if isinstance(result, str):  # the key's claim, "ID FINGERPRINT"
+                self._replayed(run, key, fingerprint, *result.split(" ", 1))
+            elif result is not None and not (result == -1 and not ids):  # (-1 for a fresh id: our commit, retried)
+                self.committed(run, result)
         return runs
+
+    def _written(self, runs: list[Run], claims: list[tuple[str | None, str | None]], error: Exception) -> list:
+        """The answer to creating ``runs`` was lost (``error``): ask again what each commit did —
+        None: written; a claim: its key was taken. Raises ``error`` if one wrote nothing (or
+        Redis cannot tell): no failure is reported for a workflow that was stored."""
+        pipe = self.redis.pipeline(transaction=False)
+        for run, (key, _) in zip(runs, claims):
+            pipe.exists(self.keys.workflow(run.id))
+            if key is not None:
+                pipe.get(self.keys.idempotency(key))
+        try:
+            found = iter(pipe.execute())
+        except redis.RedisError:
+            raise error from None
+        results = []
+        for key, _ in claims:
+            exists, claim = next(found), next(found) if key is not None else None
+            if not exists and not claim:
+                raise error
+            results.append(None if exists else claim)
+        return results
+
+    def _replayed(self, run: Run, key: str, fingerprint: str, id: str, claimed: str) -> None:
+        """``run`` found ``key`` claimed by workflow ``id``: it is that workflow, unless it is itself
+        (its commit retried by the client after a lost answer) or the key came with another request."""
+        if id == run.id:
+            return
+        self._flows.pop(run.id, None)
+        self._texts.pop(run.id, None)
+        if claimed != fingerprint:
+            raise KeyReused(f"idempotency key {key!r} was given for workflow {id} with another flow or input; "
+                            "a new workflow needs a new key")
+        run.id, run.replayed = id, True
 
     def restore(self, run: Run, fields: dict[str, str], times: tuple[float, float], tasks: dict[str, str],
                 log: list[tuple[str, dict[str, str]]], starts: list[Start]) -> None:
@@ -333,6 +408,12 @@ class Store:
 def new_id() -> str:
     """A fresh workflow id: sortable by time, unique."""
     return time.strftime("%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:8]
+
+
+def _fingerprint(text: str, input: Any, base: str, limit: int | None) -> str:
+    """What tells a repeated submission from another one under the same idempotency key."""
+    request = json.dumps([text, input, base, limit], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(request.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _flow_options(flow: Flow) -> tuple[dict, dict]:

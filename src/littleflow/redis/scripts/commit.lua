@@ -1,15 +1,22 @@
 -- commit: KEYS = workflow, task info, end stream, log, events, index, the index of each
---         state (running, finished, failed, terminated), start streams…
+--         state (running, finished, failed, terminated), start streams…, then (when the step
+--         has "once") the idempotency key
 --         ARGV = expected version ("" to create), run JSON, step JSON
 -- One step of a workflow, all or nothing: write its run, ack the ends it applied,
 -- queue the starts it made, record task info, log and events. Returns the new
 -- version, 0 when the version moved on (another engine stepped first), -1 when
--- creating an id that exists, -2 when the workflow is gone.
+-- creating an id that exists, -2 when the workflow is gone; a creation whose
+-- idempotency key is taken writes nothing and returns the key's value ("ID FINGERPRINT").
 local workflow = KEYS[1]
 local version = redis.call('HGET', workflow, 'version')
 local STATES = {running = 7, finished = 8, failed = 9, terminated = 10}
+local step = cjson.decode(ARGV[3])
 if ARGV[1] == '' then
   if version then return -1 end
+  if step.once then
+    local claim = redis.call('GET', KEYS[#KEYS])
+    if claim then return claim end
+  end
 elseif not version then
   return -2
 elseif version ~= ARGV[1] then
@@ -28,7 +35,6 @@ local function chunked(command, key, list, width, extra)
   end
 end
 
-local step = cjson.decode(ARGV[3])
 local new = tonumber(step.version) or ((tonumber(version) or 0) + 1)  -- (a restore sets its own)
 -- starts first: should a write fail halfway (Redis does not roll back), the step is redone,
 -- and a start sent twice is harmless where a start lost would not be
@@ -53,5 +59,8 @@ for _, entry in ipairs(step.events) do
 end
 if ARGV[1] == '' then
   redis.call('ZADD', KEYS[6], step.created or step.time, step.id)
+  if step.once then  -- claimed last: a write failing halfway leaves no key pointing at nothing
+    redis.call('SET', KEYS[#KEYS], step.id .. ' ' .. step.once.fingerprint, 'EX', step.once.ttl)
+  end
 end
 return new
