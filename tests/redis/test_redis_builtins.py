@@ -12,12 +12,15 @@ from collections import Counter
 
 import pytest
 
+from littleflow.confine import Confinement
 from littleflow.redis.client import Client
 from littleflow.redis.protocol import Keys
 from littleflow.redis.server import free_port
 from littleflow.tasks import Registry
 
 KEYS = Keys()
+#: The test HTTP server is on loopback, which the built-in tasks refuse unless allowed.
+LOOPBACK = Confinement(http_allow=("127.0.0.1",))
 
 
 def node(document: dict, label: str) -> dict:
@@ -226,7 +229,7 @@ def test_a_countdown_holds_everyone_until_the_last_arrives(started, client):
 
 def test_http_get_outputs_the_json_answer_and_sends_the_headers(started, client, http_server):
     url = http_server.serve("/data", '{"a": [1, 2]}', "application/json")
-    started.services_on()
+    started.services_on(confine=LOOPBACK)
     document = client.wait(client.submit(f"http:get {params(url=url, headers={'X-Token': 'abc'})}"), timeout=10)
     assert (document["state"], document["output"]) == ("finished", {"a": [1, 2]})
     (request,) = http_server.received("GET")
@@ -235,14 +238,14 @@ def test_http_get_outputs_the_json_answer_and_sends_the_headers(started, client,
 
 def test_http_get_sends_the_query(started, client, http_server):
     http_server.serve("/search?q=bananas&n=2", '{"found": 2}', "application/json")
-    started.services_on()
+    started.services_on(confine=LOOPBACK)
     text = f"http:get {params(url=http_server.url('/search'), query={'q': 'bananas', 'n': 2})}"
     assert client.wait(client.submit(text), timeout=10)["output"] == {"found": 2}
 
 
 @pytest.mark.parametrize("method", ["post", "put"])
 def test_http_post_and_put_send_the_input_as_json(method, started, client, http_server):
-    started.services_on()
+    started.services_on(confine=LOOPBACK)
     url = http_server.url("/things")
     document = client.wait(client.submit(f"http:{method} {params(url=url)}", {"name": "banana", "n": 3}),
                            timeout=10)
@@ -253,7 +256,7 @@ def test_http_post_and_put_send_the_input_as_json(method, started, client, http_
 
 
 def test_http_delete_sends_no_body(started, client, http_server):
-    started.services_on()
+    started.services_on(confine=LOOPBACK)
     document = client.wait(client.submit(f"http:delete {params(url=http_server.url('/things/1'))}", {"x": 1}),
                            timeout=10)
     assert document["state"] == "finished"
@@ -265,7 +268,7 @@ def test_http_delete_sends_no_body(started, client, http_server):
 def test_an_answer_that_is_not_2xx_fails_the_task_with_its_status(method, status, started, client, http_server):
     url = http_server.serve("/broken", "no bananas today", "text/plain", status=status) if status != 404 \
         else http_server.url("/missing")
-    started.services_on()
+    started.services_on(confine=LOOPBACK)
     document = client.wait(client.submit(f"http:{method} {params(url=url)}", {}), timeout=10)
     assert document["state"] == "failed"
     error = document["error"]["error"]
@@ -273,7 +276,7 @@ def test_an_answer_that_is_not_2xx_fails_the_task_with_its_status(method, status
 
 
 def test_an_unreachable_http_server_fails_the_task(started, client, http_server):
-    started.services_on()
+    started.services_on(confine=LOOPBACK)
     text = f"http:get {params(url=f'http://127.0.0.1:{free_port()}/x')}"
     document = client.wait(client.submit(text), timeout=20)
     assert document["state"] == "failed" and "GET" in document["error"]["error"]
