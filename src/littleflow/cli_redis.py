@@ -486,7 +486,8 @@ def private(data: Path, port: int | None, cleanup: contextlib.ExitStack, signals
     import redis
 
     from .redis.serve import private_server
-    from .redis.server import ServerNotFound
+    from .redis.server import ServerNotFound, private_file
+    from .redis.store import safe_url
 
     data = data.expanduser().absolute()
     saved = data / "redis.url"
@@ -505,9 +506,7 @@ def private(data: Path, port: int | None, cleanup: contextlib.ExitStack, signals
         fail(f"cannot start a private Redis server: {_reason(error)}")
     cleanup.callback(server.stop)
     try:
-        temporary = saved.with_name(f".redis.url.{os.getpid()}")
-        temporary.write_text(server.url + "\n", encoding="utf-8")
-        os.replace(temporary, saved)
+        private_file(saved, server.url + "\n")  # it holds the password
     except OSError as error:
         fail(f"cannot write {saved}: {error.strerror}")
 
@@ -523,7 +522,8 @@ def private(data: Path, port: int | None, cleanup: contextlib.ExitStack, signals
         server.stop()
 
     signals.on_force = force
-    click.echo(f"littleflow: serving on {server.url} (data in {data})", err=True)
+    click.echo(f"littleflow: serving on {safe_url(server.url)} (data in {data}; its URL with the password in "
+               f"{saved}, where the other commands look)", err=True)
     click.echo(f"littleflow: in another terminal: export {URL_VAR}={server.url}", err=True)
     return server.url
 

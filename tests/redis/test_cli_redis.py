@@ -9,6 +9,7 @@ import os
 import re
 import select
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -354,7 +355,18 @@ def test_serve_without_a_url_starts_a_private_server(tmp_path):
             assert time.monotonic() < deadline, "no redis.url"
             time.sleep(0.05)
         url = saved.read_text().strip()
-        assert re.fullmatch(r"redis://127\.0\.0\.1:\d+/0", url)
+        found = re.fullmatch(r"redis://:([A-Za-z0-9_-]{43})@127\.0\.0\.1:(\d+)/0", url)
+        assert found, url
+        password, port = found[1], int(found[2])
+        assert stat.S_IMODE(saved.stat().st_mode) == 0o600  # the URL holds the password
+        assert stat.S_IMODE((home / "redis.password").stat().st_mode) == 0o600
+        assert (home / "redis.password").read_text().strip() == password
+        with redis.Redis(port=port, socket_connect_timeout=2) as stranger:  # another user of the machine
+            with pytest.raises(redis.AuthenticationError):
+                stranger.ping()
+        command_lines = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert f"127.0.0.1:{port}" in command_lines or f"--port {port}" in command_lines
+        assert password not in command_lines  # the password is in a 0600 config file, not on the command line
         result = lf("submit", "double.flow", "--input", '{"n": 8}', "--wait", "--quiet")
         assert (result.returncode, result.stdout) == (0, '{"n": 16}\n'), result.stderr
         second = lf("serve")
@@ -362,7 +374,7 @@ def test_serve_without_a_url_starts_a_private_server(tmp_path):
     finally:
         code, stderr = stop(serve)
     assert code == 0, stderr
-    assert f"littleflow: serving on {url} (data in {home})" in stderr
+    assert f"littleflow: serving on redis://***@127.0.0.1:{port}/0 (data in {home}" in stderr
     assert f"littleflow: in another terminal: export LITTLEFLOW_REDIS_URL={url}" in stderr
     assert not saved.exists()
     with pytest.raises(redis.ConnectionError), redis.Redis.from_url(url, socket_connect_timeout=2) as client:

@@ -3,7 +3,10 @@ Python task workers on threads, with a private Redis server when no URL is given
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
+import secrets
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,7 @@ from ..tasks import Registry
 from .builtins import BuiltinTasks
 from .engine import EngineProcess
 from .protocol import Keys
-from .server import RedisServer
+from .server import RedisServer, private_file
 from .store import Store, connect
 from .worker import PythonTasks, Worker
 
@@ -67,7 +70,20 @@ class Services:
 
 
 def private_server(data_dir: Path, port: int | None = None) -> RedisServer:
-    """Start a Redis server for this machine alone: 127.0.0.1, append-only files in
-    ``data_dir``, on ``port`` (default: a free one)."""
+    """Start a Redis server for this user alone: 127.0.0.1, append-only files in
+    ``data_dir``, on ``port`` (default: a free one), with the password kept in
+    ``data_dir/redis.password`` (made at the first start, readable by this user alone)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    return RedisServer(data_dir, port=port, appendonly=True).start()
+    return RedisServer(data_dir, port=port, appendonly=True, password=_password(data_dir)).start()
+
+
+def _password(data_dir: Path) -> str:
+    """The private server's password: the one kept in ``data_dir``, or a new one."""
+    saved = data_dir / "redis.password"
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        password = saved.read_text(encoding="utf-8").strip()
+        if re.fullmatch(r"[A-Za-z0-9_-]{32,}", password) and saved.stat().st_mode & 0o077 == 0:
+            return password
+    password = secrets.token_urlsafe(32)
+    private_file(saved, password + "\n")
+    return password

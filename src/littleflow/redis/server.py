@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -11,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import quote
 
 import redis
 
@@ -62,6 +64,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def private_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by this user alone (mode 0600 from its creation,
+    replacing the file at once)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(descriptor, 0o600)  # (a file left by an earlier crash keeps its mode otherwise)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
 class RedisServer:
     """A redis-server child process on one port, keeping its data in data_dir.
 
@@ -75,10 +93,12 @@ class RedisServer:
         port: int | None = None,
         bind: str = "127.0.0.1",
         appendonly: bool = True,
+        password: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).absolute()
         self.bind = bind
         self.appendonly = appendonly
+        self.password = password
         self._port = port
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -91,8 +111,15 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        """redis://HOST:PORT/0"""
-        return f"redis://{self.bind}:{self.port}/0"
+        """redis://HOST:PORT/0, with ``:PASSWORD@`` when there is one"""
+        secret = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{secret}{self.bind}:{self.port}/0"
+
+    @property
+    def config_file(self) -> Path:
+        """The config file of a server with a password (mode 0600: the password is kept out of
+        the command line, which every user of the machine can read)."""
+        return self.data_dir / "redis.conf"
 
     @property
     def process(self) -> subprocess.Popen[bytes] | None:
@@ -110,9 +137,11 @@ class RedisServer:
         return self._process is not None and self._process.poll() is None
 
     def command(self, executable: str) -> list[str]:
-        """The redis-server command line: everything is passed as arguments, no config file."""
+        """The redis-server command line: everything is passed as arguments, but the password,
+        which is in :attr:`config_file`."""
         return [
             executable,
+            *([str(self.config_file)] if self.password else []),
             "--port", str(self.port),
             "--bind", self.bind,
             "--dir", str(self.data_dir),
@@ -138,6 +167,8 @@ class RedisServer:
             ) from None
         if self._port is None:
             self._port = free_port(self.bind)
+        if self.password:
+            private_file(self.config_file, f'requirepass "{self.password}"\n')
         with open(self.log_file, "ab") as log:
             self._process = subprocess.Popen(
                 self.command(executable), stdin=subprocess.DEVNULL, stdout=log, stderr=log
@@ -153,7 +184,8 @@ class RedisServer:
         """Poll PING until this very process answers (not another server on the port)."""
         assert self._process is not None
         client = redis.Redis(
-            host=self.bind, port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5
+            host=self.bind, port=self.port, password=self.password, socket_timeout=0.5,
+            socket_connect_timeout=0.5,
         )
         deadline = time.monotonic() + START_TIMEOUT
         try:
