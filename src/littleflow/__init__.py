@@ -13,9 +13,10 @@ from .tasks import Registry, task
 __version__ = "0.1.0"
 
 
-def compile_flow(text: str, file: str | None = None) -> Flow:
-    """Parse and compile flow text in one step (``file`` names it in errors)."""
-    return Compiler().compile(Parser().parse(text, file))
+def compile_flow(text: str, file: str | None = None, *, max_nodes: int | None = None) -> Flow:
+    """Parse and compile flow text in one step (``file`` names it in errors); a flow that
+    would have more than ``max_nodes`` nodes (see :class:`Compiler`) is refused."""
+    return Compiler(max_nodes).compile(Parser().parse(text, file))
 
 
 __all__ = [

@@ -21,7 +21,8 @@ from .nodes import (
 )
 from .parser import MAX_DEPTH
 
-#: A flow may have at most this many nodes once named subflows are expanded.
+#: A flow may have at most this many nodes once named subflows are expanded, unless the
+#: compiler is given another limit (predicted before anything is built: see ``_Compile.predict``).
 MAX_NODES = 5_000_000
 
 
@@ -29,15 +30,18 @@ class Compiler:
     """Compiles a parsed :class:`~littleflow.nodes.Module` into a :class:`Flow`.
 
     After :meth:`compile`, ``warnings`` lists labels that were defined but never used.
+    A flow that would have more than ``max_nodes`` nodes (:data:`MAX_NODES` if none) once its
+    named subflows are expanded is refused before it is built.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_nodes: int | None = None) -> None:
         self.warnings: list[Diagnostic] = []
+        self.max_nodes = MAX_NODES if max_nodes is None else max_nodes
 
     def compile(self, module: Module) -> Flow:
         """The flow graph of ``module``; raises :class:`FlowError` for mistakes
         only visible as a whole (labels, declarations, guards)."""
-        run = _Compile(module)
+        run = _Compile(module, self.max_nodes)
         with fewer_collections():
             flow = run.flow()
         self.warnings = run.warnings
@@ -69,8 +73,11 @@ class _Scope:
 
 
 class _Compile:
-    def __init__(self, module: Module) -> None:
+    def __init__(self, module: Module, max_nodes: int = MAX_NODES) -> None:
         self.module = module
+        self.max_nodes = max_nodes
+        self.sizes: dict[int, int] = {}  # id(body of a named subflow) -> its nodes once expanded
+        self.counting: set[int] = set()
         self.source = module.source
         self.nodes: list[Node] = []
         self.edges: list[tuple[int, int]] = []
@@ -85,6 +92,7 @@ class _Compile:
         module = self.module
         for name in module.tasks:
             self.resolve(name)
+        self.predict()
         scope = _Scope(self.node("start", 0, line=0))
         self.statements(module.statements, scope, 0)
         self.close(scope, "end", None, len(self.source.text))
@@ -245,15 +253,73 @@ class _Compile:
     def subflow(self, subflow: Subflow, depth: int, offset: int, name: str | None) -> tuple[int, int]:
         if depth >= MAX_DEPTH:
             raise self.error(f"subflows nested more than {MAX_DEPTH} deep", offset)
-        if len(self.nodes) > MAX_NODES:
-            raise self.error(f"the flow grows past {MAX_NODES:,} nodes here "
-                             "(named subflows that invoke each other many times?)", offset)
         start = self.node("subflow-start", offset, name=name)
         scope = _Scope(start)
         self.statements(subflow.statements, scope, depth + 1)
         end = self.close(scope, "subflow-end", name, subflow.end if name is None else offset)
         self.nodes[start].pair, self.nodes[end].pair = end, start
         return start, end
+
+    # -- size ---------------------------------------------------------------
+    def predict(self) -> None:
+        """Refuse a flow over the node limit before building any of it: each named subflow is
+        counted once and its size multiplied at every use, so a short text that expands
+        exponentially costs no more than its length to refuse."""
+        total = 2 + self.count(self.module.statements, 0)
+        if total <= self.max_nodes:
+            return
+        message = f"the flow would have {total:,} nodes, more than the limit of {self.max_nodes:,}"
+        offset = self.crossing(self.module.statements, [1])
+        raise self.error(message, len(self.source.text) if offset is None else offset)
+
+    def count(self, statements: list[Statement], depth: int) -> int:
+        """The nodes of ``statements`` once built (the same count :meth:`statements` makes)."""
+        size = self.size
+        return sum(size(element.step, depth) for statement in statements for element in statement.elements)
+
+    def size(self, step: Any, depth: int) -> int:
+        kind = type(step)
+        if kind is Subflow:
+            if depth >= MAX_DEPTH:
+                raise self.error(f"subflows nested more than {MAX_DEPTH} deep", step.offset)
+            return 2 + self.count(step.statements, depth + 1)
+        if kind is Task:
+            declared = self.declared.get(step.name)
+            if declared is not None and declared.body is not None:
+                return self.named(step, declared.body, depth)
+        return 1
+
+    def named(self, step: Task, body: Subflow, depth: int) -> int:
+        """The nodes of one use of a named subflow, counted at its first use."""
+        key = id(body)
+        size = self.sizes.get(key)
+        if size is None:
+            if key in self.counting:
+                raise self.error(f"named subflow {step.name} invokes itself", step.offset)
+            if depth >= MAX_DEPTH:
+                raise self.error(f"subflows nested more than {MAX_DEPTH} deep", step.offset)
+            self.counting.add(key)
+            size = self.sizes[key] = 2 + self.count(body.statements, depth + 1)
+            self.counting.discard(key)
+        return size
+
+    def crossing(self, statements: list[Statement], built: list[int]) -> int | None:
+        """The offset of the first step (in building order, each named subflow whole) that takes
+        the nodes built past the limit; ``built`` counts them as they would be added."""
+        for statement in statements:
+            for element in statement.elements:
+                step = element.step
+                if type(step) is Subflow:
+                    built[0] += 1
+                    found = None if built[0] > self.max_nodes else self.crossing(step.statements, built)
+                    if found is not None:
+                        return found
+                    built[0] += 1
+                else:
+                    built[0] += self.size(step, 0)
+                if built[0] > self.max_nodes:
+                    return step.offset
+        return None
 
     # -- declarations -------------------------------------------------------
     def resolve(self, name: str, chain: tuple[str, ...] = ()) -> _Declared:
