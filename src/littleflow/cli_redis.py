@@ -395,6 +395,9 @@ def kubernetes_tasks(namespace: str | None, cleanup: float) -> Any:
                    "names; needed behind a proxy or an Ingress (repeatable).")
 @click.option("--api-cors", "cors", metavar="ORIGIN", multiple=True,
               help="Let browser pages of this origin call the API (repeatable; none by default).")
+@click.option("--api-max-nodes", "max_nodes", type=click.IntRange(min=2), default=20_000, show_default=True,
+              help="Refuse (422) a flow sent to the API that would have more nodes than this once its named "
+                   "subflows are expanded (counted before they are).")
 @click.option("--api-only", is_flag=True,
               help="Serve the HTTP API alone: no engine, no built-in or Python tasks (they run in "
                    "`littleflow engine` and `littleflow worker` processes elsewhere). Needs --api and a Redis URL.")
@@ -404,7 +407,7 @@ def kubernetes_tasks(namespace: str | None, cleanup: float) -> Any:
 @VERBOSE
 def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: int, data_dir: Path | None,
                   port: int | None, api_address: str | None, tokens_file: str | None, no_auth: bool,
-                  api_hosts: tuple[str, ...], cors: tuple[str, ...], api_only: bool, claim_idle: float,
+                  api_hosts: tuple[str, ...], cors: tuple[str, ...], max_nodes: int, api_only: bool, claim_idle: float,
                   verbose: bool, files: tuple[str, ...], http_allow: tuple[str, ...]) -> None:
     """Run a whole system here: an engine, the built-in tasks and the Python tasks of
     --tasks, until SIGINT or SIGTERM. Without a Redis URL (--redis or
@@ -438,7 +441,7 @@ def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: in
         start = lambda: services.start().threads  # noqa: E731
         if api_address is not None:
             api, token = api_server(target, api_address, tokens_file, no_auth, list(api_hosts), list(cors),
-                                    data_dir or littleflow_home())
+                                    data_dir or littleflow_home(), max_nodes)
             fragment = f"#token={token}" if token else ""
             click.echo(f"littleflow: the console on http://{shown_address(api.host, api.port)}/console/{fragment}, "
                        "the API beside it (/docs, /openapi.json)", err=True)
@@ -448,7 +451,7 @@ def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: in
 
 
 def api_server(target: Target, address: str, tokens_file: str | None, no_auth: bool, names: list[str],
-               cors: list[str], data: Path) -> tuple[Any, str | None]:
+               cors: list[str], data: Path, max_nodes: int = 20_000) -> tuple[Any, str | None]:
     """The API server for ``--api HOST:PORT``, and the token it made (kept in ``data``) when
     none is configured; or a one-line error."""
     from .api.auth import TOKEN_FILE, Tokens, ensure_local_token
@@ -469,7 +472,7 @@ def api_server(target: Target, address: str, tokens_file: str | None, no_auth: b
                 fail(f"cannot keep the API's token in {data / TOKEN_FILE}: {_reason(error)}")
             tokens = Tokens([("admin", made)])
         return ApiServer(target.url, target.prefix, host.strip("[]"), int(port), tokens, cors, names,
-                         no_auth), made
+                         no_auth, max_nodes), made
     except ValueError as error:
         fail(str(error))
 

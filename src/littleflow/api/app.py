@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from fastapi import Body, FastAPI, Query, Request, Response
+from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
@@ -31,6 +31,7 @@ from ..errors import FlowError
 from ..flow import Flow
 from ..literals import LiteralError, load_json_text
 from ..parser import Parser
+from ..redis.archive import SCHEMA as ARCHIVE_SCHEMA
 from ..redis.client import Client, decoded_event
 from ..redis.store import STATES, VALID_ID, InvalidArchive, StoreError
 from ..values import check_value
@@ -47,6 +48,8 @@ BODY_TIMEOUT, BODY_PAUSE = 30.0, 10.0
 #: Event streams (GET /events, GET /workflows/{id}/watch) open at once, in all and per token
 #: (each holds a Redis connection); past either, 429 with Retry-After (seconds).
 MAX_STREAMS, MAX_STREAMS_PER_TOKEN, STREAMS_RETRY = 64, 8, 10
+#: Nodes a flow compiled by the API may have, named subflows expanded (counted before they are).
+MAX_API_NODES = 20_000
 #: Methods that change something: a foreign Origin may not send them.
 CHANGES = ("POST", "PUT", "PATCH", "DELETE")
 #: The probes of a process supervisor: they answer whatever the Host header (Kubernetes'
@@ -73,7 +76,8 @@ SVG = "image/svg+xml"
 def create_app(url: str | None = None, prefix: str = "lf", client: Client | None = None,
                tokens: Tokens | None = None, cors: list[str] | None = None,
                hosts: frozenset[str] | None = None, max_streams: int = MAX_STREAMS,
-               max_streams_per_token: int = MAX_STREAMS_PER_TOKEN) -> FastAPI:
+               max_streams_per_token: int = MAX_STREAMS_PER_TOKEN, body_timeout: float = BODY_TIMEOUT,
+               body_pause: float = BODY_PAUSE, max_nodes: int = MAX_API_NODES) -> FastAPI:
     """The API of the littleflow system on the Redis at ``url``. With ``tokens``, every
     request but the health probes needs a bearer token: ``read`` to look, ``admin`` to change.
     Browsers on other origins may call it only from the origins in ``cors``. The Host header
@@ -111,7 +115,7 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
         return response(request, error.status_code, HTTPStatus(error.status_code).phrase, str(error.detail),
                         headers=getattr(error, "headers", None))
 
-    app.add_middleware(LimitBody, limit=MAX_BODY)  # (inside Gate: nothing is read before it lets a request in)
+    app.add_middleware(LimitBody, limit=MAX_BODY, timeout=body_timeout, pause=body_pause)  # (inside Gate: nothing is read before it lets a request in)
     app.add_middleware(Gate, tokens=tokens, hosts=hosts or own_hosts(None), cors=cors or [])
     if cors:  # (outermost: it answers preflights, which carry no token)
         app.add_middleware(CORSMiddleware, allow_origins=cors, allow_methods=["GET", "POST", "DELETE"],
@@ -175,7 +179,7 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
         """Start a workflow: a JSON body ``{"flow": TEXT, "input": VALUE}``, the flow text as
         text/plain, or a form with a flow file (``flow``) and JSON ``input``."""
         flow_text, input = await _submission(request)
-        flow = await run_in_threadpool(_compile, flow_text)
+        flow = await run_in_threadpool(_compile, flow_text, max_nodes)
         try:
             id = await run_in_threadpool(client.submit, flow, input, text=flow_text)
         except ValueError as error:  # the @flow run-time options
@@ -269,10 +273,15 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
         return Response(body, media_type="application/json",
                         headers={"Content-Disposition": f'attachment; filename="{id}.json"'})
 
-    @app.post("/archives", status_code=201, tags=["archives"])
-    def restore(archive: dict[str, Any] = Body(...), replace: bool = Query(False)) -> dict[str, Any]:
-        """Bring back an archived workflow."""
-        id = client.restore(archive, replace)
+    @app.post("/archives", status_code=201, tags=["archives"],
+              responses={422: {"description": "not an archive, or a damaged one (nothing is written)"}},
+              openapi_extra={"requestBody": {"content": {"application/json": {"schema": ARCHIVE_SCHEMA}},
+                                             "required": True}})
+    async def restore(request: Request, replace: bool = Query(False)) -> dict[str, Any]:
+        """Bring back an archived workflow (as ``GET /workflows/{id}/archive`` gave it),
+        checked through before anything is written."""
+        archive = _json(await request.body(), request, checked=False)  # (the archive is checked as one)
+        id = await run_in_threadpool(client.restore, archive, replace)
         return {"id": id, "url": f"/workflows/{id}"}
 
     @app.get("/events", tags=["events"], response_class=StreamingResponse,
@@ -326,7 +335,7 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
         """Compile flow text without running it: its graph (JSON, or an SVG picture), or its
         errors with line and column."""
         text = (await request.body()).decode("utf-8", "replace")
-        flow = await run_in_threadpool(_compile, text)
+        flow = await run_in_threadpool(_compile, text, max_nodes)
         if format == "svg":
             return Response(await run_in_threadpool(diagram.svg, flow), media_type=SVG)
         return JSONResponse(flow.to_json())
@@ -388,25 +397,25 @@ class Gate:
 class LimitBody:
     """ASGI middleware: a request body past ``limit`` bytes is refused (413), whether it
     says its length or comes in chunks, and one that trickles (all of it not within
-    ``BODY_TIMEOUT`` seconds, or a pause past ``BODY_PAUSE``) is answered 408 and its
-    connection closed. The body is read here first, then handed on."""
+    ``timeout`` seconds, or a pause past ``pause``) is answered 408 and its connection
+    closed. The body is read here first, then handed on."""
 
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: Any, limit: int, timeout: float = BODY_TIMEOUT, pause: float = BODY_PAUSE) -> None:
+        self.app, self.limit, self.timeout, self.pause = app, limit, timeout, pause
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
         chunks, size, more = [], 0, True
-        deadline = time.monotonic() + BODY_TIMEOUT
+        deadline = time.monotonic() + self.timeout
         while more:
             try:
-                message = await asyncio.wait_for(receive(), min(BODY_PAUSE, deadline - time.monotonic()))
+                message = await asyncio.wait_for(receive(), min(self.pause, deadline - time.monotonic()))
             except TimeoutError:
                 await response(Request(scope), 408, "Request timeout",
-                               f"the body came too slowly: it must all come within {BODY_TIMEOUT:g} s, with no "
-                               f"pause over {BODY_PAUSE:g} s", headers={"Connection": "close"})(scope, receive, send)
+                               f"the body came too slowly: it must all come within {self.timeout:g} s, with no "
+                               f"pause over {self.pause:g} s", headers={"Connection": "close"})(scope, receive, send)
                 return
             if message["type"] != "http.request":
                 return  # the client went away
@@ -571,9 +580,9 @@ def _versioned(client: Client, id: str) -> tuple[str, str, bool]:
     return version, json.dumps(document), document["state"] == "running"
 
 
-def _compile(text: str) -> Flow:
+def _compile(text: str, max_nodes: int = MAX_API_NODES) -> Flow:
     try:
-        return Compiler().compile(Parser().parse(text, "<request>"))
+        return Compiler(max_nodes).compile(Parser().parse(text, "<request>"))
     except FlowError as error:
         raise Problem(422, "Invalid flow", f"{error.line}:{error.column}: {error.message}",
                       errors=[{"line": error.line, "column": error.column, "message": error.message}]) from None

@@ -6,7 +6,7 @@ import threading
 
 import uvicorn
 
-from .app import create_app
+from .app import MAX_API_NODES, create_app
 from .auth import TOKENS_VAR, Tokens, is_loopback, own_hosts
 
 
@@ -18,7 +18,8 @@ class ApiServer:
     name = "api"
 
     def __init__(self, url: str, prefix: str, host: str, port: int, tokens: Tokens | None = None,
-                 cors: list[str] | None = None, names: list[str] | None = None, no_auth: bool = False) -> None:
+                 cors: list[str] | None = None, names: list[str] | None = None, no_auth: bool = False,
+                 max_nodes: int = MAX_API_NODES) -> None:
         if no_auth and not is_loopback(host):
             raise ValueError(f"--api-no-auth is for loopback addresses only, not {host}: give tokens "
                              f"(--api-tokens FILE or ${TOKENS_VAR})")
@@ -27,7 +28,7 @@ class ApiServer:
                              "on loopback")
         self.host, self.port = host, port
         self.app = create_app(url, prefix, tokens=None if no_auth else tokens, cors=cors,
-                              hosts=own_hosts(host, names or []))
+                              hosts=own_hosts(host, names or []), max_nodes=max_nodes)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port,
                                                     log_level="warning", access_log=False,
                                                     timeout_graceful_shutdown=5))
