@@ -1,11 +1,17 @@
 """YAML and JSON literals are plain data (LANGUAGE.md §1 "Data", §5, §6.1)."""
 
 import json
+import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import at, fails
 
-from littleflow.literals import MAX_VALUES, LiteralError, load_json, load_yaml, plain
+from littleflow.resources import parse
+
+from littleflow import compile_flow
+from littleflow.literals import MAX_BYTES, MAX_VALUES, Budget, LiteralError, json_size, load_json, load_yaml, plain
 
 
 @pytest.mark.parametrize("text, value", [
@@ -139,3 +145,89 @@ def test_lone_surrogates_in_literals_and_parameters_are_flow_errors_at_their_pla
     error = fails(text)
     assert at(error) == where
     assert "Unicode" in error.message and "\n" not in error.message  # (libyaml words its own YAML error)
+
+
+def laughs(levels: int = 9, width: int = 9, leaf: str = '"lol"') -> str:
+    """The classic "billion laughs": each level an array of ``width`` aliases of the one below."""
+    lines = [f"a0: &a0 {leaf}"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines)
+
+
+def test_the_billion_laughs_are_refused_unexpanded_at_the_level_that_crosses_the_limit():
+    text = laughs()
+    began = time.perf_counter()
+    with pytest.raises(LiteralError) as caught:
+        load_yaml(text)
+    print(f"billion laughs ({len(text)} bytes) refused in {time.perf_counter() - began:.4f} s")
+    assert f"{MAX_VALUES:,} values" in caught.value.message
+    assert caught.value.offset == text.index("&a7")  # 9**7 values: the first level past 1,000,000
+
+
+def test_a_byte_bomb_is_refused_at_the_node_that_expands_past_the_byte_bound():
+    """Few values but long strings: 0.5 MB of text naming a 500,000-byte string 1,000 times."""
+    text = 'a: &a "' + "x" * 500_000 + '"\nb: [' + ", ".join(["*a"] * 1000) + "]"
+    began = time.perf_counter()
+    with pytest.raises(LiteralError) as caught:
+        load_yaml(text)
+    print(f"0.5 MB byte bomb refused in {time.perf_counter() - began:.4f} s")
+    assert f"{MAX_BYTES:,} bytes as JSON once YAML aliases are expanded" in caught.value.message
+    assert caught.value.offset == text.index("[")  # (the array: the string alone fits)
+
+
+def test_a_yaml_resource_or_input_is_bounded_the_same_way():
+    with pytest.raises(ValueError, match="bytes as JSON once YAML aliases"):
+        parse(laughs(4, 10, '"' + "x" * 2000 + '"'), "yaml")
+    assert parse(laughs(2, 10), "yaml")["a2"] == [["lol"] * 10] * 10
+
+
+def test_merge_keys_count_what_they_merge():
+    base = 'a0: &a0 {k: "' + "x" * 100 + '"}\n'
+    text = base + "".join(f"a{i}: &a{i} {{!!merge <<: [*a{i - 1}, *a{i - 1}], k{i}: 1}}\n" for i in range(1, 21))
+    with pytest.raises(LiteralError, match="too large"):  # (before merging: 2**20 copies of k)
+        load_yaml(text)
+
+
+def test_the_budget_is_shared_by_the_literals_of_one_flow_text():
+    literal = json.dumps(["x" * 1000] * 1000)  # 1,003,001 bytes: 16 fit in 16 MiB, not 17
+    assert json_size(json.loads(literal)) == len(literal.replace(", ", ","))
+    text = "\n".join(f"T{i}({literal})" for i in range(17))
+    error = fails(text)
+    assert at(error) == (17, 4)
+    assert f"with the literals before it, more than {MAX_BYTES:,} bytes" in error.message
+    compile_flow("\n".join(f"T{i}({literal})" for i in range(16)))
+
+
+@st.composite
+def alias_graphs(draw):
+    """YAML with anchors a0…aN, each a string or an array or object of aliases of earlier
+    anchors, and the size of its value as compact JSON, worked out from the model."""
+    lines, sizes = [], []
+    for i in range(draw(st.integers(1, 8))):
+        if i == 0 or draw(st.booleans()) and i < 3:
+            text = draw(st.text("abcé\"\\", max_size=30))
+            lines.append(f"a{i}: &a{i} {json.dumps(text)}")
+            sizes.append(len(json.dumps(text, ensure_ascii=False).encode()))
+            continue
+        refs = draw(st.lists(st.integers(0, i - 1), max_size=6))
+        if draw(st.booleans()):
+            lines.append(f"a{i}: &a{i} [{', '.join(f'*a{r}' for r in refs)}]")
+            sizes.append(2 + max(len(refs) - 1, 0) + sum(sizes[r] for r in refs))
+        else:
+            lines.append(f"a{i}: &a{i} {{{', '.join(f'k{n}: *a{r}' for n, r in enumerate(refs))}}}")
+            sizes.append(2 + max(len(refs) - 1, 0) + sum(len(f'"k{n}":') + sizes[r] for n, r in enumerate(refs)))
+    names = [len(f'"a{i}":') for i in range(len(sizes))]
+    return "\n".join(lines), 2 + len(sizes) - 1 + sum(names) + sum(sizes)
+
+
+@settings(max_examples=300, deadline=None)
+@given(alias_graphs(), st.integers(-50, 50))
+def test_alias_graphs_are_accepted_exactly_when_their_expansion_fits(graph, slack):
+    text, size = graph
+    limit = max(size + slack, 1)
+    if size <= limit:
+        value = load_yaml(text, Budget(limit))
+        assert json_size(value) == size
+    else:
+        with pytest.raises(LiteralError, match="bytes as JSON"):
+            load_yaml(text, Budget(limit))
