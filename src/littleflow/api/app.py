@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, diagram
+from ..budget import OverBudget, limit
 from ..compiler import Compiler
 from ..errors import FlowError
 from ..flow import Flow
@@ -33,7 +34,7 @@ from ..literals import LiteralError, load_json_text
 from ..parser import Parser
 from ..redis.archive import SCHEMA as ARCHIVE_SCHEMA
 from ..redis.client import Client, decoded_event
-from ..redis.store import STATES, VALID_ID, InvalidArchive, StoreError
+from ..redis.store import KEY_TTL, STATES, VALID_ID, VALID_KEY, InvalidArchive, InvalidKey, KeyReused, StoreError
 from ..values import check_value
 from . import console
 from .auth import Tokens, names_server, own_hosts
@@ -71,13 +72,18 @@ OPEN_PATHS = ("/health", "/ready", "/session", "/openapi.json", "/docs", "/docs/
               console.CONSOLE)
 OPEN_PREFIXES = (DOCS_ASSETS + "/", console.CONSOLE + "/")
 SVG = "image/svg+xml"
+#: The most nodes drawn as SVG (drawing grows faster than the flow: about 0.5 s at the limit);
+#: seconds that compiling a flow, and drawing one, may take.
+MAX_SVG_NODES, COMPILE_SECONDS, DRAW_SECONDS = 1_000, 10.0, 10.0
 
 
 def create_app(url: str | None = None, prefix: str = "lf", client: Client | None = None,
                tokens: Tokens | None = None, cors: list[str] | None = None,
                hosts: frozenset[str] | None = None, max_streams: int = MAX_STREAMS,
                max_streams_per_token: int = MAX_STREAMS_PER_TOKEN, body_timeout: float = BODY_TIMEOUT,
-               body_pause: float = BODY_PAUSE, max_nodes: int = MAX_API_NODES) -> FastAPI:
+               body_pause: float = BODY_PAUSE, max_nodes: int = MAX_API_NODES,
+               max_svg_nodes: int = MAX_SVG_NODES, compile_seconds: float = COMPILE_SECONDS,
+               draw_seconds: float = DRAW_SECONDS, key_ttl: int = KEY_TTL) -> FastAPI:
     """The API of the littleflow system on the Redis at ``url``. With ``tokens``, every
     request but the health probes needs a bearer token: ``read`` to look, ``admin`` to change.
     Browsers on other origins may call it only from the origins in ``cors``. The Host header
@@ -100,6 +106,8 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
     async def store_error(request: Request, error: StoreError) -> JSONResponse:
         if isinstance(error, InvalidArchive):
             return response(request, 422, "Invalid archive", str(error))
+        if isinstance(error, (InvalidKey, KeyReused)):
+            return response(request, 422, "Invalid Idempotency-Key", str(error))
         status = 404 if str(error).startswith("no workflow") else 409
         return response(request, status, "Not found" if status == 404 else "Conflict", str(error))
 
@@ -175,16 +183,25 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
                       "flow": {"type": "string", "format": "binary", "description": "a flow file"},
                       "input": {"type": "string", "description": "the input as JSON text"}}}}},
                   "required": True}})
-    async def submit(request: Request) -> dict[str, Any]:
+    async def submit(request: Request) -> Response:
         """Start a workflow: a JSON body ``{"flow": TEXT, "input": VALUE}``, the flow text as
-        text/plain, or a form with a flow file (``flow``) and JSON ``input``."""
+        text/plain, or a form with a flow file (``flow``) and JSON ``input``. With an
+        ``Idempotency-Key`` header given before (in the last 24 h) with the same flow and input,
+        start nothing: answer 200 with the workflow it started (and ``Idempotent-Replayed: true``);
+        the same key with another flow or input is refused (422)."""
+        key = _idempotency_key(request)
         flow_text, input = await _submission(request)
-        flow = await run_in_threadpool(_compile, flow_text, max_nodes)
+        flow = await run_in_threadpool(_within, compile_seconds, "compiling the flow", _compile, flow_text, max_nodes)
         try:
-            id = await run_in_threadpool(client.submit, flow, input, text=flow_text)
+            id, new = await run_in_threadpool(client.submit_once, flow, input, text=flow_text, key=key,
+                                              key_ttl=key_ttl)
         except ValueError as error:  # the @flow run-time options
             raise Problem(422, "Invalid flow options", str(error)) from None
-        return {"id": id, "state": "running", "url": f"/workflows/{id}"}
+        if new:
+            return JSONResponse({"id": id, "state": "running", "url": f"/workflows/{id}"}, 201)
+        state = await run_in_threadpool(client.redis.hget, client.keys.workflow(id), "status")
+        return JSONResponse({"id": id, "state": state or "running", "url": f"/workflows/{id}"},
+                            headers={"Idempotent-Replayed": "true"})
 
     @app.get("/workflows/{id}", tags=["workflows"])
     def status(id: str) -> dict[str, Any]:
@@ -239,7 +256,7 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
         if format == "mermaid":
             return Response(diagram.mermaid(flow, status=statuses), media_type="text/plain; charset=utf-8")
         if format == "svg":
-            return Response(diagram.svg(flow, status=statuses), media_type=SVG)
+            return Response(_drawn(flow, statuses, max_svg_nodes, draw_seconds), media_type=SVG)
         body = flow.to_json()
         for node in body["nodes"]:
             node["status"] = statuses.get(node["id"], "waiting")
@@ -335,9 +352,10 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
         """Compile flow text without running it: its graph (JSON, or an SVG picture), or its
         errors with line and column."""
         text = (await request.body()).decode("utf-8", "replace")
-        flow = await run_in_threadpool(_compile, text, max_nodes)
+        flow = await run_in_threadpool(_within, compile_seconds, "compiling the flow", _compile, text, max_nodes)
         if format == "svg":
-            return Response(await run_in_threadpool(diagram.svg, flow), media_type=SVG)
+            return Response(await run_in_threadpool(_drawn, flow, None, max_svg_nodes, draw_seconds),
+                            media_type=SVG)
         return JSONResponse(flow.to_json())
 
     console.mount(app)
@@ -567,6 +585,37 @@ async def _upload(request: Request) -> tuple[str, Any]:
     if hasattr(input, "read"):
         input = (await input.read()).decode("utf-8", "replace")
     return text, _strict(input, "the input")
+
+
+def _idempotency_key(request: Request) -> str | None:
+    """The request's Idempotency-Key, bare or as a structured-field string (in quotes)."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    if not VALID_KEY.fullmatch(key):
+        raise Problem(422, "Invalid Idempotency-Key", "the Idempotency-Key header must be 1 to 200 printable "
+                      "ASCII characters, no space at either end")
+    return key
+
+
+def _within(seconds: float, what: str, work: Callable[..., Any], *args: Any) -> Any:
+    """``work(*args)`` in at most ``seconds`` (on this thread), else a 422 problem saying so."""
+    try:
+        with limit(seconds, what):
+            return work(*args)
+    except OverBudget as error:
+        raise Problem(422, "Over time budget", str(error)) from None
+
+
+def _drawn(flow: Flow, status: dict[int, str] | None, max_nodes: int, seconds: float) -> str:
+    """The flow as SVG, if it has at most ``max_nodes`` nodes and is drawn within ``seconds``."""
+    if len(flow.nodes) > max_nodes:
+        instead = "format=json" if status is None else "format=json or format=mermaid"  # (a workflow's graph)
+        raise Problem(422, "Too large to draw", f"SVG is drawn for flows of at most {max_nodes:,} nodes, and "
+                      f"this one has {len(flow.nodes):,}; ask for {instead}")
+    return _within(seconds, "drawing the flow", lambda: diagram.svg(flow, status=status))
 
 
 def _versioned(client: Client, id: str) -> tuple[str, str, bool]:

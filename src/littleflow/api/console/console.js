@@ -89,6 +89,14 @@ class ApiError extends Error {
   }
 }
 
+// The address `littleflow serve` prints carries its token (#token=…): kept for this tab, and
+// taken out of the address bar and the history at once.
+const given = new URLSearchParams(location.hash.slice(1)).get("token");
+if (given) {
+  sessionStorage.setItem(TOKEN, given);
+  history.replaceState(null, "", `${location.pathname}${location.search}#/`);
+}
+
 const session = {
   token: sessionStorage.getItem(TOKEN) || localStorage.getItem(TOKEN),
   scope: null,
