@@ -2,12 +2,16 @@
 
 import json
 import os
+import time
 
 import pytest
 import yaml
 
 from graphs import graph, parse_edges
-from littleflow import compile_flow
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from littleflow import FlowError, compile_flow
 from support import at, by_name, fails, kinds, one
 
 
@@ -490,3 +494,73 @@ def test_named_subflow_doc_is_on_its_start_node():
     flow = compile_flow("@task X '''Two steps''' { A → B }\nX\n")
     start = next(n for n in flow.nodes if n.kind == "subflow-start")
     assert (start.name, start.doc) == ("X", "Two steps")
+
+
+# -- the node limit ------------------------------------------------------------------
+def chain(levels: int) -> str:
+    """Named subflows that each invoke the one before twice: ``2**(levels + 1)`` tasks from a short text."""
+    return "@task S1 { A A }\n" + "".join(f"@task S{i} {{ S{i - 1} S{i - 1} }}\n" for i in range(2, levels + 1)) \
+        + f"S{levels}\n"
+
+
+def test_a_chain_of_named_subflows_is_refused_before_it_is_built():
+    text = chain(30)
+    began = time.perf_counter()
+    with pytest.raises(FlowError) as caught:
+        compile_flow(text)
+    print(f"{len(text)}-byte chain of 30 named subflows refused in {time.perf_counter() - began:.4f} s")
+    assert caught.value.message == "the flow would have 3,221,225,472 nodes, more than the limit of 5,000,000"
+    assert at(caught.value) == (31, 1)  # the use of S30
+
+
+@pytest.mark.parametrize("text, limit, where", [
+    ("A B C D", 4, (1, 7)),  # START A B C: D is the fifth node
+    ("A { B C } D", 4, (1, 7)),  # START A { B: C, inside the subflow
+    ("@task S { B C }\nA S D", 4, (2, 3)),  # a named subflow counts whole (4 nodes) at its use
+    ("A B", 3, (1, 4)),  # the END node: the end of the text
+])
+def test_the_error_is_at_the_step_that_crosses_the_limit(text, limit, where):
+    with pytest.raises(FlowError) as caught:
+        compile_flow(text, max_nodes=limit)
+    assert at(caught.value) == where
+    assert caught.value.message.endswith(f"nodes, more than the limit of {limit}")
+
+
+def test_a_named_subflow_invoking_itself_is_still_named_and_deep_chains_are_nesting_errors():
+    assert fails("@task S { A T }\n@task T = S\nS\n").message == "named subflow T invokes itself"
+    deep = "".join(f"@task S{i} {{ S{i + 1} }}\n" for i in range(400)) + "@task S400 { A }\nS0\n"
+    assert fails(deep).message == "subflows nested more than 100 deep"
+
+
+_NAMES = st.sampled_from(["A", "B", "<>", "<- x: 1 ->", "<in.json>"])
+
+
+def _steps(names: list[str]):
+    leaf = st.one_of(_NAMES, st.sampled_from(names)) if names else _NAMES
+    return st.recursive(leaf, lambda inner: st.one_of(
+        st.lists(inner, min_size=1, max_size=3).map(lambda items: "{ " + " → ".join(items) + " }"),
+        st.lists(inner, min_size=0, max_size=3).map(lambda items: "[ " + " ; ".join(items) + " ]"),
+        st.lists(st.one_of(_NAMES, st.sampled_from(names or ["A"])), min_size=2, max_size=3).map(" | ".join),
+    ), max_leaves=6)
+
+
+@st.composite
+def flows_with_named_subflows(draw):
+    names: list[str] = []
+    lines = []
+    for i in range(draw(st.integers(0, 4))):
+        body = draw(st.lists(_steps(names), min_size=1, max_size=3))
+        lines.append(f"@task N{i} {{ {' → '.join(body)} }}")
+        names.append(f"N{i}")
+    lines.append(" → ".join(draw(st.lists(_steps(names), min_size=1, max_size=4))))
+    return "\n".join(lines)
+
+
+@settings(max_examples=200, deadline=None)
+@given(flows_with_named_subflows())
+def test_the_predicted_node_count_is_the_count_built(text):
+    nodes = len(compile_flow(text).nodes)
+    assert len(compile_flow(text, max_nodes=nodes).nodes) == nodes
+    with pytest.raises(FlowError) as caught:
+        compile_flow(text, max_nodes=nodes - 1)
+    assert caught.value.message == f"the flow would have {nodes:,} nodes, more than the limit of {nodes - 1:,}"
