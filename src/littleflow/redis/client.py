@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,16 +14,16 @@ import redis
 from ..engine import DEFAULT_LIMIT, Engine, Start
 from ..flow import Flow
 from ..local import load_workflow
-from ..state import State
 from ..values import check_value
 from . import waits
+from .archive import FORMAT as ARCHIVE_FORMAT
+from .archive import validate
 from .protocol import Keys, namespace
 from .store import (
     EVENTS_LENGTH,
     KEY_TTL,
     STATES,
     VALID_ID,
-    InvalidArchive,
     Run,
     Store,
     StoreError,
@@ -35,7 +34,6 @@ from .store import (
 
 #: Where to find Redis when neither an argument nor LITTLEFLOW_REDIS_URL says.
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
-ARCHIVE_FORMAT = "littleflow-archive/1"
 
 
 def redis_url(url: str | None = None) -> str:
@@ -254,43 +252,20 @@ class Client:
         has its running tasks sent again. Its version and run numbers move past any the
         workflow had, so nothing of an earlier life of the id is mistaken for it.
         Refuses an id in use unless ``replace``."""
-        try:
-            if not isinstance(archive, dict) or archive.get("format") != ARCHIVE_FORMAT:
-                raise ValueError(f"its format is {archive.get('format') if isinstance(archive, dict) else None!r}")
-            id = archive["id"]
-            if not isinstance(id, str) or not VALID_ID.fullmatch(id):
-                raise ValueError(f"bad workflow id {id!r}")
-            flow = Flow.from_json(archive["flow"])
-            data = archive["run"]
-            state = State.from_json(data["state"])
-            state.check(len(flow))
-            seqs = {str(task): int(seq) for task, seq in data["seqs"].items()}
-            status, version, seq = archive["status"], int(archive["version"]), int(data["seq"])
-            if status not in STATES or status != state.status:
-                raise ValueError(f"its status {status!r} is not its state's {state.status!r}")
-            limit = int(archive["limit"]) if archive.get("limit") not in (None, "") else None
-            times = float(archive["created"]), float(archive["updated"])
-            base = str(archive.get("base") or "")
-            tasks = {str(k): json.dumps(v, ensure_ascii=False) for k, v in _mapping(archive.get("tasks", {})).items()}
-            log, last = [], (0, 0)
-            for entry in archive.get("log", []):
-                found = re.fullmatch(r"(\d+)-(\d+)", str(entry["id"]))
-                if not found or (int(found[1]), int(found[2])) <= last:
-                    raise ValueError(f"log entry id {entry['id']!r} is not a stream id after the one before")
-                last = (int(found[1]), int(found[2]))
-                log.append((entry["id"], {str(k): str(v) for k, v in entry.items() if k != "id"}))
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise InvalidArchive(f"not a littleflow archive: {type(error).__name__}: {error}") from None
+        found = validate(archive)  # (InvalidArchive, before anything is written)
+        id = found.id
         if self.redis.exists(self.keys.workflow(id)):
             if not replace:
                 raise StoreError(f"workflow {id} exists; delete it first or restore with replace")
             waits.cancel(self.store, id)
         fresh = int(time.time() * 1000)
-        run = Run(id, flow, Engine(flow, limit), state, max(version, fresh), seqs, max(seq, fresh), base, limit)
-        fields = {"flow": flow.dumps(), "text": str(archive.get("text") or ""), "base": base,
-                  "name": str(archive.get("name") or ""), "limit": "" if limit is None else str(limit),
-                  "created": repr(times[0])}
-        self.store.restore(run, fields, times, tasks, log, _resend(run) if status == "running" else [])
+        flow, limit = found.flow, found.limit
+        run = Run(id, flow, Engine(flow, limit), found.state, max(found.version, fresh), found.seqs,
+                  max(found.seq, fresh), found.base, limit)
+        fields = {"flow": flow.dumps(), "text": found.text, "base": found.base, "name": found.name,
+                  "limit": "" if limit is None else str(limit), "created": repr(found.times[0])}
+        self.store.restore(run, fields, found.times, found.tasks, found.log,
+                           _resend(run) if found.status == "running" else [])
         return id
 
     # -- events ------------------------------------------------------------------------
@@ -433,12 +408,6 @@ def _checked(id: str) -> str:
     if not VALID_ID.fullmatch(id):
         raise StoreError(f"no workflow {id}")
     return id
-
-
-def _mapping(value: Any) -> dict:
-    if not isinstance(value, dict):
-        raise ValueError(f"expected an object, not {type(value).__name__}")
-    return value
 
 
 def decoded_event(fields: dict[str, str]) -> dict[str, Any]:

@@ -1,0 +1,269 @@
+"""Archives checked before a restore writes anything (redis/archive.py), on a real Redis:
+real archives of real runs, each damage that once crashed something, and a fuzzer that
+damages them at random — every archive is refused with one line, or restored and then
+every read and step of it works."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from littleflow import diagram
+from littleflow.redis.archive import MAX_COUNTER, SCHEMA, validate
+from littleflow.redis.store import InvalidArchive
+from littleflow.tasks import Registry
+from littleflow.values import MAX_DEPTH
+
+
+@pytest.fixture
+def archives(started, client, until) -> dict[str, dict[str, Any]]:
+    """Archives of real runs (the services stopped after): finished (an iterated subflow,
+    merges), failed, terminated, and running (items of an iteration waiting on a task
+    nobody serves)."""
+    gate = threading.Event()
+    registry = Registry()
+    registry.add("A", lambda input: {"a": input})
+    registry.add("B", lambda input: (_ for _ in ()).throw(RuntimeError("no more bananas")))
+    registry.add("hang", lambda input: gate.wait(30) and {})
+    services = started.services_on(tasks=registry)
+    ids = {
+        "finished": client.submit("@flow alpha\nA → * { A → A  A } → A", [1, 2]),
+        "failed": client.submit("@flow beta\nA → B", {"k": 2}),
+        "terminated": client.submit("hang → A", {"k": 3}),
+        "running": client.submit("A → * { later:b  A } → A", [1, 2, 3]),
+    }
+    client.wait(ids["finished"], timeout=10)
+    client.wait(ids["failed"], timeout=10)
+    until(lambda: client.status(ids["terminated"])["nodes"][1]["status"] == "running", what="hang running")
+    client.terminate(ids["terminated"])
+    until(lambda: sum(n["status"] == "queued" for n in client.status(ids["running"])["nodes"]), what="later:b queued")
+    found = {state: client.archive(id) for state, id in ids.items()}
+    gate.set()
+    started.stop(services)
+    for id in ids.values():
+        if client.status(id)["state"] == "running":
+            client.terminate(id)
+        client.delete(id)
+    return found
+
+
+def works(client, id: str) -> None:
+    """Every read and step of workflow ``id`` works (as the API's endpoints use them)."""
+    document = client.status(id)
+    json.dumps(document)
+    flow, statuses = client.statuses(id)
+    diagram.mermaid(flow, status=statuses)
+    if len(flow) <= 100:
+        diagram.svg(flow, status=statuses)
+    client.definition(id)
+    assert id in [w["id"] for w in client.list()]
+    assert client.page(search=id[:4]).total >= 1
+    again = client.archive(id)
+    validate(again)  # what it archives now restores
+    if document["state"] == "running":
+        client.terminate(id)
+    if client.status(id)["state"] in ("failed", "terminated"):
+        client.resume(id)
+        if client.status(id)["state"] == "running":
+            client.terminate(id)
+    assert client.restore(again, replace=True) == id
+
+
+def refused(client, archive: Any, says: str) -> None:
+    """``archive`` is refused with one line saying ``says``, and nothing is written."""
+    before = sorted(client.redis.keys("*"))
+    with pytest.raises(InvalidArchive) as caught:
+        client.restore(archive, replace=True)
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 500
+    assert says in str(caught.value)
+    assert sorted(client.redis.keys("*")) == before
+
+
+def test_real_archives_restore_and_then_everything_works(archives, client):
+    for archive in archives.values():
+        assert client.restore(archive) == archive["id"]
+        works(client, archive["id"])
+    assert client.status(archives["running"]["id"])["state"] == "running"  # resumed by works()
+
+
+def test_the_schema_is_a_valid_json_schema():
+    from jsonschema import Draft202012Validator
+
+    Draft202012Validator.check_schema(SCHEMA)
+
+
+def edited(archive: dict[str, Any], change: Any) -> dict[str, Any]:
+    found = copy.deepcopy(archive)
+    change(found)
+    return found
+
+
+def state(archive: dict[str, Any]) -> dict[str, Any]:
+    return archive["run"]["state"]
+
+
+# -- each damage that once crashed a request or broke the workflow after -------------------------
+def test_a_running_instance_of_a_node_that_is_no_task_is_refused(archives, client):
+    """It was restored by sending START to the workers as a task: an AttributeError (500)."""
+    archive = edited(archives["running"], lambda a: state(a)["running"].append(["", 0, -1, {}]))
+    refused(client, archive, "is not a task of its flow")
+
+
+def test_task_info_with_a_seq_that_is_not_a_number_is_refused(archives, client):
+    """It was restored, and every status request of it then failed comparing seqs (500)."""
+    def change(a):
+        first = next(iter(a["tasks"].values()))
+        a["tasks"]["|1|7"] = {**first, "seq": "7"}
+    refused(client, edited(archives["finished"], change), "'7' is not of type 'integer'")
+
+
+def test_bad_flow_options_without_text_are_refused(archives, client):
+    """They raised in the middle of the restore (a traceback in the CLI, 500 in the API)."""
+    def change(a):
+        a["text"] = ""
+        a["flow"]["parameters"] = {"retries": "many"}
+    refused(client, edited(archives["failed"], change), "damaged archive")
+
+
+@pytest.mark.parametrize("log_id, says", [("0-0", "not after the one before"),
+                                          ("99999999999999999999-0", "does not match"),
+                                          ("1-x", "does not match")])
+def test_log_ids_redis_refuses_are_refused_before_anything_is_written(archives, client, log_id, says):
+    """A log id Redis refused failed the transaction half way (500, a half-restored workflow)."""
+    archive = edited(archives["finished"], lambda a: a["log"].insert(0, {"id": log_id, "kind": "x"}))
+    refused(client, archive, says)
+
+
+def test_a_log_entry_without_fields_is_refused(archives, client):
+    archive = edited(archives["finished"], lambda a: a["log"].append({"id": "99999999999-0"}))
+    refused(client, archive, "does not have enough properties")
+
+
+def test_an_item_of_no_iteration_is_refused(archives, client):
+    """It was restored; the end of that task then crashed the engine's step."""
+    def change(a):
+        frames = state(a)["frames"]
+        for frame in frames:
+            frame["iterations"] = {}
+    refused(client, edited(archives["running"], change), "damaged archive")
+
+
+@pytest.mark.parametrize("where", ["output", "input"])
+def test_nan_and_infinity_anywhere_are_refused(archives, client, where):
+    refused(client, edited(archives["finished"], lambda a: state(a).__setitem__(where, {"x": float("nan")})),
+            "not a JSON number")
+    refused(client, edited(archives["finished"], lambda a: a.__setitem__("created", float("inf"))),
+            "not a JSON number")
+
+
+def test_deep_nesting_is_refused(archives, client):
+    deep: Any = 1
+    for _ in range(MAX_DEPTH + 20):
+        deep = [deep]
+    refused(client, edited(archives["finished"], lambda a: state(a).__setitem__("output", deep)), "nested too deeply")
+
+
+def test_huge_numbers_are_refused(archives, client):
+    refused(client, edited(archives["finished"], lambda a: a.__setitem__("version", 2**70)), "maximum")
+    refused(client, edited(archives["finished"], lambda a: a["run"].__setitem__("seq", MAX_COUNTER + 1)), "maximum")
+    refused(client, edited(archives["finished"], lambda a: a.__setitem__("updated", 1e300)), "maximum")
+
+
+def test_a_flow_that_is_not_its_text_is_refused(archives, client):
+    archive = edited(archives["finished"], lambda a: a["flow"]["nodes"][1].__setitem__("name", "rm"))
+    refused(client, archive, "its flow is not what its text compiles to")
+    refused(client, edited(archives["finished"], lambda a: a.__setitem__("text", "A →")), "does not compile")
+
+
+def test_extra_keys_and_wrong_types_are_refused(archives, client):
+    refused(client, edited(archives["finished"], lambda a: a.__setitem__("junk", 1)), "junk")
+    refused(client, edited(archives["finished"], lambda a: state(a)["frames"][0].__setitem__("skipped", "x")),
+            "is not of type 'array'")
+    refused(client, edited(archives["finished"], lambda a: a.__setitem__("status", "failed")), "is not its state's")
+
+
+# -- fuzzing ---------------------------------------------------------------------------------------------
+def leaves(value: Any, path: tuple = ()) -> list[tuple]:
+    """Every path in a JSON value (of containers and scalars)."""
+    found = [path]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += leaves(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += leaves(item, (*path, index))
+    return found
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=8)
+                    | st.floats(allow_nan=True, allow_infinity=True),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+                    max_leaves=6)
+
+
+def mutated(data: st.DataObject, archive: dict[str, Any]) -> dict[str, Any]:
+    found = copy.deepcopy(archive)
+    for _ in range(data.draw(st.integers(1, 3), label="mutations")):
+        path = data.draw(st.sampled_from(leaves(found)[1:]), label="where")
+        parent = found
+        for part in path[:-1]:
+            parent = parent[part]
+        key, value = path[-1], parent[path[-1]]
+        how = data.draw(st.sampled_from(["delete", "replace", "retype", "truncate", "number", "junk", "small",
+                                         "swap"]), label="how")
+        if how == "small" and isinstance(value, int):  # often a node, item or count that still fits
+            parent[key] = data.draw(st.integers(-1, 12), label="small")
+        elif how == "swap" and isinstance(value, int):
+            numbers = [each for each in leaves(found) if isinstance(_at(found, each), int)]
+            if numbers:
+                other = data.draw(st.sampled_from(numbers), label="swap with")
+                _put(found, other, value)
+                _put(found, path, _at(found, other) if other != path else value)
+        elif how == "delete":
+            del parent[key]
+        elif how == "replace":
+            parent[key] = data.draw(JSON, label="with")
+        elif how == "retype":
+            parent[key] = str(value) if not isinstance(value, str) else (int(value) if value.isdigit() else [value])
+        elif how == "truncate" and isinstance(value, (list, str)):
+            parent[key] = value[: data.draw(st.integers(0, max(0, len(value) - 1)), label="to")]
+        elif how == "number" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            parent[key] = data.draw(st.sampled_from([-1, 0, 1, value + 1, value - 1, 2**53 + 1, 2**64, -(2**63),
+                                                     value + 0.5, float("nan")]), label="number")
+        elif how == "junk" and isinstance(value, dict):
+            value[data.draw(st.text(max_size=6), label="key")] = data.draw(JSON, label="junk")
+        else:
+            parent[key] = data.draw(JSON, label="instead")
+    return found
+
+
+def _at(value: Any, path: tuple) -> Any:
+    for part in path:
+        value = value[part]
+    return value
+
+
+def _put(value: Any, path: tuple, item: Any) -> None:
+    _at(value, path[:-1])[path[-1]] = item
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_damaged_archive_is_refused_or_restored_and_then_everything_works(archives, client, data):
+    which = data.draw(st.sampled_from(sorted(archives)), label="archive")
+    archive = mutated(data, archives[which])
+    try:
+        id = client.restore(archive, replace=True)
+    except InvalidArchive as error:
+        assert "\n" not in str(error) and len(str(error)) < 500
+        event("refused")
+        return
+    event("restored")
+    works(client, id)
