@@ -27,6 +27,8 @@ class Response:
     status: int
     body: bytes
     content_type: str | None
+    headers: dict[str, str] = field(default_factory=dict)
+    hang: bool = False
 
 
 @dataclass
@@ -36,6 +38,7 @@ class Server:
     routes: dict[str, Response] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    released: threading.Event = field(default_factory=threading.Event)  # ends the hanging requests
 
     def url(self, path: str) -> str:
         return f"http://{self.host}:{self.port}{path}"
@@ -44,6 +47,16 @@ class Server:
         """Answer requests for ``path`` with ``body``; returns the URL."""
         data = body.encode() if isinstance(body, str) else body
         self.routes[path] = Response(status, data, content_type)
+        return self.url(path)
+
+    def redirect(self, path: str, location: str) -> str:
+        """Answer requests for ``path`` with a 302 to ``location``; returns the URL."""
+        self.routes[path] = Response(302, b"", None, {"Location": location})
+        return self.url(path)
+
+    def hang(self, path: str) -> str:
+        """Never answer requests for ``path`` (until the test ends); returns the URL."""
+        self.routes[path] = Response(200, b"{}", "application/json", hang=True)
         return self.url(path)
 
     def received(self, method: str | None = None) -> list[Request]:
@@ -62,21 +75,27 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
                 server.requests.append(Request(self.command, self.path,
                                                {k.lower(): v for k, v in self.headers.items()}, body))
             route = server.routes.get(self.path)
+            if route is not None and route.hang:
+                server.released.wait(120)
+                return
             if self.command == "GET":
                 if route is None:
                     self._send(404, b"not found", "text/plain")
                 else:
-                    self._send(route.status, route.body, route.content_type)
+                    self._send(route.status, route.body, route.content_type, route.headers)
             else:  # writes succeed unless a route says otherwise
                 if route is not None and route.status >= 400:
                     self._send(route.status, route.body, route.content_type)
                 else:
                     self._send(200 if self.command != "PUT" else 201, b"", None)
 
-        def _send(self, status: int, body: bytes, content_type: str | None) -> None:
+        def _send(self, status: int, body: bytes, content_type: str | None,
+                  headers: dict[str, str] | None = None) -> None:
             self.send_response(status)
             if content_type:
                 self.send_header("Content-Type", content_type)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -103,6 +122,7 @@ def http_server(monkeypatch):
     try:
         yield state
     finally:
+        state.released.set()
         httpd.shutdown()
         httpd.server_close()
         thread.join(5)

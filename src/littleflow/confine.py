@@ -232,7 +232,9 @@ def _transports() -> tuple[type, type]:
     class _AsyncTransport(httpx.AsyncHTTPTransport):
         def __init__(self, confinement: Confinement) -> None:
             super().__init__(verify=_ssl_context(), trust_env=False)
-            self._pool = httpcore.AsyncConnectionPool(ssl_context=_ssl_context(),
+            # (no limit on connections: each request has its deadline, and the worker's capacity bounds them)
+            self._pool = httpcore.AsyncConnectionPool(ssl_context=_ssl_context(), max_connections=None,
+                                                      max_keepalive_connections=16,
                                                       network_backend=_AsyncBackend(confinement))
 
     return _Transport, _AsyncTransport

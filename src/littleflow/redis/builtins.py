@@ -133,9 +133,7 @@ class BuiltinTasks:
             return self._loop
 
     async def _open_client(self) -> None:
-        # (no connection limit: each request has its timeout, and the worker's capacity bounds how many run)
-        self._client = httpx.AsyncClient(transport=self.confine.async_transport(),
-                                         limits=httpx.Limits(max_connections=None, max_keepalive_connections=16))
+        self._client = httpx.AsyncClient(transport=self.confine.async_transport())
 
     def _wait(self, job: Job, worker: Worker, kind: str, params: dict[str, Any]) -> None:
         task, store = job.task, worker.store
