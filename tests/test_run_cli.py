@@ -122,6 +122,15 @@ def batch_cases(root: Path) -> dict[str, dict]:
     write(root / "flaky" / "flaky.flow", "first → flaky\n")
     write(root / "failing" / "shop.flow", "load → charge → ship\n")
     write(root / "damaged.json", "[]")
+    write(root / "confined" / "root" / "data.json", '{"inside": true}')
+    write(root / "confined" / "secret.json", '{"secret": true}')
+    (root / "confined" / "root" / "link.json").symlink_to(root / "confined" / "secret.json")
+    write(root / "confined" / "copy.flow", "<data.json> → <out/copy.json>\n")
+    write(root / "confined" / "dotdot.flow", "<../secret.json>\n")
+    write(root / "confined" / "symlink.flow", "<link.json>\n")
+    write(root / "confined" / "uri.flow", f"<file://{root}/confined/secret.json>\n")
+    write(root / "confined" / "sink.flow", "<data.json> → <../escaped.json>\n")
+    write(root / "confined" / "http.flow", "<http://127.0.0.1:9/x.json>\n")
     other = compile_flow("X → Y")
     LocalRun(other, {"X": lambda i: None, "Y": lambda i: None},
              on_step=StateFile(root / "other-state.json", other).save).run()
@@ -133,7 +142,15 @@ def batch_cases(root: Path) -> dict[str, dict]:
         "trace": dict(args=["run", "flaky/flaky.flow", "--tasks", "flaky/tasks.py", "--trace", "trace.json"]),
         "failure": dict(args=["run", "failing/shop.flow", "--tasks", "failing/tasks.py", "--input",
                               '{"order": "A-17"}', "--trace", "failure-trace.json"]),
+        # confined
+        "files-inside": dict(args=["run", "confined/copy.flow", "--tasks", "moretasks", "--files", "confined/root",
+                                   "--quiet"]),
+        **{f"files-{name}": dict(args=["run", f"confined/{name}.flow", "--tasks", "moretasks", "--files",
+                                       "confined/root"]) for name in ("dotdot", "symlink", "uri", "sink")},
+        "http-confined": dict(args=["run", "confined/http.flow", "--tasks", "moretasks", "--http-confine"]),
+        "http-open": dict(args=["run", "confined/http.flow", "--tasks", "moretasks"]),
         # exit 2, one clear line
+        "bad-http-allow": dict(args=["run", "plain.flow", "--http-allow", "not a host"]),
         "bad-input-json": dict(args=["run", "plain.flow", "--input", "{x"]),
         "missing-input-file": dict(args=["run", "plain.flow", "--input", "@nope.json"]),
         "module-not-found": dict(args=["run", "plain.flow", "--tasks", "no_such_module_xyz"]),
@@ -231,6 +248,26 @@ def test_trace_is_written_when_the_flow_fails(batch):
     assert "card declined" in trace[1]["error"]
 
 
+def test_run_files_confines_file_resources_to_its_directories(batch):
+    result = batch["files-inside"]
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"inside": True}
+    assert json.loads((batch["root"] / "confined" / "root" / "out" / "copy.json").read_text()) == {"inside": True}
+    for name in ("dotdot", "symlink", "uri", "sink"):
+        result = batch[f"files-{name}"]
+        assert result.returncode == 1, (name, result.stderr)
+        assert "outside the directories allowed with --files" in result.stderr and "Traceback" not in result.stderr
+        assert '"secret": true' not in result.stdout + result.stderr
+    assert not (batch["root"] / "confined" / "escaped.json").exists()
+
+
+def test_run_reaches_any_address_unless_confined(batch):
+    confined, open_ = batch["http-confined"], batch["http-open"]
+    assert confined.returncode == 1 and open_.returncode == 1
+    assert "127.0.0.1 is not a public address: run with --http-allow 127.0.0.1" in confined.stderr
+    assert "not a public address" not in open_.stderr and "127.0.0.1:9" in open_.stderr  # it tried: refused
+
+
 @pytest.mark.parametrize("case,says", [
     ("bad-input-json", "--input"),
     ("missing-input-file", "nope.json"),
@@ -242,6 +279,7 @@ def test_trace_is_written_when_the_flow_fails(batch):
     ("damaged-state", "damaged.json"),
     ("state-of-another-flow", "different flow"),
     ("doc-state-of-another-flow", "different flow"),
+    ("bad-http-allow", "--http-allow 'not a host'"),
 ])
 def test_mistakes_exit_2_with_one_clear_line(batch, case, says):
     result = batch[case]
