@@ -16,9 +16,12 @@ MAX_DEPTH = 200
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
-def check_value(value: Any, where: str, depth: int = MAX_DEPTH, count: int = MAX_VALUES) -> None:
+def check_value(value: Any, where: str, depth: int | None = None, count: int | None = None) -> None:
     """Raise ``ValueError`` (one line naming ``where``) unless ``value`` is plain JSON
-    data with finite numbers, at most ``count`` parts, nested at most ``depth`` deep."""
+    data with finite numbers, at most ``count`` parts (:data:`MAX_VALUES`), nested at most
+    ``depth`` deep (:data:`MAX_DEPTH`)."""
+    depth = MAX_DEPTH if depth is None else depth
+    count = MAX_VALUES if count is None else count
     budget = count
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:

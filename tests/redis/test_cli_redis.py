@@ -256,6 +256,25 @@ def test_archive_delete_and_restore_bring_back_the_same_workflow(lf, tmp_path):
     assert bad.returncode == 2 and "not a littleflow archive" in one_line(bad.stderr)
 
 
+def test_bad_values_and_damaged_archives_are_one_line_and_exit_2(lf, tmp_path):
+    nan = lf("submit", "double.flow", "--input", '{"n": NaN}')
+    assert nan.returncode == 2 and "NaN is not a JSON number" in one_line(nan.stderr)
+    deep = lf("send", "go", "--data", "[" * 201 + "]" * 201)
+    assert deep.returncode == 2 and one_line(deep.stderr) == (
+        "littleflow: error: bad input in --data: the value is nested too deeply: more than 200 levels")
+    assert lf.json("list") == []
+    id = lf.submit("double.flow", '{"n": 1}')
+    archive = json.loads(lf("archive", id).stdout)
+    archive["run"]["state"]["running"].append(["", 0, -1, {}])
+    damaged = lf("restore", "-", "--replace", stdin=json.dumps(archive))
+    assert damaged.returncode == 2 and "damaged archive" in one_line(damaged.stderr)
+    bomb = lf("restore", "-", stdin="[" * 100_000 + "]" * 100_000)
+    assert bomb.returncode == 2 and "not JSON" in one_line(bomb.stderr)
+    infinite = lf("restore", "-", stdin='{"format": "littleflow-archive/1", "created": Infinity}')
+    assert infinite.returncode == 2 and "not a JSON number" in one_line(infinite.stderr)
+    assert [w["id"] for w in lf.json("list")] == [id]
+
+
 def test_workers_and_dead_letters(lf):
     lf("submit", "double.flow", "--input", '{"n": 1}', "--wait")
     workers = lf.json("workers")

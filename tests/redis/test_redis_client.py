@@ -389,3 +389,21 @@ def test_a_bad_url_is_a_one_line_store_error():
     with pytest.raises(StoreError) as caught:
         Client("http://not-redis")
     assert "\n" not in str(caught.value) and "not-redis" in str(caught.value)
+
+
+@pytest.mark.parametrize("bad, says", [({"x": float("nan")}, "not a JSON number"), ([float("-inf")], "not a JSON number"),
+                                       ({"x": {1, 2}}, "not JSON data"), ([[[]]] * 2, None)])
+def test_values_that_are_not_json_are_refused_before_anything_is_stored(client, bad, says, monkeypatch):
+    from littleflow import values
+
+    monkeypatch.setattr(values, "MAX_DEPTH", 2)  # (the depth limit, smaller)
+    for call in (lambda: client.submit("A", bad), lambda: client.submit_many("A", [{}, bad]),
+                 lambda: client.send("go", bad)):
+        with pytest.raises(ValueError, match=says or "nested too deeply: more than 2 levels") as caught:
+            call()
+        assert "\n" not in str(caught.value)
+    assert client.list() == [] and list(client.events()) == []
+    cyclic: list = []
+    cyclic.append(cyclic)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        client.submit("A", cyclic)

@@ -1,0 +1,52 @@
+"""check_value: the one check of values that cross a boundary."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from littleflow.values import MAX_DEPTH, MAX_VALUES, check_value
+
+
+def nested(levels: int) -> list:
+    value: list = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("value, says", [
+    (float("nan"), "the input holds nan, which is not a JSON number"),
+    ({"a": [1, float("inf")]}, "the input holds inf, which is not a JSON number"),
+    ({float("nan"): 1}, "the input has the key nan, which is not a JSON number"),
+    ({(1, 2): 1}, "the input has a tuple key, which JSON cannot hold"),
+    ([b"bytes"], "the input holds a bytes, which is not JSON data"),
+    ({"x": "\ud800"}, "the input holds a lone surrogate (not Unicode text)"),
+    ({"\udfff": 1}, "the input holds a lone surrogate (not Unicode text)"),
+    (nested(MAX_DEPTH + 1), f"the input is nested too deeply: more than {MAX_DEPTH} levels"),
+    ([0] * MAX_VALUES, f"the input is too large: more than {MAX_VALUES:,} values"),
+])
+def test_what_is_refused_and_the_one_line_that_says_so(value, says):
+    with pytest.raises(ValueError) as caught:
+        check_value(value, "the input")
+    assert str(caught.value) == says
+
+
+def test_the_limits_are_inclusive_and_a_cycle_is_too_deep():
+    check_value(nested(MAX_DEPTH), "x")
+    check_value([0] * (MAX_VALUES - 1), "x")
+    check_value({"a": None, "b": True, "c": -1, "d": 1.5, "é": "ü"}, "x")
+    cyclic: dict = {}
+    cyclic["self"] = cyclic
+    with pytest.raises(ValueError, match="nested too deeply"):
+        check_value(cyclic, "x")
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                    | st.text(), lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=30))
+def test_json_data_passes_and_survives_a_strict_encoding(value):
+    check_value(value, "x")
+    json.dumps(value, allow_nan=False).encode("utf-8")
