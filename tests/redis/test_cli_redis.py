@@ -297,6 +297,24 @@ def test_mistakes_are_one_line_and_exit_2(lf):
     assert data.returncode == 2 and one_line(data.stderr).startswith("littleflow: error: bad input in --data")
 
 
+def test_submit_with_a_key_prints_the_first_workflow_s_id(tmp_path, redis_url):
+    """No engine needed: the key is claimed as the workflow is stored."""
+    lf = Shell(project(tmp_path), base_env(tmp_path, redis_url))
+    args = ["submit", "double.flow", "--input", '{"n": 1}', "--key", "nightly-2026-12-02"]
+    first, again = lf(*args), lf(*args)
+    assert first.returncode == again.returncode == 0 and first.stderr == ""
+    assert ID.fullmatch(first.stdout.strip()) and again.stdout == first.stdout
+    id = first.stdout.strip()
+    assert one_line(again.stderr) == (f"littleflow: workflow {id} was submitted with key 'nightly-2026-12-02' "
+                                      "before; nothing new started")
+    assert lf.json(*args) == {"id": id}
+    other = lf("submit", "double.flow", "--input", '{"n": 2}', "--key", "nightly-2026-12-02")
+    assert other.returncode == 2 and f"was given for workflow {id} with another flow or input" in one_line(other.stderr)
+    bad = lf("submit", "double.flow", "--key", " x")
+    assert bad.returncode == 2 and "1 to 200 printable ASCII characters" in one_line(bad.stderr)
+    assert [w["id"] for w in lf.json("list")] == [id]
+
+
 def test_an_unreachable_server_is_one_line(tmp_path, own_redis_server):
     url = own_redis_server.url.replace("redis://", "redis://user:secret@")
     own_redis_server.stop()
