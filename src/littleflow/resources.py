@@ -13,7 +13,7 @@ from urllib.parse import unquote, urljoin, urlparse
 import yaml
 
 from .confine import OPEN, Confinement, Refused
-from .literals import LiteralError, load_json_text, load_yaml, plain
+from .literals import MAX_BYTES, LiteralError, load_json_text, load_yaml, plain
 
 if TYPE_CHECKING:
     import httpx
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 HTTP_TIMEOUT = 30.0
 #: The most seconds a ``timeout`` may give an http(s) request; more is cut down to this.
 HTTP_MAX_TIMEOUT = 300.0
+#: The most bytes a confined resource (an HTTP answer, a file) may hold: what a value may hold.
+MAX_CONTENT = MAX_BYTES
 
 _TYPES = {
     "json": ("application/json", "text/json"),
@@ -120,7 +122,10 @@ def _read_file(uri: str, base: str | None, confine: Confinement) -> str:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | (0 if confine.files is None else os.O_NOFOLLOW))
         with open(descriptor, "rb") as file:
             confine.opened(descriptor, path)
-            return file.read().decode("utf-8")
+            data = file.read() if confine.files is None else file.read(MAX_CONTENT + 1)
+        if len(data) > MAX_CONTENT and confine.files is not None:
+            raise ResourceError(f"cannot read <{uri}>: it holds more than {MAX_CONTENT / 2**20:g} MiB")
+        return data.decode("utf-8")
     except Refused as error:
         raise ResourceError(f"cannot read <{uri}>: {error}") from None
     except OSError as error:
@@ -209,9 +214,11 @@ def _request(method: str, url: str, params: dict[str, Any], confine: Confinement
     import httpx  # only flows with http(s) resources pay for importing it
 
     transport = None if confine.http_allow is None else confine.transport()
+    limit = None if confine.unconfined else MAX_CONTENT
     try:
-        with httpx.Client(transport=transport, follow_redirects=True) as client:
-            response = client.request(method, url, **_options(params, options))
+        with httpx.Client(transport=transport, follow_redirects=True) as client, \
+                client.stream(method, url, **_options(params, options)) as streamed:
+            response = _whole(streamed, _gathered(streamed.iter_bytes(), method, url, limit))
     except (httpx.HTTPError, Refused) as error:
         raise ResourceError(f"cannot {method} <{url}>: {error}") from None
     return _checked(method, url, response)
@@ -223,13 +230,48 @@ async def _arequest(method: str, url: str, params: dict[str, Any], confine: Conf
 
     try:
         if client is not None:
-            response = await client.request(method, url, follow_redirects=True, **_options(params, options))
+            response = await fetch(client, method, url, follow_redirects=True, **_options(params, options))
         else:
             async with httpx.AsyncClient(transport=confine.async_transport()) as own:
-                response = await own.request(method, url, follow_redirects=True, **_options(params, options))
+                response = await fetch(own, method, url, follow_redirects=True, **_options(params, options))
     except (httpx.HTTPError, Refused) as error:
         raise ResourceError(f"cannot {method} <{url}>: {error}") from None
     return _checked(method, url, response)
+
+
+async def fetch(client: httpx.AsyncClient, method: str, url: str, limit: int | None = None,
+                **options: Any) -> httpx.Response:
+    """The whole answer to a request, of :data:`MAX_CONTENT` bytes at most (``limit``) or
+    :class:`ResourceError`: a flow cannot make its worker hold more."""
+    async with client.stream(method, url, **options) as streamed:
+        body = bytearray()
+        async for chunk in streamed.aiter_bytes():
+            body += chunk
+            _check_size(len(body), method, url, limit or MAX_CONTENT)
+        return _whole(streamed, bytes(body))
+
+
+def _gathered(chunks: Any, method: str, url: str, limit: int | None) -> bytes:
+    body = bytearray()
+    for chunk in chunks:
+        body += chunk
+        if limit is not None:
+            _check_size(len(body), method, url, limit)
+    return bytes(body)
+
+
+def _check_size(size: int, method: str, url: str, limit: int) -> None:
+    if size > limit:
+        raise ResourceError(f"{method} <{url}>: the answer holds more than {limit / 2**20:g} MiB")
+
+
+def _whole(streamed: httpx.Response, body: bytes) -> httpx.Response:
+    """A response of ``body`` (already decoded from its content-encoding) as read from ``streamed``."""
+    import httpx
+
+    headers = [(k, v) for k, v in streamed.headers.multi_items()
+               if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+    return httpx.Response(streamed.status_code, headers=headers, content=body, request=streamed.request)
 
 
 def _options(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:

@@ -160,3 +160,13 @@ def test_hung_http_tasks_hold_no_thread_and_end_when_terminated(started, client,
         assert client.terminate(id)["state"] == "terminated"
     until(lambda: worker.done == done + 16, 10, "the 16 cancelled tasks to end")
     assert all(client.status(id)["state"] == "terminated" for id in hung)
+
+
+def test_an_answer_or_a_file_larger_than_16_mib_fails_its_task(started, client, http_server, tree):
+    root, _ = tree
+    big = b'"' + b"x" * (16 * 2**20) + b'"'
+    url = http_server.serve("/big.json", big, "application/json")
+    (root / "big.json").write_bytes(big)
+    started.services_on(confine=Confinement(files=(str(root),), http_allow=("127.0.0.1",)))
+    for text in (f"http:get {params(url=url)}", f"<{url}>", "<big.json>"):
+        assert "more than 16 MiB" in failed(client, text)

@@ -186,7 +186,7 @@ async def http_async(method: str, params: dict[str, Any], body: Any, client: htt
     the task's input as the JSON body (POST and PUT); the response's JSON is the output."""
     url, options = _request(method, params, body)
     try:
-        response = await client.request(method, url, timeout=timeout, **options)
+        response = await resources.fetch(client, method, url, timeout=timeout, **options)
     except (httpx.HTTPError, Refused) as error:
         raise TaskError(f"{method} {url}: {_reason(error)}") from None
     return _answer(method, url, response)
