@@ -16,6 +16,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from httpserver import http_server  # noqa: F401 - a fixture: the other origin's page
+
 from littleflow.redis.server import free_port
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "console"
@@ -36,11 +38,11 @@ def browser():
         browser.close()
 
 
-def start_serve(redis_url: str, tokens: str = "") -> tuple[subprocess.Popen, str]:
+def start_serve(redis_url: str, tokens: str = "", args: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "LITTLEFLOW_REDIS_URL": redis_url, "LITTLEFLOW_API_TOKENS": tokens}
     process = subprocess.Popen([sys.executable, "-m", "littleflow", "serve", "--tasks", str(TASKS),
-                                "--claim-idle", "1", "--api", f"127.0.0.1:{port}"],
+                                "--claim-idle", "1", "--api", f"127.0.0.1:{port}", *args],
                                env=env, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -58,8 +60,8 @@ def start_serve(redis_url: str, tokens: str = "") -> tuple[subprocess.Popen, str
 
 @pytest.fixture
 def serve(redis_url):
-    """The base URL of a `littleflow serve --api` with the tasks of console_tasks.py."""
-    process, base = start_serve(redis_url)
+    """The base URL of a `littleflow serve --api --api-no-auth` with the tasks of console_tasks.py."""
+    process, base = start_serve(redis_url, args=("--api-no-auth",))
     yield base
     stop(process)
 
@@ -354,3 +356,67 @@ def test_the_console_is_served_with_strict_headers(serve):
     assert httpx.get(f"{serve}/", follow_redirects=False).headers["location"].endswith("console/")
     assert httpx.get(f"{serve}/console/console.js").headers["content-type"].startswith(("text/javascript",
                                                                                       "application/javascript"))
+
+
+@pytest.fixture
+def own_serve(redis_url, tmp_path):
+    """A `littleflow serve --api` with no tokens configured: (base URL, the line it printed with the
+    console's address, the token it made in tmp_path)."""
+    process, base = start_serve(redis_url, args=("--data", str(tmp_path)))
+    while "the console on" not in (line := process.stderr.readline()):
+        assert line, "serve never said where the console is"
+    yield base, line, (tmp_path / "api.token").read_text().strip()
+    stop(process)
+
+
+def test_the_printed_address_signs_the_console_in_and_leaves_the_address_bar(own_serve, page):
+    base, line, token = own_serve
+    id = submit(base, "index", headers={"Authorization": f"Bearer {token}"})
+    address = re.search(r"http://\S+/console/#token=[\w-]+", line).group(0)
+    page.goto(address)
+    expect(page.locator(f'tr[data-id="{id}"]')).to_be_visible()
+    assert page.url == f"{base}/console/#/"
+    assert page.evaluate("sessionStorage.getItem('littleflow-token')") == token
+    assert page.evaluate("localStorage.getItem('littleflow-token')") is None
+    page.get_by_role("link", name="New workflow").click()
+    page.get_by_label("flow text").fill("index")
+    page.get_by_role("button", name="Run").click()
+    expect(page.locator("h1 .badge")).to_have_text("finished")
+    assert token not in page.url
+
+
+#: A page of another site that tries to start a workflow on the API: a "simple" cross-origin
+#: fetch (no preflight) and a form, as any page the user visits could.
+ATTACK = """<!doctype html><title>attack</title>
+<iframe name="sink"></iframe>
+<form method="post" enctype="multipart/form-data" action="API/workflows" target="sink">
+  <input name="flow" value="wait:delay (- duration: 0 -)"></form>
+<script>
+const done = what => { document.body.dataset.done = (document.body.dataset.done || "") + what + " "; };
+fetch("API/workflows", { method: "POST", mode: "no-cors", headers: { "Content-Type": "text/plain" },
+                         body: "wait:delay (- duration: 0 -)" }).then(() => done("fetch"), () => done("fetch"));
+const sink = document.querySelector("iframe");
+sink.addEventListener("load", () => {
+  try { sink.contentWindow.location.href; } catch { done("form"); }  // (the API's answer is in the frame)
+});
+document.querySelector("form").submit();
+</script>"""
+
+
+@pytest.mark.parametrize("auth", ["token", "no-auth"])
+def test_a_page_of_another_origin_cannot_start_a_workflow(redis_url, tmp_path, http_server, page, auth):
+    process, base = start_serve(redis_url, args=("--data", str(tmp_path)) if auth == "token" else ("--api-no-auth",))
+    try:
+        headers = {"Authorization": f"Bearer {(tmp_path / 'api.token').read_text().strip()}"} \
+            if auth == "token" else {}
+        attack = http_server.serve("/attack.html", ATTACK.replace("API", base), "text/html")
+        assert not attack.startswith(base)  # another origin: another port
+        page.goto(attack)
+        page.wait_for_function("(document.body.dataset.done || '').split(' ').length === 3")  # both sent, answered
+        assert httpx.get(f"{base}/workflows", headers=headers).json()["total"] == 0
+        shot(page, f"cross-origin-refused-{auth}")
+        same = httpx.post(f"{base}/workflows", content="wait:delay (- duration: 0 -)",
+                          headers={**headers, "Content-Type": "text/plain", "Origin": base})
+        assert same.status_code == 201  # (the same request from the API's own origin is let in)
+    finally:
+        stop(process)
