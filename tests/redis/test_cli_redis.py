@@ -259,9 +259,9 @@ def test_archive_delete_and_restore_bring_back_the_same_workflow(lf, tmp_path):
 def test_bad_values_and_damaged_archives_are_one_line_and_exit_2(lf, tmp_path):
     nan = lf("submit", "double.flow", "--input", '{"n": NaN}')
     assert nan.returncode == 2 and "NaN is not a JSON number" in one_line(nan.stderr)
-    deep = lf("send", "go", "--data", "[" * 201 + "]" * 201)
+    deep = lf("send", "go", "--data", "[" * 501 + "]" * 501)
     assert deep.returncode == 2 and one_line(deep.stderr) == (
-        "littleflow: error: bad input in --data: the value is nested too deeply: more than 200 levels")
+        "littleflow: error: bad input in --data: the value is nested too deeply: more than 500 levels")
     assert lf.json("list") == []
     id = lf.submit("double.flow", '{"n": 1}')
     archive = json.loads(lf("archive", id).stdout)
@@ -464,3 +464,36 @@ def test_serve_api_only_runs_no_engine_and_no_tasks(tmp_path, redis_url):
     finally:
         code, stderr = stop(serve, before=before)
     assert code == 0 and "Traceback" not in stderr, stderr
+
+
+def test_serve_allows_no_file_resources_without_files(lf):
+    (lf.cwd / "data.json").write_text('{"a": 1}')
+    result = lf("submit", "-", "--wait", "--quiet", stdin="<data.json>\n")
+    assert result.returncode == 1
+    assert "file resources are off: start the server with --files DIR to allow a directory" in result.stderr
+
+
+def test_worker_files_and_http_allow_confine_the_built_in_tasks(tmp_path, redis_url, http_server):
+    lf = Shell(project(tmp_path), base_env(tmp_path, redis_url))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.json").write_text('{"inside": 1}')
+    (tmp_path / "secret.json").write_text('{"secret": 1}')
+    url = http_server.serve("/y.json", '{"http": 2}', "application/json")
+    engine = lf.start("engine", "--claim-idle", "5")
+    worker = lf.start("worker", "--builtins", "--files", "data", "--http-allow", "127.0.0.1")
+    try:
+        result = lf("submit", "-", "--wait", "--quiet", stdin=f'<x.json>\nhttp:get ({{"url": "{url}"}})\n')
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == [{"inside": 1}, {"http": 2}]
+        result = lf("submit", "-", "--wait", "--quiet", stdin="<../secret.json>\n")
+        assert result.returncode == 1 and "outside the directories allowed with --files" in result.stderr
+        assert '"secret"' not in result.stderr
+    finally:
+        stop(engine)
+        worker_code, worker_err = stop(worker)
+    assert worker_code == 0 and "Traceback" not in worker_err, worker_err
+
+
+def test_a_bad_http_allow_is_one_line(tmp_path, redis_url):
+    result = Shell(project(tmp_path), base_env(tmp_path, redis_url))("worker", "--builtins", "--http-allow", "a b")
+    assert result.returncode == 2 and "--http-allow 'a b'" in one_line(result.stderr)
