@@ -32,6 +32,7 @@ except ImportError:  # a checkout without an install: use ../src
 import httpx  # noqa: E402
 
 from littleflow import diagram  # noqa: E402
+from littleflow.api.auth import Tokens, ensure_local_token  # noqa: E402
 from littleflow.api.server import ApiServer  # noqa: E402
 from littleflow.compiler import Compiler  # noqa: E402
 from littleflow.parser import Parser  # noqa: E402
@@ -57,9 +58,11 @@ def best_of(action: object, repeat: int = 3) -> float:
 
 
 @contextlib.contextmanager
-def api(url: str) -> Iterator[str]:
-    """The API as ``littleflow serve --api`` runs it, on a thread; yields its base URL."""
-    api, stop = ApiServer(url, "lf", "127.0.0.1", free_port()), threading.Event()
+def api(url: str, token: str) -> Iterator[str]:
+    """The API as ``littleflow serve --api`` runs it, with its admin ``token``, on a thread;
+    yields its base URL."""
+    api = ApiServer(url, "lf", "127.0.0.1", free_port(), Tokens([("admin", token)]))
+    stop = threading.Event()
     thread = threading.Thread(target=api.run, args=(stop,), daemon=True)
     thread.start()
     while not api.server.started:
@@ -100,7 +103,9 @@ def main() -> None:
             client.submit_many(f"@flow batch{start // 1000}\nnoop → noop",
                                [{"i": i} for i in range(start, min(start + 1000, args.workflows - 1))])
         big = client.submit(chains_text(300))
-        with api(server.url) as base, httpx.Client(base_url=base, timeout=30) as http:
+        token = ensure_local_token(Path(data))  # (as `littleflow serve --data DATA` keeps it)
+        with api(server.url, token) as base, httpx.Client(base_url=base, timeout=30,
+                                                          headers={"Authorization": f"Bearer {token}"}) as http:
             cases = [
                 ("a page of the list (50, newest first, with state counts)", "/workflows?order=newest&limit=50"),
                 ("the same, one state", "/workflows?order=newest&limit=50&state=running"),
