@@ -207,3 +207,11 @@ def test_a_drawing_over_its_time_budget_is_a_problem(redis_url):
     for answer in answers:
         assert problem(answer, 422)["detail"] == "drawing the flow took more than 0 s"
     assert graph.status_code == 200
+
+
+def test_the_api_description_names_the_header_and_its_answers(api):
+    base, _ = api
+    post_workflows = httpx.get(f"{base}/openapi.json").json()["paths"]["/workflows"]["post"]
+    (header,) = [p for p in post_workflows["parameters"] if p["name"] == "Idempotency-Key"]
+    assert header["in"] == "header" and header["schema"]["maxLength"] == 200
+    assert {"200", "201", "422"} <= post_workflows["responses"].keys()

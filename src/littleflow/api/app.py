@@ -182,7 +182,14 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
                   "multipart/form-data": {"schema": {"type": "object", "required": ["flow"], "properties": {
                       "flow": {"type": "string", "format": "binary", "description": "a flow file"},
                       "input": {"type": "string", "description": "the input as JSON text"}}}}},
-                  "required": True}})
+                  "required": True},
+                  "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": {
+                      "type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!-~]([ -~]*[!-~])?$"},
+                      "description": "the same key again within 24 h (same flow and input) starts nothing "
+                                     "and answers the workflow it started: 200, Idempotent-Replayed: true"}]},
+              responses={200: {"description": "started before with this Idempotency-Key: that workflow"},
+                         422: {"description": "an invalid flow, or an Idempotency-Key bad or given before "
+                                              "with another flow or input"}})
     async def submit(request: Request) -> Response:
         """Start a workflow: a JSON body ``{"flow": TEXT, "input": VALUE}``, the flow text as
         text/plain, or a form with a flow file (``flow``) and JSON ``input``. With an
