@@ -434,6 +434,8 @@ def test_serve_api_only_runs_no_engine_and_no_tasks(tmp_path, redis_url):
 
     import httpx
 
+    from littleflow.api.auth import local_token
+
     lf = Shell(project(tmp_path), base_env(tmp_path, redis_url))
     for args in (["serve", "--api-only"], ["serve", "--api-only", "--api", "127.0.0.1:1", "--tasks", "x.py"]):
         refused = lf(*args)
@@ -455,7 +457,10 @@ def test_serve_api_only_runs_no_engine_and_no_tasks(tmp_path, redis_url):
                 pass
             assert time.monotonic() < deadline, "the API never got ready"
             time.sleep(0.05)
-        answer = httpx.post(f"http://127.0.0.1:{port}/workflows", json={"flow": "double", "input": {"n": 1}})
+        token = local_token(tmp_path / "home")  # (made by serve, as no token is configured)
+        assert token is not None and f"#token={token}" in before
+        answer = httpx.post(f"http://127.0.0.1:{port}/workflows", json={"flow": "double", "input": {"n": 1}},
+                            headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code in (200, 201), answer.text
         id = answer.json()["id"]
         time.sleep(0.5)
