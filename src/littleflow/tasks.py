@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
 from .policy import Policy
+from .values import MAX_DEPTH
 
 
 class TaskError(Exception):
@@ -187,8 +188,8 @@ def json_output(value: Any, name: str) -> Any:
 
 
 def _check(value: Any, name: str, where: str, depth: int = 0) -> None:
-    if depth > 500:
-        raise TaskError(f"task {name} returned data nested more than 500 deep")
+    if depth >= MAX_DEPTH and isinstance(value, (dict, list, tuple)):  # (as values.check_value counts)
+        raise TaskError(f"task {name} returned data nested more than {MAX_DEPTH} deep")
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):

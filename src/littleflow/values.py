@@ -11,7 +11,7 @@ from typing import Any
 from .literals import MAX_VALUES
 
 #: How deep arrays and objects may nest in one value (a bare scalar is depth 0).
-MAX_DEPTH = 200
+MAX_DEPTH = 500
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 

@@ -1,10 +1,12 @@
 """The worker of docs/workers.md (examples/raw_worker.py, redis-py only) works with a real engine."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import redis
 
 from littleflow.redis.client import Client
 from littleflow.redis.serve import Services
@@ -38,3 +40,23 @@ def test_its_failures_fail_the_workflow_with_its_message(redis_url, raw_worker):
     assert done["state"] == "failed"
     assert done["error"]["name"] == "text:nope"
     assert done["error"]["error"] == "LookupError: no task text:nope"
+
+
+def test_an_end_whose_output_holds_nan_fails_its_task_and_every_read_works(redis_url):
+    """A worker of another language may write NaN: the engine fails the task rather than keep
+    what no JSON reader (the API's answers) would take."""
+    with Services(redis_url, builtins=False), redis.Redis.from_url(redis_url, decode_responses=True) as r:
+        r.xgroup_create("lf:tasks:text", "workers", id="0", mkstream=True)
+        client = Client(redis_url)
+        id = client.submit("text:upper")
+        found = None
+        while not found:
+            found = r.xreadgroup("workers", "raw-test", {"lf:tasks:text": ">"}, count=1, block=5000)
+        message_id, start = found[0][1][0]
+        r.xadd("lf:ends", {"kind": "end", "workflow": start["workflow"], "task": start["task"], "seq": start["seq"],
+                           "status": "done", "output": '{"x": NaN}'})
+        r.xack("lf:tasks:text", "workers", message_id)
+        done = client.wait(id, timeout=20)
+    assert done["state"] == "failed"
+    assert done["error"]["error"] == "the task's output is not JSON: NaN is not a JSON number"
+    json.dumps(client.status(id), allow_nan=False)

@@ -4,6 +4,7 @@ namespaces, concurrency, cancelling on terminate, resume, heartbeats, bad messag
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections import Counter
@@ -356,3 +357,29 @@ def test_a_worker_survives_its_redis_restarting(started, own_redis_server):
     else:
         pytest.fail("the client could not reconnect")
     assert client.wait(id, timeout=15)["output"] == {"a": 2}
+
+
+def test_an_output_that_is_not_json_data_fails_its_task_and_the_workflow_stays_readable(started, client):
+    """A NaN output once reached the engine as invalid JSON and made the status document a 500;
+    an executor's output (a Kubernetes Job's, say) is checked as a Python task's is."""
+    class Executor:
+        def namespaces(self):
+            return {"odd"}
+
+        def serves(self, name):
+            return name.startswith("odd:")
+
+        def execute(self, job, worker):
+            return {"odd:nan": {"x": float("nan")}, "odd:many": list(range(2_000_000))}[job.task.name]
+
+    registry = Registry()
+    registry.add("python", lambda input: {"x": float("inf")})
+    started.services_on(tasks=registry)
+    started.part(Worker(Store(connect(client.url)), connect(client.url, decode=False), [Executor()]))
+    for name, says in (("python", "task python returned inf in the output['x'], which is not a JSON number"),
+                       ("odd:nan", "the task's output holds nan, which is not a JSON number"),
+                       ("odd:many", "the task's output is too large: more than 1,000,000 values")):
+        document = client.wait(client.submit(name, {}), timeout=20)
+        assert document["state"] == "failed" and document["error"]["error"] == says
+        json.dumps(document, allow_nan=False)
+        client.restore(client.archive(document["id"]), replace=True)

@@ -189,9 +189,8 @@ class EndTask:
         if status not in ("done", "failed"):
             raise Malformed(f"bad status {status!r} (done or failed)")
         parse_task_id(_need(f, "task"))
-        return cls(_need(f, "workflow"), f["task"], _int(f, "seq"), status,
-                   _load(f, "output", {}) if status == "done" else None,
-                   f.get("error") or "failed" if status == "failed" else None,
+        output, error = _output(f) if status == "done" else (None, f.get("error") or "failed")
+        return cls(_need(f, "workflow"), f["task"], _int(f, "seq"), "failed" if error else status, output, error,
                    _int(f, "attempt", 1), _float(f, "started"), _float(f, "ended"), f.get("worker", ""))
 
 
@@ -232,11 +231,34 @@ def _float(fields: dict[str, str], name: str) -> float | None:
         raise Malformed(f"field {name!r} is not a number: {fields[name]!r}") from None
 
 
-def _load(fields: dict[str, str], name: str, default: Any) -> Any:
+class _NotANumber(ValueError):
+    pass
+
+
+def _not_a_number(name: str) -> Any:
+    raise _NotANumber(f"{name} is not a JSON number")
+
+
+#: JSON as json.loads reads it (as fast), but for NaN and infinities.
+_STRICT = json.JSONDecoder(parse_constant=_not_a_number)
+
+
+def _output(fields: dict[str, str]) -> tuple[Any, str | None]:
+    """The output of a done task, or (None, the error that fails it) if it holds NaN or an
+    infinity (which no JSON reader after the engine would take)."""
+    try:
+        return _load(fields, "output", {}, _STRICT), None
+    except _NotANumber as error:
+        return None, f"the task's output is not JSON: {error}"
+
+
+def _load(fields: dict[str, str], name: str, default: Any, decoder: json.JSONDecoder | None = None) -> Any:
     if name not in fields:
         return default
     try:
-        return json.loads(fields[name])
+        return json.loads(fields[name]) if decoder is None else decoder.decode(fields[name])
+    except _NotANumber:
+        raise
     except ValueError as error:
         raise Malformed(f"field {name!r} is not JSON: {error}") from None
     except RecursionError:

@@ -17,6 +17,7 @@ import redis
 
 from ..calling import Caller, Cancelled, message
 from ..tasks import Registry
+from ..values import check_value
 from .engine import consumer_name
 from .protocol import WORKERS, EndTask, Malformed, StartTask, namespace
 from .store import Store
@@ -233,7 +234,13 @@ class Worker:
                                           "worker": self.name}))
 
     def end(self, job: Job, status: str, output: Any = None, error: str | None = None) -> None:
-        """Send the end of ``job`` (and ack its start) from the writer thread."""
+        """Send the end of ``job`` (and ack its start) from the writer thread; an output
+        that is not JSON data within the value limits fails the task instead."""
+        if status == "done":
+            try:
+                check_value(output, "the task's output")
+            except ValueError as refused:
+                status, output, error = "failed", None, str(refused)
         end = EndTask(job.task.workflow, job.task.task, job.task.seq, status, output, error, job.attempt,
                       job.started, time.time(), self.name)
         self._out.put(("end", job, end))
