@@ -170,6 +170,22 @@ def test_the_api_serves_only_the_api_with_probes_behind_a_service(directory):
 
 
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=ids)
+def test_the_api_accepts_the_names_of_its_service_and_ingress(directory):
+    """The API refuses a Host header that does not name it (DNS rebinding): its Service's
+    names and every Ingress host must be given with --api-host."""
+    documents = rendered(directory)
+    (container,) = pod_spec(named(documents, "Deployment", "littleflow-api"))["containers"]
+    args = container["args"]
+    names = {args[i + 1] for i, arg in enumerate(args) if arg == "--api-host"}
+    service = named(documents, "Service", "littleflow-api")["metadata"]
+    namespace = service.get("namespace", NAMESPACE)
+    assert names >= {service["name"], f"{service['name']}.{namespace}.svc",
+                     f"{service['name']}.{namespace}.svc.cluster.local"}
+    for ingress in (d for d in documents if d["kind"] == "Ingress"):
+        assert {rule["host"] for rule in ingress["spec"]["rules"]} <= names, ingress["metadata"]["name"]
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=ids)
 def test_only_the_kubernetes_worker_has_rights_and_only_those_it_needs(directory):
     documents = rendered(directory)
     assert not [d for d in documents if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
