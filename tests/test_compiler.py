@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from littleflow import FlowError, compile_flow
+from littleflow.compiler import MAX_FLOW_BYTES
 from support import at, by_name, fails, kinds, one
 
 
@@ -564,3 +565,22 @@ def test_the_predicted_node_count_is_the_count_built(text):
     with pytest.raises(FlowError) as caught:
         compile_flow(text, max_nodes=nodes - 1)
     assert caught.value.message == f"the flow would have {nodes:,} nodes, more than the limit of {nodes - 1:,}"
+
+
+def heavy(uses: int, declaration: str = "@task T (- {x: &a \"%s\", y: [%s]} -)\n") -> str:
+    """A declared default of about 1 MB (a 1,000-byte string named 1,000 times) used ``uses`` times."""
+    return declaration % ("x" * 1000, ",".join(["*a"] * 1000)) + " ".join(["T"] * uses)
+
+
+def test_declared_defaults_and_named_subflows_count_their_parameters_at_every_use():
+    began = time.perf_counter()
+    error = fails(heavy(200))  # 4 kB of text; its steps would carry 200 MB of parameters
+    print(f"4 kB of text carrying 200 MB of parameters refused in {time.perf_counter() - began:.4f} s")
+    assert error.message.startswith("the flow's steps would carry 200,802,800 bytes of parameters and values")
+    assert error.message.endswith(f"more than the limit of {MAX_FLOW_BYTES:,}")
+    assert at(error) == (2, 133)  # the 67th T: 67 × 1,004,014 bytes is the first past 64 MiB
+    compile_flow(heavy(66))
+    subflow = heavy(0, "@task T { <- {x: &a \"%s\", y: [%s]} -> A }\n") + "{ " + " ".join(["T"] * 70) + " }"
+    assert "bytes of parameters and values" in fails(subflow).message
+    own = "\n".join(f"A{i} (- {{x: &a \"{'x' * 1000}\", y: [{','.join(['*a'] * 1000)}]}} -)" for i in range(16))
+    assert len(compile_flow(own).nodes) == 18  # each step's own parameters count once, as written

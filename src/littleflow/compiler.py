@@ -8,6 +8,7 @@ from typing import Any
 from .errors import Diagnostic, FlowError
 from .flow import Flow, Node
 from .guard import GuardError, compile_guard
+from .literals import MAX_BYTES, json_size
 from .memory import fewer_collections
 from .nodes import (
     Element,
@@ -24,6 +25,11 @@ from .parser import MAX_DEPTH
 #: A flow may have at most this many nodes once named subflows are expanded, unless the
 #: compiler is given another limit (predicted before anything is built: see ``_Compile.predict``).
 MAX_NODES = 5_000_000
+#: The parameters and values (literals) of a flow's nodes, as compact JSON, come to at most this
+#: many bytes once named subflows and declared defaults are expanded: four times what the
+#: literals of a flow text may hold (:data:`~littleflow.literals.MAX_BYTES`).
+MAX_FLOW_BYTES = 4 * MAX_BYTES
+_ONE = (1, 0)  # (a step of one node that carries nothing)
 
 
 class Compiler:
@@ -76,7 +82,10 @@ class _Compile:
     def __init__(self, module: Module, max_nodes: int = MAX_NODES) -> None:
         self.module = module
         self.max_nodes = max_nodes
-        self.sizes: dict[int, int] = {}  # id(body of a named subflow) -> its nodes once expanded
+        self.sizes: dict[int, tuple[int, int]] = {}  # id(body of a named subflow) -> (nodes, bytes) a use
+        self.measured: dict[int, int] = {}  # id(a parameter or literal value) -> its bytes as JSON
+        self.weigh = True
+        self.bodies: set[str] = set()
         self.counting: set[int] = set()
         self.source = module.source
         self.nodes: list[Node] = []
@@ -262,35 +271,78 @@ class _Compile:
 
     # -- size ---------------------------------------------------------------
     def predict(self) -> None:
-        """Refuse a flow over the node limit before building any of it: each named subflow is
-        counted once and its size multiplied at every use, so a short text that expands
+        """Refuse a flow over the node limit, or whose nodes would carry more than
+        :data:`MAX_FLOW_BYTES` of parameters and values, before building any of it: each named
+        subflow is measured once and multiplied at every use, so a short text that expands
         exponentially costs no more than its length to refuse."""
-        total = 2 + self.count(self.module.statements, 0)
-        if total <= self.max_nodes:
+        # Without declared defaults or named subflows nothing is carried twice: the steps hold what
+        # the literals of the text hold, at most MAX_BYTES. Only then is the weight worth measuring.
+        self.weigh = any(decl.params is not None or decl.body is not None for decl in self.module.tasks.values())
+        self.bodies = {name for name, declared in self.declared.items() if declared.body is not None}
+        nodes, weight = self.count(self.module.statements, 0)
+        nodes += 2
+        if nodes > self.max_nodes:
+            message = f"the flow would have {nodes:,} nodes, more than the limit of {self.max_nodes:,}"
+        elif weight > MAX_FLOW_BYTES:
+            message = (f"the flow's steps would carry {weight:,} bytes of parameters and values as JSON"
+                       f" (each use of a named subflow or declared default counted), more than the limit of"
+                       f" {MAX_FLOW_BYTES:,}")
+        else:
             return
-        message = f"the flow would have {total:,} nodes, more than the limit of {self.max_nodes:,}"
-        offset = self.crossing(self.module.statements, [1])
+        offset = self.crossing(self.module.statements, [1, 0])
         raise self.error(message, len(self.source.text) if offset is None else offset)
 
-    def count(self, statements: list[Statement], depth: int) -> int:
-        """The nodes of ``statements`` once built (the same count :meth:`statements` makes)."""
-        size = self.size
-        return sum(size(element.step, depth) for statement in statements for element in statement.elements)
+    def count(self, statements: list[Statement], depth: int) -> tuple[int, int]:
+        """The nodes of ``statements`` once built (the same count :meth:`statements` makes),
+        and the bytes of the parameters and values they carry."""
+        size, bodies, weigh = self.size, self.bodies, self.weigh
+        nodes = weight = 0
+        for statement in statements:
+            for element in statement.elements:
+                step = element.step
+                if not weigh and type(step) is not Subflow and (type(step) is not Task or step.name not in bodies):
+                    nodes += 1  # (the common case, kept quick)
+                    continue
+                more, heavier = size(step, depth)
+                nodes += more
+                weight += heavier
+        return nodes, weight
 
-    def size(self, step: Any, depth: int) -> int:
+    def size(self, step: Any, depth: int) -> tuple[int, int]:
         kind = type(step)
-        if kind is Subflow:
-            if depth >= MAX_DEPTH:
-                raise self.error(f"subflows nested more than {MAX_DEPTH} deep", step.offset)
-            return 2 + self.count(step.statements, depth + 1)
         if kind is Task:
             declared = self.declared.get(step.name)
             if declared is not None and declared.body is not None:
                 return self.named(step, declared.body, depth)
-        return 1
+            if not self.weigh or step.params is None and (declared is None or declared.params is None):
+                return _ONE
+            given = None if step.params is None else step.params.value
+            default = None if declared is None else declared.params
+            if given is None or default is None or not (isinstance(given, dict) and isinstance(default, dict)):
+                return 1, self.bytes(default if given is None else given)
+            return 1, self.bytes(given) + self.bytes(default)  # (merged: at most both)
+        if kind is Subflow:
+            if depth >= MAX_DEPTH:
+                raise self.error(f"subflows nested more than {MAX_DEPTH} deep", step.offset)
+            nodes, weight = self.count(step.statements, depth + 1)
+            return 2 + nodes, weight
+        if not self.weigh:
+            return _ONE
+        if kind is Literal:
+            return 1, self.bytes(step.value)
+        return (1, 0) if step.params is None else (1, self.bytes(step.params.value))
 
-    def named(self, step: Task, body: Subflow, depth: int) -> int:
-        """The nodes of one use of a named subflow, counted at its first use."""
+    def bytes(self, value: Any) -> int:
+        """The size of a parameter or literal value as JSON, measured once however often it is used."""
+        if value is None:
+            return 0
+        size = self.measured.get(id(value))
+        if size is None:
+            size = self.measured[id(value)] = json_size(value)
+        return size
+
+    def named(self, step: Task, body: Subflow, depth: int) -> tuple[int, int]:
+        """The nodes (and bytes) of one use of a named subflow, counted at its first use."""
         key = id(body)
         size = self.sizes.get(key)
         if size is None:
@@ -299,13 +351,14 @@ class _Compile:
             if depth >= MAX_DEPTH:
                 raise self.error(f"subflows nested more than {MAX_DEPTH} deep", step.offset)
             self.counting.add(key)
-            size = self.sizes[key] = 2 + self.count(body.statements, depth + 1)
+            nodes, weight = self.count(body.statements, depth + 1)
+            size = self.sizes[key] = (2 + nodes, weight)
             self.counting.discard(key)
         return size
 
     def crossing(self, statements: list[Statement], built: list[int]) -> int | None:
         """The offset of the first step (in building order, each named subflow whole) that takes
-        the nodes built past the limit; ``built`` counts them as they would be added."""
+        the flow past a limit; ``built`` counts the nodes and bytes as they would be added."""
         for statement in statements:
             for element in statement.elements:
                 step = element.step
@@ -316,8 +369,10 @@ class _Compile:
                         return found
                     built[0] += 1
                 else:
-                    built[0] += self.size(step, 0)
-                if built[0] > self.max_nodes:
+                    nodes, weight = self.size(step, 0)
+                    built[0] += nodes
+                    built[1] += weight
+                if built[0] > self.max_nodes or built[1] > MAX_FLOW_BYTES:
                     return step.offset
         return None
 

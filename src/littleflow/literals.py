@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 import yaml
@@ -195,10 +196,22 @@ def _key_size(loader: PlainLoader, node: yaml.Node) -> int:
     return json_size(_key(loader.construct_object(node))) + 1
 
 
+# Compact JSON without ensure_ascii; default=repr: a value JSON cannot hold is measured all the
+# same (plain() refuses it after). The C encoder is made once: json.dumps makes one a call, which
+# costs more than encoding a small value.
+_COMPACT = dict(ensure_ascii=False, separators=(",", ":"), default=repr)
+_encode = (c_make_encoder(None, repr, encode_basestring, None, ":", ",", False, False, True)
+           if c_make_encoder is not None else None)
+
+
 def json_size(value: Any) -> int:
     """The bytes of ``value`` as compact JSON in UTF-8 (what :data:`MAX_BYTES` counts)."""
-    # (default=repr: a value JSON cannot hold is measured all the same; plain() refuses it after)
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr)
+    if type(value) is str:
+        text = encode_basestring(value)
+    elif _encode is not None and type(value) in (dict, list):
+        text = "".join(_encode(value, 0))
+    else:
+        text = json.dumps(value, **_COMPACT)
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 

@@ -31,6 +31,9 @@ def laughs(levels: int = 9, width: int = 9, leaf: str = '"lol"') -> str:
 BYTE_BOMB = 'a: &a "' + "x" * 500_000 + '"\nb: [' + ", ".join(["*a"] * 1000) + "]"
 #: Named subflows that each invoke the one before twice: 2**31 tasks from 633 bytes.
 CHAIN = "@task S1 { A A }\n" + "".join(f"@task S{i} {{ S{i - 1} S{i - 1} }}\n" for i in range(2, 31)) + "S30\n"
+#: A declared default of 1 MB (a 1,000-byte string named 1,000 times) used by 90 steps: 90 MB in every answer.
+DEFAULTS = ('@task T (- {x: &a "' + "x" * 1000 + '", y: [' + ",".join(["*a"] * 1000) + "]} -)\n"
+            + " ".join(["T"] * 90))
 
 
 def rss(pid: int) -> int:
@@ -81,6 +84,7 @@ def test_bombs_are_small_422s_and_create_no_workflow(served):
         ("billion laughs", f"A\n  <-\n{laughs()}\n-> B", "more than 1,000,000 values"),
         ("0.5 MB byte bomb", f"A (-\n{BYTE_BOMB}\n-)", "bytes as JSON once YAML aliases are expanded"),
         ("named-subflow chain", CHAIN, "the flow would have 3,221,225,472 nodes, more than the limit of 100"),
+        ("declared defaults", DEFAULTS, "the flow's steps would carry 90,361,260 bytes of parameters and values"),
     ]
     with httpx.Client(timeout=60) as http:
         for name, text, what in cases:
