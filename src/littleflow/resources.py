@@ -118,8 +118,9 @@ def _decoded(uri: str, target: str, params: dict[str, Any], content: str | httpx
 def _read_file(uri: str, base: str | None, confine: Confinement) -> str:
     try:
         path = confine.path(_path(uri), base)
-        # (not following a symlink put in place since the path was checked, nor waiting on a pipe)
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | (0 if confine.files is None else os.O_NOFOLLOW))
+        # (confined: not following a symlink put in place since the path was checked, nor waiting on a pipe)
+        descriptor = os.open(path, os.O_RDONLY if confine.files is None else
+                             os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         with open(descriptor, "rb") as file:
             confine.opened(descriptor, path)
             data = file.read() if confine.files is None else file.read(MAX_CONTENT + 1)
