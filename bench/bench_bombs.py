@@ -1,5 +1,5 @@
 """How long littleflow takes to refuse flows built to expand: YAML alias bombs in a
-literal and a chain of named subflows (issue #11: both must be refused, positioned,
+literal, a chain of named subflows and a big declared default used many times (issue #11: both must be refused, positioned,
 in well under a second, before anything is expanded).
 
 Run it with any of:
@@ -53,6 +53,9 @@ CASES = {
     "2 kB string × 10**4 (4 levels of 10 aliases)": (laughs(4, 10, '"' + "x" * 2000 + '"'), "20 MB of JSON"),
     "chain of 30 named subflows": (chain(30), "3,221,225,472 nodes"),
     "chain of 100 named subflows": (chain(99), "2**100 nodes"),
+    "a 1 MB declared default used 200 times": (
+        '@task T (- {x: &a "' + "x" * 1000 + '", y: [' + ",".join(["*a"] * 1000) + "]} -)\n" + " ".join(["T"] * 200),
+        "200 MB of parameters"),
 }
 
 
