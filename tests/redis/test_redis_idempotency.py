@@ -77,6 +77,13 @@ def test_a_key_lives_a_day_and_then_expires(client, raw, until):
     assert client.submit("A", key="day") == first
 
 
+@pytest.mark.parametrize("ttl", [0, -5, 1.5])
+def test_a_key_lives_whole_seconds(client, ttl):
+    with pytest.raises(ValueError, match="whole number of seconds, at least 1"):
+        client.submit_once("A", key="k", key_ttl=ttl)
+    assert client.list() == []
+
+
 def test_deleting_the_workflow_frees_its_key(client):
     id = client.submit("A", key="del")
     client.terminate(id)

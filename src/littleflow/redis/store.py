@@ -268,6 +268,8 @@ class Store:
         creates nothing: its run is ``replayed``, with the id of the workflow the key created
         (:class:`KeyReused` if that one had another flow or input)."""
         keys = keys or [None] * len(inputs)
+        if any(key is not None for key in keys) and not (isinstance(key_ttl, int) and key_ttl >= 1):
+            raise ValueError(f"an idempotency key lives a whole number of seconds, at least 1, not {key_ttl!r}")
         for key in keys:
             if key is not None and not VALID_KEY.fullmatch(key):
                 raise InvalidKey(f"bad idempotency key {key!r}: 1 to 200 printable ASCII characters, "
