@@ -10,7 +10,7 @@ from support import at, fails
 
 from littleflow.resources import parse
 
-from littleflow import compile_flow
+from littleflow import FlowFailed, compile_flow, run_workflow
 from littleflow.literals import MAX_BYTES, MAX_VALUES, Budget, LiteralError, json_size, load_json, load_yaml, plain
 
 
@@ -231,3 +231,12 @@ def test_alias_graphs_are_accepted_exactly_when_their_expansion_fits(graph, slac
     else:
         with pytest.raises(LiteralError, match="bytes as JSON"):
             load_yaml(text, Budget(limit))
+
+
+def test_a_yaml_bomb_read_as_a_resource_at_run_time_fails_its_step_with_the_reason(tmp_path):
+    (tmp_path / "bomb.yaml").write_text(laughs(9, 9))
+    (tmp_path / "fine.yaml").write_text(laughs(2, 3))
+    assert run_workflow("<fine.yaml>", base=str(tmp_path))["a2"] == [["lol"] * 3] * 3
+    with pytest.raises(FlowFailed) as caught:
+        run_workflow("<bomb.yaml>", base=str(tmp_path))
+    assert "cannot read <bomb.yaml> as yaml: literal too large (more than 1,000,000 values)" in caught.value.error
