@@ -168,18 +168,6 @@ def duration(value: Any) -> float:
     raise TaskError(f"wait:delay needs a duration ≥ 0 in seconds or like '30s', '5m', '2h', not {value!r}")
 
 
-def http(method: str, params: dict[str, Any], body: Any, timeout: float | None,
-         confine: Confinement = LOCKED) -> Any:
-    """One HTTP request, here: see :func:`http_async`; ``timeout`` seconds for each step of it."""
-    url, options = _request(method, params, body)
-    try:
-        with httpx.Client(transport=confine.transport()) as client:
-            response = client.request(method, url, timeout=timeout or resources.HTTP_TIMEOUT, **options)
-    except (httpx.HTTPError, Refused) as error:
-        raise TaskError(f"{method} {url}: {_reason(error)}") from None
-    return _answer(method, url, response)
-
-
 async def http_async(method: str, params: dict[str, Any], body: Any, client: httpx.AsyncClient,
                      timeout: float) -> Any:
     """One HTTP request with ``client``: ``url``, ``headers`` and ``query`` from the parameters,
