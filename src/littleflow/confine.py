@@ -110,10 +110,10 @@ class Confinement:
         if any(form in network for form in _forms(address) for network in self._networks
                if form.version == network.version):
             return
-        if not public(address):
-            literal = host.strip("[]") == str(address) or host.strip("[]") == address.exploded
-            named = host if literal else f"{host} ({address})"
-            raise Refused(f"{named} is not a public address: {self._start()} --http-allow {host} to allow it")
+        if not public(address):  # (a name's address is not told: flows could map the private network with it)
+            literal = _literal(host) == address
+            what = f"{host} is not a public address" if literal else f"{host} resolves to an address that is not public"
+            raise Refused(f"{what}: {self._start()} --http-allow {host} to allow it")
 
     def checked(self, host: str, found: list[tuple]) -> list[str]:
         """The addresses ``getaddrinfo`` found for ``host``, each checked; raises :class:`Refused`
@@ -149,6 +149,13 @@ def allowed_entry(entry: str) -> str | ipaddress.IPv4Network | ipaddress.IPv6Net
     if _HOST.fullmatch(text) and not text.replace(".", "").isdigit():
         return text.lower().rstrip(".")
     raise ValueError(f"--http-allow {entry!r}: not a host name, an address or a CIDR network like 10.0.0.0/8")
+
+
+def _literal(host: str) -> Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
 
 
 def public(address: Address) -> bool:
