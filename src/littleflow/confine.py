@@ -11,18 +11,18 @@ checked and another when connected (DNS rebinding).
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import os
 import re
 import socket
-import ssl
 import stat
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -188,6 +188,8 @@ def _ssl_context() -> ssl.SSLContext:
 @cache
 def _transports() -> tuple[type, type]:
     """The transport classes (made when first needed: only flows that use HTTP import httpx)."""
+    import asyncio
+
     import httpcore
     import httpx
 
