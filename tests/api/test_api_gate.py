@@ -166,3 +166,7 @@ def test_event_streams_are_capped_per_token_and_in_all(redis_url):
                                               ("127.0.0.1:80", "127.0.0.1"), ("::1", "::1"), ("", "")])
 def test_host_names_are_read_without_port(header, name):
     assert host_name(header) == name
+
+
+def test_a_token_written_another_way_counts_as_the_same_holder():
+    assert TOKENS.holder(f"Bearer {ADMIN}") == TOKENS.holder(f"bearer   {ADMIN} ") != TOKENS.holder(f"Bearer {OTHER}")

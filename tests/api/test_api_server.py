@@ -1,10 +1,13 @@
 """`littleflow serve --api HOST:PORT` serves the API beside the engine and workers."""
 
 import os
+import select
 import signal
+import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -143,3 +146,35 @@ def test_tokens_are_kept_only_as_digests():
     tokens = Tokens.parse("read:" + "r" * 20 + "\n# a comment\nadmin:" + "a" * 20, "test")
     assert tokens.scope("r" * 20) == "read" and tokens.scope("a" * 20) == "admin" and tokens.scope("x") is None
     assert "r" * 20 not in repr(vars(tokens))
+
+
+def test_a_request_head_that_trickles_is_cut_off_but_a_long_answer_is_not(redis_url):
+    api, stop_api = ApiServer(redis_url, "lf", "127.0.0.1", free_port(), no_auth=True, header_timeout=1.5), \
+        threading.Event()
+    thread = threading.Thread(target=api.run, args=(stop_api,), daemon=True)
+    thread.start()
+    while not api.server.started:
+        assert thread.is_alive()
+        time.sleep(0.02)
+    try:
+        with socket.create_connection(("127.0.0.1", api.port), timeout=10) as slow, \
+                socket.create_connection(("127.0.0.1", api.port), timeout=10) as streaming:
+            streaming.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            head = b""
+            while b"littleflow events" not in head:
+                head += streaming.recv(65536)
+            started, sent = time.monotonic(), 0
+            for byte in b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"x" * 100:
+                if select.select([slow], [], [], 0)[0]:
+                    break
+                slow.sendall(bytes([byte]))
+                sent += 1
+                time.sleep(0.25)
+            print(f"a head a byte each 0.25 s: closed after {time.monotonic() - started:.1f} s and {sent} bytes")
+            assert slow.recv(65536) == b"" and sent < 100  # closed, unanswered
+            assert not select.select([streaming], [], [], 0)[0]  # the stream open past the head's time stays
+        with httpx.Client(base_url=f"http://127.0.0.1:{api.port}") as http:  # kept alive between requests
+            assert [http.get("/health").status_code for _ in range(3)] == [200] * 3
+    finally:
+        stop_api.set()
+        thread.join(10)

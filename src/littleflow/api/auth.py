@@ -54,13 +54,13 @@ class Tokens:
 
     def bearer(self, authorization: str | None) -> str | None:
         """The scope of the token of an ``Authorization: Bearer TOKEN`` header, or ``None``."""
-        scheme, _, token = (authorization or "").partition(" ")
-        return self.scope(token.strip()) if scheme.lower() == "bearer" else None
+        token = _bearer_token(authorization)
+        return None if token is None else self.scope(token)
 
     def holder(self, authorization: str | None) -> str:
         """Who sends an ``Authorization`` header, to count what each token holds open: a
         short digest of its token."""
-        return _digest(authorization or "")[:16]
+        return _digest(_bearer_token(authorization) or "")[:16]
 
     def scope(self, token: str) -> str | None:
         """The scope of ``token``, or ``None`` if it is not one of ours."""
@@ -70,6 +70,11 @@ class Tokens:
             if hmac.compare_digest(known, digest) and found is None:
                 found = scope
         return found
+
+
+def _bearer_token(authorization: str | None) -> str | None:
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
 
 
 def _digest(token: str) -> str:
