@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 
 import pytest
 from httpserver import http_server  # noqa: F401 - the fixture
 
 from littleflow import FlowFailed, resources, run_workflow
-from littleflow.confine import Confinement, allowed_entry, public
+from littleflow.confine import LOCKED, Confinement, Refused, allowed_entry, public
 
 
 @pytest.mark.parametrize("address,is_public", [
@@ -88,3 +89,15 @@ def test_run_workflow_is_unconfined_unless_asked(tmp_path, http_server):
     assert run_workflow(f"<{url}>", http_allow=["127.0.0.1"]) == {"a": 1}
     with pytest.raises(FlowFailed, match="outside the directories allowed"):
         run_workflow("<../secret.json>", files=[str(tmp_path / "root")])
+
+
+def test_a_name_is_refused_if_any_of_its_addresses_is_refused():
+    """What getaddrinfo answers for a name rebinding between public and private addresses."""
+    public_one = (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 80))
+    private_one = (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.1", 80))
+    mapped = (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::ffff:169.254.169.254", 80, 0, 0))
+    assert LOCKED.checked("example.com", [public_one]) == ["93.184.216.34"]
+    for found in ([public_one, private_one], [mapped, public_one]):
+        with pytest.raises(Refused, match="example.com resolves to an address that is not public"):
+            LOCKED.checked("example.com", found)
+    assert Confinement(http_allow=("example.com",)).checked("example.com", [private_one]) == ["10.0.0.1"]
