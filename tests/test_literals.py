@@ -240,3 +240,9 @@ def test_a_yaml_bomb_read_as_a_resource_at_run_time_fails_its_step_with_the_reas
     with pytest.raises(FlowFailed) as caught:
         run_workflow("<bomb.yaml>", base=str(tmp_path))
     assert "cannot read <bomb.yaml> as yaml: literal too large (more than 1,000,000 values)" in caught.value.error
+
+
+def test_a_json_literal_over_the_bound_says_so_without_aliases():
+    error = fails("A\n  → <" + json.dumps(["x" * 1_000_000] * 17) + ">")
+    assert at(error) == (2, 5)
+    assert error.message.startswith(f"too large: more than {MAX_BYTES:,} bytes as JSON in literal (at 2:6)")

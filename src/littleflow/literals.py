@@ -42,18 +42,18 @@ class Budget:
         self.limit = limit
         self.left = limit
 
-    def spend(self, size: int, offset: int | None = None) -> None:
+    def spend(self, size: int, offset: int | None = None, yaml: bool = False) -> None:
         """Take ``size`` bytes; raise :class:`LiteralError` (at ``offset``) if fewer are left."""
         if size > self.left:
-            raise self.error(size, offset)
+            raise self.error(size, offset, yaml)
         self.left -= size
 
-    def error(self, size: int, offset: int | None) -> LiteralError:
+    def error(self, size: int, offset: int | None, yaml: bool = True) -> LiteralError:
         if size <= self.limit:
             return LiteralError(f"too large: with the literals before it, more than {self.limit:,} bytes as JSON",
                                 offset)
-        return LiteralError(f"too large: more than {self.limit:,} bytes as JSON once YAML aliases are expanded",
-                            offset)
+        expanded = " once YAML aliases are expanded" if yaml else ""
+        return LiteralError(f"too large: more than {self.limit:,} bytes as JSON{expanded}", offset)
 
 
 class PlainLoader(_Base):  # type: ignore[misc, valid-type]
@@ -135,7 +135,7 @@ def _load(text: str, budget: Budget) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        budget.spend(_expanded(loader, node, budget), node.start_mark.index)
+        budget.spend(_expanded(loader, node, budget), node.start_mark.index, yaml=True)
         return loader.construct_document(node)
     finally:
         loader.dispose()
