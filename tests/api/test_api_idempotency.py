@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 import redis
+from redisproxy import AnswerLosingProxy
 from test_api_app import serving
 
 from littleflow.api import create_app
@@ -145,6 +146,20 @@ def test_a_text_plain_post_takes_a_key_too(api):
                                                                         "Idempotency-Key": "plain"})
                for _ in range(2)]
     assert [a.status_code for a in answers] == [201, 200] and answers[0].json() == answers[1].json()
+
+
+@pytest.mark.parametrize("key", [None, "lost"])
+def test_a_submission_whose_redis_answer_is_lost_answers_201(redis_server, redis_url, key):
+    """The write happened: the answer is the workflow, never a 503 that a retry would duplicate."""
+    proxy = AnswerLosingProxy(redis_server.port)
+    client = Client(redis_url.replace(f":{redis_server.port}/", f":{proxy.port}/"))
+    try:
+        with serving(create_app(client=client)) as base:
+            answer = post(base, key)
+    finally:
+        proxy.close()
+    assert proxy.cut.is_set() and answer.status_code == 201, answer.text
+    assert [w["id"] for w in Client(redis_url).list()] == [answer.json()["id"]]
 
 
 # -- drawing and compiling are bounded --------------------------------------------------------

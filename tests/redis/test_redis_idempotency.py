@@ -4,12 +4,11 @@ are freed with their workflow; and an answer lost on the way back is no failure.
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from redisproxy import AnswerLosingProxy
 
 from littleflow.redis.client import Client
 from littleflow.redis.store import InvalidKey, KeyReused
@@ -120,68 +119,18 @@ def test_the_key_is_kept_in_the_stored_workflow_and_its_definition_is_the_first(
 
 # -- an answer lost after the write --------------------------------------------------------
 
-class AnswerLosingProxy:
-    """A TCP proxy to Redis on loopback that, the first time a client sends EVALSHA (the
-    commit of a new workflow), passes the command on and closes the client's connection as
-    Redis answers, instead of handing the answer over. Everything else (and every later
-    connection) is passed through."""
-
-    def __init__(self, port: int) -> None:
-        self.target = ("127.0.0.1", port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.cut = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.target)
-            losing = threading.Event()
-            threading.Thread(target=self._up, args=(client, server, losing), daemon=True).start()
-            threading.Thread(target=self._down, args=(server, client, losing), daemon=True).start()
-
-    def _up(self, client: socket.socket, server: socket.socket, losing: threading.Event) -> None:
-        try:
-            while data := client.recv(65536):
-                if b"EVALSHA" in data.upper() and not self.cut.is_set():
-                    self.cut.set()
-                    losing.set()
-                server.sendall(data)
-        except OSError:
-            pass
-
-    def _down(self, server: socket.socket, client: socket.socket, losing: threading.Event) -> None:
-        try:
-            while data := server.recv(65536):
-                if losing.is_set():  # Redis has run it: its answer is lost with the connection
-                    break
-                client.sendall(data)
-        except OSError:
-            pass
-        for end in (client, server):
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)  # (a close alone would not wake the other thread's recv)
-            end.close()
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 @pytest.fixture
 def lossy(redis_server, redis_url):
+    """A Client whose first commit is carried out by Redis and its answer lost."""
     proxy = AnswerLosingProxy(redis_server.port)
-    yield Client(f"redis://127.0.0.1:{proxy.port}/0")
+    yield Client(redis_url.replace(f":{redis_server.port}/", f":{proxy.port}/"))
     proxy.close()
 
 
 @pytest.mark.parametrize("key", [None, "lost"])
 def test_a_submission_whose_answer_is_lost_still_answers_its_id(lossy, client, key):
-    """redis-py sends the commit again on a new connection; the workflow is there already
-    (its own earlier write): that is the submission's success, not a conflict."""
+    """The connection breaks after the commit ran: the client asks again (on a new
+    connection), finds the workflow stored, and answers its id; nothing is stored twice."""
     id = lossy.submit("A", {"n": 1}, key=key)
     assert [w["id"] for w in client.list()] == [id]
     assert client.status(id)["input"] == {"n": 1}
