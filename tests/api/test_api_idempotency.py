@@ -230,3 +230,17 @@ def test_the_api_description_names_the_header_and_its_answers(api):
     (header,) = [p for p in post_workflows["parameters"] if p["name"] == "Idempotency-Key"]
     assert header["in"] == "header" and header["schema"]["maxLength"] == 200
     assert {"200", "201", "422"} <= post_workflows["responses"].keys()
+
+
+def test_a_page_of_an_allowed_origin_may_send_a_key_and_read_the_replay_header(redis_url):
+    origin = {"Origin": "https://ok.example"}
+    with serving(create_app(redis_url, cors=["https://ok.example"])) as base:
+        preflight = httpx.options(f"{base}/workflows", headers={
+            **origin, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,idempotency-key"})
+        answers = [httpx.post(f"{base}/workflows", json={"flow": "A"}, headers={**origin, "Idempotency-Key": "page"})
+                   for _ in range(2)]
+    assert preflight.status_code == 200
+    assert "idempotency-key" in preflight.headers["access-control-allow-headers"].lower()
+    assert [a.status_code for a in answers] == [201, 200]
+    assert answers[1].headers["access-control-expose-headers"] == "Idempotent-Replayed"

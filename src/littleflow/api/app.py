@@ -127,7 +127,8 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
     app.add_middleware(Gate, tokens=tokens, hosts=hosts or own_hosts(None), cors=cors or [])
     if cors:  # (outermost: it answers preflights, which carry no token)
         app.add_middleware(CORSMiddleware, allow_origins=cors, allow_methods=["GET", "POST", "DELETE"],
-                           allow_headers=["Authorization", "Content-Type"])
+                           allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+                           expose_headers=["Idempotent-Replayed"])
 
     @app.get("/health", tags=["system"])
     def health() -> dict[str, str]:
