@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from littleflow import diagram
+from littleflow import compile_flow, diagram
 from littleflow.redis.archive import MAX_COUNTER, SCHEMA, validate
 from littleflow.redis.store import InvalidArchive
 from littleflow.tasks import Registry
@@ -37,8 +37,10 @@ def archives(started, client, until) -> dict[str, dict[str, Any]]:
         "failed": client.submit("@flow beta\nA → B", {"k": 2}),
         "terminated": client.submit("hang → A", {"k": 3}),
         "running": client.submit("A → * { later:b  A } → A", [1, 2, 3]),
+        "without text": client.submit(compile_flow("@flow delta\nA → * { A  A } → ? `$[?(@.a)]` A"), [1]),
     }
     client.wait(ids["finished"], timeout=10)
+    client.wait(ids["without text"], timeout=10)
     client.wait(ids["failed"], timeout=10)
     until(lambda: client.status(ids["terminated"])["nodes"][1]["status"] == "running", what="hang running")
     client.terminate(ids["terminated"])
@@ -145,6 +147,12 @@ def test_a_log_entry_without_fields_is_refused(archives, client):
     refused(client, archive, "does not have enough properties")
 
 
+def test_a_running_workflow_with_nothing_running_is_refused(archives, client):
+    """It was restored, and then nothing could ever end it but terminate."""
+    refused(client, edited(archives["running"], lambda a: state(a).__setitem__("running", [])),
+            "its state is running with 0 tasks running")
+
+
 def test_an_item_of_no_iteration_is_refused(archives, client):
     """It was restored; the end of that task then crashed the engine's step."""
     def change(a):
@@ -179,6 +187,20 @@ def test_a_flow_that_is_not_its_text_is_refused(archives, client):
     archive = edited(archives["finished"], lambda a: a["flow"]["nodes"][1].__setitem__("name", "rm"))
     refused(client, archive, "its flow is not what its text compiles to")
     refused(client, edited(archives["finished"], lambda a: a.__setitem__("text", "A →")), "does not compile")
+
+
+def test_a_flow_without_text_must_have_the_shape_of_a_compiled_flow(archives, client):
+    archive = archives["without text"]
+    assert archive["text"] == ""
+    subflow = next(node for node in archive["flow"]["nodes"] if node["kind"] == "subflow-start")
+    refused(client, edited(archive, lambda a: a["flow"]["nodes"][subflow["id"]].__setitem__("pair", 1)),
+            "is a subflow without its other end")
+    refused(client, edited(archive, lambda a: a["flow"]["nodes"][1].__setitem__("name", None)),
+            "is a task without a name")
+    refused(client, edited(archive, lambda a: a["flow"]["nodes"][0].__setitem__("kind", "task")),
+            "does not begin with START")
+    refused(client, edited(archive, lambda a: a["flow"]["nodes"][-2].__setitem__("guard", "$[?(@.a ==")),
+            "damaged archive")
 
 
 def test_extra_keys_and_wrong_types_are_refused(archives, client):

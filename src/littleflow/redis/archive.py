@@ -233,6 +233,9 @@ def _state(data: dict[str, Any], flow: Flow, status: str) -> State:
     state.check(len(flow))
     if status != state.status:
         _damaged(f"its status {status!r} is not its state's {state.status!r}")
+    if status in ("running", "finished") and (status == "running") != bool(state.running):
+        # (the engine finishes a run as soon as nothing runs, and nothing runs in a finished one)
+        _damaged(f"its state is {status} with {len(state.running)} tasks running")
     nodes = flow.nodes
     root = state.root
     if (root.start, root.end, root.parent) != (0, flow.end, None):
