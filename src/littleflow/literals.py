@@ -148,30 +148,41 @@ def _expanded(loader: PlainLoader, root: yaml.Node, budget: Budget) -> int:
     """The bytes of ``root`` as compact JSON with every alias expanded (duplicate and merged
     keys counted as written). Each node is measured once, so this takes time in the size of the
     text, not of the expansion; raises :class:`LiteralError` at the first node over a limit."""
-    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (values, bytes)
+    if type(root) is yaml.ScalarNode:
+        return _scalar_size(loader, root)
+    sizes: dict[int, tuple[int, int]] = {}  # id(collection node) -> (values, bytes)
     open_: set[int] = set()
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    stack: list[yaml.Node] = [root]
     while stack:
-        node, closing = stack.pop()
+        node = stack[-1]
         key = id(node)
         if key in sizes:
+            stack.pop()
             continue
-        if isinstance(node, yaml.ScalarNode):
-            sizes[key] = (1, json_size(loader.construct_object(node)))
-            continue
-        parts = _parts(node)
-        if not closing:
-            if key in open_:
-                raise LiteralError("a literal may not contain itself", node.start_mark.index)
+        mapping = type(node) is yaml.MappingNode
+        parts = [value for _, value in node.value] if mapping else node.value
+        if key not in open_:  # opening: measure its collections first
             open_.add(key)
-            stack.append((node, True))
-            stack.extend((part, False) for part in parts if id(part) not in sizes)
+            for part in parts:
+                if type(part) is not yaml.ScalarNode and id(part) not in sizes:
+                    if id(part) in open_:
+                        raise LiteralError("a literal may not contain itself", part.start_mark.index)
+                    stack.append(part)
             continue
+        stack.pop()
         open_.discard(key)
-        values = 1 + sum(sizes[id(part)][0] for part in parts)
-        size = 1 + max(len(parts), 1) + sum(sizes[id(part)][1] for part in parts)  # brackets, commas
-        if isinstance(node, yaml.MappingNode):
-            size += sum(_key_size(loader, name) for name, _ in node.value)
+        values, size = 1, 1 + max(len(parts), 1)  # brackets and commas
+        for part in parts:
+            if type(part) is yaml.ScalarNode:
+                values += 1
+                size += _scalar_size(loader, part)
+            else:
+                more, longer = sizes[id(part)]
+                values += more
+                size += longer
+        if mapping:
+            for name, _ in node.value:
+                size += _key_size(loader, name)
         if values > MAX_VALUES:
             raise LiteralError(f"literal too large (more than {MAX_VALUES:,} values)", node.start_mark.index)
         if size > budget.left:
@@ -180,20 +191,20 @@ def _expanded(loader: PlainLoader, root: yaml.Node, budget: Budget) -> int:
     return sizes[id(root)][1]
 
 
-def _parts(node: yaml.Node) -> list[yaml.Node]:
-    """The values inside a collection node (a mapping's keys are measured apart)."""
-    if isinstance(node, yaml.MappingNode):
-        return [value for _, value in node.value]
-    return list(node.value)
+_STR = "tag:yaml.org,2002:str"
+
+
+def _scalar_size(loader: PlainLoader, node: yaml.ScalarNode) -> int:
+    return json_size(node.value if node.tag == _STR else loader.construct_object(node))
 
 
 def _key_size(loader: PlainLoader, node: yaml.Node) -> int:
     """The bytes of a mapping key as a JSON object key, with its colon."""
     if node.tag == _MERGE:
         return 3  # (counted as a key of its own: an upper bound for what it merges)
-    if not isinstance(node, yaml.ScalarNode):
+    if type(node) is not yaml.ScalarNode:
         raise LiteralError("an object key must be text, not a collection", node.start_mark.index)
-    return json_size(_key(loader.construct_object(node))) + 1
+    return json_size(node.value if node.tag == _STR else _key(loader.construct_object(node))) + 1
 
 
 # Compact JSON without ensure_ascii; default=repr: a value JSON cannot hold is measured all the
