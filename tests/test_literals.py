@@ -198,6 +198,11 @@ def test_the_budget_is_shared_by_the_literals_of_one_flow_text():
     compile_flow("\n".join(f"T{i}({literal})" for i in range(16)))
 
 
+#: YAML scalars and what they are as JSON.
+_SCALARS = [("1", "1"), ("0x1F", "31"), ("1e3", "1000.0"), ("null", "null"), ("~", "null"), ("TRUE", "true"),
+            ("-0.5", "-0.5"), ("yes", '"yes"'), ("2024-01-02", '"2024-01-02"'), ("'1'", '"1"')]
+
+
 @st.composite
 def alias_graphs(draw):
     """YAML with anchors a0…aN, each a string or an array or object of aliases of earlier
@@ -205,9 +210,14 @@ def alias_graphs(draw):
     lines, sizes = [], []
     for i in range(draw(st.integers(1, 8))):
         if i == 0 or draw(st.booleans()) and i < 3:
-            text = draw(st.text("abcé\"\\", max_size=30))
-            lines.append(f"a{i}: &a{i} {json.dumps(text)}")
-            sizes.append(len(json.dumps(text, ensure_ascii=False).encode()))
+            if draw(st.booleans()):
+                text = draw(st.text("abcé\"\\", max_size=30))
+                lines.append(f"a{i}: &a{i} {json.dumps(text)}")
+                sizes.append(len(json.dumps(text, ensure_ascii=False).encode()))
+            else:
+                scalar, as_json = draw(st.sampled_from(_SCALARS))
+                lines.append(f"a{i}: &a{i} {scalar}")
+                sizes.append(len(as_json))
             continue
         refs = draw(st.lists(st.integers(0, i - 1), max_size=6))
         if draw(st.booleans()):
