@@ -31,7 +31,8 @@ def guarded(redis_url):
         yield base
 
 
-@pytest.mark.parametrize("host", ["evil.example", "evil.example:8080", "127.0.0.1.evil.example", "10.0.0.1"])
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8080", "127.0.0.1.evil.example", "10.0.0.1",
+                                  "[::1", "[::1]x", "localhost@evil.example", ""])
 def test_a_foreign_host_is_refused_even_with_a_valid_token(guarded, host):
     answer = httpx.get(f"{guarded}/workflows", headers={**bearer(ADMIN), "Host": host})
     assert answer.status_code == 403 and answer.headers["content-type"] == "application/problem+json"
@@ -163,7 +164,9 @@ def test_event_streams_are_capped_per_token_and_in_all(redis_url):
 
 
 @pytest.mark.parametrize(("header", "name"), [("Example.ORG.", "example.org"), ("[::1]:8080", "::1"),
-                                              ("127.0.0.1:80", "127.0.0.1"), ("::1", "::1"), ("", "")])
+                                              ("127.0.0.1:80", "127.0.0.1"), ("", ""), ("[::1", ""),
+                                              ("[::1]x", ""), ("localhost@evil", ""), ("a:80:80", ""),
+                                              ("127.0.0.1:123456", "")])
 def test_host_names_are_read_without_port(header, name):
     assert host_name(header) == name
 

@@ -136,6 +136,12 @@ def test_beyond_loopback_the_api_needs_tokens(host):
     ApiServer("redis://127.0.0.1:6379/0", "lf", host, 8080, Tokens.parse("admin:" + "s" * 20, "test"))
 
 
+@pytest.mark.parametrize("name", ["https://flows.example.com", "flows.example.com/x", "a b", "[::1"])
+def test_an_api_host_must_be_a_host_name(name):
+    with pytest.raises(ValueError, match="--api-host wants a host name or address"):
+        ApiServer("redis://127.0.0.1:6379/0", "lf", "127.0.0.1", 8080, no_auth=True, names=[name])
+
+
 @pytest.mark.parametrize("text", ["admin:short", "root:" + "x" * 20, "no-colon-here-at-all"])
 def test_bad_token_entries_are_refused_with_where(text):
     with pytest.raises(ValueError, match="tokens.txt: entry 1 must be read:TOKEN or admin:TOKEN"):

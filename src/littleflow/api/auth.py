@@ -119,12 +119,10 @@ def ensure_local_token(directory: Path) -> str:
 
 
 def host_name(header: str) -> str:
-    """The name of a ``Host`` header, without its port, in lower case: ``[::1]:80`` → ``::1``."""
-    header = header.strip().lower()
-    if header.startswith("["):
-        return header[1:].partition("]")[0]
-    name, colon, port = header.rpartition(":")
-    return name.rstrip(".") if colon and port.isdigit() and ":" not in name else header.rstrip(".")
+    """The name of a ``Host`` header, without its port, in lower case (``[::1]:80`` → ``::1``);
+    ``""`` if it is not a host name or address with an optional port."""
+    match = re.fullmatch(r"(?:\[([0-9a-f:.]+)\]|([^\[\]:/@\s]+))(?::\d{1,5})?", header.strip().lower())
+    return "" if match is None else (match.group(1) or match.group(2)).rstrip(".")
 
 
 def is_loopback(name: str) -> bool:
@@ -143,10 +141,10 @@ def own_hosts(bound: str | None, names: list[str] | tuple[str, ...] = ()) -> fro
     hosts = {*LOOPBACK_NAMES, *(host_name(name) for name in names)}
     if bound and bound not in ("0.0.0.0", "::", ""):
         hosts.add(host_name(bound if ":" not in bound or bound.startswith("[") else f"[{bound}]"))
-    return frozenset(hosts)
+    return frozenset(hosts - {""})
 
 
 def names_server(header: str | None, hosts: frozenset[str]) -> bool:
     """Whether a ``Host`` header names this server: one of ``hosts``, or a loopback address."""
     name = host_name(header or "")
-    return name in hosts or is_loopback(name)
+    return bool(name) and (name in hosts or is_loopback(name))

@@ -10,7 +10,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .app import MAX_API_NODES, create_app
-from .auth import TOKENS_VAR, Tokens, is_loopback, own_hosts
+from .auth import TOKENS_VAR, Tokens, host_name, is_loopback, own_hosts
 
 #: Seconds a request's head (its line and headers, at most MAX_HEAD bytes) may take to come,
 #: from the connection's start or the end of the answer before: past it, the connection is
@@ -31,6 +31,9 @@ class ApiServer:
         if no_auth and not is_loopback(host):
             raise ValueError(f"--api-no-auth is for loopback addresses only, not {host}: give tokens "
                              f"(--api-tokens FILE or ${TOKENS_VAR})")
+        for name in names or []:
+            if not host_name(name):
+                raise ValueError(f"--api-host wants a host name or address, like flows.example.com, not {name!r}")
         if not no_auth and not tokens:
             raise ValueError(f"the API needs tokens (--api-tokens FILE or ${TOKENS_VAR}), or --api-no-auth "
                              "on loopback")
