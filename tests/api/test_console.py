@@ -18,6 +18,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from httpserver import http_server  # noqa: F401 - a fixture: the other origin's page
 
+from littleflow.api.app import MAX_SVG_NODES
 from littleflow.redis.server import free_port
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "console"
@@ -233,6 +234,19 @@ def test_compile_errors_show_where_before_anything_runs(serve, page):
     expect(page.locator(".editor p.error")).to_contain_text("not JSON")
     expect(page.get_by_role("button", name="Run")).to_be_disabled()
     assert httpx.get(f"{serve}/workflows").json()["workflows"] == []
+
+
+def test_a_flow_too_big_to_draw_still_runs(serve, page):
+    """Past the API's SVG limit the new-workflow view says so in place of the picture; Run works."""
+    chains = "  ".join(" → ".join(f"index:{i}_{j}" for j in range(10)) for i in range(MAX_SVG_NODES // 10 + 1))
+    page.goto(f"{serve}/console/#/new")
+    page.get_by_label("flow text").fill(f"@flow huge\nfetch → {{ {chains} }} → notify")
+    expect(page.locator(".graph-message")).to_contain_text(f"at most {MAX_SVG_NODES:,} nodes")
+    expect(page.locator("ul.errors li")).to_have_count(0)
+    page.get_by_role("button", name="Run").click()
+    expect(page).to_have_url(re.compile(r"#/workflows/"))
+    expect(page.locator(".graph-message")).to_contain_text("format=json or format=mermaid")
+    assert [w["name"] for w in httpx.get(f"{serve}/workflows").json()["workflows"]] == ["huge"]
 
 
 def test_a_flow_file_can_be_uploaded(serve, page, tmp_path):

@@ -758,6 +758,15 @@ function newView(main, signal) {
       compiled = true;
     } catch (error) {
       if (error.name === "AbortError") return;
+      if (error.problem?.title === "Too large to draw") {  // it compiles: only its picture is refused
+        put(errors);
+        note.hidden = true;
+        panel.classList.remove("stale");
+        graph.clear(error.message);
+        compiled = true;
+        check();
+        return;
+      }
       compiled = false;
       panel.classList.add("stale");  // the graph of the last text that compiled, dimmed
       const found = error.problem?.errors || [{ message: error.message }];
