@@ -94,10 +94,13 @@ def test_real_archives_restore_and_then_everything_works(archives, client):
     assert client.status(archives["running"]["id"])["state"] == "running"  # resumed by works()
 
 
-def test_the_schema_is_a_valid_json_schema():
+def test_the_published_schema_is_a_json_schema_real_archives_meet(archives):
     from jsonschema import Draft202012Validator
 
     Draft202012Validator.check_schema(SCHEMA)
+    for archive in archives.values():
+        Draft202012Validator(SCHEMA).validate(archive)
+    assert not Draft202012Validator(SCHEMA).is_valid({**archives["failed"], "version": -1})
 
 
 def edited(archive: dict[str, Any], change: Any) -> dict[str, Any]:
@@ -122,7 +125,7 @@ def test_task_info_with_a_seq_that_is_not_a_number_is_refused(archives, client):
     def change(a):
         first = next(iter(a["tasks"].values()))
         a["tasks"]["|1|7"] = {**first, "seq": "7"}
-    refused(client, edited(archives["finished"], change), "'7' is not of type 'integer'")
+    refused(client, edited(archives["finished"], change), "at archive.tasks['|1|7'].seq: Input should be a valid integer")
 
 
 def test_bad_flow_options_without_text_are_refused(archives, client):
@@ -134,8 +137,8 @@ def test_bad_flow_options_without_text_are_refused(archives, client):
 
 
 @pytest.mark.parametrize("log_id, says", [("0-0", "not after the one before"),
-                                          ("99999999999999999999-0", "does not match"),
-                                          ("1-x", "does not match")])
+                                          ("99999999999999999999-0", "should match pattern"),
+                                          ("1-x", "should match pattern")])
 def test_log_ids_redis_refuses_are_refused_before_anything_is_written(archives, client, log_id, says):
     """A log id Redis refused failed the transaction half way (500, a half-restored workflow)."""
     archive = edited(archives["finished"], lambda a: a["log"].insert(0, {"id": log_id, "kind": "x"}))
@@ -144,7 +147,7 @@ def test_log_ids_redis_refuses_are_refused_before_anything_is_written(archives, 
 
 def test_a_log_entry_without_fields_is_refused(archives, client):
     archive = edited(archives["finished"], lambda a: a["log"].append({"id": "99999999999-0"}))
-    refused(client, archive, "does not have enough properties")
+    refused(client, archive, "a log entry has an id and at least one field")
 
 
 def test_a_running_workflow_with_nothing_running_is_refused(archives, client):
@@ -178,9 +181,11 @@ def test_deep_nesting_is_refused(archives, client):
 
 
 def test_huge_numbers_are_refused(archives, client):
-    refused(client, edited(archives["finished"], lambda a: a.__setitem__("version", 2**70)), "maximum")
-    refused(client, edited(archives["finished"], lambda a: a["run"].__setitem__("seq", MAX_COUNTER + 1)), "maximum")
-    refused(client, edited(archives["finished"], lambda a: a.__setitem__("updated", 1e300)), "maximum")
+    refused(client, edited(archives["finished"], lambda a: a.__setitem__("version", 2**70)),
+            f"at archive.version: Input should be less than or equal to {MAX_COUNTER}")
+    refused(client, edited(archives["finished"], lambda a: a["run"].__setitem__("seq", MAX_COUNTER + 1)),
+            "at archive.run.seq: Input should be less than or equal")
+    refused(client, edited(archives["finished"], lambda a: a.__setitem__("updated", 1e300)), "less than or equal")
 
 
 def test_a_flow_that_is_not_its_text_is_refused(archives, client):
@@ -204,9 +209,10 @@ def test_a_flow_without_text_must_have_the_shape_of_a_compiled_flow(archives, cl
 
 
 def test_extra_keys_and_wrong_types_are_refused(archives, client):
-    refused(client, edited(archives["finished"], lambda a: a.__setitem__("junk", 1)), "junk")
+    refused(client, edited(archives["finished"], lambda a: a.__setitem__("junk", 1)),
+            "at archive.junk: Extra inputs are not permitted")
     refused(client, edited(archives["finished"], lambda a: state(a)["frames"][0].__setitem__("skipped", "x")),
-            "is not of type 'array'")
+            "at archive.run.state.frames[0].skipped: Input should be a valid list")
     refused(client, edited(archives["finished"], lambda a: a.__setitem__("status", "failed")), "is not its state's")
 
 

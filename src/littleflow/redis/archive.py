@@ -1,5 +1,6 @@
 """What an archive (``littleflow archive``, ``GET /workflows/{id}/archive``) must be to be
-restored: its JSON Schema (:data:`SCHEMA`), then the checks a schema cannot express —
+restored: its schema (the models below, published as the JSON Schema :data:`SCHEMA`; checked
+with pydantic, which is fast on large archives), then the checks a schema cannot express —
 the flow is what its text compiles to, the state fits the flow, and every later step of
 the run (status, graph, terminate, resume, the ends of its running tasks) works on it.
 Nothing is written before all of this passes."""
@@ -8,21 +9,20 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, TypeAdapter, ValidationError, WithJsonSchema
 
 from .. import diagram
 from ..compiler import Compiler
 from ..engine import Engine
 from ..errors import FlowError
-from ..flow import KINDS, Flow
+from ..flow import Flow
 from ..parser import Parser
 from ..state import State
 from ..values import MAX_DEPTH, check_value
 from .protocol import task_id
-from .store import STATES, VALID_ID, InvalidArchive, _flow_options
+from .store import VALID_ID, InvalidArchive, _flow_options
 
 FORMAT = "littleflow-archive/1"
 #: How much deeper than a value the archive itself nests (archive → run → state → frames →
@@ -38,91 +38,176 @@ MAX_TIME = 1e11
 #: it can be (larger ones are drawn as Mermaid only).
 DRAW_CHECK = 300
 
-_COUNTER = {"type": "integer", "minimum": 0, "maximum": MAX_COUNTER}
-_NODE_ID = {"type": "integer", "minimum": 0, "maximum": MAX_COUNTER}
-_ITEM = {"type": "integer", "minimum": -1, "maximum": MAX_COUNTER}
-_TIME = {"type": "number", "minimum": 0, "maximum": MAX_TIME}
-_TEXT_OR_NULL = {"type": ["string", "null"]}
-_PATH = {"type": "string", "pattern": r"^(/(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15}))*$"}
-_KEY = {"type": "array", "prefixItems": [_PATH, _NODE_ID, _ITEM], "items": False, "minItems": 3}
-_NUMBERED = {"propertyNames": {"pattern": r"^(0|[1-9][0-9]{0,15})$"}}
+Counter = Annotated[int, Strict(), Field(ge=0, le=MAX_COUNTER)]
+Item = Annotated[int, Strict(), Field(ge=-1, le=MAX_COUNTER)]
+Time = Annotated[float, Strict(), Field(ge=0, le=MAX_TIME)]
+Text = Annotated[str, Strict()]
+Flag = Annotated[bool, Strict()]
+_NUMBER = r"(0|[1-9][0-9]{0,15})"
+#: A frame's path: "" for the flow itself, "/NODE.ITEM" for each iterated subflow around it.
+FramePath = Annotated[str, Strict(), Field(pattern=rf"^(/{_NUMBER}\.{_NUMBER})*$")]
+Numbered = Annotated[str, Field(pattern=rf"^{_NUMBER}$")]
+TaskId = Annotated[str, Field(pattern=rf"^(/{_NUMBER}\.{_NUMBER})*\|{_NUMBER}\|(-1|{_NUMBER})$")]
+StreamId = Annotated[str, Strict(), Field(pattern=rf"^{_NUMBER}-{_NUMBER}$")]
+InstanceKey = tuple[FramePath, Counter, Item]
 
 
-def _keyed(value: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", **_NUMBERED, "additionalProperties": value}
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
 
-def _closed(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": list(properties) if required is None else required,
-            "additionalProperties": False}
+class NodeModel(_Closed):
+    id: Counter
+    kind: Literal["start", "end", "task", "literal", "resource", "subflow-start", "subflow-end"]
+    name: Text | None
+    alias: Text | None
+    parameters: Any
+    guard: Text | None
+    merge: Flag
+    iterate: Flag
+    doc: Text | None
+    uri: Text | None
+    value: Any
+    line: Counter
+    column: Counter
+    pair: Counter | None
+    mode: Literal["source", "sink"] | None
 
 
-_NODE = _closed({
-    "id": _NODE_ID, "kind": {"enum": list(KINDS)}, "name": _TEXT_OR_NULL, "alias": _TEXT_OR_NULL,
-    "parameters": {}, "guard": _TEXT_OR_NULL, "merge": {"type": "boolean"}, "iterate": {"type": "boolean"},
-    "doc": _TEXT_OR_NULL, "uri": _TEXT_OR_NULL, "value": {}, "line": _COUNTER, "column": _COUNTER,
-    "pair": {"oneOf": [_NODE_ID, {"type": "null"}]}, "mode": {"enum": ["source", "sink", None]},
-})
-_FLOW = _closed({
-    "name": _TEXT_OR_NULL, "doc": _TEXT_OR_NULL, "parameters": {},
-    "nodes": {"type": "array", "items": _NODE, "minItems": 2},
-    "edges": {"type": "array", "items": {"type": "array", "prefixItems": [_NODE_ID, _NODE_ID], "items": False,
-                                         "minItems": 2}},
-})
-_FRAME = _closed({
-    "path": _PATH, "start": _NODE_ID, "end": _NODE_ID,
-    "parent": {"oneOf": [{"type": "null"}, _KEY]},
-    "activations": _keyed(_COUNTER),
-    "pending": _keyed({"type": "array", "prefixItems": [{"type": "array", "items": _NODE_ID}, {"type": "array"}],
-                       "items": False, "minItems": 2}),
-    "outputs": _keyed({}), "runs": _keyed(_COUNTER),
-    "iterations": _keyed(_closed({"results": {"type": "array"}, "remaining": _COUNTER})),
-    "skipped": {"type": "array", "items": _NODE_ID, "uniqueItems": True},
-})
-_INSTANCE = {"type": "array", "prefixItems": [_PATH, _NODE_ID, _ITEM, {}], "items": False, "minItems": 4}
-_STATE = _closed({
-    "status": {"enum": list(STATES)}, "input": {}, "output": {},
-    "frames": {"type": "array", "items": _FRAME, "minItems": 1},
-    "running": {"type": "array", "items": _INSTANCE},
-    "held": {"type": "array", "items": _INSTANCE},
-    "retry": {"type": "array", "items": {"type": "array", "prefixItems": [_PATH, _NODE_ID, _ITEM, {},
-                                                                          {"type": "boolean"}],
-                                         "items": False, "minItems": 5}},
-    "failures": {"type": "array", "items": _closed({
-        "node": _NODE_ID, "name": _TEXT_OR_NULL, "line": _COUNTER, "column": _COUNTER, "key": _KEY,
-        "input": {}, "error": {"type": "string"}})},
-})
-_TASK_ID = r"^(/(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15}))*\|(0|[1-9][0-9]{0,15})\|(-1|0|[1-9][0-9]{0,15})$"
-_TASK_INFO = _closed({
-    "node": _NODE_ID, "name": _TEXT_OR_NULL, "status": {"enum": ["queued", "running", "done", "failed"]},
-    "seq": _COUNTER, "attempt": {"oneOf": [_COUNTER, {"type": "null"}]},
-    "queued": {"oneOf": [_TIME, {"type": "null"}]}, "started": {"oneOf": [_TIME, {"type": "null"}]},
-    "ended": {"oneOf": [_TIME, {"type": "null"}]}, "error": _TEXT_OR_NULL, "worker": _TEXT_OR_NULL,
-    "note": _TEXT_OR_NULL, "input": {}, "output": {},
-}, required=["node", "status", "seq"])
-_STREAM_ID = r"^(0|[1-9][0-9]{0,15})-(0|[1-9][0-9]{0,15})$"
+class FlowModel(_Closed):
+    """A compiled flow (``Flow.to_json``)."""
 
-#: The JSON Schema of an archive (draft 2020-12).
-SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "littleflow archive",
-    **_closed({
-        "format": {"const": FORMAT},
-        "id": {"type": "string"},
-        "name": _TEXT_OR_NULL, "text": {"type": "string"}, "flow": _FLOW, "base": {"type": "string"},
-        "limit": {"oneOf": [{"type": "string", "pattern": r"^([1-9][0-9]{0,15})?$"},
-                            {"type": "integer", "minimum": 1, "maximum": MAX_COUNTER}, {"type": "null"}]},
-        "status": {"enum": list(STATES)}, "version": _COUNTER, "created": _TIME, "updated": _TIME,
-        "run": _closed({"state": _STATE, "seqs": {"type": "object", "propertyNames": {"pattern": _TASK_ID},
-                                                  "additionalProperties": _COUNTER},
-                        "seq": _COUNTER}),
-        "tasks": {"type": "object", "propertyNames": {"pattern": _TASK_ID}, "additionalProperties": _TASK_INFO},
-        "log": {"type": "array", "items": {
-            "type": "object", "properties": {"id": {"type": "string", "pattern": _STREAM_ID}}, "required": ["id"],
-            "minProperties": 2, "propertyNames": {"minLength": 1}, "additionalProperties": {"type": "string"}}},
-    }, required=["format", "id", "flow", "status", "version", "created", "updated", "run"]),
-}
-_VALIDATOR = Draft202012Validator(SCHEMA)
+    name: Text | None
+    doc: Text | None
+    parameters: Any
+    nodes: Annotated[list[NodeModel], Field(min_length=2)]
+    edges: list[tuple[Counter, Counter]]
+
+
+class IterationModel(_Closed):
+    results: list[Any]
+    remaining: Counter
+
+
+class FrameModel(_Closed):
+    path: FramePath
+    start: Counter
+    end: Counter
+    parent: InstanceKey | None
+    activations: dict[Numbered, Counter]
+    pending: dict[Numbered, tuple[list[Counter], list[Any]]]
+    outputs: dict[Numbered, Any]
+    runs: dict[Numbered, Counter]
+    iterations: dict[Numbered, IterationModel]
+    skipped: list[Counter]
+
+
+class FailureModel(_Closed):
+    node: Counter
+    name: Text | None
+    line: Counter
+    column: Counter
+    key: InstanceKey
+    input: Any
+    error: Text
+
+
+class StateModel(_Closed):
+    """A run's state (``State.to_json``)."""
+
+    status: Literal["running", "finished", "failed", "terminated"]
+    input: Any
+    output: Any
+    frames: Annotated[list[FrameModel], Field(min_length=1)]
+    running: list[tuple[FramePath, Counter, Item, Any]]
+    held: list[tuple[FramePath, Counter, Item, Any]]
+    retry: list[tuple[FramePath, Counter, Item, Any, Flag]]
+    failures: list[FailureModel]
+
+
+class RunModel(_Closed):
+    state: StateModel
+    seqs: dict[TaskId, Counter]
+    seq: Counter
+
+
+class TaskInfoModel(_Closed):
+    """What is known of one run of a task."""
+
+    node: Counter
+    status: Literal["queued", "running", "done", "failed"]
+    seq: Counter
+    name: Text | None = None
+    attempt: Counter | None = None
+    queued: Time | None = None
+    started: Time | None = None
+    ended: Time | None = None
+    error: Text | None = None
+    worker: Text | None = None
+    note: Text | None = None
+    input: Any = None
+    output: Any = None
+
+
+def _log_entry(entry: dict[str, str]) -> dict[str, str]:
+    if "id" not in entry or len(entry) < 2:
+        raise ValueError("a log entry has an id and at least one field")
+    _STREAM_ID.validate_python(entry["id"])
+    return entry
+
+
+LogEntry = Annotated[dict[Annotated[str, Field(min_length=1)], Text], AfterValidator(_log_entry),
+                     WithJsonSchema({"type": "object", "required": ["id"], "minProperties": 2,
+                                     "properties": {"id": {"type": "string", "pattern": rf"^{_NUMBER}-{_NUMBER}$"}},
+                                     "additionalProperties": {"type": "string"}})]
+
+
+class ArchiveModel(_Closed):
+    """An archive (``littleflow archive``, ``GET /workflows/{id}/archive``). ``flow`` is a
+    compiled flow (:class:`FlowModel`): what ``text`` compiles to, when there is text."""
+
+    format: Literal["littleflow-archive/1"]
+    id: Text
+    name: Text | None = None
+    text: Text = ""
+    flow: dict[str, Any]
+    base: Text = ""
+    limit: Annotated[str, Strict(), Field(pattern=rf"^([1-9][0-9]{{0,15}})?$")] | \
+        Annotated[int, Strict(), Field(ge=1, le=MAX_COUNTER)] | None = ""
+    status: Literal["running", "finished", "failed", "terminated"]
+    version: Counter
+    created: Time
+    updated: Time
+    run: RunModel
+    tasks: dict[TaskId, TaskInfoModel] = {}
+    log: list[LogEntry] = []
+
+
+_STREAM_ID = TypeAdapter(StreamId)
+_ARCHIVE = TypeAdapter(ArchiveModel)
+_FLOW = TypeAdapter(FlowModel)
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON Schema with its ``$defs`` put in place of the references to them (what an
+    OpenAPI document can hold as it is)."""
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(defs[node["$ref"].rsplit("/", 1)[1]])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    return inline(schema)
+
+
+#: The JSON Schema of an archive (draft 2020-12), as the checks below apply it.
+SCHEMA: dict[str, Any] = _inlined(_ARCHIVE.json_schema())
+SCHEMA["properties"]["flow"] = _inlined(_FLOW.json_schema())
 
 
 class Restorable(NamedTuple):
@@ -154,16 +239,26 @@ def validate(archive: Any) -> Restorable:
     if not isinstance(archive, dict) or archive.get("format") != FORMAT:
         found = archive.get("format") if isinstance(archive, dict) else None
         raise InvalidArchive(f"not a littleflow archive: its format is {_short(found)}, not {FORMAT!r}")
-    error = best_match(_VALIDATOR.iter_errors(archive))
-    if error is not None:
-        where = "".join(f"[{part!r}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path)
-        raise InvalidArchive(f"not a littleflow archive: at archive{where}: {_short(error.message, 300)}")
+    _checked(_ARCHIVE, archive, "archive")
     try:
         return _sound(archive)
     except InvalidArchive:
         raise
     except Exception as error:  # noqa: BLE001 - whatever else is wrong with it, it is the archive's fault
         raise InvalidArchive(f"damaged archive: {type(error).__name__}: {_short(str(error), 300)}") from None
+
+
+def _checked(adapter: TypeAdapter, value: Any, name: str) -> None:
+    """Raise :class:`InvalidArchive` naming the first place where ``value`` is not what
+    ``adapter`` describes."""
+    try:
+        adapter.validate_python(value)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        where = "".join(f".{part}" if isinstance(part, str) and part.isidentifier() else f"[{part!r}]"
+                        for part in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise InvalidArchive(f"not a littleflow archive: at {name}{where}: {_short(message, 300)}") from None
 
 
 def _sound(archive: dict[str, Any]) -> Restorable:
@@ -188,16 +283,17 @@ def _sound(archive: dict[str, Any]) -> Restorable:
 
 def _flow(archive: dict[str, Any]) -> Flow:
     """The archive's flow: what its text compiles to, or (without text) a well-formed graph."""
-    flow = Flow.from_json(archive["flow"])
     text = archive.get("text", "")
     if text:
         try:
-            compiled = Compiler().compile(Parser().parse(text, "<archive>"))
+            flow = Compiler().compile(Parser().parse(text, "<archive>"))
         except FlowError as error:
             _damaged(f"its text does not compile: {error.line}:{error.column}: {_short(error.message, 200)}")
-        if compiled != flow:
+        if flow.to_json() != archive["flow"]:
             _damaged("its flow is not what its text compiles to")
     else:
+        _checked(_FLOW, archive["flow"], "archive.flow")
+        flow = Flow.from_json(archive["flow"])
         _graph(flow)
     if (archive.get("name") or None) != (flow.name or None):
         _damaged(f"its name {_short(archive.get('name'))} is not its flow's {_short(flow.name)}")
