@@ -249,6 +249,33 @@ def test_a_flow_too_big_to_draw_still_runs(serve, page):
     assert [w["name"] for w in httpx.get(f"{serve}/workflows").json()["workflows"]] == ["huge"]
 
 
+def test_run_again_after_a_lost_answer_is_the_same_workflow(serve, page):
+    """The first POST reaches the server, but its answer is dropped on the way back to the page
+    (a network failure); Run again sends the same Idempotency-Key: one workflow, shown."""
+    keys = []
+
+    def lose_the_first_answer(route):
+        keys.append(route.request.headers.get("idempotency-key"))
+        answer = route.fetch()  # the server does the work
+        if len(keys) == 1:
+            assert answer.status == 201
+            route.abort()
+        else:
+            route.fulfill(response=answer)
+
+    page.route("**/workflows", lose_the_first_answer)
+    page.goto(f"{serve}/console/#/new")
+    page.get_by_label("flow text").fill("@flow once\nfetch → notify")
+    run = page.get_by_role("button", name="Run")
+    run.click()
+    expect(page.locator(".toast")).to_contain_text("Cannot reach")
+    run.click()
+    expect(page).to_have_url(re.compile(r"#/workflows/"))
+    assert len(keys) == 2 and keys[0] == keys[1] and re.fullmatch(r"[0-9a-f]{32}", keys[0])
+    workflows = httpx.get(f"{serve}/workflows").json()["workflows"]
+    assert [w["name"] for w in workflows] == ["once"] and page.url.endswith(workflows[0]["id"])
+
+
 def test_a_flow_file_can_be_uploaded(serve, page, tmp_path):
     flow = tmp_path / "hello.flow"
     flow.write_text(HELLO, encoding="utf-8")

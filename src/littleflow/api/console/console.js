@@ -731,10 +731,15 @@ function newView(main, signal) {
 
   let compiled = false;
   let compiling = null;  // the compile request in flight, aborted by the next
+  // Run sends an Idempotency-Key: Run again after an answer that never came gives the
+  // workflow the first Run started, not a second one. A change of flow or input is a new
+  // request, with a new key.
+  let key = null;
   const draft = JSON.parse(sessionStorage.getItem(DRAFT) || "null");
   sessionStorage.removeItem(DRAFT);
 
   async function preview() {
+    key = null;
     compiling?.abort();
     const mine = compiling = new AbortController();
     signal.addEventListener("abort", () => mine.abort());
@@ -808,8 +813,9 @@ function newView(main, signal) {
     const form = new FormData();
     form.set("flow", flow.value);
     form.set("input", input.value.trim() || "{}");
+    key ??= [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
     try {
-      const created = await json("workflows", { method: "POST", body: form });
+      const created = await json("workflows", { method: "POST", body: form, headers: { "Idempotency-Key": key } });
       location.hash = `#/workflows/${encodeURIComponent(created.id)}`;
     } catch (error) {
       toast(error.message);
@@ -819,7 +825,7 @@ function newView(main, signal) {
 
   let typing;
   flow.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(preview, 300); });
-  input.addEventListener("input", check);
+  input.addEventListener("input", () => { key = null; check(); });
   if (draft) {
     flow.value = draft.flow;
     input.value = draft.input;
