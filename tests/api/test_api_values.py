@@ -9,9 +9,12 @@ import json
 
 import httpx
 import pytest
+from test_api_app import serving
 from test_api_server import start_serve, stop
 
+from littleflow.api import create_app
 from littleflow.literals import MAX_VALUES
+from littleflow.redis import Client
 from littleflow.values import MAX_DEPTH
 
 PROBLEM = "application/problem+json"
@@ -108,3 +111,35 @@ def test_a_damaged_archive_is_unprocessable_and_stores_nothing(served):
         assert http.get(f"/workflows/restored-copy{path}").status_code == 200, path
     assert http.post("/events/go", content=json.dumps({"went": 1}), headers=JSON).json()["ended"] == 2
     assert http.post("/archives", json=good, params={"replace": "true"}).status_code == 201
+
+
+def test_an_archive_is_held_to_the_apis_node_limit(redis_url, tmp_path):
+    client = Client(redis_url)
+    big = client.submit(" → ".join(["A"] * 12))  # (nothing runs it: it stays running)
+    archive = client.archive(big)
+    client.terminate(big)
+    client.delete(big)
+    without_text = {**archive, "id": "without-text", "text": ""}
+    process, base, _ = start_serve(redis_url, "--data", str(tmp_path), "--api-max-nodes", "10")
+    token = (tmp_path / "api.token").read_text().strip()
+    try:
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+            problem(http.post("/archives", json=archive), 422, "its text does not compile")
+            problem(http.post("/archives", json=without_text), 422, "its flow has 14 nodes, more than the 10 allowed")
+            assert workflows(http) == 0
+    finally:
+        stop(process)
+    assert client.restore(archive) == big  # (the Client has no such limit)
+
+
+def test_checking_an_archive_has_the_compile_time_budget(redis_url):
+    client = Client(redis_url)
+    id = client.submit("A → B")
+    archive = client.archive(id)
+    client.terminate(id)
+    client.delete(id)
+    with serving(create_app(redis_url, compile_seconds=1e-9)) as base, httpx.Client(base_url=base) as http:
+        answer = http.post("/archives", json=archive)
+        problem(answer, 422, "checking the archive took more than 1e-09 s")
+        assert answer.json()["title"] == "Over time budget"
+    assert client.list() == []

@@ -33,6 +33,7 @@ from ..flow import Flow
 from ..literals import LiteralError, load_json_text
 from ..parser import Parser
 from ..redis.archive import SCHEMA as ARCHIVE_SCHEMA
+from ..redis.archive import validate as validate_archive
 from ..redis.client import Client, decoded_event
 from ..redis.store import KEY_TTL, STATES, VALID_ID, VALID_KEY, InvalidArchive, InvalidKey, KeyReused, StoreError
 from ..values import check_value
@@ -307,7 +308,9 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
         """Bring back an archived workflow (as ``GET /workflows/{id}/archive`` gave it),
         checked through before anything is written."""
         archive = _json(await request.body(), request, checked=False)  # (the archive is checked as one)
-        id = await run_in_threadpool(client.restore, archive, replace)
+        found = await run_in_threadpool(_within, compile_seconds, "checking the archive", validate_archive,
+                                        archive, max_nodes)
+        id = await run_in_threadpool(client.restore, found, replace)
         return {"id": id, "url": f"/workflows/{id}"}
 
     @app.get("/events", tags=["events"], response_class=StreamingResponse,

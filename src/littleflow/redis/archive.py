@@ -229,9 +229,10 @@ class Restorable(NamedTuple):
     log: list[tuple[str, dict[str, str]]]
 
 
-def validate(archive: Any) -> Restorable:
-    """``archive`` checked through and through; raises :class:`InvalidArchive` (one line)
-    at the first fault."""
+def validate(archive: Any, max_nodes: int | None = None) -> Restorable:
+    """``archive`` checked through and through (its flow with at most ``max_nodes`` nodes,
+    as :class:`~littleflow.compiler.Compiler` counts them); raises :class:`InvalidArchive`
+    (one line) at the first fault."""
     try:
         check_value(archive, "the archive", depth=MAX_DEPTH + ENVELOPE)
     except ValueError as error:
@@ -241,7 +242,7 @@ def validate(archive: Any) -> Restorable:
         raise InvalidArchive(f"not a littleflow archive: its format is {_short(found)}, not {FORMAT!r}")
     _checked(_ARCHIVE, archive, "archive")
     try:
-        return _sound(archive)
+        return _sound(archive, max_nodes)
     except InvalidArchive:
         raise
     except Exception as error:  # noqa: BLE001 - whatever else is wrong with it, it is the archive's fault
@@ -261,11 +262,11 @@ def _checked(adapter: TypeAdapter, value: Any, name: str) -> None:
         raise InvalidArchive(f"not a littleflow archive: at {name}{where}: {_short(message, 300)}") from None
 
 
-def _sound(archive: dict[str, Any]) -> Restorable:
+def _sound(archive: dict[str, Any], max_nodes: int | None) -> Restorable:
     id = archive["id"]
     if not VALID_ID.fullmatch(id):
         raise InvalidArchive(f"not a littleflow archive: bad workflow id {_short(id)}")
-    flow = _flow(archive)
+    flow = _flow(archive, max_nodes)
     limit = archive.get("limit")
     limit = int(limit) if limit not in (None, "") else None
     state = _state(archive["run"]["state"], flow, archive["status"])
@@ -281,18 +282,20 @@ def _sound(archive: dict[str, Any]) -> Restorable:
                       tasks, _log(archive.get("log", [])))
 
 
-def _flow(archive: dict[str, Any]) -> Flow:
+def _flow(archive: dict[str, Any], max_nodes: int | None) -> Flow:
     """The archive's flow: what its text compiles to, or (without text) a well-formed graph."""
     text = archive.get("text", "")
     if text:
         try:
-            flow = Compiler().compile(Parser().parse(text, "<archive>"))
+            flow = Compiler(max_nodes).compile(Parser().parse(text, "<archive>"))
         except FlowError as error:
             _damaged(f"its text does not compile: {error.line}:{error.column}: {_short(error.message, 200)}")
         if flow.to_json() != archive["flow"]:
             _damaged("its flow is not what its text compiles to")
     else:
         _checked(_FLOW, archive["flow"], "archive.flow")
+        if max_nodes is not None and len(archive["flow"]["nodes"]) > max_nodes:
+            _damaged(f"its flow has {len(archive['flow']['nodes']):,} nodes, more than the {max_nodes:,} allowed")
         flow = Flow.from_json(archive["flow"])
         _graph(flow)
     if (archive.get("name") or None) != (flow.name or None):

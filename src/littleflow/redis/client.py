@@ -17,7 +17,7 @@ from ..local import load_workflow
 from ..values import check_value
 from . import waits
 from .archive import FORMAT as ARCHIVE_FORMAT
-from .archive import validate
+from .archive import Restorable, validate
 from .protocol import Keys, namespace
 from .store import (
     EVENTS_LENGTH,
@@ -247,12 +247,13 @@ class Client:
             "run": json.loads(fields["run"]), "tasks": self.store.task_info(id), "log": self.store.log(id),
         }
 
-    def restore(self, archive: dict[str, Any], replace: bool = False) -> str:
+    def restore(self, archive: dict[str, Any] | Restorable, replace: bool = False) -> str:
         """Bring back an archived workflow under its id, in one transaction; a running one
         has its running tasks sent again. Its version and run numbers move past any the
         workflow had, so nothing of an earlier life of the id is mistaken for it.
-        Refuses an id in use unless ``replace``."""
-        found = validate(archive)  # (InvalidArchive, before anything is written)
+        Refuses an id in use unless ``replace``, and a damaged archive (:class:`InvalidArchive`)
+        before anything is written; ``archive`` may be one :func:`~.archive.validate` checked."""
+        found = archive if isinstance(archive, Restorable) else validate(archive)
         id = found.id
         if self.redis.exists(self.keys.workflow(id)):
             if not replace:
