@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from littleflow.values import MAX_DEPTH, MAX_VALUES, check_value
+from littleflow.values import MAX_DEPTH, MAX_INT_BITS, MAX_VALUES, check_value
 
 
 def nested(levels: int) -> list:
@@ -28,6 +28,7 @@ def nested(levels: int) -> list:
     ({"\udfff": 1}, "the input holds a lone surrogate (not Unicode text)"),
     (nested(MAX_DEPTH + 1), f"the input is nested too deeply: more than {MAX_DEPTH} levels"),
     ([0] * MAX_VALUES, f"the input is too large: more than {MAX_VALUES:,} values"),
+    ({"n": 2**MAX_INT_BITS}, f"the input holds an integer of {MAX_INT_BITS + 1:,} bits, too long to write as JSON"),
 ])
 def test_what_is_refused_and_the_one_line_that_says_so(value, says):
     with pytest.raises(ValueError) as caught:
@@ -38,7 +39,7 @@ def test_what_is_refused_and_the_one_line_that_says_so(value, says):
 def test_the_limits_are_inclusive_and_a_cycle_is_too_deep():
     check_value(nested(MAX_DEPTH), "x")
     check_value([0] * (MAX_VALUES - 1), "x")
-    check_value({"a": None, "b": True, "c": -1, "d": 1.5, "é": "ü"}, "x")
+    check_value({"a": None, "b": True, "c": -1, "d": 1.5, "é": "ü", "n": 2**MAX_INT_BITS - 1}, "x")
     cyclic: dict = {}
     cyclic["self"] = cyclic
     with pytest.raises(ValueError, match="nested too deeply"):

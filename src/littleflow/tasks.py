@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
 from .policy import Policy
-from .values import MAX_DEPTH
+from .values import MAX_DEPTH, MAX_INT_BITS
 
 
 class TaskError(Exception):
@@ -158,8 +158,6 @@ def _caller(function: Callable) -> tuple[Callable[[Any, Any], Any], bool]:
 
 _SCALARS = (str, int, float, bool, type(None))
 _SIMPLE = (str, bool, type(None))  # scalars that need no closer look
-#: Integers longer than this many bits are refused: Python will not write them as JSON text.
-MAX_INT_BITS = 14_000
 
 
 def json_output(value: Any, name: str) -> Any:

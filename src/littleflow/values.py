@@ -1,6 +1,6 @@
-"""The one check every value crossing a boundary passes (inputs, event data, archives):
-plain JSON data, no NaN or infinities, at most :data:`MAX_VALUES` parts nested at most
-:data:`MAX_DEPTH` deep."""
+"""The one check every value crossing a boundary passes (inputs, event data, task outputs,
+archives): plain JSON data, no NaN or infinities, no integers of more than
+:data:`MAX_INT_BITS` bits, at most :data:`MAX_VALUES` parts nested at most :data:`MAX_DEPTH` deep."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from .literals import MAX_VALUES
 
 #: How deep arrays and objects may nest in one value (a bare scalar is depth 0).
 MAX_DEPTH = 500
+#: Integers longer than this many bits are refused: Python will not write them as JSON text.
+MAX_INT_BITS = 14_000
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
@@ -43,7 +45,10 @@ def check_value(value: Any, where: str, depth: int | None = None, count: int | N
                 stack.extend((each, level + 1) for each in item.values())
             else:
                 stack.extend((each, level + 1) for each in item)
-        elif item is not None and not isinstance(item, (bool, int)):
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if item.bit_length() > MAX_INT_BITS:
+                raise ValueError(f"{where} holds an integer of {item.bit_length():,} bits, too long to write as JSON")
+        elif item is not None and not isinstance(item, bool):
             raise ValueError(f"{where} holds a {type(item).__name__}, which is not JSON data")
 
 
