@@ -4,6 +4,7 @@ a failure, refused when it belongs to another flow; node statuses for diagrams."
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -277,3 +278,17 @@ def test_damaged_state_files_are_one_clear_error(tmp_path, damage):
     path.write_bytes(damage.replace("FLOW", json.dumps(flow.to_json())).encode("utf-8", "surrogateescape"))
     with pytest.raises(StateFileError, match="damaged"):
         StateFile(path, flow).load()
+
+
+def test_a_state_file_is_locked_by_one_run_at_a_time(tmp_path):
+    flow = compile_flow("A")
+    first, second = StateFile(tmp_path / "s.json", flow), StateFile(tmp_path / "s.json", flow)
+    first.lock()
+    assert (tmp_path / "s.json.lock").read_text() == f"{os.getpid()}\n"
+    with pytest.raises(StateFileError) as caught:
+        second.lock()
+    assert str(caught.value) == f"{tmp_path / 's.json'} is in use by another littleflow run (pid {os.getpid()})"
+    first.unlock()
+    assert not (tmp_path / "s.json.lock").exists()
+    second.lock()  # free again
+    second.unlock()
