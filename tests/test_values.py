@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from littleflow.values import MAX_DEPTH, MAX_INT_BITS, MAX_VALUES, check_value
+from littleflow.values import MAX_DEPTH, MAX_INT_BITS, MAX_VALUES, check_value, loads
 
 
 def nested(levels: int) -> list:
@@ -51,3 +51,20 @@ def test_the_limits_are_inclusive_and_a_cycle_is_too_deep():
 def test_json_data_passes_and_survives_a_strict_encoding(value):
     check_value(value, "x")
     json.dumps(value, allow_nan=False).encode("utf-8")
+
+
+@pytest.mark.parametrize("text, says", [("NaN", "NaN is not a JSON number"), ("[-Infinity]", "-Infinity is not a JSON number"),
+                                        ('{"x": 1e999}', "1e999 is too large for a number"),
+                                        ("[" * 100_000, "nested too deeply to read"),
+                                        ("{nope", "Expecting property name enclosed in double quotes (at character 1)")])
+def test_loads_is_strict_json(text, says):
+    with pytest.raises(ValueError) as caught:
+        loads(text)
+    assert str(caught.value) == says
+
+
+def test_loads_leaves_lone_surrogates_to_check_value():
+    value = loads('{"x": "\\ud800", "n": 1.5}')
+    assert value == {"x": "\ud800", "n": 1.5}
+    with pytest.raises(ValueError, match="lone surrogate"):
+        check_value(value, "x")

@@ -4,6 +4,7 @@ archives): plain JSON data, no NaN or infinities, no integers of more than
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -50,6 +51,31 @@ def check_value(value: Any, where: str, depth: int | None = None, count: int | N
                 raise ValueError(f"{where} holds an integer of {item.bit_length():,} bits, too long to write as JSON")
         elif item is not None and not isinstance(item, bool):
             raise ValueError(f"{where} holds a {type(item).__name__}, which is not JSON data")
+
+
+def loads(text: str) -> Any:
+    """JSON text as a value, strictly: ``NaN``, ``Infinity`` and numbers too large for a
+    float are not JSON numbers. Raises ``ValueError`` (one line) for what is not JSON."""
+    try:
+        return _STRICT.decode(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{error.msg} (at character {error.pos})") from None
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large for a number")
+    return value
+
+
+_STRICT = json.JSONDecoder(parse_constant=_not_a_number, parse_float=_finite)
 
 
 def _key(key: Any, where: str) -> None:

@@ -76,6 +76,8 @@ def test_values_past_the_depth_and_count_limits_are_unprocessable(served):
     problem(http.post("/events/go", content=nested(MAX_DEPTH + 1), headers=JSON), 422, "nested too deeply")
     problem(http.post("/workflows", content=f'{{"flow": "A", "input": {nested(100_000)}}}', headers=JSON),
             400, "nested too deeply")  # deeper than the parser goes: not JSON it can read, and no 500
+    problem(http.post("/workflows", content='{"flow": "A", "input": ["\\ud800"]}', headers=JSON),
+            422, "the input holds a lone surrogate")
     assert workflows(http) == 0
     fits = http.post("/workflows", content=f'{{"flow": "A", "input": {nested(MAX_DEPTH)}}}', headers=JSON)
     assert fits.status_code == 201, fits.text

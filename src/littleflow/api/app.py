@@ -30,13 +30,12 @@ from ..budget import OverBudget, limit
 from ..compiler import Compiler
 from ..errors import FlowError
 from ..flow import Flow
-from ..literals import LiteralError, load_json_text
 from ..parser import Parser
 from ..redis.archive import SCHEMA as ARCHIVE_SCHEMA
 from ..redis.archive import validate as validate_archive
 from ..redis.client import Client, decoded_event
 from ..redis.store import KEY_TTL, STATES, VALID_ID, VALID_KEY, InvalidArchive, InvalidKey, KeyReused, StoreError
-from ..values import check_value
+from ..values import check_value, loads
 from . import console
 from .auth import Tokens, names_server, own_hosts
 from .metrics import prometheus
@@ -551,9 +550,9 @@ def _strict(text: str, what: str, checked: bool = True) -> Any:
     """JSON text as a value (that passes :func:`_checked`): 400 if it is not JSON
     (NaN and infinities are not)."""
     try:
-        value = load_json_text(text)
-    except LiteralError as error:
-        raise Problem(400, "Bad request", f"{what} is not JSON: {' '.join(error.message.split())}") from None
+        value = loads(text)
+    except ValueError as error:
+        raise Problem(400, "Bad request", f"{what} is not JSON: {' '.join(str(error).split())}") from None
     return _checked(value, what) if checked else value
 
 
