@@ -27,7 +27,7 @@ import click
 
 from .cli import FLOW, compile_text, echo_failure, fail, json_text, load_tasks, main, read_flow, read_input
 from .engine import DEFAULT_LIMIT
-from .literals import load_json_text
+from .values import loads
 
 if TYPE_CHECKING:
     from .redis.client import Client
@@ -730,7 +730,7 @@ def restore_command(target: Target, path: str, replace: bool, as_json: bool) -> 
     the id. A running one goes on: its running tasks are sent again."""
     text, name = read_flow(path)
     try:
-        archive = load_json_text(text)
+        archive = loads(text)
     except ValueError as error:
         fail(f"cannot read an archive from {name}: not JSON: {' '.join(str(error).split())}")
     if not isinstance(archive, dict):
