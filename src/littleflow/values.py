@@ -20,9 +20,10 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def check_value(value: Any, where: str, depth: int | None = None, count: int | None = None) -> None:
-    """Raise ``ValueError`` (one line naming ``where``) unless ``value`` is plain JSON
-    data with finite numbers, at most ``count`` parts (:data:`MAX_VALUES`), nested at most
-    ``depth`` deep (:data:`MAX_DEPTH`)."""
+    """Raise ``ValueError`` (one line naming ``where``) unless ``value`` is plain JSON data
+    (text without lone surrogates, finite numbers, integers of at most :data:`MAX_INT_BITS`
+    bits) of at most ``count`` parts (:data:`MAX_VALUES`) nested at most ``depth`` deep
+    (:data:`MAX_DEPTH`). A recursive structure is too deep."""
     depth = MAX_DEPTH if depth is None else depth
     count = MAX_VALUES if count is None else count
     budget = count
