@@ -489,7 +489,8 @@ def private(data: Path, port: int | None, cleanup: contextlib.ExitStack, signals
     import redis
 
     from .redis.serve import private_server
-    from .redis.server import ServerNotFound, private_file
+    from .private import private_file
+    from .redis.server import ServerNotFound
     from .redis.store import safe_url
 
     data = data.expanduser().absolute()

@@ -11,6 +11,8 @@ import re
 import secrets
 from pathlib import Path
 
+from ..private import private_file
+
 SCOPES = ("read", "admin")
 #: Where tokens come from: ``scope:token`` entries, separated by commas or lines.
 TOKENS_VAR = "LITTLEFLOW_API_TOKENS"
@@ -110,11 +112,7 @@ def ensure_local_token(directory: Path) -> str:
         return token
     token = secrets.token_urlsafe(32)
     directory.mkdir(parents=True, exist_ok=True)
-    temporary = directory / f".{TOKEN_FILE}.{os.getpid()}"
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        file.write(token + "\n")
-    os.replace(temporary, directory / TOKEN_FILE)
+    private_file(directory / TOKEN_FILE, token + "\n")
     return token
 
 

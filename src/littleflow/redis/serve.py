@@ -16,7 +16,8 @@ from ..tasks import Registry
 from .builtins import BuiltinTasks
 from .engine import EngineProcess
 from .protocol import Keys
-from .server import RedisServer, private_file
+from ..private import private_file
+from .server import RedisServer
 from .store import Store, connect
 from .worker import PythonTasks, Worker
 

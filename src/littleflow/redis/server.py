@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import shutil
@@ -15,6 +14,8 @@ from types import TracebackType
 from urllib.parse import quote
 
 import redis
+
+from ..private import private_file
 
 ENV_VAR = "LITTLEFLOW_REDIS_SERVER"
 COMMANDS = ("redis-server", "valkey-server")
@@ -62,22 +63,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
-
-
-def private_file(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` readable by this user alone (mode 0600 from its creation,
-    replacing the file at once)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(descriptor, 0o600)  # (a file left by an earlier crash keeps its mode otherwise)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 class RedisServer:
