@@ -23,7 +23,7 @@ def _step(number: int) -> int:
 def forever() -> None:
     def items():
         while True:
-            yield 1
+            yield _step(1)
     for _ in items():
         pass
 
@@ -77,3 +77,28 @@ def test_budgets_nest_and_the_nearest_deadline_wins():
             with limit(0.1, "inner"):
                 spin()
         pytest.fail("the inner overrun ends the outer block too")
+
+
+class Finalized:
+    def __del__(self) -> None:
+        _step(0)  # a finalizer runs wherever its object is dropped: an exception here would be lost
+
+
+def test_an_overrun_is_never_raised_in_a_finalizer_where_it_would_be_lost(monkeypatch):
+    lost, seen = [], []
+    monkeypatch.setattr(sys, "unraisablehook", lost.append)
+
+    def churn() -> None:
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            Finalized()  # dropped at once
+            try:
+                _step(1)
+            except OverBudget:
+                seen.append("raised in the work itself")
+                raise
+
+    with pytest.raises(OverBudget):
+        with limit(0.05, "churning"):
+            churn()
+    assert seen == ["raised in the work itself"] and lost == []

@@ -9,14 +9,33 @@ block (RE2, ``json``) runs to its end, so it must be linear in its input.
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 from types import FrameType
 from typing import Any
 
 
+#: Code flags of frames that can be resumed: generators, coroutines, async generators.
+_RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+
+
 class OverBudget(TimeoutError):
     """Work that ran past its time budget; the message says what and how long it was allowed."""
+
+
+def _may_raise(frame: FrameType | None) -> bool:
+    """Whether an exception raised as ``frame`` starts reaches the block. Not in a generator's
+    frame (it may be resumed by its close() as it is dropped), nor under a finalizer (the
+    garbage collector runs ``__del__`` methods of other code wherever it strikes): there an
+    exception is only printed, and the hook is lost. A later call raises it instead."""
+    if frame is not None and frame.f_code.co_flags & _RESUMABLE:
+        return False
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return False
+        frame = frame.f_back
+    return True
 
 
 class limit:  # noqa: N801 - used as a function: ``with limit(2, "drawing"): …``
@@ -32,7 +51,7 @@ class limit:  # noqa: N801 - used as a function: ``with limit(2, "drawing"): …
         self.fired = False
 
     def _check(self, frame: FrameType, event: str, arg: Any) -> Any:
-        if not self.fired and time.monotonic() > self.deadline:
+        if not self.fired and time.monotonic() > self.deadline and _may_raise(frame):
             self.fired = True
             raise OverBudget(self.message)  # (CPython then drops the hook; __exit__ puts the outer one back)
         return self.outer(frame, event, arg) if self.outer is not None else None  # an enclosing budget, a debugger
