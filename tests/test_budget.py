@@ -102,3 +102,34 @@ def test_an_overrun_is_never_raised_in_a_finalizer_where_it_would_be_lost(monkey
         with limit(0.05, "churning"):
             churn()
     assert seen == ["raised in the work itself"] and lost == []
+
+
+def closing():
+    try:
+        yield 1
+    finally:
+        _step(0)  # runs as the generator is dropped: an exception raised here is only printed
+
+
+def test_an_overrun_lost_in_a_generator_closed_as_it_is_dropped_is_raised_again(monkeypatch):
+    lost, seen = [], []
+    monkeypatch.setattr(sys, "unraisablehook", lost.append)
+
+    def churn() -> None:
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            for _ in range(1000):  # the overrun is met in a finally run as a generator is dropped, and lost
+                dropped = closing()
+                next(dropped)
+                del dropped
+            try:
+                _step(1)
+            except OverBudget:
+                seen.append("raised in the work itself")
+                raise
+
+    with pytest.raises(OverBudget):
+        with limit(0.05, "churning"):
+            churn()
+    assert seen == ["raised in the work itself"] and lost == []
+    assert sys.gettrace() is None

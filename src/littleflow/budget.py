@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import inspect
 import sys
+import threading
 import time
-from types import FrameType
+from types import FrameType, SimpleNamespace
 from typing import Any
 
 
@@ -25,10 +26,10 @@ class OverBudget(TimeoutError):
 
 
 def _may_raise(frame: FrameType | None) -> bool:
-    """Whether an exception raised as ``frame`` starts reaches the block. Not in a generator's
-    frame (it may be resumed by its close() as it is dropped), nor under a finalizer (the
-    garbage collector runs ``__del__`` methods of other code wherever it strikes): there an
-    exception is only printed, and the hook is lost. A later call raises it instead."""
+    """Whether an exception raised as ``frame`` starts is likely to reach the block: not in a
+    generator's frame (it may be resumed by its close() as it is dropped), nor under a
+    finalizer (the garbage collector runs ``__del__`` methods of other code wherever it
+    strikes). A later call raises it instead."""
     if frame is not None and frame.f_code.co_flags & _RESUMABLE:
         return False
     while frame is not None:
@@ -42,12 +43,13 @@ class limit:  # noqa: N801 - used as a function: ``with limit(2, "drawing"): …
     """Run a ``with`` block for at most ``seconds``, else raise :class:`OverBudget` ("``what``
     took more than N s") from within it. Blocks nest: the inner one keeps the outer deadline."""
 
-    __slots__ = ("deadline", "message", "outer", "fired")
+    __slots__ = ("deadline", "message", "outer", "enclosing", "fired")
 
     def __init__(self, seconds: float, what: str) -> None:
         self.deadline = time.monotonic() + seconds
         self.message = f"{what} took more than {seconds:g} s"
         self.outer: Any = None
+        self.enclosing: limit | None = None
         self.fired = False
 
     def _check(self, frame: FrameType, event: str, arg: Any) -> Any:
@@ -57,12 +59,38 @@ class limit:  # noqa: N801 - used as a function: ``with limit(2, "drawing"): …
         return self.outer(frame, event, arg) if self.outer is not None else None  # an enclosing budget, a debugger
 
     def __enter__(self) -> limit:
+        if sys.unraisablehook is not _unraisable:
+            _hooks.previous, sys.unraisablehook = sys.unraisablehook, _unraisable
+        self.enclosing = getattr(_active, "budget", None)
+        _active.budget = self
         self.outer = sys.gettrace()
         sys.settrace(self._check)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
         sys.settrace(self.outer)
-        if self.fired and not isinstance(error, OverBudget):
-            # the block swallowed the overrun, or turned it into an error of its own
+        _active.budget = self.enclosing
+        if not isinstance(error, OverBudget) and (self.fired or time.monotonic() > self.deadline):
+            # the block swallowed the overrun, turned it into an error of its own, or was past
+            # its deadline when it made no more calls
             raise OverBudget(self.message) from error
+
+
+#: The innermost budget of each thread.
+_active = threading.local()
+#: The hook for exceptions nobody can catch that ours replaced (and hands the others to).
+_hooks = SimpleNamespace(previous=sys.unraisablehook)
+
+
+def _unraisable(info: Any) -> None:
+    """An overrun raised where it could only be printed (a finalizer, a generator closed as it
+    was dropped: CPython calls this in the same thread, and has dropped the trace hook) is
+    armed again, to be raised at the next call of the block."""
+    budget = getattr(_active, "budget", None)
+    if isinstance(info.exc_value, OverBudget) and budget is not None:
+        while budget is not None:
+            budget.fired = False
+            budget = budget.enclosing
+        sys.settrace(_active.budget._check)
+        return
+    _hooks.previous(info)
