@@ -47,12 +47,27 @@ def test_an_overrun_swallowed_inside_is_still_over_budget():
     def careless() -> None:
         try:
             spin()
-        except Exception:  # noqa: BLE001 - what careless code does
+        except BaseException:  # noqa: BLE001 - what careless code does
             pass
 
     with pytest.raises(OverBudget):
         with limit(0.1, "careless work"):
             careless()
+
+
+def test_code_that_catches_every_exception_lets_an_overrun_through():
+    reached = []
+
+    def guarded() -> None:
+        try:
+            spin()
+        except Exception:  # noqa: BLE001 - as the standard library's warnings do
+            reached.append("swallowed")
+
+    with pytest.raises(OverBudget):
+        with limit(0.1, "guarded work"):
+            guarded()
+    assert reached == []
 
 
 def test_an_overrun_turned_into_another_error_is_still_over_budget():

@@ -9,6 +9,7 @@ block (RE2, ``json``) runs to its end, so it must be linear in its input.
 
 from __future__ import annotations
 
+import gc
 import inspect
 import sys
 import threading
@@ -21,16 +22,19 @@ from typing import Any
 _RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 
 
-class OverBudget(TimeoutError):
-    """Work that ran past its time budget; the message says what and how long it was allowed."""
+class OverBudget(BaseException):
+    """Work that ran past its time budget; the message says what and how long it was allowed.
+
+    Not an ``Exception``: code the block calls that catches every ``Exception`` (the
+    standard library's warnings, say) must not swallow it. Catch it where the budget is set."""
 
 
 def _may_raise(frame: FrameType | None) -> bool:
     """Whether an exception raised as ``frame`` starts is likely to reach the block: not in a
     generator's frame (it may be resumed by its close() as it is dropped), nor under a
-    finalizer (the garbage collector runs ``__del__`` methods of other code wherever it
-    strikes). A later call raises it instead."""
-    if frame is not None and frame.f_code.co_flags & _RESUMABLE:
+    finalizer (the garbage collector runs ``__del__`` methods and weak reference callbacks of other code
+    wherever it strikes). A later call raises it instead."""
+    if _collecting.now or (frame is not None and frame.f_code.co_flags & _RESUMABLE):
         return False
     while frame is not None:
         if frame.f_code.co_name == "__del__":
@@ -75,6 +79,17 @@ class limit:  # noqa: N801 - used as a function: ``with limit(2, "drawing"): …
             # its deadline when it made no more calls
             raise OverBudget(self.message) from error
 
+
+#: Whether the garbage collector is at work (in whichever thread holds the interpreter):
+#: the finalizers and weak reference callbacks it runs are other code's, not the block's.
+_collecting = SimpleNamespace(now=False)
+
+
+def _collection(phase: str, info: Any) -> None:
+    _collecting.now = phase == "start"
+
+
+gc.callbacks.append(_collection)
 
 #: The innermost budget of each thread.
 _active = threading.local()
