@@ -256,3 +256,16 @@ def test_a_json_literal_over_the_bound_says_so_without_aliases():
     error = fails("A\n  → <" + json.dumps(["x" * 1_000_000] * 17) + ">")
     assert at(error) == (2, 5)
     assert error.message.startswith(f"too large: more than {MAX_BYTES:,} bytes as JSON in literal (at 2:6)")
+
+
+def test_an_aliased_scalar_is_measured_once_however_often_it_is_used(monkeypatch):
+    """A 500 kB string aliased 1,000 times is sized once, not 1,000 times (that took a second)."""
+    from littleflow import literals
+
+    measured = []
+    real = literals._scalar_size
+    monkeypatch.setattr(literals, "_scalar_size", lambda loader, node: measured.append(node) or real(loader, node))
+    text = 'a: &a "' + "x" * 500_000 + '"\nb: [' + ", ".join(["*a"] * 1000) + "]\n"
+    with pytest.raises(LiteralError, match="16,777,216 bytes"):
+        literals.load_yaml(text)
+    assert len(measured) == 1

@@ -151,6 +151,7 @@ def _expanded(loader: PlainLoader, root: yaml.Node, budget: Budget) -> int:
     if type(root) is yaml.ScalarNode:
         return _scalar_size(loader, root)
     sizes: dict[int, tuple[int, int]] = {}  # id(collection node) -> (values, bytes)
+    scalars: dict[int, int] = {}  # id(scalar node) -> bytes (an alias names the same node again)
     open_: set[int] = set()
     stack: list[yaml.Node] = [root]
     while stack:
@@ -175,7 +176,10 @@ def _expanded(loader: PlainLoader, root: yaml.Node, budget: Budget) -> int:
         for part in parts:
             if type(part) is yaml.ScalarNode:
                 values += 1
-                size += _scalar_size(loader, part)
+                known = scalars.get(id(part))
+                if known is None:
+                    known = scalars[id(part)] = _scalar_size(loader, part)
+                size += known
             else:
                 more, longer = sizes[id(part)]
                 values += more
