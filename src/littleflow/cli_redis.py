@@ -380,8 +380,9 @@ def kubernetes_tasks(namespace: str | None, cleanup: float) -> Any:
 @click.option("--data", "data_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path),
               help="Where the private server (without a Redis URL) keeps its data, and the API its token "
                    "[default: $LITTLEFLOW_HOME, else ~/.littleflow].")
-@click.option("--port", type=click.IntRange(1, 65535), help="Without a Redis URL: the private server's port "
-                                                             "[default: a free one].")
+@click.option("--port", type=click.IntRange(1, 65535), help="Without a Redis URL: the private server's port, "
+                                                             "kept in DATA/redis.port for the next start "
+                                                             "[default: the kept one, else a free one].")
 @click.option("--api", "api_address", metavar="HOST:PORT",
               help="Serve the HTTP API here too, e.g. 127.0.0.1:8080.")
 @click.option("--api-tokens", "tokens_file", metavar="FILE",

@@ -445,8 +445,8 @@ def test_redis_restarted_mid_run_loses_and_doubles_nothing(own_redis_server, sys
     check_executions(system, cases, exactly_once=False)  # a reply lost with the server may make a worker send again
     check_only_duplicates_dead(server.url)
     system.check_alive()
-    for process in system.processes:  # both saw the server go, and carried on
-        assert system.log(process, 100_000).count("Redis unreachable") >= 2, system.log(process)
+    for process in system.processes:  # both saw the server go (said once an outage: two at most), and carried on
+        assert 1 <= system.log(process, 100_000).count("Redis unreachable") <= 2, system.log(process)
 
 
 def test_redis_frozen_longer_than_the_socket_timeout_loses_nothing(own_redis_server, systems, rng):

@@ -1,13 +1,17 @@
-"""RedisServer and find_server, against a real redis-server child process."""
+"""RedisServer, find_server and the private server of `littleflow serve` (its password and
+kept port), against real redis-server child processes."""
 
 from __future__ import annotations
 
+import logging
 import socket
+import stat
 
 import pytest
 import redis
 
-from littleflow.redis.server import ENV_VAR, RedisServer, ServerNotFound, find_server
+from littleflow.redis.serve import PORT_FILE, private_server, saved_port
+from littleflow.redis.server import ENV_VAR, RedisServer, ServerNotFound, find_server, free_port, port_free
 
 
 def client(server: RedisServer) -> redis.Redis:
@@ -113,3 +117,67 @@ test_the_next_test_sees_an_empty_database_too = test_the_redis_url_fixture_start
 
 def test_the_session_server_is_shared(redis_server, redis_url):
     assert redis_url == redis_server.url
+
+
+def test_port_free_ignores_closing_connections_but_not_a_listener():
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert not port_free(port)
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as near:
+            accepted, _ = listener.accept()
+            accepted.close()  # the listening side closes first: its end waits in TIME_WAIT
+            near.recv(1)
+    assert port_free(port)  # as for redis-server (SO_REUSEADDR): a restart may take it at once
+
+
+def test_the_private_server_keeps_its_port_across_starts(tmp_path):
+    first = private_server(tmp_path)
+    try:
+        kept = tmp_path / PORT_FILE
+        assert kept.read_text() == f"{first.port}\n"
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+        with client(first) as c:
+            c.set("key", "value")
+    finally:
+        first.stop()
+    second = private_server(tmp_path)
+    try:
+        assert second.port == first.port and second.url == first.url
+        with client(second) as c:
+            assert c.get("key") == b"value"
+    finally:
+        second.stop()
+
+
+def test_a_given_port_wins_and_is_kept(tmp_path):
+    (tmp_path / PORT_FILE).write_text(f"{free_port()}\n")
+    port = free_port()
+    with private_server(tmp_path, port) as server:
+        assert server.port == port
+    assert saved_port(tmp_path) == port
+
+
+def test_a_kept_port_another_program_took_is_said_and_replaced(tmp_path, caplog):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        (tmp_path / PORT_FILE).write_text(f"{taken}\n")
+        with caplog.at_level(logging.WARNING, "littleflow.serve"), private_server(tmp_path) as server:
+            assert server.port != taken
+            with client(server) as c:
+                assert c.ping()
+    assert saved_port(tmp_path) == server.port
+    said = [record.getMessage() for record in caplog.records]
+    assert len(said) == 1 and f"port {taken} (kept in {tmp_path / PORT_FILE}) is taken" in said[0], said
+
+
+@pytest.mark.parametrize("text", ["", "x\n", "0\n", "70000\n"])
+def test_a_kept_port_that_is_no_port_is_ignored(tmp_path, text):
+    (tmp_path / PORT_FILE).write_text(text)
+    with private_server(tmp_path) as server:
+        assert 0 < server.port < 65536
+    assert saved_port(tmp_path) == server.port

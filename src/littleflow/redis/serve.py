@@ -17,11 +17,14 @@ from .builtins import BuiltinTasks
 from .engine import EngineProcess
 from .protocol import Keys
 from ..private import private_file
-from .server import RedisServer
+from .server import RedisServer, port_free
 from .store import Store, connect
 from .worker import PythonTasks, Worker
 
 log = logging.getLogger("littleflow.serve")
+
+#: Where the private server's port is kept between starts (beside redis.url and redis.password).
+PORT_FILE = "redis.port"
 
 
 class Services:
@@ -72,10 +75,34 @@ class Services:
 
 def private_server(data_dir: Path, port: int | None = None) -> RedisServer:
     """Start a Redis server for this user alone: 127.0.0.1, append-only files in
-    ``data_dir``, on ``port`` (default: a free one), with the password kept in
-    ``data_dir/redis.password`` (made at the first start, readable by this user alone)."""
+    ``data_dir``, with the password kept in ``data_dir/redis.password`` (made at the first
+    start, readable by this user alone). Its port is ``port``, else the one of the last start
+    (kept in ``data_dir/redis.port``, so that workers holding the old URL find it again),
+    else a free one; a kept port that another program took is said in one warning and
+    replaced by a free one."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    return RedisServer(data_dir, port=port, appendonly=True, password=_password(data_dir)).start()
+    kept = data_dir / PORT_FILE
+    if port is None and (port := saved_port(data_dir)) is not None and not port_free(port):
+        log.warning("port %d (kept in %s) is taken by another program: the private Redis server moves to a "
+                    "new one, and workers started with the old URL must be started again", port, kept)
+        port = None
+    server = RedisServer(data_dir, port=port, appendonly=True, password=_password(data_dir)).start()
+    if server.port != saved_port(data_dir):
+        try:
+            private_file(kept, f"{server.port}\n")
+        except BaseException:
+            server.stop()
+            raise
+    return server
+
+
+def saved_port(data_dir: Path) -> int | None:
+    """The port the private server of ``data_dir`` had at its last start, if kept."""
+    with contextlib.suppress(OSError, UnicodeDecodeError, ValueError):
+        port = int((data_dir / PORT_FILE).read_text(encoding="utf-8").strip())
+        if 0 < port < 65536:
+            return port
+    return None
 
 
 def _password(data_dir: Path) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -155,17 +155,49 @@ class Streams:
 
 
 @contextmanager
-def surviving(who: str, stop: threading.Event) -> Iterator[None]:
+def surviving(who: str, stop: threading.Event, probe: Callable[[], Any] | None = None) -> Iterator[None]:
     """One round of a loop that must never die: Redis away or any other error is
-    logged, and the loop pauses and goes on (what was not acknowledged comes back)."""
+    logged, and the loop pauses and goes on (what was not acknowledged comes back).
+    Redis away is said once (see :func:`unreachable`), and once that it is back when a
+    round goes through again; with ``probe`` (say, a PING), when ``probe()`` does too
+    (for loops whose rounds may not reach Redis)."""
     try:
         yield
+        if probe is not None and who in _away:
+            probe()
     except (redis.ConnectionError, redis.TimeoutError) as error:
-        log.warning("%s: Redis unreachable (%s); retrying", who, error)
+        unreachable(who, error)
         stop.wait(0.5)
     except Exception:  # noqa: BLE001
         log.exception("%s: this round failed; what it did not acknowledge will come back", who)
         stop.wait(0.5)
+    else:
+        reachable(who)
+
+
+_away: set[str] = set()  # the loops (by who) that found Redis away and have not reached it since
+_away_lock = threading.Lock()
+
+
+def unreachable(who: str, error: Exception) -> None:
+    """Say that ``who`` cannot reach Redis: a warning the first time, until :func:`reachable`
+    (the other threads of ``who`` may call it too: it is still said once)."""
+    with _away_lock:
+        first = who not in _away
+        _away.add(who)
+    if first:
+        log.warning("%s: Redis unreachable (%s); retrying until it answers", who, error)
+    else:
+        log.debug("%s: Redis still unreachable (%s)", who, error)
+
+
+def reachable(who: str) -> None:
+    """Say that Redis answers ``who`` again, if it was unreachable."""
+    with _away_lock:
+        back = who in _away
+        _away.discard(who)
+    if back:
+        log.info("%s: Redis is back", who)
 
 
 def _text(value: Any) -> str:

@@ -21,7 +21,7 @@ from ..values import check_value
 from .engine import consumer_name
 from .protocol import WORKERS, EndTask, Malformed, StartTask, namespace
 from .store import Store
-from .streams import Streams, surviving
+from .streams import Streams, surviving, unreachable
 
 log = logging.getLogger("littleflow.worker")
 
@@ -121,7 +121,7 @@ class Worker:
                                  daemon=True).start()
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="littleflow-task")
         while not stop.is_set():
-            with surviving(f"worker {self.name}", stop):
+            with surviving(f"worker {self.name}", stop, probe=self.raw.ping):  # a full worker's round skips Redis
                 self._register()
                 self._heartbeat()
                 with self._free:
@@ -272,7 +272,7 @@ class Worker:
                     break
                 except (redis.ConnectionError, redis.TimeoutError) as error:  # ends must not be lost: wait
                     attempt += 1
-                    log.warning("worker %s: cannot send ends (%s); retrying", self.name, error)
+                    unreachable(f"worker {self.name}", error)  # said once; the main loop says when it is back
                     time.sleep(min(2.0, 0.1 * attempt))
                 except Exception:  # noqa: BLE001 - unacked, these tasks run again elsewhere
                     log.exception("worker %s: cannot send %d ends; their tasks will run again", self.name,
@@ -351,7 +351,10 @@ class Worker:
                         if hasattr(executor, "terminate") and isinstance(workflow, str):
                             threading.Thread(target=_terminate, args=(executor, workflow),
                                              name="littleflow-terminate", daemon=True).start()
-            except Exception as error:  # noqa: BLE001 - Redis away: listen again
+            except (redis.ConnectionError, redis.TimeoutError) as error:  # Redis away: listen again
+                unreachable(f"worker {self.name}", error)
+                stop.wait(0.5)
+            except Exception as error:  # noqa: BLE001 - listen again
                 log.warning("worker %s: control channel: %s", self.name, error)
                 stop.wait(0.5)
 
