@@ -354,3 +354,29 @@ def test_a_resumed_run_reports_its_own_failure():
     assert "first error" in state.failure["error"]
     state = LocalRun(compile_flow("A → B"), {"A": lambda i: {}, "B": B}, state=state).run()
     assert len(state.failures) == 1 and "second error" in state.failure["error"]
+
+
+# -- the flow's parallelism ----------------------------------------------------------------------
+@pytest.mark.parametrize("parallelism, concurrency, most", [(1, 4, 1), (2, 4, 2), (8, 2, 2)])
+def test_the_flow_parallelism_caps_the_concurrency(parallelism, concurrency, most):
+    lock = threading.Lock()
+    active, seen = [0], [0]
+
+    def work(input):
+        with lock:
+            active[0] += 1
+            seen[0] = max(seen[0], active[0])
+        threading.Event().wait(0.05)
+        with lock:
+            active[0] -= 1
+
+    run_workflow(f"@flow f (- {{parallelism: {parallelism}}} -)\n{{ work work work work work }}", {"work": work},
+                 concurrency=concurrency)
+    assert seen[0] == most
+
+
+def test_a_bad_parallelism_is_refused_before_anything_runs():
+    ran = []
+    with pytest.raises(ValueError, match="^parallelism in @flow parameters must be a whole number ≥ 1, not 0$"):
+        run_workflow("@flow f (- {parallelism: 0} -)\nA", {"A": ran.append}, concurrency=2)
+    assert ran == []

@@ -4,13 +4,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from littleflow import FlowFailed, Registry, compile_flow, run_workflow, task
 from littleflow.local import LocalRun
-from littleflow.policy import Policy, policies
+from littleflow.policy import (KEYS, Policy, flow_entry, flow_options, flow_parallelism, policies, resolve,
+                               task_policy)
+from littleflow.redis.protocol import StartTask
+from littleflow.redis.store import _flow_options
 
 
 pytestmark = pytest.mark.usefixtures("fresh_registry")
@@ -95,6 +101,99 @@ def test_bad_policy_options_are_a_clear_value_error(options):
 def test_policies_refuse_bad_flow_parameters(parameters):
     with pytest.raises(ValueError):
         policies(parameters, {})
+    with pytest.raises(ValueError) as caught:
+        flow_options(parameters)
+    assert "\n" not in str(caught.value)
+
+
+# -- the one rule: resolve ---------------------------------------------------------------------
+SECONDS = st.one_of(st.none(), st.integers(0, 100), st.floats(0, 100))
+OPTIONS = st.fixed_dictionaries({}, optional={"retries": st.one_of(st.none(), st.integers(0, 5)),
+                                              "timeout": SECONDS, "backoff": SECONDS})
+
+
+def model(*layers: dict) -> dict:
+    """What the documented precedence says, weakest layer first: each key from the strongest layer setting it."""
+    found = {"retries": 0, "timeout": None, "backoff": 0.5}
+    for layer in layers:
+        found.update({k: v for k, v in (layer or {}).items() if v is not None})
+    return found
+
+
+@given(OPTIONS, OPTIONS, OPTIONS, OPTIONS)
+def test_resolve_takes_each_key_from_the_strongest_layer(defaults, task_options, by_name, by_alias):
+    policy = resolve(defaults, task_options, flow_entry({"T": by_name, "A": by_alias}, "T", "A"), "A")
+    expected = model(defaults, task_options, by_name, by_alias)
+    assert (policy.retries, policy.timeout, policy.backoff) == (
+        expected["retries"], expected["timeout"], expected["backoff"])
+
+
+@given(OPTIONS, OPTIONS, OPTIONS, OPTIONS, st.booleans(), st.booleans())
+def test_the_local_and_the_redis_paths_give_the_same_policy(defaults, task_options, by_name, by_alias,
+                                                           aliased, resource):
+    """local.py resolves from the flow; the Redis store sends (defaults, entry), the worker adds @task."""
+    entries = {"T": by_name, **({"A": by_alias} if aliased else {})}
+    text = f"@flow f (- {json.dumps({**defaults, 'tasks': entries})} -)\n@task A = T\n" + (
+        "A" if aliased else "T") + " → <x.json>"
+    flow = compile_flow(text)
+    (node,) = [node for node in flow.nodes if node.kind == ("resource" if resource else "task")]
+    local = (resolve(*flow_options(flow.parameters)[:1]) if resource else
+             task_policy(flow.parameters, node.name, node.alias, task_options))
+    sent_defaults, per_task = _flow_options(flow)
+    entry = None if resource else per_task.get(node.alias) or per_task.get(node.name)
+    policy = {key: value for key, value in (("defaults", sent_defaults), ("task", entry)) if value}
+    message = StartTask.parse(StartTask("w", "t", 1, 1, "x", None, {}, 1, policy or None).fields())
+    assert message.run_policy(None if resource else task_options) == local
+
+
+def test_the_flow_entry_by_alias_wins_key_by_key_over_the_entry_by_real_name():
+    entries = {"T": {"retries": 2, "timeout": 5}, "A": {"retries": 1}}
+    assert flow_entry(entries, "T", "A") == {"retries": 1, "timeout": 5}
+    assert flow_entry(entries, "T") == entries["T"]
+    assert flow_entry(entries, "U", "A") == {"retries": 1}
+    assert task_policy({"tasks": entries}, "T", "A", {"timeout": 9, "backoff": 0}) == Policy(1, 5.0, 0.0)
+
+
+def test_the_issue_12_example_gets_the_timeout_of_the_python_task():
+    policy = task_policy({"tasks": {"A": {"retries": 2}}}, "T", "A", {"timeout": 5})
+    assert (policy.retries, policy.timeout) == (2, 5.0)
+
+
+def test_a_resource_gets_the_flow_defaults_only():
+    defaults, _ = flow_options({"retries": 1, "timeout": 3, "tasks": {"T": {"retries": 4}}})
+    assert resolve(defaults) == Policy(retries=1, timeout=3.0)
+
+
+# -- parallelism -------------------------------------------------------------------------------
+@pytest.mark.parametrize("parameters, expected", [
+    (None, None), ({}, None), ({"retries": 1}, None), ({"parallelism": 1}, 1), ({"parallelism": 8.0}, 8),
+    ({"parallelism": 10**6}, 10**6),
+])
+def test_flow_parallelism(parameters, expected):
+    assert flow_parallelism(parameters) == expected
+    flow_options(parameters)  # a top-level key of @flow
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "2", True, {"n": 2}, [2], float("inf"), float("nan")])
+def test_a_bad_parallelism_is_a_one_line_value_error(value):
+    with pytest.raises(ValueError, match=r"^parallelism in @flow parameters must be a whole number ≥ 1, not "):
+        flow_parallelism({"parallelism": value})
+    with pytest.raises(ValueError) as caught:
+        flow_options({"parallelism": value})
+    assert "\n" not in str(caught.value)
+
+
+def test_parallelism_is_no_task_policy_key():
+    with pytest.raises(ValueError, match="unknown option 'parallelism' in @flow parameters for task T"):
+        flow_options({"tasks": {"T": {"parallelism": 2}}})
+    with pytest.raises(ValueError, match="unknown option 'parallelism' in @task options"):
+        resolve({}, {"parallelism": 2})
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_policy_numbers_must_be_finite(value):
+    with pytest.raises(ValueError, match="must be a number ≥ 0"):
+        Policy().updated({"timeout": value})
 
 
 # -- retries when running ------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from .engine import DEFAULT_LIMIT, Engine, Start
 from .flow import Flow
 from .memory import fewer_collections
 from .parser import Parser
-from .policy import Policy, policies
+from .policy import Policy, flow_entry, flow_options, flow_parallelism, resolve
 from .state import State
 from .tasks import collect, json_output
 
@@ -59,10 +59,10 @@ def run_workflow(workflow: str | Path | Flow, tasks: Any = None, input: Any = No
     :class:`Flow`; ``tasks`` maps task names to callables (``locals()`` works), or is a
     :class:`~littleflow.tasks.Registry`, or a list of those; functions registered with
     ``@task`` are found too. Options: ``concurrency`` (default 1: one task at a time,
-    in a fixed order), ``limit`` (runs allowed per node, default
-    :data:`~littleflow.engine.DEFAULT_LIMIT`), ``base`` (where relative resource
-    URIs are resolved), ``files`` (directories file resources are confined to; relative
-    paths then resolve in the first) and ``http_allow`` (hosts and CIDR networks beyond the
+    in a fixed order; the ``@flow`` option ``parallelism`` caps it), ``limit`` (runs
+    allowed per node, default :data:`~littleflow.engine.DEFAULT_LIMIT`), ``base`` (where
+    relative resource URIs are resolved), ``files`` (directories file resources are confined
+    to; relative paths then resolve in the first) and ``http_allow`` (hosts and CIDR networks beyond the
     public addresses that HTTP resources may reach; an empty list: public ones only) —
     both default to None: no confinement. Raises :class:`FlowFailed` when a task fails.
     """
@@ -117,9 +117,13 @@ class LocalRun:
         self.caller = Caller()
         self.registry = collect(tasks)
         names = self._check_names()
-        task_options = {name: spec.options for name in names if (spec := self.registry._specs.get(name))}
         aliases = {node.alias for node in flow.nodes if node.alias}
-        self.default_policy, self.policies = policies(flow.parameters, task_options, names | aliases)
+        self.defaults, self.entries = flow_options(flow.parameters, names | aliases)  # checked before anything runs
+        parallelism = flow_parallelism(flow.parameters)
+        if parallelism is not None:  # the flow's own cap on the tasks running at once
+            self.concurrency = min(concurrency, parallelism)
+        self.resource_policy = resolve(self.defaults)
+        self._policies: dict[tuple[str, str | None], Policy] = {}
         self._plans: list[tuple | bool | None] = [None] * len(flow)  # how to call each node (see _plan)
 
     def _check_names(self) -> set[str]:
@@ -219,8 +223,15 @@ class LocalRun:
         return calling[0], node.name
 
     def _policy(self, node: Any) -> Policy:
-        """The retry/timeout policy of a task node: by the name written, then the task's."""
-        return self.policies.get(node.alias) or self.policies.get(node.name, self.default_policy)
+        """The retry/timeout policy of a task node (see :func:`littleflow.policy.resolve`)."""
+        key = (node.name, node.alias)
+        policy = self._policies.get(key)
+        if policy is None:
+            calling = self.registry.calling(node.name)
+            policy = self._policies[key] = resolve(self.defaults, calling[2] if calling else None,
+                                                   flow_entry(self.entries, node.name, node.alias),
+                                                   node.alias or node.name)
+        return policy
 
     def _outcome(self, start: Start) -> Any:
         """Run a task instance, returning its output or (as :class:`_Raised`) its exception."""
@@ -271,12 +282,15 @@ class LocalRun:
                 self._record(start, node, began, attempt, event, error)
 
         if node.kind == "resource":
-            return self.caller.attempts(self._resource_call(node, start.input), self.default_policy, hook)
+            policy = self.resource_policy
+            return self.caller.attempts(self._resource_call(node, start.input, policy), policy, hook)
         spec = self.registry.get(node.name)
         return self.caller.call(spec, node.parameters, start.input, self._policy(node), hook)
 
-    def _resource_call(self, node: Any, input: Any) -> Callable[[], Any]:
+    def _resource_call(self, node: Any, input: Any, policy: Policy) -> Callable[[], Any]:
         params = node.parameters if isinstance(node.parameters, dict) else {}
+        if resources.is_http(node.uri, self.base):  # each request's seconds, as the Redis worker gives them
+            params = {**params, "timeout": resources.timeout(params, policy.timeout)}
         if node.mode == "source":
             return lambda: resources.read(node.uri, params, self.base, self.confine)
         return lambda: resources.write(node.uri, params, self.base, input, self.confine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, replace
 from typing import Any
@@ -34,9 +35,9 @@ class Policy:
                 continue
             if key not in KEYS:
                 raise ValueError(f"unknown option {key!r} in {where} (known: {', '.join(KEYS)})")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
                 raise ValueError(f"{key} in {where} must be a number ≥ 0, not {value!r}")
-            if key == "retries" and value != int(value):
+            if key == "retries" and isinstance(value, float) and not value.is_integer():
                 raise ValueError(f"retries in {where} must be a whole number, not {value!r}")
             changes[key] = int(value) if key == "retries" else float(value)
         return replace(self, **changes)
@@ -47,30 +48,87 @@ class Policy:
         return random.uniform(ceiling / 2, ceiling)
 
 
-def policies(flow_parameters: Any, task_options: dict[str, dict[str, Any]],
-             names: set[str] | None = None) -> tuple[Policy, dict[str, Policy]]:
-    """The default policy and per-task policies for a run.
+#: The keys ``@flow`` parameters may have: a policy's keys for every task, ``tasks``
+#: for one task's, and ``parallelism`` (the whole workflow's, no task's).
+FLOW_KEYS = (*KEYS, "tasks", "parallelism")
 
-    ``flow_parameters`` are the ``@flow`` declaration's parameters: ``retries``,
-    ``timeout`` and ``backoff`` for every task, and ``tasks: {NAME: {…}}`` for one task.
-    The order of precedence, strongest first: the flow's entry for the task, the
-    task's own ``@task(...)`` options (``task_options``), the flow's defaults.
-    ``names``, when given, are the task names (and aliases) a ``tasks:`` entry may use.
-    """
+
+def flow_options(flow_parameters: Any, names: set[str] | None = None) -> tuple[dict[str, Any], dict[str, dict]]:
+    """The ``@flow`` parameters' policy options, checked: ``(defaults, entries)``, the
+    options for every task and the ``tasks: {NAME: {…}}`` entries (NAME: a task's name or
+    an alias). ``names``, when given, are the names an entry may use. Raises a one-line
+    ``ValueError`` for anything wrong, ``parallelism`` included."""
     if flow_parameters is None:
         flow_parameters = {}
     if not isinstance(flow_parameters, dict):
         raise ValueError("@flow parameters must be an object")
-    defaults = {k: v for k, v in flow_parameters.items() if k != "tasks"}
-    base = Policy().updated(defaults, "@flow parameters")
-    per_task = flow_parameters.get("tasks") or {}
-    if not isinstance(per_task, dict):
+    for key in flow_parameters:
+        if key not in FLOW_KEYS:
+            raise ValueError(f"unknown option {key!r} in @flow parameters (known: {', '.join(FLOW_KEYS)})")
+    flow_parallelism(flow_parameters)
+    defaults = {k: v for k, v in flow_parameters.items() if k in KEYS}
+    Policy().updated(defaults, "@flow parameters")
+    entries = flow_parameters.get("tasks") or {}
+    if not isinstance(entries, dict):
         raise ValueError("'tasks' in @flow parameters must map task names to options")
-    result = {name: base.updated(options) for name, options in task_options.items() if options}
-    for name, options in per_task.items():
+    for name, options in entries.items():
         if not isinstance(options, dict):
             raise ValueError(f"tasks.{name} in @flow parameters must be an object")
         if names is not None and name not in names:
             raise ValueError(f"tasks.{name} in @flow parameters names no task of this flow")
-        result[name] = result.get(name, base).updated(options, f"@flow parameters for task {name}")
-    return base, result
+        Policy().updated(options, f"@flow parameters for task {name}")
+    return defaults, dict(entries)
+
+
+def flow_entry(entries: dict[str, dict], name: str | None, alias: str | None = None) -> dict[str, Any]:
+    """The flow's entry for a task ``name`` invoked as ``alias`` (the name written, when it
+    is another): the real name's entry, with the alias's keys winning (but for ``None``s,
+    which set nothing, as everywhere in a policy)."""
+    entry = dict(entries.get(name) or {}) if name is not None else {}
+    if alias is not None and alias != name:
+        entry.update((key, value) for key, value in (entries.get(alias) or {}).items() if value is not None)
+    return entry
+
+
+def resolve(defaults: dict[str, Any] | None, task_options: dict[str, Any] | None = None,
+            entry: dict[str, Any] | None = None, name: str | None = None) -> Policy:
+    """THE rule, for every driver: the policy of a task run, each key taken from the
+    strongest layer that sets it — the flow's ``entry`` for the task (see :func:`flow_entry`),
+    then the task's own ``task_options`` (``@task(...)``), then the flow's ``defaults``.
+    Resource reads and writes have no task options and no entry: the flow's defaults."""
+    return (Policy().updated(defaults or {}, "@flow parameters")
+            .updated(task_options or {}, f"@task options of {name}" if name else "@task options")
+            .updated(entry or {}, f"@flow parameters for task {name}" if name else "@flow parameters for the task"))
+
+
+def task_policy(flow_parameters: Any, name: str | None, alias: str | None = None,
+                task_options: dict[str, Any] | None = None) -> Policy:
+    """The policy of task ``name`` invoked as ``alias``, from the ``@flow`` parameters and the
+    task's ``@task(...)`` options (``name`` None: a resource read or write) — :func:`resolve`."""
+    defaults, entries = flow_options(flow_parameters)
+    entry = flow_entry(entries, name, alias) if name is not None else None
+    return resolve(defaults, task_options, entry, alias or name)
+
+
+def flow_parallelism(flow_parameters: Any) -> int | None:
+    """The ``parallelism`` of the ``@flow`` parameters: the most task runs of one workflow
+    queued or running at once (``None``: no limit); raises ``ValueError`` if it is not a
+    whole number ≥ 1."""
+    if not isinstance(flow_parameters, dict):
+        return None
+    value = flow_parameters.get("parallelism")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value < math.inf \
+            or isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"parallelism in @flow parameters must be a whole number ≥ 1, not {value!r}")
+    return int(value)
+
+
+def policies(flow_parameters: Any, task_options: dict[str, dict[str, Any]],
+             names: set[str] | None = None) -> tuple[Policy, dict[str, Policy]]:
+    """Deprecated (aliases need :func:`task_policy`): checks the ``@flow`` parameters and
+    returns the defaults' policy and the policy of each task named in ``task_options``."""
+    defaults, entries = flow_options(flow_parameters, names)
+    return resolve(defaults), {name: resolve(defaults, options, entries.get(name), name)
+                               for name, options in task_options.items()}

@@ -135,9 +135,10 @@ class StartTask:
     def run_policy(self, task_options: dict[str, Any] | None = None) -> Policy:
         """How to run it: the flow's entry for the task, then the task's own options
         (``@task(...)`` in the worker), then the flow's defaults, strongest first."""
+        from ..policy import resolve  # the one rule, the local runner's too
+
         options = self.policy or {}
-        return (Policy().updated(options.get("defaults") or {}, "@flow parameters")
-                .updated(task_options or {}).updated(options.get("task") or {}, f"@flow parameters for {self.name}"))
+        return resolve(options.get("defaults"), task_options, options.get("task"), self.name)
 
     @classmethod
     def parse(cls, fields: dict) -> StartTask:

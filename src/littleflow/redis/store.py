@@ -419,13 +419,16 @@ def _fingerprint(text: str, input: Any, base: str, limit: int | None) -> str:
 
 
 def _flow_options(flow: Flow) -> tuple[dict, dict]:
-    """The @flow run-time options: (defaults, per-task entries); raises ValueError if wrong."""
-    params = flow.parameters if isinstance(flow.parameters, dict) else {}
+    """The @flow run-time options: (defaults, per-task entries); raises ValueError if wrong.
+    An alias's entry is the flow's whole entry for it (:func:`littleflow.policy.flow_entry`)."""
+    from ..policy import flow_entry, flow_options
+
     names = {node.name for node in flow.nodes if node.kind == "task"}
-    names |= {node.alias for node in flow.nodes if node.alias}
-    policies(flow.parameters, {}, names)
-    defaults = {k: v for k, v in params.items() if k in ("retries", "timeout", "backoff")}
-    return defaults, dict(params.get("tasks") or {})
+    aliases = {node.alias: node.name for node in flow.nodes if node.alias}
+    defaults, entries = flow_options(flow.parameters, names | aliases.keys())
+    for alias, name in aliases.items():
+        entries[alias] = flow_entry(entries, name, alias)
+    return defaults, entries
 
 
 def capped(value: Any, limit: int = MAX_INFO_VALUE) -> Any:
