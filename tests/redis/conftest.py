@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import redis
 from httpserver import http_server  # noqa: F401 - a fixture for the http: tests
+from rediscluster import cluster, redis_cluster  # noqa: F401 - fixtures of the Redis Cluster tests
 
 from littleflow.redis.client import Client
 from littleflow.redis.serve import Services

@@ -1,0 +1,65 @@
+"""Connecting to Redis: one URL for a single server or a Redis Cluster, told apart by
+asking the server (``INFO cluster``)."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
+
+#: The options of every client littleflow makes.
+OPTIONS = {"health_check_interval": 30, "socket_keepalive": True, "socket_connect_timeout": 10}
+
+
+def connect(url: str, decode: bool = True) -> redis.Redis | RedisCluster:
+    """A client for ``url`` (``redis://user:pass@host:port/db``, ``rediss://`` for TLS): a
+    :class:`RedisCluster` when the server there is a cluster node, else a :class:`redis.Redis`.
+    A server that cannot be asked (down, wrong password, INFO not allowed) gets the plain
+    client, whose first command then fails as it would have without the question."""
+    from .store import StoreError  # here, not at the top: store.py imports this module
+
+    try:
+        single = redis.Redis.from_url(url, decode_responses=decode, **OPTIONS)
+        if urlsplit(url).scheme not in ("redis", "rediss"):  # unix://: never a cluster
+            return single
+        probe = redis.Redis.from_url(_db_zero(url), **OPTIONS)
+    except ValueError as error:
+        raise StoreError(f"bad Redis URL {safe_url(url)!r}: {error}") from None
+    try:
+        with probe:
+            enabled = probe.info("cluster").get("cluster_enabled")
+    except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+        return single
+    if not enabled:
+        return single
+    single.close()
+    try:
+        return RedisCluster.from_url(url, decode_responses=decode, **OPTIONS)
+    except (ValueError, RedisClusterException) as error:  # e.g. a db other than 0
+        raise StoreError(f"cannot use the Redis Cluster at {safe_url(url)}: {error}") from None
+
+
+def _db_zero(url: str) -> str:
+    """``url`` with db 0: a cluster node refuses SELECT of another db (Valkey 9 may not, but by
+    default it has only db 0), which would hide that it is a cluster node."""
+    parts = urlsplit(url)
+    query = urlencode([(name, value) for name, value in parse_qsl(parts.query, keep_blank_values=True)
+                       if name != "db"])
+    return urlunsplit(parts._replace(path="/0", query=query))
+
+
+def is_cluster(client: redis.Redis | RedisCluster) -> bool:
+    """True when ``client`` talks to a Redis Cluster."""
+    return isinstance(client, RedisCluster)
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its password."""
+    head, at, tail = url.rpartition("@")
+    if not at:
+        return url
+    scheme, _, credentials = head.partition("://")
+    user = credentials.partition(":")[0]
+    return f"{scheme}://{user + ':***' if user else '***'}@{tail}"
