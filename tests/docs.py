@@ -35,13 +35,13 @@ SKIPPED = re.compile(r"output|picture|needs .+")
 CHECKED = {"synopsis", "shape"}
 
 #: commands that run until stopped: a pattern of the command line, where it says it is ready
-#: ("stdout": its first line there), and what it says then.
+#: and what it says then (none: it is ready when it still runs a second later).
 UNTIL_STOPPED: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"^littleflow serve\b.*--api\b"), "stderr", "littleflow: the console on "),
     (re.compile(r"^littleflow serve\b"), "stderr", "littleflow: an engine, "),
     (re.compile(r"^littleflow worker\b"), "stderr", "littleflow worker: "),
     (re.compile(r"^littleflow engine\b"), "stderr", "littleflow engine: "),
-    (re.compile(r"^littleflow events\b.*\s(--follow|-f)\b"), "stdout", ""),
+    (re.compile(r"^littleflow events\b.*\s(--follow|-f)\b"), "", ""),
 ]
 
 
@@ -185,7 +185,7 @@ class Session:
                 continue
             self.script(block, script)
             script = []
-            self.background(block, command)
+            self.background(block, re.sub(r"(?<!&)&\s*(#.*)?$", "", command))  # `serve &`: it is, already
         self.script(block, script)
 
     def script(self, block: Block, lines: list[str]) -> None:
@@ -208,16 +208,23 @@ class Session:
                                        stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
         started = Background(command, block.where, process, out, err)
         self.running.append(started)
-        deadline = time.monotonic() + timeout
-        while True:
-            said = started.output()[0 if stream == "stdout" else 1]
-            if any(line.startswith(ready) for line in said.splitlines(keepends=True) if line.endswith("\n")):
-                return
+        deadline = time.monotonic() + (timeout if stream else 1)
+        while not self.ready(started, stream, ready):
             assert process.poll() is None, f"{block.where}: `{command}` ended (exit {process.returncode}) " \
                                            f"before it was ready:\n{''.join(started.output())}"
-            assert time.monotonic() < deadline, f"{block.where}: `{command}` not ready after {timeout} s:\n" \
-                                                f"{''.join(started.output())}"
+            if time.monotonic() > deadline:
+                assert not stream, f"{block.where}: `{command}` not ready after {timeout} s:\n" \
+                                   f"{''.join(started.output())}"
+                return
             time.sleep(0.05)
+
+    @staticmethod
+    def ready(started: Background, stream: str, ready: str) -> bool:
+        """Has ``started`` written a whole line starting with ``ready`` to ``stream``?"""
+        if not stream:
+            return False
+        said = started.output()[0 if stream == "stdout" else 1]
+        return any(line.startswith(ready) for line in said.splitlines(keepends=True) if line.endswith("\n"))
 
     def stop(self, which: list[Background] | None = None) -> None:
         """Stop ``which`` (else all that still runs), newest first, as a reader would (Ctrl-C);

@@ -95,8 +95,8 @@ def test_the_kubernetes_doc(tmp_path, redis_url, k8s_server):  # noqa: F811
     read("docs/kubernetes.md", session)
 
 
-def test_a_block_that_does_not_do_what_it_shows_fails_naming_its_place(tmp_path):
-    session = Session.start(tmp_path)
+def test_a_block_that_does_not_do_what_it_shows_fails_naming_its_place(tmp_path, redis_url):
+    session = Session.start(tmp_path, env={"LITTLEFLOW_REDIS_URL": redis_url})
     cases = [
         ("sh", None, "littleflow compile does-not-exist.flow\n", r"README\.md:7: exit 2"),
         ("text", None, "hello\n", "nothing runs a block of language 'text'"),
@@ -111,3 +111,6 @@ def test_a_block_that_does_not_do_what_it_shows_fails_naming_its_place(tmp_path)
         with pytest.raises(AssertionError, match=message):
             session.run(Block(REPO / "README.md", 7, lang, text, marker))
     session.run(Block(REPO / "README.md", 7, "python", "print(1 + 1)\n# 2\n", None))
+    session.run(Block(REPO / "README.md", 7, "sh", "littleflow events --follow &   # until stopped\n"
+                      "littleflow send hello --data '{}'\n", None))
+    session.stop()
