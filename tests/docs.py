@@ -277,14 +277,14 @@ class Session:
         json.loads(self.text(block))
 
     def synopsis(self, block: Block) -> None:
-        """Every ``--option`` of a ``littleflow COMMAND …`` line (indented lines continue it)
-        is one its ``--help`` lists."""
+        """Every ``--option`` of a ``littleflow COMMAND …`` line (indented lines continue it),
+        its comments included, is one its ``--help`` lists."""
         lines: list[str] = []
         for line in block.text.splitlines():
             if line.startswith((" ", "\t")) and lines:
-                lines[-1] += line.split("#", 1)[0]
+                lines[-1] += line
             elif line.startswith("littleflow "):
-                lines.append(line.split("#", 1)[0])
+                lines.append(line)
         assert lines, f"{block.where}: a synopsis without `littleflow …` lines"
         for line in lines:
             command = line.split()[1]
