@@ -36,7 +36,8 @@ except ImportError:  # a checkout without an install: use ../src
 from littleflow.redis.client import Client  # noqa: E402
 from littleflow.redis.engine import EngineProcess  # noqa: E402
 from littleflow.redis.server import RedisServer  # noqa: E402
-from littleflow.redis.store import Store, connect  # noqa: E402
+from littleflow.redis.store import Store
+from littleflow.redis.connection import connect  # noqa: E402
 from littleflow.redis.worker import PythonTasks, Worker  # noqa: E402
 from littleflow.tasks import Registry  # noqa: E402
 

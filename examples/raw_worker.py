@@ -1,6 +1,6 @@
 """A task worker written against docs/protocol.md with nothing but redis-py:
-what a worker in any other language does. It serves the namespace ``text:``
-(``text:upper`` and ``text:count``).
+what a worker in any other language does. It serves the tasks ``text:upper`` and
+``text:count``, each read from its own stream.
 
     python examples/raw_worker.py redis://127.0.0.1:6379/0
 """
@@ -13,15 +13,18 @@ import time
 
 import redis
 
-NAMESPACE = "text"
-STREAM, GROUP = f"lf:tasks:{NAMESPACE}", "workers"
+TASKS = ["text:upper", "text:count"]
+ROOT = "{lf}:"  # every key starts with the prefix in braces (one Redis Cluster hash slot)
+STREAMS, GROUP = [f"{ROOT}task:{name}" for name in TASKS], "workers"
 CONSUMER = f"raw-{socket.gethostname()}-{os.getpid()}"
 
 
 def run_task(name, parameters, input):
     """The tasks themselves: return the output, raise to fail."""
     if name == "text:upper":
-        return {"text": str(input.get("text", "")).upper()}
+        if "text" not in input:
+            raise ValueError("the input has no text")
+        return {"text": str(input["text"]).upper()}
     if name == "text:count":
         return {"count": len(str(input.get("text", "")))}
     raise LookupError(f"no task {name}")
@@ -29,14 +32,19 @@ def run_task(name, parameters, input):
 
 def main(url):
     r = redis.Redis.from_url(url, decode_responses=True)
-    try:
-        r.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-    except redis.ResponseError as error:
-        if "BUSYGROUP" not in str(error):
-            raise
-    print(f"{CONSUMER}: serving {NAMESPACE}:", file=sys.stderr, flush=True)
+    for stream in STREAMS:
+        try:
+            r.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+    print(f"{CONSUMER}: serving {', '.join(TASKS)}", file=sys.stderr, flush=True)
+    seen = 0.0
     while True:
-        for _, messages in r.xreadgroup(GROUP, CONSUMER, {STREAM: ">"}, count=10, block=1000) or []:
+        if time.time() - seen > 10:  # say what it serves (submit warns of tasks nobody serves)
+            seen = time.time()
+            r.hset(f"{ROOT}workers", CONSUMER, json.dumps({"tasks": TASKS, "namespaces": [], "seen": seen}))
+        for stream, messages in r.xreadgroup(GROUP, CONSUMER, {s: ">" for s in STREAMS}, count=10, block=1000) or []:
             for message_id, fields in messages:
                 end = {"kind": "end", "workflow": fields["workflow"], "task": fields["task"],
                        "seq": fields["seq"], "attempt": fields.get("attempt", "1"),
@@ -48,8 +56,8 @@ def main(url):
                     end.update(status="failed", error=f"{type(error).__name__}: {error}")
                 end["ended"] = repr(time.time())
                 with r.pipeline(transaction=True) as pipe:  # the end first, then the ack: never lost
-                    pipe.xadd("lf:ends", end)
-                    pipe.xack(STREAM, GROUP, message_id)
+                    pipe.xadd(f"{ROOT}ends", end)
+                    pipe.xack(stream, GROUP, message_id)
                     pipe.execute()
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from littleflow import FlowFailed, Registry, compile_flow, run_workflow, task
 from littleflow.local import LocalRun
-from littleflow.policy import (KEYS, Policy, flow_entry, flow_options, flow_parallelism, policies, resolve,
+from littleflow.policy import (KEYS, Policy, flow_entry, flow_options, flow_parallelism, resolve,
                                task_policy)
 from littleflow.redis.protocol import StartTask
 from littleflow.redis.store import _flow_options
@@ -99,8 +99,6 @@ def test_bad_policy_options_are_a_clear_value_error(options):
     [1, 2],
 ])
 def test_policies_refuse_bad_flow_parameters(parameters):
-    with pytest.raises(ValueError):
-        policies(parameters, {})
     with pytest.raises(ValueError) as caught:
         flow_options(parameters)
     assert "\n" not in str(caught.value)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from .cli import FLOW, compile_text, echo_failure, fail, json_text, load_tasks, main, read_flow, read_input
-from .engine import DEFAULT_LIMIT
+from .engine import DEFAULT_LIMIT, DEFAULT_PARALLELISM
 from .values import loads
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class Target:
     @property
     def shown(self) -> str:
         """The URL without its password."""
-        from .redis.store import safe_url
+        from .redis.connection import safe_url
 
         return safe_url(self.url)
 
@@ -254,8 +254,10 @@ def task_registry(sources: tuple[str, ...]) -> Any:
     return registry
 
 
-def served(namespaces: list[str]) -> str:
-    return ", ".join(ns if ns else "(plain names)" for ns in namespaces)
+def served(info: dict[str, Any]) -> str:
+    """What a worker serves (its entry in the workers hash), in words."""
+    return ", ".join([*(info.get("tasks") or ()), *(f"{space}:*" for space in info.get("namespaces") or ())]) \
+        or "nothing"
 
 
 def ping(target: Target) -> None:
@@ -292,20 +294,24 @@ def confinement(files: tuple[str, ...], http_allow: tuple[str, ...], owner: str)
 @redis_command("engine", json_flag=False)
 @CLAIM_IDLE
 @MAX_DELIVERIES
+@click.option("--parallelism", type=click.IntRange(min=1), default=DEFAULT_PARALLELISM, show_default=True,
+              metavar="N", help="Task runs of one workflow queued or running at once, for flows that do not "
+                                "say (@flow (- parallelism: N -)); the rest wait their turn in the workflow.")
 @VERBOSE
-def engine_command(target: Target, claim_idle: float, max_deliveries: int, verbose: bool) -> None:
+def engine_command(target: Target, claim_idle: float, max_deliveries: int, parallelism: int, verbose: bool) -> None:
     """Run an engine: advance workflows as their tasks end, until SIGINT or SIGTERM.
     Run as many as you like."""
     from .redis.engine import EngineProcess
     from .redis.protocol import Keys
-    from .redis.store import Store, connect
+    from .redis.store import Store
+    from .redis.connection import connect
 
     log_to_stderr("engine", verbose)
     with Signals() as signals:
         ping(target)
         stop = threading.Event()
         engine = EngineProcess(Store(connect(target.url), Keys(target.prefix)), connect(target.url, decode=False),
-                               claim_idle=claim_idle, max_deliveries=max_deliveries)
+                               claim_idle=claim_idle, max_deliveries=max_deliveries, parallelism=parallelism)
         click.echo(f"littleflow engine: {engine.name} on {target.shown} (prefix {target.prefix})", err=True)
         run_until_signalled("engine", signals, stop, threads_of(stop, engine))
     click.echo(f"littleflow engine: stopped ({plural(engine.applied, 'task end')} applied)", err=True)
@@ -336,7 +342,8 @@ def worker_command(target: Target, task_sources: tuple[str, ...], builtins: bool
         fail("a worker needs tasks: give --tasks MODULE_OR_FILE, --builtins or --kubernetes (or several)")
     from .redis.builtins import BuiltinTasks
     from .redis.protocol import Keys
-    from .redis.store import Store, connect
+    from .redis.store import Store
+    from .redis.connection import connect
     from .redis.worker import PythonTasks, Worker
 
     log_to_stderr("worker", verbose)
@@ -353,9 +360,8 @@ def worker_command(target: Target, task_sources: tuple[str, ...], builtins: bool
         stop = threading.Event()
         worker = Worker(Store(connect(target.url), Keys(target.prefix)), connect(target.url, decode=False),
                         executors, concurrency=concurrency, claim_idle=claim_idle, max_deliveries=max_deliveries)
-        names = f"; tasks {', '.join(sorted(registry.names()))}" if registry is not None else ""
         click.echo(f"littleflow worker: {worker.name} on {target.shown} (prefix {target.prefix}) serving "
-                   f"namespaces {served(worker.namespaces)}{names}{jobs_in}; concurrency {concurrency}", err=True)
+                   f"{worker.serving()}{jobs_in}; concurrency {concurrency}", err=True)
         run_until_signalled("worker", signals, stop, threads_of(stop, worker))
     click.echo(f"littleflow worker: stopped ({plural(worker.done, 'task')} run)", err=True)
 
@@ -492,7 +498,7 @@ def private(data: Path, port: int | None, cleanup: contextlib.ExitStack, signals
     from .redis.serve import private_server
     from .private import private_file
     from .redis.server import ServerNotFound
-    from .redis.store import safe_url
+    from .redis.connection import safe_url
 
     data = data.expanduser().absolute()
     saved = data / "redis.url"
@@ -543,10 +549,13 @@ def private(data: Path, port: int | None, cleanup: contextlib.ExitStack, signals
               "again with it within 24 h, the same flow and input start nothing; the first workflow's id is printed.")
 @click.option("--wait", is_flag=True, help="Wait for the workflow to end, then print its output as `run` does.")
 @click.option("--quiet", "-q", is_flag=True, help="With --wait: do not print the id on standard error.")
+@click.option("--require-workers", is_flag=True,
+              help="Submit nothing (and exit 2) if a task of the flow has no live worker to run it.")
 def submit_command(target: Target, flow: str, input_text: str | None, limit: int, key: str | None, wait: bool,
-                   quiet: bool, as_json: bool) -> None:
+                   quiet: bool, require_workers: bool, as_json: bool) -> None:
     """Start a workflow of FLOW and print its id. With --wait, wait for it to end and
-    print its output (exit 0), or say why it failed (exit 1).
+    print its output (exit 0), or say why it failed (exit 1). Tasks that no live worker
+    serves are named on standard error (they wait until one comes).
 
     With --json: {"id": …}, or with --wait the status document of the ended workflow.
     """
@@ -555,6 +564,11 @@ def submit_command(target: Target, flow: str, input_text: str | None, limit: int
     value = read_input(input_text)
     base = str(Path(flow).resolve().parent) if flow != "-" else os.getcwd()
     client = target.client()
+    unserved = client.unserved(compiled)
+    if unserved and require_workers:
+        fail(f"no live worker serves {_tasks(unserved)}; nothing submitted")
+    if unserved and not quiet:
+        click.echo(f"littleflow: no live worker serves {_tasks(unserved)}; its runs wait until one does", err=True)
     id, new = client.submit_once(compiled, value, limit=limit, base=base, text=text, key=key)
     if not new and not quiet:
         click.echo(f"littleflow: workflow {id} was submitted with key {key!r} before; nothing new started", err=True)
@@ -574,6 +588,10 @@ def submit_command(target: Target, flow: str, input_text: str | None, limit: int
         click.echo(f"littleflow: interrupted; workflow {id} goes on (littleflow status {id})", err=True)
         sys.exit(130)
     report_end(document, as_json)
+
+
+def _tasks(names: list[str]) -> str:
+    return f"task{'s' if len(names) > 1 else ''} {', '.join(names)}"
 
 
 def report_end(document: dict[str, Any], as_json: bool) -> NoReturn:
@@ -796,7 +814,7 @@ class _Stop(Exception):
 
 @redis_command("workers")
 def workers_command(target: Target, as_json: bool) -> None:
-    """List the workers that said what they serve: namespaces, concurrency, when last seen.
+    """List the workers that said what they serve: tasks, namespaces, concurrency, when last seen.
     A worker says so every 10 s while it runs."""
     client = target.client()
     found = []
@@ -813,8 +831,8 @@ def workers_command(target: Target, as_json: bool) -> None:
         click.echo("littleflow: no workers", err=True)
         return
     now = time.time()
-    click.echo(table(["worker", "namespaces", "concurrency", "seen"],
-                     [[w["name"], served(w.get("namespaces") or []), w.get("concurrency"),
+    click.echo(table(["worker", "serves", "concurrency", "seen"],
+                     [[w["name"], served(w), w.get("concurrency"),
                        f"{took(now - w['seen'])} ago" if isinstance(w.get("seen"), (int, float)) else "?"]
                       for w in found], (2,)))
 

@@ -20,6 +20,10 @@ from .state import Frame, Iteration, Key, State
 
 #: Runs of one node allowed by default before the flow fails (a mistaken cycle must not hang).
 DEFAULT_LIMIT = 10_000
+#: Task runs of one workflow queued or running at once, unless its flow says otherwise
+#: (``@flow (- parallelism: N -)``): drivers keep the others back, in the run, so that one
+#: big workflow cannot fill the queues before everyone else.
+DEFAULT_PARALLELISM = 500
 
 _TASK, _PASS, _LITERAL, _END = 0, 1, 2, 3  # how a node acts when it becomes ready
 _ACTS = {"task": _TASK, "resource": _TASK, "literal": _LITERAL, "start": _PASS, "end": _END,

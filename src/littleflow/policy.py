@@ -123,12 +123,3 @@ def flow_parallelism(flow_parameters: Any) -> int | None:
             or isinstance(value, float) and not value.is_integer():
         raise ValueError(f"parallelism in @flow parameters must be a whole number ≥ 1, not {value!r}")
     return int(value)
-
-
-def policies(flow_parameters: Any, task_options: dict[str, dict[str, Any]],
-             names: set[str] | None = None) -> tuple[Policy, dict[str, Policy]]:
-    """Deprecated (aliases need :func:`task_policy`): checks the ``@flow`` parameters and
-    returns the defaults' policy and the policy of each task named in ``task_options``."""
-    defaults, entries = flow_options(flow_parameters, names)
-    return resolve(defaults), {name: resolve(defaults, options, entries.get(name), name)
-                               for name, options in task_options.items()}

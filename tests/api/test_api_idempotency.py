@@ -58,7 +58,7 @@ def test_the_same_key_answers_the_first_workflow(api):
     assert first.status_code == 201 and "idempotent-replayed" not in first.headers
     assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
     assert again.json() == first.json() == {"id": first.json()["id"], "state": "running",
-                                            "url": f"/workflows/{first.json()['id']}"}
+                                            "url": f"/workflows/{first.json()['id']}", "unserved": ["A", "B"]}
     assert [w["id"] for w in client.list()] == [first.json()["id"]]
 
 

@@ -17,7 +17,8 @@ from kubernetes import client as k8s_client
 
 from littleflow.k8s.executor import KubernetesTasks
 from littleflow.redis.protocol import Keys
-from littleflow.redis.store import Store, connect
+from littleflow.redis.store import Store
+from littleflow.redis.connection import connect
 from littleflow.redis.worker import Worker
 
 _spec = importlib.util.spec_from_file_location("littleflow_redis_conftest", Path(__file__).parent.parent / "redis" /

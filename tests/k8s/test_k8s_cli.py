@@ -70,5 +70,5 @@ def test_the_worker_runs_k8s_tasks_in_the_namespace_of_its_kubeconfig(tmp_path, 
         worker.send_signal(signal.SIGTERM)
         _, err = worker.communicate(timeout=30)
     assert worker.returncode == 0, err
-    assert "serving namespaces k8s; Jobs in namespace batch" in err
+    assert "serving k8s:*; Jobs in namespace batch" in err
     assert "Traceback" not in err

@@ -21,7 +21,7 @@ def cluster_worker(started, redis_url):
     from littleflow.k8s.executor import KubernetesTasks, connect
     from littleflow.redis.protocol import Keys
     from littleflow.redis.store import Store
-    from littleflow.redis.store import connect as redis_connect
+    from littleflow.redis.connection import connect as redis_connect
     from littleflow.redis.worker import Worker
 
     api, namespace = connect(os.environ.get("LITTLEFLOW_K8S_NAMESPACE"))

@@ -8,6 +8,9 @@ import json
 import time
 
 from littleflow.k8s import jobs
+from littleflow.redis.protocol import Keys
+
+KEYS = Keys()
 
 FLOW = 'k8s:run (- {"image": "busybox:1.36", "command": "echo", "deadline": 60} -)'
 
@@ -79,7 +82,7 @@ def test_a_restarted_worker_re_attaches_to_the_job_instead_of_creating_it_again(
     k8s_worker()
     id = client.submit(FLOW, {"n": 1})
     name = only_job(k8s_server, until)
-    until(lambda: client.redis.xpending("lf:tasks:k8s", "workers")["pending"] == 0, what="the start acked")
+    until(lambda: client.redis.xpending(KEYS.namespace_stream("k8s"), "workers")["pending"] == 0, what="the start acked")
     stop, thread, url = started.parts.pop()
     _redis_stop(stop, thread, url)  # the worker goes away while its Job runs
     k8s_server.finish(name, '{"done": true}')  # and the Job ends while nobody watches
@@ -98,10 +101,10 @@ def test_a_start_delivered_again_finds_the_job_and_does_not_create_it_twice(engi
     k8s_worker()
     id = client.submit(FLOW, {"n": 1})
     name = only_job(k8s_server, until)
-    until(lambda: client.redis.xpending("lf:tasks:k8s", "workers")["pending"] == 0, what="the start acked")
+    until(lambda: client.redis.xpending(KEYS.namespace_stream("k8s"), "workers")["pending"] == 0, what="the start acked")
     # the worker died after creating the Job, before acking: the start comes again
-    (_, fields), = client.redis.xrange("lf:tasks:k8s")
-    client.redis.xadd("lf:tasks:k8s", StartTask.parse(fields).fields())
+    (_, fields), = client.redis.xrange(KEYS.namespace_stream("k8s"))
+    client.redis.xadd(KEYS.namespace_stream("k8s"), StartTask.parse(fields).fields())
     until(lambda: len(k8s_server.made("GET", f"/jobs/{name}")) >= 2, what="the Job looked up again")
     assert len(k8s_server.made("POST", "/jobs")) == 1
     k8s_server.finish(name, '{"once": 1}')
@@ -195,7 +198,7 @@ def test_two_workers_end_a_job_once_and_delete_on_terminate_without_false_failur
     until(lambda: all(n != second for _, n in k8s_server.jobs), what="its Job deleted")
     time.sleep(0.5)
     assert client.status(running)["state"] == "terminated"
-    assert client.redis.xlen("lf:dead") == 0, client.redis.xrange("lf:dead")
+    assert client.redis.xlen(KEYS.dead) == 0, client.redis.xrange(KEYS.dead)
     assert len(k8s_server.made("POST", "/jobs")) == 2
 
 

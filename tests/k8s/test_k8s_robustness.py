@@ -9,9 +9,10 @@ import logging
 import time
 
 from littleflow.k8s import jobs
-from littleflow.redis.protocol import StartTask
-
+from littleflow.redis.protocol import Keys, StartTask
 from test_k8s_executor import FLOW, _redis_stop, only_job, task_node
+
+KEYS = Keys()
 
 
 def running(client, id: str) -> bool:
@@ -59,15 +60,15 @@ def test_a_job_deleted_at_once_after_it_finished_still_ends_its_task_as_it_ended
 def test_a_start_read_after_its_workflow_was_terminated_creates_no_job(engine, k8s_worker, k8s_server, client,
                                                                        until):
     id = client.submit(FLOW)
-    until(lambda: client.redis.xlen("lf:tasks:k8s"), what="the start sent")
+    until(lambda: client.redis.xlen(KEYS.namespace_stream("k8s")), what="the start sent")
     client.terminate(id)
-    assert client.redis.xlen("lf:tasks:k8s") == 1
+    assert client.redis.xlen(KEYS.namespace_stream("k8s")) == 1
     k8s_worker()
 
     def handled() -> bool:
-        groups = client.redis.xinfo_groups("lf:tasks:k8s")
+        groups = client.redis.xinfo_groups(KEYS.namespace_stream("k8s"))
         return bool(groups) and groups[0]["last-delivered-id"] != "0-0" and client.redis.xpending(
-            "lf:tasks:k8s", "workers")["pending"] == 0
+            KEYS.namespace_stream("k8s"), "workers")["pending"] == 0
 
     until(handled, what="the start handled")
     time.sleep(0.2)
@@ -78,8 +79,8 @@ def test_a_start_read_after_its_workflow_was_terminated_creates_no_job(engine, k
 def test_a_job_created_as_its_workflow_is_terminated_is_deleted_at_once(engine, k8s_worker, k8s_server, client,
                                                                           until):
     id = client.submit(FLOW)
-    until(lambda: client.redis.xlen("lf:tasks:k8s"), what="the start sent")
-    k8s_server.on_create = lambda job: client.redis.hset(f"lf:wf:{id}", "status", "terminated")  # (no cancel sent)
+    until(lambda: client.redis.xlen(KEYS.namespace_stream("k8s")), what="the start sent")
+    k8s_server.on_create = lambda job: client.redis.hset(KEYS.workflow(id), "status", "terminated")  # (no cancel sent)
     k8s_worker(resync=300)
     until(lambda: k8s_server.made("DELETE", "/jobs/"), what="the Job deleted")
     assert k8s_server.jobs == {} and len(k8s_server.made("POST", "/jobs")) == 1
@@ -91,12 +92,12 @@ def test_a_relist_deletes_the_jobs_of_workflows_no_longer_running_when_the_cance
     stopped, gone, alive = (client.submit(FLOW, {"n": n}) for n in range(3))
     until(lambda: len(k8s_server.jobs) == 3, what="three Jobs")
     until(lambda: all(running(client, id) for id in (stopped, gone, alive)), what="the tasks running")
-    client.redis.hset(f"lf:wf:{stopped}", "status", "terminated")  # no cancel published
-    client.redis.delete(f"lf:wf:{gone}")
+    client.redis.hset(KEYS.workflow(stopped), "status", "terminated")  # no cancel published
+    client.redis.delete(KEYS.workflow(gone))
     until(lambda: len(k8s_server.jobs) == 1, what="two Jobs deleted at a relist")
     (job,) = k8s_server.jobs.values()
     assert job["metadata"]["labels"][jobs.WORKFLOW] == alive
-    assert client.redis.xlen("lf:dead") == 0
+    assert client.redis.xlen(KEYS.dead) == 0
 
 
 def test_a_restarted_worker_follows_every_namespace_followed_before(engine, k8s_worker, k8s_server, client, started,
@@ -104,8 +105,8 @@ def test_a_restarted_worker_follows_every_namespace_followed_before(engine, k8s_
     k8s_worker()
     id = client.submit('k8s:run (- {"image": "busybox", "namespace": "batch"} -)')
     (_, name) = until(lambda: next(iter(k8s_server.jobs), None), what="a Job created")
-    until(lambda: client.redis.xpending("lf:tasks:k8s", "workers")["pending"] == 0, what="the start acked")
-    assert client.redis.smembers("lf:k8s:namespaces") == {"default", "batch"}
+    until(lambda: client.redis.xpending(KEYS.namespace_stream("k8s"), "workers")["pending"] == 0, what="the start acked")
+    assert client.redis.smembers(KEYS.k8s_namespaces) == {"default", "batch"}
     _redis_stop(*started.parts.pop())
     k8s_server.finish(name, '{"there": 1}', namespace="batch")  # while no worker runs
     k8s_worker()  # no task names batch to this one: it follows it from Redis
@@ -135,7 +136,7 @@ def test_one_job_that_cannot_be_handled_does_not_stall_the_others(engine, k8s_wo
     k8s_worker()
     id = client.submit(FLOW)
     name = only_job(k8s_server, until)
-    until(lambda: client.redis.xpending("lf:tasks:k8s", "workers")["pending"] == 0, what="the start acked")
+    until(lambda: client.redis.xpending(KEYS.namespace_stream("k8s"), "workers")["pending"] == 0, what="the start acked")
     _redis_stop(*started.parts.pop())
     bad = jobs.manifest(StartTask("bad-1", "t1", 1, 1, "k8s:run", {"image": "busybox"}, {}), "default")
     bad["metadata"]["annotations"][jobs.TASK] = json.dumps({"workflow": "bad-1", "task": "t1", "seq": "not a number"})
@@ -196,7 +197,7 @@ def test_an_output_cut_at_the_termination_message_limit_fails_the_task(engine, k
 def test_a_job_of_the_same_name_for_another_task_is_an_error_not_a_re_attach(engine, k8s_worker, k8s_server,
                                                                              client, until):
     id = client.submit(FLOW)
-    (_, fields), = until(lambda: client.redis.xrange("lf:tasks:k8s"), what="the start sent")
+    (_, fields), = until(lambda: client.redis.xrange(KEYS.namespace_stream("k8s")), what="the start sent")
     start = StartTask.parse(fields)
     other = StartTask(client.submit(FLOW), start.task, start.seq, start.node, start.name, start.parameters, {})
     squatter = jobs.manifest(other, "default")

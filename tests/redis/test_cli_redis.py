@@ -278,10 +278,11 @@ def test_bad_values_and_damaged_archives_are_one_line_and_exit_2(lf, tmp_path):
 def test_workers_and_dead_letters(lf):
     lf("submit", "double.flow", "--input", '{"n": 1}', "--wait")
     workers = lf.json("workers")
-    assert sorted(sorted(w["namespaces"]) for w in workers) == [[""], ["http", "resource", "wait"]]
+    assert sorted((w["tasks"], w["namespaces"]) for w in workers) == [
+        ([], ["http", "resource", "wait"]), (["boom", "double", "echo"], [])]
     assert all(w["name"] and isinstance(w["seen"], float) for w in workers)
     assert lf.json("dead") == []
-    assert "(plain names)" in lf("workers").stdout
+    assert "boom, double, echo" in lf("workers").stdout and "wait:*" in lf("workers").stdout
 
 
 def test_mistakes_are_one_line_and_exit_2(lf):
@@ -302,7 +303,8 @@ def test_submit_with_a_key_prints_the_first_workflow_s_id(tmp_path, redis_url):
     lf = Shell(project(tmp_path), base_env(tmp_path, redis_url))
     args = ["submit", "double.flow", "--input", '{"n": 1}', "--key", "nightly-2026-12-02"]
     first, again = lf(*args), lf(*args)
-    assert first.returncode == again.returncode == 0 and first.stderr == ""
+    assert first.returncode == again.returncode == 0
+    assert first.stderr == "littleflow: no live worker serves task double; its runs wait until one does\n"
     assert ID.fullmatch(first.stdout.strip()) and again.stdout == first.stdout
     id = first.stdout.strip()
     assert one_line(again.stderr) == (f"littleflow: workflow {id} was submitted with key 'nightly-2026-12-02' "
@@ -354,14 +356,14 @@ def test_engine_and_worker_processes_run_a_workflow_and_stop_on_sigterm(tmp_path
         document = lf.json("status", id)
         assert [n["status"] for n in document["nodes"]] == ["done", "done", "failed", "waiting"]
         assert document["nodes"][2]["error"] == "RuntimeError: boom"
-        assert lf.json("workers")[0]["namespaces"] == [""]
+        assert lf.json("workers")[0]["tasks"] == ["boom", "double", "echo"]
     finally:
         engine_code, engine_err = stop(engine)
         worker_code, worker_err = stop(worker)
     assert engine_code == 0 and "Traceback" not in engine_err, engine_err
     assert worker_code == 0 and "Traceback" not in worker_err, worker_err
     assert "littleflow engine: stopped (2 task ends applied)" in engine_err
-    assert "serving namespaces (plain names); tasks boom, double, echo; concurrency 2" in worker_err
+    assert "serving boom, double, echo; concurrency 2" in worker_err
     assert "littleflow worker: stopped (2 tasks run)" in worker_err
 
 

@@ -345,7 +345,8 @@ def test_match_compares_json_values_exactly(started, client, until, wanted, sent
 
 def test_a_start_delivered_twice_takes_one_place_of_a_latch(started, client, raw, redis_url):
     from littleflow.redis.protocol import StartTask
-    from littleflow.redis.store import Store, connect
+    from littleflow.redis.store import Store
+    from littleflow.redis.connection import connect
     from littleflow.redis.waits import latch, member
 
     started.services_on()

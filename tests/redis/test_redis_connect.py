@@ -28,12 +28,12 @@ def run_one(url):
 
 def test_an_acl_user_limited_to_the_lf_keys_runs_workflows(own_redis_server):
     admin = redis.Redis.from_url(own_redis_server.url)
-    admin.execute_command("ACL", "SETUSER", "flows", "on", ">s3cret pass", "resetkeys", "~lf:*",
-                          "resetchannels", "&lf:*", "+@all", "-@admin", "-@dangerous", "+info")
+    admin.execute_command("ACL", "SETUSER", "flows", "on", ">s3cret pass", "resetkeys", "~{lf}:*",
+                          "resetchannels", "&{lf}:*", "+@all", "-@admin", "-@dangerous", "+info")
     url = f"redis://flows:s3cret%20pass@127.0.0.1:{own_redis_server.port}/0"
     done = run_one(url)
     assert (done["state"], done["output"]) == ("finished", {"n": 12})
-    assert admin.keys("lf:*") and not [key for key in admin.keys("*") if not key.startswith(b"lf:")]
+    assert admin.keys("{lf}:*") and not [key for key in admin.keys("*") if not key.startswith(b"{lf}:")]
 
 
 def test_a_wrong_password_is_one_line_without_the_password(own_redis_server):

@@ -14,16 +14,20 @@ import redis
 
 from littleflow.redis.engine import EngineProcess
 from littleflow.redis.protocol import ENGINES, WORKERS, EndTask, Keys, StartTask
-from littleflow.redis.store import Store, connect
+from littleflow.redis.store import Store
+from littleflow.redis.connection import connect
 from littleflow.redis.streams import Streams
 from littleflow.tasks import Registry
 
 KEYS = Keys()
 
 
-def starts(raw: redis.Redis, namespace: str = "") -> list[StartTask]:
-    """Every start-task message queued for ``namespace`` so far, oldest first."""
-    return [StartTask.parse(fields) for _, fields in raw.xrange(KEYS.tasks(namespace))]
+def starts(raw: redis.Redis) -> list[StartTask]:
+    """Every start-task message queued so far (in any task's stream), oldest first."""
+    streams = [*raw.scan_iter(KEYS.stream("*"), _type="stream"), *raw.scan_iter(KEYS.namespace_stream("*"),
+                                                                                 _type="stream")]
+    found = sorted((tuple(map(int, id.split("-"))), fields) for stream in streams for id, fields in raw.xrange(stream))
+    return [StartTask.parse(fields) for _, fields in found]
 
 
 def start_of(raw: redis.Redis, workflow: str, name: str, until) -> StartTask:
@@ -290,14 +294,15 @@ def test_streams_are_trimmed_once_everything_is_read(started, client, raw, redis
     ids = client.submit_many("A → B", [{"n": n} for n in range(150)])
     for id in ids:
         assert client.wait(id, timeout=30)["state"] == "finished"
-    for stream in (KEYS.ends, KEYS.tasks("")):
-        assert raw.xinfo_stream(stream)["entries-added"] == 300
+    assert raw.xinfo_stream(KEYS.ends)["entries-added"] == 300
+    for name in "AB":
+        assert raw.xinfo_stream(KEYS.stream(name))["entries-added"] == 150
     plain = connect(redis_url, decode=False)
     Streams(plain, KEYS, ENGINES, "trimmer").trim(KEYS.ends)
-    Streams(plain, KEYS, WORKERS, "trimmer").trim(KEYS.tasks(""))
+    Streams(plain, KEYS, WORKERS, "trimmer").trim(KEYS.stream("A"))
     # trimming is approximate (whole stream nodes of at most 100 entries go), but it goes
     assert raw.xlen(KEYS.ends) <= 100
-    assert raw.xlen(KEYS.tasks("")) <= 100
+    assert raw.xlen(KEYS.stream("A")) <= 100
 
 
 def test_trim_keeps_what_is_still_pending(started, client, raw, redis_url, until):

@@ -10,7 +10,7 @@ from littleflow.redis.streams import Streams
 
 def test_a_dead_consumers_messages_behind_a_thousand_live_ones_are_taken_over(redis_url):
     raw = redis.Redis.from_url(redis_url)
-    keys, stream = Keys(), "lf:tasks:x"
+    keys, stream = Keys(), Keys().stream("x")
     live = Streams(raw, keys, "workers", "live", claim_idle=0.2)
     live.join(stream)
     for n in range(1500):
@@ -29,7 +29,7 @@ def test_a_dead_consumers_messages_behind_a_thousand_live_ones_are_taken_over(re
 
 def test_consumers_that_hold_nothing_and_are_long_silent_are_forgotten(redis_url):
     raw = redis.Redis.from_url(redis_url)
-    stream = "lf:tasks:y"
+    stream = Keys().stream("y")
     one = Streams(raw, Keys(), "workers", "one")
     one.join(stream)
     raw.xadd(stream, {"n": 1})

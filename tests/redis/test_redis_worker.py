@@ -15,7 +15,8 @@ import redis
 from littleflow import FlowFailed, run_workflow
 from littleflow.redis.client import Client
 from littleflow.redis.protocol import WORKERS, Keys, StartTask
-from littleflow.redis.store import Store, connect
+from littleflow.redis.store import Store
+from littleflow.redis.connection import connect
 from littleflow.redis.worker import PythonTasks, Worker
 from littleflow.tasks import Registry
 
@@ -148,16 +149,16 @@ def test_a_task_nobody_serves_stays_queued_until_a_worker_for_it_starts(started,
     assert node(document, "b:y")["status"] == "done"
 
 
-def test_a_worker_takes_only_the_messages_of_its_namespaces(started, client, raw, until):
+def test_a_worker_takes_only_the_messages_of_its_tasks(started, client, raw, until):
     calls = Counter()
     registry = Registry()
     registry.add("a:x", lambda input: calls.update(["a:x"]))
     started.services_on(tasks=registry)
     id = client.submit("b:y")
     until(lambda: node(client.status(id), "b:y")["status"] == "queued", what="b:y queued")
-    assert raw.xlen(KEYS.tasks("b")) == 1
-    assert raw.xinfo_groups(KEYS.tasks("b")) == []  # nobody even reads that stream
-    assert raw.xinfo_groups(KEYS.tasks("a"))[0]["name"] == WORKERS
+    assert raw.xlen(KEYS.stream("b:y")) == 1
+    assert raw.xinfo_groups(KEYS.stream("b:y")) == []  # nobody even reads that stream
+    assert raw.xinfo_groups(KEYS.stream("a:x"))[0]["name"] == WORKERS
     assert client.wait(client.submit("a:x"), timeout=10)["state"] == "finished"
     assert calls == {"a:x": 1}
     assert client.status(id)["state"] == "running"
@@ -312,7 +313,7 @@ def test_malformed_start_messages_are_set_aside_and_the_worker_goes_on(started, 
            {b"\xfe\xff": b"x", "kind": "start"},
            {"kind": "start", "workflow": "w", "task": "|1|-1", "seq": "1", "node": "1", "name": "A",
             "input": "{nope"}]
-    ids = [raw.xadd(KEYS.tasks(""), fields) for fields in bad]
+    ids = [raw.xadd(KEYS.stream("A"), fields) for fields in bad]
     letters = until(lambda: len(raw.xrange(KEYS.dead)) == len(bad) and raw.xrange(KEYS.dead), what="dead letters")
     assert sorted(fields["id"] for _, fields in letters) == sorted(ids)
     assert all("malformed start-task message" in fields["reason"] for _, fields in letters)
@@ -326,11 +327,11 @@ def test_a_task_whose_workers_died_too_often_fails_visibly(started, client, raw,
     registry.add("A", lambda input: calls.update(["A"]))
     started.services_on(engine=True, builtins=False)  # the engine; workers come later
     id = client.submit("A")
-    until(lambda: raw.xlen(KEYS.tasks("")) == 1, what="A's start")
-    raw.xgroup_create(KEYS.tasks(""), WORKERS, id="0")
-    ((_, ((message, fields),)),) = raw.xreadgroup(WORKERS, "dying-1", {KEYS.tasks(""): ">"}, count=1)
+    until(lambda: raw.exists(KEYS.stream("A")) and raw.xlen(KEYS.stream("A")) == 1, what="A's start")
+    raw.xgroup_create(KEYS.stream("A"), WORKERS, id="0")
+    ((_, ((message, fields),)),) = raw.xreadgroup(WORKERS, "dying-1", {KEYS.stream("A"): ">"}, count=1)
     assert StartTask.parse(fields).workflow == id
-    raw.xclaim(KEYS.tasks(""), WORKERS, "dying-2", 0, [message])
+    raw.xclaim(KEYS.stream("A"), WORKERS, "dying-2", 0, [message])
     worker = Worker(Store(connect(redis_url)), connect(redis_url, decode=False), [PythonTasks(registry)],
                     claim_idle=0.1, max_deliveries=2)
     started.part(worker, block=0.02)
@@ -363,8 +364,11 @@ def test_an_output_that_is_not_json_data_fails_its_task_and_the_workflow_stays_r
     """A NaN output once reached the engine as invalid JSON and made the status document a 500;
     an executor's output (a Kubernetes Job's, say) is checked as a Python task's is."""
     class Executor:
+        def names(self):
+            return {"odd:nan", "odd:many"}
+
         def namespaces(self):
-            return {"odd"}
+            return set()
 
         def serves(self, name):
             return name.startswith("odd:")

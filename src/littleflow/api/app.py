@@ -197,7 +197,8 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
         text/plain, or a form with a flow file (``flow``) and JSON ``input``. With an
         ``Idempotency-Key`` header given before (in the last 24 h) with the same flow and input,
         start nothing: answer 200 with the workflow it started (and ``Idempotent-Replayed: true``);
-        the same key with another flow or input is refused (422)."""
+        the same key with another flow or input is refused (422). ``unserved`` names the
+        flow's tasks that no live worker serves (their runs wait until one does)."""
         key = _idempotency_key(request)
         flow_text, input = await _submission(request)
         flow = await run_in_threadpool(_within, compile_seconds, "compiling the flow", _compile, flow_text, max_nodes)
@@ -206,10 +207,11 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
                                               key_ttl=key_ttl)
         except ValueError as error:  # the @flow run-time options
             raise Problem(422, "Invalid flow options", str(error)) from None
+        unserved = await run_in_threadpool(client.unserved, flow)
         if new:
-            return JSONResponse({"id": id, "state": "running", "url": f"/workflows/{id}"}, 201)
+            return JSONResponse({"id": id, "state": "running", "url": f"/workflows/{id}", "unserved": unserved}, 201)
         state = await run_in_threadpool(client.redis.hget, client.keys.workflow(id), "status")
-        return JSONResponse({"id": id, "state": state or "running", "url": f"/workflows/{id}"},
+        return JSONResponse({"id": id, "state": state or "running", "url": f"/workflows/{id}", "unserved": unserved},
                             headers={"Idempotent-Replayed": "true"})
 
     @app.get("/workflows/{id}", tags=["workflows"])

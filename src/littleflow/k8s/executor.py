@@ -75,6 +75,9 @@ class KubernetesTasks:
         self._worker: Worker | None = None
         self._stop: threading.Event | None = None
 
+    def names(self) -> set[str]:
+        return set()
+
     def namespaces(self) -> set[str]:
         return {NAMESPACE}
 

@@ -46,6 +46,9 @@ class BuiltinTasks:
         self._client: httpx.AsyncClient | None = None
         self._lock = threading.Lock()
 
+    def names(self) -> set[str]:
+        return set()
+
     def namespaces(self) -> set[str]:
         return {"wait", "http", RESOURCE}
 

@@ -18,7 +18,8 @@ from ..values import check_value
 from . import waits
 from .archive import FORMAT as ARCHIVE_FORMAT
 from .archive import Restorable, validate
-from .protocol import Keys, namespace
+from .connection import connect, safe_url
+from .protocol import REGISTER_EVERY, RESOURCE, SHARED_NAMESPACES, Keys, namespace
 from .store import (
     EVENTS_LENGTH,
     KEY_TTL,
@@ -28,8 +29,6 @@ from .store import (
     Store,
     StoreError,
     capped,
-    connect,
-    safe_url,
 )
 
 #: Where to find Redis when neither an argument nor LITTLEFLOW_REDIS_URL says.
@@ -217,7 +216,7 @@ class Client:
         pipe = self.redis.pipeline(transaction=True)
         if key:  # its idempotency key may start a new workflow
             self.store.scripts.release_key(keys=[key], args=[id], client=pipe)
-        pipe.delete(keys.workflow(id), keys.task_info(id), keys.log(id), keys.waits(id))
+        pipe.delete(keys.workflow(id), keys.task_info(id), keys.log(id), keys.waits(id), keys.journal(id))
         pipe.zrem(keys.workflows, id)
         for state in STATES:
             pipe.zrem(keys.by_state(state), id)
@@ -239,12 +238,14 @@ class Client:
         fields = self.redis.hgetall(self.keys.workflow(_checked(id)))
         if not fields or not {"flow", "run", "status", "version"} <= fields.keys():
             raise StoreError(f"no workflow {id}")
+        run = self.store.load(id)  # (its state: the one last written whole, and the journal since)
         return {
             "format": ARCHIVE_FORMAT, "id": id, "name": fields.get("name") or None, "text": fields.get("text", ""),
             "flow": json.loads(fields["flow"]), "base": fields.get("base", ""), "limit": fields.get("limit", ""),
-            "status": fields["status"], "version": int(fields["version"]),
+            "status": run.state.status, "version": run.version,
             "created": float(fields["created"]), "updated": float(fields["updated"]),
-            "run": json.loads(fields["run"]), "tasks": self.store.task_info(id), "log": self.store.log(id),
+            "run": {"state": run.state.to_json(), "seqs": run.seqs, "seq": run.seq},
+            "tasks": self.store.task_info(id), "log": self.store.log(id),
         }
 
     def restore(self, archive: dict[str, Any] | Restorable, replace: bool = False) -> str:
@@ -300,26 +301,41 @@ class Client:
             letters.append({"id": entry_id, **fields})
         return letters
 
-    def stalled(self, id: str, silent_for: float = 60.0) -> list[str]:
-        """Why workflow ``id`` may not be getting on: queued tasks whose namespace no worker
-        (heard from in the last ``silent_for`` seconds) serves. One line each."""
-        serving: set[str] = set()
+    def serving(self, silent_for: float = 3 * REGISTER_EVERY) -> tuple[set[str], set[str]]:
+        """The task names and the shared namespaces that live workers serve (those heard
+        from in the last ``silent_for`` seconds)."""
+        names: set[str] = set()
+        spaces: set[str] = set()
         now = time.time()
         for text in self.redis.hvals(self.keys.workers):
             try:
                 worker = json.loads(text)
                 if now - float(worker["seen"]) <= silent_for:
-                    serving.update(worker["namespaces"])
-            except (ValueError, KeyError, TypeError):
+                    names.update(worker.get("tasks") or ())
+                    spaces.update(worker.get("namespaces") or ())
+            except (ValueError, KeyError, TypeError, AttributeError):
                 continue
+        return names, spaces
+
+    def unserved(self, workflow: str | Path | Flow, silent_for: float = 3 * REGISTER_EVERY) -> list[str]:
+        """The task names of ``workflow`` (flow text, file or Flow) that no live worker serves."""
+        flow = workflow if isinstance(workflow, Flow) else load_workflow(workflow)[0]
+        names, spaces = self.serving(silent_for)
+        wanted = {node.name for node in flow.nodes if node.kind == "task" and node.name}
+        if any(node.kind == "resource" for node in flow.nodes):
+            wanted.add(f"{RESOURCE}:read")
+        return sorted(name for name in wanted
+                      if name not in names and not (namespace(name) in SHARED_NAMESPACES and namespace(name) in spaces))
+
+    def stalled(self, id: str, silent_for: float = 60.0) -> list[str]:
+        """Why workflow ``id`` may not be getting on: queued tasks that no worker (heard
+        from in the last ``silent_for`` seconds) serves. One line each."""
+        names, spaces = self.serving(silent_for)
         hints = []
         for node in self.status(id)["nodes"]:
-            if node["status"] == "queued" and node["name"]:
-                ns = namespace(node["name"])
-                if ns not in serving:
-                    where = f"namespace {ns}:" if ns else "plain task names"
-                    hints.append(f"task {node['name']} at {node['line']}:{node['column']} is queued, "
-                                 f"and no worker serves {where}")
+            name = node["name"]
+            if node["status"] == "queued" and name and name not in names and namespace(name) not in spaces:
+                hints.append(f"task {name} at {node['line']}:{node['column']} is queued, and no worker serves it")
         return hints
 
     def counts(self) -> dict[str, int]:
@@ -332,7 +348,9 @@ class Client:
     def queues(self) -> dict[str, dict[str, int]]:
         """Each stream (task namespaces, ends, dead letters): messages in it, and those handed
         out but not yet acknowledged."""
-        streams = [self.keys.ends, self.keys.dead, *sorted(self.redis.scan_iter(self.keys.tasks("*"), _type="stream"))]
+        streams = [self.keys.ends, self.keys.dead,
+                   *sorted({*self.redis.scan_iter(self.keys.stream("*"), _type="stream"),
+                            *self.redis.scan_iter(self.keys.namespace_stream("*"), _type="stream")})]
         found = {}
         for stream in streams:
             length = self.redis.xlen(stream)

@@ -14,15 +14,12 @@ from typing import Any
 
 import redis
 
+from ..engine import DEFAULT_PARALLELISM
 from .protocol import ENGINES, EndTask, Malformed, parse_task_id
 from .store import Conflict, Run, Step, Store, StoreError, info_json
 from .streams import Streams, surviving
 
 log = logging.getLogger("littleflow.engine")
-
-#: A workflow with this many tasks running is big: its steps wait up to GATHER_FOR seconds
-#: for a twentieth of them to end (at most GATHER_MOST ends a step).
-GATHER_FROM, GATHER_FOR, GATHER_MOST = 1000, 0.1, 20_000
 
 
 class EngineProcess:
@@ -30,12 +27,15 @@ class EngineProcess:
 
     ``claim_idle``: seconds after which another engine takes over the messages
     of one that stopped answering; ``max_deliveries``: deliveries of a message
-    that cannot be applied before it is set aside in the dead-letter stream.
+    that cannot be applied before it is set aside in the dead-letter stream;
+    ``parallelism``: task runs of a workflow queued or running at once, for flows
+    that do not say (``@flow (- parallelism: N -)``).
     """
 
     def __init__(self, store: Store, raw: redis.Redis, *, name: str | None = None, claim_idle: float = 30.0,
-                 max_deliveries: int = 5, batch: int = 512) -> None:
+                 max_deliveries: int = 5, batch: int = 512, parallelism: int = DEFAULT_PARALLELISM) -> None:
         self.store = store
+        self.parallelism = parallelism
         self.keys = store.keys
         self.name = name or consumer_name("engine")
         self.streams = Streams(raw, self.keys, ENGINES, self.name, claim_idle, max_deliveries)
@@ -58,8 +58,6 @@ class EngineProcess:
     def step(self, block: float = 1.0) -> int:
         """Read and apply one batch of ends (and, now and then, reclaim and trim)."""
         messages = self.streams.read({self.keys.ends: ">"}, self.batch, block)
-        if messages:
-            messages += self._gather(messages)
         messages += self.streams.maintain(self.keys.ends)
         batch = []
         for stream, message_id, fields, deliveries in messages:
@@ -82,29 +80,6 @@ class EngineProcess:
         for key, value in timings.items():
             pipe.hincrbyfloat(self.keys.timings, key, value)
         pipe.execute()
-
-    def _gather(self, messages: list) -> list:
-        """For a big workflow (thousands of tasks running), wait a little for more of its
-        ends: every step rewrites its whole state, so fewer, larger steps cost far less."""
-        big = {workflow: len(run.state.running) for workflow, run in self._runs.items()
-               if len(run.state.running) >= GATHER_FROM}
-        if not big:
-            return []
-        counts: dict[str, int] = {}
-        for *_, fields, _ in messages:
-            workflow = fields.get(b"workflow", b"").decode("utf-8", "replace")
-            counts[workflow] = counts.get(workflow, 0) + 1
-        hungry = [w for w in big if 0 < counts.get(w, 0) < big[w] // 20]
-        more: list = []
-        deadline = time.monotonic() + GATHER_FOR
-        while hungry and time.monotonic() < deadline and len(messages) + len(more) < GATHER_MOST:
-            found = self.streams.read({self.keys.ends: ">"}, self.batch, 0.01)
-            for *_, fields, _ in found:
-                workflow = fields.get(b"workflow", b"").decode("utf-8", "replace")
-                counts[workflow] = counts.get(workflow, 0) + 1
-            more += found
-            hungry = [w for w in hungry if counts[w] < big[w] // 20]
-        return more
 
     def apply(self, messages: list[tuple[str, Any]]) -> None:
         """Apply end-task messages: grouped by workflow, in order; every workflow's step
@@ -201,25 +176,25 @@ class EngineProcess:
         return again
 
     def _ends(self, run: Run, ends: list[tuple[str, EndTask]]) -> tuple[Step, list, list]:
-        state, engine, nodes = run.state, run.engine, run.flow.nodes
-        step, starts, aside = Step(), [], []
+        state, nodes = run.state, run.flow.nodes
+        step, aside = Step(), []
+        step.parallelism = self.store.parallelism(run, self.parallelism)
         before = state.status
+        applied: set[str] = set()
         for message_id, end in ends:
             key = parse_task_id(end.task)
             if not 0 <= key[1] < len(nodes):
                 aside.append((message_id, end.fields(), f"end of unknown node {key[1]} of workflow {run.id}"))
                 continue
-            if run.seqs.get(end.task) != end.seq or key not in state.running:
+            if run.seqs.get(end.task) != end.seq or key not in state.running or end.task in applied:
                 aside.append((message_id, end.fields(), f"duplicate or stale end of task {end.task} "
                                                         f"(run {end.seq}) of workflow {run.id}"))
                 continue
-            del run.seqs[end.task]
+            step.ends.append([end.task, end.seq, end.status, end.output if end.status == "done" else end.error])
+            applied.add(end.task)
             node = nodes[key[1]]
             input = state.running[key]
-            if end.status == "done":
-                starts += engine.ended(state, key, end.output)
-            else:
-                starts += engine.failed(state, key, end.error or "failed")
+            if end.status != "done":
                 step.log.append({"kind": "failed", "task": end.task, "node": str(key[1]), "error": end.error or ""})
             step.acks.append(message_id)
             if end.started is not None and end.ended is not None and end.ended >= end.started:
@@ -229,6 +204,7 @@ class EngineProcess:
                     "worker": end.worker}
             step.tasks[end.task] = info_json(info, input=input, output=end.output) if end.status == "done" \
                 else info_json(info, input=input)
+        starts = run.advance(step.ends, step.parallelism)
         if state.status != before:
             step.log.append({"kind": state.status})
             step.events.append({"kind": "workflow", "workflow": run.id, "state": state.status})

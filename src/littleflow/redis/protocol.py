@@ -4,20 +4,29 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..policy import Policy
+from ..policy import Policy, resolve
 from ..state import Key
 
-#: Every key starts with this prefix (``--prefix`` changes it).
+#: Every key starts with this prefix, in braces (``--prefix`` changes it).
 PREFIX = "lf"
-#: The consumer group of the end-task stream (every engine joins it).
+#: The consumer group of each end-task stream (every engine joins it).
 ENGINES = "engines"
-#: The consumer group of each namespace's start-task stream (every worker of the namespace joins it).
+#: The consumer group of each start-task stream (every worker serving its tasks joins it).
 WORKERS = "workers"
 #: The namespace that carries ``<resource>`` reads and writes (served by the built-in worker).
 RESOURCE = "resource"
+#: The namespaces whose executors serve every name in them: their tasks share one stream per
+#: namespace. Every other task name has a stream of its own.
+SHARED_NAMESPACES = frozenset({"wait", "http", "k8s", RESOURCE})
+#: Seconds between a worker's words in the workers hash that it is alive (one unheard of
+#: for three times as long is taken for gone).
+REGISTER_EVERY = 10.0
+#: What a key prefix may be made of (it becomes the Redis Cluster hash tag of every key).
+VALID_PREFIX = re.compile(r"[\w.-]{1,64}")
 
 
 class Malformed(ValueError):
@@ -25,11 +34,16 @@ class Malformed(ValueError):
 
 
 class Keys:
-    """The names of littleflow's keys and streams under one prefix."""
+    """The names of littleflow's keys and streams under one prefix. Every key carries the
+    prefix as its hash tag (``{lf}:…``), so that a Lua step may use any of them together
+    on a Redis Cluster as on one server."""
 
     def __init__(self, prefix: str = PREFIX) -> None:
+        if not VALID_PREFIX.fullmatch(prefix):
+            raise ValueError(f"bad key prefix {prefix!r}: 1 to 64 letters, digits, '_', '.' or '-'")
         self.prefix = prefix
-        p = prefix + ":"
+        p = "{" + prefix + "}:"
+        self.root = p
         self.ends = p + "ends"  # stream: end-task messages
         self.dead = p + "dead"  # stream: messages set aside (malformed, unknown, duplicates)
         self.events = p + "events"  # stream: events sent and workflow state changes
@@ -37,41 +51,50 @@ class Keys:
         self.delays = p + "delays"  # sorted set: wait:delay timers by due time
         self.control = p + "control"  # pub/sub channel: {"cancel": ID}
         self.workers = p + "workers"  # hash: worker name -> JSON of what it serves, last seen
-        self.passed = p + "passed"  # hash: "stream id" -> times a worker without the task passed it by
         self.timings = p + "timings"  # hash: "task|le" -> runs that took at most le seconds; "task|sum", "task|count"
         self.k8s_namespaces = p + "k8s:namespaces"  # set: the Kubernetes namespaces whose Jobs k8s: workers follow
 
     def by_state(self, state: str) -> str:
         """Sorted set: the ids of the workflows in ``state``, by submit time."""
-        return f"{self.prefix}:state:{state}"
+        return f"{self.root}state:{state}"
 
-    def tasks(self, namespace: str) -> str:
-        """The start-task stream of a namespace (``""`` for plain names)."""
-        return f"{self.prefix}:tasks:{namespace}"
+    def stream(self, name: str) -> str:
+        """The start-task stream that carries task ``name``: its namespace's stream for the
+        shared namespaces (``{lf}:ns:wait``), else one of its own (``{lf}:task:NAME``)."""
+        space = namespace(name)
+        return f"{self.root}ns:{space}" if space in SHARED_NAMESPACES else f"{self.root}task:{name}"
+
+    def namespace_stream(self, space: str) -> str:
+        """The start-task stream of a shared namespace."""
+        return f"{self.root}ns:{space}"
 
     def workflow(self, id: str) -> str:
         """Hash: a workflow's definition, state, status and times."""
-        return f"{self.prefix}:wf:{id}"
+        return f"{self.root}wf:{id}"
+
+    def journal(self, id: str) -> str:
+        """List: the ends applied to a workflow since its state was last written whole."""
+        return f"{self.root}wf:{id}:journal"
 
     def task_info(self, id: str) -> str:
         """Hash: task id -> JSON of its latest run (status, attempt, times, error)."""
-        return f"{self.prefix}:wf:{id}:tasks"
+        return f"{self.root}wf:{id}:tasks"
 
     def log(self, id: str) -> str:
         """Stream: a workflow's own history."""
-        return f"{self.prefix}:wf:{id}:log"
+        return f"{self.root}wf:{id}:log"
 
     def waits(self, id: str) -> str:
         """Set: the waits (delays, event waiters, latch places) the workflow's tasks hold."""
-        return f"{self.prefix}:wf:{id}:waits"
+        return f"{self.root}wf:{id}:waits"
 
     def waiters(self, event: str) -> str:
         """Hash: start-task id -> JSON of a ``wait:event`` task waiting for ``event``."""
-        return f"{self.prefix}:waiters:{event}"
+        return f"{self.root}waiters:{event}"
 
     def latch(self, name: str) -> str:
         """Hash: a named latch's count and limit."""
-        return f"{self.prefix}:latch:{name}"
+        return f"{self.root}latch:{name}"
 
     def latch_queue(self, name: str, kind: str) -> str:
         """List: start messages waiting on a named latch, oldest first (``kind``: ``queue``
@@ -81,11 +104,11 @@ class Keys:
     def idempotency(self, key: str) -> str:
         """String: ``ID FINGERPRINT`` of the workflow first submitted with Idempotency-Key ``key``
         (expires; deleting the workflow frees it)."""
-        return f"{self.prefix}:idempotency:{key}"
+        return f"{self.root}idempotency:{key}"
 
     def k8s_ended(self, uid: str) -> str:
         """String: set once the end of the Kubernetes Job ``uid`` is sent (so it is sent once)."""
-        return f"{self.prefix}:k8s:ended:{uid}"
+        return f"{self.root}k8s:ended:{uid}"
 
 
 def namespace(name: str) -> str:
@@ -135,8 +158,6 @@ class StartTask:
     def run_policy(self, task_options: dict[str, Any] | None = None) -> Policy:
         """How to run it: the flow's entry for the task, then the task's own options
         (``@task(...)`` in the worker), then the flow's defaults, strongest first."""
-        from ..policy import resolve  # the one rule, the local runner's too
-
         options = self.policy or {}
         return resolve(options.get("defaults"), task_options, options.get("task"), self.name)
 

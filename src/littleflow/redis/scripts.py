@@ -6,6 +6,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from redis.cluster import ClusterPipeline
+
 
 @cache
 def source(name: str) -> str:
@@ -14,7 +16,9 @@ def source(name: str) -> str:
 
 
 class Scripts:
-    """``scripts.NAME(keys, args)`` runs scripts/NAME.lua (by its SHA, loading it when Redis lacks it)."""
+    """``scripts.NAME(keys, args, client=None)`` runs scripts/NAME.lua: by its SHA, loading it
+    when Redis lacks it; in a Redis Cluster pipeline (where redis-py refuses scripts) as EVAL
+    of its text, which needs no loading on whichever node owns the keys."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -23,5 +27,16 @@ class Scripts:
     def __getattr__(self, name: str) -> Any:
         script = self._loaded.get(name)
         if script is None:
-            script = self._loaded[name] = self._client.register_script(source(name))
+            script = self._loaded[name] = _Script(name, self._client.register_script(source(name)))
         return script
+
+
+class _Script:
+    def __init__(self, name: str, registered: Any) -> None:
+        self.name = name
+        self.registered = registered
+
+    def __call__(self, keys: list = (), args: list = (), client: Any = None) -> Any:
+        if isinstance(client, ClusterPipeline):
+            return client.execute_command("EVAL", source(self.name), len(keys), *keys, *args)
+        return self.registered(keys=keys, args=args, client=client)

@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from ..confine import LOCKED, Confinement
+from ..engine import DEFAULT_PARALLELISM
 from ..tasks import Registry
 from .builtins import BuiltinTasks
 from .engine import EngineProcess
 from .protocol import Keys
 from ..private import private_file
 from .server import RedisServer, port_free
-from .store import Store, connect
+from .store import Store
+from .connection import connect
 from .worker import PythonTasks, Worker
 
 log = logging.getLogger("littleflow.serve")
@@ -30,11 +32,12 @@ PORT_FILE = "redis.port"
 class Services:
     """Engine and workers on threads of this process, sharing one stop signal. ``confine``
     says which files and addresses the built-in tasks may touch (by default no files and
-    public addresses only)."""
+    public addresses only); ``parallelism``: the engine's, for flows that do not say."""
 
     def __init__(self, url: str, *, prefix: str = "lf", tasks: Registry | None = None, concurrency: int = 4,
                  builtin_concurrency: int = 16, engine: bool = True, builtins: bool = True,
-                 claim_idle: float = 30.0, confine: Confinement = LOCKED) -> None:
+                 claim_idle: float = 30.0, confine: Confinement = LOCKED,
+                 parallelism: int = DEFAULT_PARALLELISM) -> None:
         self.url = url
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
@@ -42,7 +45,8 @@ class Services:
         self.engines: list[EngineProcess] = []
         self.workers: list[Worker] = []
         if engine:
-            self.engines.append(EngineProcess(self._store(keys), connect(url, decode=False), claim_idle=claim_idle))
+            self.engines.append(EngineProcess(self._store(keys), connect(url, decode=False), claim_idle=claim_idle,
+                                              parallelism=parallelism))
         if builtins:
             self.workers.append(Worker(self._store(keys), connect(url, decode=False), [BuiltinTasks(confine=confine)],
                                        concurrency=builtin_concurrency, claim_idle=claim_idle))

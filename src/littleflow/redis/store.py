@@ -8,16 +8,17 @@ import json
 import re
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
-from ..engine import DEFAULT_LIMIT, Engine, Start
+from ..engine import DEFAULT_LIMIT, DEFAULT_PARALLELISM, Engine, Start
 from ..flow import Flow
-from ..policy import policies
+from ..policy import flow_entry, flow_options, flow_parallelism
 from ..state import State
-from .protocol import ENGINES, RESOURCE, Keys, StartTask, namespace, task_id
+from .protocol import ENGINES, RESOURCE, Keys, StartTask, parse_task_id, task_id
 from .scripts import Scripts
 
 #: Entries kept in a workflow's log and in the events stream (approximately: trimming is lazy).
@@ -34,6 +35,10 @@ STATES = ("running", "finished", "failed", "terminated")
 VALID_KEY = re.compile(r"[!-~](?:[ -~]{0,198}[!-~])?")
 #: Seconds an idempotency key keeps naming the workflow it created (a day).
 KEY_TTL = 24 * 3600
+#: The journal of a workflow is folded into a fresh whole state once it holds more bytes
+#: than that state (and at least this many): each step writes only its ends, and the
+#: occasional rewrite costs, spread over the steps, a constant share of each.
+JOURNAL_MIN = 16 * 1024
 #: The largest input or output (bytes of JSON) kept in the task info and status documents;
 #: a larger one is kept as ``{"truncated": SIZE}``.
 MAX_INFO_VALUE = 64 * 1024
@@ -59,25 +64,6 @@ class Conflict(Exception):
     """The workflow changed since it was read: read it again and redo the step."""
 
 
-def connect(url: str, decode: bool = True) -> redis.Redis:
-    """A Redis client for ``url`` (``redis://user:pass@host:port/db``, ``rediss://`` for TLS)."""
-    try:
-        return redis.Redis.from_url(url, decode_responses=decode, health_check_interval=30,
-                                    socket_keepalive=True, socket_connect_timeout=10)
-    except ValueError as error:
-        raise StoreError(f"bad Redis URL {safe_url(url)!r}: {error}") from None
-
-
-def safe_url(url: str) -> str:
-    """``url`` without its password."""
-    head, at, tail = url.rpartition("@")
-    if not at:
-        return url
-    scheme, _, credentials = head.partition("://")
-    user = credentials.partition(":")[0]
-    return f"{scheme}://{user + ':***' if user else '***'}@{tail}"
-
-
 @dataclass
 class Run:
     """One workflow as a driver sees it: its flow and engine, state and version."""
@@ -92,10 +78,46 @@ class Run:
     base: str = ""
     limit: int | None = DEFAULT_LIMIT
     replayed: bool = False  # created earlier with the same idempotency key (only the id is right then)
+    queue: deque[Start] = field(default_factory=deque)  # started by the engine, held back by parallelism
+    snapshot: int = 0  # bytes of the whole state last written
+    journaled: int = 0  # bytes of the journal written since
+    writing: int = 0  # what the commit under way writes: journal bytes (> 0) or a whole state of -writing bytes
 
     def blob(self) -> str:
-        return json.dumps({"state": self.state.to_json(), "seqs": self.seqs, "seq": self.seq},
+        return json.dumps({"state": self.state.to_json(), "seqs": self.seqs, "seq": self.seq,
+                           "queue": [[*start] for start in self.queue]},
                           ensure_ascii=False, separators=(",", ":"))
+
+    def advance(self, ends: list[list], parallelism: int | None) -> list[Start]:
+        """Apply ``ends`` ([task id, seq, status, output or error] each, checked as current
+        by the caller) and return the task runs to send now, ``parallelism`` at most in flight.
+        The same ends applied to the same run give the same result: the journal relies on it."""
+        starts: list[Start] = []
+        for task, _, status, value in ends:
+            del self.seqs[task]
+            key = parse_task_id(task)
+            if status == "done":
+                starts += self.engine.ended(self.state, key, value)
+            else:
+                starts += self.engine.failed(self.state, key, value or "failed")
+        return self.release(starts, parallelism)
+
+    def release(self, starts: list[Start], parallelism: int | None) -> list[Start]:
+        """Queue ``starts`` and take from the queue what may run now, each with its run number
+        (a run that stopped keeps what was queued for when it resumes)."""
+        self.queue.extend(starts)
+        if self.state.status != "running":
+            for start in self.queue:
+                self.engine.hold(self.state, start)
+            self.queue.clear()
+            return []
+        out = []
+        while self.queue and (parallelism is None or len(self.seqs) < parallelism):
+            start = self.queue.popleft()
+            self.seq += 1
+            self.seqs[task_id(start.key)] = self.seq
+            out.append(start)
+        return out
 
 
 class Step:
@@ -108,6 +130,8 @@ class Step:
         self.log: list[dict[str, str]] = []
         self.events: list[dict[str, str]] = []
         self.fields: dict[str, str] = {}
+        self.ends: list[list] = []  # the ends applied ([task id, seq, status, output or error]), for the journal
+        self.parallelism: int | None = DEFAULT_PARALLELISM  # what the step released its starts under
         self.timings: dict[str, float] = {}  # increments of the task run-time histograms (see EngineProcess)
 
     def timed(self, name: str, seconds: float) -> None:
@@ -143,18 +167,30 @@ class Store:
         stored data cannot be read."""
         runs: dict[str, Run | StoreError | None] = {id: None for id in ids if not VALID_ID.fullmatch(id)}
         valid = [id for id in ids if id not in runs]
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.redis.pipeline(transaction=True)  # (the journal must match the state it follows)
         for id in valid:
-            pipe.hmget(self.keys.workflow(id), "run", "version", "flow", "base", "limit")
-        for id, (run_blob, version, flow_text, base, limit) in zip(valid, pipe.execute() if valid else []):
+            pipe.hmget(self.keys.workflow(id), "run", "version", "snapshot", "flow", "base", "limit")
+            pipe.lrange(self.keys.journal(id), 0, -1)
+        found = pipe.execute() if valid else []
+        for id, (run_blob, version, snapshot, flow_text, base, limit), journal in zip(valid, found[::2], found[1::2]):
             if version is None:
                 runs[id] = None
                 continue
             try:
                 flow, engine = self._definition(id, flow_text, base, limit)[:2]
                 data = json.loads(run_blob)
-                runs[id] = Run(id, flow, engine, State.from_json(data["state"]), int(version), data["seqs"],
-                               data["seq"], base or "", engine.limit)
+                run = Run(id, flow, engine, State.from_json(data["state"]), int(snapshot or version), data["seqs"],
+                          data["seq"], base or "", engine.limit,
+                          queue=deque(Start(*start) for start in data.get("queue", ())), snapshot=len(run_blob))
+                for entry in journal:
+                    step = json.loads(entry)
+                    run.advance(step["ends"], step["parallelism"])
+                    run.version += 1
+                    run.journaled += len(entry)
+                if run.version != int(version):
+                    raise ValueError(f"its journal has {len(journal)} steps, version {version} needs "
+                                     f"{int(version) - int(snapshot or version)}")
+                runs[id] = run
             except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
                 runs[id] = StoreError(f"workflow {id} is damaged and cannot be read: {type(error).__name__}: {error}")
         return runs
@@ -180,6 +216,14 @@ class Store:
             self._texts[id] = hash(flow_text)
         return known
 
+    def parallelism(self, run: Run, default: int = DEFAULT_PARALLELISM) -> int:
+        """How many task runs ``run`` may have queued or running at once: its flow's
+        ``parallelism``, else ``default``."""
+        try:
+            return flow_parallelism(run.flow.parameters) or default
+        except ValueError:  # (checked on submit: only a flow stored by an older version gets here)
+            return default
+
     # -- writing runs -------------------------------------------------------------------
     def commit(self, run: Run, step: Step, starts: list[Start], create: dict[str, str] | None = None) -> int:
         """Write one step of ``run`` atomically: its state, ``starts`` sent as start-task
@@ -192,13 +236,15 @@ class Store:
                     once: tuple[str, str, int] | None = None) -> dict[str, Any]:
         """The keys and arguments of scripts/commit.lua for one step (see :meth:`commit`);
         run them, in a pipeline with others if need be, then hand the result to :meth:`committed`.
+        A step of applied ends (``step.ends``) is appended to the workflow's journal; any other
+        step, or one whose journal has outgrown the state, writes the whole state.
         ``once``: a creation's idempotency key (its Redis key), fingerprint and seconds to live."""
         now = time.time()
         streams: dict[str, int] = {}
         starts_out = []
         for start in starts:
             message = self.start_message(run, start)
-            stream = self.keys.tasks(namespace(message.name))
+            stream = self.keys.stream(message.name)
             index = streams.setdefault(stream, len(streams) + 1)
             starts_out.append([index, _flat(message.fields())])
             step.tasks[message.task] = {"node": start.node, "name": message.name, "status": "queued",
@@ -215,11 +261,19 @@ class Store:
             payload["version"], payload["created"], payload["time"] = run.version, *map(repr, restored)
         if once is not None:
             payload["once"] = {"fingerprint": once[1], "ttl": once[2]}
+        entry = ""
+        if step.ends and not create and run.state.status == "running":  # (an ended run is written whole, once)
+            entry = json.dumps({"ends": step.ends, "parallelism": step.parallelism}, ensure_ascii=False,
+                               separators=(",", ":"))
+            if run.journaled + len(entry) > max(JOURNAL_MIN, run.snapshot):
+                entry = ""
+        blob = "" if entry else run.blob()
+        run.writing = len(entry) if entry else -len(blob)
         keys = self.keys
         return {"keys": [keys.workflow(run.id), keys.task_info(run.id), keys.ends, keys.log(run.id), keys.events,
-                         keys.workflows, *(keys.by_state(state) for state in STATES), *streams,
-                         *([once[0]] if once else [])],
-                "args": ["" if create else str(run.version), run.blob(),
+                         keys.workflows, *(keys.by_state(state) for state in STATES), keys.journal(run.id),
+                         *streams, *([once[0]] if once else [])],
+                "args": ["" if create else str(run.version), blob, entry,
                          json.dumps(payload, ensure_ascii=False, separators=(",", ":"))]}
 
     def committed(self, run: Run, result: Any) -> int:
@@ -234,15 +288,17 @@ class Store:
         if result == -2:
             raise StoreError(f"no workflow {run.id}")
         run.version = result
+        if run.writing > 0:
+            run.journaled += run.writing
+        elif run.writing < 0:
+            run.snapshot, run.journaled = -run.writing, 0
         return result
 
     def start_message(self, run: Run, start: Start) -> StartTask:
-        """The start-task message of ``start`` (a new run of its task: the next seq)."""
+        """The start-task message of ``start`` (released by :meth:`Run.release`, which numbered it)."""
         flow, _, defaults, per_task, base, _ = self._definition(run.id)
         node = flow.nodes[start.node]
-        run.seq += 1
         id = task_id(start.key)
-        run.seqs[id] = run.seq
         if node.kind == "resource":
             name = f"{RESOURCE}:{'read' if node.mode == 'source' else 'write'}"
             parameters = {"uri": node.uri, "parameters": node.parameters}
@@ -251,7 +307,7 @@ class Store:
             name, parameters = node.name, node.parameters
             options = per_task.get(node.alias) or per_task.get(node.name)
         policy = {key: value for key, value in (("defaults", defaults), ("task", options)) if value}
-        return StartTask(run.id, id, run.seq, start.node, name, parameters, start.input, 1, policy or None, base)
+        return StartTask(run.id, id, run.seqs[id], start.node, name, parameters, start.input, 1, policy or None, base)
 
     def create(self, flow: Flow, input: Any = None, *, text: str = "", base: str = "",
                limit: int | None = DEFAULT_LIMIT, id: str | None = None, key: str | None = None,
@@ -285,7 +341,7 @@ class Store:
             run = Run(id, flow, engine, State(flow.end), 0, base=base, limit=limit)
             self._flows[id] = (flow, engine, defaults, per_task, base, limit)
             self._texts[id] = hash(flow_text)
-            starts = engine.start(run.state, input)
+            starts = run.release(engine.start(run.state, input), self.parallelism(run))
             step = Step()
             step.fields = {**fields, "created": repr(time.time())}
             step.log.append({"kind": "submitted"})
@@ -349,12 +405,15 @@ class Store:
         keys, id = self.keys, run.id
         self._flows.pop(id, None)
         self._definition(id, fields["flow"], fields["base"], fields["limit"])
+        for start in starts:  # (sent again under new run numbers)
+            run.seqs.pop(task_id(start.key), None)
+        starts = run.release(starts, self.parallelism(run))
         step = Step()
         step.fields = fields
         step.log.append({"kind": "restored"})
         step.events.append({"kind": "workflow", "workflow": id, "state": run.state.status})
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(keys.workflow(id), keys.task_info(id), keys.log(id), keys.waits(id))
+        pipe.delete(keys.workflow(id), keys.task_info(id), keys.log(id), keys.waits(id), keys.journal(id))
         for state in STATES:
             pipe.zrem(keys.by_state(state), id)
         if tasks:
@@ -370,7 +429,7 @@ class Store:
         for _ in range(100):
             run = self.load(id)
             before = run.state.status
-            starts = act(run)
+            starts = run.release(act(run), self.parallelism(run))
             step = Step()
             step.log.append({"kind": kind})
             if run.state.status != before:
@@ -421,8 +480,6 @@ def _fingerprint(text: str, input: Any, base: str, limit: int | None) -> str:
 def _flow_options(flow: Flow) -> tuple[dict, dict]:
     """The @flow run-time options: (defaults, per-task entries); raises ValueError if wrong.
     An alias's entry is the flow's whole entry for it (:func:`littleflow.policy.flow_entry`)."""
-    from ..policy import flow_entry, flow_options
-
     names = {node.name for node in flow.nodes if node.kind == "task"}
     aliases = {node.alias: node.name for node in flow.nodes if node.alias}
     defaults, entries = flow_options(flow.parameters, names | aliases.keys())

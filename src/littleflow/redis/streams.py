@@ -47,6 +47,9 @@ class Streams:
 
     def read(self, streams: dict[str, str], count: int, block: float) -> list[tuple[str, str, dict, int]]:
         """New messages: (stream, id, fields, 1), at most ``count``, waiting up to ``block`` seconds."""
+        if not streams:  # (a worker whose executors serve nothing yet)
+            time.sleep(block)
+            return []
         try:
             found = self.raw.xreadgroup(self.group, self.consumer, streams, count=count,
                                         block=max(1, int(block * 1000)) if block else None)

@@ -22,7 +22,7 @@ def _take(store: Store, op: str, stream: str, message_id: str, task: StartTask, 
           number: Any = None) -> bool:
     """Take the start message over for ``op``; False if it had been handled already."""
     k = store.keys
-    args = [op, k.prefix, WORKERS, message_id, entry] + ([] if number is None else [number])
+    args = [op, k.root, WORKERS, message_id, entry] + ([] if number is None else [number])
     return bool(store.scripts.waits(keys=[k.ends, stream, k.task_info(task.workflow), *keys], args=args))
 
 
@@ -33,7 +33,7 @@ def delay(store: Store, stream: str, message_id: str, task: StartTask, seconds: 
 
 def due(store: Store, count: int = 500) -> int:
     """End the delays that are due; returns how many."""
-    return store.scripts.waits(keys=[store.keys.ends, store.keys.delays], args=["due", store.keys.prefix, count])
+    return store.scripts.waits(keys=[store.keys.ends, store.keys.delays], args=["due", store.keys.root, count])
 
 
 def listen(store: Store, stream: str, message_id: str, task: StartTask, event: str, match: dict | None,
@@ -66,7 +66,7 @@ def send(store: Store, event: str, data: Any) -> int:
 def _wake(store: Store, event: str, data: str, fields: list[str]) -> int:
     """End the waiters ``fields`` of ``event`` that still wait (each ends once)."""
     return store.scripts.waits(keys=[store.keys.ends, store.keys.waiters(event)],
-                               args=["wake", store.keys.prefix, data, *fields])
+                               args=["wake", store.keys.root, data, *fields])
 
 
 def waiter_field(task: StartTask) -> str:
@@ -98,7 +98,7 @@ def latch(store: Store, op: str, stream: str, message_id: str, task: StartTask, 
 
 def cancel(store: Store, workflow: str) -> int:
     """Drop the timers, event waiters and latch places the tasks of ``workflow`` wait in."""
-    return store.scripts.waits(keys=[store.keys.waits(workflow)], args=["cancel", store.keys.prefix])
+    return store.scripts.waits(keys=[store.keys.waits(workflow)], args=["cancel", store.keys.root])
 
 
 def check_name(name: Any, what: str) -> str:

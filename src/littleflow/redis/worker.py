@@ -1,5 +1,6 @@
-"""The task worker: reads start-task messages of the namespaces its executors
-serve, runs them, and sends end-task messages."""
+"""The task worker: reads the start-task streams of the tasks its executors serve
+(one stream per task name, one per shared namespace such as ``wait:``), runs them,
+and sends end-task messages."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from ..calling import Caller, Cancelled, message
 from ..tasks import Registry
 from ..values import check_value
 from .engine import consumer_name
-from .protocol import WORKERS, EndTask, Malformed, StartTask, namespace
+from .protocol import REGISTER_EVERY, SHARED_NAMESPACES, WORKERS, EndTask, Malformed, StartTask, namespace
 from .store import Store
 from .streams import Streams, surviving, unreachable
 
@@ -45,13 +46,17 @@ class Job:
 
 
 class Executor(Protocol):
-    """Runs the tasks of some names. ``execute`` returns the output, raises to fail
+    """Runs the tasks of some names: ``names()`` (each read from its own stream) and every
+    name of ``namespaces()`` (shared namespaces, see :data:`~.protocol.SHARED_NAMESPACES`,
+    read from the namespace's stream). ``execute`` returns the output, raises to fail
     the task, returns :data:`DEFERRED` after taking the task over (acking it itself), or
     returns a :class:`~concurrent.futures.Future` of the output: the task's thread is free
     at once, the task ends when the future is done, and the future is cancelled if the
     workflow is terminated.
     Optional hooks: ``background(worker, stop)`` runs on a thread of its own, and
     ``terminate(workflow)`` is called (on a thread) when a workflow is terminated."""
+
+    def names(self) -> set[str]: ...
 
     def namespaces(self) -> set[str]: ...
 
@@ -67,8 +72,11 @@ class PythonTasks:
         self.registry = registry
         self.caller = Caller()
 
+    def names(self) -> set[str]:
+        return set(self.registry.names())
+
     def namespaces(self) -> set[str]:
-        return {namespace(name) for name in self.registry.names()}
+        return set()
 
     def serves(self, name: str) -> bool:
         return name in self.registry
@@ -95,7 +103,11 @@ class Worker:
         self.capacity = concurrency + prefetch  # tasks taken at once: running, and read ahead waiting their turn
         self.name = name or consumer_name("worker")
         self.streams = Streams(raw, self.keys, WORKERS, self.name, claim_idle, max_deliveries)
-        self.namespaces = sorted(set().union(*(executor.namespaces() for executor in executors)))
+        self.names: list[str] = []
+        self.namespaces: list[str] = []
+        #: The streams this worker reads: one per task name, one per shared namespace.
+        self.stream_names: list[str] = []
+        self._learn()
         self._jobs: dict[tuple[str, str], Job] = {}
         self._lock = threading.Lock()
         self._free = threading.Condition(self._lock)
@@ -107,10 +119,9 @@ class Worker:
     # -- the loops ----------------------------------------------------------------
     def run(self, stop: threading.Event, block: float = 1.0) -> None:
         """Run tasks until ``stop`` is set; tasks still running are waited for."""
-        streams = [self.keys.tasks(ns) for ns in self.namespaces]
-        self.streams.join(*streams)
+        self.streams.join(*self.stream_names)
         block = min(block, self.streams.claim_idle / 4)  # heartbeats must not wait behind a blocked read
-        log.info("worker %s: serving namespaces %s", self.name, ", ".join(repr(ns) for ns in self.namespaces))
+        log.info("worker %s: serving %s", self.name, self.serving())
         writer = threading.Thread(target=self._write, args=(stop,), name="littleflow-writer", daemon=True)
         writer.start()
         listener = threading.Thread(target=self._listen, args=(stop,), name="littleflow-control", daemon=True)
@@ -122,6 +133,10 @@ class Worker:
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="littleflow-task")
         while not stop.is_set():
             with surviving(f"worker {self.name}", stop, probe=self.raw.ping):  # a full worker's round skips Redis
+                if self._learn():  # (a registry given more tasks as the worker runs)
+                    self.streams.join(*self.stream_names)
+                    self._next_register = 0.0
+                streams = self.stream_names
                 self._register()
                 self._heartbeat()
                 with self._free:
@@ -147,8 +162,6 @@ class Worker:
             for key, job in list(self._jobs.items()):
                 if job.future is not None and job.future.cancelled():
                     del self._jobs[key]
-                    with suppress(redis.RedisError):  # read, never started: not a delivery that counts
-                        self.raw.hincrby(self.keys.passed, f"{job.stream} {job.id}", 1)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             with self._free:
@@ -167,19 +180,12 @@ class Worker:
             self.streams.set_aside(stream, message_id, fields, f"malformed start-task message: {error}")
             return
         executor = next((e for e in self.executors if e.serves(task.name)), None)
-        passed = f"{stream} {message_id}"
-        if executor is None:  # another worker of this namespace may have it: leave it pending for them
-            self.raw.hincrby(self.keys.passed, passed, 1)  # (a delivery that does not count)
-            self._info(task, {"status": "queued", "note": f"worker {self.name} has no task {task.name}"})
-            return
-        if deliveries > 1:
-            pipe = self.raw.pipeline(transaction=True)
-            pipe.hget(self.keys.passed, passed)
-            pipe.hdel(self.keys.passed, passed)
-            deliveries -= int(pipe.execute()[0] or 0)
         job = Job(stream, message_id, task, self.name)
         with self._lock:
             self._jobs[(stream, message_id)] = job
+        if executor is None or self.keys.stream(task.name) != stream:  # (only a writer of bad messages sends it here)
+            self.end(job, "failed", error=f"no task {task.name!r} here (worker {self.name} serves {self.serving()})")
+            return
         if deliveries > self.streams.max_deliveries:  # its workers died each time: fail it, visibly
             self.end(job, "failed", error=f"started {deliveries - 1} times, and each time its worker stopped "
                                           "before it ended")
@@ -318,14 +324,37 @@ class Worker:
         for stream, ids in by_stream.items():
             self.streams.heartbeat(stream, ids)
 
+    def _learn(self) -> bool:
+        """Take in the names and namespaces the executors serve; True if they changed."""
+        names = sorted(set().union(*(executor.names() for executor in self.executors)))
+        namespaces = sorted(set().union(*(executor.namespaces() for executor in self.executors)))
+        if names == self.names and namespaces == self.namespaces:
+            return False
+        for name in names:
+            if namespace(name) in SHARED_NAMESPACES:
+                raise ValueError(f"task {name!r}: the namespace {namespace(name)}: belongs to a built-in executor")
+        unknown = set(namespaces) - SHARED_NAMESPACES
+        if unknown:
+            raise ValueError(f"namespaces {sorted(unknown)} are not shared ones "
+                             f"({', '.join(sorted(SHARED_NAMESPACES))}): serve their tasks by name")
+        self.names, self.namespaces = names, namespaces
+        self.stream_names = [self.keys.stream(name) for name in names] + \
+            [self.keys.namespace_stream(space) for space in namespaces]
+        return True
+
+    def serving(self) -> str:
+        """What this worker serves, in words."""
+        return ", ".join([*self.names, *(f"{space}:*" for space in self.namespaces)]) or "nothing"
+
     def _register(self) -> None:
-        """Say which namespaces and tasks this worker serves (``littleflow workers`` reads it)."""
+        """Say which tasks and namespaces this worker serves (``littleflow workers`` and
+        ``submit`` read it), every REGISTER_EVERY seconds."""
         now = time.time()
         if now < self._next_register:
             return
-        self._next_register = now + 10
+        self._next_register = now + REGISTER_EVERY
         self.raw.hset(self.keys.workers, self.name, json.dumps(
-            {"namespaces": self.namespaces, "concurrency": self.concurrency, "seen": now}))
+            {"tasks": self.names, "namespaces": self.namespaces, "concurrency": self.concurrency, "seen": now}))
 
     def _listen(self, stop: threading.Event) -> None:
         """Cancel the running tasks of workflows that are terminated."""

@@ -1,8 +1,10 @@
 -- commit: KEYS = workflow, task info, end stream, log, events, index, the index of each
---         state (running, finished, failed, terminated), start streams…, then (when the step
---         has "once") the idempotency key
---         ARGV = expected version ("" to create), run JSON, step JSON
--- One step of a workflow, all or nothing: write its run, ack the ends it applied,
+--         state (running, finished, failed, terminated), journal, start streams…, then (when
+--         the step has "once") the idempotency key
+--         ARGV = expected version ("" to create), run JSON ("" to keep it), journal entry
+--         ("" for none: the run JSON replaces the journal), step JSON
+-- One step of a workflow, all or nothing: write its run (whole, or the ends it applied
+-- appended to its journal), ack the ends it applied,
 -- queue the starts it made, record task info, log and events. Returns the new
 -- version, 0 when the version moved on (another engine stepped first), -1 when
 -- creating an id that exists, -2 when the workflow is gone; a creation whose
@@ -10,7 +12,7 @@
 local workflow = KEYS[1]
 local version = redis.call('HGET', workflow, 'version')
 local STATES = {running = 7, finished = 8, failed = 9, terminated = 10}
-local step = cjson.decode(ARGV[3])
+local step = cjson.decode(ARGV[4])
 if ARGV[1] == '' then
   if version then return -1 end
   if step.once then
@@ -39,10 +41,16 @@ local new = tonumber(step.version) or ((tonumber(version) or 0) + 1)  -- (a rest
 -- starts first: should a write fail halfway (Redis does not roll back), the step is redone,
 -- and a start sent twice is harmless where a start lost would not be
 for _, start in ipairs(step.starts) do
-  redis.call('XADD', KEYS[10 + start[1]], '*', unpack(start[2]))
+  redis.call('XADD', KEYS[11 + start[1]], '*', unpack(start[2]))
 end
 local was = redis.call('HGET', workflow, 'status')
-redis.call('HSET', workflow, 'run', ARGV[2], 'version', new, 'status', step.status, 'updated', step.time)
+if ARGV[3] == '' then
+  redis.call('HSET', workflow, 'run', ARGV[2], 'snapshot', new)
+  redis.call('DEL', KEYS[11])
+else
+  redis.call('RPUSH', KEYS[11], ARGV[3])
+end
+redis.call('HSET', workflow, 'version', new, 'status', step.status, 'updated', step.time)
 if was ~= step.status then  -- the workflow moves to the index of its new state
   if was and STATES[was] then redis.call('ZREM', KEYS[STATES[was]], step.id) end
   local created = step.created or redis.call('ZSCORE', KEYS[6], step.id) or step.time

@@ -1,5 +1,5 @@
 -- waits: the built-in wait: tasks, each op all or nothing.
--- ARGV[1] = op, ARGV[2] = key prefix ("lf"); the rest by op.
+-- ARGV[1] = op, ARGV[2] = the keys' root ("{lf}:"); the rest by op.
 -- Ops that take a start message over (the task then waits here, and ends from here):
 --   KEYS = ends, start stream, task info, op keys…   ARGV = op, prefix, group, message id, member, number
 --   delay      op keys: delays                number: seconds
@@ -24,7 +24,7 @@ local function now()
 end
 
 local function waits_of(task)
-  return prefix .. ':wf:' .. task.workflow .. ':waits'
+  return prefix .. 'wf:' .. task.workflow .. ':waits'
 end
 
 -- send the end-task message of a waiting task

@@ -1,0 +1,100 @@
+"""A workflow's state on Redis: written whole now and then, and between those times only the
+ends each step applied, appended to its journal — so a step costs the same whatever the
+workflow's size. Reading it back (any engine, any client) replays the journal."""
+
+from __future__ import annotations
+
+import json
+
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from littleflow.redis.engine import EngineProcess
+from littleflow.redis.protocol import EndTask, Keys, StartTask
+from littleflow.redis.store import JOURNAL_MIN, Store
+from littleflow.redis.connection import connect
+
+KEYS = Keys()
+
+
+def queued(raw: redis.Redis, seen: set[tuple[str, str]]) -> list[tuple[str, StartTask]]:
+    """The start messages sent since last time (``seen``: the (stream, id) already returned)."""
+    found = []
+    for stream in raw.scan_iter(KEYS.stream("*"), _type="stream"):
+        for message_id, fields in raw.xrange(stream):
+            if (stream, message_id) not in seen:
+                seen.add((stream, message_id))
+                found.append((message_id, StartTask.parse(fields)))
+    return sorted(found, key=lambda pair: tuple(map(int, pair[0].split("-"))))
+
+
+def end(raw: redis.Redis, start: StartTask, output=None, error: str | None = None) -> None:
+    status = "failed" if error else "done"
+    raw.xadd(KEYS.ends, EndTask(start.workflow, start.task, start.seq, status, output, error).fields())
+
+
+def test_a_step_appends_to_the_journal_and_the_whole_state_is_written_once_it_outgrows_it(redis_url):
+    raw = redis.Redis.from_url(redis_url, decode_responses=True)
+    store = Store(connect(redis_url))
+    engine = EngineProcess(store, connect(redis_url, decode=False))
+    engine.streams.join(KEYS.ends)
+    id = Store(connect(redis_url)).create(store_flow(300), {"pad": "x" * 100}).id
+    seen: set[tuple[str, str]] = set()
+    writes, journal_lengths = 0, []
+    whole = raw.hget(KEYS.workflow(id), "run")
+    for _ in range(300):
+        (_, start), = queued(raw, seen)
+        end(raw, start, {"pad": "x" * 100})
+        engine.step(block=0)
+        now = raw.hget(KEYS.workflow(id), "run")
+        writes += now != whole
+        whole = now
+        journal_lengths.append(raw.llen(KEYS.journal(id)))
+        assert store.load(id).state.to_json() == engine._runs[id].state.to_json()
+    state = json.loads(raw.hget(KEYS.workflow(id), "run"))["state"]
+    assert state["status"] == "finished"  # the last step writes the whole state: nothing to replay
+    assert raw.exists(KEYS.journal(id)) == 0
+    assert 2 <= writes <= 12  # (300 steps; the state outgrows the journal's bound a few times)
+    assert max(journal_lengths) * 130 <= 2 * max(JOURNAL_MIN, len(whole))
+
+
+def store_flow(length: int):
+    from littleflow.local import load_workflow
+    return load_workflow(" → ".join(["T"] * length))[0]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=st.integers(0, 6), parallelism=st.integers(1, 4), data=st.data())
+def test_any_order_and_batching_of_ends_reads_back_as_the_engine_has_it(redis_url, items, parallelism, data):
+    """Ends in any order and in batches of any size, some failing: after every step, the
+    state read back (whole state + journal) is the engine's own."""
+    raw = redis.Redis.from_url(redis_url, decode_responses=True)
+    raw.flushall()
+    store = Store(connect(redis_url))
+    engine = EngineProcess(store, connect(redis_url, decode=False), parallelism=parallelism)
+    engine.streams.join(KEYS.ends)
+    from littleflow.local import load_workflow
+    flow = load_workflow("A → * B → { C  D } → E")[0]
+    id = store.create(flow, {}).id
+    seen: set[tuple[str, str]] = set()
+    waiting = [start for _, start in queued(raw, seen)]
+    while waiting:
+        batch = data.draw(st.lists(st.sampled_from(waiting), min_size=1, max_size=len(waiting), unique_by=id_of))
+        for start in batch:
+            waiting.remove(start)
+            if start.name == "A":
+                end(raw, start, list(range(items)))
+            elif start.name == "C" and data.draw(st.booleans(), label="C fails"):
+                end(raw, start, error="no")
+            else:
+                end(raw, start, {start.name: start.task})
+        engine.step(block=0)
+        assert Store(connect(redis_url)).load(id).blob() == engine._runs[id].blob()
+        assert len(engine._runs[id].seqs) <= parallelism
+        waiting += [start for _, start in queued(raw, seen)]
+    assert store.load(id).state.status in ("finished", "failed")
+
+
+def id_of(start: StartTask) -> tuple[str, int]:
+    return (start.task, start.seq)
