@@ -567,9 +567,9 @@ def submit_command(target: Target, flow: str, input_text: str | None, limit: int
     unserved = client.unserved(compiled)
     if unserved and require_workers:
         fail(f"no live worker serves {_tasks(unserved)}; nothing submitted")
-    if unserved and not quiet:
-        click.echo(f"littleflow: no live worker serves {_tasks(unserved)}; its runs wait until one does", err=True)
     id, new = client.submit_once(compiled, value, limit=limit, base=base, text=text, key=key)
+    if unserved and new and not quiet:
+        click.echo(f"littleflow: no live worker serves {_tasks(unserved)}; its runs wait until one does", err=True)
     if not new and not quiet:
         click.echo(f"littleflow: workflow {id} was submitted with key {key!r} before; nothing new started", err=True)
     if not wait:

@@ -317,7 +317,7 @@ def test_metrics_count_workflows_by_state_and_queue_depths(api):
             time.sleep(0.05)
     assert 'littleflow_workflows{state="finished"} 1' in text
     assert 'littleflow_workflows{state="running"} 1' in text
-    assert 'littleflow_stream_messages{stream="lf:tasks:nobody"} 1' in text
+    assert 'littleflow_stream_messages{stream="{lf}:task:nobody:serves"} 1' in text
     assert "# TYPE littleflow_stream_pending gauge" in text
     assert 'littleflow_task_seconds_bucket{task="A",le="+Inf"} 1' in text
     assert 'littleflow_task_seconds_count{task="A"} 1' in text

@@ -122,9 +122,9 @@ def test_a_bad_key_is_a_problem_and_nothing_is_stored(api, key):
 def test_a_key_expires_then_starts_a_new_workflow(redis_url):
     with serving(create_app(redis_url, key_ttl=1)) as base, redis.Redis.from_url(redis_url) as raw:
         first = post(base, "brief").json()["id"]
-        assert 0 < raw.ttl("lf:idempotency:brief") <= 1
+        assert 0 < raw.ttl("{lf}:idempotency:brief") <= 1
         deadline = time.monotonic() + 10
-        while raw.exists("lf:idempotency:brief"):
+        while raw.exists("{lf}:idempotency:brief"):
             assert time.monotonic() < deadline, "the key did not expire"
             time.sleep(0.05)
         again = post(base, "brief")

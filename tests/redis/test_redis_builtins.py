@@ -351,10 +351,10 @@ def test_a_start_delivered_twice_takes_one_place_of_a_latch(started, client, raw
 
     started.services_on()
     assert client.wait(client.submit(f"wait:acquire {params(name='twice')}"), timeout=10)["state"] == "finished"
-    ((message_id, fields),) = raw.xrange(KEYS.tasks("wait"))
+    ((message_id, fields),) = raw.xrange(KEYS.namespace_stream("wait"))
     task = StartTask.parse(fields)
     ends = raw.xlen(KEYS.ends)
-    latch(Store(connect(redis_url)), "acquire", KEYS.tasks("wait"), message_id, task, "twice",
+    latch(Store(connect(redis_url)), "acquire", KEYS.namespace_stream("wait"), message_id, task, "twice",
           member(task, time.time(), "late-worker", task.input), 1)  # the same start, handled again
     assert raw.hget(KEYS.latch("twice"), "held") == "1"
     assert raw.xlen(KEYS.ends) == ends

@@ -18,7 +18,7 @@ def test_a_queued_task_of_a_namespace_nobody_serves_is_named_until_a_worker_come
     with Services(redis_url):  # engine and built-in tasks only
         id = client.submit("wait:delay (- duration: 0 -) → my:thing")
         until(lambda: client.status(id)["nodes"][2]["status"] == "queued")
-        assert client.stalled(id) == ["task my:thing at 1:32 is queued, and no worker serves namespace my:"]
+        assert client.stalled(id) == ["task my:thing at 1:32 is queued, and no worker serves it"]
         registry = Registry()
         registry.add("my:thing", lambda input: {"done": True})
         with Services(redis_url, tasks=registry, engine=False, builtins=False):
@@ -29,4 +29,4 @@ def test_a_queued_task_of_a_namespace_nobody_serves_is_named_until_a_worker_come
 def test_plain_names_are_named_as_such(redis_url):
     client = Client(redis_url)
     id = client.submit("fetch")
-    assert client.stalled(id) == ["task fetch at 1:1 is queued, and no worker serves plain task names"]
+    assert client.stalled(id) == ["task fetch at 1:1 is queued, and no worker serves it"]

@@ -206,42 +206,34 @@ class Client:
     def delete(self, id: str) -> None:
         """Forget workflow ``id`` (terminate it first if it runs); the events stream gets its
         state ``deleted``."""
-        status, key = self.redis.hmget(self.keys.workflow(_checked(id)), "status", "idempotency")
+        status = self.redis.hget(self.keys.workflow(_checked(id)), "status")
         if status is None:
             raise StoreError(f"no workflow {id}")
         if status == "running":
             raise StoreError(f"workflow {id} is running; terminate it first")
         waits.cancel(self.store, id)
-        keys = self.keys
-        pipe = self.redis.pipeline(transaction=True)
-        if key:  # its idempotency key may start a new workflow
-            self.store.scripts.release_key(keys=[key], args=[id], client=pipe)
-        pipe.delete(keys.workflow(id), keys.task_info(id), keys.log(id), keys.waits(id), keys.journal(id))
-        pipe.zrem(keys.workflows, id)
-        for state in STATES:
-            pipe.zrem(keys.by_state(state), id)
-        pipe.xadd(keys.events, {"kind": "workflow", "workflow": id, "state": "deleted"},
-                  maxlen=EVENTS_LENGTH, approximate=True)
-        pipe.execute()
+        if not self.store.forget([id]):  # (its idempotency key, released, may start a new workflow)
+            raise StoreError(f"no workflow {id}")
 
     def definition(self, id: str) -> dict[str, Any]:
         """What workflow ``id`` runs: its flow's name, the flow text as submitted, and the
         compiled graph."""
-        name, text, flow = self.redis.hmget(self.keys.workflow(_checked(id)), "name", "text", "flow")
-        if flow is None:
+        found = self.store.definition(_checked(id))
+        if found is None:
             raise StoreError(f"no workflow {id}")
-        return {"id": id, "name": name or None, "text": text or "", "flow": json.loads(flow)}
+        return {"id": id, "name": found["name"], "text": found["text"], "flow": json.loads(found["flow"])}
 
     # -- archives -----------------------------------------------------------------------
     def archive(self, id: str) -> dict[str, Any]:
         """Everything about workflow ``id`` as JSON: definition, state, task info, log."""
         fields = self.redis.hgetall(self.keys.workflow(_checked(id)))
-        if not fields or not {"flow", "run", "status", "version"} <= fields.keys():
+        found = self.store.definition(id)
+        if not fields or found is None or not {"run", "status", "version"} <= fields.keys():
             raise StoreError(f"no workflow {id}")
         run = self.store.load(id)  # (its state: the one last written whole, and the journal since)
         return {
-            "format": ARCHIVE_FORMAT, "id": id, "name": fields.get("name") or None, "text": fields.get("text", ""),
-            "flow": json.loads(fields["flow"]), "base": fields.get("base", ""), "limit": fields.get("limit", ""),
+            "format": ARCHIVE_FORMAT, "id": id, "name": fields.get("name") or None, "text": found["text"],
+            "flow": json.loads(found["flow"]), "base": fields.get("base", ""), "limit": fields.get("limit", ""),
             "status": run.state.status, "version": run.version,
             "created": float(fields["created"]), "updated": float(fields["updated"]),
             "run": {"state": run.state.to_json(), "seqs": run.seqs, "seq": run.seq},
@@ -396,6 +388,7 @@ def node_documents(run: Run, info: dict[str, dict[str, Any]]) -> list[dict[str, 
         node = entry.get("node")
         if isinstance(node, int) and (node not in latest or (entry.get("seq") or 0) > (latest[node].get("seq") or 0)):
             latest[node] = entry
+    held = {start.node for start in run.queue} - {int(key.split("|")[1]) for key in run.seqs}  # (parallelism)
     running: dict[int, Any] = {}
     for (_, node_id, _), input in state.running.items():
         running.setdefault(node_id, input)
@@ -403,7 +396,7 @@ def node_documents(run: Run, info: dict[str, dict[str, Any]]) -> list[dict[str, 
     for node in flow.nodes:
         status = statuses.get(node.id, "waiting")
         entry = latest.get(node.id, {})
-        if status == "running" and entry.get("status") == "queued":
+        if status == "running" and (entry.get("status") == "queued" or node.id in held):
             status = "queued"
         now = status in ("running", "queued")
         input, output = (capped(running[node.id]), None) if now else (entry.get("input"), entry.get("output"))
