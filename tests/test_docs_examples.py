@@ -15,7 +15,7 @@ from k8sserver import k8s_server  # noqa: F401 - a fixture
 from littleflow.redis.server import ServerNotFound, find_server
 
 #: documents whose examples this test does not run
-NOT_READ = {"docs/protocol.md", "docs/workers.md"}
+NOT_READ: set[str] = set()
 
 KUBECONFIG = """\
 apiVersion: v1
@@ -56,7 +56,8 @@ def read(document: str, session: Session) -> None:
 
 def test_every_document_is_read():
     documents = {"README.md"} | {f"docs/{path.name}" for path in (REPO / "docs").glob("*.md")}
-    assert documents - NOT_READ == {"README.md", "docs/security.md", "docs/kubernetes.md"}
+    assert documents - NOT_READ == {"README.md", "docs/security.md", "docs/kubernetes.md", "docs/protocol.md",
+                                    "docs/workers.md"} | ({"docs/scaling.md"} & documents)
 
 
 def test_the_blocks_not_run_are_few():
@@ -85,6 +86,18 @@ def test_the_security_doc(tmp_path, redis_url):
                             replace={"/srv/data": str(data), "/etc/littleflow/tokens": str(tokens),
                                      ":8080": f":{free_port()}"})
     read("docs/security.md", session)
+
+
+def test_the_protocol_doc(tmp_path, redis_url):
+    read("docs/protocol.md", Session.start(tmp_path, env={"LITTLEFLOW_REDIS_URL": redis_url}))
+
+
+def test_the_workers_doc(tmp_path):
+    try:
+        find_server()  # for `littleflow serve`
+    except ServerNotFound as error:
+        pytest.skip(str(error))
+    read("docs/workers.md", Session.start(tmp_path))
 
 
 def test_the_kubernetes_doc(tmp_path, redis_url, k8s_server):  # noqa: F811
