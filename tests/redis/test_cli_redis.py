@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import redis
+from rediscluster import on_server_and_cluster
 
 from littleflow.redis.client import DEFAULT_URL, redis_url
 from littleflow.redis.server import ServerNotFound, find_server
@@ -200,6 +201,7 @@ def test_list_searches_ids_and_flow_names(lf):
     assert one_line(nothing.stderr) == "littleflow: no workflows matching 'no such thing'"
 
 
+@on_server_and_cluster
 def test_terminate_resume_and_send(lf):
     id = lf.submit("wait.flow")
 
@@ -233,6 +235,7 @@ def test_terminate_resume_and_send(lf):
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}  event     event=go data=\{\"a\": 1\}", lines[-3])
 
 
+@on_server_and_cluster
 def test_archive_delete_and_restore_bring_back_the_same_workflow(lf, tmp_path):
     result = lf("submit", "double.flow", "--input", '{"n": 3}', "--wait")
     id = result.stderr.split()[-1]
@@ -275,6 +278,7 @@ def test_bad_values_and_damaged_archives_are_one_line_and_exit_2(lf, tmp_path):
     assert [w["id"] for w in lf.json("list")] == [id]
 
 
+@on_server_and_cluster
 def test_workers_and_dead_letters(lf):
     lf("submit", "double.flow", "--input", '{"n": 1}', "--wait")
     workers = lf.json("workers")
@@ -296,6 +300,25 @@ def test_mistakes_are_one_line_and_exit_2(lf):
     assert event.returncode == 2 and "event name" in one_line(event.stderr)
     data = lf("send", "go", "--data", "{nope")
     assert data.returncode == 2 and one_line(data.stderr).startswith("littleflow: error: bad input in --data")
+
+
+def test_submit_require_workers_refuses_a_flow_whose_tasks_no_live_worker_serves(tmp_path, redis_url):
+    lf = Shell(project(tmp_path), base_env(tmp_path, redis_url))
+    refused = lf("submit", "double.flow", "--input", '{"n": 1}', "--wait", "--require-workers")
+    assert refused.returncode == 2
+    assert one_line(refused.stderr) == "littleflow: error: no live worker serves task double; nothing submitted"
+    assert lf.json("list") == []
+    worker = lf.start("worker", "--tasks", "tasks_for_cli.py")
+    try:
+        started(worker, "littleflow worker:")
+        deadline = time.monotonic() + 10
+        while not lf.json("workers"):  # (it says what it serves as its loop begins)
+            assert time.monotonic() < deadline, "the worker never said what it serves"
+            time.sleep(0.05)
+        done = lf("submit", "double.flow", "--input", '{"n": 1}', "--require-workers", "--quiet")
+        assert done.returncode == 0 and done.stderr == ""
+    finally:
+        stop(worker)
 
 
 def test_submit_with_a_key_prints_the_first_workflow_s_id(tmp_path, redis_url):
@@ -345,6 +368,7 @@ def test_a_worker_needs_tasks(tmp_path, redis_url):
     assert result.returncode == 2 and "--tasks" in one_line(result.stderr)
 
 
+@on_server_and_cluster
 def test_engine_and_worker_processes_run_a_workflow_and_stop_on_sigterm(tmp_path, redis_url):
     lf = Shell(project(tmp_path), base_env(tmp_path, redis_url))
     engine = lf.start("engine", "--claim-idle", "5")
@@ -367,6 +391,7 @@ def test_engine_and_worker_processes_run_a_workflow_and_stop_on_sigterm(tmp_path
     assert "littleflow worker: stopped (2 tasks run)" in worker_err
 
 
+@on_server_and_cluster
 def test_events_follow_ends_quietly_on_sigterm(lf):
     follow = lf.start("events", "--follow", "--json")
     try:
