@@ -21,8 +21,11 @@ from ..state import State
 from .protocol import ENGINES, RESOURCE, Keys, StartTask, parse_task_id, task_id
 from .scripts import Scripts
 
-#: Entries kept in a workflow's log and in the events stream (approximately: trimming is lazy).
-LOG_LENGTH = 10_000
+#: Bytes of a workflow's log kept (its latest entries; a few dozen bytes each), in its hash:
+#: the log is rewritten whole as it grows, which this bounds (the entries of a step are
+#: written together, and most workflows have two).
+LOG_BYTES = 64 * 1024
+#: Entries kept in the events stream (approximately: trimming is lazy).
 EVENTS_LENGTH = 10_000
 #: What a workflow id may be made of (never ":", which would reach other keys; never dots
 #: alone, which a URL path cannot hold as a name).
@@ -128,6 +131,7 @@ class Step:
         self.starts: list[StartTask] = []
         self.tasks: dict[str, dict[str, Any] | str] = {}  # task id -> its info, or that as JSON text
         self.log: list[dict[str, str]] = []
+        self.flow: tuple[str, str, str, str, str] | None = None  # a creation's: digest, flow JSON, text, base, limit
         self.events: list[dict[str, str]] = []
         self.fields: dict[str, str] = {}
         self.ends: list[list] = []  # the ends applied ([task id, seq, status, output or error]), for the journal
@@ -149,7 +153,8 @@ class Store:
         self.keys = keys or Keys()
         self.scripts = Scripts(client)
         self._flows: dict[str, tuple[Flow, Engine, dict, dict, str, int | None]] = {}
-        self._texts: dict[str, int] = {}  # the hash of the flow text each cached flow came from
+        self._digests: dict[str, str] = {}  # the digest of the flow each cached definition came from
+        self._shared: dict[str, tuple[Flow, str, str]] = {}  # definitions by digest: flow, base, limit
 
     # -- reading runs ---------------------------------------------------------------
     def load(self, id: str) -> Run:
@@ -169,18 +174,19 @@ class Store:
         valid = [id for id in ids if id not in runs]
         pipe = self.redis.pipeline(transaction=True)  # (the journal must match the state it follows)
         for id in valid:
-            pipe.hmget(self.keys.workflow(id), "run", "version", "snapshot", "flow", "base", "limit")
+            pipe.hmget(self.keys.workflow(id), "run", "version", "snapshot", "digest", "flow", "base", "limit")
             pipe.lrange(self.keys.journal(id), 0, -1)
         found = pipe.execute() if valid else []
-        for id, (run_blob, version, snapshot, flow_text, base, limit), journal in zip(valid, found[::2], found[1::2]):
+        self._fetch_definitions({fields[3] for fields in found[::2] if fields[1] is not None and fields[3]})
+        for id, (run_blob, version, snapshot, digest, *legacy), journal in zip(valid, found[::2], found[1::2]):
             if version is None:
                 runs[id] = None
                 continue
             try:
-                flow, engine = self._definition(id, flow_text, base, limit)[:2]
+                flow, engine, _, _, base, _ = self._definition(id, digest, legacy)
                 data = json.loads(run_blob)
                 run = Run(id, flow, engine, State.from_json(data["state"]), int(snapshot or version), data["seqs"],
-                          data["seq"], base or "", engine.limit,
+                          data["seq"], base, engine.limit,
                           queue=deque(Start(*start) for start in data.get("queue", ())), snapshot=len(run_blob))
                 for entry in journal:
                     step = json.loads(entry)
@@ -195,26 +201,82 @@ class Store:
                 runs[id] = StoreError(f"workflow {id} is damaged and cannot be read: {type(error).__name__}: {error}")
         return runs
 
-    def _definition(self, id: str, flow_text: str | None = None, base: str | None = None,
-                    limit: str | None = None) -> tuple:
+    def _definition(self, id: str, digest: str | None = None, legacy: list[str | None] | None = None) -> tuple:
+        """(flow, engine, @flow defaults, per-task entries, base, limit) of workflow ``id``: the
+        shared definition of ``digest``, or the ``legacy`` one (flow JSON, base, limit) that an
+        earlier version kept in the workflow's hash. Without either, the cached one, else read."""
+        if legacy and legacy[0] and not digest:
+            legacy_text = "\0".join(part or "" for part in legacy)
+            digest = "legacy:" + hashlib.sha256(legacy_text.encode("utf-8", "surrogatepass")).hexdigest()
         known = self._flows.get(id)
-        if known is not None and flow_text is not None and self._texts.get(id) != hash(flow_text):
-            known = None  # restored with another flow under the same id
+        if known is not None and digest is not None and self._digests.get(id) != digest:
+            known = None  # restored with another definition under the same id
         if known is None:
-            if flow_text is None:
-                flow_text, base, limit = self.redis.hmget(self.keys.workflow(id), "flow", "base", "limit")
-                if flow_text is None:
+            if digest is None:
+                digest, *legacy = self.redis.hmget(self.keys.workflow(id), "digest", "flow", "base", "limit")
+                if digest is None and legacy[0] is None:
                     raise StoreError(f"no workflow {id}")
-            flow = Flow.loads(flow_text)
+                return self._definition(id, digest, legacy)
+            if digest.startswith("legacy:"):
+                flow, base, limit = Flow.loads(legacy[0]), legacy[1], legacy[2]  # type: ignore[index]
+            else:
+                self._fetch_definitions({digest})
+                if digest not in self._shared:
+                    raise StoreError(f"workflow {id} is damaged: its flow {digest} is gone")
+                flow, base, limit = self._shared[digest]
             limit_value = int(limit) if limit else None
             defaults, per_task = _flow_options(flow)
             known = (flow, Engine(flow, limit_value), defaults, per_task, base or "", limit_value)
             if len(self._flows) > 2000:
-                self._texts.pop(next(iter(self._flows)), None)
+                self._digests.pop(next(iter(self._flows)), None)
                 self._flows.pop(next(iter(self._flows)))
             self._flows[id] = known
-            self._texts[id] = hash(flow_text)
+            self._digests[id] = digest
         return known
+
+    def _fetch_definitions(self, digests: set[str]) -> None:
+        """Read the shared definitions of ``digests`` not known yet (in one round trip)."""
+        missing = [digest for digest in digests if digest not in self._shared]
+        if not missing:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for digest in missing:
+            pipe.hmget(self.keys.flow(digest), "flow", "base", "limit")
+        for digest, (flow, base, limit) in zip(missing, pipe.execute()):
+            if flow is not None:
+                self._share(digest, Flow.loads(flow), base or "", limit or "")
+
+    def _share(self, digest: str, flow: Flow, base: str, limit: str) -> None:
+        if len(self._shared) > 2000:
+            self._shared.pop(next(iter(self._shared)))
+        self._shared[digest] = (flow, base, limit)
+
+    def definition(self, id: str) -> dict[str, Any] | None:
+        """What workflow ``id`` runs: ``name``, ``text``, ``flow`` (the compiled flow's JSON
+        text), ``base`` and ``limit`` (text, "" for none); None if there is no such workflow."""
+        name, digest, *found = self.redis.hmget(self.keys.workflow(id), "name", "digest", "flow", "text", "base",
+                                                "limit")
+        if digest:
+            found = self.redis.hmget(self.keys.flow(digest), "flow", "text", "base", "limit")
+        flow, text, base, limit = found
+        if flow is None:
+            return None
+        return {"name": name or None, "text": text or "", "flow": flow, "base": base or "", "limit": limit or ""}
+
+    def release_flows(self, ids: list[str], client: Any) -> None:
+        """Queue on ``client`` (a pipeline) the release of the shared definitions (flows) of
+        workflows ``ids``: each one's count of workflows drops by one, and it is deleted with
+        its last workflow. Call it before deleting the workflows' keys (a release is done
+        once: it takes the digest away)."""
+        if not ids:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for id in ids:
+            pipe.hget(self.keys.workflow(id), "digest")
+        for id, digest in zip(ids, pipe.execute()):
+            if digest:
+                self.scripts.release_flow(keys=[self.keys.workflow(id), self.keys.flow(digest)], args=[digest],
+                                          client=client)
 
     def parallelism(self, run: Run, default: int = DEFAULT_PARALLELISM) -> int:
         """How many task runs ``run`` may have queued or running at once: its flow's
@@ -252,17 +314,18 @@ class Store:
         payload = {
             "id": run.id, "status": run.state.status, "time": repr(now), "group": ENGINES,
             "fields": _flat(step.fields), "acks": step.acks, "starts": starts_out,
-            "tasks": _flat({k: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
-                            for k, v in step.tasks.items()}),
-            "log": [_flat(entry) for entry in step.log], "loglen": LOG_LENGTH,
+            "tasks": _flat({k: v if isinstance(v, str) else info_json(v) for k, v in step.tasks.items()}),
+            "log": [_compact({**entry, "@": int(now * 1000)}) for entry in step.log], "logbytes": LOG_BYTES,
             "events": [_flat(entry) for entry in step.events], "eventlen": EVENTS_LENGTH,
+            "index": self._index_keys(run.flow.name or ""),
         }
         if restored is not None:  # a restore: its own version, and the times it had
             payload["version"], payload["created"], payload["time"] = run.version, *map(repr, restored)
         if once is not None:
             payload["once"] = {"fingerprint": once[1], "ttl": once[2]}
         entry = ""
-        if step.ends and not create and run.state.status == "running":  # (an ended run is written whole, once)
+        final = run.state.status != "running" and not run.state.running  # (an ended run is written whole, once)
+        if step.ends and not create and not final:
             entry = json.dumps({"ends": step.ends, "parallelism": step.parallelism}, ensure_ascii=False,
                                separators=(",", ":"))
             if run.journaled + len(entry) > max(JOURNAL_MIN, run.snapshot):
@@ -270,11 +333,29 @@ class Store:
         blob = "" if entry else run.blob()
         run.writing = len(entry) if entry else -len(blob)
         keys = self.keys
-        return {"keys": [keys.workflow(run.id), keys.task_info(run.id), keys.ends, keys.log(run.id), keys.events,
-                         keys.workflows, *(keys.by_state(state) for state in STATES), keys.journal(run.id),
-                         *streams, *([once[0]] if once else [])],
+        names = [keys.workflow(run.id), keys.task_info(run.id), keys.ends, keys.log(run.id), keys.events,
+                 keys.workflows, *(keys.by_state(state) for state in STATES), keys.journal(run.id), *streams]
+        if step.flow is not None and create:  # a new workflow's flow, shared (the idempotency key stays last)
+            names.append(keys.flow(step.flow[0]))
+            payload["flow"] = {"key": len(names), "fields": _flat(dict(zip(("flow", "text", "base", "limit"),
+                                                                          step.flow[1:])))}
+        return {"keys": [*names, *([once[0]] if once else [])],
                 "args": ["" if create else str(run.version), blob, entry,
                          json.dumps(payload, ensure_ascii=False, separators=(",", ":"))]}
+
+    def _index_keys(self, name: str) -> dict[str, Any]:
+        """The listing indexes a step of a workflow of flow ``name`` keeps (scripts/commit.lua)."""
+        cache = self.__dict__.setdefault("_index_cache", {})
+        index = cache.get(name)
+        if index is None:
+            keys = self.keys
+            index = {"ended": keys.ended, "ids": {state: keys.ids(state) for state in STATES}}
+            if name:
+                index.update(flow=name, name=keys.by_name(name), names=keys.names,
+                             named={state: keys.by_name(name, state) for state in STATES})
+            if len(cache) < 1000:
+                cache[name] = index
+        return index
 
     def committed(self, run: Run, result: Any) -> int:
         """Take in the result of a commit: the run's new version, or :class:`Conflict` /
@@ -332,17 +413,20 @@ class Store:
                                  "no space at either end")
         defaults, per_task = _flow_options(flow)  # a mistake in the @flow options is the submitter's to hear of
         flow_text = flow.dumps()
+        limit_text = "" if limit is None else str(limit)
+        digest = flow_digest(flow_text, text, base, limit_text)
         engine = Engine(flow, limit)
-        fields = {"flow": flow_text, "text": text, "base": base, "name": flow.name or "",
-                  "limit": "" if limit is None else str(limit)}
+        self._share(digest, flow, base, limit_text)
+        fields = {"digest": digest, **({"name": flow.name} if flow.name else {})}
         pipe = self.redis.pipeline(transaction=False)
         runs, claims = [], []
         for input, id, key in zip(inputs, ids or [new_id() for _ in inputs], keys):
             run = Run(id, flow, engine, State(flow.end), 0, base=base, limit=limit)
             self._flows[id] = (flow, engine, defaults, per_task, base, limit)
-            self._texts[id] = hash(flow_text)
+            self._digests[id] = digest
             starts = run.release(engine.start(run.state, input), self.parallelism(run))
             step = Step()
+            step.flow = (digest, flow_text, text, base, limit_text)
             step.fields = {**fields, "created": repr(time.time())}
             step.log.append({"kind": "submitted"})
             step.events.append({"kind": "workflow", "workflow": id, "state": run.state.status,
@@ -392,7 +476,7 @@ class Store:
         if id == run.id:
             return
         self._flows.pop(run.id, None)
-        self._texts.pop(run.id, None)
+        self._digests.pop(run.id, None)
         if claimed != fingerprint:
             raise KeyReused(f"idempotency key {key!r} was given for workflow {id} with another flow or input; "
                             "a new workflow needs a new key")
@@ -403,23 +487,32 @@ class Store:
         """Write an archived workflow back under its id in one transaction, replacing what
         is there, its running tasks (``starts``) sent again."""
         keys, id = self.keys, run.id
+        fields = dict(fields)
+        shared = [fields.pop(name, "") for name in ("flow", "text", "base", "limit")]
+        digest = flow_digest(*shared)
+        fields["digest"] = digest
+        fields = {name: value for name, value in fields.items() if value}  # (absent is empty)
         self._flows.pop(id, None)
-        self._definition(id, fields["flow"], fields["base"], fields["limit"])
+        self._share(digest, run.flow, shared[2], shared[3])
+        self._definition(id, digest)
         for start in starts:  # (sent again under new run numbers)
             run.seqs.pop(task_id(start.key), None)
         starts = run.release(starts, self.parallelism(run))
         step = Step()
         step.fields = fields
+        step.flow = (digest, *shared)
         step.log.append({"kind": "restored"})
         step.events.append({"kind": "workflow", "workflow": id, "state": run.state.status})
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(keys.workflow(id), keys.task_info(id), keys.log(id), keys.waits(id), keys.journal(id))
-        for state in STATES:
-            pipe.zrem(keys.by_state(state), id)
+        self.release_flows([id], pipe)  # (of what the id held before)
+        old_name = self.redis.hget(keys.workflow(id), "name") or ""
+        self.scripts.forget(**self.forget_call(id, old_name, event=False), client=pipe)
         if tasks:
             pipe.hset(keys.task_info(id), mapping=tasks)
-        for entry_id, entry in log:
-            pipe.xadd(keys.log(id), entry, id=entry_id)
+        if log:
+            lines = "".join(_compact({**entry, "@": int(entry_id.partition("-")[0])}) + "\n"
+                            for entry_id, entry in log)
+            step.fields["log"] = lines[-LOG_BYTES:].partition("\n")[2] if len(lines) > LOG_BYTES else lines
         self.scripts.commit(client=pipe, **self.commit_call(run, step, starts, create=True, restored=times))
         *_, result = pipe.execute(raise_on_error=False)
         self.committed(run, result)
@@ -440,6 +533,44 @@ class Store:
             except Conflict:
                 continue
         raise StoreError(f"workflow {id} keeps changing; try again")
+
+    # -- forgetting ----------------------------------------------------------------------
+    def forget(self, ids: list[str]) -> int:
+        """Remove workflows ``ids``, whatever their state (the caller decides which may go):
+        every key of each, its entries in every index, its share of its flow and its
+        idempotency key; the events stream gets each one's state ``deleted``. Returns how
+        many of them there were."""
+        ids = [id for id in dict.fromkeys(ids) if VALID_ID.fullmatch(id)]
+        gone = 0
+        for _ in range(5):  # (again for those restored under another flow name meanwhile)
+            if not ids:
+                break
+            pipe = self.redis.pipeline(transaction=False)
+            for id in ids:
+                pipe.hmget(self.keys.workflow(id), "name", "idempotency")
+            found = pipe.execute()
+            pipe = self.redis.pipeline(transaction=True)
+            self.release_flows(ids, pipe)
+            for id, (name, key) in zip(ids, found):
+                self.scripts.forget(**self.forget_call(id, name or "", key), client=pipe)
+            results = pipe.execute()[-len(ids):]
+            for id in ids:
+                self._flows.pop(id, None)
+            gone += sum(1 for result in results if result == 1)
+            ids = [id for id, result in zip(ids, results) if result == -1]
+        return gone
+
+    def forget_call(self, id: str, name: str, key: str | None = None, event: bool = True) -> dict[str, list]:
+        """The keys and arguments of scripts/forget.lua for workflow ``id`` of flow ``name``
+        (its idempotency ``key``, released; a ``deleted`` event unless not ``event``)."""
+        keys = self.keys
+        names = [keys.workflow(id), keys.journal(id), keys.task_info(id), keys.log(id), keys.waits(id), keys.events,
+                 keys.workflows, keys.ended, keys.names, *(keys.by_state(state) for state in STATES),
+                 *(keys.ids(state) for state in STATES)]
+        if name:
+            names += [keys.by_name(name), *(keys.by_name(name, state) for state in STATES)]
+        return {"keys": [*names, *([key] if key else [])],
+                "args": [id, name, "1" if event else "0", EVENTS_LENGTH, "1" if key else "0"]}
 
     # -- reading what is there --------------------------------------------------------
     def ids(self, start: int = 0, count: int = -1, state: str | None = None) -> list[str]:
@@ -463,7 +594,32 @@ class Store:
         return {k: json.loads(v) for k, v in self.redis.hgetall(self.keys.task_info(id)).items()}
 
     def log(self, id: str) -> list[dict[str, Any]]:
-        return [{"id": entry_id, **fields} for entry_id, fields in self.redis.xrange(self.keys.log(id))]
+        """The workflow's log, oldest first: each entry's fields (text) and an ``id`` that
+        increases, ``MS-N`` (its time in milliseconds, and a count within the same one)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hget(self.keys.workflow(id), "log")
+        pipe.type(self.keys.log(id))
+        lines, kind = pipe.execute()
+        older = []
+        if kind == "stream":  # the log's start, written by an earlier version
+            older = [{"id": entry_id, **fields} for entry_id, fields in self.redis.xrange(self.keys.log(id))]
+        log, last, count = [], 0, -1
+        if older:
+            last, count = map(int, older[-1]["id"].split("-"))
+        for line in (lines or "").splitlines():
+            entry = json.loads(line)
+            ms = int(entry.pop("@", 0))
+            ms, count = (last, count + 1) if ms <= last else (ms, 0)
+            last = ms
+            log.append({"id": f"{ms}-{count}", **{name: str(value) for name, value in entry.items()}})
+        return older + log
+
+
+def flow_digest(flow: str, text: str, base: str, limit: str) -> str:
+    """What names a shared definition: the SHA-256 of its compiled flow's JSON, its text, base
+    and limit (the first 128 bits, in hex: a workflow keeps it, and bytes count there)."""
+    parts = "\0".join((flow, text, base, limit))
+    return hashlib.sha256(parts.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def new_id() -> str:
@@ -500,14 +656,16 @@ def info_json(info: dict[str, Any], **values: Any) -> str:
     """The JSON text of a task info entry: ``info`` and ``values`` (input, output), each of
     these as :func:`capped` keeps it (the engine writes one for every end: small ones, by
     far the most, are encoded once)."""
-    text = json.dumps({**info, **values}, ensure_ascii=False)
+    info = {name: value for name, value in (*info.items(), *values.items()) if value is not None}
+    text = _compact(info)
     if len(text) <= MAX_INFO_VALUE // 4:  # (at most 4 bytes a character: every value fits)
         return text
-    parts = [json.dumps(info, ensure_ascii=False)[:-1]]
-    for name, value in values.items():
-        text, size = _sized(value)
-        parts.append(f', "{name}": {text if size <= MAX_INFO_VALUE else json.dumps({"truncated": size})}')
-    return "".join(parts) + "}"
+    parts = [_compact(name) + ":" + _compact(value) for name, value in info.items() if name not in values]
+    for name in values:
+        if name in info:
+            text, size = _sized(info[name])
+            parts.append(f'"{name}":{text if size <= MAX_INFO_VALUE else _compact({"truncated": size})}')
+    return "{" + ",".join(parts) + "}"
 
 
 def _sized(value: Any, limit: int = MAX_INFO_VALUE) -> tuple[str, int]:
