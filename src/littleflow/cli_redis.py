@@ -685,7 +685,8 @@ def status_command(target: Target, id: str, as_json: bool) -> None:
 @redis_command("list")
 @click.option("--state", type=click.Choice(STATES), help="Only workflows in this state.")
 @click.option("--name", help="Only workflows of the flow of this name (@flow NAME).")
-@click.option("--search", metavar="TEXT", help="Only workflows whose id or flow name contains TEXT (any case).")
+@click.option("--search", metavar="PREFIX",
+              help="Only workflows whose id or flow name starts with PREFIX (case-sensitive).")
 def list_command(target: Target, state: str | None, name: str | None, search: str | None, as_json: bool) -> None:
     """List the workflows, oldest first."""
     found = target.client().list(state=state, name=name, search=search)

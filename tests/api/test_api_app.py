@@ -154,20 +154,21 @@ def test_list_pages_and_filters(api):
         assert http.get(f"{base}/workflows", params={"state": "sleeping"}).status_code == 422
 
 
-def test_list_searches_ids_and_flow_names_and_counts_the_matches(api):
+def test_list_searches_prefixes_of_ids_and_flow_names_and_counts_the_matches(api):
     base, _ = api
     with httpx.Client() as http:
         ids = [http.post(f"{base}/workflows", json={"flow": flow}).json()["id"]
-               for flow in ("A", "@flow nightly-report\nA", "@flow Nightly\nA", "nobody:serves")]
+               for flow in ("A", "@flow nightly-report\nA", "@flow nightly\nA", "nobody:serves")]
 
         def listed(**params):
             page = http.get(f"{base}/workflows", params=params).json()
             return [w["id"] for w in page["workflows"]], page["total"]
 
-        assert listed(q="NIGHTLY") == (ids[1:3], 2)
+        assert listed(q="night") == (ids[1:3], 2)
+        assert listed(q="NIGHTLY") == listed(q="report") == ([], 0)  # a prefix, case-sensitive
         assert listed(q="nightly", limit=1, offset=1) == (ids[2:3], 2)
-        assert listed(q=ids[3][-8:].upper()) == (ids[3:], 1)
-        assert listed(q="nightly", name="Nightly") == (ids[2:3], 1)
+        assert listed(q=ids[3]) == (ids[3:], 1) and listed(q=ids[3][-8:]) == ([], 0)
+        assert listed(q="nightly", name="nightly") == (ids[2:3], 1)
         for id in ids[:3]:
             finished(http, base, id)
         assert listed(q="nightly", state="finished") == (ids[1:3], 2)
@@ -184,7 +185,7 @@ def test_list_searches_ids_and_flow_names_and_counts_the_matches(api):
         for state in ("running", "finished", "failed", "terminated"):
             assert counts(state=state) == {**nightly, "running": 1, "finished": 3}  # without q: every workflow
             assert counts(q="nightly", state=state, limit=1) == nightly
-            assert counts(q="nightly", name="Nightly", state=state) == {**nightly, "finished": 1}
+            assert counts(q="nightly", name="nightly", state=state) == {**nightly, "finished": 1}
             assert counts(q="no such thing", state=state) == dict.fromkeys(nightly, 0)
 
 

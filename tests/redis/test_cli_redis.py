@@ -191,11 +191,12 @@ def test_a_failing_task_exits_1_with_the_failure_lines(lf):
     assert table.returncode == 0 and done_id in table.stdout and "failed" in table.stdout
 
 
-def test_list_searches_ids_and_flow_names(lf):
+def test_list_searches_prefixes_of_ids_and_flow_names(lf):
     (lf.cwd / "nightly.flow").write_text("@flow Nightly\ndouble\n", encoding="utf-8")
     first, second = lf.submit("double.flow", '{"n": 1}'), lf.submit("nightly.flow", '{"n": 2}')
-    assert [s["id"] for s in lf.json("list", "--search", first[-8:].upper())] == [first]
-    assert [s["id"] for s in lf.json("list", "--search", "nIGHT")] == [second]
+    assert [s["id"] for s in lf.json("list", "--search", first[:-1])] == [first]
+    assert [s["id"] for s in lf.json("list", "--search", "Night")] == [second]
+    assert lf.json("list", "--search", "nIGHT") == lf.json("list", "--search", first[-8:]) == []
     nothing = lf("list", "--search", "no such thing")
     assert (nothing.returncode, nothing.stdout) == (0, "")
     assert one_line(nothing.stderr) == "littleflow: no workflows matching 'no such thing'"

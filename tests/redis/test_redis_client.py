@@ -9,7 +9,7 @@ import threading
 import pytest
 import redis
 
-from littleflow.redis import client as client_module
+from littleflow.redis import store as store_module
 from littleflow.redis.client import Client
 from littleflow.redis.protocol import Keys
 from littleflow.redis.server import free_port
@@ -137,15 +137,17 @@ def test_task_info_keeps_what_fits_and_the_size_of_what_does_not():
         {"node": 1, "input": euros["x"][:20_000], "output": euros["x"][:20_000]}  # large together, each fits
 
 
-def test_list_searches_ids_and_names_in_any_case(four, client):
-    assert [w["id"] for w in client.list(search="ALPHA")] == [four["finished"], four["terminated"]]
-    assert [w["id"] for w in client.list(search="amm")] == [four["running"]]
-    part = four["failed"][-8:].upper()
-    assert [w["id"] for w in client.list(search=part)] == [four["failed"]]
+def test_list_searches_prefixes_of_ids_and_names(four, client):
+    assert [w["id"] for w in client.list(search="alp")] == [four["finished"], four["terminated"]]
+    assert client.list(search="ALPHA") == client.list(search="lpha") == []  # prefixes, case-sensitive
+    assert [w["id"] for w in client.list(search="gam")] == [four["running"]]
+    assert [w["id"] for w in client.list(search=four["failed"])] == [four["failed"]]
+    assert client.list(search=four["failed"][-8:]) == []
     assert client.list(search="alpha", state="running") == []
     assert [w["id"] for w in client.list(search="a", name="alpha", state="terminated")] == [four["terminated"]]
     assert client.list(search="no such thing") == []
     assert [w["id"] for w in client.list(search="")] == list(four.values())
+    assert [w["id"] for w in client.list(search=four["running"][:4])] == list(four.values())  # the year
 
 
 ONE_EACH = {"running": 1, "finished": 1, "failed": 1, "terminated": 1}
@@ -155,7 +157,7 @@ NONE = dict.fromkeys(ONE_EACH, 0)
 def test_a_page_counts_all_that_match(four, client):
     assert [len(page.workflows) for page in [client.page(count=2), client.page(offset=3)]] == [2, 1]
     assert client.page(count=2).total == 4 and client.page(state="running", count=0) == ([], 1, ONE_EACH)
-    found, total, _ = client.page(search="a", offset=1, count=1)  # alpha, beta, gamma: all three names
+    found, total, _ = client.page(search=four["running"][:4], offset=1, count=1)  # every id: the year
     assert total == 4 and [w["id"] for w in found] == [four["failed"]]
     assert client.page(name="alpha", count=1).total == 2
     assert client.page(search="zzz") == ([], 0, NONE)
@@ -166,14 +168,15 @@ def test_a_page_counts_each_state_whatever_the_state_filter(four, client):
     for state in (None, *ONE_EACH):
         assert client.page(state).counts == ONE_EACH
         assert client.page(state, name="alpha").counts == alpha
-        assert client.page(state, search="ALPHA", count=0).counts == alpha
-        assert client.page(state, search=four["failed"][-8:]).counts == {**NONE, "failed": 1}
-    page = client.page("terminated", search="a", newest=True)
+        assert client.page(state, search="alph", count=0).counts == alpha
+        assert client.page(state, search=four["failed"]).counts == {**NONE, "failed": 1}
+    year = four["running"][:4]
+    page = client.page("terminated", search=year, newest=True)
     assert (page.total, page.counts) == (1, ONE_EACH) and [w["id"] for w in page.workflows] == [four["terminated"]]
-    page = client.page(search="a", newest=True, offset=1, count=2)
+    page = client.page(search=year, newest=True, offset=1, count=2)
     assert [w["id"] for w in page.workflows] == [four["terminated"], four["failed"]] and page.total == 4
     client.delete(four["failed"])
-    assert client.page().counts == client.page(search="a").counts == {**ONE_EACH, "failed": 0}
+    assert client.page().counts == client.page(search=year).counts == {**ONE_EACH, "failed": 0}
 
 
 def test_list_filters_by_state_and_name(four, client):
@@ -244,7 +247,7 @@ def test_restore_over_an_existing_id_is_refused_without_replace(four, client):
 
 
 def test_delete_tells_the_events_stream_and_trims_it_as_steps_do(four, client, monkeypatch):
-    monkeypatch.setattr(client_module, "EVENTS_LENGTH", 1)
+    monkeypatch.setattr(store_module, "EVENTS_LENGTH", 1)
     for i in range(300):
         client.redis.xadd(client.keys.events, {"kind": "event", "event": "e", "data": str(i)})
     client.delete(four["failed"])

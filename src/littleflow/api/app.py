@@ -162,13 +162,15 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
     def list_workflows(state: str | None = Query(None, description="running, finished, failed or terminated"),
                        name: str | None = Query(None, description="the flow's @flow name"),
                        q: str | None = Query(None, max_length=200,
-                                             description="a part of the id or of the flow name, in any case"),
+                                             description="a prefix of the id or of the flow name "
+                                                         "(case-sensitive)"),
                        offset: int = Query(0, ge=0, le=10**9),
                        limit: int = Query(100, ge=1, le=1000),
                        order: str = Query("oldest", pattern="^(oldest|newest)$",
                                           description="oldest (default) or newest first")) -> dict[str, Any]:
-        """Workflows, a page at a time, by when they were submitted; ``total`` counts all that
-        match, ``counts`` those of each state that match ``name`` and ``q`` (whatever ``state``)."""
+        """Workflows, a page at a time, by when they were submitted; ``q``: those whose id or
+        flow name starts with it. ``total`` counts all that match, ``counts`` those of each state
+        that match ``name`` and ``q`` (whatever ``state``). Read from indexes, never a scan."""
         if state is not None and state not in STATES:
             raise Problem(422, "Invalid request", f"state must be one of {', '.join(STATES)}, not {state!r}")
         page = client.page(state, name, offset, limit, q, newest=order == "newest")

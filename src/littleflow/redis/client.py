@@ -15,13 +15,12 @@ from ..engine import DEFAULT_LIMIT, Engine, Start
 from ..flow import Flow
 from ..local import load_workflow
 from ..values import check_value
-from . import waits
+from . import listing, waits
 from .archive import FORMAT as ARCHIVE_FORMAT
 from .archive import Restorable, validate
 from .connection import connect, safe_url
 from .protocol import REGISTER_EVERY, RESOURCE, SHARED_NAMESPACES, Keys, namespace
 from .store import (
-    EVENTS_LENGTH,
     KEY_TTL,
     STATES,
     VALID_ID,
@@ -137,42 +136,18 @@ class Client:
     def list(self, state: str | None = None, name: str | None = None, offset: int = 0,
              count: int | None = None, search: str | None = None) -> list[dict[str, Any]]:
         """Workflows, oldest first: id, name, state, created, updated; filtered by state, flow
-        name and ``search`` (a case-insensitive part of the id or the flow name)."""
+        name and ``search`` (a prefix of the id or of the flow name, case-sensitive)."""
         return self.page(state, name, offset, count, search).workflows
 
     def page(self, state: str | None = None, name: str | None = None, offset: int = 0,
              count: int | None = None, search: str | None = None, newest: bool = False) -> Page:
         """A page of :meth:`list` (``newest`` first, or oldest), how many workflows match all
-        the filters, and how many of each state match the others (``name`` and ``search``)."""
+        the filters, and how many of each state match the others (``name`` and ``search``).
+        Read from indexes, never a scan of every workflow (see :mod:`.listing`)."""
         if state is not None and state not in STATES:
             raise StoreError(f"unknown state {state!r} (one of {', '.join(STATES)})")
-        pipe = self.redis.pipeline(transaction=False)
-        if name is None and not search:  # the indexes page and count by themselves
-            index = self.keys.workflows if state is None else self.keys.by_state(state)
-            if count != 0:
-                pipe.zrange(index, offset, -1 if count is None else offset + count - 1, desc=newest)
-            pipe.zcard(index)
-            for each in STATES:
-                pipe.zcard(self.keys.by_state(each))
-            found = pipe.execute()
-            ids, total = (found[0] if count != 0 else []), found[-len(STATES) - 1]
-            counts = dict(zip(STATES, found[-len(STATES):]))
-        else:  # one scan of every workflow's state and name
-            every = self.redis.zrange(self.keys.workflows, 0, -1, desc=newest)
-            for id in every:
-                pipe.hmget(self.keys.workflow(id), "status", "name")
-            needle = search.casefold() if search else None
-            counts, matches = dict.fromkeys(STATES, 0), []
-            for id, (status, flow_name) in zip(every, pipe.execute() if every else []):
-                if status is None or (name is not None and (flow_name or None) != name):
-                    continue
-                if needle is not None and needle not in id.casefold() and needle not in (flow_name or "").casefold():
-                    continue
-                if status in counts:
-                    counts[status] += 1
-                if state is None or status == state:
-                    matches.append(id)
-            ids, total = matches[offset:None if count is None else offset + count], len(matches)
+        ids, total, counts = listing.find(self.redis, self.keys, self.store.scripts, state, name, offset, count,
+                                          search, newest)
         # (a workflow may have changed state since it was found)
         workflows = [s for s in self.store.summaries(ids) if state is None or s["state"] == state]
         return Page(workflows, total, counts)

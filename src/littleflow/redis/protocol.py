@@ -48,6 +48,10 @@ class Keys:
         self.dead = p + "dead"  # stream: messages set aside (malformed, unknown, duplicates)
         self.events = p + "events"  # stream: events sent and workflow state changes
         self.workflows = p + "workflows"  # sorted set: workflow ids by submit time
+        self.names = p + "names"  # sorted set, score 0: the flow names that have workflows (name prefixes, by lex)
+        # sorted set: the ids of the workflows that ended (finished, failed, terminated) by the
+        # time they did; a resumed one leaves it (what retention reads for expired workflows)
+        self.ended = p + "ended"
         self.delays = p + "delays"  # sorted set: wait:delay timers by due time
         self.control = p + "control"  # pub/sub channel: {"cancel": ID}
         self.workers = p + "workers"  # hash: worker name -> JSON of what it serves, last seen
@@ -57,6 +61,15 @@ class Keys:
     def by_state(self, state: str) -> str:
         """Sorted set: the ids of the workflows in ``state``, by submit time."""
         return f"{self.root}state:{state}"
+
+    def ids(self, state: str) -> str:
+        """Sorted set, score 0: the ids of the workflows in ``state`` in lex order (id prefixes)."""
+        return f"{self.root}state:{state}:ids"
+
+    def by_name(self, name: str, state: str | None = None) -> str:
+        """Sorted set: the ids of the workflows of flow ``name`` (in ``state``), by submit time.
+        (The state comes first: a name may hold colons.)"""
+        return f"{self.root}name:{name}" if state is None else f"{self.root}state:{state}:name:{name}"
 
     def stream(self, name: str) -> str:
         """The start-task stream that carries task ``name``: its namespace's stream for the

@@ -409,7 +409,7 @@ function listView(main, signal) {
   let asked = 0;  // the number of the latest refresh: older answers are dropped
 
   const tabs = h("div", { class: "tabs", role: "tablist" });
-  const box = h("input", { type: "search", placeholder: "Search by id or flow name", value: search, "aria-label": "search" });
+  const box = h("input", { type: "search", placeholder: "Id or flow name, its start", value: search, "aria-label": "search" });
   const body = h("tbody");
   const pager = h("div", { class: "pager" });
   put(main, h("section", { class: "list" },

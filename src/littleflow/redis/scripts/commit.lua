@@ -51,10 +51,22 @@ else
   redis.call('RPUSH', KEYS[11], ARGV[3])
 end
 redis.call('HSET', workflow, 'version', new, 'status', step.status, 'updated', step.time)
+local ix = step.index  -- the listing indexes (key names in Keys): ids, names, ended
 if was ~= step.status then  -- the workflow moves to the index of its new state
-  if was and STATES[was] then redis.call('ZREM', KEYS[STATES[was]], step.id) end
+  if was and STATES[was] then
+    redis.call('ZREM', KEYS[STATES[was]], step.id)
+    redis.call('ZREM', ix.ids[was], step.id)
+    if ix.named then redis.call('ZREM', ix.named[was], step.id) end
+  end
   local created = step.created or redis.call('ZSCORE', KEYS[6], step.id) or step.time
   redis.call('ZADD', KEYS[STATES[step.status]], created, step.id)
+  redis.call('ZADD', ix.ids[step.status], 0, step.id)
+  if ix.named then redis.call('ZADD', ix.named[step.status], created, step.id) end
+  if step.status == 'running' then  -- (resumed: it ends again later)
+    redis.call('ZREM', ix.ended, step.id)
+  else
+    redis.call('ZADD', ix.ended, step.time, step.id)
+  end
 end
 if #step.fields > 0 then chunked('HSET', workflow, step.fields, 2) end
 if #step.acks > 0 then chunked('XACK', KEYS[3], step.acks, 1, step.group) end
@@ -67,6 +79,10 @@ for _, entry in ipairs(step.events) do
 end
 if ARGV[1] == '' then
   redis.call('ZADD', KEYS[6], step.created or step.time, step.id)
+  if ix.named then
+    redis.call('ZADD', ix.name, step.created or step.time, step.id)
+    redis.call('ZADD', ix.names, 0, step.index.flow)
+  end
   if step.once then  -- claimed last: a write failing halfway leaves no key pointing at nothing
     redis.call('SET', KEYS[#KEYS], step.id .. ' ' .. step.once.fingerprint, 'EX', step.once.ttl)
   end
