@@ -273,12 +273,45 @@ CLAIM_IDLE = click.option("--claim-idle", type=click.FloatRange(min=0.1), defaul
 MAX_DELIVERIES = click.option("--max-deliveries", type=click.IntRange(min=1), default=5, show_default=True,
                               help="Deliveries of a message before it is set aside as a dead letter.")
 VERBOSE = click.option("--verbose", "-v", is_flag=True, help="Log what happens, not only warnings.")
+
+
+class Duration(click.ParamType):
+    """A duration: seconds, or 90s, 30m, 12h, 7d, 1d12h (see littleflow.redis.retention.parse_duration)."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        from .redis.retention import parse_duration
+
+        try:
+            return parse_duration(value)
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+RETENTION = click.option("--retention", type=Duration(), default="7d", show_default=True, metavar="DURATION",
+                         help="Remove finished, failed and terminated workflows this long after they ended "
+                              "(like 90s, 30m, 12h, 7d; 0 keeps them for ever).")
+ARCHIVE_DIR = click.option("--archive-dir", type=click.Path(file_okay=False, writable=True, path_type=Path),
+                           metavar="DIR", help="Write each workflow the retention removes to DIR/ID.json first "
+                                               "(the archive `littleflow archive` prints; `restore` takes it).")
 FILES = click.option("--files", "files", metavar="DIR", multiple=True, type=click.Path(exists=True, file_okay=False),
                      help="Let file resources read and write in this directory (repeatable; relative paths "
                           "resolve in the first) [default: no file resources].")
 HTTP_ALLOW = click.option("--http-allow", "http_allow", metavar="HOST|CIDR", multiple=True,
                           help="Let HTTP resources and http: tasks reach this host name, address or network "
                                "beyond the public addresses (repeatable) [default: public addresses only].")
+
+
+def archive_directory(path: Path | None) -> None:
+    """Make the --archive-dir directory (for this user alone) if it is not there, or a one-line error."""
+    if path is not None:
+        try:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as error:
+            fail(f"cannot make the archive directory {path}: {error.strerror or error}")
 
 
 def confinement(files: tuple[str, ...], http_allow: tuple[str, ...], owner: str) -> Any:
@@ -297,8 +330,11 @@ def confinement(files: tuple[str, ...], http_allow: tuple[str, ...], owner: str)
 @click.option("--parallelism", type=click.IntRange(min=1), default=DEFAULT_PARALLELISM, show_default=True,
               metavar="N", help="Task runs of one workflow queued or running at once, for flows that do not "
                                 "say (@flow (- parallelism: N -)); the rest wait their turn in the workflow.")
+@RETENTION
+@ARCHIVE_DIR
 @VERBOSE
-def engine_command(target: Target, claim_idle: float, max_deliveries: int, parallelism: int, verbose: bool) -> None:
+def engine_command(target: Target, claim_idle: float, max_deliveries: int, parallelism: int, retention: float,
+                   archive_dir: Path | None, verbose: bool) -> None:
     """Run an engine: advance workflows as their tasks end, until SIGINT or SIGTERM.
     Run as many as you like."""
     from .redis.engine import EngineProcess
@@ -307,11 +343,13 @@ def engine_command(target: Target, claim_idle: float, max_deliveries: int, paral
     from .redis.connection import connect
 
     log_to_stderr("engine", verbose)
+    archive_directory(archive_dir)
     with Signals() as signals:
         ping(target)
         stop = threading.Event()
         engine = EngineProcess(Store(connect(target.url), Keys(target.prefix)), connect(target.url, decode=False),
-                               claim_idle=claim_idle, max_deliveries=max_deliveries, parallelism=parallelism)
+                               claim_idle=claim_idle, max_deliveries=max_deliveries, parallelism=parallelism,
+                               retention=retention, archive_dir=archive_dir)
         click.echo(f"littleflow engine: {engine.name} on {target.shown} (prefix {target.prefix})", err=True)
         run_until_signalled("engine", signals, stop, threads_of(stop, engine))
     click.echo(f"littleflow engine: stopped ({plural(engine.applied, 'task end')} applied)", err=True)
@@ -411,11 +449,14 @@ def kubernetes_tasks(namespace: str | None, cleanup: float) -> Any:
 @FILES
 @HTTP_ALLOW
 @CLAIM_IDLE
+@RETENTION
+@ARCHIVE_DIR
 @VERBOSE
 def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: int, data_dir: Path | None,
                   port: int | None, api_address: str | None, tokens_file: str | None, no_auth: bool,
                   api_hosts: tuple[str, ...], cors: tuple[str, ...], max_nodes: int, api_only: bool, claim_idle: float,
-                  verbose: bool, files: tuple[str, ...], http_allow: tuple[str, ...]) -> None:
+                  verbose: bool, files: tuple[str, ...], http_allow: tuple[str, ...], retention: float,
+                  archive_dir: Path | None) -> None:
     """Run a whole system here: an engine, the built-in tasks and the Python tasks of
     --tasks, until SIGINT or SIGTERM. Without a Redis URL (--redis or
     $LITTLEFLOW_REDIS_URL) it starts a private Redis server on 127.0.0.1 and leaves its URL
@@ -429,6 +470,7 @@ def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: in
         fail("--api-only serves the API of a system running elsewhere: give --api HOST:PORT and a Redis URL "
              "(--redis or $LITTLEFLOW_REDIS_URL), and no --tasks")
     log_to_stderr("serve", verbose)
+    archive_directory(archive_dir)
     confine = confinement(files, http_allow, "server")
     registry = task_registry(task_sources) if task_sources else None
     with contextlib.ExitStack() as cleanup:
@@ -440,7 +482,8 @@ def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: in
         if target.given:
             click.echo(f"littleflow: serving on {target.shown} (prefix {target.prefix})", err=True)
         services = Services(target.url, prefix=target.prefix, tasks=registry, concurrency=concurrency,
-                            engine=not api_only, builtins=not api_only, claim_idle=claim_idle, confine=confine)
+                            engine=not api_only, builtins=not api_only, claim_idle=claim_idle, confine=confine,
+                            retention=retention, archive_dir=archive_dir)
         names = f": {', '.join(sorted(registry.names()))}" if registry is not None else ""
         click.echo("littleflow: the API alone (no engine, no tasks)" if api_only else
                    f"littleflow: an engine, the built-in tasks and {len(registry.names()) if registry else 0} "

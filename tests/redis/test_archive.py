@@ -295,3 +295,23 @@ def test_a_damaged_archive_is_refused_or_restored_and_then_everything_works(arch
         return
     event("restored")
     works(client, id)
+
+
+def test_an_archive_of_the_earlier_storage_restores_with_its_log_and_task_info(archives, client):
+    """Archives written before the log and task info were compacted: task info with nulls,
+    a log of stream ids (several in one millisecond)."""
+    archive = copy.deepcopy(archives["failed"])
+    for info in archive["tasks"].values():
+        info.update({key: info.get(key) for key in ("error", "worker", "note", "output")})
+    archive["log"] = [{"id": "1700000000000-0", "kind": "submitted"}, {"id": "1700000000000-1", "kind": "x"},
+                      {"id": "1700000000007-4", "kind": "failed", "task": "|2|-1", "node": "2", "error": "no"}]
+    client.restore(archive)
+    again = client.archive(archive["id"])
+    assert [entry["id"] for entry in again["log"]][:3] == ["1700000000000-0", "1700000000000-1", "1700000000007-0"]
+    assert [{k: v for k, v in entry.items() if k != "id"} for entry in again["log"]] == \
+        [{k: v for k, v in entry.items() if k != "id"} for entry in archive["log"]] + [{"kind": "restored"}]
+    assert again["tasks"] == {task: {k: v for k, v in info.items() if v is not None}
+                              for task, info in archive["tasks"].items()}
+    assert client.status(archive["id"])["error"]["error"] == archive["run"]["state"]["failures"][0]["error"]
+    client.delete(archive["id"])
+

@@ -22,7 +22,7 @@ from ..parser import Parser
 from ..state import State
 from ..values import MAX_DEPTH, check_value
 from .protocol import task_id
-from .store import VALID_ID, InvalidArchive, _flow_options
+from .store import VALID_ID, InvalidArchive, Store, StoreError, _flow_options, info_json
 
 FORMAT = "littleflow-archive/1"
 #: How much deeper than a value the archive itself nests (archive → run → state → frames →
@@ -229,6 +229,24 @@ class Restorable(NamedTuple):
     log: list[tuple[str, dict[str, str]]]
 
 
+def archive_of(store: Store, id: str) -> dict[str, Any]:
+    """Everything about workflow ``id`` of ``store`` as JSON: definition, state, task info,
+    log (what ``littleflow archive`` prints); raises :class:`StoreError` if there is none."""
+    fields = store.redis.hgetall(store.keys.workflow(id))
+    found = store.definition(id)
+    if not fields or found is None or not {"run", "status", "version"} <= fields.keys():
+        raise StoreError(f"no workflow {id}")
+    run = store.load(id)  # (its state: the one last written whole, and the journal since)
+    return {
+        "format": FORMAT, "id": id, "name": fields.get("name") or None, "text": found["text"],
+        "flow": json.loads(found["flow"]), "base": found["base"], "limit": found["limit"],
+        "status": run.state.status, "version": run.version,
+        "created": float(fields["created"]), "updated": float(fields["updated"]),
+        "run": {"state": run.state.to_json(), "seqs": run.seqs, "seq": run.seq},
+        "tasks": store.task_info(id), "log": store.log(id),
+    }
+
+
 def validate(archive: Any, max_nodes: int | None = None) -> Restorable:
     """``archive`` checked through and through (its flow with at most ``max_nodes`` nodes,
     as :class:`~littleflow.compiler.Compiler` counts them); raises :class:`InvalidArchive`
@@ -275,7 +293,7 @@ def _sound(archive: dict[str, Any], max_nodes: int | None) -> Restorable:
     for task, info in archive.get("tasks", {}).items():
         if info["node"] >= len(flow):
             _damaged(f"task {task} names node {info['node']}, which the flow does not have")
-        tasks[task] = json.dumps(info, ensure_ascii=False)
+        tasks[task] = info_json(info)
     return Restorable(id, flow, state, archive["status"], archive["version"], archive["run"]["seq"],
                       dict(archive["run"]["seqs"]), limit, (float(archive["created"]), float(archive["updated"])),
                       archive.get("base", ""), archive.get("text", ""), archive.get("name") or "",

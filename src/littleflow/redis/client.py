@@ -16,8 +16,7 @@ from ..flow import Flow
 from ..local import load_workflow
 from ..values import check_value
 from . import listing, waits
-from .archive import FORMAT as ARCHIVE_FORMAT
-from .archive import Restorable, validate
+from .archive import Restorable, archive_of, validate
 from .connection import connect, safe_url
 from .protocol import REGISTER_EVERY, RESOURCE, SHARED_NAMESPACES, Keys, namespace
 from .store import (
@@ -201,19 +200,7 @@ class Client:
     # -- archives -----------------------------------------------------------------------
     def archive(self, id: str) -> dict[str, Any]:
         """Everything about workflow ``id`` as JSON: definition, state, task info, log."""
-        fields = self.redis.hgetall(self.keys.workflow(_checked(id)))
-        found = self.store.definition(id)
-        if not fields or found is None or not {"run", "status", "version"} <= fields.keys():
-            raise StoreError(f"no workflow {id}")
-        run = self.store.load(id)  # (its state: the one last written whole, and the journal since)
-        return {
-            "format": ARCHIVE_FORMAT, "id": id, "name": fields.get("name") or None, "text": found["text"],
-            "flow": json.loads(found["flow"]), "base": fields.get("base", ""), "limit": fields.get("limit", ""),
-            "status": run.state.status, "version": run.version,
-            "created": float(fields["created"]), "updated": float(fields["updated"]),
-            "run": {"state": run.state.to_json(), "seqs": run.seqs, "seq": run.seq},
-            "tasks": self.store.task_info(id), "log": self.store.log(id),
-        }
+        return archive_of(self.store, _checked(id))
 
     def restore(self, archive: dict[str, Any] | Restorable, replace: bool = False) -> str:
         """Bring back an archived workflow under its id, in one transaction; a running one

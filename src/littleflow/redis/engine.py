@@ -10,12 +10,14 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import redis
 
 from ..engine import DEFAULT_PARALLELISM
 from .protocol import ENGINES, EndTask, Malformed, parse_task_id
+from .retention import DEFAULT_RETENTION, Sweeper
 from .store import Conflict, Run, Step, Store, StoreError, info_json
 from .streams import Streams, surviving
 
@@ -29,17 +31,21 @@ class EngineProcess:
     of one that stopped answering; ``max_deliveries``: deliveries of a message
     that cannot be applied before it is set aside in the dead-letter stream;
     ``parallelism``: task runs of a workflow queued or running at once, for flows
-    that do not say (``@flow (- parallelism: N -)``).
+    that do not say (``@flow (- parallelism: N -)``); ``retention``: seconds an ended
+    workflow is kept (0: for ever), archived first to ``archive_dir`` if given (see
+    :mod:`.retention`).
     """
 
     def __init__(self, store: Store, raw: redis.Redis, *, name: str | None = None, claim_idle: float = 30.0,
-                 max_deliveries: int = 5, batch: int = 512, parallelism: int = DEFAULT_PARALLELISM) -> None:
+                 max_deliveries: int = 5, batch: int = 512, parallelism: int = DEFAULT_PARALLELISM,
+                 retention: float = DEFAULT_RETENTION, archive_dir: Path | None = None) -> None:
         self.store = store
         self.parallelism = parallelism
         self.keys = store.keys
         self.name = name or consumer_name("engine")
         self.streams = Streams(raw, self.keys, ENGINES, self.name, claim_idle, max_deliveries)
         self.batch = batch
+        self.sweeper = Sweeper(store, retention, archive_dir)
         self._runs: OrderedDict[str, Run] = OrderedDict()  # recent runs, valid while their version holds
         # Task run-time histograms, added up here and written now and then: metrics, not state
         # (a crash loses a second of them, and no step waits for them).
@@ -56,7 +62,8 @@ class EngineProcess:
                 self.step(block)
 
     def step(self, block: float = 1.0) -> int:
-        """Read and apply one batch of ends (and, now and then, reclaim and trim)."""
+        """Read and apply one batch of ends (and, now and then, reclaim, trim and remove the
+        workflows ended longer ago than the retention)."""
         messages = self.streams.read({self.keys.ends: ">"}, self.batch, block)
         messages += self.streams.maintain(self.keys.ends)
         batch = []
@@ -68,6 +75,7 @@ class EngineProcess:
         if batch:
             self.apply(batch)
         self._write_timings()
+        self.sweeper.now_and_then()
         return len(messages)
 
     def _write_timings(self, every: float = 1.0) -> None:

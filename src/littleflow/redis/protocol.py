@@ -82,7 +82,7 @@ class Keys:
         return f"{self.root}ns:{space}"
 
     def workflow(self, id: str) -> str:
-        """Hash: a workflow's definition, state, status and times."""
+        """Hash: a workflow's state, status, times, log and the ``digest`` of its shared definition."""
         return f"{self.root}wf:{id}"
 
     def journal(self, id: str) -> str:
@@ -94,8 +94,16 @@ class Keys:
         return f"{self.root}wf:{id}:tasks"
 
     def log(self, id: str) -> str:
-        """Stream: a workflow's own history."""
+        """Stream: the history of a workflow as an earlier version kept it (read, and deleted with
+        the workflow). The history is now the ``log`` field of the workflow's hash: JSON lines,
+        oldest first, each with its time in milliseconds as ``@``."""
         return f"{self.root}wf:{id}:log"
+
+    def flow(self, digest: str) -> str:
+        """Hash: a shared definition — compiled flow (``flow``), its ``text``, ``base`` and
+        ``limit`` — stored once for all the workflows that run it (``refs`` of them, each
+        holding ``digest``, the first 128 bits of the SHA-256 of the four)."""
+        return f"{self.root}flow:{digest}"
 
     def waits(self, id: str) -> str:
         """Set: the waits (delays, event waiters, latch places) the workflow's tasks hold."""

@@ -17,6 +17,7 @@ from ..tasks import Registry
 from .builtins import BuiltinTasks
 from .engine import EngineProcess
 from .protocol import Keys
+from .retention import DEFAULT_RETENTION
 from ..private import private_file
 from .server import RedisServer, port_free
 from .store import Store
@@ -32,12 +33,15 @@ PORT_FILE = "redis.port"
 class Services:
     """Engine and workers on threads of this process, sharing one stop signal. ``confine``
     says which files and addresses the built-in tasks may touch (by default no files and
-    public addresses only); ``parallelism``: the engine's, for flows that do not say."""
+    public addresses only); ``parallelism``: the engine's, for flows that do not say;
+    ``retention`` and ``archive_dir``: how long the engine keeps ended workflows (seconds, 0
+    for ever) and where it archives them first (see :mod:`.retention`)."""
 
     def __init__(self, url: str, *, prefix: str = "lf", tasks: Registry | None = None, concurrency: int = 4,
                  builtin_concurrency: int = 16, engine: bool = True, builtins: bool = True,
                  claim_idle: float = 30.0, confine: Confinement = LOCKED,
-                 parallelism: int = DEFAULT_PARALLELISM) -> None:
+                 parallelism: int = DEFAULT_PARALLELISM, retention: float = DEFAULT_RETENTION,
+                 archive_dir: Path | None = None) -> None:
         self.url = url
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
@@ -46,7 +50,7 @@ class Services:
         self.workers: list[Worker] = []
         if engine:
             self.engines.append(EngineProcess(self._store(keys), connect(url, decode=False), claim_idle=claim_idle,
-                                              parallelism=parallelism))
+                                              parallelism=parallelism, retention=retention, archive_dir=archive_dir))
         if builtins:
             self.workers.append(Worker(self._store(keys), connect(url, decode=False), [BuiltinTasks(confine=confine)],
                                        concurrency=builtin_concurrency, claim_idle=claim_idle))

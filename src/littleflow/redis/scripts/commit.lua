@@ -1,6 +1,7 @@
 -- commit: KEYS = workflow, task info, end stream, log, events, index, the index of each
 --         state (running, finished, failed, terminated), journal, start streams…, then (when
---         the step has "once") the idempotency key
+--         the step has "flow", at KEYS[step.flow.key]) the shared definition, then (when the step
+--         has "once") the idempotency key
 --         ARGV = expected version ("" to create), run JSON ("" to keep it), journal entry
 --         ("" for none: the run JSON replaces the journal), step JSON
 -- One step of a workflow, all or nothing: write its run (whole, or the ends it applied
@@ -71,8 +72,18 @@ end
 if #step.fields > 0 then chunked('HSET', workflow, step.fields, 2) end
 if #step.acks > 0 then chunked('XACK', KEYS[3], step.acks, 1, step.group) end
 if #step.tasks > 0 then chunked('HSET', KEYS[2], step.tasks, 2) end
-for _, entry in ipairs(step.log) do
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', step.loglen, '*', unpack(entry))
+if step.flow then  -- a new workflow: its definition is stored once for all that run it, and counted
+  local shared = KEYS[step.flow.key]
+  if redis.call('EXISTS', shared) == 0 then redis.call('HSET', shared, unpack(step.flow.fields)) end
+  redis.call('HINCRBY', shared, 'refs', 1)
+end
+if #step.log > 0 then  -- the log: JSON lines in the workflow's hash, the latest logbytes of them kept
+  local log = (redis.call('HGET', workflow, 'log') or '') .. table.concat(step.log, '\n') .. '\n'
+  if #log > step.logbytes then
+    local cut = string.find(log, '\n', #log - step.logbytes, true)
+    log = cut and string.sub(log, cut + 1) or ''
+  end
+  redis.call('HSET', workflow, 'log', log)
 end
 for _, entry in ipairs(step.events) do
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', step.eventlen, '*', unpack(entry))

@@ -1,0 +1,107 @@
+"""Retention: workflows that ended (finished, failed or terminated) longer ago than the
+retention period are removed, each written first, if asked, to a directory as the archive
+``littleflow archive`` prints. Engines sweep now and then, a bounded batch at a time; any
+number of them may sweep at once (removing a workflow twice removes it once)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from pathlib import Path
+
+from ..private import private_file
+from .store import Store, StoreError
+
+log = logging.getLogger("littleflow.retention")
+
+#: How long an ended workflow is kept by default: a week.
+DEFAULT_RETENTION = 7 * 24 * 3600.0
+#: Workflows removed by one sweep at most.
+BATCH = 200
+#: Seconds between sweeps that found less than a batch.
+EVERY = 5.0
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_writing = threading.Lock()  # (threads of one process share private_file's temporary name)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: a number of seconds, or numbers with units ``s``, ``m``, ``h``,
+    ``d``, ``w`` (``90s``, ``30m``, ``12h``, ``7d``, ``1d12h``). Raises ValueError."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    if not text or _DURATION.sub("", text):
+        raise ValueError(f"bad duration {text!r}: a number of seconds, or like 90s, 30m, 12h, 7d, 1d12h")
+    return float(sum(float(number) * _UNITS[unit] for number, unit in _DURATION.findall(text)))
+
+
+class Sweeper:
+    """Removes the workflows of ``store`` that ended more than ``retention`` seconds ago
+    (0: never), archiving each to ``archive_dir`` first when given (one not archived is kept)."""
+
+    def __init__(self, store: Store, retention: float = DEFAULT_RETENTION, archive_dir: Path | None = None,
+                 batch: int = BATCH, every: float = EVERY) -> None:
+        self.store = store
+        self.retention = retention
+        self.archive_dir = archive_dir
+        self.batch = batch
+        self.every = every
+        self.removed = 0  # workflows this sweeper removed
+        self._next = 0.0
+
+    def now_and_then(self) -> int:
+        """Sweep if it is time to (at once again after a full batch); returns how many went."""
+        now = time.monotonic()
+        if self.retention <= 0 or now < self._next:
+            return 0
+        removed = self.sweep()
+        self._next = now if removed >= self.batch else now + self.every
+        return removed
+
+    def sweep(self, now: float | None = None) -> int:
+        """Remove (archiving first, if asked) up to a batch of the workflows that ended before
+        ``now`` less the retention; returns how many were removed."""
+        if self.retention <= 0:
+            return 0
+        keys, redis = self.store.keys, self.store.redis
+        cutoff = (time.time() if now is None else now) - self.retention
+        ids = redis.zrangebyscore(keys.ended, "-inf", cutoff, start=0, num=self.batch)
+        if ids and self.archive_dir is not None:
+            ids = self._archived(ids)
+        if not ids:
+            return 0
+        pipe = redis.pipeline(transaction=False)  # (resumed since they were read: they are kept)
+        for id in ids:
+            pipe.zscore(keys.ended, id)
+        ids = [id for id, score in zip(ids, pipe.execute()) if score is not None and score <= cutoff]
+        removed = self.store.forget(ids)
+        self.removed += removed
+        if removed:
+            log.info("removed %d workflows that ended more than %gs ago", removed, self.retention)
+        return removed
+
+    def _archived(self, ids: list[str]) -> list[str]:
+        """Those of ``ids`` now archived in ``archive_dir`` (or gone meanwhile)."""
+        from .archive import archive_of  # (pydantic, imported by engines that archive only)
+
+        assert self.archive_dir is not None
+        done = []
+        for id in ids:
+            try:
+                text = json.dumps(archive_of(self.store, id), ensure_ascii=False, indent=1) + "\n"
+            except StoreError as error:  # removed meanwhile (by another engine), or damaged: kept
+                if self.store.redis.exists(self.store.keys.workflow(id)):
+                    log.error("cannot archive workflow %s, kept: %s", id, error)
+                continue
+            try:
+                with _writing:
+                    private_file(self.archive_dir / f"{id}.json", text)
+            except OSError as error:
+                log.error("cannot archive workflows to %s, kept: %s", self.archive_dir, error)
+                break
+            done.append(id)
+        return done
