@@ -207,7 +207,7 @@ class EngineProcess:
             step.acks.append(message_id)
             if end.started is not None and end.ended is not None and end.ended >= end.started:
                 step.timed(node.name or node.label, end.ended - end.started)
-            info = {"node": key[1], "name": node.name or node.label, "status": end.status, "seq": end.seq,
+            info = {"node": key[1], "status": end.status, "seq": end.seq,
                     "attempt": end.attempt, "started": end.started, "ended": end.ended, "error": end.error,
                     "worker": end.worker}
             step.tasks[end.task] = info_json(info, input=input, output=end.output) if end.status == "done" \

@@ -309,7 +309,7 @@ class Store:
             stream = self.keys.stream(message.name)
             index = streams.setdefault(stream, len(streams) + 1)
             starts_out.append([index, _flat(message.fields())])
-            step.tasks[message.task] = {"node": start.node, "name": message.name, "status": "queued",
+            step.tasks[message.task] = {"node": start.node, "status": "queued",
                                         "seq": message.seq, "queued": now}
         payload = {
             "id": run.id, "status": run.state.status, "time": repr(now), "group": ENGINES,

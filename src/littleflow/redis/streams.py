@@ -18,6 +18,10 @@ log = logging.getLogger("littleflow.streams")
 
 #: Entries kept in the dead-letter stream (approximately).
 DEAD_LENGTH = 10_000
+#: A stream is trimmed every few seconds, and as soon as this consumer has read this many of
+#: its messages since its last trim: what it keeps beyond what is pending stays bounded in
+#: size (about this many entries per consumer, plus the node XTRIM ~ leaves), not only in time.
+TRIM_AFTER = 1000
 
 
 class Streams:
@@ -35,6 +39,7 @@ class Streams:
         self._next_maintenance = 0.0
         self._next_trim = 0.0
         self._cursors: dict[str, str] = {}  # where the last XAUTOCLAIM of each stream stopped
+        self._read: dict[str, int] = {}  # messages read from each stream since it was last trimmed
 
     def join(self, *streams: str) -> None:
         """Create the group on each stream (from its first entry) unless it exists."""
@@ -59,6 +64,8 @@ class Streams:
             log.warning("%s: the consumer group is gone (Redis lost its data?); joining again", self.consumer)
             self.join(*streams)
             return []
+        for stream, messages in found or ():
+            self._read[_text(stream)] = self._read.get(_text(stream), 0) + len(messages)
         return [(_text(stream), _text(message_id), fields, 1)
                 for stream, messages in found or () for message_id, fields in messages]
 
@@ -67,6 +74,9 @@ class Streams:
         what every consumer is done with. Returns (stream, id, fields, deliveries)."""
         now = time.monotonic()
         if now < self._next_maintenance:
+            for stream in streams:  # (read a lot since its last trim: trimmed already)
+                if self._read.get(stream, 0) >= TRIM_AFTER:
+                    self.trim(stream)
             return []
         self._next_maintenance = now + max(0.05, self.claim_idle / 4)
         claimed = []
@@ -142,6 +152,7 @@ class Streams:
 
     def trim(self, stream: str) -> None:
         """Drop entries older than anything still pending or not yet delivered to the group."""
+        self._read[stream] = 0
         try:
             groups = self.raw.xinfo_groups(stream)
         except redis.ResponseError:

@@ -304,7 +304,7 @@ class Worker:
                 task = subject
                 self.store.scripts.info(keys=[self.keys.task_info(task.workflow)], client=pipe, args=[
                     task.task, task.seq,
-                    json.dumps({"node": task.node, "name": task.name, "seq": task.seq, **info}, ensure_ascii=False)])
+                    json.dumps({"node": task.node, "seq": task.seq, **info}, ensure_ascii=False, separators=(",", ":"))])
         pipe.execute()
         for job in ended:
             self._forget(job)
