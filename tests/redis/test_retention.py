@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
 import threading
 import time
 
@@ -157,3 +160,24 @@ def test_the_options_refuse_a_bad_duration_in_one_line():
         assert result.exit_code == 2
         assert "Invalid value for '--retention': bad duration 'soon'" in result.output
         assert "Traceback" not in result.output
+
+
+def test_an_engine_process_with_retention_and_an_archive_directory(started, client, redis_url, tmp_path, until):
+    started.services_on(tasks=registry(), engine=False)
+    archives = tmp_path / "archives" / "new"  # (made by the engine, for its user alone)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LITTLEFLOW_")}
+    engine = subprocess.Popen([sys.executable, "-m", "littleflow", "engine", "--redis", redis_url,
+                               "--retention", "1s", "--archive-dir", str(archives)],
+                              env={**env, "LITTLEFLOW_HOME": str(tmp_path / "home")},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        ids = ended(client, 2)
+        until(lambda: client.list() == [], timeout=20, what="the ended workflows removed")
+    finally:
+        engine.send_signal(signal.SIGTERM)
+        _, stderr = engine.communicate(timeout=15)
+    assert engine.returncode == 0 and "Traceback" not in stderr, stderr
+    assert stat.S_IMODE(archives.stat().st_mode) == 0o700
+    for id in ids:
+        assert client.restore(json.loads((archives / f"{id}.json").read_text())) == id
+        assert client.status(id)["state"] == "finished"
