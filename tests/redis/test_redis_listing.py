@@ -9,6 +9,7 @@ import threading
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rediscluster import on_server_and_cluster
 
 from littleflow import compile_flow
 from littleflow.redis import listing
@@ -91,6 +92,7 @@ def test_every_filter_and_order_answers_as_a_filter_of_every_workflow(population
     check()
 
 
+@on_server_and_cluster
 def test_every_combination_of_filters_in_both_orders(population, client, monkeypatch):
     year = population[0][:4]
     for few in (0, 2000):  # (an id prefix walked, or read whole)
@@ -105,14 +107,17 @@ def test_every_combination_of_filters_in_both_orders(population, client, monkeyp
                             (ids[1:4], len(ids), counts), (few, search, name, state, newest)
 
 
-def test_a_broad_id_prefix_walks_the_time_index_slice_by_slice(client):
+@pytest.mark.parametrize("walk, lots", [(20_000, 200_000), (1000, 200_000), (1000, 10)])
+def test_a_broad_id_prefix_walks_the_time_index_slice_by_slice(client, monkeypatch, walk, lots):
+    monkeypatch.setattr(listing, "WALK", walk)  # (how far a walk goes before the matches are read whole)
+    monkeypatch.setattr(listing, "LOTS", lots)
     flow = compile_flow("@flow many\nnobody:serves")
     made = [run.id for run in client.store.create_many(flow, [{"n": n} for n in range(2300)])]
     odd = [submit(client, "@flow other\nA", f"{made[0][:4]}-mine-{n}") for n in range(3)]  # (no engine: running)
     assert listing.FEW < len(made)
     year = made[0][:4]
     for offset, count, newest in [(0, 5, True), (995, 10, True), (1998, 10, False), (2290, 50, True),
-                                  (2400, 5, False), (3, 0, True)]:
+                                  (2400, 5, False), (3, 0, True), (2296, 3, False)]:
         ids, counts = brute(client, None, None, year, newest)
         page = client.page(offset=offset, count=count, search=year, newest=newest)
         assert [w["id"] for w in page.workflows] == ids[offset:offset + count]
@@ -133,6 +138,7 @@ def indexed(client, id: str) -> set[str]:
     return {key for key in candidates if client.redis.zscore(key, id) is not None}
 
 
+@on_server_and_cluster
 def test_each_state_keeps_its_indexes_and_deletion_takes_the_workflow_out_of_all(system, client):
     keys = client.keys
     id = submit(client, "@flow solo:one\nA")
@@ -174,6 +180,7 @@ def test_a_running_workflow_is_not_deleted(system, client, until):
     assert [w["id"] for w in client.list(name="busy")] == [id]
 
 
+@on_server_and_cluster
 def test_ended_holds_when_a_workflow_ended_and_resume_takes_it_out(system, client, until):
     keys = client.keys
     id = submit(client, "@flow later\nhang")

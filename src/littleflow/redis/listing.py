@@ -4,13 +4,13 @@ ids of each state in lex order, and the flow names in lex order.
 
 A search is a prefix (case-sensitive) of the id or of the flow name. What it costs:
 
-* a prefix of flow names alone: a page of each name's index, merged;
-* a prefix of at most :data:`FEW` ids: those ids, read whole;
+* a prefix of flow names alone: a page of each name's index, merged (counts: ZCARD);
+* a prefix of at most :data:`FEW` ids, or of ids and flow names both: the matching ids
+  read whole (and counted), merged with the names' pages;
 * a prefix of more ids: the time index walked from the end asked for, ids that do not
-  match skipped (so the work grows as the matches thin out near that end); with a flow
-  name too, the smaller of the matching ids and that flow's workflows is read whole.
-
-Counts are ZCARD and ZLEXCOUNT but for the last case."""
+  match skipped (counts: ZLEXCOUNT); after :data:`WALK` ids read, the matching ids read
+  whole instead, if there are at most :data:`LOTS` (else the walk goes on);
+* with a flow name too: the smaller of the matching ids and that flow's workflows, read whole."""
 
 from __future__ import annotations
 
@@ -22,6 +22,11 @@ from .store import STATES
 
 #: An id prefix matching at most this many workflows reads them whole; a broader one walks.
 FEW = 2000
+#: How many ids of the time index a walk reads before it reads the matching ids whole instead
+#: (when there are at most LOTS of them).
+WALK = 5_000
+LOTS = 200_000
+_ZERO = dict.fromkeys(STATES, 0)
 
 
 def find(redis: Any, keys: Keys, scripts: Scripts, state: str | None, name: str | None, offset: int,
@@ -46,20 +51,27 @@ def find(redis: Any, keys: Keys, scripts: Scripts, state: str | None, name: str 
     named = {each: sum(sizes[at::len(STATES)]) for at, each in enumerate(STATES)}
     if name is not None:  # the workflows of the name whose id matches
         if sum(by_id.values()) <= max(FEW, sum(named.values())):
-            chosen = _by_ids(redis, keys, low, high, name, [])
+            picked = _by_ids(redis, keys, low, high, name, [], state, newest)
         else:
-            chosen = _of_name(redis, keys, name, search)
-        return _merged(redis, keys, chosen, [], state, offset, count, newest)
+            picked = _of_name(redis, keys, name, search, state, newest)
+        return _merged(redis, keys, *picked, [], _ZERO, state, offset, count, newest)
     if sum(by_id.values()) <= FEW or names:
-        chosen = _by_ids(redis, keys, low, high, None, names)
-        return _merged(redis, keys, chosen, names, state, offset, count, newest)
+        picked = _by_ids(redis, keys, low, high, None, names, state, newest) if any(by_id.values()) \
+            else (_ZERO, [])
+        return _merged(redis, keys, *picked, names, named, state, offset, count, newest)
     # many ids match, no name does: walk the time index
     index = keys.workflows if state is None else keys.by_state(state)
     total = sum(by_id.values()) if state is None else by_id[state]
     if count == 0 or offset >= total:
         return [], total, by_id
-    ids = scripts.search(keys=[index], args=[search, offset, -1 if count is None else count, int(newest)])
-    return ids, total, by_id
+    asked = [search, offset, -1 if count is None else count, int(newest)]
+    done, ids = scripts.search(keys=[index], args=[*asked, WALK])
+    if done:
+        return ids, total, by_id
+    if sum(by_id.values()) <= LOTS:  # (the matches are far from that end: read them whole)
+        picked = _by_ids(redis, keys, low, high, None, [], state, newest)
+        return _merged(redis, keys, *picked, [], _ZERO, state, offset, count, newest)
+    return scripts.search(keys=[index], args=[*asked, 0])[1], total, by_id
 
 
 def _plain(redis: Any, keys: Keys, state: str | None, name: str | None, offset: int, count: int | None,
@@ -79,57 +91,60 @@ def _plain(redis: Any, keys: Keys, state: str | None, name: str | None, offset: 
     return (found[0] if count != 0 else []), found[-len(STATES) - 1], dict(zip(STATES, found[-len(STATES):]))
 
 
-def _by_ids(redis: Any, keys: Keys, low: bytes, high: bytes, name: str | None,
-            others: list[str]) -> dict[str, list[tuple[float, str]]]:
-    """Per state, (submit time, id) of the workflows whose id is in the range: of flow
-    ``name`` if given, else those of no flow in ``others`` (which are counted apart)."""
+def _by_ids(redis: Any, keys: Keys, low: bytes, high: bytes, name: str | None, others: list[str],
+            state: str | None, newest: bool) -> tuple[dict[str, int], list[tuple[float, str]]]:
+    """The workflows whose id is in the range, of flow ``name`` if given, else of no flow in
+    ``others`` (counted apart): how many of each state, and those in ``state`` in time order,
+    (submit time, id) each."""
     pipe = redis.pipeline(transaction=False)
     for each in STATES:
         pipe.zrangebylex(keys.ids(each), low, high)
     found = dict(zip(STATES, pipe.execute()))
-    pipe = redis.pipeline(transaction=False)
     asked = [each for each in STATES if found[each]]
+    pipe = redis.pipeline(transaction=False)
     for each in asked:
-        ids = found[each]
-        pipe.zmscore(keys.workflows if name is None else keys.by_name(name, each), ids)
+        pipe.zmscore(keys.workflows if name is None else keys.by_name(name, each), found[each])
         for flow in others:
-            pipe.zmscore(keys.by_name(flow, each), ids)
-    answers = iter(pipe.execute())
-    chosen: dict[str, list[tuple[float, str]]] = {each: [] for each in STATES}
+            pipe.zmscore(keys.by_name(flow, each), found[each])
+    answers = iter(pipe.execute() if asked else [])
+    counts, rows = dict.fromkeys(STATES, 0), []
     for each in asked:
-        scores = next(answers)
+        times = next(answers)
         theirs = [next(answers) for _ in others]
-        for at, (id, score) in enumerate(zip(found[each], scores)):
-            if score is not None and not any(other[at] is not None for other in theirs):
-                chosen[each].append((score, id))
-    return chosen
+        for at, (id, time) in enumerate(zip(found[each], times)):
+            if time is not None and not any(other[at] is not None for other in theirs):
+                counts[each] += 1
+                if state in (None, each):
+                    rows.append((time, id))
+    rows.sort(reverse=newest)
+    return counts, rows
 
 
-def _of_name(redis: Any, keys: Keys, name: str, prefix: str) -> dict[str, list[tuple[float, str]]]:
-    """Per state, (submit time, id) of the workflows of flow ``name`` whose id starts with ``prefix``."""
+def _of_name(redis: Any, keys: Keys, name: str, prefix: str, state: str | None,
+             newest: bool) -> tuple[dict[str, int], list[tuple[float, str]]]:
+    """As :func:`_by_ids`, from every workflow of flow ``name`` (when they are fewer)."""
     pipe = redis.pipeline(transaction=False)
     for each in STATES:
         pipe.zrange(keys.by_name(name, each), 0, -1, withscores=True)
-    return {each: [(score, id) for id, score in found if id.startswith(prefix)]
-            for each, found in zip(STATES, pipe.execute())}
+    found = {each: [(score, id) for id, score in rows if id.startswith(prefix)]
+             for each, rows in zip(STATES, pipe.execute())}
+    rows = sorted((row for each in STATES if state in (None, each) for row in found[each]), reverse=newest)
+    return {each: len(rows) for each, rows in found.items()}, rows
 
 
-def _merged(redis: Any, keys: Keys, chosen: dict[str, list[tuple[float, str]]], names: list[str],
-            state: str | None, offset: int, count: int | None, newest: bool) -> tuple[list[str], int, dict[str, int]]:
-    """The page of ``chosen`` and of the workflows of flows ``names`` together, in time order."""
+def _merged(redis: Any, keys: Keys, counted: dict[str, int], rows: list[tuple[float, str]], names: list[str],
+            named: dict[str, int], state: str | None, offset: int, count: int | None,
+            newest: bool) -> tuple[list[str], int, dict[str, int]]:
+    """The page of ``rows`` (``counted`` of each state) and of the workflows of flows
+    ``names`` (``named`` of each state) together, in time order."""
     end = None if count is None else offset + count
-    pipe = redis.pipeline(transaction=False)
-    for flow in names:
-        for each in STATES:
-            pipe.zcard(keys.by_name(flow, each))
-    for flow in names:
-        if count != 0:
-            pipe.zrange(keys.by_name(flow, state), 0, -1 if end is None else end - 1, desc=newest, withscores=True)
-    found = pipe.execute() if names else []
-    sizes = found[:len(names) * len(STATES)]
-    counts = {each: len(chosen[each]) + sum(sizes[at::len(STATES)]) for at, each in enumerate(STATES)}
+    counts = {each: counted[each] + named[each] for each in STATES}
     total = sum(counts.values()) if state is None else counts[state]
-    rows = [row for each in STATES if state in (None, each) for row in chosen[each]]
-    rows += [(score, id) for page in found[len(names) * len(STATES):] for id, score in page]
-    rows.sort(reverse=newest)
+    pipe = redis.pipeline(transaction=False)
+    if count != 0 and offset < total:
+        for flow in names:
+            pipe.zrange(keys.by_name(flow, state), 0, -1 if end is None else end - 1, desc=newest, withscores=True)
+    found = pipe.execute() if len(pipe) else []
+    if found:
+        rows = sorted([*rows, *((score, id) for page in found for id, score in page)], reverse=newest)
     return [id for _, id in rows[offset:end]] if count != 0 else [], total, counts
