@@ -185,7 +185,8 @@ class Session:
                 continue
             self.script(block, script)
             script = []
-            self.background(block, re.sub(r"(?<!&)&\s*(#.*)?$", "", command))  # `serve &`: it is, already
+            alone = re.sub(r"(?<!&)&\s*(#.*)?$", "", command)  # `serve &`: it is, already
+            self.background(block, alone, alongside=alone != command)
         self.script(block, script)
 
     def script(self, block: Block, lines: list[str]) -> None:
@@ -197,10 +198,13 @@ class Session:
         assert result.returncode == 0, f"{block.where}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
         assert "Traceback" not in result.stderr, f"{block.where}:\n{result.stderr}"
 
-    def background(self, block: Block, command: str, timeout: float = 30) -> None:
+    def background(self, block: Block, command: str, timeout: float = 30, alongside: bool = False) -> None:
+        """Start ``command``; unless ``alongside`` (it ended in ``&``: a terminal runs it next to
+        the others, as a second worker), the same command started before is stopped first."""
         stream, ready = until_stopped(command)
-        again = [started for started in self.running if started.command.split()[:2] == command.split()[:2]]
-        self.stop(again)  # a reader stops it (Ctrl-C) to start it again with other options
+        if not alongside:
+            again = [started for started in self.running if started.command.split()[:2] == command.split()[:2]]
+            self.stop(again)  # a reader stops it (Ctrl-C) to start it again with other options
         number = len(list(self.dir.glob(".background-*.out")))
         out, err = self.dir / f".background-{number}.out", self.dir / f".background-{number}.err"
         with out.open("wb") as stdout, err.open("wb") as stderr:

@@ -15,9 +15,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import pytest
 import redis
+from redis.cluster import RedisCluster as ClusterClient
+from redis.crc import key_slot
 from redisserver import _require_server
 
 from littleflow.redis.server import RedisServer
@@ -65,10 +68,11 @@ class RedisCluster:
     """Three cluster nodes sharing the 16384 slots; ``start()`` returns once every node
     reports ``cluster_state:ok``. Use it as a context manager to stop the nodes."""
 
-    def __init__(self, data_dir: Path, size: int = 3, bind: str = "127.0.0.1") -> None:
+    def __init__(self, data_dir: Path, size: int = 3, bind: str = "127.0.0.1", appendonly: bool = False) -> None:
         self.data_dir = Path(data_dir).absolute()
         self.size = size
         self.bind = bind
+        self.appendonly = appendonly  # each node keeps an append-only file (it can be killed and restarted)
         self.nodes: list[ClusterNode] = []
 
     @property
@@ -92,7 +96,7 @@ class RedisCluster:
             for index in range(self.size):
                 self.nodes.append(self._start_node(index, taken))
             self._join()
-            self._wait_ok()
+            self.wait_ok()
         except BaseException:
             self.stop()
             raise
@@ -102,7 +106,7 @@ class RedisCluster:
         for attempt in range(START_ATTEMPTS):
             port = cluster_port(self.bind, taken)
             node = ClusterNode(self.data_dir / f"node{index}", port=port, bind=self.bind,
-                               appendonly=False)
+                               appendonly=self.appendonly)
             try:
                 node.start()
             except RuntimeError:  # the port (or its bus port) was taken meanwhile
@@ -129,8 +133,9 @@ class RedisCluster:
             for client in clients:
                 client.close()
 
-    def _wait_ok(self) -> None:
-        """Poll CLUSTER INFO until every node knows all nodes and says cluster_state:ok."""
+    def wait_ok(self) -> None:
+        """Poll CLUSTER INFO until every node knows all nodes and says cluster_state:ok (at the
+        start, and again after a node was restarted)."""
         clients = [self.client(node) for node in self.nodes]
         deadline = time.monotonic() + READY_TIMEOUT
         try:
@@ -192,3 +197,45 @@ def cluster(redis_cluster: RedisCluster) -> RedisCluster:
     ``cluster.url`` is the URL of one node, ``cluster.urls`` of each."""
     redis_cluster.flush()
     return redis_cluster
+
+
+def away_from(cluster: RedisCluster, key: str) -> str:
+    """The URL of a node that does NOT serve ``key``'s slot: a client that is not cluster-aware
+    gets MOVED there at once, so a test on it cannot pass by luck of the first node."""
+    slot = key_slot(key.encode())
+    for index, url in enumerate(cluster.urls):
+        if not SLOTS * index // cluster.size <= slot < SLOTS * (index + 1) // cluster.size:
+            return url
+    raise AssertionError("every node serves the slot")
+
+
+def owner_of(cluster: RedisCluster, key: str) -> str:
+    """The URL of the node that serves ``key``'s slot."""
+    slot = key_slot(key.encode())
+    return next(url for index, url in enumerate(cluster.urls)
+                if SLOTS * index // cluster.size <= slot < SLOTS * (index + 1) // cluster.size)
+
+
+def any_client(url: str, **options: Any) -> redis.Redis | ClusterClient:
+    """A plain client of ``url``: a cluster client when the server there is a cluster node
+    (the tests' raw reads and writes go where the key lives, as littleflow's do)."""
+    with redis.Redis.from_url(url) as probe:
+        enabled = probe.info("cluster").get("cluster_enabled")
+    return (ClusterClient if enabled else redis.Redis).from_url(url, **options)
+
+
+#: Runs a test that takes ``redis_url`` twice: on the session's single server, then on the
+#: cluster (``redis_url`` is then a node that does not own the ``{lf}`` slot).
+on_server_and_cluster = pytest.mark.parametrize("redis_url", ["server", "cluster"], indirect=True)
+
+
+def node_urls(url: str) -> list[str]:
+    """``url`` alone for a single server; for a cluster node, the URL of every node of its cluster
+    (commands about connections, as CLIENT LIST and CLIENT UNBLOCK, go to one node each)."""
+    with redis.Redis.from_url(url, socket_timeout=2, decode_responses=True) as first:
+        if not first.info("cluster").get("cluster_enabled"):
+            return [url]
+        lines = first.execute_command("CLUSTER", "NODES").splitlines()
+    addresses = [line.split()[1].split("@")[0] for line in lines if line.strip()]
+    scheme = url.partition("://")[0]
+    return [f"{scheme}://{address}/0" for address in addresses]

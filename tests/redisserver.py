@@ -29,8 +29,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> Iterator[str]:
-    """The URL of the session's server, its data wiped (FLUSHALL) before the test."""
+def redis_url(request: pytest.FixtureRequest, redis_server: RedisServer) -> Iterator[str]:
+    """The URL of the session's server, its data wiped (FLUSHALL) before the test. For a test
+    parametrized with ``"cluster"`` (``rediscluster.on_server_and_cluster``): the session's
+    Redis Cluster, flushed, by a node that does not serve the ``{lf}`` slot."""
+    if getattr(request, "param", "server") == "cluster":
+        from rediscluster import away_from  # (here: rediscluster imports this module)
+
+        yield away_from(request.getfixturevalue("cluster"), "{lf}")
+        return
     with redis.Redis.from_url(redis_server.url) as client:
         client.flushall()
     yield redis_server.url

@@ -100,6 +100,16 @@ def test_the_workers_doc(tmp_path):
     read("docs/workers.md", Session.start(tmp_path))
 
 
+def test_the_scaling_doc(tmp_path, redis_url, cluster):
+    """Its single-server examples on the test's Redis, its cluster examples on a real 3-node
+    Redis Cluster (by a node that does not serve the slot of the prefix they use)."""
+    from rediscluster import away_from
+
+    session = Session.start(tmp_path, env={"LITTLEFLOW_REDIS_URL": redis_url},
+                            replace={"redis://10.0.0.1:7000/0": away_from(cluster, "{team-a}")})
+    read("docs/scaling.md", session)
+
+
 def test_the_kubernetes_doc(tmp_path, redis_url, k8s_server):  # noqa: F811
     pytest.importorskip("kubernetes", reason="the kubernetes extra is not installed")
     session = Session.start(tmp_path, env={"LITTLEFLOW_REDIS_URL": redis_url})

@@ -12,6 +12,7 @@ from xml.etree import ElementTree
 import httpx
 import pytest
 import uvicorn
+from rediscluster import on_server_and_cluster
 
 from littleflow.api import create_app
 from littleflow.redis import Client, Services
@@ -327,6 +328,7 @@ def test_metrics_count_workflows_by_state_and_queue_depths(api):
     assert buckets == sorted(buckets) and buckets[-1] == 1  # cumulative
 
 
+@on_server_and_cluster
 def test_the_event_stream_shows_state_changes_and_events_as_they_happen(api):
     base, _ = api
     seen = []
@@ -550,6 +552,7 @@ def server_sent(lines):
             event, data = None, []
 
 
+@on_server_and_cluster
 def test_watching_a_workflow_sends_its_document_at_once_and_after_every_change(api):
     base, client = api
     with httpx.Client(timeout=10) as http:

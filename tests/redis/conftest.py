@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import redis
 from httpserver import http_server  # noqa: F401 - a fixture for the http: tests
-from rediscluster import cluster, redis_cluster  # noqa: F401 - fixtures of the Redis Cluster tests
+from rediscluster import any_client, node_urls
 
 from littleflow.redis.client import Client
 from littleflow.redis.serve import Services
@@ -29,16 +29,21 @@ def stop_now(stop: threading.Event, threads: list[threading.Thread], url: str, t
     """Set ``stop`` and wake ``threads`` out of their blocking reads until they end."""
     stop.set()
     deadline = time.monotonic() + timeout
-    try:
-        with redis.Redis.from_url(url, socket_timeout=2) as admin:
-            while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+    admins: list[redis.Redis] = []
+    try:  # on a cluster, each node knows only its own connections: unblock them on every node
+        admins = [redis.Redis.from_url(node, socket_timeout=2) for node in node_urls(url)]
+        while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+            for admin in admins:
                 for client in admin.client_list():
                     if "b" in client.get("flags", ""):
                         admin.client_unblock(client["id"])
-                for thread in threads:
-                    thread.join(0.02)
+            for thread in threads:
+                thread.join(0.02)
     except redis.ConnectionError:  # the test stopped its server: the threads see that themselves
         pass
+    finally:
+        for admin in admins:
+            admin.close()
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     alive = [t.name for t in threads if t.is_alive()]
@@ -100,8 +105,8 @@ def client(redis_url: str) -> Iterator[Client]:
 
 @pytest.fixture
 def raw(redis_url: str) -> Iterator[redis.Redis]:
-    """A plain Redis client of the test's server (text replies; bytes that are not UTF-8 become U+FFFD)."""
-    with redis.Redis.from_url(redis_url, decode_responses=True, encoding_errors="replace") as found:
+    """A plain Redis client of the test's server or cluster (text replies; bytes that are not UTF-8 become U+FFFD)."""
+    with any_client(redis_url, decode_responses=True, encoding_errors="replace") as found:
         yield found
 
 

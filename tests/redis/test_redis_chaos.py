@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 import redis
+from rediscluster import RedisCluster, any_client, away_from, on_server_and_cluster, owner_of
 
 from littleflow.redis.client import Client
 from littleflow.redis.protocol import ENGINES, WORKERS, Keys
@@ -229,7 +230,7 @@ def wait_until_ended(client: Client, ids: list[str], system: System, timeout: fl
     and, given ``stall``, after that many seconds without a workflow ending."""
     deadline, quiet_since, running = time.monotonic() + timeout, None, list(ids)
     progress = (len(ids), time.monotonic())
-    with redis.Redis.from_url(client.url) as raw:
+    with any_client(client.url) as raw:
         while True:
             system.check_alive()
             try:
@@ -309,7 +310,7 @@ def check_executions(system: System, cases: dict[str, tuple[int, int]], exactly_
 
 def dead_letters(url: str) -> list[tuple[str, dict[bytes, bytes]]]:
     """The dead-letter stream, fields as bytes (injected garbage need not be UTF-8)."""
-    with redis.Redis.from_url(url) as raw:
+    with any_client(url) as raw:
         return [(entry_id.decode(), fields) for entry_id, fields in raw.xrange(KEYS.dead)]
 
 
@@ -361,6 +362,7 @@ def start_server(server: RedisServer) -> None:
 
 
 # -- the tests -----------------------------------------------------------------------------
+@on_server_and_cluster
 def test_engines_sigkilled_at_random_moments_lose_and_double_nothing(redis_url, systems, rng):
     """400 workflows of instant tasks (two workers: the engine has plenty to do); the engine
     is SIGKILLed 4 times as they run — each time when a random share more of them has ended,
@@ -400,6 +402,7 @@ def test_engines_sigkilled_at_random_moments_lose_and_double_nothing(redis_url, 
     print(f"ends pending on the engines killed: {took}; taken by the phantom: {phantom}; dead letters: {dead}")
 
 
+@on_server_and_cluster
 def test_workers_sigkilled_mid_task_lose_and_double_nothing(redis_url, systems, rng):
     """120 workflows whose first task and squares take 50–200 ms; the worker is SIGKILLed
     3 times with tasks in hand, and a new one started: those tasks run again (at least
@@ -458,6 +461,33 @@ def test_redis_restarted_mid_run_loses_and_doubles_nothing(own_redis_server, sys
         assert 1 <= system.log(process, 100_000).count("Redis unreachable") <= 2, system.log(process)
 
 
+def test_the_cluster_node_of_the_prefix_killed_and_restarted_loses_and_doubles_nothing(tmp_path, systems, rng):
+    """A Redis Cluster of the test's own, append-only (every write synced: appendfsync always);
+    the engine and the worker are given another node's URL. The node that serves the ``{lf}``
+    slot is SIGKILLed mid-run and started again on its port with its data and cluster state:
+    the cluster is whole again, the processes carry on, and every workflow finishes right."""
+    with RedisCluster(tmp_path / "cluster", appendonly=True) as cluster:
+        url = away_from(cluster, KEYS.ends)
+        node = next(n for n in cluster.nodes if n.url == owner_of(cluster, KEYS.ends))
+        with cluster.client(node) as admin:
+            admin.config_set("appendfsync", "always")
+        system, client = systems(url), Client(url)
+        system.engine()
+        system.worker(concurrency=8)
+        cases = submit(client, rng, 100, nap=[2, 10])
+        wait_for_progress(client, list(cases), rng.uniform(0.15, 0.5), system)
+        node.kill()
+        time.sleep(rng.uniform(0.5, 1.5))  # less than the cluster's node timeout (5 s): no failover
+        start_server(node)
+        cluster.wait_ok()
+        wait_until_ended(client, list(cases), system, stall=15)
+        check_workflows(client, cases)
+        check_executions(system, cases, exactly_once=False)  # a reply lost with the node may make a worker send again
+        check_only_duplicates_dead(url)
+        system.check_alive()
+        client.redis.close()
+
+
 def test_redis_frozen_longer_than_the_socket_timeout_loses_nothing(own_redis_server, systems, rng):
     """The Redis server stops answering for 6 s while tasks run — longer than redis-py's
     default socket timeout of 5 s (SIGSTOP: as in a stall, or a network partition without a
@@ -500,6 +530,7 @@ def test_a_redis_restarted_without_its_data_runs_new_workflows(own_redis_server,
     system.check_alive()
 
 
+@on_server_and_cluster
 def test_garbage_and_duplicate_messages_are_set_aside_and_change_nothing(redis_url, systems, rng):
     """While 150 workflows run, three times: malformed end and start messages (random
     bytes, text that is not UTF-8, fields missing or wrong), ends and starts of workflows
@@ -512,7 +543,7 @@ def test_garbage_and_duplicate_messages_are_set_aside_and_change_nothing(redis_u
     worker = system.worker(concurrency=8)
     cases = submit(client, rng, 150, nap=[5, 20])
     ids = list(cases)
-    raw = redis.Redis.from_url(redis_url)
+    raw = any_client(redis_url)
     garbage: list[tuple[bytes, bytes]] = []  # (stream, id) of each message injected
     copies: list[tuple[bytes, bytes]] = []  # (a real end, its copy)
     ghost = 0
@@ -615,7 +646,7 @@ def test_an_end_nested_too_deep_is_set_aside_alone(redis_url, systems, rng):
     system, client = systems(redis_url), Client(redis_url)
     system.worker()
     cases = submit(client, rng, 30, nap=None)
-    raw = redis.Redis.from_url(redis_url)
+    raw = any_client(redis_url)
     deadline = time.monotonic() + 20
     while raw.xlen(ENDS) < len(cases):  # the first task of each ended; no engine runs yet
         assert time.monotonic() < deadline, "the worker did not run the first tasks"
@@ -635,7 +666,7 @@ def test_a_start_nested_too_deep_is_set_aside_alone(redis_url, systems, rng):
     worker reads it in one batch with real starts: it is set aside as malformed, and the real
     tasks run."""
     system, client = systems(redis_url), Client(redis_url)
-    raw = redis.Redis.from_url(redis_url)
+    raw = any_client(redis_url)
     poison = raw.xadd(TASK_STREAM, {"kind": "start", "workflow": "ghost", "task": "|1|-1", "seq": "1", "node": "1",
                                     "name": "first", "parameters": "null", "input": DEEP})
     cases = submit(client, rng, 30, nap=None)
@@ -656,7 +687,7 @@ def test_a_start_message_run_twice_leaves_the_task_info_alone(redis_url, systems
     system.worker()
     cases = submit(client, rng, 20, nap=[30, 30])  # first runs 30 ms: its end is sent apart from its "running"
     wait_until_ended(client, list(cases), system)
-    raw = redis.Redis.from_url(redis_url)
+    raw = any_client(redis_url)
     firsts = [fields for _, fields in raw.xrange(TASK_STREAM) if fields.get(b"name") == b"first"]
     for fields in firsts:  # the first task of each workflow, sent again
         raw.xadd(TASK_STREAM, fields)
@@ -673,6 +704,7 @@ def test_a_start_message_run_twice_leaves_the_task_info_alone(redis_url, systems
     raw.close()
 
 
+@on_server_and_cluster
 def test_three_engines_at_once_lose_and_double_nothing(redis_url, systems, rng):
     """300 workflows advanced by three engines at once (their ends shared out among them,
     so two engines often hold ends of one workflow): every workflow right, none advanced twice."""

@@ -4,6 +4,7 @@ Client, giving what the local runner gives."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -14,9 +15,11 @@ import pytest
 import test_runtime_conformance as local_cases
 from drivers import acyclic_flows
 from hypothesis import HealthCheck, given, settings
+from rediscluster import away_from
 
 from littleflow import Flow, FlowFailed, compile_flow, run_workflow
 from littleflow.redis.client import Client
+from littleflow.redis.protocol import Keys
 from littleflow.redis.serve import Services
 from littleflow.redis.server import RedisServer, ServerNotFound, find_server
 from littleflow.tasks import Registry
@@ -42,15 +45,24 @@ class RedisRunner:
         return document["output"]
 
 
-@pytest.fixture(scope="module")
-def redis_runner(tmp_path_factory: pytest.TempPathFactory, stop_quickly) -> Iterator[RedisRunner]:
-    """A redis-server of this module's own (nothing flushes it under the running Services)."""
+@pytest.fixture(scope="module", params=["server", "cluster"])
+def redis_runner(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                 stop_quickly) -> Iterator[RedisRunner]:
+    """A redis-server of this module's own (nothing flushes it under the running Services);
+    then the session's Redis Cluster (flushed once here), by a node that does not serve
+    the ``{lf}`` slot."""
     try:
         find_server()
     except ServerNotFound as error:
         pytest.skip(str(error))
-    with RedisServer(Path(tmp_path_factory.mktemp("conformance-redis"))) as server:
-        runner = RedisRunner(server.url)
+    with contextlib.ExitStack() as stack:
+        if request.param == "cluster":
+            cluster = request.getfixturevalue("redis_cluster")
+            cluster.flush()
+            url = away_from(cluster, Keys().ends)
+        else:
+            url = stack.enter_context(RedisServer(Path(tmp_path_factory.mktemp("conformance-redis")))).url
+        runner = RedisRunner(url)
         try:
             yield runner
         finally:

@@ -9,6 +9,7 @@ import json
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rediscluster import any_client, on_server_and_cluster
 
 from littleflow.redis.engine import EngineProcess
 from littleflow.redis.protocol import EndTask, Keys, StartTask
@@ -16,6 +17,7 @@ from littleflow.redis.store import JOURNAL_MIN, Store
 from littleflow.redis.connection import connect
 
 KEYS = Keys()
+pytestmark = on_server_and_cluster
 
 
 def queued(raw: redis.Redis, seen: set[tuple[str, str]]) -> list[tuple[str, StartTask]]:
@@ -35,7 +37,7 @@ def end(raw: redis.Redis, start: StartTask, output=None, error: str | None = Non
 
 
 def test_a_step_appends_to_the_journal_and_the_whole_state_is_written_once_it_outgrows_it(redis_url):
-    raw = redis.Redis.from_url(redis_url, decode_responses=True)
+    raw = any_client(redis_url, decode_responses=True)
     store = Store(connect(redis_url))
     engine = EngineProcess(store, connect(redis_url, decode=False))
     engine.streams.join(KEYS.ends)
@@ -69,7 +71,7 @@ def store_flow(length: int):
 def test_any_order_and_batching_of_ends_reads_back_as_the_engine_has_it(redis_url, items, parallelism, data):
     """Ends in any order and in batches of any size, some failing: after every step, the
     state read back (whole state + journal) is the engine's own."""
-    raw = redis.Redis.from_url(redis_url, decode_responses=True)
+    raw = any_client(redis_url, decode_responses=True)
     raw.flushall()
     store = Store(connect(redis_url))
     engine = EngineProcess(store, connect(redis_url, decode=False), parallelism=parallelism)

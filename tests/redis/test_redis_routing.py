@@ -7,10 +7,16 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+import redis
+from rediscluster import on_server_and_cluster
+
+from littleflow.redis.connection import is_cluster
 from littleflow.redis.protocol import Keys
 from littleflow.tasks import Registry
 
 KEYS = Keys()
+pytestmark = on_server_and_cluster
 
 
 def pool(*names: str, seen: list | None = None, nap: float = 0.0) -> Registry:
@@ -127,3 +133,14 @@ def test_terminating_keeps_the_queued_runs_for_resume(started, client, until):
     assert client.wait(id, timeout=10)["state"] == "terminated"
     client.resume(id)
     assert len(client.wait(id, timeout=30)["output"]) == 30
+
+
+def test_the_cluster_runs_go_through_a_node_that_does_not_hold_the_keys(redis_url, client):
+    """On the cluster, ``redis_url`` names a node that does not serve the ``{lf}`` slot: a plain
+    client is sent elsewhere (MOVED), so these tests pass only if littleflow follows the cluster."""
+    with redis.Redis.from_url(redis_url) as plain:
+        if not is_cluster(client.redis):
+            assert plain.xlen(KEYS.ends) == 0
+            return
+        with pytest.raises(redis.exceptions.MovedError):
+            plain.xlen(KEYS.ends)

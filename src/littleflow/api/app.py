@@ -34,6 +34,7 @@ from ..parser import Parser
 from ..redis.archive import SCHEMA as ARCHIVE_SCHEMA
 from ..redis.archive import validate as validate_archive
 from ..redis.client import Client, decoded_event
+from ..redis.connection import connect_async, is_cluster
 from ..redis.store import KEY_TTL, STATES, VALID_ID, VALID_KEY, InvalidArchive, InvalidKey, KeyReused, StoreError
 from ..values import check_value, loads
 from . import console
@@ -258,7 +259,7 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
                     sent = now
                     yield ": still here\n\n"
 
-        return _event_stream(request, client.url, f"event: status\ndata: {text}\n\n", changes)
+        return _event_stream(request, client, f"event: status\ndata: {text}\n\n", changes)
 
     @app.get("/workflows/{id}/graph", tags=["workflows"],
              responses={200: {"content": {"text/plain": {}, "application/json": {}, "image/svg+xml": {}}}})
@@ -345,7 +346,7 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
                     event = decoded_event(fields)
                     yield f"id: {last}\nevent: {event.get('kind', 'message')}\ndata: {json.dumps(event)}\n\n"
 
-        return _event_stream(request, client.url, ": littleflow events\n\n", entries)
+        return _event_stream(request, client, ": littleflow events\n\n", entries)
 
     @app.post("/events/{event}", tags=["events"],
               openapi_extra={"requestBody": {"content": {"application/json": {"schema": {}}}, "required": False}})
@@ -512,17 +513,18 @@ class _CountedStream(StreamingResponse):
             self.leave()
 
 
-def _event_stream(request: Request, url: str, first: str,
+def _event_stream(request: Request, client: Client, first: str,
                   events: Callable[[aioredis.Redis], AsyncIterator[str]]) -> Response:
     """A Server-Sent Events response: ``first``, then what ``events`` yields as it reads Redis
     on a connection of its own (closed at the end). Async, so an open stream holds no thread
     of the server; a Redis error ends it with ``event: error``. Counted against the caps of
     :class:`Streams` (429 past them)."""
     leave = request.app.state.streams.enter(getattr(request.state, "holder", None))
+    url, cluster = client.url, is_cluster(client.redis)
 
     async def stream() -> AsyncIterator[str]:
         yield first
-        reader = aioredis.Redis.from_url(url, decode_responses=True)
+        reader = connect_async(url, cluster)
         try:
             async for chunk in events(reader):
                 yield chunk

@@ -6,8 +6,13 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
+import redis.asyncio as aioredis
 from redis.cluster import RedisCluster
-from redis.exceptions import RedisClusterException
+from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
+
+#: Errors that say Redis is away for a while, not that a command is wrong: a server down or
+#: silent, or on a cluster a slot no node serves now (CLUSTERDOWN, MASTERDOWN, TRYAGAIN).
+UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, ClusterDownError, TryAgainError)
 
 #: The options of every client littleflow makes.
 OPTIONS = {"health_check_interval": 30, "socket_keepalive": True, "socket_connect_timeout": 10}
@@ -39,6 +44,13 @@ def connect(url: str, decode: bool = True) -> redis.Redis | RedisCluster:
         return RedisCluster.from_url(url, decode_responses=decode, **OPTIONS)
     except (ValueError, RedisClusterException) as error:  # e.g. a db other than 0
         raise StoreError(f"cannot use the Redis Cluster at {safe_url(url)}: {error}") from None
+
+
+def connect_async(url: str, cluster: bool, decode: bool = True) -> aioredis.Redis | aioredis.RedisCluster:
+    """An asyncio client for ``url``: a cluster client when ``cluster`` (as :func:`connect`
+    found: a plain client on a cluster node is answered MOVED for every key it does not serve)."""
+    kind = aioredis.RedisCluster if cluster else aioredis.Redis
+    return kind.from_url(url, decode_responses=decode)
 
 
 def _db_zero(url: str) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 
+from .connection import UNREACHABLE
 from .protocol import Keys
 
 log = logging.getLogger("littleflow.streams")
@@ -179,7 +180,7 @@ def surviving(who: str, stop: threading.Event, probe: Callable[[], Any] | None =
         yield
         if probe is not None and who in _away:
             probe()
-    except (redis.ConnectionError, redis.TimeoutError) as error:
+    except UNREACHABLE as error:
         unreachable(who, error)
         stop.wait(0.5)
     except Exception:  # noqa: BLE001
