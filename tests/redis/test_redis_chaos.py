@@ -723,3 +723,32 @@ def test_three_engines_at_once_lose_and_double_nothing(redis_url, systems, rng):
     assert applied == [0, 0, 0]
     shares = [re.search(r"stopped \((\d+) task ends applied\)", system.log(engine)) for engine in engines]
     print(f"ends applied by each engine: {[int(s.group(1)) if s else None for s in shares]}; dead letters: {dead}")
+
+
+@on_server_and_cluster
+def test_two_worker_pools_with_big_and_small_workflows_and_a_pool_worker_killed(redis_url, systems, rng, tmp_path):
+    """As teams deploy: two pools with different tasks (each its own worker processes), one
+    big workflow (400 squares) beside 60 small ones, and a worker of the pool of the squares
+    SIGKILLed mid-run: every workflow gives its output, every task ran, no pool waited on the other."""
+    here = Path(__file__).resolve().parent
+    pools = {"light": ["first", "double", "inc", "join", "spread", "total"], "heavy": ["square"]}
+    for pool, names in pools.items():
+        (tmp_path / f"{pool}.py").write_text(f"import sys\nsys.path.insert(0, {str(here)!r})\nimport chaos_processes\n"
+                                             + "".join(f"\ndef {name}(input):\n    return chaos_processes.{name}(input)\n"
+                                                       for name in names))
+    system, client = systems(redis_url), Client(redis_url)
+    system.engine("--parallelism", "50")
+    system.start("worker", "--tasks", str(tmp_path / "light.py"), "--concurrency", "4")
+    heavy = [system.start("worker", "--tasks", str(tmp_path / "heavy.py"), "--concurrency", "8") for _ in range(2)]
+    big = client.submit(FLOW, {"n": 10_000, "k": 400, "nap": [1, 5]})
+    cases = {**submit(client, rng, 60, nap=[1, 20]), big: (10_000, 400)}
+    wait_for_progress(client, [id for id in cases if id != big], 0.3, system)
+    holding(client.redis, TASK_STREAMS, WORKERS, system.consumer(heavy[0]))
+    system.kill(heavy[0])
+    wait_until_ended(client, list(cases), system, timeout=120)
+    check_workflows(client, cases)
+    check_executions(system, cases, exactly_once=False)
+    check_only_duplicates_dead(redis_url)
+    workers = json.loads(client.redis.hget(KEYS.workers, system.consumer(heavy[1])))
+    assert workers["tasks"] == ["square"]
+    system.check_alive()
