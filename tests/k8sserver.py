@@ -22,6 +22,22 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+#: A kubeconfig for the test server at ``url`` (``KUBECONFIG.format(url=…)``): a token, namespace batch.
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster: {{server: "{url}"}}
+users:
+- name: test
+  user: {{token: "t"}}
+contexts:
+- name: test
+  context: {{cluster: test, user: test, namespace: batch}}
+current-context: test
+"""
+
 JOBS = re.compile(r"^/apis/batch/v1/namespaces/([^/]+)/jobs(?:/([^/]+))?$")
 PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+)(/log)?)?$")
 

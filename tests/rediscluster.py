@@ -10,7 +10,6 @@ session, and ``cluster``, the same with every node flushed before the test."""
 from __future__ import annotations
 
 import random
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from redis.cluster import RedisCluster as ClusterClient
 from redis.crc import key_slot
 from redisserver import _require_server
 
-from littleflow.redis.server import RedisServer
+from littleflow.redis.server import RedisServer, port_free
 
 SLOTS = 16384
 BUS_OFFSET = 10000  # a node's cluster bus port is its port + 10000
@@ -32,23 +31,12 @@ READY_TIMEOUT = 20.0  # seconds until every node says cluster_state:ok
 START_ATTEMPTS = 5  # a chosen port can be taken by another process before the node binds it
 
 
-def _bindable(port: int, host: str) -> bool:
-    """True when a server could listen on ``host:port`` now (with SO_REUSEADDR, as redis-server)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
 def cluster_port(host: str, taken: set[int]) -> int:
     """A port below 55535 that is free, with its bus port (+10000) free too."""
     while True:
         port = random.choice(PORTS)
         if port not in taken and port + BUS_OFFSET not in taken \
-                and _bindable(port, host) and _bindable(port + BUS_OFFSET, host):
+                and port_free(port, host) and port_free(port + BUS_OFFSET, host):
             return port
 
 

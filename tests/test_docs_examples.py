@@ -10,27 +10,12 @@ import socket
 
 import pytest
 from docs import CHECKED, REPO, Block, Session, blocks
-from k8sserver import k8s_server  # noqa: F401 - a fixture
+from k8sserver import KUBECONFIG, k8s_server  # noqa: F401 - a fixture
 
 from littleflow.redis.server import ServerNotFound, find_server
 
 #: documents whose examples this test does not run
 NOT_READ: set[str] = set()
-
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters:
-- name: test
-  cluster: {{server: "{url}"}}
-users:
-- name: test
-  user: {{token: "t"}}
-contexts:
-- name: test
-  context: {{cluster: test, user: test, namespace: batch}}
-current-context: test
-"""
 
 
 def free_port() -> int:

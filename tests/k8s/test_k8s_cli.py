@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from k8sserver import KUBECONFIG
+
 COMMAND = [sys.executable, "-m", "littleflow"]
 
 
@@ -18,22 +20,6 @@ def environment(tmp_path: Path, redis_url: str, kubeconfig: Path) -> dict[str, s
     env.update(LITTLEFLOW_HOME=str(tmp_path / "home"), LITTLEFLOW_REDIS_URL=redis_url, HOME=str(tmp_path),
                KUBECONFIG=str(kubeconfig))
     return env
-
-
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters:
-- name: test
-  cluster: {{server: "{url}"}}
-users:
-- name: test
-  user: {{token: "t"}}
-contexts:
-- name: test
-  context: {{cluster: test, user: test, namespace: batch}}
-current-context: test
-"""
 
 
 def test_without_a_cluster_configuration_the_worker_says_so_in_one_line(tmp_path, redis_url):
