@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _system import System, load, none_running, parser, table  # noqa: E402
 
 FLOW = "noop → noop → noop"
-ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{8}")  # a workflow id, in a key of its own
+ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{12}")  # a workflow id, in a key of its own
 
 
 def used_memory(system: System) -> int:

@@ -26,7 +26,7 @@ from littleflow.redis.client import DEFAULT_URL, redis_url
 from littleflow.redis.server import ServerNotFound, find_server
 
 COMMAND = [sys.executable, "-m", "littleflow"]
-ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{8}")
+ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{12}")
 
 TASKS = """
 def double(input):
@@ -168,7 +168,7 @@ def test_submit_wait_prints_the_output_as_run_does(lf):
     result = lf("submit", "double.flow", "--input", '{"n": 4}', "--wait")
     assert result.returncode == 0, result.stderr
     assert result.stdout == '{"n": 8}\n'
-    assert re.fullmatch(r"littleflow: submitted \d{8}-\d{6}-[0-9a-f]{8}\n", result.stderr)
+    assert re.fullmatch(r"littleflow: submitted \d{8}-\d{6}-[0-9a-f]{12}\n", result.stderr)
     quiet = lf("submit", "-", "--input", '{"n": 1}', "--wait", "--quiet", stdin="double")
     assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, '{"n": 2}\n', "")
 

@@ -410,3 +410,16 @@ def test_values_that_are_not_json_are_refused_before_anything_is_stored(client, 
     cyclic.append(cyclic)
     with pytest.raises(ValueError, match="nested too deeply"):
         client.submit("A", cyclic)
+
+
+def test_a_fresh_id_that_another_workflow_has_is_drawn_again_not_taken_for_ours(client, monkeypatch):
+    """Two submissions given the same generated id (a collision of the random part): the second
+    gets a new id and is stored, rather than being answered with the first workflow's."""
+    from littleflow.redis import store
+
+    drawn = iter(["20261202-000000-aaaaaaaaaaaa", "20261202-000000-aaaaaaaaaaaa", "20261202-000000-bbbbbbbbbbbb"])
+    monkeypatch.setattr(store, "new_id", lambda: next(drawn))
+    first = client.submit("A", {"n": 1})
+    second = client.submit("A", {"n": 2})
+    assert (first, second) == ("20261202-000000-aaaaaaaaaaaa", "20261202-000000-bbbbbbbbbbbb")
+    assert client.status(second)["input"] == {"n": 2} and client.status(first)["input"] == {"n": 1}

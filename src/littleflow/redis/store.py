@@ -419,7 +419,7 @@ class Store:
         self._share(digest, flow, base, limit_text)
         fields = {"digest": digest, **({"name": flow.name} if flow.name else {})}
         pipe = self.redis.pipeline(transaction=False)
-        runs, claims = [], []
+        runs, claims, made = [], [], []
         for input, id, key in zip(inputs, ids or [new_id() for _ in inputs], keys):
             run = Run(id, flow, engine, State(flow.end), 0, base=base, limit=limit)
             self._flows[id] = (flow, engine, defaults, per_task, base, limit)
@@ -438,14 +438,20 @@ class Store:
             self.scripts.commit(client=pipe, **self.commit_call(run, step, starts, create=True, once=once))
             runs.append(run)
             claims.append((key, once[1] if once else None))
+            made.append((input, step.fields["created"]))
         try:
             results = pipe.execute(raise_on_error=False)
         except (redis.ConnectionError, redis.TimeoutError) as error:
             results = self._written(runs, claims, error)
-        for run, result, (key, fingerprint) in zip(runs, results, claims):
+        for number, (run, result, (key, fingerprint)) in enumerate(zip(runs, results, claims)):
             if isinstance(result, str):  # the key's claim, "ID FINGERPRINT"
                 self._replayed(run, key, fingerprint, *result.split(" ", 1))
-            elif result is not None and not (result == -1 and not ids):  # (-1 for a fresh id: our commit, retried)
+            elif result == -1 and not ids:  # a fresh id exists: our commit, sent again by the client, or
+                input, created = made[number]  # (once in a blue moon) another workflow's id
+                if self.redis.hget(self.keys.workflow(run.id), "created") != created:
+                    runs[number] = self.create_many(flow, [input], text=text, base=base, limit=limit,
+                                                    keys=[key], key_ttl=key_ttl)[0]
+            elif result is not None:
                 self.committed(run, result)
         return runs
 
@@ -624,7 +630,7 @@ def flow_digest(flow: str, text: str, base: str, limit: str) -> str:
 
 def new_id() -> str:
     """A fresh workflow id: sortable by time, unique."""
-    return time.strftime("%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:8]
+    return time.strftime("%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:12]  # (48 random bits: no two alike)
 
 
 def _fingerprint(text: str, input: Any, base: str, limit: int | None) -> str:
