@@ -90,8 +90,10 @@ class Keys:
         return f"{self.root}wf:{id}:journal"
 
     def task_info(self, id: str) -> str:
-        """Hash: task id -> JSON of its latest run (status, attempt, times, error)."""
-        return f"{self.root}wf:{id}:tasks"
+        """Where a workflow's task info is: fields of its own hash, task id (``PATH|NODE|ITEM``,
+        never a name of the workflow's other fields) -> JSON of the task's latest run (status,
+        attempt, times, error). (One key, not two: a small workflow costs a key's overhead less.)"""
+        return self.workflow(id)
 
     def log(self, id: str) -> str:
         """Stream: the history of a workflow as an earlier version kept it (read, and deleted with

@@ -77,6 +77,11 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
+#: The longest value a hash may hold and keep the compact encoding (the server's own default: 64
+#: bytes), as littleflow's private server is configured; docs/scaling.md says so for others.
+HASH_VALUE = 512
+
+
 class RedisServer:
     """A redis-server child process on one port, keeping its data in data_dir.
 
@@ -148,6 +153,9 @@ class RedisServer:
             "--protected-mode", "yes",
             "--daemonize", "no",
             "--logfile", str(self.log_file),
+            # A workflow's hash and its task info keep the compact encoding (a listpack) while
+            # their values are small: a finished small workflow then takes under half the memory.
+            "--hash-max-ziplist-value", str(HASH_VALUE),
         ]  # fmt: skip
 
     def start(self) -> RedisServer:

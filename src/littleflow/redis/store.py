@@ -597,7 +597,8 @@ class Store:
         return found
 
     def task_info(self, id: str) -> dict[str, dict[str, Any]]:
-        return {k: json.loads(v) for k, v in self.redis.hgetall(self.keys.task_info(id)).items()}
+        """Task id -> the info of its latest run, for each task of workflow ``id`` that was queued."""
+        return {k: json.loads(v) for k, v in self.redis.hgetall(self.keys.task_info(id)).items() if "|" in k}
 
     def log(self, id: str) -> list[dict[str, Any]]:
         """The workflow's log, oldest first: each entry's fields (text) and an ``id`` that

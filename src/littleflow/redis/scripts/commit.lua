@@ -45,10 +45,12 @@ for _, start in ipairs(step.starts) do
   redis.call('XADD', KEYS[11 + start[1]], '*', unpack(start[2]))
 end
 local was = redis.call('HGET', workflow, 'status')
-if ARGV[3] == '' then
-  redis.call('HSET', workflow, 'run', ARGV[2], 'snapshot', new)
+if ARGV[3] == '' then  -- the run as of this version: no journal, and no 'snapshot' field to say since when
+  redis.call('HSET', workflow, 'run', ARGV[2])
+  redis.call('HDEL', workflow, 'snapshot')
   redis.call('DEL', KEYS[11])
-else
+else  -- the run stays as of the version it was written at, which 'snapshot' keeps once a journal follows it
+  if version then redis.call('HSETNX', workflow, 'snapshot', version) end
   redis.call('RPUSH', KEYS[11], ARGV[3])
 end
 redis.call('HSET', workflow, 'version', new, 'status', step.status, 'updated', step.time)
