@@ -273,7 +273,7 @@ def test_an_end_that_fails_every_time_goes_to_dead_letters_and_the_engine_goes_o
     registry.add("A", lambda input: {"a": 1})
     started.services_on(tasks=registry, engine=False, builtins=False)
     # a workflow whose stored definition is broken: every attempt to apply its end fails
-    raw.hset(KEYS.workflow("broken"), mapping={"version": 1, "run": "{}", "flow": "not a flow", "status": "running"})
+    raw.hset(KEYS.workflow("broken"), mapping={"version": 1, "run": "{}", "status": "running"})  # (no flow)
     poison = raw.xadd(KEYS.ends, {"kind": "end", "workflow": "broken", "task": "|1|-1", "seq": "1",
                                   "status": "done", "output": "{}"})
     engine = EngineProcess(Store(connect(redis_url)), connect(redis_url, decode=False), claim_idle=0.1,
@@ -331,7 +331,7 @@ def test_an_end_that_cannot_be_applied_does_not_take_the_ends_read_with_it_down(
     registry = Registry()
     registry.add("A", lambda input: input)
     started.services_on(tasks=registry, engine=False, builtins=False)
-    raw.hset(KEYS.workflow("broken"), mapping={"version": 1, "run": "{}", "flow": "not a flow", "status": "running"})
+    raw.hset(KEYS.workflow("broken"), mapping={"version": 1, "run": "{}", "status": "running"})  # (no flow)
     poison = raw.xadd(KEYS.ends, {"kind": "end", "workflow": "broken", "task": "|1|-1", "seq": "1",
                                   "status": "done", "output": "{}"})
     ids = client.submit_many("A", [{"n": n} for n in range(5)])

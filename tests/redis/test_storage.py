@@ -98,35 +98,3 @@ def test_a_long_log_keeps_its_latest_entries(started, client):
     assert 500 < len(log) < 5000
     assert log[-2] == archive["log"][-1] and log[-1]["kind"] == "restored"
     assert [stream_id(entry["id"]) for entry in log] == sorted({stream_id(entry["id"]) for entry in log})
-
-
-def test_a_workflow_stored_by_the_earlier_version_is_still_read_and_removed_whole(started, client, raw, redis_url):
-    """Stored before flows were shared and the log moved to the hash: its own copy of the
-    definition in its hash, its log a stream of its own."""
-    from littleflow.redis.client import Client
-
-    started.services_on(tasks=registry())
-    id = client.submit(FLOW, {"n": 1})
-    client.wait(id, timeout=20)
-    before = client.archive(id)
-    key, log = client.keys.workflow(id), client.keys.log(id)
-    raw.hset(key, mapping={"flow": json.dumps(before["flow"]), "text": FLOW, "base": "", "limit": before["limit"]})
-    pipe = raw.pipeline(transaction=False)
-    client.store.release_flows([id], pipe)
-    pipe.hdel(key, "log")
-    pipe.xadd(log, {"kind": "submitted"}, id="1700000000000-0")
-    pipe.xadd(log, {"kind": "finished"}, id="1700000000001-0")
-    pipe.execute()
-    assert flows(raw, client) == []
-    fresh = Client(redis_url)  # (nothing cached)
-    try:
-        after = fresh.archive(id)
-        assert (after["flow"], after["text"], after["limit"], after["run"]) == \
-            (before["flow"], before["text"], before["limit"], before["run"])
-        assert after["log"] == [{"id": "1700000000000-0", "kind": "submitted"},
-                                {"id": "1700000000001-0", "kind": "finished"}]
-        assert fresh.status(id)["output"] == {"n": 1}
-        fresh.delete(id)
-        assert list(raw.scan_iter(f"*{id}*")) == []
-    finally:
-        fresh.redis.close()

@@ -95,12 +95,6 @@ class Keys:
         attempt, times, error). (One key, not two: a small workflow costs a key's overhead less.)"""
         return self.workflow(id)
 
-    def log(self, id: str) -> str:
-        """Stream: the history of a workflow as an earlier version kept it (read, and deleted with
-        the workflow). The history is now the ``log`` field of the workflow's hash: JSON lines,
-        oldest first, each with its time in milliseconds as ``@``."""
-        return f"{self.root}wf:{id}:log"
-
     def flow(self, digest: str) -> str:
         """Hash: a shared definition — compiled flow (``flow``), its ``text``, ``base`` and
         ``limit`` — stored once for all the workflows that run it (``refs`` of them, each

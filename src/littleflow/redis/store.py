@@ -174,16 +174,19 @@ class Store:
         valid = [id for id in ids if id not in runs]
         pipe = self.redis.pipeline(transaction=True)  # (the journal must match the state it follows)
         for id in valid:
-            pipe.hmget(self.keys.workflow(id), "run", "version", "snapshot", "digest", "flow", "base", "limit")
+            pipe.hmget(self.keys.workflow(id), "run", "version", "snapshot", "digest")
             pipe.lrange(self.keys.journal(id), 0, -1)
         found = pipe.execute() if valid else []
         self._fetch_definitions({fields[3] for fields in found[::2] if fields[1] is not None and fields[3]})
-        for id, (run_blob, version, snapshot, digest, *legacy), journal in zip(valid, found[::2], found[1::2]):
+        for id, (run_blob, version, snapshot, digest), journal in zip(valid, found[::2], found[1::2]):
             if version is None:
                 runs[id] = None
                 continue
+            if not digest:
+                runs[id] = StoreError(f"workflow {id} is damaged and cannot be read: it names no flow")
+                continue
             try:
-                flow, engine, _, _, base, _ = self._definition(id, digest, legacy)
+                flow, engine, _, _, base, _ = self._definition(id, digest)
                 data = json.loads(run_blob)
                 run = Run(id, flow, engine, State.from_json(data["state"]), int(snapshot or version), data["seqs"],
                           data["seq"], base, engine.limit,
@@ -197,33 +200,27 @@ class Store:
                     raise ValueError(f"its journal has {len(journal)} steps, version {version} needs "
                                      f"{int(version) - int(snapshot or version)}")
                 runs[id] = run
+            except StoreError as error:  # (its shared flow is gone)
+                runs[id] = error
             except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
                 runs[id] = StoreError(f"workflow {id} is damaged and cannot be read: {type(error).__name__}: {error}")
         return runs
 
-    def _definition(self, id: str, digest: str | None = None, legacy: list[str | None] | None = None) -> tuple:
+    def _definition(self, id: str, digest: str | None = None) -> tuple:
         """(flow, engine, @flow defaults, per-task entries, base, limit) of workflow ``id``: the
-        shared definition of ``digest``, or the ``legacy`` one (flow JSON, base, limit) that an
-        earlier version kept in the workflow's hash. Without either, the cached one, else read."""
-        if legacy and legacy[0] and not digest:
-            legacy_text = "\0".join(part or "" for part in legacy)
-            digest = "legacy:" + hashlib.sha256(legacy_text.encode("utf-8", "surrogatepass")).hexdigest()
+        shared definition of ``digest``; without it, the cached one, else the one read."""
         known = self._flows.get(id)
         if known is not None and digest is not None and self._digests.get(id) != digest:
             known = None  # restored with another definition under the same id
         if known is None:
             if digest is None:
-                digest, *legacy = self.redis.hmget(self.keys.workflow(id), "digest", "flow", "base", "limit")
-                if digest is None and legacy[0] is None:
+                digest = self.redis.hget(self.keys.workflow(id), "digest")
+                if digest is None:
                     raise StoreError(f"no workflow {id}")
-                return self._definition(id, digest, legacy)
-            if digest.startswith("legacy:"):
-                flow, base, limit = Flow.loads(legacy[0]), legacy[1], legacy[2]  # type: ignore[index]
-            else:
-                self._fetch_definitions({digest})
-                if digest not in self._shared:
-                    raise StoreError(f"workflow {id} is damaged: its flow {digest} is gone")
-                flow, base, limit = self._shared[digest]
+            self._fetch_definitions({digest})
+            if digest not in self._shared:
+                raise StoreError(f"workflow {id} is damaged: its flow {digest} is gone")
+            flow, base, limit = self._shared[digest]
             limit_value = int(limit) if limit else None
             defaults, per_task = _flow_options(flow)
             known = (flow, Engine(flow, limit_value), defaults, per_task, base or "", limit_value)
@@ -254,11 +251,10 @@ class Store:
     def definition(self, id: str) -> dict[str, Any] | None:
         """What workflow ``id`` runs: ``name``, ``text``, ``flow`` (the compiled flow's JSON
         text), ``base`` and ``limit`` (text, "" for none); None if there is no such workflow."""
-        name, digest, *found = self.redis.hmget(self.keys.workflow(id), "name", "digest", "flow", "text", "base",
-                                                "limit")
-        if digest:
-            found = self.redis.hmget(self.keys.flow(digest), "flow", "text", "base", "limit")
-        flow, text, base, limit = found
+        name, digest = self.redis.hmget(self.keys.workflow(id), "name", "digest")
+        if digest is None:
+            return None
+        flow, text, base, limit = self.redis.hmget(self.keys.flow(digest), "flow", "text", "base", "limit")
         if flow is None:
             return None
         return {"name": name or None, "text": text or "", "flow": flow, "base": base or "", "limit": limit or ""}
@@ -333,8 +329,8 @@ class Store:
         blob = "" if entry else run.blob()
         run.writing = len(entry) if entry else -len(blob)
         keys = self.keys
-        names = [keys.workflow(run.id), keys.task_info(run.id), keys.ends, keys.log(run.id), keys.events,
-                 keys.workflows, *(keys.by_state(state) for state in STATES), keys.journal(run.id), *streams]
+        names = [keys.workflow(run.id), keys.task_info(run.id), keys.ends, keys.events, keys.workflows,
+                 *(keys.by_state(state) for state in STATES), keys.journal(run.id), *streams]
         if step.flow is not None and create:  # a new workflow's flow, shared (the idempotency key stays last)
             names.append(keys.flow(step.flow[0]))
             payload["flow"] = {"key": len(names), "fields": _flat(dict(zip(("flow", "text", "base", "limit"),
@@ -570,7 +566,7 @@ class Store:
         """The keys and arguments of scripts/forget.lua for workflow ``id`` of flow ``name``
         (its idempotency ``key``, released; a ``deleted`` event unless not ``event``)."""
         keys = self.keys
-        names = [keys.workflow(id), keys.journal(id), keys.task_info(id), keys.log(id), keys.waits(id), keys.events,
+        names = [keys.workflow(id), keys.journal(id), keys.waits(id), keys.events,
                  keys.workflows, keys.ended, keys.names, *(keys.by_state(state) for state in STATES),
                  *(keys.ids(state) for state in STATES)]
         if name:
@@ -603,23 +599,15 @@ class Store:
     def log(self, id: str) -> list[dict[str, Any]]:
         """The workflow's log, oldest first: each entry's fields (text) and an ``id`` that
         increases, ``MS-N`` (its time in milliseconds, and a count within the same one)."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hget(self.keys.workflow(id), "log")
-        pipe.type(self.keys.log(id))
-        lines, kind = pipe.execute()
-        older = []
-        if kind == "stream":  # the log's start, written by an earlier version
-            older = [{"id": entry_id, **fields} for entry_id, fields in self.redis.xrange(self.keys.log(id))]
+        lines = self.redis.hget(self.keys.workflow(id), "log")
         log, last, count = [], 0, -1
-        if older:
-            last, count = map(int, older[-1]["id"].split("-"))
         for line in (lines or "").splitlines():
             entry = json.loads(line)
             ms = int(entry.pop("@", 0))
             ms, count = (last, count + 1) if ms <= last else (ms, 0)
             last = ms
             log.append({"id": f"{ms}-{count}", **{name: str(value) for name, value in entry.items()}})
-        return older + log
+        return log
 
 
 def flow_digest(flow: str, text: str, base: str, limit: str) -> str:

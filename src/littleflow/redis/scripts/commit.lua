@@ -1,4 +1,4 @@
--- commit: KEYS = workflow, task info, end stream, log, events, index, the index of each
+-- commit: KEYS = workflow, task info (the workflow's hash too), end stream, events, index, the index of each
 --         state (running, finished, failed, terminated), journal, start streams…, then (when
 --         the step has "flow", at KEYS[step.flow.key]) the shared definition, then (when the step
 --         has "once") the idempotency key
@@ -12,7 +12,7 @@
 -- idempotency key is taken writes nothing and returns the key's value ("ID FINGERPRINT").
 local workflow = KEYS[1]
 local version = redis.call('HGET', workflow, 'version')
-local STATES = {running = 7, finished = 8, failed = 9, terminated = 10}
+local STATES = {running = 6, finished = 7, failed = 8, terminated = 9}
 local step = cjson.decode(ARGV[4])
 if ARGV[1] == '' then
   if version then return -1 end
@@ -42,16 +42,16 @@ local new = tonumber(step.version) or ((tonumber(version) or 0) + 1)  -- (a rest
 -- starts first: should a write fail halfway (Redis does not roll back), the step is redone,
 -- and a start sent twice is harmless where a start lost would not be
 for _, start in ipairs(step.starts) do
-  redis.call('XADD', KEYS[11 + start[1]], '*', unpack(start[2]))
+  redis.call('XADD', KEYS[10 + start[1]], '*', unpack(start[2]))
 end
 local was = redis.call('HGET', workflow, 'status')
 if ARGV[3] == '' then  -- the run as of this version: no journal, and no 'snapshot' field to say since when
   redis.call('HSET', workflow, 'run', ARGV[2])
   redis.call('HDEL', workflow, 'snapshot')
-  redis.call('DEL', KEYS[11])
+  redis.call('DEL', KEYS[10])
 else  -- the run stays as of the version it was written at, which 'snapshot' keeps once a journal follows it
   if version then redis.call('HSETNX', workflow, 'snapshot', version) end
-  redis.call('RPUSH', KEYS[11], ARGV[3])
+  redis.call('RPUSH', KEYS[10], ARGV[3])
 end
 redis.call('HSET', workflow, 'version', new, 'status', step.status, 'updated', step.time)
 local ix = step.index  -- the listing indexes (key names in Keys): ids, names, ended
@@ -61,7 +61,7 @@ if was ~= step.status then  -- the workflow moves to the index of its new state
     redis.call('ZREM', ix.ids[was], step.id)
     if ix.named then redis.call('ZREM', ix.named[was], step.id) end
   end
-  local created = step.created or redis.call('ZSCORE', KEYS[6], step.id) or step.time
+  local created = step.created or redis.call('ZSCORE', KEYS[5], step.id) or step.time
   redis.call('ZADD', KEYS[STATES[step.status]], created, step.id)
   redis.call('ZADD', ix.ids[step.status], 0, step.id)
   if ix.named then redis.call('ZADD', ix.named[step.status], created, step.id) end
@@ -88,10 +88,10 @@ if #step.log > 0 then  -- the log: JSON lines in the workflow's hash, the latest
   redis.call('HSET', workflow, 'log', log)
 end
 for _, entry in ipairs(step.events) do
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', step.eventlen, '*', unpack(entry))
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', step.eventlen, '*', unpack(entry))
 end
 if ARGV[1] == '' then
-  redis.call('ZADD', KEYS[6], step.created or step.time, step.id)
+  redis.call('ZADD', KEYS[5], step.created or step.time, step.id)
   if ix.named then
     redis.call('ZADD', ix.name, step.created or step.time, step.id)
     redis.call('ZADD', ix.names, 0, step.index.flow)
