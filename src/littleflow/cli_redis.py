@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from .cli import FLOW, compile_text, echo_failure, fail, json_text, load_tasks, main, read_flow, read_input
+from .durations import seconds
 from .engine import DEFAULT_LIMIT, DEFAULT_PARALLELISM
 from .values import loads
 
@@ -276,17 +277,13 @@ VERBOSE = click.option("--verbose", "-v", is_flag=True, help="Log what happens, 
 
 
 class Duration(click.ParamType):
-    """A duration: seconds, or 90s, 30m, 12h, 7d, 1d12h (see littleflow.redis.retention.parse_duration)."""
+    """A duration: seconds, or 90s, 30m, 12h, 7d, 1d12h (:func:`littleflow.durations.seconds`)."""
 
     name = "duration"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> float:
-        if isinstance(value, (int, float)):
-            return float(value)
-        from .redis.retention import parse_duration
-
         try:
-            return parse_duration(value)
+            return seconds(value)
         except ValueError as error:
             self.fail(str(error), param, ctx)
 

@@ -12,12 +12,11 @@ import sys
 import threading
 import time
 
-import pytest
 from click.testing import CliRunner
 
 from littleflow.cli import main
 from littleflow.redis.client import Client
-from littleflow.redis.retention import Sweeper, parse_duration
+from littleflow.redis.retention import Sweeper
 from littleflow.tasks import Registry
 
 FLOW = "A → A → A"
@@ -45,18 +44,6 @@ def ended(client: Client, count: int, flow: str = FLOW) -> list[str]:
     for id in ids:
         client.wait(id, timeout=20)
     return ids
-
-
-@pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800),
-                                           ("1w", 604800), ("1d12h", 129600), ("0", 0), ("2.5", 2.5), (" 1H ", 3600)])
-def test_durations(text, seconds):
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "d", "7x", "1d 2h", "-5s", "7d3"])
-def test_bad_durations_are_refused(text):
-    with pytest.raises(ValueError, match="bad duration"):
-        parse_duration(text)
 
 
 def test_the_engine_removes_what_ended_longer_ago_than_the_retention_and_never_what_runs(started, client, raw, until):
@@ -181,3 +168,17 @@ def test_an_engine_process_with_retention_and_an_archive_directory(started, clie
     for id in ids:
         assert client.restore(json.loads((archives / f"{id}.json").read_text())) == id
         assert client.status(id)["state"] == "finished"
+
+
+def test_a_workflow_resumed_after_the_sweep_read_it_is_kept(started, client):
+    """The sweep reads the ended workflows, then removes them: one resumed in between (it
+    runs again) is kept, and one still ended goes."""
+    services = started.services_on(tasks=registry())
+    failed, finished = client.submit("B"), client.submit("A")
+    assert client.wait(failed, timeout=20)["state"] == "failed"
+    assert client.wait(finished, timeout=20)["state"] == "finished"
+    started.stop(services)  # (no engine: the resumed one stays running)
+    client.resume(failed)
+    assert client.store.forget([failed, finished], ended_before=time.time() + 60) == 1
+    assert client.status(failed)["state"] == "running"
+    assert [w["id"] for w in client.list()] == [failed]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ import httpx
 from .. import resources
 from ..calling import Caller, Cancelled, TaskTimeout, message
 from ..confine import LOCKED, Confinement, Refused
+from ..durations import seconds
 from ..policy import Policy
 from ..tasks import TaskError, json_output
 from . import waits
@@ -29,7 +29,6 @@ log = logging.getLogger("littleflow.builtins")
 WAITS = ("wait:delay", "wait:event", "wait:acquire", "wait:release", "wait:countdown")
 HTTP = ("http:get", "http:post", "http:put", "http:delete")
 RESOURCES = (f"{RESOURCE}:read", f"{RESOURCE}:write")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class BuiltinTasks:
@@ -162,13 +161,11 @@ class BuiltinTasks:
 
 def duration(value: Any) -> float:
     """Seconds from a number or text like ``250ms``, ``30s``, ``5m``, ``2h``, ``1d``."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    if isinstance(value, str):
-        found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", value)
-        if found:
-            return float(found[1]) * _UNITS[found[2] or "s"]
-    raise TaskError(f"wait:delay needs a duration ≥ 0 in seconds or like '30s', '5m', '2h', not {value!r}")
+    try:
+        return seconds(value)
+    except ValueError:
+        raise TaskError(f"wait:delay needs a duration ≥ 0 in seconds or like '30s', '5m', '2h', not {value!r}") \
+            from None
 
 
 async def http_async(method: str, params: dict[str, Any], body: Any, client: httpx.AsyncClient,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from pathlib import Path
@@ -23,20 +22,7 @@ DEFAULT_RETENTION = 7 * 24 * 3600.0
 BATCH = 200
 #: Seconds between sweeps that found less than a batch.
 EVERY = 5.0
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _writing = threading.Lock()  # (threads of one process share private_file's temporary name)
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``text``: a number of seconds, or numbers with units ``s``, ``m``, ``h``,
-    ``d``, ``w`` (``90s``, ``30m``, ``12h``, ``7d``, ``1d12h``). Raises ValueError."""
-    text = text.strip().lower()
-    if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        return float(text)
-    if not text or _DURATION.sub("", text):
-        raise ValueError(f"bad duration {text!r}: a number of seconds, or like 90s, 30m, 12h, 7d, 1d12h")
-    return float(sum(float(number) * _UNITS[unit] for number, unit in _DURATION.findall(text)))
 
 
 class Sweeper:
@@ -74,11 +60,7 @@ class Sweeper:
             ids = self._archived(ids)
         if not ids:
             return 0
-        pipe = redis.pipeline(transaction=False)  # (resumed since they were read: they are kept)
-        for id in ids:
-            pipe.zscore(keys.ended, id)
-        ids = [id for id, score in zip(ids, pipe.execute()) if score is not None and score <= cutoff]
-        removed = self.store.forget(ids)
+        removed = self.store.forget(ids, ended_before=cutoff)  # (one resumed since it was read is kept)
         self.removed += removed
         if removed:
             log.info("removed %d workflows that ended more than %gs ago", removed, self.retention)

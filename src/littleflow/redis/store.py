@@ -537,25 +537,33 @@ class Store:
         raise StoreError(f"workflow {id} keeps changing; try again")
 
     # -- forgetting ----------------------------------------------------------------------
-    def forget(self, ids: list[str]) -> int:
-        """Remove workflows ``ids``, whatever their state (the caller decides which may go):
-        every key of each, its entries in every index, its share of its flow and its
+    def forget(self, ids: list[str], ended_before: float | None = None) -> int:
+        """Remove workflows ``ids``, whatever their state (the caller decides which may go) or,
+        given ``ended_before``, those of them that ended before that time (and have not run
+        since): every key of each, its entries in every index, its share of its flow and its
         idempotency key; the events stream gets each one's state ``deleted``. Returns how
-        many of them there were."""
+        many of them there were. A workflow changed as it is removed is read again."""
         ids = [id for id in dict.fromkeys(ids) if VALID_ID.fullmatch(id)]
         gone = 0
-        for _ in range(5):  # (again for those restored under another flow name meanwhile)
+        for _ in range(20):  # (again for those changed or restored under another flow meanwhile)
             if not ids:
                 break
-            pipe = self.redis.pipeline(transaction=False)
-            for id in ids:
-                pipe.hmget(self.keys.workflow(id), "name", "idempotency")
-            found = pipe.execute()
-            pipe = self.redis.pipeline(transaction=True)
-            self.release_flows(ids, pipe)
-            for id, (name, key) in zip(ids, found):
-                self.scripts.forget(**self.forget_call(id, name or "", key), client=pipe)
-            results = pipe.execute()[-len(ids):]
+            with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(*(self.keys.workflow(id) for id in ids))
+                    found = [pipe.hmget(self.keys.workflow(id), "name", "idempotency") for id in ids]
+                    if ended_before is not None:
+                        ended = [pipe.zscore(self.keys.ended, id) for id in ids]
+                        kept = [score is not None and score <= ended_before for score in ended]
+                        ids = [id for id, keep in zip(ids, kept) if keep]
+                        found = [entry for entry, keep in zip(found, kept) if keep]
+                    pipe.multi()
+                    self.release_flows(ids, pipe)
+                    for id, (name, key) in zip(ids, found):
+                        self.scripts.forget(**self.forget_call(id, name or "", key), client=pipe)
+                    results = pipe.execute()[-len(ids):] if ids else []
+                except redis.WatchError:
+                    continue
             for id in ids:
                 self._flows.pop(id, None)
             gone += sum(1 for result in results if result == 1)
