@@ -302,6 +302,12 @@ HTTP_ALLOW = click.option("--http-allow", "http_allow", metavar="HOST|CIDR", mul
                                "beyond the public addresses (repeatable) [default: public addresses only].")
 
 
+PARALLELISM = click.option("--parallelism", type=click.IntRange(min=1), default=DEFAULT_PARALLELISM,
+                           show_default=True, metavar="N",
+                           help="Task runs of one workflow queued or running at once, for flows that do not say "
+                                "(@flow (- parallelism: N -)); the rest wait their turn in the workflow.")
+
+
 def archive_directory(path: Path | None) -> None:
     """Make the --archive-dir directory (for this user alone) if it is not there, or a one-line error."""
     if path is not None:
@@ -324,9 +330,7 @@ def confinement(files: tuple[str, ...], http_allow: tuple[str, ...], owner: str)
 @redis_command("engine", json_flag=False)
 @CLAIM_IDLE
 @MAX_DELIVERIES
-@click.option("--parallelism", type=click.IntRange(min=1), default=DEFAULT_PARALLELISM, show_default=True,
-              metavar="N", help="Task runs of one workflow queued or running at once, for flows that do not "
-                                "say (@flow (- parallelism: N -)); the rest wait their turn in the workflow.")
+@PARALLELISM
 @RETENTION
 @ARCHIVE_DIR
 @VERBOSE
@@ -446,14 +450,15 @@ def kubernetes_tasks(namespace: str | None, cleanup: float) -> Any:
 @FILES
 @HTTP_ALLOW
 @CLAIM_IDLE
+@PARALLELISM
 @RETENTION
 @ARCHIVE_DIR
 @VERBOSE
 def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: int, data_dir: Path | None,
                   port: int | None, api_address: str | None, tokens_file: str | None, no_auth: bool,
                   api_hosts: tuple[str, ...], cors: tuple[str, ...], max_nodes: int, api_only: bool, claim_idle: float,
-                  verbose: bool, files: tuple[str, ...], http_allow: tuple[str, ...], retention: float,
-                  archive_dir: Path | None) -> None:
+                  verbose: bool, files: tuple[str, ...], http_allow: tuple[str, ...], parallelism: int,
+                  retention: float, archive_dir: Path | None) -> None:
     """Run a whole system here: an engine, the built-in tasks and the Python tasks of
     --tasks, until SIGINT or SIGTERM. Without a Redis URL (--redis or
     $LITTLEFLOW_REDIS_URL) it starts a private Redis server on 127.0.0.1 and leaves its URL
@@ -480,7 +485,7 @@ def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: in
             click.echo(f"littleflow: serving on {target.shown} (prefix {target.prefix})", err=True)
         services = Services(target.url, prefix=target.prefix, tasks=registry, concurrency=concurrency,
                             engine=not api_only, builtins=not api_only, claim_idle=claim_idle, confine=confine,
-                            retention=retention, archive_dir=archive_dir)
+                            parallelism=parallelism, retention=retention, archive_dir=archive_dir)
         names = f": {', '.join(sorted(registry.names()))}" if registry is not None else ""
         click.echo("littleflow: the API alone (no engine, no tasks)" if api_only else
                    f"littleflow: an engine, the built-in tasks and {len(registry.names()) if registry else 0} "
