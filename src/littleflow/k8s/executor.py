@@ -103,6 +103,13 @@ class KubernetesTasks:
             job.started = (jobs.about(found) or {}).get("started") or job.started
             log.info("k8s: Job %s/%s exists already: following it", namespace, name)
         if not self._running(worker, task.workflow):  # terminated while it was created: no one else deletes it
+            try:
+                now = self._retrying(lambda: self._get(name, namespace))
+            except (Transient, TaskError):  # (cannot tell: it goes, as a terminated workflow's would)
+                now = None
+            if now is not None and jobs.state(now) != "running":  # (it ended already: the workflow went on
+                worker.streams.ack(job.stream, job.id)  # with its end, sent by the workers following it)
+                return DEFERRED
             self._delete(name, namespace)
             raise Cancelled("the workflow was terminated")
         worker.running(job, job.started)
