@@ -23,6 +23,9 @@ from .streams import Streams, surviving
 
 log = logging.getLogger("littleflow.engine")
 
+#: Runs an engine keeps in memory between their steps (valid while their version holds).
+RUNS_KEPT = 10_000
+
 
 class EngineProcess:
     """Advances workflows as their tasks end.
@@ -219,8 +222,11 @@ class EngineProcess:
         return step, starts, aside
 
     def _remember(self, run: Run) -> None:
+        """Keep ``run`` for its next ends (the most recent RUNS_KEPT; none once nothing runs)."""
+        if run.state.status != "running" and not run.state.running:
+            return  # (ended: no more ends to apply)
         self._runs[run.id] = run
-        if len(self._runs) > 1000:
+        if len(self._runs) > RUNS_KEPT:
             self._runs.popitem(last=False)
 
 
