@@ -18,7 +18,7 @@ from ..engine import DEFAULT_LIMIT, DEFAULT_PARALLELISM, Engine, Start
 from ..flow import Flow
 from ..policy import flow_entry, flow_options, flow_parallelism
 from ..state import State
-from .protocol import ENGINES, RESOURCE, Keys, StartTask, parse_task_id, task_id
+from .protocol import ENGINES, RESOURCE, Keys, StartTask, compact, parse_task_id, task_id
 from .scripts import Scripts
 
 #: Bytes of a workflow's log kept (its latest entries; a few dozen bytes each), in its hash:
@@ -87,9 +87,8 @@ class Run:
     writing: int = 0  # what the commit under way writes: journal bytes (> 0) or a whole state of -writing bytes
 
     def blob(self) -> str:
-        return json.dumps({"state": self.state.to_json(), "seqs": self.seqs, "seq": self.seq,
-                           "queue": [[*start] for start in self.queue]},
-                          ensure_ascii=False, separators=(",", ":"))
+        return compact({"state": self.state.to_json(), "seqs": self.seqs, "seq": self.seq,
+                        "queue": [[*start] for start in self.queue]})
 
     def advance(self, ends: list[list], parallelism: int | None) -> list[Start]:
         """Apply ``ends`` ([task id, seq, status, output or error] each, checked as current
@@ -311,7 +310,7 @@ class Store:
             "id": run.id, "status": run.state.status, "time": repr(now), "group": ENGINES,
             "fields": _flat(step.fields), "acks": step.acks, "starts": starts_out,
             "tasks": _flat({k: v if isinstance(v, str) else info_json(v) for k, v in step.tasks.items()}),
-            "log": [_compact({**entry, "@": int(now * 1000)}) for entry in step.log], "logbytes": LOG_BYTES,
+            "log": [compact({**entry, "@": int(now * 1000)}) for entry in step.log], "logbytes": LOG_BYTES,
             "events": [_flat(entry) for entry in step.events], "eventlen": EVENTS_LENGTH,
             "index": self._index_keys(run.flow.name or ""),
         }
@@ -322,8 +321,7 @@ class Store:
         entry = ""
         final = run.state.status != "running" and not run.state.running  # (an ended run is written whole, once)
         if step.ends and not create and not final:
-            entry = json.dumps({"ends": step.ends, "parallelism": step.parallelism}, ensure_ascii=False,
-                               separators=(",", ":"))
+            entry = compact({"ends": step.ends, "parallelism": step.parallelism})
             if run.journaled + len(entry) > max(JOURNAL_MIN, run.snapshot):
                 entry = ""
         blob = "" if entry else run.blob()
@@ -337,7 +335,7 @@ class Store:
                                                                           step.flow[1:])))}
         return {"keys": [*names, *([once[0]] if once else [])],
                 "args": ["" if create else str(run.version), blob, entry,
-                         json.dumps(payload, ensure_ascii=False, separators=(",", ":"))]}
+                         compact(payload)]}
 
     def _index_keys(self, name: str) -> dict[str, Any]:
         """The listing indexes a step of a workflow of flow ``name`` keeps (scripts/commit.lua)."""
@@ -512,7 +510,7 @@ class Store:
         if tasks:
             pipe.hset(keys.task_info(id), mapping=tasks)
         if log:
-            lines = "".join(_compact({**entry, "@": int(entry_id.partition("-")[0])}) + "\n"
+            lines = "".join(compact({**entry, "@": int(entry_id.partition("-")[0])}) + "\n"
                             for entry_id, entry in log)
             step.fields["log"] = lines[-LOG_BYTES:].partition("\n")[2] if len(lines) > LOG_BYTES else lines
         self.scripts.commit(client=pipe, **self.commit_call(run, step, starts, create=True, restored=times))
@@ -660,26 +658,25 @@ def info_json(info: dict[str, Any], **values: Any) -> str:
     these as :func:`capped` keeps it (the engine writes one for every end: small ones, by
     far the most, are encoded once)."""
     info = {name: value for name, value in (*info.items(), *values.items()) if value is not None}
-    text = _compact(info)
+    text = compact(info)
     if len(text) <= MAX_INFO_VALUE // 4:  # (at most 4 bytes a character: every value fits)
         return text
-    parts = [_compact(name) + ":" + _compact(value) for name, value in info.items() if name not in values]
+    parts = [compact(name) + ":" + compact(value) for name, value in info.items() if name not in values]
     for name in values:
         if name in info:
             text, size = _sized(info[name])
-            parts.append(f'"{name}":{text if size <= MAX_INFO_VALUE else _compact({"truncated": size})}')
+            parts.append(f'"{name}":{text if size <= MAX_INFO_VALUE else compact({"truncated": size})}')
     return "{" + ",".join(parts) + "}"
 
 
 def _sized(value: Any, limit: int = MAX_INFO_VALUE) -> tuple[str, int]:
     """The compact JSON of ``value`` and its size in bytes (exact if that may exceed ``limit``)."""
-    text = _compact(value)
+    text = compact(value)
     if len(text) <= limit // 4 or text.isascii():
         return text, len(text)
     return text, len(text.encode("utf-8", "surrogatepass"))
 
 
-_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _flat(mapping: dict[str, Any]) -> list[str]:

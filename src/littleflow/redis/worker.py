@@ -20,7 +20,7 @@ from ..calling import Caller, Cancelled, message
 from ..tasks import Registry
 from ..values import check_value
 from .engine import consumer_name
-from .protocol import REGISTER_EVERY, SHARED_NAMESPACES, WORKERS, EndTask, Malformed, StartTask, namespace
+from .protocol import REGISTER_EVERY, SHARED_NAMESPACES, WORKERS, EndTask, Malformed, StartTask, compact, namespace
 from .store import Store
 from .streams import Streams, surviving, unreachable
 
@@ -304,7 +304,7 @@ class Worker:
                 task = subject
                 self.store.scripts.info(keys=[self.keys.task_info(task.workflow)], client=pipe, args=[
                     task.task, task.seq,
-                    json.dumps({"node": task.node, "seq": task.seq, **info}, ensure_ascii=False, separators=(",", ":"))])
+                    compact({"node": task.node, "seq": task.seq, **info})])
         pipe.execute()
         for job in ended:
             self._forget(job)
