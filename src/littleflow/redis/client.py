@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -255,9 +255,9 @@ class Client:
             letters.append({"id": entry_id, **fields})
         return letters
 
-    def serving(self, silent_for: float = 3 * REGISTER_EVERY) -> tuple[set[str], set[str]]:
-        """The task names and the shared namespaces that live workers serve (those heard
-        from in the last ``silent_for`` seconds)."""
+    def served(self, silent_for: float = 3 * REGISTER_EVERY) -> Callable[[str], bool]:
+        """A test of a task name: does a live worker (heard from in the last ``silent_for`` seconds) serve it,
+        by that name or by its shared namespace?"""
         names: set[str] = set()
         spaces: set[str] = set()
         now = time.time()
@@ -269,26 +269,25 @@ class Client:
                     spaces.update(worker.get("namespaces") or ())
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue
-        return names, spaces
+        return lambda name: name in names or namespace(name) in spaces and namespace(name) in SHARED_NAMESPACES
 
     def unserved(self, workflow: str | Path | Flow, silent_for: float = 3 * REGISTER_EVERY) -> list[str]:
         """The task names of ``workflow`` (flow text, file or Flow) that no live worker serves."""
         flow = workflow if isinstance(workflow, Flow) else load_workflow(workflow)[0]
-        names, spaces = self.serving(silent_for)
+        served = self.served(silent_for)
         wanted = {node.name for node in flow.nodes if node.kind == "task" and node.name}
         if any(node.kind == "resource" for node in flow.nodes):
             wanted.add(f"{RESOURCE}:read")
-        return sorted(name for name in wanted
-                      if name not in names and not (namespace(name) in SHARED_NAMESPACES and namespace(name) in spaces))
+        return sorted(name for name in wanted if not served(name))
 
     def stalled(self, id: str, silent_for: float = 60.0) -> list[str]:
         """Why workflow ``id`` may not be getting on: queued tasks that no worker (heard
         from in the last ``silent_for`` seconds) serves. One line each."""
-        names, spaces = self.serving(silent_for)
+        served = self.served(silent_for)
         hints = []
         for node in self.status(id)["nodes"]:
             name = node["name"]
-            if node["status"] == "queued" and name and name not in names and namespace(name) not in spaces:
+            if node["status"] == "queued" and name and not served(name):
                 hints.append(f"task {name} at {node['line']}:{node['column']} is queued, and no worker serves it")
         return hints
 
