@@ -1,5 +1,6 @@
 """The shared runtime conformance cases (tests/conformance/runtime.yaml), run sequentially."""
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,12 @@ CASES = yaml.safe_load((Path(__file__).parent / "conformance" / "runtime.yaml").
 
 
 def recording_tasks(flow, behaviour):
-    """Task functions that record what they got and do what the case says."""
+    """Task functions that record what they got and do what the case says; a
+    ``{"sequence": [v1, v2, …]}`` task returns v1 at the first run of any of its nodes,
+    v2 at the second, and so on, then the last value again."""
     order, inputs, params = [], {}, {}
+    runs: dict[str, int] = {}
+    lock = threading.Lock()
 
     def make(name):
         def function(input, *args, **kwargs):
@@ -26,6 +31,11 @@ def recording_tasks(flow, behaviour):
                 return None
             if isinstance(what, dict) and set(what) == {"fail"}:
                 raise RuntimeError(what["fail"])
+            if isinstance(what, dict) and set(what) == {"sequence"}:
+                values = what["sequence"]
+                with lock:  # (runs on a worker's threads too)
+                    run = runs[name] = runs.get(name, -1) + 1
+                return values[min(run, len(values) - 1)]
             return what
 
         return function

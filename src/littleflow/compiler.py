@@ -11,8 +11,10 @@ from .guard import GuardError, compile_guard
 from .literals import MAX_BYTES, json_size
 from .memory import fewer_collections
 from .nodes import (
+    Choice,
     Element,
     Literal,
+    Loop,
     Module,
     Resource,
     Statement,
@@ -30,6 +32,7 @@ MAX_NODES = 5_000_000
 #: literals of a flow text may hold (:data:`~littleflow.literals.MAX_BYTES`).
 MAX_FLOW_BYTES = 4 * MAX_BYTES
 _ONE = (1, 0)  # (a step of one node that carries nothing)
+_PLAIN = frozenset((Task, Literal, Resource))  # steps of one node (a Task unless a named subflow)
 
 
 class Compiler:
@@ -213,6 +216,10 @@ class _Compile:
             entry, exit_ = self.subflow(step, depth, step.offset, None)
         elif type(step) is Literal:
             entry = exit_ = self.node("literal", step.offset, value=step.value)
+        elif type(step) is Choice:
+            entry, exit_ = self.choice(step, scope, depth)
+        elif type(step) is Loop:
+            entry, exit_ = self.loop(step, scope, depth)
         else:
             assert type(step) is Resource
             entry = exit_ = self.node(
@@ -243,6 +250,53 @@ class _Compile:
                     f"label :{label.name} at the start of a line names the output of the step before it;"
                     " to start a new statement with it, end the one before with ';'", label.offset))
         return entry, exit_
+
+    def condition(self, expression: str, offset: int) -> str:
+        """A conditional's or loop's condition, checked (LANGUAGE.md §9.7: the error is at its backquote)."""
+        try:
+            compile_guard(expression)
+        except GuardError as error:
+            raise self.error(str(error).replace("invalid guard", "invalid condition", 1), offset) from None
+        return expression
+
+    def choice(self, choice: Choice, scope: _Scope, depth: int) -> tuple[int, int]:
+        """``if … then … elif … else …``: a ``choice`` node, each branch's nodes (the first
+        carrying the branch's condition, none for ``else``) and a ``choice-end``; without
+        ``else`` an edge from the choice to its end passes the input on."""
+        if depth >= MAX_DEPTH:
+            raise self.error(f"conditionals, loops and subflows nested more than {MAX_DEPTH} deep", choice.offset)
+        start = self.node("choice", choice.offset)
+        entries, exits = [], []
+        for branch in choice.branches:
+            condition = None if branch.condition is None else self.condition(branch.condition, branch.condition_offset)
+            entry, exit_ = self.element(branch.step, scope, depth + 1, False)
+            self.nodes[entry].condition = condition
+            entries.append(entry)
+            exits.append(exit_)
+        end = self.node("choice-end", choice.end, pair=start)
+        self.nodes[start].pair = end
+        edges = self.edges
+        edges.extend((start, entry) for entry in entries)
+        if choice.branches[-1].condition is not None:
+            edges.append((start, end))
+        edges.extend((exit_, end) for exit_ in exits)
+        return start, end
+
+    def loop(self, loop: Loop, scope: _Scope, depth: int) -> tuple[int, int]:
+        """``repeat … until`` or ``while … do``: a ``repeat`` or ``while`` node carrying the
+        condition, the body's nodes, and a ``loop-end`` whose edge back to the body's first
+        node closes the cycle; a ``while`` also has an edge to its end (no round at all)."""
+        if depth >= MAX_DEPTH:
+            raise self.error(f"conditionals, loops and subflows nested more than {MAX_DEPTH} deep", loop.offset)
+        condition = self.condition(loop.condition, loop.condition_offset)
+        start = self.node(loop.kind, loop.offset, condition=condition)
+        entry, exit_ = self.element(loop.body, scope, depth + 1, False)
+        end = self.node("loop-end", loop.end, pair=start)
+        self.nodes[start].pair = end
+        self.edges.extend(((start, entry), (exit_, end), (end, entry)))
+        if loop.kind == "while":
+            self.edges.append((start, end))
+        return start, end
 
     def starts_line(self, offset: int) -> bool:
         text = self.source.text
@@ -300,7 +354,7 @@ class _Compile:
         for statement in statements:
             for element in statement.elements:
                 step = element.step
-                if not weigh and type(step) is not Subflow and (type(step) is not Task or step.name not in bodies):
+                if not weigh and type(step) in _PLAIN and (type(step) is not Task or step.name not in bodies):
                     nodes += 1  # (the common case, kept quick)
                     continue
                 more, heavier = size(step, depth)
@@ -325,6 +379,15 @@ class _Compile:
             if depth >= MAX_DEPTH:
                 raise self.error(f"subflows nested more than {MAX_DEPTH} deep", step.offset)
             nodes, weight = self.count(step.statements, depth + 1)
+            return 2 + nodes, weight
+        if kind is Choice or kind is Loop:
+            if depth >= MAX_DEPTH:
+                raise self.error(f"conditionals, loops and subflows nested more than {MAX_DEPTH} deep", step.offset)
+            nodes = weight = 0
+            for element in ([b.step for b in step.branches] if kind is Choice else [step.body]):
+                more, heavier = self.size(element.step, depth + 1)
+                nodes += more
+                weight += heavier
             return 2 + nodes, weight
         if not self.weigh:
             return _ONE

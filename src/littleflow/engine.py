@@ -14,7 +14,7 @@ from itertools import islice
 from operator import gt
 from typing import Any, NamedTuple
 
-from .flow import Flow
+from .flow import JOINING_ONE, OPENING, Flow
 from .guard import GuardError, compile_guard
 from .state import Frame, Iteration, Key, State
 
@@ -27,7 +27,11 @@ DEFAULT_PARALLELISM = 500
 
 _TASK, _PASS, _LITERAL, _END = 0, 1, 2, 3  # how a node acts when it becomes ready
 _ACTS = {"task": _TASK, "resource": _TASK, "literal": _LITERAL, "start": _PASS, "end": _END,
-         "subflow-start": _PASS, "subflow-end": _END}
+         "subflow-start": _PASS, "subflow-end": _END, "choice": _PASS, "choice-end": _END,
+         "repeat": _PASS, "while": _PASS, "loop-end": _PASS}
+# Where a node's end leads, when not simply to all its successors (LANGUAGE.md §9.7, §9.8).
+_CHOOSE, _WHILE, _EXIT = 1, 2, 3
+_ROUTES = {"choice": _CHOOSE, "while": _WHILE, "loop-end": _EXIT}
 
 
 class Start(NamedTuple):
@@ -59,10 +63,22 @@ class Engine:
         nodes = flow.nodes
         # Only a node entered by a cycle-closing edge can run again: count runs there.
         # (Every other node that runs has a tree edge of the walk into it; START has none.)
-        self.loops = [self.thresholds[i] < len(flow.predecessors(i)) or i == 0 for i in range(len(nodes))]
+        # (The end of a conditional or loop waits for one of several predecessors: not a cycle.)
+        self.loops = [(self.thresholds[i] < len(flow.predecessors(i)) and nodes[i].kind not in JOINING_ONE) or i == 0
+                      for i in range(len(nodes))]
         self.acts = [_ACTS[node.kind] for node in nodes]
-        self.special = [bool(node.guard or node.merge or node.iterate) for node in nodes]
+        self.special = [bool(node.guard or node.merge or node.iterate) or node.kind == "loop-end" for node in nodes]
         self.guards = {node.id: compile_guard(node.guard) for node in nodes if node.guard}
+        self.routes = [_ROUTES.get(node.kind, 0) for node in nodes]
+        # A conditional's branch conditions (on each branch's first node) and a loop's (on its
+        # first node, and tested at its end too); a loop's body begins at the first successor
+        # of its first node, where its end's cycle-closing edge leads back.
+        self.conditions = {node.id: compile_guard(node.condition) for node in nodes if node.condition}
+        self.choosing = any(node.kind == "choice" and node.iterate for node in nodes)
+        self.bodies: dict[int, int] = {}
+        for node in nodes:
+            if node.kind in ("repeat", "while"):
+                self.bodies[node.id] = self.bodies[node.pair] = flow.successors(node.id)[0]
 
     # -- the driver's calls ---------------------------------------------------
     def start(self, state: State, input: Any = None) -> list[Start]:
@@ -136,7 +152,7 @@ class Engine:
         are tasks already known to start.
         """
         succ, succ_at, thresholds = self._succ, self._succ_at, self.thresholds
-        acts, special, loops, limit = self.acts, self.special, self.loops, self.limit
+        acts, special, loops, limit, routes = self.acts, self.special, self.loops, self.limit, self.routes
         if starts is None:
             starts = []
         known = len(starts)  # given starts keep their order; new ones go in node order
@@ -150,6 +166,9 @@ class Engine:
                 frame.outputs[node] = output
                 if node == frame.end and frame.parent is not None:
                     self._item_done(state, frame, output, ends)
+                    continue
+                if routes[node]:
+                    self._route(state, frame, node, output, queue, ends)
                     continue
                 activations = frame.activations
                 for k in range(succ_at[node], succ_at[node + 1]):
@@ -185,7 +204,7 @@ class Engine:
                     continue
             if special[node] and not (frame.parent is not None and node == frame.start):
                 try:
-                    input = self._special(state, frame, node, input, starts, ends)
+                    input = self._special(state, frame, node, input, starts, ends, queue)
                 except TaskFailure as failure:
                     state.fail(self.flow.nodes[node], (frame.path, node, -1), input, str(failure), reenter=True)
                     continue
@@ -203,7 +222,7 @@ class Engine:
             else:
                 ends.append((frame, node, input))
         if len(starts) - known > 1 and any(map(_after, islice(starts, known, None), islice(starts, known + 1, None))):
-            starts[known:] = sorted(starts[known:], key=_by_node)
+            starts[known:] = sorted(starts[known:], key=self._order(state) if self.choosing else _by_node)
             running = state.running
             for start in starts[known:]:  # running keeps the order of the starts handed out
                 key = (start.path, start.node, start.item)
@@ -223,10 +242,20 @@ class Engine:
             return {}
         return values[0] if len(values) == 1 else values
 
-    def _special(self, state: State, frame: Frame, node: int, input: Any, starts: list, ends: list) -> Any:
-        """Apply merge, guard and iteration; returns the input to go on with, or
-        ``_HANDLED`` when the node was dealt with here."""
+    def _special(self, state: State, frame: Frame, node: int, input: Any, starts: list, ends: list,
+                 queue: list) -> Any:
+        """Apply merge, guard and iteration, or a loop's test at the end of a round; returns
+        the input to go on with, or ``_HANDLED`` when the node was dealt with here."""
         spec = self.flow.nodes[node]
+        if spec.kind == "loop-end":  # a round ended: another, or out of the loop (LANGUAGE.md §9.8)
+            again = self._test(spec.pair, input)
+            if self.flow.nodes[spec.pair].kind == "repeat":
+                again = not again
+            if again:
+                queue.append((frame, self.bodies[node], input))
+            else:
+                ends.append((frame, node, input))
+            return _HANDLED
         if spec.merge and isinstance(input, list):
             merged: dict = {}
             for position, value in enumerate(input):
@@ -236,18 +265,18 @@ class Engine:
             input = merged
         if spec.guard and not self._passes(node, input):
             frame.skipped.add(node)
-            skip_to = spec.pair if spec.kind == "subflow-start" else node
+            skip_to = spec.pair if spec.kind in OPENING else node
             frame.outputs[node] = input
             ends.append((frame, skip_to, input))
             return _HANDLED
         if spec.iterate:
             items = input if isinstance(input, list) else [input]
-            done = spec.pair if spec.kind == "subflow-start" else node
+            done = spec.pair if spec.kind in OPENING else node
             if not items:
                 ends.append((frame, done, []))
                 return _HANDLED
             frame.iterations[node] = Iteration(len(items))
-            if spec.kind == "subflow-start":
+            if spec.kind in OPENING:
                 for item, value in enumerate(items):
                     child = state.add_frame(frame, node, item, spec.pair)
                     ends.append((child, node, value))
@@ -260,6 +289,77 @@ class Engine:
                     starts.append(Start(frame.path, node, item, value))
             return _HANDLED
         return input
+
+    def _order(self, state: State) -> Any:
+        """The order of starts ready at once (LANGUAGE.md §9.2): node order, except that the
+        items' copies of an iterated conditional, each one step, start in item order where
+        the conditional stands."""
+        frames, nodes = state.frames, self.flow.nodes
+
+        def key(start: Start) -> tuple[int, int, int]:
+            frame = frames.get(start.path)
+            if frame is not None and frame.parent is not None and nodes[frame.start].kind == "choice":
+                return frame.start, frame.parent[2], start.node
+            return start.node, -1, 0
+
+        return key
+
+    def _route(self, state: State, frame: Frame, node: int, output: Any, queue: list, ends: list) -> None:
+        """The end of a choice (its branch starts), of a ``while`` (a first round, or none) or
+        of a loop's end (its successors but the body start)."""
+        succ, succ_at = self._succ, self._succ_at
+        route = self.routes[node]
+        value = {} if output is None else output
+        try:
+            if route == _CHOOSE:
+                pair = self.flow.nodes[node].pair
+                chosen = pair  # no condition true and no else: the input passes on (LANGUAGE.md §9.7)
+                skipped = frame.skipped
+                for k in range(succ_at[node], succ_at[node + 1]):
+                    target = succ[k]
+                    if target == pair:
+                        break
+                    if chosen == pair and (target not in self.conditions or self._test(target, value)):
+                        chosen = target
+                    else:
+                        skipped.add(target)  # (a branch not taken, for the pictures of a run)
+                skipped.discard(chosen)
+                queue.append((frame, chosen, value))
+            elif route == _WHILE:
+                if self._test(node, value):
+                    queue.append((frame, self.bodies[node], value))
+                else:
+                    ends.append((frame, self.flow.nodes[node].pair, value))
+            else:  # a loop's end: out of the loop
+                body, thresholds = self.bodies[node], self.thresholds
+                for k in range(succ_at[node], succ_at[node + 1]):
+                    target = succ[k]
+                    if target == body:
+                        continue
+                    if thresholds[target] == 1:
+                        queue.append((frame, target, value))
+                        continue
+                    waiting = frame.pending.get(target)
+                    if waiting is None:
+                        frame.pending[target] = [[node], [output]]
+                    else:
+                        waiting[0].append(node)
+                        waiting[1].append(output)
+                    count = frame.activations.get(target, 0) + 1
+                    if count >= thresholds[target]:
+                        frame.activations[target] = count - thresholds[target]
+                        queue.append((frame, target, self._input(frame, target)))
+                    else:
+                        frame.activations[target] = count
+        except TaskFailure as failure:
+            state.fail(self.flow.nodes[node], (frame.path, node, -1), value, str(failure), reenter=True)
+
+    def _test(self, node: int, input: Any) -> bool:
+        """Whether the condition at ``node`` holds for ``input`` (a condition over its time budget fails the step)."""
+        try:
+            return self.conditions[node].test(input)
+        except GuardError as error:
+            raise TaskFailure(str(error)) from None
 
     def _passes(self, node: int, input: Any) -> bool:
         """Whether ``node``'s guard lets it run with ``input``; a guard over its time budget fails the step."""

@@ -10,7 +10,13 @@ from itertools import accumulate, islice
 from operator import eq
 from typing import Any
 
-KINDS = ("start", "end", "task", "literal", "resource", "subflow-start", "subflow-end")
+KINDS = ("start", "end", "task", "literal", "resource", "subflow-start", "subflow-end",
+         "choice", "choice-end", "repeat", "while", "loop-end")
+#: The kinds that open a form of several nodes, ``pair`` naming the node that closes it.
+OPENING = frozenset(("subflow-start", "choice", "repeat", "while"))
+#: The kinds that close a conditional or a loop: only one of their predecessors ever activates
+#: them, so they wait for one (LANGUAGE.md §9.7: nothing waits for the branches not taken).
+JOINING_ONE = frozenset(("choice-end", "loop-end"))
 
 
 @dataclass(slots=True)
@@ -20,6 +26,8 @@ class Node:
     ``name`` is the task that runs (aliases resolved) and ``alias`` the name
     written when it differs. ``pair`` links a subflow's start and end nodes;
     ``mode`` says whether a resource is read (``source``) or written (``sink``).
+    ``condition`` is the JSONPath condition of a conditional's branch (on the branch's first
+    node; None for ``else``) or of a loop (on its ``repeat`` or ``while`` node).
     """
 
     id: int
@@ -37,6 +45,7 @@ class Node:
     column: int = 0
     pair: int | None = None
     mode: str | None = None
+    condition: str | None = None
 
     @property
     def label(self) -> str:
@@ -51,10 +60,14 @@ class Node:
             return f"<{self.uri}>"
         if self.kind == "literal":
             return "<literal>"
-        return self.name or self.kind
+        return self.name or _LABELS.get(self.kind, self.kind)
 
 
+_LABELS = {"choice": "if", "choice-end": "end if", "loop-end": "end loop"}
 _NODE_FIELDS = tuple(f.name for f in fields(Node))
+# Written only when set, so that flows without conditionals or loops keep their JSON of before.
+_OPTIONAL_FIELDS = ("condition",)
+_ALWAYS_FIELDS = tuple(name for name in _NODE_FIELDS if name not in _OPTIONAL_FIELDS)
 
 
 class Flow:
@@ -130,7 +143,8 @@ class Flow:
 
     def thresholds(self) -> array:
         """How many completions each node waits for (LANGUAGE.md §9.1): its
-        incoming edges that do not close a cycle, and at least 1.
+        incoming edges that do not close a cycle, and at least 1; the node that closes a
+        conditional or a loop waits for one (only one of its predecessors ever runs).
 
         An edge closes a cycle when the depth-first walk from START, taking
         successors in node order, finds it leading back to a node on the path.
@@ -154,8 +168,9 @@ class Flow:
             elif state[target] == 0:
                 state[target] = 1
                 stack.append((target, at[target]))
+        nodes = self.nodes
         for i in range(n):
-            if counts[i] < 1:
+            if counts[i] < 1 or nodes[i].kind in JOINING_ONE:
                 counts[i] = 1
         return counts
 
@@ -165,7 +180,7 @@ class Flow:
             "name": self.name,
             "doc": self.doc,
             "parameters": self.parameters,
-            "nodes": [{key: getattr(node, key) for key in _NODE_FIELDS} for node in self.nodes],
+            "nodes": [_node_json(node) for node in self.nodes],
             "edges": [[source, target] for source, target in self.edges()],
         }
 
@@ -202,6 +217,15 @@ class Flow:
 
     def __repr__(self) -> str:
         return f"<Flow {self.name or ''} nodes={len(self.nodes)} edges={self.edge_count}>"
+
+
+def _node_json(node: Node) -> dict[str, Any]:
+    data = {key: getattr(node, key) for key in _ALWAYS_FIELDS}
+    for key in _OPTIONAL_FIELDS:
+        value = getattr(node, key)
+        if value is not None:
+            data[key] = value
+    return data
 
 
 def _rows(codes: list[int], shift: int, mask: int, n: int) -> tuple[array, array]:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from .literals import Budget, LiteralError, json_size, load_json, load_yaml
+from .literals import Budget, LiteralError, json_size, load_inline, load_json
 from .source import Source
 
 # Token kinds.
@@ -21,12 +21,15 @@ MERGE = ">"
 STAR = "*"
 EQUALS = "="
 GUARD = "guard"  # value: the JSONPath expression
+CONDITION = "condition"  # value: the JSONPath expression of `…` after if, elif, until or while
 DECL = "decl"  # value: "flow" or "task"
 DOC = "doc"  # value: the documentation text
 PARAMS = "params"  # value: the loaded parameters (None for "()")
 LITERAL = "literal"  # value: the loaded value
 RESOURCE = "resource"  # value: the URI
 EOF = "end of text"
+#: Words that are never task names (LANGUAGE.md §2); lexed as names, told apart by the parser.
+RESERVED = frozenset(("if", "then", "elif", "else", "repeat", "until", "while", "do"))
 
 _NAME = r"[^\W\d][\w:]*(?:-(?!>)[\w:]*)*"  # a '-' directly followed by '>' is an arrow
 # Whitespace and comments, then one token (or nothing: the end of the text, or a mistake).
@@ -40,6 +43,7 @@ _TOKEN = re.compile(
     rf"|(?P<literal><(?:\s*>|-|(?=[{{\[])))"
     rf"|(?P<resource><[^\s<>]+>)"
     rf"|(?P<guard>\?\s*`)"
+    rf"|(?P<condition>`)"
     rf"|(?P<decl>@{_NAME})"
     rf"|(?P<doc>'''|\"\"\")"
     rf")?"
@@ -67,13 +71,14 @@ def describe(token: Token) -> str:
     if token.kind == EOF:
         return "end of text"
     if token.kind == NAME:
-        return f"task {token.value!r}"
+        return f"'{token.value}'" if token.value in RESERVED else f"task {token.value!r}"
     if token.kind == LABEL:
         return f"label :{token.value}"
     if token.kind == PARAMS:
         return "parameters"
-    if token.kind in (LITERAL, RESOURCE, GUARD, DOC):
-        return {LITERAL: "a literal", RESOURCE: "a resource", GUARD: "a guard", DOC: "a doc string"}[token.kind]
+    if token.kind in (LITERAL, RESOURCE, GUARD, DOC, CONDITION):
+        return {LITERAL: "a literal", RESOURCE: "a resource", GUARD: "a guard", DOC: "a doc string",
+                CONDITION: "a condition"}[token.kind]
     if token.kind == DECL:
         return f"@{token.value}"
     if token.kind == ARROW:
@@ -127,6 +132,12 @@ def tokens(source: Source) -> Iterator[Token]:
                 raise source.error("unclosed guard: expected '`' to end the expression", at)
             yield Token(GUARD, text[end:close].strip(), at)
             end = close + 1
+        elif kind == "condition":
+            close = text.find("`", end)
+            if close < 0:
+                raise source.error("unclosed condition: expected '`' to end the expression", at)
+            yield Token(CONDITION, text[end:close].strip(), at)
+            end = close + 1
         elif kind == "decl":
             word = m.group(kind)[1:]
             if word not in ("flow", "task"):
@@ -167,7 +178,7 @@ def _yaml(source: Source, what: str, at: int, start: int, closing: str, budget: 
     if close < 0:
         raise source.error(f"unclosed {what}: expected '{closing}' to end the YAML", at)
     try:
-        return load_yaml(source.text[start:close], budget), close + len(closing)
+        return load_inline(source.text[start:close], budget), close + len(closing)
     except LiteralError as error:
         raise source.error(_where(source, error, start, what), at) from None
 

@@ -61,7 +61,38 @@ class Subflow:
     name: str | None = None  # set for the expansion of a named subflow
 
 
-Step = Union[Task, Literal, Resource, Subflow]
+@dataclass(slots=True)
+class Branch:
+    """One branch of a conditional: ``then STEP`` after a condition, or ``else STEP``
+    (``condition`` None). ``step`` is an :class:`Element` that may carry ``>`` and ``*``."""
+
+    condition: str | None
+    condition_offset: int
+    step: Element
+
+
+@dataclass(slots=True)
+class Choice:
+    """``if `c` then A elif `d` then B else C``: one step; ``end`` is the offset after the last branch."""
+
+    branches: list[Branch]
+    offset: int
+    end: int = 0
+
+
+@dataclass(slots=True)
+class Loop:
+    """``repeat BODY until `c``` (``kind`` "repeat") or ``while `c` do BODY`` (``kind`` "while")."""
+
+    kind: str
+    condition: str
+    condition_offset: int
+    body: Element
+    offset: int
+    end: int = 0
+
+
+Step = Union[Task, Literal, Resource, Subflow, Choice, Loop]
 
 
 @dataclass(slots=True)

@@ -6,6 +6,7 @@ from .errors import FlowError
 from .lexer import (
     ARROW,
     BAR,
+    CONDITION,
     DECL,
     DOC,
     EOF,
@@ -20,6 +21,7 @@ from .lexer import (
     PARAMS,
     RBRACE,
     RBRACKET,
+    RESERVED,
     RESOURCE,
     SEMI,
     STAR,
@@ -29,10 +31,13 @@ from .lexer import (
 )
 from .memory import fewer_collections
 from .nodes import (
+    Branch,
+    Choice,
     Element,
     FlowDecl,
     Label,
     Literal,
+    Loop,
     Module,
     Params,
     Resource,
@@ -50,6 +55,7 @@ MAX_DEPTH = 100
 
 _STEP_STARTS = frozenset((NAME, LBRACE, LBRACKET, LITERAL, RESOURCE))
 _CLOSING = {LBRACE: RBRACE, LBRACKET: RBRACKET}
+_FORMS = ("if", "repeat", "while")  # reserved words that begin a step (LANGUAGE.md §9.7, §9.8)
 
 
 class Parser:
@@ -90,6 +96,10 @@ class _Parse:
         if self._ahead is None:
             self._ahead = next(self._tokens)
         return self._ahead.kind
+
+    def word(self, word: str) -> bool:
+        """Whether the current token is the reserved word ``word``."""
+        return self.kind == NAME and self.token.value == word
 
     def error(self, message: str, offset: int | None = None) -> FlowError:
         return self.source.error(message, self.token.offset if offset is None else offset)
@@ -201,18 +211,7 @@ class _Parse:
         if label is not None and label.name in ("start", "end"):
             raise self.error(f":{label.name} may only stand first or last in a statement, "
                              "not before a step", label.offset)
-        offset = self.token.offset
-        step = self.step()
-        if self.kind == BAR:
-            alternatives = [Statement([Element(step)])]
-            while self.kind == BAR:
-                self.advance()
-                if self.kind not in _STEP_STARTS:
-                    raise self.unexpected("a task, a subflow or a literal after '|'")
-                end = self.token.offset
-                alternatives.append(Statement([Element(self.step())]))
-            step = Subflow(alternatives, offset, end, alternation=True)
-        element.step = step
+        element.step = self.alternatives()
         if self.kind == LABEL:
             output = self.label()
             if output.name in ("start", "end"):
@@ -221,10 +220,27 @@ class _Parse:
             element.output_label = output
         return element
 
+    def alternatives(self) -> Step:
+        """A step, or ``A|B|…`` as a subflow."""
+        offset = self.token.offset
+        step = self.step()
+        if self.kind != BAR:
+            return step
+        alternatives = [Statement([Element(step)])]
+        while self.kind == BAR:
+            self.advance()
+            if self.kind not in _STEP_STARTS:
+                raise self.unexpected("a task, a subflow or a literal after '|'")
+            end = self.token.offset
+            alternatives.append(Statement([Element(self.step())]))
+        return Subflow(alternatives, offset, end, alternation=True)
+
     def step(self) -> Step:
         token = self.advance()
         kind = token.kind
         if kind == NAME:
+            if token.value in RESERVED:
+                return self.form(token)
             return Task(token.value, self.params(), token.offset)
         if kind == LITERAL:
             if self.kind == PARAMS:
@@ -245,6 +261,98 @@ class _Parse:
             raise self.error("a subflow takes no parameters")
         return Subflow(statements, opening.offset, end)
 
+    # -- conditionals and loops (LANGUAGE.md §9.7, §9.8) ------------------------
+    def form(self, token: Token) -> Choice | Loop:
+        """``if …``, ``repeat …`` or ``while …`` (``token`` is the word); any other
+        reserved word standing where a step should is an error."""
+        word = token.value
+        if word not in _FORMS:
+            belongs = {"then": "if … then", "elif": "if … elif", "else": "if … else",
+                       "until": "repeat … until", "do": "while … do"}[word]
+            raise self.error(f"unexpected '{word}': it is a reserved word, not a task name "
+                             f"(it belongs in {belongs})", token.offset)
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"conditionals, loops and subflows nested more than {MAX_DEPTH} deep", token.offset)
+        if self.kind == PARAMS:
+            raise self.error(f"'{word}' is a reserved word, not a task: it takes no parameters")
+        form: Choice | Loop
+        if word == "if":
+            branches = []
+            while True:
+                condition = self.condition(word)
+                self.keyword("then", f"after the condition of '{word}'")
+                branches.append(Branch(condition.value, condition.offset, self.branch("then", False)))
+                if not self.word("elif"):
+                    break
+                word = self.advance().value
+            if self.word("else"):
+                at = self.advance().offset
+                branches.append(Branch(None, at, self.branch("else", False)))
+            form = Choice(branches, token.offset, branches[-1].step.step.offset)
+        elif word == "repeat":
+            body = self.branch("repeat", True, "the body of a loop")
+            self.keyword("until", "after the body of 'repeat'")
+            condition = self.condition("until")
+            form = Loop("repeat", condition.value, condition.offset, body, token.offset, condition.offset)
+        else:
+            condition = self.condition(word)
+            self.keyword("do", "after the condition of 'while'")
+            body = self.branch("do", False, "the body of a loop")
+            form = Loop("while", condition.value, condition.offset, body, token.offset, body.step.offset)
+        self.depth -= 1
+        if self.kind == PARAMS:
+            raise self.error("a conditional or loop takes no parameters")
+        return form
+
+    def condition(self, word: str) -> Token:
+        if self.kind != CONDITION:
+            raise self.unexpected(f"a condition in backquotes after '{word}' (`JSONPath filter`)")
+        return self.advance()
+
+    def keyword(self, word: str, where: str) -> None:
+        if not self.word(word):
+            raise self.unexpected(f"'{word}' {where}")
+        self.advance()
+
+    def branch(self, word: str, more: bool, what: str = "a branch") -> Element:
+        """The one step after ``then``, ``else``, ``repeat`` or ``do``: a task, a ``|`` group
+        or a subflow, with ``>`` or ``*`` if wanted, and no label of its own. ``more`` says
+        that a keyword follows it (``elif``, ``else``, ``until``), so no label may either."""
+        element = Element(None)  # type: ignore[arg-type]
+        while self.kind in (MERGE, STAR):
+            if self.kind == MERGE:
+                if element.merge:
+                    raise self.error("'>' given twice")
+                element.merge = True
+            else:
+                if element.iterate:
+                    raise self.error("'*' given twice")
+                element.iterate = True
+            self.advance()
+        kind = self.kind
+        if kind == LABEL:
+            raise self.error(f"{what} cannot carry a label of its own outside braces "
+                             f"(write '{word} {{ :{self.token.value} … }}')")
+        if kind == GUARD:
+            raise self.error(f"{what} cannot carry a guard outside braces (write '{word} {{ ? `…` … }}')")
+        if kind == NAME and self.token.value in _FORMS:
+            raise self.error(f"a conditional or loop as {what} must be written in braces "
+                             f"(write '{word} {{ {self.token.value} … }}')")
+        if kind in (LITERAL, RESOURCE):
+            raise self.error(f"{what} is a task, a '|' group or a subflow in braces, not {describe(self.token)}")
+        if kind not in (NAME, LBRACE, LBRACKET):
+            raise self.unexpected(f"a task or a subflow after '{word}'")
+        element.step = self.alternatives()
+        if self.kind == LABEL:
+            label = self.token
+            ahead = self.peek() == NAME and self._ahead is not None and self._ahead.value in ("elif", "else", "until")
+            if more or ahead:
+                hint = (" (a label after the last branch names the output of the whole form)" if what == "a branch"
+                        else f" (write '{{ … :{label.value} }}'; a label after the whole loop names its output)")
+                raise self.error(f"label :{label.value}: {what} cannot carry a label of its own outside braces" + hint)
+        return element
+
     def params(self) -> Params | None:
         if self.kind != PARAMS:
             return None
@@ -258,6 +366,8 @@ class _Parse:
     def name(self, what: str) -> Token:
         if self.kind != NAME:
             raise self.unexpected(what)
+        if self.token.value in RESERVED:
+            raise self.error(f"'{self.token.value}' is a reserved word and cannot name a task")
         return self.advance()
 
     def doc(self) -> str | None:
