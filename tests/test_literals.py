@@ -1,6 +1,7 @@
 """YAML and JSON literals are plain data (LANGUAGE.md §1 "Data", §5, §6.1)."""
 
 import json
+import re
 import time
 
 import pytest
@@ -11,7 +12,8 @@ from support import at, fails
 from littleflow.resources import parse
 
 from littleflow import FlowFailed, compile_flow, run_workflow
-from littleflow.literals import MAX_BYTES, MAX_VALUES, Budget, LiteralError, json_size, load_json, load_yaml, plain
+from littleflow.literals import (MAX_BYTES, MAX_VALUES, Budget, LiteralError, json_size, load_inline, load_json,
+                                load_yaml, plain)
 
 
 @pytest.mark.parametrize("text, value", [
@@ -269,3 +271,106 @@ def test_an_aliased_scalar_is_measured_once_however_often_it_is_used(monkeypatch
     with pytest.raises(LiteralError, match="16,777,216 bytes"):
         literals.load_yaml(text)
     assert len(measured) == 1
+
+
+# -- inline mappings (LANGUAGE.md §5) -----------------------------------------------------------
+
+@pytest.mark.parametrize("text, value", [
+    (" image: example.org/resize:1.4, args: [--width, \"800\"], deadline: 10m ",
+     {"image": "example.org/resize:1.4", "args": ["--width", "800"], "deadline": "10m"}),
+    (" name: extract, secs: 1.5 ", {"name": "extract", "secs": 1.5}),
+    (" width: 640, height: 480 ", {"width": 640, "height": 480}),
+    (" url: http://x.org/a?b=c, n: 2, ", {"url": "http://x.org/a?b=c", "n": 2}),
+    (" k8s: {image: x}, deadline: 10m # the last one\n", {"k8s": {"image": "x"}, "deadline": "10m"}),
+    ("\n  a: 1, b: [x, y],\n  c: z\n", {"a": 1, "b": ["x", "y"], "c": "z"}),
+])
+def test_an_inline_mapping_is_the_mapping_it_reads_as(text, value):
+    assert load_inline(text) == value
+
+
+@pytest.mark.parametrize("text, value", [
+    (" msg: hello, world ", {"msg": "hello, world"}),  # valid YAML as it is: no braces added
+    (" [1, 2] ", [1, 2]), (" 3 ", 3), (" - a\n - b ", ["a", "b"]), ("", None), (" a: 1\n b: 2 ", {"a": 1, "b": 2}),
+    ("\n  a: 1,\n  b: 2\n", {"a": "1,", "b": 2}),  # (a ',' at the end of a line is part of the value)
+])
+def test_text_that_is_yaml_is_read_as_yaml(text, value):
+    assert load_inline(text) == value
+
+
+def test_only_flow_literals_take_inline_mappings():
+    with pytest.raises(LiteralError):
+        load_yaml("a: 1, b: 2")  # a resource, an --input: YAML as it is
+    with pytest.raises(ValueError, match="invalid YAML"):
+        parse("a: 1, b: [x]", "yaml")
+
+
+@pytest.mark.parametrize("text, offset, message", [
+    ("a: b: c", 4, "unexpected ':': write key: value, other: value (or one entry a line, at one indentation) "
+                   "and quote a value that holds ': ' (key: \"a: b\")"),
+    (" a: 1 b: 2", 7, "unexpected ':': write key: value"),
+    (" a: [1, 2]] ", 10, "unexpected ']': write key: value"),
+    (" a: 1, b: [1, 2 ", 10, "the '[' is not closed: end it with ']', and separate its items with ','"),
+    (" a: {b: 1 ", 4, "the '{' is not closed: end it with '}'"),
+    (" a: 'x ", 4, "the quoted value is not closed: end it with '"),
+    (" x: @foo ", 4, "a value cannot start with '@': put it in quotes (key: \"@…\")"),
+    (" x: `a` ", 4, "a value cannot start with '`'"),
+    (" x: *foo ", 4, "a value cannot start with '*' (a YAML alias): put it in quotes"),
+    (" a: 1,, b: 2", 6, "a value is missing here"),
+    (" - a\n b: 1", 6, "list items (- x) and mapping entries (key: value) cannot be mixed at one indentation"),
+    ("x:\n\t- 1\n", 3, "indent with spaces, not tabs"),
+    (" a: 1, b: !!python/tuple [1] ", 10, "the tag !!python/tuple is not allowed (literals are plain data)"),
+    (" a: x\x80y ", 5, 'the character U+0080 is not allowed in YAML text '
+                       '(write it as "\\u0080" in a double-quoted value)'),
+])
+def test_malformed_inline_yaml_says_how_to_write_it(text, offset, message):
+    with pytest.raises(LiteralError) as caught:
+        load_inline(text)
+    assert caught.value.message.startswith("invalid YAML: " + message)
+    assert caught.value.offset == offset and "\n" not in caught.value.message
+
+
+def test_the_readme_examples_compile_to_what_they_say():
+    flow = compile_flow('k8s:resize (- image: example.org/resize:1.4, args: [--width, "800"], deadline: 10m -)\n'
+                        "<- name: extract, secs: 1.5 -> → B")
+    assert flow.nodes[1].parameters == {"image": "example.org/resize:1.4", "args": ["--width", "800"],
+                                        "deadline": "10m"}
+    assert flow.nodes[2].value == {"name": "extract", "secs": 1.5}
+
+
+def test_an_inline_mapping_error_in_flow_text_is_one_line_at_the_parameters():
+    error = fails("A → B (- a: 1,\n  b: [x, y -)")
+    assert at(error) == (1, 7)
+    assert error.message == ("invalid YAML: the '[' is not closed: end it with ']', and separate its items "
+                             "with ',' in parameters (at 2:6)")
+
+
+_INLINE_KEY = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
+_INLINE_PLAIN = st.from_regex(r"-{0,2}[a-zA-Z][a-zA-Z0-9_./-]{0,10}", fullmatch=True)
+_INLINE_TEXT = st.text(st.characters(max_codepoint=0xD7FF, blacklist_categories=("Cc", "Cs", "Zl", "Zp")), max_size=12)
+_INLINE_SCALARS = (st.none() | st.booleans() | st.integers(-10**12, 10**12)
+                   | st.floats(allow_nan=False, allow_infinity=False) | _INLINE_PLAIN | _INLINE_TEXT)
+_INLINE_VALUES = st.recursive(_INLINE_SCALARS, lambda inner: st.lists(inner, max_size=4)
+                              | st.dictionaries(_INLINE_KEY, inner, max_size=4), max_leaves=12)
+
+
+def _inline(value, top=False):
+    """``value`` written as a person might inline it: plain words where YAML reads them back."""
+    if isinstance(value, dict):
+        entries = ", ".join(f"{key}: {_inline(item)}" for key, item in value.items())
+        return entries if top else "{" + entries + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_inline(item) for item in value) + "]"
+    if isinstance(value, str) and re.fullmatch(r"-{0,2}[a-zA-Z][\w./-]*", value) and load_yaml(value) == value:
+        return value  # (not one that YAML reads as something else: null, true)
+    if isinstance(value, float):
+        return repr(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_INLINE_KEY, _INLINE_VALUES, min_size=1, max_size=5))
+def test_generated_inline_mappings_read_back_as_themselves(value):
+    text = _inline(value, top=True)
+    assert load_inline(f" {text} ") == value
+    if "-)" not in text:
+        assert compile_flow(f"A (- {text} -) → B").nodes[1].parameters == value

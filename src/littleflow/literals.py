@@ -106,18 +106,50 @@ def load_yaml(text: str, budget: Budget | None = None) -> Any:
     Its size as JSON, aliases expanded, is measured on the parsed nodes before any value is
     built, and taken from ``budget`` (:data:`MAX_BYTES` if none).
     """
+    try:
+        return _loaded(text, budget or Budget())
+    except yaml.MarkedYAMLError as error:
+        raise _malformed(error) from None
+
+
+def load_inline(text: str, budget: Budget | None = None) -> Any:
+    """The YAML of a ``(- … -)`` or ``<- … ->`` literal (LANGUAGE.md §5): the text as YAML or,
+    when it is not valid YAML but ``{TEXT}`` is, that mapping (``a: 1, b: [x, y]``). When
+    neither is, the :class:`LiteralError` says how to write the value rather than what the
+    YAML parser met, at the place the parser got furthest."""
+    budget = budget or Budget()
+    try:
+        return _loaded(text, budget)
+    except yaml.MarkedYAMLError as error:
+        if isinstance(error, yaml.constructor.ConstructorError):
+            raise _malformed(error) from None
+        first = error
+    try:  # (a new line before the '}': a comment on the last line must not swallow it)
+        return _loaded("{" + text + "\n}", budget)
+    except yaml.MarkedYAMLError as error:
+        if isinstance(error, yaml.constructor.ConstructorError):
+            raise _malformed(error, -1) from None
+        second = error
+    # An inline mapping fails as YAML at its second ':' or after its first value: then what
+    # went wrong in {TEXT} says more; otherwise the text's own error does.
+    if (first.problem or "").startswith(("mapping values are not allowed", "did not find expected key")):
+        raise _hinted(second, text, -1) from None
+    raise _hinted(first, text, 0) from None
+
+
+def _loaded(text: str, budget: Budget) -> Any:
+    """``text`` as plain data; a YAML error with a place in the text is raised as it is."""
     raw = _SURROGATE.search(text)
     if raw:
         raise _lone_surrogate(raw.group(), raw.start())
     try:
-        value = _load(text, budget or Budget())
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        problem = error.problem or error.context or "malformed YAML"
-        if isinstance(error, yaml.constructor.ConstructorError) and "'" in problem:
-            tag = problem.split("'")[1].replace("tag:yaml.org,2002:", "!!")
-            problem = f"the tag {tag} is not allowed (literals are plain data)"
-        raise LiteralError(f"invalid YAML: {problem}", mark.index if mark else None) from None
+        value = _load(text, budget)
+    except yaml.MarkedYAMLError:
+        raise
+    except yaml.reader.ReaderError as error:  # (its own text spans two lines)
+        code = error.character if isinstance(error.character, int) else ord(error.character or "\0")
+        raise LiteralError(f"invalid YAML: the character U+{code:04X} is not allowed in YAML text "
+                           f"(write it as \"\\u{code:04X}\" in a double-quoted value)", error.position) from None
     except yaml.YAMLError as error:
         raise LiteralError(f"invalid YAML: {error}") from None
     except RecursionError:
@@ -127,6 +159,56 @@ def load_yaml(text: str, budget: Budget | None = None) -> Any:
     except ValueError as error:  # e.g. an integer with more digits than Python converts
         raise LiteralError(f"invalid YAML: {error}") from None
     return plain(value)
+
+
+def _malformed(error: yaml.MarkedYAMLError, shift: int = 0) -> LiteralError:
+    """The parser's own account of a YAML error (``shift``: what to add to its offsets)."""
+    mark = error.problem_mark or error.context_mark
+    problem = error.problem or error.context or "malformed YAML"
+    if isinstance(error, yaml.constructor.ConstructorError) and "'" in problem:
+        tag = problem.split("'")[1].replace("tag:yaml.org,2002:", "!!")
+        problem = f"the tag {tag} is not allowed (literals are plain data)"
+    return LiteralError(f"invalid YAML: {problem}", max(mark.index + shift, 0) if mark else None)
+
+
+def _index(error: yaml.MarkedYAMLError, shift: int, size: int) -> int:
+    mark = error.problem_mark or error.context_mark
+    return min(max(mark.index + shift, 0), size) if mark else 0
+
+
+_MAPPING_HINT = ("write key: value, other: value (or one entry a line, at one indentation) "
+                 "and quote a value that holds ': ' (key: \"a: b\")")
+
+
+def _hinted(error: yaml.MarkedYAMLError, text: str, shift: int) -> LiteralError:
+    """A YAML syntax error of an inline literal as how to write it, at the offset that helps."""
+    problem = error.problem or error.context or ""
+    at = _index(error, shift, len(text))
+    opening = error.context_mark.index + shift if error.context_mark is not None else -1
+    char = text[at] if at < len(text) else ""
+    if "cannot start any token" in problem or "violates indentation" in problem:
+        if char == "\t":
+            hint = "indent with spaces, not tabs"
+        else:
+            hint = f"a value cannot start with {char!r}: put it in quotes (key: \"{char}…\")"
+    elif "undefined alias" in problem:
+        hint = "a value cannot start with '*' (a YAML alias): put it in quotes (key: \"*…\")"
+    elif "unexpected end of stream" in problem and "quoted" in (error.context or "") and opening >= 0:
+        at, hint = opening, f"the quoted value is not closed: end it with {text[opening]}"
+    elif problem in ("did not find expected ',' or ']'", "did not find expected ',' or '}'") and opening >= 0:
+        at, hint = opening, (f"the '{text[opening]}' is not closed: end it with '{problem[-2]}', "
+                             "and separate its items with ','")
+    elif problem.startswith(("mapping values are not allowed", "did not find expected ',' or '}'")):
+        hint = f"unexpected {repr(char) if char else 'end'}: {_MAPPING_HINT}"
+    elif "expected node content" in problem:
+        hint = "a value is missing here (two ',' in a row, or a ':' with no key before it)"
+    elif "expected '-' indicator" in problem:
+        hint = "list items (- x) and mapping entries (key: value) cannot be mixed at one indentation"
+    elif "expected key" in problem or "expected <document start>" in problem:
+        hint = f"unexpected text after a value: {_MAPPING_HINT}"
+    else:
+        hint = f"{problem}: {_MAPPING_HINT}" if problem else _MAPPING_HINT
+    return LiteralError(f"invalid YAML: {hint}", at)
 
 
 def _load(text: str, budget: Budget) -> Any:
