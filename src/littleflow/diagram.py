@@ -8,7 +8,10 @@ id, so ids never clash. START and END are ``[*]``. Shown text is written with
 Mermaid entity codes (``#quot;``, ``#58;`` …) for every character its grammar
 or its Markdown labels could misread, so no name, value or doc can break the
 diagram. Guards, ``*`` and ``>`` show in a task's label; on a fork, join or
-END they label the arrows that lead in.
+END they label the arrows that lead in. Conditionals and loops are ``<<choice>>``
+states (``if.N``, ``endif.N``, ``repeat.N``, ``while.N``, ``loop.N``): the arrow to each
+branch says its condition (or ``else``), a loop's arrow back to its body says
+``until `…``` or ``while `…```.
 
 The SVG is drawn here from ``layout.layout``; its markup (classes, data
 attributes) is described in ``svg``.
@@ -23,7 +26,7 @@ from collections.abc import Mapping
 from itertools import pairwise
 from xml.sax.saxutils import escape, quoteattr
 
-from .flow import Flow, Node
+from .flow import OPENING, Flow, Node
 
 STATUSES = ("done", "running", "queued", "failed", "skipped", "waiting", "terminated")
 _COLOURS = {  # status: (fill, stroke)
@@ -37,7 +40,10 @@ _COLOURS = {  # status: (fill, stroke)
 }
 _ENTITIES = {'"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;"}
 _ENTITIES.update({c: f"#{ord(c)};" for c in "#:;%\\`*_~"})  # grammar, then Markdown
-_KIND_IDS = {"literal": "literal", "resource": "resource", "subflow-start": "fork", "subflow-end": "join"}
+_KIND_IDS = {"literal": "literal", "resource": "resource", "subflow-start": "fork", "subflow-end": "join",
+             "choice": "if", "choice-end": "endif", "repeat": "repeat", "while": "while", "loop-end": "loop"}
+#: Conditionals and loops: drawn as diamonds (Mermaid ``<<choice>>``), their conditions on their arrows.
+DECISIONS = ("choice", "choice-end", "repeat", "while", "loop-end")
 _LIMIT = 40
 _NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")  # what XML 1.0 cannot hold
 _LABELLED = ("task", "literal", "resource")
@@ -53,6 +59,8 @@ def mermaid(flow: Flow, *, vertical: bool = False, status: Mapping[int, str] | N
     for node, sid in zip(flow.nodes, ids):
         if node.kind in ("subflow-start", "subflow-end"):
             lines.append(f"  state {sid} <<{_KIND_IDS[node.kind]}>>")
+        elif node.kind in DECISIONS:
+            lines.append(f"  state {sid} <<choice>>")
         elif node.kind not in ("start", "end"):
             lines.append(f'  state "{_mtext(_marks(node) + _content(node))}" as {sid}')
             if node.kind == "task" and node.guard:
@@ -72,7 +80,7 @@ def mermaid(flow: Flow, *, vertical: bool = False, status: Mapping[int, str] | N
               for s in STATUSES if s in status.values()]
     for source, target in flow.edges():
         arrow = f"  {ids[source]}{_mclass(source, status)} --> {ids[target]}{_mclass(target, status)}"
-        tag = arrow_tag(flow.nodes[target])
+        tag = edge_tag(flow, source, target)
         arrow += f" : {_mtext(tag)}" if tag else ""
         lines.append(arrow)
     lines += [f"  {ids[i]}:::{state}" for i, state in sorted(status.items())]
@@ -112,7 +120,9 @@ def dot(flow: Flow, *, vertical: bool = False, status: Mapping[int, str] | None 
             style = ",".join(filter(None, (attrs.get("style"), "filled")))
             attrs.update(style=style, fillcolor=fill, color=stroke)
         lines.append(f"  n{node.id} [{', '.join(f'{k}={_dquote(v)}' for k, v in attrs.items())}];")
-    lines += [f"  n{source} -> n{target};" for source, target in flow.edges()]
+    for source, target in flow.edges():
+        tag = edge_tag(flow, source, target) if flow.nodes[source].kind in DECISIONS else ""
+        lines.append(f"  n{source} -> n{target} [label={_dquote(tag)}];" if tag else f"  n{source} -> n{target};")
     return "\n".join(lines + ["}"]) + "\n"
 
 
@@ -150,7 +160,7 @@ def svg(flow: Flow, *, vertical: bool = False, status: Mapping[int, str] | None 
     out.append('<g class="edge-labels">')
     for (s, t), (x, y) in drawn.labels.items():
         out.append(f'<text class="edge-label" data-from="{s}" data-to="{t}" x="{_num(x)}" y="{_num(y)}">'
-                   f"{_xml(arrow_tag(flow.nodes[t]))}</text>")
+                   f"{_xml(edge_tag(flow, s, t))}</text>")
     out.append("</g>")
     out.append('<g class="nodes">')
     for node in flow.nodes:
@@ -176,6 +186,7 @@ def _svg_style(font: float, label_font: float) -> str:
         f".littleflow .node text{{font:{font}px sans-serif;fill:#222;text-anchor:middle;dominant-baseline:central}}",
         ".littleflow .node text.guard{fill:#555;font-style:italic}",
         ".littleflow .kind-subflow-start .shape,.littleflow .kind-subflow-end .shape{fill:#555}",
+        ".littleflow .node.kind-choice-end .shape,.littleflow .node.kind-loop-end .shape{stroke-dasharray:2 2}",
     ]
     rules += [f".littleflow .status-{s} .shape{{fill:{fill};stroke:{stroke}}}" for s, (fill, stroke) in _COLOURS.items()]
     rules += [
@@ -207,6 +218,8 @@ def _svg_shape(node: Node, box: tuple[float, float, float, float], line: float) 
         shape = (f'<path class="shape" d="M{n(x)},{n(top)}A{n(w / 2)},4 0 0 1 {n(x + w)},{n(top)}V{n(bottom)}'
                  f'A{n(w / 2)},4 0 0 1 {n(x)},{n(bottom)}ZM{n(x)},{n(top)}A{n(w / 2)},4 0 0 0 {n(x + w)},{n(top)}"/>')
         cy += 4
+    elif node.kind in DECISIONS:  # a diamond
+        return [f'<path class="shape" d="M{n(cx)},{n(y)}L{n(x + w)},{n(cy)}L{n(cx)},{n(y + h)}L{n(x)},{n(cy)}Z"/>']
     else:
         corner = ' rx="4"' if node.kind == "task" else ""
         shape = f'<rect class="shape" x="{n(x)}" y="{n(y)}" width="{n(w)}" height="{n(h)}"{corner}/>'
@@ -228,6 +241,8 @@ def _svg_title(node: Node) -> str:
         what = node.name or {"subflow-start": "fork", "subflow-end": "join"}[node.kind]
     else:
         what = node.label
+    if node.condition:
+        what += f" `{node.condition}`"[:300]
     kind = node.kind + (f" ({node.mode})" if node.mode else "") + (f" at {node.line}:{node.column}" if node.line else "")
     doc = " ".join(_doc_lines(node.doc))
     lines = [_marks(node) + what[:1000], kind, _guard(node).strip()[:300], doc[:300] + ("…" if len(doc) > 300 else "")]
@@ -263,6 +278,9 @@ def _dot_shape(node: Node) -> dict[str, str]:
     if node.kind in ("subflow-start", "subflow-end"):
         xlabel = (_marks(node) + _guard(node) + (node.name or "")).strip()
         return {"shape": "diamond", "label": "", "xlabel": xlabel, "width": "0.3", "height": "0.3"}
+    if node.kind in DECISIONS:
+        xlabel = (_marks(node) + _guard(node) + _DECISION_WORDS[node.kind]).strip()
+        return {"shape": "diamond", "label": "", "xlabel": xlabel, "width": "0.35", "height": "0.35"}
     label = (_marks(node) + _content(node) + "\n" + _guard(node)).strip()
     shape = {"task": "box", "literal": "note", "resource": "cylinder"}[node.kind]
     return {"shape": shape, "label": label} | ({"style": "rounded"} if shape == "box" else {})
@@ -274,6 +292,27 @@ def arrow_tag(node: Node) -> str:
     if node.kind in _LABELLED:
         return ""
     return (_marks(node) + _guard(node) + ((node.name or "") if node.kind == "subflow-start" else "")).strip()
+
+
+_DECISION_WORDS = {"choice": "if", "choice-end": "", "repeat": "repeat", "while": "while", "loop-end": ""}
+
+
+def edge_tag(flow: Flow, source: int, target: int) -> str:
+    """What the arrow ``source → target`` says: a branch's condition (or ``else``) from a
+    conditional, a loop's condition on its way back to its body (``until `…``` or
+    ``while `…```) and into a ``while``'s first round; else :func:`arrow_tag` of ``target``."""
+    node, into = flow.nodes[source], flow.nodes[target]
+    tag = arrow_tag(into)
+    if node.kind == "choice":
+        word = "else" if target == node.pair or into.condition is None else f"`{into.condition}`"
+    elif node.kind == "while":
+        word = "else" if target == node.pair else f"while `{node.condition}`"
+    elif node.kind == "loop-end" and target < source:  # (the edge back to the body)
+        start = flow.nodes[node.pair] if node.pair is not None else node
+        word = f"{'until' if start.kind == 'repeat' else 'while'} `{start.condition}`"
+    else:
+        return tag
+    return f"{word} {tag}".strip()
 
 
 def box_lines(node: Node) -> list[str]:
@@ -322,13 +361,27 @@ def _mtext(text: str) -> str:
 
 
 def _checked(flow: Flow, status: Mapping[int, str]) -> dict[int, str]:
-    """``status`` after checking node ids and status names."""
+    """``status`` after checking node ids and status names; the nodes of a branch not taken
+    or of a form skipped by its guard are skipped too (a run records the first node only)."""
     for node_id, state in status.items():
         if state not in _COLOURS:
             raise ValueError(f"unknown status {state!r} for node {node_id} (expected one of {', '.join(STATUSES)})")
         if not 0 <= node_id < len(flow.nodes):
             raise ValueError(f"status given for node {node_id}, which the flow does not have")
-    return dict(status)
+    checked = dict(status)
+    nodes = flow.nodes
+    for node_id, state in status.items():
+        if state != "skipped":
+            continue
+        node = nodes[node_id]
+        last = node.pair if node.kind in OPENING and node.pair is not None else node_id
+        for choice in flow.predecessors(node_id):
+            if nodes[choice].kind == "choice":  # a branch: its nodes run up to the next branch's
+                later = [s for s in flow.successors(choice) if s > node_id] + [nodes[choice].pair or node_id + 1]
+                last = max(last, min(later) - 1)
+        for inner in range(node_id + 1, min(last, len(nodes) - 1) + 1):
+            checked.setdefault(inner, "skipped")
+    return checked
 
 
 def _dquote(text: str) -> str:

@@ -5,7 +5,7 @@ edges that close them, crossings reduced, long edges routed through dummy
 vertices). Disconnected pieces are laid out one by one and stacked across the
 flow's direction. Boxes are sized for the text ``diagram.box_lines`` puts in
 them, and the gap between two layers is wide enough for the labels that
-``diagram.arrow_tag`` writes on the arrows crossing it.
+``diagram.edge_tag`` writes on the arrows crossing it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from unicodedata import east_asian_width
 from grandalf.graphs import Edge, Vertex, graph_core
 from grandalf.layouts import SugiyamaLayout
 
-from .diagram import arrow_tag, box_lines
+from .diagram import DECISIONS, box_lines, edge_tag
 from .flow import Flow, Node
 
 Point = tuple[float, float]
@@ -48,7 +48,7 @@ class Layout:
     straight line, others by a curve that leaves and arrives in the direction of
     the flow (a cubic Bézier with both control points halfway along it); no
     joint crosses a node. ``labels`` holds the centre of the label on each edge
-    that ``diagram.arrow_tag`` gives one.
+    that ``diagram.edge_tag`` gives one.
     """
 
     width: float
@@ -65,7 +65,7 @@ def layout(flow: Flow, *, vertical: bool = False) -> Layout:
     sizes = [node_size(node, vertical) for node in flow.nodes]
     edges = list(flow.edges())
     back = _back_edges(flow)
-    tags = {(s, t): tag for s, t in edges if (tag := arrow_tag(flow.nodes[t]))}
+    tags = {(s, t): tag for s, t in edges if (tag := edge_tag(flow, s, t))}
     nodes: dict[int, Box] = {}
     routes: dict[tuple[int, int], list[Point]] = {}
     labels: dict[tuple[int, int], Point] = {}
@@ -103,6 +103,8 @@ def node_size(node: Node, vertical: bool = False) -> tuple[float, float]:
         return 20.0, 20.0
     if node.kind in ("subflow-start", "subflow-end"):
         return (32.0, 6.0) if vertical else (6.0, 32.0)
+    if node.kind in DECISIONS:
+        return 24.0, 24.0
     lines = box_lines(node) or [""]
     w = max(text_width(line, FONT) for line in lines) + 2 * _PAD[0]
     h = len(lines) * LINE + 2 * _PAD[1] + (8 if node.kind == "resource" else 0)
