@@ -110,3 +110,33 @@ def test_a_guard_over_its_budget_is_an_error_that_names_it():
     print(f"stopped after {time.monotonic() - started:.2f} s (budget 0.2 s)")
     assert "took more than 0.2 s" in str(caught.value) and "count(@..*" in str(caught.value)
     assert guard.test({"a": [1]}, budget=0.2) is True  # the same guard on a small input is fine
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from([0.0, 1.0, 1.5, -2.5, 1e3]) | st.sampled_from(
+        ["", "a", "b", "ab", "é"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["a", "b", "n"]), inner, max_size=3),
+    max_leaves=8,
+)
+SIMPLE_FILTERS = st.builds(
+    lambda path, op, literal, parens: (f"$[?({path}{op}{literal})]" if parens else f"$[?{path}{op}{literal}]"),
+    st.sampled_from(["@", "@.a", "@.n", "@.a.b", "@.a.n"]),
+    st.sampled_from(["==", "!=", "<", "<=", ">", ">=", " = ", " == "]),
+    st.sampled_from(["1", "0", "-2", "1.5", "1.0", "1e3", '"a"', "'ab'", '""', "true", "false", "null"]),
+    st.booleans(),
+) | st.sampled_from(["$[?@.a]", "$[?@.a.b]", "$[?(@.n)]"])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(SIMPLE_FILTERS, JSON_VALUES)
+def test_simple_filters_decided_directly_agree_with_the_query_library(expression, value):
+    """A member compared with a literal is decided without the library (it is most conditions,
+    and a loop tests one every round): the same answer for every value."""
+    import jsonpath_rfc9535
+
+    from littleflow.guard import normalize
+
+    guard = compile_guard(expression)
+    assert guard._fast is not None, expression
+    expected = jsonpath_rfc9535.find_one(normalize(expression), [value]) is not None
+    assert guard.test(value) is expected, (expression, value)

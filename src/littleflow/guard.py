@@ -30,7 +30,7 @@ class GuardError(ValueError):
 class Guard:
     """A compiled guard; :meth:`test` says whether the step runs for an input."""
 
-    __slots__ = ("expression", "_query", "_root")
+    __slots__ = ("expression", "_query", "_root", "_fast")
 
     def __init__(self, expression: str) -> None:
         import jsonpath_rfc9535 as jsonpath  # only flows with guards pay for importing it
@@ -46,6 +46,7 @@ class Guard:
         except (ValueError, OverflowError) as error:  # numbers the library cannot hold
             raise GuardError(f"invalid guard `{expression}`: {error}") from None
         self._root = _ROOT_FILTER.match(text) is not None
+        self._fast = _simple(text)
 
     def test(self, value: Any, budget: float | None = None) -> bool:
         """True when the expression selects at least one value of ``value``; raises
@@ -53,6 +54,8 @@ class Guard:
 
         A filter at the root (``$[?…]``) tests ``value`` itself rather than its members.
         """
+        if self._fast is not None:  # a comparison of one member with a literal: a few steps, no budget needed
+            return self._fast(value)
         subject = [value] if self._root else value
         try:
             with limit(BUDGET if budget is None else budget, f"the guard `{self.expression}`"):
@@ -72,6 +75,74 @@ def normalize(expression: str) -> str:
 def compile_guard(expression: str) -> Guard:
     """The :class:`Guard` for ``expression``; raises :class:`GuardError` if malformed."""
     return Guard(expression)
+
+
+# `$[?@.a.b OP literal]` or `$[?@.a.b]`, optionally in parentheses: the filters most guards and
+# conditions are, evaluated directly (RFC 9535 §2.3.5.2.2) rather than by the query library.
+_SIMPLE = re.compile(
+    r"""\$\s*\[\s*\?\s*(?P<open>\(\s*)?@(?P<path>(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*"""
+    r"""(?:(?P<op>==|!=|<=|>=|<|>)\s*(?P<literal>-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"""
+    r"""|"[^"\\]*"|'[^'\\]*'|true|false|null)\s*)?(?(open)\)\s*)\]"""
+)
+_NOTHING = object()
+_NUMBER = (int, float)
+
+
+def _simple(text: str) -> Any:
+    """A function deciding the root filter ``text`` directly when it is one member (or ``@``)
+    compared with a literal, or a member's existence; else None."""
+    m = _SIMPLE.fullmatch(text)
+    if m is None or (m.group("path") == "" and m.group("op") is None):
+        return None
+    keys = m.group("path").split(".")[1:]
+    op, literal = m.group("op"), m.group("literal")
+
+    def member(value: Any) -> Any:
+        for key in keys:
+            if type(value) is not dict:
+                return _NOTHING
+            value = value.get(key, _NOTHING)
+            if value is _NOTHING:
+                return _NOTHING
+        return value
+
+    if op is None:
+        return lambda value: member(value) is not _NOTHING
+    if literal[0] in "\"'":
+        want: Any = literal[1:-1]
+    elif literal in ("true", "false", "null"):
+        want = {"true": True, "false": False, "null": None}[literal]
+    elif any(c in literal for c in ".eE"):
+        want = float(literal)
+    else:
+        want = int(literal)
+    kind = str if isinstance(want, str) else bool if isinstance(want, bool) else None if want is None else _NUMBER
+
+    def same_kind(value: Any) -> bool:
+        if kind is None:
+            return value is None
+        if kind is _NUMBER:
+            return isinstance(value, _NUMBER) and not isinstance(value, bool)
+        return isinstance(value, kind)
+
+    def equal(value: Any) -> bool:
+        return value is not _NOTHING and same_kind(value) and value == want
+
+    def less(value: Any) -> bool:  # value < want; only numbers with numbers, text with text
+        return value is not _NOTHING and (kind is _NUMBER or kind is str) and same_kind(value) and value < want
+
+    def more(value: Any) -> bool:
+        return value is not _NOTHING and (kind is _NUMBER or kind is str) and same_kind(value) and value > want
+
+    test = {
+        "==": equal,
+        "!=": lambda value: not equal(value),
+        "<": less,
+        ">": more,
+        "<=": lambda value: less(value) or equal(value),
+        ">=": lambda value: more(value) or equal(value),
+    }[op]
+    return lambda value: test(member(value))
 
 
 @lru_cache(maxsize=1)
