@@ -13,6 +13,7 @@ FRAGMENTS = [
     "{", "}", "[", "]", "(", ")", "()", "(- a: 1 -)", "(-", "-)", "({\"a\": 1})", "([1, 2])", "({",
     "<>", "<- b: 2 ->", "<-", "->", "<{\"c\": 3}>", "<[1]>", "<data.json>", "<", "?", "? `$[?(@.a == 1)]`",
     "`", "@flow", "@task", "=", "'''doc'''", '"""', "#c\n", " ", "\n", "\t", "é", "0", "!!python/object:x",
+    "if", "then", "elif", "else", "repeat", "until", "while", "do", "`$[?@.n > 1]`", "`$[?@.x ==`", "iffy",
 ]
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -58,11 +59,25 @@ PREFIXES = st.sampled_from(["", "> ", "* ", "? `$[?(@.ok == true)]` ", "? `$[?(@
 
 @st.composite
 def steps(draw, depth=0):
-    kind = draw(st.sampled_from(["task", "task", "task", "alternation"] + (["subflow"] if depth < 3 else [])))
+    kind = draw(st.sampled_from(["task", "task", "task", "alternation"]
+                                + (["subflow", "if", "repeat", "while"] if depth < 3 else [])))
     if kind == "task":
         return draw(st.one_of(NAMES.map(lambda name: name + draw(PARAMS)), DECLARED))
     if kind == "alternation":
         return "|".join(draw(st.lists(NAMES, min_size=2, max_size=4)))
+    if kind in ("if", "repeat", "while"):  # LANGUAGE.md §9.7–§9.8: each branch or body one step
+        def branch() -> str:
+            step = draw(steps(depth + 1))
+            nested = step.startswith(("if ", "repeat ", "while "))
+            return "{ " + step + " }" if nested or draw(st.booleans()) else draw(st.sampled_from(["", "* ", "> "])) + step
+        if kind == "repeat":
+            return f"repeat {branch()} until `$[?@.n > 1]`"
+        if kind == "while":
+            return f"while `$[?@.more == true]` do {branch()}"
+        text = f"if `$[?@.a]` then {branch()}"
+        for _ in range(draw(st.integers(0, 2))):
+            text += f" elif `$[?@.b == 1]` then {branch()}"
+        return text + (f" else {branch()}" if draw(st.booleans()) else "")
     body = draw(st.lists(chains(depth + 1), min_size=1, max_size=3))
     opening, closing = draw(st.sampled_from(["{}", "[]"]))
     return f"{opening} " + "\n".join(body) + f" {closing}"
@@ -108,7 +123,7 @@ def test_valid_flows_compile_well_formed_and_round_trip_through_json(text):
     edges = set(flow.edges())
     assert edges == {(p, n) for n in range(len(flow)) for p in flow.predecessors(n)}
     for node in flow.nodes:
-        if node.kind in ("subflow-start", "subflow-end"):
+        if node.kind in ("subflow-start", "subflow-end", "choice", "choice-end", "repeat", "while", "loop-end"):
             assert flow.nodes[node.pair].pair == node.id
     again = Flow.from_json(json.loads(json.dumps(flow.to_json())))
     assert again == flow

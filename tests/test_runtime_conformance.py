@@ -1,5 +1,6 @@
 """The shared runtime conformance cases (tests/conformance/runtime.yaml), run sequentially."""
 
+import json
 import threading
 from pathlib import Path
 
@@ -59,6 +60,32 @@ def test_runtime_case(case):
         assert order == case["order"]
     for name, expected in case.get("inputs", {}).items():
         assert inputs[name] == expected
+    for name, expected in case.get("params", {}).items():
+        assert params[name] == expected
+    if "output" in case:
+        assert output == case["output"]
+
+
+def _unordered(values):
+    return sorted(json.dumps(value, sort_keys=True) for value in values)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c["name"])
+def test_runtime_case_on_threads(case):
+    """The case run with four tasks at a time: the same tasks with the same inputs and the same
+    output, in an order only the sequential runner fixes."""
+    flow = compile_flow(case["flow"])
+    tasks, order, inputs, params = recording_tasks(flow, case.get("tasks", {}))
+    if "fails" in case:
+        with pytest.raises(FlowFailed) as caught:
+            run_workflow(flow, tasks, case.get("input"), concurrency=4)
+        assert caught.value.task == case["fails"]
+        return
+    output = run_workflow(flow, tasks, case.get("input"), concurrency=4)
+    if "order" in case:
+        assert sorted(order) == sorted(case["order"])
+    for name, expected in case.get("inputs", {}).items():
+        assert _unordered(inputs[name]) == _unordered(expected)
     for name, expected in case.get("params", {}).items():
         assert params[name] == expected
     if "output" in case:

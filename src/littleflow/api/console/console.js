@@ -5,7 +5,8 @@
 const API = new URL("..", location.href);  // the console lives at /console/ beside the API
 const STATES = ["running", "finished", "failed", "terminated"];
 const PAGE = 50;
-const STRUCTURE = ["start", "end", "subflow-start", "subflow-end"];  // drawn, not listed
+const STRUCTURE = ["start", "end", "subflow-start", "subflow-end",  // drawn, not listed
+                   "choice", "choice-end", "repeat", "while", "loop-end"];
 const TOKEN = "littleflow-token";
 const DRAFT = "littleflow-draft";  // what "Run again" hands to the new-workflow page
 
