@@ -138,6 +138,7 @@ def tag(name: str) -> Callable[[Start], Any]:
 # -- random flows ------------------------------------------------------------------
 
 PREFIXES = ["", "", "* ", "> ", "? `$.*` ", "? `$.*` * "]
+CONDITIONS = ["$[?@.seed]", "$[?@.T1 > 20]", "$[?@.T2 < 20]", "$.*", "$[?length(@) > 1]", "$[?@ == 1]"]
 LITERALS = ["<>", "<[1, 2]>", "<- {a: 1} ->", '<[{"b": 2}, {"c": 3}]>', "<[]>"]
 
 
@@ -146,16 +147,28 @@ def acyclic_flows(draw, max_statements=5, decorated=False):
     """Flow text from random statements of unique tasks, subflows and `|`, with
     labels for meets (input labels) and joins (output labels) that only point forward.
 
-    ``decorated`` adds iteration, merges, guards and literal sources."""
+    ``decorated`` adds iteration, merges, guards, literal sources, conditionals and loops."""
     counter = itertools.count(1)
 
     def task() -> str:
         return f"T{next(counter)}"
 
     def step(depth: int) -> str:
-        kind = draw(st.sampled_from(["task"] * 4 + ["alt"] + (["sub"] if depth < 2 else [])))
+        forms = ["if", "repeat", "while"] if decorated and depth < 2 else []
+        kind = draw(st.sampled_from(["task"] * 4 + ["alt"] + (["sub"] if depth < 2 else []) + forms))
         if kind == "task":
             return task()
+        if kind in forms:  # each loop ends within two rounds, whatever the tasks output
+            def branch() -> str:
+                return task() if draw(st.booleans()) else "{ " + chain(depth + 1)[:-1] + " }"
+            if kind == "repeat":
+                return f"repeat {branch()} until `$[?@.*]`"
+            if kind == "while":
+                return f"while `$[?@.seed]` do {branch()}"
+            text = f"if `{draw(st.sampled_from(CONDITIONS))}` then {branch()}"
+            if draw(st.booleans()):
+                text += f" elif `{draw(st.sampled_from(CONDITIONS))}` then {branch()}"
+            return text + (f" else {branch()}" if draw(st.booleans()) else "")
         if kind == "alt":
             return "|".join(task() for _ in range(draw(st.integers(2, 3))))
         body = [chain(depth + 1) for _ in range(draw(st.integers(1, 3)))]

@@ -27,10 +27,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, diagram
 from ..budget import OverBudget, limit
-from ..compiler import Compiler
+from ..check import compile_checked
 from ..errors import FlowError
 from ..flow import Flow
-from ..parser import Parser
 from ..redis.archive import SCHEMA as ARCHIVE_SCHEMA
 from ..redis.archive import validate as validate_archive
 from ..redis.client import Client, decoded_event
@@ -648,7 +647,7 @@ def _versioned(client: Client, id: str) -> tuple[str, str, bool]:
 
 def _compile(text: str, max_nodes: int = MAX_API_NODES) -> Flow:
     try:
-        return Compiler(max_nodes).compile(Parser().parse(text, "<request>"))
+        return compile_checked(text, "<request>", max_nodes=max_nodes)
     except FlowError as error:
         raise Problem(422, "Invalid flow", f"{error.line}:{error.column}: {error.message}",
                       errors=[{"line": error.line, "column": error.column, "message": error.message}]) from None
