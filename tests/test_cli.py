@@ -160,3 +160,22 @@ def test_check_warns_about_a_label_that_a_line_break_does_not_separate(flow_file
     path = flow_file("A → B\n:x → C;\n:x → D\n")
     result = run("check", path)
     assert f"{path}:2:1: warning: label :x at the start of a line names the output of the step before it" in result.stderr
+
+
+def test_check_warns_about_a_plain_path_and_a_step_after_a_group_and_exits_0(flow_file):
+    path = flow_file("A → ? `$.valid` B\nA → { B } C\n")
+    result = run("check", path)
+    assert result.returncode == 0, result.stderr
+    assert f"{path}:1:5: warning: guard `$.valid` is a plain path: it is true whenever it selects something" \
+        in result.stderr
+    assert f"{path}:2:11: warning: task 'C' starts a new statement" in result.stderr
+    assert "checked 1 flow: 0 errors, 2 warnings" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["check", "compile", "doc", "run"])
+def test_a_wrong_flow_option_is_a_flow_error_for_every_command(flow_file, command):
+    path = flow_file("@flow f (- retrys: 1 -)\nA\n")
+    result = run(command, path)
+    assert result.returncode == (1 if command == "check" else 2) and "Traceback" not in result.stderr
+    assert f"{path}:1:12: error: unknown option 'retrys' in @flow parameters" in result.stderr
+    assert result.stdout == ""

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from littleflow import FlowFailed, Registry, compile_flow, run_workflow, task
 from littleflow.local import LocalRun
-from littleflow.policy import (KEYS, Policy, flow_entry, flow_options, flow_parallelism, resolve,
+from littleflow.policy import (KEYS, OptionError, Policy, flow_entry, flow_options, flow_parallelism, resolve,
                                task_policy)
 from littleflow.redis.protocol import StartTask
 from littleflow.redis.store import _flow_options
@@ -450,3 +450,31 @@ def test_flow_task_options_apply_to_an_alias_and_a_name_of_no_task_is_an_error()
     assert run_workflow(text, {"A": flaky}) == {"ok": True} and len(calls) == 3
     with pytest.raises(ValueError, match="Typo"):
         run_workflow("@flow f (- {tasks: {Typo: {retries: 2}}} -)\nA", {"A": flaky})
+
+
+# -- where a wrong option is (for littleflow.check.validate to point at it) ------------------------
+@pytest.mark.parametrize("parameters, path", [
+    ({"retrys": 1}, ("retrys",)),
+    ({"timeout": "soon"}, ("timeout",)),
+    ({"parallelism": 0}, ("parallelism",)),
+    ({"tasks": [1]}, ("tasks",)),
+    ({"tasks": {"T": 3}}, ("tasks", "T")),
+    ({"tasks": {"X": {}}}, ("tasks", "X")),
+    ({"tasks": {"T": {"retries": 1.5}}}, ("tasks", "T", "retries")),
+    ({"tasks": {"T": {"parallelism": 2}}}, ("tasks", "T", "parallelism")),
+    ([1], ()),
+])
+def test_a_wrong_option_says_where_it_is(parameters, path):
+    with pytest.raises(OptionError) as caught:
+        flow_options(parameters, {"T"})
+    assert caught.value.path == path and isinstance(caught.value, ValueError)
+
+
+def test_a_misspelt_option_or_task_gets_a_suggestion():
+    with pytest.raises(OptionError, match=r"\(known: retries, timeout, backoff, tasks, parallelism; "
+                                          r"did you mean 'retries'\?\)$"):
+        flow_options({"retrys": 1})
+    with pytest.raises(OptionError, match=r"names no task of this flow; did you mean 'fetch'\?$"):
+        flow_options({"tasks": {"fecth": {}}}, {"fetch", "store"})
+    with pytest.raises(OptionError, match=r"\(known: retries, timeout, backoff\)$"):
+        Policy().updated({"zzz": 1})

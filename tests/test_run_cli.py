@@ -275,7 +275,6 @@ def test_run_reaches_any_address_unless_confined(batch):
     ("tasks-file-syntax-error", "broken.py"),
     ("tasks-file-raises", "raising.py"),
     ("unknown-task", "Z (1:5)"),
-    ("bad-flow-parameters", "retries"),
     ("damaged-state", "damaged.json"),
     ("state-of-another-flow", "different flow"),
     ("doc-state-of-another-flow", "different flow"),
@@ -290,6 +289,7 @@ def test_mistakes_exit_2_with_one_clear_line(batch, case, says):
 
 @pytest.mark.parametrize("case,says", [
     ("flow-text-error", "1:5"),
+    ("bad-flow-parameters", "bad-params.flow:1:13: error: retries in @flow parameters must be a number ≥ 0, not -1"),
     ("unknown-option", "--bogus"),
 ])
 def test_flow_text_and_usage_errors_exit_2_without_a_traceback(batch, case, says):

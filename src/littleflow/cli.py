@@ -16,13 +16,11 @@ from typing import Any, NoReturn
 import click
 
 from . import __version__, diagram
-from .check import check
-from .compiler import Compiler
+from .check import check, compile_checked
 from .engine import DEFAULT_LIMIT
 from .errors import FlowError
 from .flow import Flow
 from .local import LocalRun, UnknownTasks
-from .parser import Parser
 from .progress import progress_for
 from .resources import parse
 from .statefile import StateFile, StateFileError, read_any
@@ -60,9 +58,9 @@ def load(path: str) -> Flow:
 
 
 def compile_text(text: str, name: str) -> Flow:
-    """Compile flow text, or report the error in it and exit 2."""
+    """Compile and validate flow text (its @flow options too), or report the error in it and exit 2."""
     try:
-        return Compiler().compile(Parser().parse(text, name))
+        return compile_checked(text, name)
     except FlowError as error:
         click.echo(error.format(), err=True)
         sys.exit(2)

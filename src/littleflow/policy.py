@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import random
 from dataclasses import dataclass, replace
@@ -9,6 +10,21 @@ from typing import Any
 
 #: The keys a policy may have in ``@flow`` parameters and in ``@task(...)``.
 KEYS = ("retries", "timeout", "backoff")
+
+
+class OptionError(ValueError):
+    """A wrong run-time option; ``path`` is where in the ``@flow`` parameters, as the keys
+    leading to it (``("tasks", "fetch", "retrys")``), so that a check can point at it."""
+
+    def __init__(self, message: str, path: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def _unknown(key: str, known: tuple[str, ...], where: str, path: tuple[str, ...]) -> OptionError:
+    close = difflib.get_close_matches(str(key), known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return OptionError(f"unknown option {key!r} in {where} (known: {', '.join(known)}{hint})", (*path, str(key)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,18 +43,19 @@ class Policy:
         """A policy from keyword options, ignoring those that are ``None``."""
         return cls().updated(options)
 
-    def updated(self, options: dict[str, Any], where: str = "task options") -> Policy:
-        """This policy with the given keys replaced; raises ``ValueError`` for bad values."""
+    def updated(self, options: dict[str, Any], where: str = "task options", path: tuple[str, ...] = ()) -> Policy:
+        """This policy with the given keys replaced; raises :class:`OptionError` (a
+        ``ValueError``) for bad values, its ``path`` the key's, after ``path``."""
         changes = {}
         for key, value in options.items():
             if value is None:
                 continue
             if key not in KEYS:
-                raise ValueError(f"unknown option {key!r} in {where} (known: {', '.join(KEYS)})")
+                raise _unknown(key, KEYS, where, path)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-                raise ValueError(f"{key} in {where} must be a number ≥ 0, not {value!r}")
+                raise OptionError(f"{key} in {where} must be a number ≥ 0, not {value!r}", (*path, key))
             if key == "retries" and isinstance(value, float) and not value.is_integer():
-                raise ValueError(f"retries in {where} must be a whole number, not {value!r}")
+                raise OptionError(f"retries in {where} must be a whole number, not {value!r}", (*path, key))
             changes[key] = int(value) if key == "retries" else float(value)
         return replace(self, **changes)
 
@@ -57,26 +74,30 @@ def flow_options(flow_parameters: Any, names: set[str] | None = None) -> tuple[d
     """The ``@flow`` parameters' policy options, checked: ``(defaults, entries)``, the
     options for every task and the ``tasks: {NAME: {…}}`` entries (NAME: a task's name or
     an alias). ``names``, when given, are the names an entry may use. Raises a one-line
-    ``ValueError`` for anything wrong, ``parallelism`` included."""
+    :class:`OptionError` (a ``ValueError``) for anything wrong, ``parallelism`` included."""
     if flow_parameters is None:
         flow_parameters = {}
     if not isinstance(flow_parameters, dict):
-        raise ValueError("@flow parameters must be an object")
+        raise OptionError("@flow parameters must be an object (write @flow NAME (- retries: 1, timeout: 30 -))")
     for key in flow_parameters:
         if key not in FLOW_KEYS:
-            raise ValueError(f"unknown option {key!r} in @flow parameters (known: {', '.join(FLOW_KEYS)})")
+            raise _unknown(key, FLOW_KEYS, "@flow parameters", ())
     flow_parallelism(flow_parameters)
     defaults = {k: v for k, v in flow_parameters.items() if k in KEYS}
     Policy().updated(defaults, "@flow parameters")
     entries = flow_parameters.get("tasks") or {}
     if not isinstance(entries, dict):
-        raise ValueError("'tasks' in @flow parameters must map task names to options")
+        raise OptionError("'tasks' in @flow parameters must map task names to options "
+                          "(tasks: {NAME: {retries: 1}})", ("tasks",))
     for name, options in entries.items():
         if not isinstance(options, dict):
-            raise ValueError(f"tasks.{name} in @flow parameters must be an object")
+            raise OptionError(f"tasks.{name} in @flow parameters must be an object "
+                              f"(tasks: {{{name}: {{retries: 1}}}})", ("tasks", name))
         if names is not None and name not in names:
-            raise ValueError(f"tasks.{name} in @flow parameters names no task of this flow")
-        Policy().updated(options, f"@flow parameters for task {name}")
+            close = difflib.get_close_matches(name, sorted(names), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise OptionError(f"tasks.{name} in @flow parameters names no task of this flow{hint}", ("tasks", name))
+        Policy().updated(options, f"@flow parameters for task {name}", ("tasks", name))
     return defaults, dict(entries)
 
 
@@ -121,5 +142,6 @@ def flow_parallelism(flow_parameters: Any) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value < math.inf \
             or isinstance(value, float) and not value.is_integer():
-        raise ValueError(f"parallelism in @flow parameters must be a whole number ≥ 1, not {value!r}")
+        raise OptionError(f"parallelism in @flow parameters must be a whole number ≥ 1, not {value!r}",
+                          ("parallelism",))
     return int(value)
