@@ -1,6 +1,8 @@
 """``littleflow check``: the error that stops a flow, or warnings about parts that do nothing."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from littleflow import FlowError, compile_flow
 from littleflow.check import check, compile_checked
@@ -149,6 +151,8 @@ def test_a_condition_with_a_filter_is_not(text):
     ("A → { B } * C", (1, 11), "'}'", "'*'"),
     ("A → if `$[?@.a]` then { B } else { C } D", (1, 40), "'}'", "task 'D'"),
     ("{ A | B C }", (1, 9), "'|' group", "task 'C'"),
+    ("@flow f\n{ B } C", (2, 7), "'}'", "task 'C'"),
+    ("@task X = A (- a: 1 -) '''doc''';\n{ X } C", (2, 7), "'}'", "task 'C'"),
 ])
 def test_a_step_on_the_line_of_a_group_without_an_arrow_is_warned_about(text, where, group, step):
     (warning,) = [w for w in warnings(text) if "new statement" in w[2]]
@@ -169,3 +173,19 @@ def test_warnings_do_not_stop_a_check():
     flow, found = check("A → ? `$.ok` B → { C } D", "w.flow")
     assert flow is not None and [d.severity for d in found] == ["warning", "warning"]
     assert [(d.line, d.column) for d in found] == [(1, 5), (1, 24)]
+
+
+_GROUPS = st.sampled_from(["{ A }", "[ A  B ]", "A | B", "A | B (- x: 1 -)", "X → { A | B }", "A | <x.json>",
+                           "if `$[?@.a]` then { A } else { B }"])
+_NEXT = st.sampled_from(["C", "{ C }", "<- x: 1 ->", "* C", "> C", "? `$[?@.c]` C"])
+
+
+@given(group=_GROUPS, between=st.sampled_from([" ", "  ", " → ", " ; ", "\n", " # note\n", " :o "]), step=_NEXT)
+def test_a_step_after_a_group_is_warned_about_exactly_when_only_spaces_separate_them(group, between, step):
+    text = f"{group}{between}{step}"
+    found = [w for w in warnings(text) if "new statement" in w[2]]
+    if between.strip(" "):
+        assert found == []
+    else:
+        (warning,) = found
+        assert warning[:2] == (1, len(group) + len(between) + 1)

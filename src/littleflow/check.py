@@ -129,21 +129,30 @@ def _group_then_step(stream: list[Token]) -> list[tuple[Token, Token]]:
     subflow's body) or of an ``A | B`` alternation, and the step token right after it."""
     pairs = []
     opened: list[bool] = []  # for each open bracket: is it a declaration's body?
-    declaring = False  # between @task/@flow and what follows its name, parameters and doc
+    declaring = False  # after @task/@flow, up to what follows its name, '= OTHER', parameters and doc
+    names = 0  # the names the declaration still has
     alternative = -1  # the depth at which the step after a '|' is being read, else -1
     for i, token in enumerate(stream[:-1]):
         kind = token.kind
         after = stream[i + 1]
         ends_group = False
         if kind == DECL:
-            declaring = True
+            declaring, names = token.value == "task", 1  # (only @task has a body)
             continue
         if kind in (LBRACE, LBRACKET):
             opened.append(declaring)
             declaring = False
             continue
-        if declaring and kind not in (NAME, EQUALS, PARAMS, DOC):
-            declaring = False
+        if declaring:
+            if kind == NAME and names:
+                names -= 1
+                continue
+            if kind == EQUALS:
+                names += 1
+                continue
+            declaring = kind in (PARAMS, DOC)
+            if declaring:
+                continue
         if kind == BAR:
             alternative = len(opened)
             continue
