@@ -10,7 +10,7 @@ from .compiler import Compiler
 from .errors import Diagnostic, FlowError
 from .flow import Flow
 from .guard import normalize
-from .lexer import (ARROW, BAR, CONDITION, DECL, DOC, EQUALS, GUARD, LBRACE, LBRACKET, LITERAL, MERGE, NAME, PARAMS,
+from .lexer import (BAR, CONDITION, DECL, DOC, EQUALS, GUARD, LBRACE, LBRACKET, LITERAL, MERGE, NAME, PARAMS,
                     RBRACE, RBRACKET, RESERVED, RESOURCE, STAR, Token, describe, tokens)
 from .nodes import Module
 from .parser import Parser
