@@ -394,3 +394,38 @@ def test_state_of_a_loop_round_trips_through_json():
         driver.step()
     data = json.loads(json.dumps(driver.state.to_json()))
     assert State.from_json(data).to_json() == driver.state.to_json()
+
+
+def test_a_loop_inside_an_iterated_subflow_runs_per_item():
+    output = run_workflow("<[{\"n\": 0}, {\"n\": 4}]> → * { repeat B until `$[?@.n >= 3]` → C }",
+                          {"B": counting, "C": lambda input: {"c": input["n"]}})
+    assert output == [{"c": 3}, {"c": 5}]
+
+
+def test_the_seed_api_runs_forms():
+    from littleflow import Context, Runner
+
+    flow = compile_flow("A → if `$[?@.go == true]` then { repeat B until `$[?@.n >= 2]` } else C")
+    context = Context(flow)
+    context.start = lambda task: context.end(task, {"go": True} if task.node == 1 else counting(task.input))
+    runner = Runner()
+    runner.start(context)
+    while not context.ending.empty():
+        runner.next(context, context.ending.get())
+    assert context.state.status == "finished" and context.output == {"n": 2}
+
+
+def test_doc_state_colours_the_branch_not_taken(tmp_path):
+    from littleflow.statefile import read_any
+
+    flow = compile_flow("A → if `$[?@.s == 0]` then { B → C } else D → E")
+    path = tmp_path / "run.state"
+    LocalRun(flow, {"A": lambda: {"s": 1}, "B": counting, "C": counting, "D": counting, "E": counting},
+             journal=StateFile(path, flow)).run()
+    saved, state = read_any(str(path))
+    picture = svg(saved, status=state.node_statuses())
+    kinds = {node.id: node.kind for node in flow.nodes}
+    for node in (3, 4, 5, 6):
+        assert f'class="node kind-{kinds[node]} status-skipped" data-node="{node}"' in picture
+    for node in (1, 2, 7, 8, 9):
+        assert f'class="node kind-{kinds[node]} status-done" data-node="{node}"' in picture
