@@ -374,3 +374,13 @@ def test_generated_inline_mappings_read_back_as_themselves(value):
     assert load_inline(f" {text} ") == value
     if "-)" not in text:
         assert compile_flow(f"A (- {text} -) → B").nodes[1].parameters == value
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.sampled_from(list("ab: ,-[]{}'\"#@*&!|>%?\n\t1.")), max_size=30))
+def test_any_inline_text_is_a_value_or_one_line_error(text):
+    try:
+        load_inline(text)
+    except LiteralError as error:
+        assert "\n" not in error.message and error.message.startswith(("invalid YAML: ", "a ", "too large"))
+        assert error.offset is None or 0 <= error.offset <= len(text)

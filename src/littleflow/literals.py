@@ -185,6 +185,8 @@ def _hinted(error: yaml.MarkedYAMLError, text: str, shift: int) -> LiteralError:
     problem = error.problem or error.context or ""
     at = _index(error, shift, len(text))
     opening = error.context_mark.index + shift if error.context_mark is not None else -1
+    if not 0 <= opening < len(text):  # (the '{' added around the text, or nothing)
+        opening = -1
     char = text[at] if at < len(text) else ""
     if "cannot start any token" in problem or "violates indentation" in problem:
         if char == "\t":
