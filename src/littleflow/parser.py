@@ -105,7 +105,9 @@ class _Parse:
         return self.source.error(message, self.token.offset if offset is None else offset)
 
     def unexpected(self, expected: str) -> FlowError:
-        return self.error(f"expected {expected}, found {describe(self.token)}")
+        hint = (" (a condition in backquotes follows if, elif, until or while; a guard before a step is ? `…`)"
+                if self.kind == CONDITION else "")
+        return self.error(f"expected {expected}, found {describe(self.token)}{hint}")
 
     # -- grammar ----------------------------------------------------------
     def module(self) -> Module:
@@ -367,7 +369,7 @@ class _Parse:
         if self.kind != NAME:
             raise self.unexpected(what)
         if self.token.value in RESERVED:
-            raise self.error(f"'{self.token.value}' is a reserved word and cannot name a task")
+            raise self.error(f"'{self.token.value}' is a reserved word and cannot name a task or a flow")
         return self.advance()
 
     def doc(self) -> str | None:
