@@ -382,5 +382,5 @@ def test_any_inline_text_is_a_value_or_one_line_error(text):
     try:
         load_inline(text)
     except LiteralError as error:
-        assert "\n" not in error.message and error.message.startswith(("invalid YAML: ", "a ", "too large"))
+        assert error.message and "\n" not in error.message
         assert error.offset is None or 0 <= error.offset <= len(text)
