@@ -54,6 +54,7 @@ class Driver:
         self.started: list[Start] = []  # every start the engine returned, in order
         self.ran: list[Start] = []  # what ran (ended or failed), in the order it ran
         self.events: list[tuple[str, tuple]] = []  # ("start" | "end" | "fail", key)
+        self.begun = False
 
     # -- names ---------------------------------------------------------------------
     def name(self, node: int) -> str:
@@ -77,6 +78,7 @@ class Driver:
         return starts
 
     def begin(self, input: Any = None) -> Driver:
+        self.begun = True
         self._add(self.engine.start(self.state, input))
         return self
 
@@ -104,7 +106,7 @@ class Driver:
 
     def run(self, input: Any = None, *, steps: int = 100_000) -> State:
         """Begin (unless begun) and run until nothing is left; returns the state."""
-        if not self.started and not self.ran:
+        if not self.begun:  # (a run may start no task at all: a loop of literals failing at once)
             self.begin(input)
         while self.queue and steps:
             self.step()
