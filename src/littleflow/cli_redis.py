@@ -307,6 +307,31 @@ PARALLELISM = click.option("--parallelism", type=click.IntRange(min=1), default=
                            help="Task runs of one workflow queued or running at once, for flows that do not say "
                                 "(@flow (- parallelism: N -)); the rest wait their turn in the workflow.")
 
+PARTITIONS = click.option("--partitions", type=click.IntRange(min=1, max=1024), metavar="N",
+                          help="Spread the workflows over N partitions (each in one hash slot of a Redis Cluster), "
+                               "if this prefix is new; once fixed it cannot change [default: 8 on a cluster, "
+                               "else 1].")
+
+
+def share_option(text: str | None) -> tuple[int, int]:
+    """``--share I/N`` as (I, N); a one-line error if it is not that."""
+    if text is None:
+        return 0, 1
+    first, slash, second = text.partition("/")
+    if not (slash and first.isdigit() and second.isdigit() and 0 <= int(first) < int(second)):
+        fail(f"--share: I/N with 0 <= I < N (say 0/2 and 1/2 for two engines), not {text!r}")
+    return int(first), int(second)
+
+
+def fixed_partitions(store: Any, partitions: int | None) -> None:
+    """Fix the number of partitions of a new prefix (or check it); a one-line error if it differs."""
+    from .redis.store import StoreError
+
+    try:
+        store.partitions(partitions)
+    except StoreError as error:
+        fail(str(error))
+
 
 def archive_directory(path: Path | None) -> None:
     """Make the --archive-dir directory (for this user alone) if it is not there, or a one-line error."""
@@ -333,9 +358,12 @@ def confinement(files: tuple[str, ...], http_allow: tuple[str, ...], owner: str)
 @PARALLELISM
 @RETENTION
 @ARCHIVE_DIR
+@PARTITIONS
+@click.option("--share", metavar="I/N", help="Serve the partitions whose number modulo N is I (run N engines, "
+                                             "0/N to N-1/N, to split the work) [default: all].")
 @VERBOSE
 def engine_command(target: Target, claim_idle: float, max_deliveries: int, parallelism: int, retention: float,
-                   archive_dir: Path | None, verbose: bool) -> None:
+                   archive_dir: Path | None, partitions: int | None, share: str | None, verbose: bool) -> None:
     """Run an engine: advance workflows as their tasks end, until SIGINT or SIGTERM.
     Run as many as you like."""
     from .redis.engine import EngineProcess
@@ -348,9 +376,11 @@ def engine_command(target: Target, claim_idle: float, max_deliveries: int, paral
     with Signals() as signals:
         ping(target)
         stop = threading.Event()
-        engine = EngineProcess(Store(connect(target.url), Keys(target.prefix)), connect(target.url, decode=False),
-                               claim_idle=claim_idle, max_deliveries=max_deliveries, parallelism=parallelism,
-                               retention=retention, archive_dir=archive_dir)
+        store = Store(connect(target.url), Keys(target.prefix))
+        fixed_partitions(store, partitions)
+        engine = EngineProcess(store, connect(target.url, decode=False), claim_idle=claim_idle,
+                               max_deliveries=max_deliveries, parallelism=parallelism, retention=retention,
+                               archive_dir=archive_dir, share=share_option(share))
         click.echo(f"littleflow engine: {engine.name} on {target.shown} (prefix {target.prefix})", err=True)
         run_until_signalled("engine", signals, stop, threads_of(stop, engine))
     click.echo(f"littleflow engine: stopped ({plural(engine.applied, 'task end')} applied)", err=True)
@@ -453,12 +483,13 @@ def kubernetes_tasks(namespace: str | None, cleanup: float) -> Any:
 @PARALLELISM
 @RETENTION
 @ARCHIVE_DIR
+@PARTITIONS
 @VERBOSE
 def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: int, data_dir: Path | None,
                   port: int | None, api_address: str | None, tokens_file: str | None, no_auth: bool,
                   api_hosts: tuple[str, ...], cors: tuple[str, ...], max_nodes: int, api_only: bool, claim_idle: float,
                   verbose: bool, files: tuple[str, ...], http_allow: tuple[str, ...], parallelism: int,
-                  retention: float, archive_dir: Path | None) -> None:
+                  retention: float, archive_dir: Path | None, partitions: int | None) -> None:
     """Run a whole system here: an engine, the built-in tasks and the Python tasks of
     --tasks, until SIGINT or SIGTERM. Without a Redis URL (--redis or
     $LITTLEFLOW_REDIS_URL) it starts a private Redis server on 127.0.0.1 and leaves its URL
@@ -486,6 +517,7 @@ def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: in
         services = Services(target.url, prefix=target.prefix, tasks=registry, concurrency=concurrency,
                             engine=not api_only, builtins=not api_only, claim_idle=claim_idle, confine=confine,
                             parallelism=parallelism, retention=retention, archive_dir=archive_dir)
+        fixed_partitions(services.store, partitions)
         names = f": {', '.join(sorted(registry.names()))}" if registry is not None else ""
         click.echo("littleflow: the API alone (no engine, no tasks)" if api_only else
                    f"littleflow: an engine, the built-in tasks and {len(registry.names()) if registry else 0} "
@@ -821,9 +853,6 @@ def send_command(target: Target, event: str, data_text: str | None, as_json: boo
         click.echo(f"{plural(ended, 'task')} woken", err=True)
 
 
-def event_time(entry_id: str) -> float:
-    return int(entry_id.partition("-")[0]) / 1000
-
 
 @redis_command("events")
 @click.option("--follow", "-f", is_flag=True, help="Keep waiting for more (until Ctrl-C or SIGTERM).")
@@ -840,12 +869,12 @@ def events_command(target: Target, follow: bool, as_json: bool) -> None:
         for entry in client.events(follow=follow):
             if entry is None:  # a quiet second
                 continue
-            moment = event_time(entry["id"])
+            moment = entry["time"]
             if as_json:
-                echo_json({"time": moment, **entry})
+                echo_json(entry)
                 continue
             fields = " ".join(f"{key}={value if isinstance(value, str) else short(value, 2000)}"
-                              for key, value in entry.items() if key not in ("id", "kind") and value != "")
+                              for key, value in entry.items() if key not in ("id", "kind", "time") and value != "")
             click.echo(f"{when(moment)}.{int(moment * 1000) % 1000:03d}  {entry.get('kind', '?'):<8}  {fields}")
     except _Stop:
         pass

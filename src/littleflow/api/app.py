@@ -32,7 +32,8 @@ from ..errors import FlowError
 from ..flow import Flow
 from ..redis.archive import SCHEMA as ARCHIVE_SCHEMA
 from ..redis.archive import validate as validate_archive
-from ..redis.client import Client, decoded_event
+from ..redis import events as eventlog
+from ..redis.client import Client
 from ..redis.connection import connect_async, is_cluster
 from ..redis.store import KEY_TTL, STATES, VALID_ID, VALID_KEY, InvalidArchive, InvalidKey, KeyReused, StoreError
 from ..values import check_value, loads
@@ -318,22 +319,21 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
 
     @app.get("/events", tags=["events"], response_class=StreamingResponse,
              responses={200: {"content": {"text/event-stream": {}}}})
-    def events(request: Request, since: str = Query("$", pattern=r"^(\$|0|\d{1,19}-\d{1,19})$",
+    def events(request: Request, since: str = Query("$", max_length=24_000,
                                                      description="an event id to go on after; $ (default): "
                                                                  "only new ones")) -> Response:
         """A live stream (Server-Sent Events) of the events sent and the workflows' state
         changes. A reconnecting browser goes on after the Last-Event-ID it sends."""
         since = request.headers.get("last-event-id") or since
-        if not re.fullmatch(r"\$|0|(\d{1,19})-(\d{1,19})", since) or any(
-                int(part) >= 2**64 for part in since.split("-") if part.isdigit()):
-            raise Problem(422, "Invalid request", f"since must be $, 0 or an event id, not {since!r}")
-        last = client.redis.xrevrange(client.keys.events, count=1) if since == "$" else None
-        start = last[0][0] if last else ("0" if since == "$" else since)
+        try:
+            start = eventlog.latest(client.redis, client.keys) if since == "$" else eventlog.cursor(since, client.keys)
+        except ValueError as error:
+            raise Problem(422, "Invalid request", f"since must be $ or an event id: {error}") from None
 
         async def entries(reader: aioredis.Redis) -> AsyncIterator[str]:
-            last, quiet = start, 0.0
+            at, quiet = start, 0.0
             while not app.state.closing and not await request.is_disconnected():
-                found = await reader.xread({client.keys.events: last}, count=500, block=int(STREAM_BLOCK * 1000))
+                found = await eventlog.read_async(reader, client.keys, at, 500, STREAM_BLOCK)
                 if not found:
                     quiet += STREAM_BLOCK
                     if quiet >= HEARTBEAT:
@@ -341,9 +341,10 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
                         yield ": still here\n\n"
                     continue
                 quiet = 0.0
-                for last, fields in found[0][1]:
-                    event = decoded_event(fields)
-                    yield f"id: {last}\nevent: {event.get('kind', 'message')}\ndata: {json.dumps(event)}\n\n"
+                for position, _, fields in found:
+                    at = eventlog.cursor(position, client.keys)
+                    event = eventlog.decoded(fields)
+                    yield f"id: {position}\nevent: {event.get('kind', 'message')}\ndata: {json.dumps(event)}\n\n"
 
         return _event_stream(request, client, ": littleflow events\n\n", entries)
 

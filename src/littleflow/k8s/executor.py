@@ -435,7 +435,8 @@ class KubernetesTasks:
         worker = self._worker
         assert worker is not None
         fields = [part for pair in end.fields().items() for part in pair]
-        worker.store.scripts.end_once(keys=[worker.keys.k8s_ended(uid), worker.keys.ends],
+        part = worker.keys.of(end.workflow)
+        worker.store.scripts.end_once(keys=[part.k8s_ended(uid), part.ends],
                                       args=[int(max(self.cleanup, 0)) + 2 * jobs.TTL_MARGIN, *fields])
 
     def _clean(self, job: dict[str, Any]) -> None:

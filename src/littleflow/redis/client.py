@@ -15,7 +15,7 @@ from ..engine import DEFAULT_LIMIT, Engine, Start
 from ..flow import Flow
 from ..local import load_workflow
 from ..values import check_value
-from . import listing, waits
+from . import events as eventlog, listing, waits
 from .archive import Restorable, archive_of, validate
 from .connection import connect, safe_url
 from .protocol import REGISTER_EVERY, RESOURCE, SHARED_NAMESPACES, Keys, namespace
@@ -232,16 +232,18 @@ class Client:
         return waits.send(self.store, event, {} if data is None else data)
 
     def events(self, follow: bool = False, since: str = "0", block: float = 1.0) -> Iterator[dict[str, Any] | None]:
-        """Events sent and workflow state changes after ``since``, oldest first; with
-        ``follow``, wait for more, giving ``None`` after each ``block`` seconds without any."""
-        last = since
+        """Events sent and workflow state changes after ``since`` (an event's ``id``: see
+        :mod:`.events`), oldest first, each with its ``time``; with ``follow``, wait for more,
+        giving ``None`` after each ``block`` seconds without any."""
+        try:
+            at = eventlog.cursor(since, self.keys)
+        except ValueError as error:
+            raise StoreError(str(error)) from None
         while True:
-            found = self.redis.xread({self.keys.events: last}, count=500,
-                                     block=int(block * 1000) if follow else None)
-            entries = found[0][1] if found else []
-            for entry_id, fields in entries:
-                last = entry_id
-                yield {"id": entry_id, **decoded_event(fields)}
+            entries = eventlog.read(self.redis, self.keys, at, 500, block if follow else 0.0)
+            for position, moment, fields in entries:
+                at = eventlog.cursor(position, self.keys)
+                yield {"id": position, "time": moment, **eventlog.decoded(fields)}
             if not entries:
                 if not follow:
                     return
@@ -249,8 +251,12 @@ class Client:
 
     def dead(self, count: int = 100) -> list[dict[str, Any]]:
         """The newest messages set aside (dead letters), newest first."""
+        pipe = self.redis.pipeline(transaction=False)
+        for part in self.keys.parts:
+            pipe.xrevrange(part.dead, count=count)
         letters = []
-        for entry_id, fields in self.redis.xrevrange(self.keys.dead, count=count):
+        for entry_id, fields in sorted((entry for found in pipe.execute() for entry in found),
+                                       key=lambda entry: _order(entry[0]), reverse=True)[:count]:
             fields["message"] = fields.pop("id", None)  # the id the message had in its stream
             letters.append({"id": entry_id, **fields})
         return letters
@@ -294,16 +300,18 @@ class Client:
     def counts(self) -> dict[str, int]:
         """How many workflows are in each state."""
         pipe = self.redis.pipeline(transaction=False)
-        for state in STATES:
-            pipe.zcard(self.keys.by_state(state))
-        return dict(zip(STATES, pipe.execute()))
+        for part in self.keys.parts:
+            for state in STATES:
+                pipe.zcard(part.by_state(state))
+        found = pipe.execute()
+        return {state: sum(found[at::len(STATES)]) for at, state in enumerate(STATES)}
 
     def queues(self) -> dict[str, dict[str, int]]:
         """Each stream (task namespaces, ends, dead letters): messages in it, and those handed
         out but not yet acknowledged."""
-        streams = [self.keys.ends, self.keys.dead,
-                   *sorted({*self.redis.scan_iter(self.keys.stream("*"), _type="stream"),
-                            *self.redis.scan_iter(self.keys.namespace_stream("*"), _type="stream")})]
+        streams = [stream for part in self.keys.parts for stream in (
+            part.ends, part.dead, *sorted({*self.redis.scan_iter(part.stream("*"), _type="stream"),
+                                           *self.redis.scan_iter(part.namespace_stream("*"), _type="stream")}))]
         found = {}
         for stream in streams:
             length = self.redis.xlen(stream)
@@ -383,12 +391,6 @@ def _checked(id: str) -> str:
     return id
 
 
-def decoded_event(fields: dict[str, str]) -> dict[str, Any]:
-    """An entry of the events stream, its ``data`` JSON decoded."""
-    data = dict(fields)
-    if "data" in data:
-        try:
-            data["data"] = json.loads(data["data"])
-        except ValueError:
-            pass
-    return data
+def _order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)

@@ -10,13 +10,15 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 
 from ..engine import DEFAULT_PARALLELISM
-from .protocol import ENGINES, EndTask, Malformed, parse_task_id
+from .connection import is_cluster
+from .protocol import ENGINES, EndTask, Keys, Malformed, parse_task_id
 from .retention import DEFAULT_RETENTION, Sweeper
 from .store import Conflict, Run, Step, Store, StoreError, info_json
 from .streams import Streams, surviving
@@ -25,6 +27,22 @@ log = logging.getLogger("littleflow.engine")
 
 #: Runs an engine keeps in memory between their steps (valid while their version holds).
 RUNS_KEPT = 10_000
+#: Seconds the marker of a forwarded end lives (longer than any redelivery of the original).
+FORWARD_MARKER_TTL = 24 * 3600
+
+
+@dataclass
+class Group:
+    """Partitions an engine reads together (their end streams in one XREADGROUP), with the
+    consumer state and retention sweeper of that reading."""
+
+    parts: list[Keys]
+    streams: Streams
+    sweeper: Sweeper
+
+    @property
+    def ends(self) -> list[str]:
+        return [part.ends for part in self.parts]
 
 
 class EngineProcess:
@@ -41,44 +59,86 @@ class EngineProcess:
 
     def __init__(self, store: Store, raw: redis.Redis, *, name: str | None = None, claim_idle: float = 30.0,
                  max_deliveries: int = 5, batch: int = 512, parallelism: int = DEFAULT_PARALLELISM,
-                 retention: float = DEFAULT_RETENTION, archive_dir: Path | None = None) -> None:
+                 retention: float = DEFAULT_RETENTION, archive_dir: Path | None = None,
+                 share: tuple[int, int] = (0, 1)) -> None:
         self.store = store
+        self.raw = raw
         self.parallelism = parallelism
         self.keys = store.keys
         self.name = name or consumer_name("engine")
-        self.streams = Streams(raw, self.keys, ENGINES, self.name, claim_idle, max_deliveries)
+        self.claim_idle, self.max_deliveries = claim_idle, max_deliveries
         self.batch = batch
-        self.sweeper = Sweeper(store, retention, archive_dir)
+        self.retention, self.archive_dir = retention, archive_dir
+        if not (0 <= share[0] < share[1]):
+            raise ValueError(f"bad share {share[0]}/{share[1]}: the first is from 0 to the second less one")
+        self.share = share
+        self._groups: list[Group] | None = None
         self._runs: OrderedDict[str, Run] = OrderedDict()  # recent runs, valid while their version holds
+        self._lock = threading.Lock()  # (the groups' threads add up timings and counts)
         # Task run-time histograms, added up here and written now and then: metrics, not state
         # (a crash loses a second of them, and no step waits for them).
         self._timings: dict[str, float] = {}
         self._next_timings = 0.0
         self.applied = 0  # ends applied by this process
 
+    def groups(self) -> list[Group]:
+        """The partitions this engine serves (its share: those whose number modulo the second
+        of ``share`` is the first), in the groups it reads together: all in one on one server,
+        where one XREADGROUP reads any streams; each on its own on a Redis Cluster, where it
+        reads the streams of one hash slot."""
+        if self._groups is None:
+            served = [p for p in range(self.keys.partitions) if p % self.share[1] == self.share[0]]
+            split = [served] if not is_cluster(self.store.redis) else [[p] for p in served]
+            self._groups = [Group([self.keys.part(p) for p in partitions],
+                                  Streams(self.raw, self.keys, ENGINES, self.name, self.claim_idle, self.max_deliveries),
+                                  Sweeper(self.store, self.retention, self.archive_dir, partitions=partitions))
+                            for partitions in split if partitions]
+        return self._groups
+
     def run(self, stop: threading.Event, block: float = 1.0) -> None:
-        """Advance workflows until ``stop`` is set."""
-        self.streams.join(self.keys.ends)
-        log.info("engine %s: reading %s", self.name, self.keys.ends)
+        """Advance workflows until ``stop`` is set: a thread for each group of partitions."""
+        while not stop.is_set():  # (Redis may not answer yet: it says how many partitions there are)
+            with surviving(f"engine {self.name}", stop):
+                groups = self.groups()
+                for group in groups:
+                    group.streams.join(*group.ends)
+                break
+        else:
+            return
+        log.info("engine %s: reading %s", self.name, ", ".join(end for group in groups for end in group.ends))
+        threads = [threading.Thread(target=self._loop, args=(group, stop, block), daemon=True,
+                                    name=f"littleflow-engine-{number}") for number, group in enumerate(groups)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _loop(self, group: Group, stop: threading.Event, block: float) -> None:
         while not stop.is_set():
             with surviving(f"engine {self.name}", stop):
-                self.step(block)
+                self.step(block, group)
 
-    def step(self, block: float = 1.0) -> int:
-        """Read and apply one batch of ends (and, now and then, reclaim, trim and remove the
-        workflows ended longer ago than the retention)."""
-        messages = self.streams.read({self.keys.ends: ">"}, self.batch, block)
-        messages += self.streams.maintain(self.keys.ends)
+    def step(self, block: float = 1.0, group: Group | None = None) -> int:
+        """Read and apply one batch of ends of ``group`` (of every group, without blocking when
+        there are several, if None); now and then, also reclaim, trim and remove the
+        workflows ended longer ago than the retention."""
+        if group is None:
+            groups = self.groups()
+            return sum(self.step(block if len(groups) == 1 else 0, each) for each in groups)
+        streams = group.streams
+        messages = streams.read({end: ">" for end in group.ends}, self.batch, block)
+        messages += streams.maintain(*group.ends)
         batch = []
         for stream, message_id, fields, deliveries in messages:
-            if deliveries > self.streams.max_deliveries:
-                self._give_up(message_id, fields, f"delivered {deliveries - 1} times without being applied")
+            if deliveries > streams.max_deliveries:
+                self._give_up(streams, stream, message_id, fields,
+                              f"delivered {deliveries - 1} times without being applied")
             else:
-                batch.append((message_id, fields))
+                batch.append((stream, message_id, fields))
         if batch:
-            self.apply(batch)
+            self.apply(batch, streams)
         self._write_timings()
-        self.sweeper.now_and_then()
+        group.sweeper.now_and_then()
         return len(messages)
 
     def _write_timings(self, every: float = 1.0) -> None:
@@ -86,35 +146,51 @@ class EngineProcess:
         if not self._timings or now < self._next_timings:
             return
         self._next_timings = now + every
-        timings, self._timings = self._timings, {}
+        with self._lock:
+            timings, self._timings = self._timings, {}
         pipe = self.store.redis.pipeline(transaction=False)
         for key, value in timings.items():
             pipe.hincrbyfloat(self.keys.timings, key, value)
         pipe.execute()
 
-    def apply(self, messages: list[tuple[str, Any]]) -> None:
-        """Apply end-task messages: grouped by workflow, in order; every workflow's step
-        is one atomic commit, and the commits of a batch travel in one round trip."""
-        by_workflow: dict[str, list[tuple[str, EndTask]]] = {}
-        for message_id, fields in messages:
+    def apply(self, messages: list[tuple[str, str, Any]], streams: Streams | None = None) -> None:
+        """Apply end-task messages (stream, id, fields): grouped by workflow, in order; every
+        workflow's step is one atomic commit, and the commits of a batch travel in one round
+        trip. An end read from the stream of another partition than its workflow's (a latch's,
+        which are all sent to partition 0's) is forwarded there."""
+        streams = streams or self.groups()[0].streams
+        by_workflow: dict[str, list[tuple[str, str, EndTask]]] = {}
+        for stream, message_id, fields in messages:
             try:
                 end = EndTask.parse(fields)
             except Malformed as error:
-                self.streams.set_aside(self.keys.ends, message_id, fields, f"malformed end-task message: {error}")
+                streams.set_aside(stream, message_id, fields, f"malformed end-task message: {error}")
                 continue
-            by_workflow.setdefault(end.workflow, []).append((message_id, end))
+            home = self.keys.of(end.workflow).ends
+            if home != stream:
+                self._forward(streams, stream, message_id, fields, home)
+                continue
+            by_workflow.setdefault(end.workflow, []).append((stream, message_id, end))
         for _ in range(50):
             if not by_workflow:
                 return
-            by_workflow = self._advance(by_workflow)
+            by_workflow = self._advance(by_workflow, streams)
         for workflow in by_workflow:
             log.error("engine %s: workflow %s kept changing while its ends were applied; they stay pending",
                       self.name, workflow)
 
-    def _give_up(self, message_id: str, fields: Any, reason: str) -> None:
+    def _forward(self, streams: Streams, stream: str, message_id: str, fields: Any, home: str) -> None:
+        """Send an end on to its workflow's partition: once, although it is acked here in
+        another step (the marker, named for the message, outlives any redelivery)."""
+        flat = [item for pair in fields.items() for item in pair]
+        self.store.scripts.end_once(keys=[self.keys.of_key(home).forwarded(stream, message_id), home],
+                                    args=[FORWARD_MARKER_TTL, *flat])
+        streams.ack(stream, message_id)
+
+    def _give_up(self, streams: Streams, stream: str, message_id: str, fields: Any, reason: str) -> None:
         """Set an end aside that could not be applied, and fail its task, so that its
         workflow does not wait for it forever (``resume`` runs the task again)."""
-        self.streams.set_aside(self.keys.ends, message_id, fields, reason)
+        streams.set_aside(stream, message_id, fields, reason)
         try:
             end = EndTask.parse(fields)
             key = parse_task_id(end.task)
@@ -133,7 +209,7 @@ class EngineProcess:
             log.error("engine %s: %s", self.name, error)
         self._runs.pop(end.workflow, None)
 
-    def _advance(self, by_workflow: dict[str, list[tuple[str, EndTask]]]) -> dict[str, list]:
+    def _advance(self, by_workflow: dict[str, list[tuple[str, str, EndTask]]], streams: Streams) -> dict[str, list]:
         """One attempt at a step for each workflow; returns those to try again (conflicts)."""
         runs = {workflow: self._runs.pop(workflow, None) for workflow in by_workflow}
         cached = {workflow for workflow, run in runs.items() if run is not None}
@@ -149,9 +225,8 @@ class EngineProcess:
                 log.error("engine %s: %s", self.name, run)
                 continue
             if run is None:
-                for message_id, end in ends:
-                    self.streams.set_aside(self.keys.ends, message_id, end.fields(),
-                                           f"end of a task of unknown workflow {workflow}")
+                for stream, message_id, end in ends:
+                    streams.set_aside(stream, message_id, end.fields(), f"end of a task of unknown workflow {workflow}")
                 continue
             try:
                 step, starts, aside = self._ends(run, ends)
@@ -179,26 +254,27 @@ class EngineProcess:
                     log.error("engine %s: cannot commit workflow %s: %s", self.name, run.id, error)
                     continue
             self._remember(run)
-            self.applied += len(step.acks)
-            for key, value in step.timings.items():
-                self._timings[key] = self._timings.get(key, 0) + value
-            for message_id, fields, reason in aside:
-                self.streams.set_aside(self.keys.ends, message_id, fields, reason)
+            with self._lock:
+                self.applied += len(step.acks)
+                for key, value in step.timings.items():
+                    self._timings[key] = self._timings.get(key, 0) + value
+            for stream, message_id, fields, reason in aside:
+                streams.set_aside(stream, message_id, fields, reason)
         return again
 
-    def _ends(self, run: Run, ends: list[tuple[str, EndTask]]) -> tuple[Step, list, list]:
+    def _ends(self, run: Run, ends: list[tuple[str, str, EndTask]]) -> tuple[Step, list, list]:
         state, nodes = run.state, run.flow.nodes
         step, aside = Step(), []
         step.parallelism = self.store.parallelism(run, self.parallelism)
         before = state.status
         applied: set[str] = set()
-        for message_id, end in ends:
+        for stream, message_id, end in ends:
             key = parse_task_id(end.task)
             if not 0 <= key[1] < len(nodes):
-                aside.append((message_id, end.fields(), f"end of unknown node {key[1]} of workflow {run.id}"))
+                aside.append((stream, message_id, end.fields(), f"end of unknown node {key[1]} of workflow {run.id}"))
                 continue
             if run.seqs.get(end.task) != end.seq or key not in state.running or end.task in applied:
-                aside.append((message_id, end.fields(), f"duplicate or stale end of task {end.task} "
+                aside.append((stream, message_id, end.fields(), f"duplicate or stale end of task {end.task} "
                                                         f"(run {end.seq}) of workflow {run.id}"))
                 continue
             step.ends.append([end.task, end.seq, end.status, end.output if end.status == "done" else end.error])

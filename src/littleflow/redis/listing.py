@@ -32,7 +32,27 @@ _ZERO = dict.fromkeys(STATES, 0)
 def find(redis: Any, keys: Keys, scripts: Scripts, state: str | None, name: str | None, offset: int,
          count: int | None, search: str | None, newest: bool) -> tuple[list[str], int, dict[str, int]]:
     """The ids of a page (``count`` from ``offset``, ``newest`` first or oldest), how many
-    match all the filters, and how many of each state match those but the state."""
+    match all the filters, and how many of each state match those but the state. With
+    several partitions, each gives its first ``offset + count`` and they are merged by
+    submit time."""
+    if keys.partitions == 1:
+        return _find(redis, keys, scripts, state, name, offset, count, search, newest)
+    end = None if count is None else offset + count
+    pages = [_find(redis, part, scripts, state, name, 0, end, search, newest) for part in keys.parts]
+    pipe = redis.pipeline(transaction=False)
+    for part, (ids, _, _) in zip(keys.parts, pages):
+        if ids:
+            pipe.zmscore(part.workflows, ids)
+    times = iter(pipe.execute() if len(pipe) else ())
+    rows = sorted(((time or 0.0, id) for ids, _, _ in pages if ids for id, time in zip(ids, next(times))),
+                  reverse=newest)
+    counts = {each: sum(page[2][each] for page in pages) for each in STATES}
+    return [id for _, id in rows[offset:end]], sum(page[1] for page in pages), counts
+
+
+def _find(redis: Any, keys: Keys, scripts: Scripts, state: str | None, name: str | None, offset: int,
+          count: int | None, search: str | None, newest: bool) -> tuple[list[str], int, dict[str, int]]:
+    """:func:`find` in one partition (``keys``)."""
     if search and name is not None and name.startswith(search):
         search = None  # (every workflow of the name matches)
     if not search:

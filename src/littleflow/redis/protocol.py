@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,15 +35,30 @@ class Malformed(ValueError):
 
 
 class Keys:
-    """The names of littleflow's keys and streams under one prefix. Every key carries the
-    prefix as its hash tag (``{lf}:…``), so that a Lua step may use any of them together
-    on a Redis Cluster as on one server."""
+    """The names of littleflow's keys and streams under one prefix.
 
-    def __init__(self, prefix: str = PREFIX) -> None:
+    Workflows are spread over ``partitions`` (fixed when a prefix is first used; see
+    :meth:`.store.Store.partitions`): partition 0 has the hash tag ``{PREFIX}``, partition
+    ``p`` ``{PREFIX/p}``, and every key of a workflow — its hash, its journal, the streams
+    its tasks travel on, the indexes that list it — carries its partition's tag, so that
+    every atomic step touches one hash slot of a Redis Cluster. What is shared by all
+    workflows (workers, latches, timings, the control channel, the settings) has the
+    tag of partition 0. ``keys.of(id)`` gives the keys of workflow ``id``'s partition,
+    ``keys.parts`` all of them; the attributes of a :class:`Keys` are those of its own
+    partition (of partition 0 for the one made with just a prefix)."""
+
+    def __init__(self, prefix: str = PREFIX, partitions: int | None = None, *, partition: int = 0,
+                 base: Keys | None = None) -> None:
         if not VALID_PREFIX.fullmatch(prefix):
             raise ValueError(f"bad key prefix {prefix!r}: 1 to 64 letters, digits, '_', '.' or '-'")
         self.prefix = prefix
-        p = "{" + prefix + "}:"
+        self.partition = partition
+        self.base = base or self
+        self._partitions = partitions  # (None until Store.partitions settles it)
+        self._parts: list[Keys] | None = None
+        #: Asked for the number of partitions when it is first needed (set by the Store).
+        self.resolve: Any = None
+        p = "{" + (prefix if partition == 0 else f"{prefix}/{partition}") + "}:"
         self.root = p
         self.ends = p + "ends"  # stream: end-task messages
         self.dead = p + "dead"  # stream: messages set aside (malformed, unknown, duplicates)
@@ -53,10 +69,51 @@ class Keys:
         # time they did; a resumed one leaves it (what retention reads for expired workflows)
         self.ended = p + "ended"
         self.delays = p + "delays"  # sorted set: wait:delay timers by due time
-        self.control = p + "control"  # pub/sub channel: {"cancel": ID}
-        self.workers = p + "workers"  # hash: worker name -> JSON of what it serves, last seen
-        self.timings = p + "timings"  # hash: "task|le" -> runs that took at most le seconds; "task|sum", "task|count"
-        self.k8s_namespaces = p + "k8s:namespaces"  # set: the Kubernetes namespaces whose Jobs k8s: workers follow
+        # -- shared by all partitions (partition 0's tag) --
+        g = "{" + prefix + "}:"
+        self.config = g + "config"  # hash: settings fixed when the prefix is first used (partitions)
+        self.control = g + "control"  # pub/sub channel: {"cancel": ID}
+        self.workers = g + "workers"  # hash: worker name -> JSON of what it serves, last seen
+        self.timings = g + "timings"  # hash: "task|le" -> runs that took at most le seconds; "task|sum", "task|count"
+        self.k8s_namespaces = g + "k8s:namespaces"  # set: the Kubernetes namespaces whose Jobs k8s: workers follow
+
+    # -- partitions ----------------------------------------------------------------------
+    @property
+    def partitions(self) -> int:
+        """How many partitions the workflows are spread over."""
+        base = self.base
+        if base._partitions is None:
+            base._partitions = int(base.resolve()) if base.resolve is not None else 1
+        return base._partitions
+
+    @property
+    def parts(self) -> list[Keys]:
+        """The keys of each partition, partition 0 first."""
+        base = self.base
+        if base._parts is None or len(base._parts) != self.partitions:
+            base._parts = [base] + [Keys(self.prefix, partition=p, base=base) for p in range(1, self.partitions)]
+        return base._parts
+
+    def part(self, partition: int) -> Keys:
+        """The keys of ``partition``."""
+        return self.parts[partition]
+
+    def partition_of(self, text: str) -> int:
+        """The partition of a workflow id (or idempotency key): CRC-32 of its UTF-8, modulo
+        the number of partitions."""
+        count = self.partitions
+        return 0 if count == 1 else zlib.crc32(text.encode("utf-8", "surrogatepass")) % count
+
+    def of(self, id: str) -> Keys:
+        """The keys of the partition of workflow ``id``."""
+        return self.parts[self.partition_of(id)]
+
+    def of_key(self, key: str) -> Keys:
+        """The keys of the partition a key name (say, a stream's) belongs to."""
+        tag = key[1:key.index("}")] if key.startswith("{") and "}" in key else ""
+        _, slash, number = tag.rpartition("/")
+        return self.part(int(number)) if slash and number.isdigit() and int(number) < self.partitions \
+            else self.base
 
     def by_state(self, state: str) -> str:
         """Sorted set: the ids of the workflows in ``state``, by submit time."""
@@ -83,11 +140,11 @@ class Keys:
 
     def workflow(self, id: str) -> str:
         """Hash: a workflow's state, status, times, log and the ``digest`` of its shared definition."""
-        return f"{self.root}wf:{id}"
+        return f"{self.of(id).root}wf:{id}"
 
     def journal(self, id: str) -> str:
         """List: the ends applied to a workflow since its state was last written whole."""
-        return f"{self.root}wf:{id}:journal"
+        return f"{self.of(id).root}wf:{id}:journal"
 
     def task_info(self, id: str) -> str:
         """Where a workflow's task info is: fields of its own hash, task id (``PATH|NODE|ITEM``,
@@ -102,16 +159,31 @@ class Keys:
         return f"{self.root}flow:{digest}"
 
     def waits(self, id: str) -> str:
-        """Set: the waits (delays, event waiters, latch places) the workflow's tasks hold."""
-        return f"{self.root}wf:{id}:waits"
+        """Set: the waits (delays, event waiters) the workflow's tasks hold (latch places: :meth:`latched`)."""
+        return f"{self.of(id).root}wf:{id}:waits"
 
     def waiters(self, event: str) -> str:
-        """Hash: start-task id -> JSON of a ``wait:event`` task waiting for ``event``."""
+        """Hash: start-task id -> JSON of a ``wait:event`` task of this partition waiting for ``event``."""
         return f"{self.root}waiters:{event}"
 
     def latch(self, name: str) -> str:
-        """Hash: a named latch's count and limit."""
-        return f"{self.root}latch:{name}"
+        """Hash: a named latch's count and limit (shared: partition 0's tag)."""
+        return f"{self.base.root}latch:{name}"
+
+    def latched(self, id: str) -> str:
+        """Set: the latch places (queued or counted down) the tasks of workflow ``id`` hold
+        (shared, beside the latches; the workflow's other waits are in :meth:`waits`)."""
+        return f"{self.base.root}latched:{id}"
+
+    def took(self, stream: str, message_id: str) -> str:
+        """String: what a latch op did with start message ``message_id`` of ``stream`` (its
+        task's note), so that it is done once although the message is acked in another step."""
+        return f"{self.base.root}took:{stream}:{message_id}"
+
+    def forwarded(self, stream: str, message_id: str) -> str:
+        """String: set once end message ``message_id`` of ``stream`` (another partition's) is
+        forwarded to this partition's end stream."""
+        return f"{self.root}forwarded:{stream}:{message_id}"
 
     def latch_queue(self, name: str, kind: str) -> str:
         """List: start messages waiting on a named latch, oldest first (``kind``: ``queue``
@@ -121,7 +193,7 @@ class Keys:
     def idempotency(self, key: str) -> str:
         """String: ``ID FINGERPRINT`` of the workflow first submitted with Idempotency-Key ``key``
         (expires; deleting the workflow frees it)."""
-        return f"{self.root}idempotency:{key}"
+        return f"{self.base.part(self.partition_of(key)).root}idempotency:{key}"
 
     def k8s_ended(self, uid: str) -> str:
         """String: set once the end of the Kubernetes Job ``uid`` is sent (so it is sent once)."""

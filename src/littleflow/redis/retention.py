@@ -30,8 +30,9 @@ class Sweeper:
     (0: never), archiving each to ``archive_dir`` first when given (one not archived is kept)."""
 
     def __init__(self, store: Store, retention: float = DEFAULT_RETENTION, archive_dir: Path | None = None,
-                 batch: int = BATCH, every: float = EVERY) -> None:
+                 batch: int = BATCH, every: float = EVERY, partitions: list[int] | None = None) -> None:
         self.store = store
+        self.partitions = partitions  # the partitions swept (None: all)
         self.retention = retention
         self.archive_dir = archive_dir
         self.batch = batch
@@ -55,7 +56,11 @@ class Sweeper:
             return 0
         keys, redis = self.store.keys, self.store.redis
         cutoff = (time.time() if now is None else now) - self.retention
-        ids = redis.zrangebyscore(keys.ended, "-inf", cutoff, start=0, num=self.batch)
+        ids: list[str] = []
+        for partition in range(keys.partitions) if self.partitions is None else self.partitions:
+            ids += redis.zrangebyscore(keys.part(partition).ended, "-inf", cutoff, start=0, num=self.batch - len(ids))
+            if len(ids) >= self.batch:
+                break
         if ids and self.archive_dir is not None:
             ids = self._archived(ids)
         if not ids:

@@ -46,6 +46,7 @@ class Services:
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
         keys = Keys(prefix)
+        self.store = self._store(keys)  # (the first, which settles how many partitions there are)
         self.engines: list[EngineProcess] = []
         self.workers: list[Worker] = []
         if engine:

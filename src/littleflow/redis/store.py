@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 
+from .connection import is_cluster
 from ..engine import DEFAULT_LIMIT, DEFAULT_PARALLELISM, Engine, Start
 from ..flow import Flow
 from ..policy import flow_entry, flow_options, flow_parallelism
@@ -32,6 +33,10 @@ EVENTS_LENGTH = 10_000
 VALID_ID = re.compile(r"(?!\.+\Z)[\w.-]{1,200}")
 #: The upper bounds, in seconds, of the buckets of the task run-time histograms.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+#: The partitions a prefix's workflows are spread over on a Redis Cluster unless the first
+#: engine (``--partitions``) says otherwise (on one server: 1), and the most it may have.
+CLUSTER_PARTITIONS = 8
+MAX_PARTITIONS = 1024
 #: The workflow states.
 STATES = ("running", "finished", "failed", "terminated")
 #: What an idempotency key may be: 1–200 printable ASCII characters, no space at either end.
@@ -150,10 +155,28 @@ class Store:
     def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
         self.redis = client
         self.keys = keys or Keys()
+        if self.keys.resolve is None:
+            self.keys.resolve = self.partitions
         self.scripts = Scripts(client)
         self._flows: dict[str, tuple[Flow, Engine, dict, dict, str, int | None]] = {}
         self._digests: dict[str, str] = {}  # the digest of the flow each cached definition came from
         self._shared: dict[str, tuple[Flow, str, str]] = {}  # definitions by digest: flow, base, limit
+
+    def partitions(self, wanted: int | None = None) -> int:
+        """How many partitions the prefix's workflows are spread over: fixed by whoever uses
+        the prefix first (``wanted``, else :data:`CLUSTER_PARTITIONS` on a Redis Cluster and 1
+        on one server). Raises :class:`StoreError` if ``wanted`` is not what was fixed."""
+        if wanted is not None and not (isinstance(wanted, int) and 1 <= wanted <= MAX_PARTITIONS):
+            raise StoreError(f"partitions: a whole number from 1 to {MAX_PARTITIONS}, not {wanted!r}")
+        config = self.keys.config
+        fixed = self.redis.hget(config, "partitions")
+        if fixed is None:
+            self.redis.hsetnx(config, "partitions", wanted or (CLUSTER_PARTITIONS if is_cluster(self.redis) else 1))
+            fixed = self.redis.hget(config, "partitions")
+        if wanted is not None and int(fixed) != wanted:
+            raise StoreError(f"the workflows of prefix {self.keys.prefix!r} are spread over {fixed} partition(s), "
+                             f"fixed when it was first used: {wanted} would lose them (use a new --prefix)")
+        return int(fixed)
 
     # -- reading runs ---------------------------------------------------------------
     def load(self, id: str) -> Run:
@@ -171,13 +194,13 @@ class Store:
         stored data cannot be read."""
         runs: dict[str, Run | StoreError | None] = {id: None for id in ids if not VALID_ID.fullmatch(id)}
         valid = [id for id in ids if id not in runs]
-        pipe = self.redis.pipeline(transaction=True)  # (the journal must match the state it follows)
+        pipe = self.redis.pipeline(transaction=False)
         for id in valid:
-            pipe.hmget(self.keys.workflow(id), "run", "version", "snapshot", "digest")
-            pipe.lrange(self.keys.journal(id), 0, -1)
+            self.scripts.load(keys=[self.keys.workflow(id), self.keys.journal(id)], client=pipe)
         found = pipe.execute() if valid else []
-        self._fetch_definitions({fields[3] for fields in found[::2] if fields[1] is not None and fields[3]})
-        for id, (run_blob, version, snapshot, digest), journal in zip(valid, found[::2], found[1::2]):
+        self._fetch_definitions({fields[3]: id for id, (fields, _) in zip(valid, found)
+                                 if fields[1] is not None and fields[3]})
+        for id, ((run_blob, version, snapshot, digest), journal) in zip(valid, found):
             if version is None:
                 runs[id] = None
                 continue
@@ -216,7 +239,7 @@ class Store:
                 digest = self.redis.hget(self.keys.workflow(id), "digest")
                 if digest is None:
                     raise StoreError(f"no workflow {id}")
-            self._fetch_definitions({digest})
+            self._fetch_definitions({digest: id})
             if digest not in self._shared:
                 raise StoreError(f"workflow {id} is damaged: its flow {digest} is gone")
             flow, base, limit = self._shared[digest]
@@ -230,14 +253,15 @@ class Store:
             self._digests[id] = digest
         return known
 
-    def _fetch_definitions(self, digests: set[str]) -> None:
-        """Read the shared definitions of ``digests`` not known yet (in one round trip)."""
+    def _fetch_definitions(self, digests: dict[str, str]) -> None:
+        """Read the shared definitions of ``digests`` (each of a workflow that runs it, whose
+        partition holds it) not known yet, in one round trip."""
         missing = [digest for digest in digests if digest not in self._shared]
         if not missing:
             return
         pipe = self.redis.pipeline(transaction=False)
         for digest in missing:
-            pipe.hmget(self.keys.flow(digest), "flow", "base", "limit")
+            pipe.hmget(self.keys.of(digests[digest]).flow(digest), "flow", "base", "limit")
         for digest, (flow, base, limit) in zip(missing, pipe.execute()):
             if flow is not None:
                 self._share(digest, Flow.loads(flow), base or "", limit or "")
@@ -253,7 +277,7 @@ class Store:
         name, digest = self.redis.hmget(self.keys.workflow(id), "name", "digest")
         if digest is None:
             return None
-        flow, text, base, limit = self.redis.hmget(self.keys.flow(digest), "flow", "text", "base", "limit")
+        flow, text, base, limit = self.redis.hmget(self.keys.of(id).flow(digest), "flow", "text", "base", "limit")
         if flow is None:
             return None
         return {"name": name or None, "text": text or "", "flow": flow, "base": base or "", "limit": limit or ""}
@@ -270,7 +294,7 @@ class Store:
             pipe.hget(self.keys.workflow(id), "digest")
         for id, digest in zip(ids, pipe.execute()):
             if digest:
-                self.scripts.release_flow(keys=[self.keys.workflow(id), self.keys.flow(digest)], args=[digest],
+                self.scripts.release_flow(keys=[self.keys.workflow(id), self.keys.of(id).flow(digest)], args=[digest],
                                           client=client)
 
     def parallelism(self, run: Run, default: int = DEFAULT_PARALLELISM) -> int:
@@ -297,11 +321,12 @@ class Store:
         step, or one whose journal has outgrown the state, writes the whole state.
         ``once``: a creation's idempotency key (its Redis key), fingerprint and seconds to live."""
         now = time.time()
+        part = self.keys.of(run.id)
         streams: dict[str, int] = {}
         starts_out = []
         for start in starts:
             message = self.start_message(run, start)
-            stream = self.keys.stream(message.name)
+            stream = part.stream(message.name)
             index = streams.setdefault(stream, len(streams) + 1)
             starts_out.append([index, _flat(message.fields())])
             step.tasks[message.task] = {"node": start.node, "status": "queued",
@@ -312,7 +337,7 @@ class Store:
             "tasks": _flat({k: v if isinstance(v, str) else info_json(v) for k, v in step.tasks.items()}),
             "log": [compact({**entry, "@": int(now * 1000)}) for entry in step.log], "logbytes": LOG_BYTES,
             "events": [_flat(entry) for entry in step.events], "eventlen": EVENTS_LENGTH,
-            "index": self._index_keys(run.flow.name or ""),
+            "index": self._index_keys(part, run.flow.name or ""),
         }
         if restored is not None:  # a restore: its own version, and the times it had
             payload["version"], payload["created"], payload["time"] = run.version, *map(repr, restored)
@@ -326,7 +351,7 @@ class Store:
                 entry = ""
         blob = "" if entry else run.blob()
         run.writing = len(entry) if entry else -len(blob)
-        keys = self.keys
+        keys = part
         names = [keys.workflow(run.id), keys.task_info(run.id), keys.ends, keys.events, keys.workflows,
                  *(keys.by_state(state) for state in STATES), keys.journal(run.id), *streams]
         if step.flow is not None and create:  # a new workflow's flow, shared (the idempotency key stays last)
@@ -337,18 +362,18 @@ class Store:
                 "args": ["" if create else str(run.version), blob, entry,
                          compact(payload)]}
 
-    def _index_keys(self, name: str) -> dict[str, Any]:
-        """The listing indexes a step of a workflow of flow ``name`` keeps (scripts/commit.lua)."""
+    def _index_keys(self, keys: Keys, name: str) -> dict[str, Any]:
+        """The listing indexes (of partition ``keys``) a step of a workflow of flow ``name``
+        keeps (scripts/commit.lua)."""
         cache = self.__dict__.setdefault("_index_cache", {})
-        index = cache.get(name)
+        index = cache.get((keys.partition, name))
         if index is None:
-            keys = self.keys
             index = {"ended": keys.ended, "ids": {state: keys.ids(state) for state in STATES}}
             if name:
                 index.update(flow=name, name=keys.by_name(name), names=keys.names,
                              named={state: keys.by_name(name, state) for state in STATES})
             if len(cache) < 1000:
-                cache[name] = index
+                cache[(keys.partition, name)] = index
         return index
 
     def committed(self, run: Run, result: Any) -> int:
@@ -399,6 +424,10 @@ class Store:
         creates nothing: its run is ``replayed``, with the id of the workflow the key created
         (:class:`KeyReused` if that one had another flow or input)."""
         keys = keys or [None] * len(inputs)
+        if ids and any(key is not None and self.keys.partition_of(key) != self.keys.partition_of(id)
+                       for id, key in zip(ids, keys)):
+            raise ValueError("a workflow given its id and an idempotency key must be in the key's partition "
+                             "(Store.new_id(key) draws such an id)")
         if any(key is not None for key in keys) and not (isinstance(key_ttl, int) and key_ttl >= 1):
             raise ValueError(f"an idempotency key lives a whole number of seconds, at least 1, not {key_ttl!r}")
         for key in keys:
@@ -414,7 +443,7 @@ class Store:
         fields = {"digest": digest, **({"name": flow.name} if flow.name else {})}
         pipe = self.redis.pipeline(transaction=False)
         runs, claims, made = [], [], []
-        for input, id, key in zip(inputs, ids or [new_id() for _ in inputs], keys):
+        for input, id, key in zip(inputs, ids or [self.new_id(key) for key in keys], keys):
             run = Run(id, flow, engine, State(flow.end), 0, base=base, limit=limit)
             self._flows[id] = (flow, engine, defaults, per_task, base, limit)
             self._digests[id] = digest
@@ -448,6 +477,15 @@ class Store:
             elif result is not None:
                 self.committed(run, result)
         return runs
+
+    def new_id(self, key: str | None = None) -> str:
+        """A fresh workflow id (see :func:`new_id`); given an idempotency key, one in the key's
+        partition (where the key is kept, so that creating the workflow is one atomic step)."""
+        id = new_id()
+        if key is not None:
+            while self.keys.partition_of(id) != self.keys.partition_of(key):
+                id = new_id()
+        return id
 
     def _written(self, runs: list[Run], claims: list[tuple[str | None, str | None]], error: Exception) -> list:
         """The answer to creating ``runs`` was lost (``error``): ask again what each commit did —
@@ -542,6 +580,12 @@ class Store:
         idempotency key; the events stream gets each one's state ``deleted``. Returns how
         many of them there were. A workflow changed as it is removed is read again."""
         ids = [id for id in dict.fromkeys(ids) if VALID_ID.fullmatch(id)]
+        if self.keys.partitions > 1:  # (one transaction watches keys of one hash slot)
+            by_part: dict[int, list[str]] = {}
+            for id in ids:
+                by_part.setdefault(self.keys.partition_of(id), []).append(id)
+            if len(by_part) > 1:
+                return sum(self.forget(part, ended_before) for part in by_part.values())
         gone = 0
         for _ in range(20):  # (again for those changed or restored under another flow meanwhile)
             if not ids:
@@ -551,7 +595,7 @@ class Store:
                     pipe.watch(*(self.keys.workflow(id) for id in ids))
                     found = [pipe.hmget(self.keys.workflow(id), "name", "idempotency") for id in ids]
                     if ended_before is not None:
-                        ended = [pipe.zscore(self.keys.ended, id) for id in ids]
+                        ended = [pipe.zscore(self.keys.of(id).ended, id) for id in ids]
                         kept = [score is not None and score <= ended_before for score in ended]
                         ids = [id for id, keep in zip(ids, kept) if keep]
                         found = [entry for entry, keep in zip(found, kept) if keep]
@@ -571,7 +615,7 @@ class Store:
     def forget_call(self, id: str, name: str, key: str | None = None, event: bool = True) -> dict[str, list]:
         """The keys and arguments of scripts/forget.lua for workflow ``id`` of flow ``name``
         (its idempotency ``key``, released; a ``deleted`` event unless not ``event``)."""
-        keys = self.keys
+        keys = self.keys.of(id)
         names = [keys.workflow(id), keys.journal(id), keys.waits(id), keys.events,
                  keys.workflows, keys.ended, keys.names, *(keys.by_state(state) for state in STATES),
                  *(keys.ids(state) for state in STATES)]

@@ -128,7 +128,7 @@ class Streams:
             self.raw.xack(stream, self.group, *ids)
 
     def set_aside(self, stream: str, message_id: str, fields: dict, reason: str) -> None:
-        """Move a message to the dead-letter stream, with why, and ack it."""
+        """Move a message to the dead-letter stream (of its stream's partition), with why, and ack it."""
         log.warning("%s: set aside message %s of %s: %s", self.consumer, message_id, stream, reason)
         entry = {"stream": stream, "id": message_id, "reason": reason, "consumer": self.consumer,
                  "time": repr(time.time())}
@@ -136,7 +136,7 @@ class Streams:
             name = key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else str(key)
             entry[f"field:{name}"] = value
         pipe = self.raw.pipeline(transaction=True)
-        pipe.xadd(self.keys.dead, entry, maxlen=DEAD_LENGTH, approximate=True)
+        pipe.xadd(self.keys.of_key(stream).dead, entry, maxlen=DEAD_LENGTH, approximate=True)
         pipe.xack(stream, self.group, message_id)
         pipe.execute()
 

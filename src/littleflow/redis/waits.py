@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .protocol import WORKERS, StartTask
+from .protocol import WORKERS, Keys, StartTask
 from .store import EVENTS_LENGTH, Store
 
 
@@ -20,34 +20,38 @@ def member(task: StartTask, started: float, worker: str, output: Any, **extra: A
 
 def _take(store: Store, op: str, stream: str, message_id: str, task: StartTask, keys: list[str], entry: str,
           number: Any = None) -> bool:
-    """Take the start message over for ``op``; False if it had been handled already."""
-    k = store.keys
+    """Take the start message over for ``op`` (in its workflow's partition); False if it had
+    been handled already."""
+    k = store.keys.of(task.workflow)
     args = [op, k.root, WORKERS, message_id, entry] + ([] if number is None else [number])
     return bool(store.scripts.waits(keys=[k.ends, stream, k.task_info(task.workflow), *keys], args=args))
 
 
 def delay(store: Store, stream: str, message_id: str, task: StartTask, seconds: float, entry: str) -> None:
     """``task`` ends ``seconds`` from now (by the Redis server's clock), even across restarts."""
-    _take(store, "delay", stream, message_id, task, [store.keys.delays], entry, repr(float(seconds)))
+    _take(store, "delay", stream, message_id, task, [store.keys.of(task.workflow).delays], entry,
+          repr(float(seconds)))
 
 
 def due(store: Store, count: int = 500) -> int:
-    """End the delays that are due; returns how many."""
-    return store.scripts.waits(keys=[store.keys.ends, store.keys.delays], args=["due", store.keys.root, count])
+    """End the delays that are due (up to ``count`` in each partition); returns how many."""
+    return sum(store.scripts.waits(keys=[part.ends, part.delays], args=["due", part.root, count])
+               for part in store.keys.parts)
 
 
 def listen(store: Store, stream: str, message_id: str, task: StartTask, event: str, match: dict | None,
            entry: str) -> None:
     """``task`` ends with the data of the first ``event`` sent since its start message
     was queued whose data has the fields of ``match``."""
-    if not _take(store, "listen", stream, message_id, task, [store.keys.waiters(event)], entry):
+    part = store.keys.of(task.workflow)
+    if not _take(store, "listen", stream, message_id, task, [part.waiters(event)], entry):
         return
     # sent between the queuing and now? (``send`` wakes those that listen from here on)
-    for _, fields in store.redis.xrange(store.keys.events, min=message_id, count=EVENTS_LENGTH):
+    for _, fields in store.redis.xrange(part.events, min=message_id, count=EVENTS_LENGTH):
         if fields.get("kind") == "event" and fields.get("event") == event:
             data = json.loads(fields["data"])
             if matches(match, data):
-                _wake(store, event, fields["data"], [waiter_field(task)])
+                _wake(store, part, event, fields["data"], [waiter_field(task)])
                 return
 
 
@@ -56,17 +60,24 @@ def send(store: Store, event: str, data: Any) -> int:
     end with ``data``; returns how many."""
     check_name(event, "event")
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    store.redis.xadd(store.keys.events, {"kind": "event", "event": event, "data": text},
-                     maxlen=EVENTS_LENGTH, approximate=True)
-    waiting = [field for field, entry in store.redis.hgetall(store.keys.waiters(event)).items()
-               if matches(json.loads(entry).get("match"), data)]
-    return _wake(store, event, text, waiting) if waiting else 0
+    parts = store.keys.parts
+    pipe = store.redis.pipeline(transaction=False)  # (each partition's listeners read its own stream)
+    for part in parts:
+        pipe.xadd(part.events, {"kind": "event", "event": event, "data": text}, maxlen=EVENTS_LENGTH,
+                  approximate=True)
+    for part in parts:
+        pipe.hgetall(part.waiters(event))
+    woken = 0
+    for part, waiters in zip(parts, pipe.execute()[len(parts):]):
+        waiting = [field for field, entry in waiters.items() if matches(json.loads(entry).get("match"), data)]
+        if waiting:
+            woken += _wake(store, part, event, text, waiting)
+    return woken
 
 
-def _wake(store: Store, event: str, data: str, fields: list[str]) -> int:
-    """End the waiters ``fields`` of ``event`` that still wait (each ends once)."""
-    return store.scripts.waits(keys=[store.keys.ends, store.keys.waiters(event)],
-                               args=["wake", store.keys.root, data, *fields])
+def _wake(store: Store, part: Keys, event: str, data: str, fields: list[str]) -> int:
+    """End the waiters ``fields`` of ``event`` in partition ``part`` that still wait (each ends once)."""
+    return store.scripts.waits(keys=[part.ends, part.waiters(event)], args=["wake", part.root, data, *fields])
 
 
 def waiter_field(task: StartTask) -> str:
@@ -91,14 +102,22 @@ def latch(store: Store, op: str, stream: str, message_id: str, task: StartTask, 
           number: int | None = None) -> None:
     """``acquire`` (``number``: places), ``release`` or ``countdown`` (``number``: arrivals) on latch ``name``."""
     check_name(name, "latch")
-    k = store.keys
-    queue = k.latch_queue(name, "countdown" if op == "countdown" else "queue")
-    _take(store, op, stream, message_id, task, [k.latch(name), queue], entry, number)
+    shared, part = store.keys.base, store.keys.of(task.workflow)
+    queue = shared.latch_queue(name, "countdown" if op == "countdown" else "queue")
+    args = [op, shared.root, entry] + ([] if number is None else [number])
+    # two steps: the latch (shared by every partition) where it is, then the start message
+    # where its workflow is; the marker makes the first happen once should the second not
+    note = store.scripts.waits(keys=[shared.ends, shared.took(stream, message_id), shared.latch(name), queue],
+                               args=args)
+    store.scripts.waits(keys=[stream, part.task_info(task.workflow)],
+                        args=["took", part.root, WORKERS, message_id, entry, note])
 
 
 def cancel(store: Store, workflow: str) -> int:
     """Drop the timers, event waiters and latch places the tasks of ``workflow`` wait in."""
-    return store.scripts.waits(keys=[store.keys.waits(workflow)], args=["cancel", store.keys.root])
+    k = store.keys
+    return sum(store.scripts.waits(keys=[held], args=["cancel", k.root])
+               for held in (k.waits(workflow), k.latched(workflow)))
 
 
 def check_name(name: Any, what: str) -> str:

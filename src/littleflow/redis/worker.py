@@ -20,7 +20,8 @@ from ..calling import Caller, Cancelled, message
 from ..tasks import Registry
 from ..values import check_value
 from .engine import consumer_name
-from .protocol import REGISTER_EVERY, SHARED_NAMESPACES, WORKERS, EndTask, Malformed, StartTask, compact, namespace
+from .connection import is_cluster
+from .protocol import REGISTER_EVERY, SHARED_NAMESPACES, WORKERS, EndTask, Keys, Malformed, StartTask, compact, namespace
 from .store import Store
 from .streams import Streams, surviving, unreachable
 
@@ -105,8 +106,7 @@ class Worker:
         self.streams = Streams(raw, self.keys, WORKERS, self.name, claim_idle, max_deliveries)
         self.names: list[str] = []
         self.namespaces: list[str] = []
-        #: The streams this worker reads: one per task name, one per shared namespace.
-        self.stream_names: list[str] = []
+        self._readers: list[tuple[list[Keys], Streams]] | None = None
         self._learn()
         self._jobs: dict[tuple[str, str], Job] = {}
         self._lock = threading.Lock()
@@ -117,9 +117,26 @@ class Worker:
         self.done = 0  # tasks this worker ended
 
     # -- the loops ----------------------------------------------------------------
+    def readers(self) -> list[tuple[list[Keys], Streams]]:
+        """The partitions this worker reads together, each group with its consumer state: all
+        in one on one server (one XREADGROUP reads any streams), each on its own on a Redis
+        Cluster (where one reads the streams of one hash slot)."""
+        if self._readers is None:
+            parts = self.keys.parts
+            groups = [parts] if not is_cluster(self.store.redis) else [[part] for part in parts]
+            self._readers = [(group, Streams(self.raw, self.keys, WORKERS, self.name, self.streams.claim_idle,
+                                             self.streams.max_deliveries)) for group in groups]
+        return self._readers
+
     def run(self, stop: threading.Event, block: float = 1.0) -> None:
         """Run tasks until ``stop`` is set; tasks still running are waited for."""
-        self.streams.join(*self.stream_names)
+        while not stop.is_set():  # (Redis may not answer yet: it says how many partitions there are)
+            with surviving(f"worker {self.name}", stop):
+                readers = self.readers()
+                self.streams.join(*self.stream_names)
+                break
+        else:
+            return
         block = min(block, self.streams.claim_idle / 4)  # heartbeats must not wait behind a blocked read
         log.info("worker %s: serving %s", self.name, self.serving())
         writer = threading.Thread(target=self._write, args=(stop,), name="littleflow-writer", daemon=True)
@@ -131,28 +148,42 @@ class Worker:
                 threading.Thread(target=executor.background, args=(self, stop), name="littleflow-background",
                                  daemon=True).start()
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="littleflow-task")
-        while not stop.is_set():
-            with surviving(f"worker {self.name}", stop, probe=self.raw.ping):  # a full worker's round skips Redis
-                if self._learn():  # (a registry given more tasks as the worker runs)
-                    self.streams.join(*self.stream_names)
-                    self._next_register = 0.0
-                streams = self.stream_names
-                self._register()
-                self._heartbeat()
-                with self._free:
-                    if len(self._jobs) >= self.capacity:
-                        self._free.wait(0.2)
-                        continue
-                    free = self.capacity - len(self._jobs)
-                found = self.streams.read({stream: ">" for stream in streams}, free, block)
-                found += self.streams.maintain(*streams)
-                for stream, message_id, fields, deliveries in found:
-                    self._dispatch(pool, stream, message_id, fields, deliveries)
+        others = [threading.Thread(target=self._read, args=(reader, pool, stop, block), daemon=True,
+                                   name="littleflow-reader") for reader in readers[1:]]
+        for thread in others:
+            thread.start()
+        self._read(readers[0], pool, stop, block, chores=True)
+        for thread in others:
+            thread.join()
         self._finish(pool)
         self._out.put(None)
         writer.join(10)
         with suppress(redis.RedisError):
             self.raw.hdel(self.keys.workers, self.name)
+
+    def _read(self, reader: tuple[list[Keys], Streams], pool: ThreadPoolExecutor, stop: threading.Event,
+              block: float, chores: bool = False) -> None:
+        """Read and dispatch the tasks of a group of partitions until ``stop`` is set (with
+        ``chores``, also learn new task names, register and heartbeat)."""
+        parts, streams = reader
+        while not stop.is_set():
+            with surviving(f"worker {self.name}", stop, probe=self.raw.ping):  # a full worker's round skips Redis
+                if chores:
+                    if self._learn():  # (a registry given more tasks as the worker runs)
+                        self.streams.join(*self.stream_names)
+                        self._next_register = 0.0
+                    self._register()
+                    self._heartbeat()
+                with self._free:
+                    if len(self._jobs) >= self.capacity:
+                        self._free.wait(0.2)
+                        continue
+                    free = self.capacity - len(self._jobs)
+                names = self._streams_of(parts)
+                found = streams.read({stream: ">" for stream in names}, free, block)
+                found += streams.maintain(*names)
+                for stream, message_id, fields, deliveries in found:
+                    self._dispatch(pool, stream, message_id, fields, deliveries)
 
     def _finish(self, pool: ThreadPoolExecutor, grace: float = 60.0) -> None:
         """Stopping: tasks read ahead stay pending (another worker takes them over);
@@ -183,7 +214,7 @@ class Worker:
         job = Job(stream, message_id, task, self.name)
         with self._lock:
             self._jobs[(stream, message_id)] = job
-        if executor is None or self.keys.stream(task.name) != stream:  # (only a writer of bad messages sends it here)
+        if executor is None or self.keys.of_key(stream).stream(task.name) != stream:  # (a bad writer's)
             self.end(job, "failed", error=f"no task {task.name!r} here (worker {self.name} serves {self.serving()})")
             return
         if deliveries > self.streams.max_deliveries:  # its workers died each time: fail it, visibly
@@ -293,19 +324,30 @@ class Worker:
     def _flush(self, batch: list) -> None:
         if not batch:
             return
-        pipe = self.raw.pipeline(transaction=True)
+        cluster = is_cluster(self.raw)
+        pipes: dict[int, Any] = {}  # one transaction per partition on a cluster (one hash slot each)
+
+        def pipe_of(key: str) -> Any:
+            number = self.keys.of_key(key).partition if cluster else 0
+            if number not in pipes:
+                pipes[number] = self.raw.pipeline(transaction=True)
+            return pipes[number]
+
         ended = [subject for kind, subject, _ in batch if kind == "end"]
         done = {(job.task.workflow, job.task.task, job.task.seq) for job in ended}
         for kind, subject, info in batch:
-            if kind == "end":
-                pipe.xadd(self.keys.ends, info.fields())
+            if kind == "end":  # (to the end stream of the start's partition, its workflow's but for a bad
+                pipe = pipe_of(subject.stream)  # writer's message, which the engine forwards)
+                pipe.xadd(self.keys.of_key(subject.stream).ends, info.fields())
                 pipe.xack(subject.stream, self.streams.group, subject.id)
             elif (subject.workflow, subject.task, subject.seq) not in done:  # an end says it all
                 task = subject
-                self.store.scripts.info(keys=[self.keys.task_info(task.workflow)], client=pipe, args=[
-                    task.task, task.seq,
-                    compact({"node": task.node, "seq": task.seq, **info})])
-        pipe.execute()
+                info_key = self.keys.task_info(task.workflow)
+                self.store.scripts.info(keys=[info_key], client=pipe_of(info_key),
+                                        args=[task.task, task.seq,
+                                              compact({"node": task.node, "seq": task.seq, **info})])
+        for pipe in pipes.values():
+            pipe.execute()
         for job in ended:
             self._forget(job)
         self.done += len(ended)
@@ -338,9 +380,17 @@ class Worker:
             raise ValueError(f"namespaces {sorted(unknown)} are not shared ones "
                              f"({', '.join(sorted(SHARED_NAMESPACES))}): serve their tasks by name")
         self.names, self.namespaces = names, namespaces
-        self.stream_names = [self.keys.stream(name) for name in names] + \
-            [self.keys.namespace_stream(space) for space in namespaces]
         return True
+
+    @property
+    def stream_names(self) -> list[str]:
+        """The streams this worker reads: one per task name, one per shared namespace, in each partition."""
+        return self._streams_of(self.keys.parts)
+
+    def _streams_of(self, parts: list[Keys]) -> list[str]:
+        """The streams of the tasks this worker serves in partitions ``parts``."""
+        return [stream for part in parts for stream in (*(part.stream(name) for name in self.names),
+                                                        *(part.namespace_stream(space) for space in self.namespaces))]
 
     def serving(self) -> str:
         """What this worker serves, in words."""
