@@ -41,6 +41,17 @@ def test_compile_summary_lists_nodes_edges_and_tasks_with_parameters(flow_file):
     assert "2:1" in out  # where A was written
 
 
+def test_compile_summary_shows_the_conditions_of_branches_and_loops(flow_file):
+    path = flow_file("A → if `$[?@.s == 0]` then B elif `$[?@.s == 1]` then { C } else D\n"
+                     "repeat E until `$[?@.n >= 3]`\nwhile `$[?@.more == true]` do F\n")
+    result = run("compile", path)
+    assert result.returncode == 0, result.stderr
+    lines = [line.split()[1:] for line in result.stdout.splitlines() if line.startswith("  ") and "→" in line]
+    shown = {" ".join(words[:words.index("→") - 1]) for words in lines if "→" in words}
+    assert {"B if `$[?@.s == 0]`", "subflow-start if `$[?@.s == 1]`", "D", "repeat until `$[?@.n >= 3]`",
+            "while `$[?@.more == true]`"} <= shown, shown
+
+
 def test_compile_json_has_the_documented_shape(flow_file):
     result = run("compile", flow_file("A → B"), "--format", "json")
     assert result.returncode == 0

@@ -88,7 +88,8 @@ def compile_command(flow: str, fmt: str) -> None:
 
 
 def summary(flow: Flow) -> str:
-    """A readable account of a compiled flow: header, tasks used, and every node's successors."""
+    """A readable account of a compiled flow: header, tasks used, and every node's successors
+    (with the conditions of branches and loops)."""
     tasks = [node for node in flow.nodes if node.kind == "task"]
     lines = []
     if flow.name:
@@ -116,6 +117,8 @@ def summary(flow: Flow) -> str:
         text = f"{marks}{node.label}"
         if node.alias:
             text += f" (= {node.name})"
+        if node.condition is not None:  # a branch's first node (if), a repeat's (until), a while's
+            text += {"repeat": " until ", "while": " "}.get(node.kind, " if ") + f"`{node.condition}`"
         targets = ", ".join(str(t) for t in flow.successors(node.id))
         lines.append(f"  {node.id:>{width}}  {text:<24} {where:<8} → {targets or '-'}")
     return "\n".join(lines)
