@@ -21,14 +21,40 @@ from littleflow.tasks import Registry
 from littleflow.values import MAX_DEPTH
 
 
+#: Flows with conditionals and loops whose runs wait on ``hold`` (served only after a restore):
+#: in a branch (the then branch skipped), in the else branch of an item of an iterated
+#: conditional, and in the second round of a loop.
+BRANCH = "@flow gamma\nA → if `$[?@.a.k == 1]` then Yes else { hold → No } → last"
+ITEMS = "* if `$[?@.k == 1]` then Yes else { hold → No } → last"
+LOOP = "@flow epsilon\nrepeat { step → ? `$[?@.n == 2]` hold } until `$[?@.n >= 3]` → last"
+
+
+def forms(hold: bool = False, rounds: list[int] | None = None) -> Registry:
+    """The tasks of the flows above; ``hold`` (it passes its input on) only if asked;
+    ``rounds`` gets the ``n`` of each input of ``step``."""
+    def step(input: dict[str, Any]) -> dict[str, Any]:
+        if rounds is not None:
+            rounds.append(input.get("n", 0))
+        return {**input, "n": input.get("n", 0) + 1}
+
+    registry = Registry()
+    registry.add("A", lambda input: {"a": input})
+    registry.add("Yes", lambda input: {**input, "yes": True})
+    registry.add("No", lambda input: {**input, "no": True})
+    registry.add("step", step)
+    registry.add("last", lambda input: {"last": input})
+    if hold:
+        registry.add("hold", lambda input: input)
+    return registry
+
+
 @pytest.fixture
 def archives(started, client, until) -> dict[str, dict[str, Any]]:
     """Archives of real runs (the services stopped after): finished (an iterated subflow,
-    merges), failed, terminated, and running (items of an iteration waiting on a task
-    nobody serves)."""
+    merges; a conditional and a loop without text), failed, terminated, and running (items
+    of an iteration waiting on a task nobody serves; the conditionals and the loop above)."""
     gate = threading.Event()
-    registry = Registry()
-    registry.add("A", lambda input: {"a": input})
+    registry = forms()
     registry.add("B", lambda input: (_ for _ in ()).throw(RuntimeError("no more bananas")))
     registry.add("hang", lambda input: gate.wait(30) and {})
     services = started.services_on(tasks=registry)
@@ -38,13 +64,21 @@ def archives(started, client, until) -> dict[str, dict[str, Any]]:
         "terminated": client.submit("hang → A", {"k": 3}),
         "running": client.submit("A → * { later:b  A } → A", [1, 2, 3]),
         "without text": client.submit(compile_flow("@flow delta\nA → * { A  A } → ? `$[?(@.a)]` A"), [1]),
+        "forms without text": client.submit(compile_flow(
+            "@flow zeta\nif `$[?@.k == 1]` then Yes else No → while `$[?@.n < 2]` do step → * repeat step until"
+            " `$[?@.n > 3]`"), {"k": 2, "n": 0}),
+        "in a branch": client.submit(BRANCH, {"k": 2}),
+        "in an item's branch": client.submit(ITEMS, [{"k": 1}, {"k": 2}]),
+        "mid-loop": client.submit(LOOP, {"n": 0}),
     }
     client.wait(ids["finished"], timeout=10)
     client.wait(ids["without text"], timeout=10)
+    client.wait(ids["forms without text"], timeout=10)
     client.wait(ids["failed"], timeout=10)
     until(lambda: client.status(ids["terminated"])["nodes"][1]["status"] == "running", what="hang running")
     client.terminate(ids["terminated"])
-    until(lambda: sum(n["status"] == "queued" for n in client.status(ids["running"])["nodes"]), what="later:b queued")
+    for state in ("running", "in a branch", "in an item's branch", "mid-loop"):
+        until(lambda: sum(n["status"] == "queued" for n in client.status(ids[state])["nodes"]), what=f"{state} queued")
     found = {state: client.archive(id) for state, id in ids.items()}
     gate.set()
     started.stop(services)
@@ -315,3 +349,77 @@ def test_an_archive_of_the_earlier_storage_restores_with_its_log_and_task_info(a
     assert client.status(archive["id"])["error"]["error"] == archive["run"]["state"]["failures"][0]["error"]
     client.delete(archive["id"])
 
+
+
+# -- conditionals and loops (LANGUAGE.md §9.7, §9.8) ------------------------------------------------
+@pytest.mark.parametrize("which, output", [
+    ("in a branch", {"last": {"a": {"k": 2}, "no": True}}),
+    ("in an item's branch", {"last": [{"k": 1, "yes": True}, {"k": 2, "no": True}]}),
+    ("mid-loop", {"last": {"n": 3}}),
+])
+def test_a_run_archived_inside_a_conditional_or_a_loop_is_restored_and_finishes_there(
+        archives, client, started, which, output):
+    """The branch taken and the round reached are part of the state (§9.7, §9.8): the
+    restored run goes on from the task it waited on, and the branch not taken stays skipped."""
+    archive, rounds = archives[which], []
+    assert archive["status"] == "running"
+    assert client.restore(archive) == archive["id"]
+    started.services_on(tasks=forms(hold=True, rounds=rounds))
+    assert client.wait(archive["id"], timeout=10)["output"] == output
+    flow, statuses = client.statuses(archive["id"])
+    named = {node.label: statuses.get(node.id) for node in flow.nodes}
+    assert named["last"] == "done"
+    if which == "in a branch":
+        assert (named["Yes"], named["hold"], named["No"]) == ("skipped", "done", "done")
+    if which == "mid-loop":
+        assert [list(task[3].items()) for task in state(archive)["running"]] == [[("n", 2)]]
+        assert rounds == [2]  # only the third round ran after the restore
+    diagram.svg(flow, status=statuses)
+    works(client, archive["id"])
+
+
+def test_a_conditional_and_a_loop_without_text_must_have_their_shape(archives, client):
+    archive = archives["forms without text"]
+    assert archive["text"] == "" and archive["status"] == "finished"
+    assert client.restore(archive) == archive["id"]
+    nodes = archive["flow"]["nodes"]
+    at = {kind: next(node["id"] for node in nodes if node["kind"] == kind)
+          for kind in ("choice", "choice-end", "while", "repeat", "loop-end")}
+    branch = next(node["id"] for node in nodes if node.get("condition") and node["kind"] == "task")
+
+    def put(node: int, key: str, value: Any) -> Any:
+        return lambda a: a["flow"]["nodes"][node].__setitem__(key, value)
+
+    refused(client, edited(archive, put(at["choice"], "pair", at["loop-end"])),
+            "is a conditional without its other end")
+    refused(client, edited(archive, put(at["choice-end"], "pair", at["choice-end"])), "is a conditional without")
+    refused(client, edited(archive, put(at["while"], "pair", at["choice-end"])), "is a loop without its other end")
+    refused(client, edited(archive, put(at["while"], "kind", "choice")), "without its other end")
+    refused(client, edited(archive, put(at["while"], "condition", None)), "is a loop without a condition")
+    refused(client, edited(archive, put(at["while"], "kind", "whilst")), "at archive.flow.nodes")
+    refused(client, edited(archive, put(at["choice"], "condition", "$[?@.k]")),
+            "has a condition but is neither a loop nor a conditional's branch")
+    refused(client, edited(archive, put(len(nodes) - 2, "condition", "$[?@.k]")), "neither a loop nor")
+    refused(client, edited(archive, put(branch, "condition", "$[?@.k ==")), "damaged archive")
+    refused(client, edited(archive, put(branch, "condition", 7)), "condition: Input should be a valid string")
+
+    def bodiless(a: dict[str, Any]) -> None:  # a loop whose edges are gone
+        a["flow"]["edges"] = [edge for edge in a["flow"]["edges"] if at["while"] not in edge]
+    refused(client, edited(archive, bodiless), "is a loop without a body")
+
+    def no_way_back(a: dict[str, Any]) -> None:  # its end no longer leads back to the body
+        a["flow"]["edges"] = [edge for edge in a["flow"]["edges"] if edge[0] != at["loop-end"] or edge[1] > edge[0]]
+    refused(client, edited(archive, no_way_back), "is a loop without a body")
+
+
+def test_an_iteration_or_a_frame_at_a_node_that_opens_no_form_is_refused(archives, client):
+    archive = archives["in an item's branch"]
+    frames = state(archive)["frames"]
+    assert len(frames) > 1
+    choice = frames[1]["parent"][1]
+    last = len(archive["flow"]["nodes"]) - 2  # the task after the conditional
+
+    def move(a: dict[str, Any]) -> None:
+        root = state(a)["frames"][0]
+        root["iterations"][str(last)] = root["iterations"].pop(str(choice))
+    refused(client, edited(archive, move), "damaged archive")

@@ -17,7 +17,7 @@ from .. import diagram
 from ..compiler import Compiler
 from ..engine import Engine
 from ..errors import FlowError
-from ..flow import Flow
+from ..flow import OPENING, Flow
 from ..parser import Parser
 from ..state import State
 from ..values import MAX_DEPTH, check_value
@@ -58,7 +58,8 @@ class _Closed(BaseModel):
 
 class NodeModel(_Closed):
     id: Counter
-    kind: Literal["start", "end", "task", "literal", "resource", "subflow-start", "subflow-end"]
+    kind: Literal["start", "end", "task", "literal", "resource", "subflow-start", "subflow-end",
+                  "choice", "choice-end", "repeat", "while", "loop-end"]
     name: Text | None
     alias: Text | None
     parameters: Any
@@ -72,6 +73,7 @@ class NodeModel(_Closed):
     column: Counter
     pair: Counter | None
     mode: Literal["source", "sink"] | None
+    condition: Text | None = None
 
 
 class FlowModel(_Closed):
@@ -333,13 +335,29 @@ def _graph(flow: Flow) -> None:
             _damaged(f"its node {node.id} is a task without a name")
         if node.kind == "resource" and (not node.uri or node.mode not in ("source", "sink")):
             _damaged(f"its node {node.id} is a resource without a URI and mode")
-        if node.kind in ("subflow-start", "subflow-end"):
+        form = _FORMS.get(node.kind)
+        if form is not None:
             other = nodes[node.pair] if node.pair is not None and node.pair < len(nodes) else None
-            if other is None or other.pair != node.id or {node.kind, other.kind} != {"subflow-start", "subflow-end"}:
-                _damaged(f"its node {node.id} is a subflow without its other end")
+            if other is None or other.pair != node.id or _FORMS.get(other.kind) != form or (
+                    other.kind in OPENING) == (node.kind in OPENING):
+                _damaged(f"its node {node.id} is a {form} without its other end")
+        if node.kind in ("repeat", "while"):
+            body = flow.successors(node.id)[:1]  # (where the engine begins each round)
+            if not body or not node.id < body[0] < node.pair or body[0] not in flow.successors(node.pair):
+                _damaged(f"its node {node.id} is a loop without a body")
+            if node.condition is None:
+                _damaged(f"its node {node.id} is a loop without a condition")
+        elif node.condition is not None and not any(nodes[before].kind == "choice" and nodes[before].pair != node.id
+                                                     for before in flow.predecessors(node.id)):
+            _damaged(f"its node {node.id} has a condition but is neither a loop nor a conditional's branch")
     diagram.mermaid(flow)
     if len(nodes) <= DRAW_CHECK:
         diagram.svg(flow)
+
+
+#: The forms of several nodes: the kinds of their two ends, ``pair`` naming each other.
+_FORMS = {"subflow-start": "subflow", "subflow-end": "subflow", "choice": "conditional", "choice-end": "conditional",
+          "repeat": "loop", "while": "loop", "loop-end": "loop"}
 
 
 def _state(data: dict[str, Any], flow: Flow, status: str) -> State:
@@ -380,7 +398,7 @@ def _frame(state: State, frame: Any, flow: Flow) -> None:
             _damaged(f"its state's frame {frame.path!r} has a bad pending input of node {node}")
     for node, iteration in frame.iterations.items():
         kind = nodes[node].kind if node < len(nodes) else None
-        if kind not in ("task", "resource", "subflow-start") or not 0 < iteration.remaining <= len(iteration.results):
+        if kind not in ("task", "resource", *OPENING) or not 0 < iteration.remaining <= len(iteration.results):
             _damaged(f"its state's frame {frame.path!r} has a bad iteration at node {node}")
     if any(node >= len(nodes) for node in frame.skipped) or any(node >= len(nodes) for node in frame.runs):
         _damaged(f"its state's frame {frame.path!r} names nodes the flow does not have")
@@ -392,7 +410,7 @@ def _frame(state: State, frame: Any, flow: Flow) -> None:
     parent = state.frames.get(parent_path)
     spec = nodes[node] if node < len(nodes) else None
     if (frame.path != f"{parent_path}/{node}.{item}" or parent is None or spec is None
-            or spec.kind != "subflow-start" or (frame.start, frame.end) != (node, spec.pair)
+            or spec.kind not in OPENING or (frame.start, frame.end) != (node, spec.pair)
             or node not in parent.iterations or not 0 <= item < len(parent.iterations[node].results)):
         _damaged(f"its state's frame {frame.path!r} does not fit its parent")
 
