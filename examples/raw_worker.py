@@ -1,6 +1,7 @@
 """A task worker written against docs/protocol.md with nothing but redis-py:
 what a worker in any other language does. It serves the tasks ``text:upper`` and
-``text:count``, each read from its own stream.
+``text:count``, each read from its own stream in every partition (on one Redis server; on a
+Redis Cluster a worker reads each partition's streams apart).
 
     python examples/raw_worker.py redis://127.0.0.1:6379/0
 """
@@ -14,8 +15,8 @@ import time
 import redis
 
 TASKS = ["text:upper", "text:count"]
-ROOT = "{lf}:"  # every key starts with the prefix in braces (one Redis Cluster hash slot)
-STREAMS, GROUP = [f"{ROOT}task:{name}" for name in TASKS], "workers"
+ROOT = "{lf}:"  # partition 0 and the shared keys: the prefix in braces (a Redis Cluster hash tag)
+GROUP = "workers"
 CONSUMER = f"raw-{socket.gethostname()}-{os.getpid()}"
 
 
@@ -30,9 +31,17 @@ def run_task(name, parameters, input):
     raise LookupError(f"no task {name}")
 
 
+def roots(r):
+    """The root of every partition's keys: {lf}:, {lf/1}:, … (one unless configured)."""
+    partitions = int(r.hget(f"{ROOT}config", "partitions") or 1)
+    return [ROOT] + [f"{{lf/{p}}}:" for p in range(1, partitions)]
+
+
 def main(url):
     r = redis.Redis.from_url(url, decode_responses=True)
-    for stream in STREAMS:
+    r.hsetnx(f"{ROOT}config", "partitions", 1)  # (the first user of a prefix fixes how many there are)
+    streams = {f"{root}task:{name}": root for root in roots(r) for name in TASKS}  # stream -> its root
+    for stream in streams:
         try:
             r.xgroup_create(stream, GROUP, id="0", mkstream=True)
         except redis.ResponseError as error:
@@ -44,7 +53,7 @@ def main(url):
         if time.time() - seen > 10:  # say what it serves (submit warns of tasks nobody serves)
             seen = time.time()
             r.hset(f"{ROOT}workers", CONSUMER, json.dumps({"tasks": TASKS, "namespaces": [], "seen": seen}))
-        for stream, messages in r.xreadgroup(GROUP, CONSUMER, {s: ">" for s in STREAMS}, count=10, block=1000) or []:
+        for stream, messages in r.xreadgroup(GROUP, CONSUMER, {s: ">" for s in streams}, count=10, block=1000) or []:
             for message_id, fields in messages:
                 end = {"kind": "end", "workflow": fields["workflow"], "task": fields["task"],
                        "seq": fields["seq"], "attempt": fields.get("attempt", "1"),
@@ -56,7 +65,7 @@ def main(url):
                     end.update(status="failed", error=f"{type(error).__name__}: {error}")
                 end["ended"] = repr(time.time())
                 with r.pipeline(transaction=True) as pipe:  # the end first, then the ack: never lost
-                    pipe.xadd(f"{ROOT}ends", end)
+                    pipe.xadd(f"{streams[stream]}ends", end)  # (the ends of the start's partition)
                     pipe.xack(stream, GROUP, message_id)
                     pipe.execute()
 
