@@ -302,9 +302,11 @@ class Session:
 
     def shape(self, block: Block) -> None:
         """The keys and node kinds of ``block`` are those of `littleflow compile --format json`
-        for a flow with every kind of node."""
+        for a flow with every kind of node (conditionals and loops included)."""
         flow = self.dir / "every-kind.flow"
-        flow.write_text("@task S { B }\nA → { S → <out.json> }\n<[1, 2]> → * C\n", encoding="utf-8")
+        flow.write_text("@task S { B }\nA → { S → <out.json> }\n<[1, 2]> → * C\n"
+                        "D → if `$[?@.x == 1]` then E else F\nrepeat G until `$[?@.n > 2]`\n"
+                        "while `$[?@.more == true]` do H\n", encoding="utf-8")
         result = subprocess.run([str(BIN / "littleflow"), "compile", flow.name, "--format", "json"], cwd=self.dir,
                                 env=self.env, capture_output=True, text=True, timeout=30)
         assert result.returncode == 0, result.stderr

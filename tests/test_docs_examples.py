@@ -41,8 +41,8 @@ def read(document: str, session: Session) -> None:
 
 def test_every_document_is_read():
     documents = {"README.md"} | {f"docs/{path.name}" for path in (REPO / "docs").glob("*.md")}
-    assert documents - NOT_READ == {"README.md", "docs/security.md", "docs/kubernetes.md", "docs/protocol.md",
-                                    "docs/workers.md"} | ({"docs/scaling.md"} & documents)
+    assert documents - NOT_READ == {"README.md", "docs/language.md", "docs/security.md", "docs/kubernetes.md",
+                                    "docs/protocol.md", "docs/workers.md"} | ({"docs/scaling.md"} & documents)
 
 
 def test_the_blocks_not_run_are_few():
@@ -60,6 +60,11 @@ def test_the_readme(tmp_path):
     except ServerNotFound as error:
         pytest.skip(str(error))
     read("README.md", Session.start(tmp_path, replace={":8080": f":{free_port()}"}))
+
+
+def test_the_language_doc(tmp_path):
+    """Every construct's example: compiled, and where it shows a graph, an output or an error, run and compared."""
+    read("docs/language.md", Session.start(tmp_path))
 
 
 def test_the_security_doc(tmp_path, redis_url):
