@@ -153,6 +153,39 @@ def test_submit_a_flow_and_watch_it_finish_with_the_graph_coloured(serve, page):
     expect(page.get_by_role("button", name="Run")).to_be_enabled()
 
 
+BRANCHES = "@flow branches\nfetch → if `$[?@.document == \"bye\"]` then { clean → store } else index → notify"
+
+
+def test_a_branch_not_taken_is_drawn_skipped_and_the_choice_as_a_diamond(serve, page):
+    """fetch says hello, so the else branch runs: the whole then branch is skipped (the run
+    records its first node only; the console marks the rest as the server's pictures do)."""
+    id = submit(serve, BRANCHES)
+    page.goto(f"{serve}/console/#/workflows/{id}")
+    expect(page.locator("h1 .badge")).to_have_text("finished", timeout=30_000)
+    ids = {n["label"]: n["id"] for n in httpx.get(f"{serve}/workflows/{id}").json()["nodes"]}
+    node = lambda label: page.locator(f'.graph g.node[data-node="{ids[label]}"]')  # noqa: E731
+    for status, labels in (("skipped", ("clean", "store")), ("done", ("fetch", "index", "notify"))):
+        for label in labels:
+            expect(node(label)).to_have_class(re.compile(rf"\bstatus-{status}\b"))
+            expect(page.locator(f'table.nodes tr[data-node="{ids[label]}"] .badge')).to_have_text(status)
+    assert {label: status for label, status in graph_statuses(page).items()
+            if label in ("fetch", "clean", "store", "index", "notify")} == {
+        "fetch": "status-done", "clean": "status-skipped", "store": "status-skipped", "index": "status-done",
+        "notify": "status-done"}
+    skipped, done = (node(label).locator(".shape").evaluate("s => getComputedStyle(s).fill") for label in ("store", "index"))
+    assert skipped != done  # (coloured apart, not only classed)
+    choice = page.locator(".graph g.node.kind-choice")
+    expect(choice).to_have_count(1)
+    expect(choice).to_be_visible()
+    shape = choice.locator(".shape")
+    assert shape.evaluate("s => s.tagName") == "path"
+    corners = [tuple(map(float, point.split(","))) for point in re.findall(r"[\d.]+,[\d.]+", shape.get_attribute("d"))]
+    assert len(corners) == 4 and re.fullmatch(r"M[\d.,]+(L[\d.,]+){3}Z", shape.get_attribute("d"))
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = corners  # a diamond: corners at top, right, bottom, left
+    assert x0 == x2 and y1 == y3 and y0 < y1 < y2 and x3 < x0 < x1
+    shot(page, "workflow-branch-skipped")
+
+
 def test_terminate_then_resume_another(serve, page):
     id = submit(serve, "@flow waiting\nfetch → wait:event (- event: go -) → notify")
     page.goto(f"{serve}/console/#/workflows/{id}")
