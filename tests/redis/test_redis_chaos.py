@@ -39,18 +39,17 @@ import redis
 from rediscluster import RedisCluster, any_client, away_from, on_server_and_cluster, owner_of
 
 from littleflow.redis.client import Client
+from littleflow.redis.connection import connect
 from littleflow.redis.protocol import ENGINES, WORKERS, Keys
+from littleflow.redis.store import Store
 from littleflow.redis.server import RedisServer
 
 TASKS = Path(__file__).resolve().parent / "chaos_processes.py"
 #: A fan-out and its join, then an iteration and its join (the tasks are in chaos_processes.py).
 FLOW = "first → { double inc } → join → spread → *square → total"
 CLAIM_IDLE = 1.0  # seconds before a live process takes over the messages of a dead one
-KEYS = Keys()
-ENDS = KEYS.ends
-#: The start-task streams of the tasks of FLOW (one each), and the first task's.
-TASK_STREAMS = tuple(KEYS.stream(name) for name in ("first", "double", "inc", "join", "spread", "square", "total"))
-TASK_STREAM = KEYS.stream("first")
+#: The tasks of FLOW (each has a start-task stream in every partition).
+TASK_NAMES = ("first", "double", "inc", "join", "spread", "square", "total")
 #: The one reason a dead letter may have when nothing was injected: an end that came twice.
 DUPLICATE = b"duplicate or stale end"
 
@@ -204,12 +203,27 @@ def wait_for_progress(client: Client, ids: list[str], fraction: float, system: S
         time.sleep(0.03)
 
 
-def in_flight(r: redis.Redis) -> int:
+def keys_at(url: str) -> Keys:
+    """The keys of the system at ``url`` (as many partitions as it has)."""
+    return Store(connect(url)).keys
+
+
+def ends(keys: Keys) -> tuple[str, ...]:
+    """The end stream of every partition."""
+    return tuple(part.ends for part in keys.parts)
+
+
+def task_streams(keys: Keys, names: tuple[str, ...] = TASK_NAMES) -> tuple[str, ...]:
+    """The start-task streams of tasks ``names`` in every partition."""
+    return tuple(part.stream(name) for part in keys.parts for name in names)
+
+
+def in_flight(r: redis.Redis, keys: Keys) -> int:
     """Messages of the end and task streams that a consumer group still has to handle:
     pending, or not yet delivered (``r`` must not decode responses: XINFO STREAM shows
     entries, which may hold any bytes)."""
     count = 0
-    for stream in (ENDS, *TASK_STREAMS):
+    for stream in (*ends(keys), *task_streams(keys)):
         try:
             groups = r.xinfo_groups(stream)
             if any(group.get("lag") is None for group in groups):  # Redis < 7, or lag unknown
@@ -237,7 +251,7 @@ def wait_until_ended(client: Client, ids: list[str], system: System, timeout: fl
                 running = [s["id"] for s in client.store.summaries(ids) if s["state"] == "running"]
                 if not running:
                     return
-                idle = in_flight(raw) == 0
+                idle = in_flight(raw, client.keys) == 0
             except (redis.ConnectionError, redis.TimeoutError):  # the server is restarting
                 idle = False
             now = time.monotonic()
@@ -245,7 +259,7 @@ def wait_until_ended(client: Client, ids: list[str], system: System, timeout: fl
                 progress = (len(running), now)
             elif stall is not None and now - progress[1] > stall:
                 pytest.fail(f"STALLED: {len(running)} workflows still run, none ended in {stall:g} s: "
-                            f"{describe(client, running[:3])}\nin flight: {in_flight(raw)}")
+                            f"{describe(client, running[:3])}\nin flight: {in_flight(raw, client.keys)}")
             quiet_since = (quiet_since or now) if idle else None
             if quiet_since is not None and now - quiet_since > 3:
                 pytest.fail(f"LOST: {len(running)} workflows still run but no consumer group has a message "
@@ -253,7 +267,7 @@ def wait_until_ended(client: Client, ids: list[str], system: System, timeout: fl
                             f"{describe(client, running[:3])}\ndead letters: {dead_reasons(client.url)}")
             if now > deadline:
                 pytest.fail(f"{len(running)} workflows still run after {timeout:g} s: "
-                            f"{describe(client, running[:3])}\nin flight: {in_flight(raw)}\n"
+                            f"{describe(client, running[:3])}\nin flight: {in_flight(raw, client.keys)}\n"
                             f"dead letters: {dead_reasons(client.url)}")
             time.sleep(0.05)
 
@@ -311,7 +325,7 @@ def check_executions(system: System, cases: dict[str, tuple[int, int]], exactly_
 def dead_letters(url: str) -> list[tuple[str, dict[bytes, bytes]]]:
     """The dead-letter stream, fields as bytes (injected garbage need not be UTF-8)."""
     with any_client(url) as raw:
-        return [(entry_id.decode(), fields) for entry_id, fields in raw.xrange(KEYS.dead)]
+        return [(entry_id.decode(), fields) for part in keys_at(url).parts for entry_id, fields in raw.xrange(part.dead)]
 
 
 def dead_reasons(url: str) -> Counter:
@@ -384,20 +398,24 @@ def test_engines_sigkilled_at_random_moments_lose_and_double_nothing(redis_url, 
     for number, fraction in enumerate(sorted(rng.uniform(0.05, 0.9) for _ in range(4))):
         wait_for_progress(client, ids, fraction, system)
         name = system.consumer(engine)
-        holding(client.redis, (ENDS,), ENGINES, name)
+        holding(client.redis, ends(client.keys), ENGINES, name)
         system.kill(engine)
-        took.append(pending_of(client.redis, (ENDS,), ENGINES, name))
+        took.append(pending_of(client.redis, ends(client.keys), ENGINES, name))
         if number == phantom_at:  # an engine that read ends and died before it did anything with them
             cases.update(submit(client, rng, 20, nap=None, first_n=10_000))  # their first tasks end now
-            found = client.redis.xreadgroup(ENGINES, "engine-phantom", {ENDS: ">"}, count=10, block=3000)
-            phantom = sum(len(messages) for _, messages in found or ())
+            deadline = time.monotonic() + 3
+            while not phantom and time.monotonic() < deadline:  # (one read per partition: one slot each)
+                for stream in ends(client.keys):
+                    found = client.redis.xreadgroup(ENGINES, "engine-phantom", {stream: ">"}, count=10)
+                    phantom += sum(len(messages) for _, messages in found or ())
+                time.sleep(0.05)
         time.sleep(rng.uniform(0, 0.3))
         engine = system.engine()
     wait_until_ended(client, list(cases), system)
     check_workflows(client, cases)
     check_executions(system, cases, exactly_once=True)  # no worker died: nothing ran twice
     dead = check_only_duplicates_dead(redis_url)
-    assert phantom > 0 and pending_of(client.redis, (ENDS,), ENGINES, "engine-phantom") == 0
+    assert phantom > 0 and pending_of(client.redis, ends(client.keys), ENGINES, "engine-phantom") == 0
     system.check_alive()
     print(f"ends pending on the engines killed: {took}; taken by the phantom: {phantom}; dead letters: {dead}")
 
@@ -416,9 +434,9 @@ def test_workers_sigkilled_mid_task_lose_and_double_nothing(redis_url, systems, 
     for fraction in sorted(rng.uniform(0.1, 0.8) for _ in range(3)):
         wait_for_progress(client, ids, fraction, system)
         name = system.consumer(worker)
-        holding(client.redis, TASK_STREAMS, WORKERS, name)
+        holding(client.redis, task_streams(client.keys), WORKERS, name)
         system.kill(worker)
-        in_hand.append(pending_of(client.redis, TASK_STREAMS, WORKERS, name))
+        in_hand.append(pending_of(client.redis, task_streams(client.keys), WORKERS, name))
         time.sleep(rng.uniform(0, 0.3))
         worker = system.worker(concurrency=16)
     wait_until_ended(client, ids, system)
@@ -467,8 +485,8 @@ def test_the_cluster_node_of_the_prefix_killed_and_restarted_loses_and_doubles_n
     slot is SIGKILLed mid-run and started again on its port with its data and cluster state:
     the cluster is whole again, the processes carry on, and every workflow finishes right."""
     with RedisCluster(tmp_path / "cluster", appendonly=True) as cluster:
-        url = away_from(cluster, KEYS.ends)
-        node = next(n for n in cluster.nodes if n.url == owner_of(cluster, KEYS.ends))
+        url = away_from(cluster, Keys().ends)
+        node = next(n for n in cluster.nodes if n.url == owner_of(cluster, Keys().ends))
         with cluster.client(node) as admin:
             admin.config_set("appendfsync", "always")
         system, client = systems(url), Client(url)
@@ -498,7 +516,7 @@ def test_redis_frozen_longer_than_the_socket_timeout_loses_nothing(own_redis_ser
     worker = system.worker(concurrency=8)
     cases = submit(client, rng, 100, nap=[20, 60])
     wait_for_progress(client, list(cases), 0.05, system)  # both at work
-    holding(client.redis, TASK_STREAMS, WORKERS, system.consumer(worker), limit=5)
+    holding(client.redis, task_streams(client.keys), WORKERS, system.consumer(worker), limit=5)
     os.kill(server.process.pid, signal.SIGSTOP)
     try:
         time.sleep(6)
@@ -550,15 +568,15 @@ def test_garbage_and_duplicate_messages_are_set_aside_and_change_nothing(redis_u
     for fraction in (0.1, 0.4, 0.7):
         wait_for_progress(client, ids, fraction, system)
         ghost -= 1
-        for stream, fields in injections(rng, rng.choice(ids), ghost):
+        for stream, fields in injections(rng, rng.choice(ids), ghost, client.keys):
             garbage.append((stream.encode(), raw.xadd(stream, fields)))
-        raw.xadd(TASK_STREAM, ghost_start(ghost))  # runs; its end is set aside
-        copied = {entry_id for pair in copies for entry_id in pair} | {entry_id for _, entry_id in garbage}
-        ends = [(entry_id, fields) for entry_id, fields in raw.xrange(ENDS, count=2000)
-                if fields.get(b"kind") == b"end" and fields.get(b"workflow", b"").decode(errors="replace") in cases
-                and entry_id not in copied]
-        for entry_id, fields in rng.sample(ends, min(8, len(ends))):
-            copies.append((entry_id, raw.xadd(ENDS, fields)))
+        raw.xadd(client.keys.of(f"ghost{ghost}").stream("first"), ghost_start(ghost))  # runs; its end is set aside
+        copied = {entry_id for _, *pair in copies for entry_id in pair} | {entry_id for _, entry_id in garbage}
+        real = [(stream, entry_id, fields) for stream in ends(client.keys) for entry_id, fields in
+                raw.xrange(stream, count=2000) if fields.get(b"kind") == b"end"
+                and fields.get(b"workflow", b"").decode(errors="replace") in cases and entry_id not in copied]
+        for stream, entry_id, fields in rng.sample(real, min(8, len(real))):
+            copies.append((stream.encode(), entry_id, raw.xadd(stream, fields)))
     assert copies
     wait_until_ended(client, ids, system)
     check_workflows(client, cases)
@@ -577,8 +595,8 @@ def test_garbage_and_duplicate_messages_are_set_aside_and_change_nothing(redis_u
         time.sleep(0.1)
     assert not missing, f"garbage not set aside: {sorted(missing)[:5]}; dead letters: {dead_reasons(redis_url)}"
     assert unknown == {f"end of a task of unknown workflow ghost{n}".encode() for n in range(ghost, 0)}
-    for original, copy in copies:  # one of the two was applied, the other set aside as a duplicate
-        assert len({(ENDS.encode(), original), (ENDS.encode(), copy)} & set_aside) == 1, (original, copy)
+    for stream, original, copy in copies:  # one of the two was applied, the other set aside as a duplicate
+        assert len({(stream, original), (stream, copy)} & set_aside) == 1, (original, copy)
 
     system.check_alive()
     assert system.stop(engine) == 0, system.log(engine)
@@ -586,9 +604,11 @@ def test_garbage_and_duplicate_messages_are_set_aside_and_change_nothing(redis_u
     raw.close()
 
 
-def injections(rng: random.Random, real: str, ghost: int) -> list[tuple[str, dict]]:
-    """Garbage for the end stream and the task stream. ``real`` is a workflow that exists,
-    ``ghost`` names one that does not."""
+def injections(rng: random.Random, real: str, ghost: int, keys: Keys) -> list[tuple[str, dict]]:
+    """Garbage for the end streams and the task stream. ``real`` is a workflow that exists,
+    ``ghost`` names one that does not. Each end goes to the end stream of its workflow's
+    partition (the real one's when it has none); the starts to the stream of ``first`` in
+    the ghost's partition."""
     def end(**fields: Any) -> dict:
         return {"kind": "end", "workflow": real, "task": "|1|-1", "seq": "1", "status": "done", "output": "{}",
                 **fields}
@@ -628,7 +648,12 @@ def injections(rng: random.Random, real: str, ghost: int) -> list[tuple[str, dic
         start(input="{not json"),
         start(kind="end"),
     ]
-    return [(ENDS, fields) for fields in ends] + [(TASK_STREAM, fields) for fields in starts]
+    def home(fields: dict) -> str:
+        workflow = fields.get("workflow")
+        return keys.of(workflow if isinstance(workflow, str) and workflow else real).ends
+
+    return [(home(fields), fields) for fields in ends] + \
+        [(keys.of(f"ghost{ghost}").stream("first"), fields) for fields in starts]
 
 
 def ghost_start(ghost: int) -> dict:
@@ -648,10 +673,11 @@ def test_an_end_nested_too_deep_is_set_aside_alone(redis_url, systems, rng):
     cases = submit(client, rng, 30, nap=None)
     raw = any_client(redis_url)
     deadline = time.monotonic() + 20
-    while raw.xlen(ENDS) < len(cases):  # the first task of each ended; no engine runs yet
+    while sum(raw.xlen(stream) for stream in ends(client.keys)) < len(cases):  # the first tasks ended; no engine yet
         assert time.monotonic() < deadline, "the worker did not run the first tasks"
         time.sleep(0.05)
-    poison = raw.xadd(ENDS, {"kind": "end", "workflow": next(iter(cases)), "task": "|1|-1", "seq": "1",
+    poison = raw.xadd(client.keys.of(next(iter(cases))).ends, {"kind": "end", "workflow": next(iter(cases)),
+                                                               "task": "|1|-1", "seq": "1",
                              "status": "done", "output": DEEP})
     system.engine("--max-deliveries", "2")
     wait_until_ended(client, list(cases), system, stall=8)
@@ -667,7 +693,8 @@ def test_a_start_nested_too_deep_is_set_aside_alone(redis_url, systems, rng):
     tasks run."""
     system, client = systems(redis_url), Client(redis_url)
     raw = any_client(redis_url)
-    poison = raw.xadd(TASK_STREAM, {"kind": "start", "workflow": "ghost", "task": "|1|-1", "seq": "1", "node": "1",
+    poison = raw.xadd(client.keys.of("ghost").stream("first"), {"kind": "start", "workflow": "ghost", "task": "|1|-1",
+                                                              "seq": "1", "node": "1",
                                     "name": "first", "parameters": "null", "input": DEEP})
     cases = submit(client, rng, 30, nap=None)
     system.engine()
@@ -688,11 +715,13 @@ def test_a_start_message_run_twice_leaves_the_task_info_alone(redis_url, systems
     cases = submit(client, rng, 20, nap=[30, 30])  # first runs 30 ms: its end is sent apart from its "running"
     wait_until_ended(client, list(cases), system)
     raw = any_client(redis_url)
-    firsts = [fields for _, fields in raw.xrange(TASK_STREAM) if fields.get(b"name") == b"first"]
-    for fields in firsts:  # the first task of each workflow, sent again
-        raw.xadd(TASK_STREAM, fields)
-    stale = {**firsts[0], b"seq": b"999999", b"input": json.dumps({"n": -1, "k": 1, "nap": [30, 30]}).encode()}
-    raw.xadd(TASK_STREAM, stale)  # a start of a run that the workflow never made
+    firsts = [(stream, fields) for stream in task_streams(client.keys, ("first",))
+              for _, fields in raw.xrange(stream) if fields.get(b"name") == b"first"]
+    for stream, fields in firsts:  # the first task of each workflow, sent again
+        raw.xadd(stream, fields)
+    stream, first = firsts[0]
+    stale = {**first, b"seq": b"999999", b"input": json.dumps({"n": -1, "k": 1, "nap": [30, 30]}).encode()}
+    raw.xadd(stream, stale)  # a start of a run that the workflow never made
     deadline = time.monotonic() + 20
     while sum(fields[b"reason"].startswith(DUPLICATE) for _, fields in dead_letters(redis_url)) < len(firsts) + 1:
         system.check_alive()
@@ -743,12 +772,12 @@ def test_two_worker_pools_with_big_and_small_workflows_and_a_pool_worker_killed(
     big = client.submit(FLOW, {"n": 10_000, "k": 400, "nap": [1, 5]})
     cases = {**submit(client, rng, 60, nap=[1, 20]), big: (10_000, 400)}
     wait_for_progress(client, [id for id in cases if id != big], 0.3, system)
-    holding(client.redis, TASK_STREAMS, WORKERS, system.consumer(heavy[0]))
+    holding(client.redis, task_streams(client.keys), WORKERS, system.consumer(heavy[0]))
     system.kill(heavy[0])
     wait_until_ended(client, list(cases), system, timeout=120)
     check_workflows(client, cases)
     check_executions(system, cases, exactly_once=False)
     check_only_duplicates_dead(redis_url)
-    workers = json.loads(client.redis.hget(KEYS.workers, system.consumer(heavy[1])))
+    workers = json.loads(client.redis.hget(client.keys.workers, system.consumer(heavy[1])))
     assert workers["tasks"] == ["square"]
     system.check_alive()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,10 +40,23 @@ class RedisRunner:
         for name, function in tasks.items():
             self.registry.add(name, function)
         document = self.client.wait(self.client.submit(flow, input), timeout=20)
+        self.settle()
         if document["state"] == "failed":
             raise FlowFailed(document["error"])
         assert document["state"] == "finished", document
         return document["output"]
+
+
+    def settle(self, timeout: float = 20.0) -> None:
+        """Wait until every task queued has run: a failed workflow's tasks already queued still
+        run (§9.5), and must not be counted as the next run's."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            groups = [group for stream in self.client.queues() if ":task:" in stream
+                      for group in self.client.redis.xinfo_groups(stream)]
+            if all(group["pending"] == 0 and not group.get("lag") for group in groups):
+                return
+            time.sleep(0.02)
 
 
 @pytest.fixture(scope="module", params=["server", "cluster"])

@@ -131,7 +131,7 @@ def test_a_broad_id_prefix_walks_the_time_index_slice_by_slice(client, monkeypat
 
 def indexed(client, id: str) -> set[str]:
     """The indexes that hold workflow ``id`` (of those its flow name and any state give)."""
-    keys, name = client.keys, client.redis.hget(client.keys.workflow(id), "name") or ""
+    keys, name = client.keys.of(id), client.redis.hget(client.keys.workflow(id), "name") or ""
     candidates = [keys.workflows, keys.ended, *map(keys.by_state, STATES), *map(keys.ids, STATES)]
     if name:
         candidates += [keys.by_name(name), *(keys.by_name(name, state) for state in STATES)]
@@ -140,8 +140,8 @@ def indexed(client, id: str) -> set[str]:
 
 @on_server_and_cluster
 def test_each_state_keeps_its_indexes_and_deletion_takes_the_workflow_out_of_all(system, client):
-    keys = client.keys
     id = submit(client, "@flow solo:one\nA")
+    keys = client.keys.of(id)  # (the indexes of its partition)
     client.wait(id, timeout=10)
     assert indexed(client, id) == {keys.workflows, keys.ended, keys.by_state("finished"), keys.ids("finished"),
                                    keys.by_name("solo:one"), keys.by_name("solo:one", "finished")}
@@ -162,7 +162,7 @@ def test_forget_removes_every_key_releases_the_key_and_tells_the_events(system, 
     client.wait(other, timeout=10)
     before = len(list(client.events()))
     assert client.store.forget([first, "no-such-one", "bad:id", first]) == 1
-    keys = client.keys
+    keys = client.keys.of(first)
     assert not client.redis.exists(keys.workflow(first), keys.journal(first), keys.waits(first))
     assert client.redis.get(keys.idempotency("k-1")) is None
     assert client.submit("@flow kept\nB", key="k-1") != first  # the key starts a new one
@@ -181,8 +181,8 @@ def test_a_running_workflow_is_not_deleted(system, client, until):
 
 @on_server_and_cluster
 def test_ended_holds_when_a_workflow_ended_and_resume_takes_it_out(system, client, until):
-    keys = client.keys
     id = submit(client, "@flow later\nhang")
+    keys = client.keys.of(id)
     until(lambda: client.status(id)["nodes"][1]["status"] == "running", what="hang running")
     assert client.redis.zscore(keys.ended, id) is None
     ended = client.terminate(id)["updated"]
@@ -194,7 +194,7 @@ def test_ended_holds_when_a_workflow_ended_and_resume_takes_it_out(system, clien
 
 
 def test_restore_under_another_flow_name_leaves_nothing_of_the_old_one(system, client):
-    keys = client.keys
+    keys = client.keys.of("same-id")
     old = submit(client, "@flow before\nA", "same-id")
     client.wait(old, timeout=10)
     archive = client.archive(old)

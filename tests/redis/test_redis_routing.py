@@ -52,9 +52,10 @@ def test_two_pools_share_a_flow_without_waiting_on_each_other(started, client):
 def test_a_worker_reads_only_the_streams_of_its_tasks(started, client, raw, until):
     started.services_on(tasks=pool("mine"))
     id = client.submit("mine → theirs")
-    until(lambda: raw.exists(KEYS.stream("theirs")), what="theirs queued")
-    assert raw.xinfo_groups(KEYS.stream("theirs")) == []  # nobody reads it: it waits for its worker
-    assert {g["name"] for g in raw.xinfo_groups(KEYS.stream("mine"))} == {"workers"}
+    keys = client.keys.of(id)
+    until(lambda: raw.exists(keys.stream("theirs")), what="theirs queued")
+    assert raw.xinfo_groups(keys.stream("theirs")) == []  # nobody reads it: it waits for its worker
+    assert {g["name"] for g in raw.xinfo_groups(keys.stream("mine"))} == {"workers"}
     assert client.status(id)["state"] == "running"
     assert client.stalled(id) == ["task theirs at 1:8 is queued, and no worker serves it"]
     started.services_on(tasks=pool("theirs"), engine=False, builtins=False)
@@ -110,7 +111,7 @@ def test_a_small_workflow_is_not_queued_behind_a_big_one(started, client, until)
     registry.add("items", lambda input: [{} for _ in range(5000)])
     started.services_on(tasks=registry, concurrency=4, parallelism=20)
     big = client.submit("items → * T")
-    until(lambda: client.redis.exists(KEYS.stream("T")), what="the map started")
+    until(lambda: client.redis.exists(client.keys.of(big).stream("T")), what="the map started")
     small = client.submit("T → T")
     assert client.wait(small, timeout=20)["state"] == "finished"
     assert client.status(big)["state"] == "running"

@@ -156,6 +156,7 @@ def test_a_worker_takes_only_the_messages_of_its_tasks(started, client, raw, unt
     started.services_on(tasks=registry)
     id = client.submit("b:y")
     until(lambda: node(client.status(id), "b:y")["status"] == "queued", what="b:y queued")
+    until(lambda: raw.exists(KEYS.stream("a:x")), what="the worker joined its stream")
     assert raw.xlen(KEYS.stream("b:y")) == 1
     assert raw.xinfo_groups(KEYS.stream("b:y")) == []  # nobody even reads that stream
     assert raw.xinfo_groups(KEYS.stream("a:x"))[0]["name"] == WORKERS

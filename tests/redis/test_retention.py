@@ -48,7 +48,9 @@ def ended(client: Client, count: int, flow: str = FLOW) -> list[str]:
 
 def test_the_engine_removes_what_ended_longer_ago_than_the_retention_and_never_what_runs(started, client, raw, until):
     services = started.services_on(tasks=registry(), retention=1.0)
-    services.engines[0].sweeper.every = 0.05
+    sweepers = [group.sweeper for group in services.engines[0].groups()]
+    for sweeper in sweepers:
+        sweeper.every = 0.05
     running = client.submit("A → later:b", {})  # (nobody serves later:b)
     done = [*ended(client, 3), client.submit("A → B", {})]
     client.wait(done[-1], timeout=20)
@@ -60,7 +62,7 @@ def test_the_engine_removes_what_ended_longer_ago_than_the_retention_and_never_w
     assert len(list(raw.scan_iter(client.keys.flow("*")))) == 1  # the running one's flow, shared no more
     time.sleep(1.5)
     assert client.status(running)["state"] == "running"
-    assert services.engines[0].sweeper.removed == 5
+    assert sum(sweeper.removed for sweeper in sweepers) == 5
 
 
 def test_zero_keeps_them_for_ever(started, client):

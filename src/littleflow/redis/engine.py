@@ -74,7 +74,7 @@ class EngineProcess:
         self.share = share
         self._groups: list[Group] | None = None
         self._runs: OrderedDict[str, Run] = OrderedDict()  # recent runs, valid while their version holds
-        self._lock = threading.Lock()  # (the groups' threads add up timings and counts)
+        self._lock = threading.Lock()  # (the groups are made once; their threads add up timings and counts)
         # Task run-time histograms, added up here and written now and then: metrics, not state
         # (a crash loses a second of them, and no step waits for them).
         self._timings: dict[str, float] = {}
@@ -86,22 +86,31 @@ class EngineProcess:
         of ``share`` is the first), in the groups it reads together: all in one on one server,
         where one XREADGROUP reads any streams; each on its own on a Redis Cluster, where it
         reads the streams of one hash slot."""
-        if self._groups is None:
-            served = [p for p in range(self.keys.partitions) if p % self.share[1] == self.share[0]]
-            split = [served] if not is_cluster(self.store.redis) else [[p] for p in served]
-            self._groups = [Group([self.keys.part(p) for p in partitions],
-                                  Streams(self.raw, self.keys, ENGINES, self.name, self.claim_idle, self.max_deliveries),
-                                  Sweeper(self.store, self.retention, self.archive_dir, partitions=partitions))
-                            for partitions in split if partitions]
+        with self._lock:  # (made once: the run's threads and a caller may ask at once)
+            if self._groups is None:
+                self._groups = self._make_groups()
         return self._groups
+
+    def _make_groups(self) -> list[Group]:
+        served = [p for p in range(self.keys.partitions) if p % self.share[1] == self.share[0]]
+        split = [served] if not is_cluster(self.store.redis) else [[p] for p in served]
+        return [Group([self.keys.part(p) for p in partitions],
+                      Streams(self.raw, self.keys, ENGINES, self.name, self.claim_idle, self.max_deliveries),
+                      Sweeper(self.store, self.retention, self.archive_dir, partitions=partitions))
+                for partitions in split if partitions]
+
+    def join(self) -> list[Group]:
+        """Join the consumer group of the end streams this engine reads (made if need be)."""
+        groups = self.groups()
+        for group in groups:
+            group.streams.join(*group.ends)
+        return groups
 
     def run(self, stop: threading.Event, block: float = 1.0) -> None:
         """Advance workflows until ``stop`` is set: a thread for each group of partitions."""
         while not stop.is_set():  # (Redis may not answer yet: it says how many partitions there are)
             with surviving(f"engine {self.name}", stop):
-                groups = self.groups()
-                for group in groups:
-                    group.streams.join(*group.ends)
+                groups = self.join()
                 break
         else:
             return
