@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from itertools import pairwise
 from xml.sax.saxutils import escape, quoteattr
 
-from .flow import OPENING, Flow, Node
+from .flow import Flow, Node
 
 STATUSES = ("done", "running", "queued", "failed", "skipped", "waiting", "terminated")
 _COLOURS = {  # status: (fill, stroke)
@@ -368,20 +368,7 @@ def _checked(flow: Flow, status: Mapping[int, str]) -> dict[int, str]:
             raise ValueError(f"unknown status {state!r} for node {node_id} (expected one of {', '.join(STATUSES)})")
         if not 0 <= node_id < len(flow.nodes):
             raise ValueError(f"status given for node {node_id}, which the flow does not have")
-    checked = dict(status)
-    nodes = flow.nodes
-    for node_id, state in status.items():
-        if state != "skipped":
-            continue
-        node = nodes[node_id]
-        last = node.pair if node.kind in OPENING and node.pair is not None else node_id
-        for choice in flow.predecessors(node_id):
-            if nodes[choice].kind == "choice":  # a branch: its nodes run up to the next branch's
-                later = [s for s in flow.successors(choice) if s > node_id] + [nodes[choice].pair or node_id + 1]
-                last = max(last, min(later) - 1)
-        for inner in range(node_id + 1, min(last, len(nodes) - 1) + 1):
-            checked.setdefault(inner, "skipped")
-    return checked
+    return flow.with_skipped(status)
 
 
 def _dquote(text: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from itertools import accumulate, islice
 from operator import eq
@@ -140,6 +140,25 @@ class Flow:
     @property
     def edge_count(self) -> int:
         return len(self._succ)
+
+    def with_skipped(self, statuses: Mapping[int, str]) -> dict[int, str]:
+        """``statuses`` (node id -> status) with the nodes of a branch not taken, or of a form
+        its guard skipped, marked ``skipped`` too: a run records the first node only, and the
+        nodes after it up to the next branch or the form's end share its fate."""
+        found = dict(statuses)
+        nodes = self.nodes
+        for node_id, state in statuses.items():
+            if state != "skipped":
+                continue
+            node = nodes[node_id]
+            last = node.pair if node.kind in OPENING and node.pair is not None else node_id
+            for choice in self.predecessors(node_id):
+                if nodes[choice].kind == "choice":  # a branch: its nodes run up to the next branch's
+                    later = [s for s in self.successors(choice) if s > node_id] + [nodes[choice].pair or node_id + 1]
+                    last = max(last, min(later) - 1)
+            for inner in range(node_id + 1, min(last, len(nodes) - 1) + 1):
+                found.setdefault(inner, "skipped")
+        return found
 
     def thresholds(self) -> array:
         """How many completions each node waits for (LANGUAGE.md §9.1): its

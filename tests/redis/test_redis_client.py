@@ -100,6 +100,16 @@ def test_nodes_show_their_input_and_output(four, client):
     assert (hang["status"], hang["input"], a["input"], a["status"]) == ("terminated", {"k": 3}, None, "waiting")
 
 
+def test_every_node_of_a_branch_not_taken_shows_skipped(system, client):
+    """A run records the first node of a branch not taken; the status document (what the
+    console and `status` show) says the whole branch was skipped, as the pictures do."""
+    id = client.submit("if `$[?@.k == 1]` then { A → A → A } else A", {"k": 2})
+    document = client.wait(id, timeout=10)
+    assert document["state"] == "finished"
+    tasks = [(node["id"], node["status"]) for node in document["nodes"] if node["kind"] == "task"]
+    assert [status for _, status in tasks] == ["skipped", "skipped", "skipped", "done"]
+
+
 def test_a_queued_node_shows_its_input(system, client, until):
     id = client.submit("A → nobody:serves", {"k": 5})
     node = until(lambda: (n := client.status(id)["nodes"][2])["status"] == "queued" and n, what="queued")

@@ -351,7 +351,7 @@ def document(run: Run, info: dict[str, dict[str, Any]], created: float, updated:
 def node_documents(run: Run, info: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Every node of a run's status document: status, attempt, times, worker, error, input, output."""
     state, flow = run.state, run.flow
-    statuses = state.node_statuses()
+    statuses = flow.with_skipped(state.node_statuses())
     latest: dict[int, dict[str, Any]] = {}
     for entry in info.values():
         node = entry.get("node")

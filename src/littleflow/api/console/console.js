@@ -494,8 +494,6 @@ function workflowView(main, signal, id) {
   let selected = null;
   let text = null;  // the flow text as submitted
   let gone = false;
-  let sent = null;  // the status document as the API sent it (`doc`: as shown)
-  let skipping = (nodes) => nodes;  // (until the definition tells the branches)
   const drawn = { actions: null, values: null, details: null, rows: new Map(), order: "" };
   const title = h("h1", {});
   const facts = h("dl", { class: "facts" });
@@ -567,8 +565,7 @@ function workflowView(main, signal, id) {
 
   function show(next) {
     const first = doc === null;
-    sent = next;
-    doc = { ...next, nodes: skipping(next.nodes) };
+    doc = next;
     put(title, doc.name || "(unnamed flow)", " ", badge(gone ? "deleted" : doc.state));
     put(facts,
       h("dt", {}, "Started"), h("dd", {}, moment(doc.created)),
@@ -684,8 +681,7 @@ function workflowView(main, signal, id) {
 
   json(`${path(id)}/definition`, { signal }).then((definition) => {
     text = definition.text;
-    skipping = branchesOf(definition.flow);
-    if (sent) show(sent);
+    if (doc) show(doc);
   }, () => {});
   request(`${path(id)}/graph?format=svg`, { signal, headers: { Accept: "image/svg+xml" } })
     .then((response) => response.text())
@@ -701,40 +697,9 @@ function workflowView(main, signal, id) {
       gone = true;
       banner.hidden = false;
       banner.textContent = "This workflow has been deleted: what shows is how it was last seen.";
-      if (sent) show(sent);
+      if (doc) show(doc);
     }
   }, signal);
-}
-
-const OPENING = ["subflow-start", "choice", "repeat", "while"];  // forms of several nodes, `pair` their end
-
-// A run records only the first node of a branch not taken (or of a form its guard skipped):
-// the nodes after it, up to the next branch or the form's end, are skipped too (as the
-// server's pictures show them, diagram.py). `flow` is the compiled flow of the definition.
-function branchesOf(flow) {
-  const successors = flow.nodes.map(() => []);
-  const predecessors = flow.nodes.map(() => []);
-  for (const [from, to] of flow.edges) { successors[from].push(to); predecessors[to].push(from); }
-  const within = (id) => {  // the last node skipped with node `id`
-    const node = flow.nodes[id];
-    let last = OPENING.includes(node.kind) && typeof node.pair === "number" ? node.pair : id;
-    for (const choice of predecessors[id]) {
-      const form = flow.nodes[choice];
-      if (form.kind !== "choice") continue;
-      const later = successors[choice].filter((s) => s > id).concat([form.pair ?? id + 1]);
-      last = Math.max(last, Math.min(...later) - 1);
-    }
-    return Math.min(last, flow.nodes.length - 2);
-  };
-  return (nodes) => {
-    const skipped = new Set();
-    for (const node of nodes) {
-      if (node.status !== "skipped" || !flow.nodes[node.id]) continue;
-      for (let inner = node.id + 1; inner <= within(node.id); inner++) skipped.add(inner);
-    }
-    return skipped.size ? nodes.map((n) => (skipped.has(n.id) && n.status === "waiting" ? { ...n, status: "skipped" } : n))
-      : nodes;
-  };
 }
 
 function summary(nodes) {
