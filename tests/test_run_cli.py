@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -408,6 +409,76 @@ def test_ctrl_c_stops_with_one_line_and_the_run_continues_later(tmp_path):
     assert json.loads(result.stdout) == {"A": 1, "B": 1, "C": 1, "D": 1}
     assert log_lines(tmp_path / "runs.log") == ["A", "B", "C", "C", "D"]
 
+
+
+PAIR_TASKS = """
+    import time
+    from pathlib import Path
+
+    HERE = Path(__file__).parent
+
+    def _log(name):
+        with open(HERE / "runs.log", "a") as log:
+            log.write(name + "\\n")
+
+    def _held(name):
+        _log(name)
+        (HERE / f"{name}-started").write_text("")
+        deadline = time.monotonic() + 60
+        while not (HERE / "release").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return {name: 1}
+
+    def S(input):
+        return _held("S")
+
+    def W(input):
+        return _held("W")
+
+    def D(input):
+        _log("D")
+        return input
+"""
+
+
+def test_ctrl_c_with_concurrency_says_it_stops_and_keeps_the_tasks_that_end_meanwhile(tmp_path):
+    write(tmp_path / "tasks.py", PAIR_TASKS)
+    write(tmp_path / "job.flow", "{ S  W } → D\n")
+    args = [*COMMAND, "run", "job.flow", "--tasks", "tasks.py", "--state", "state.json", "--concurrency", "2"]
+    process = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+    try:
+        reader.start()
+        deadline = time.monotonic() + 30
+        while not ((tmp_path / "S-started").exists() and (tmp_path / "W-started").exists()):
+            assert process.poll() is None and time.monotonic() < deadline, lines
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while not any("stopping" in line for line in lines):  # said while S and W still run
+            assert process.poll() is None and time.monotonic() < deadline, lines
+            time.sleep(0.02)
+        assert ("littleflow: stopping: waiting for the 2 running tasks to finish (Ctrl-C again to stop at once)\n"
+                in lines)
+        (tmp_path / "release").write_text("")  # S and W end after the Ctrl-C
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        reader.join(10)
+    assert process.returncode == 130
+    assert "Traceback" not in "".join(lines)
+    assert lines[-1] == "littleflow: interrupted; run the same command again to continue from state.json\n"
+    assert sorted(log_lines(tmp_path / "runs.log")) == ["S", "W"]
+    flow = compile_flow("{ S  W } → D")
+    ended = [json.loads(line)["ended"][1] for line in (tmp_path / "state.json").read_text().splitlines()[1:]]
+    assert sorted(flow.nodes[node].name for node in ended) == ["S", "W"]  # both ends saved; D never started
+
+    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [{"S": 1}, {"W": 1}]
+    assert log_lines(tmp_path / "runs.log")[2:] == ["D"]  # S and W not run again
 
 FAIL_ONCE_TASKS = '''
     from pathlib import Path

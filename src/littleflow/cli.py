@@ -3,13 +3,17 @@ system on Redis are in cli_redis.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
 import json
 import os
+import signal
 import sys
+import threading
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -224,13 +228,20 @@ def run_command(flow: str, task_sources: tuple[str, ...], input_text: str | None
         fail(str(error))
     if trace_path:
         write_trace(trace_path, [])  # find out now, not after the run, if it cannot be written
+    hint = f"; run the same command again to continue from {state_path}" if saved else ""
     try:
-        with progress:
+        with progress, stopping_on_ctrl_c(run):
             final = run.run(value)
     except StateFileError as error:
         fail(str(error))
     except KeyboardInterrupt:
-        hint = f"; run the same command again to continue from {state_path}" if saved else ""
+        click.echo(f"littleflow: interrupted{hint}", err=True)
+        if run.stopped:  # a second Ctrl-C: do not wait for the tasks still running (their ends are lost)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        sys.exit(130)
+    if run.stopped:
         click.echo(f"littleflow: interrupted{hint}", err=True)
         sys.exit(130)
     if trace_path:
@@ -241,6 +252,33 @@ def run_command(flow: str, task_sources: tuple[str, ...], input_text: str | None
             click.echo(f"  run the same command again to retry from {state_path}", err=True)
         sys.exit(1)
     click.echo(json_text(final.output))
+
+
+@contextlib.contextmanager
+def stopping_on_ctrl_c(run: LocalRun) -> Iterator[None]:
+    """While a run on a thread pool lasts, a first Ctrl-C stops it gently (the tasks running
+    finish and their ends are kept) and a second one at once; a run one task at a time is
+    interrupted at once, as usual."""
+    if run.concurrency == 1 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_stop(running: int) -> None:
+        tasks = f"{running} running task{'s' * (running != 1)}"
+        click.echo(f"littleflow: stopping: waiting for the {tasks} to finish (Ctrl-C again to stop at once)",
+                   err=True)
+
+    def handler(number: int, frame: Any) -> None:
+        if run.stopped:
+            raise KeyboardInterrupt
+        run.stop()  # the run's loop notices it and calls on_stop: printing here could interrupt a print
+
+    run.on_stop = on_stop
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def echo_failure(failure: dict[str, Any]) -> None:

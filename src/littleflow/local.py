@@ -3,7 +3,9 @@ in order (concurrency 1) or on a thread pool."""
 
 from __future__ import annotations
 
+import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -20,6 +22,7 @@ from .memory import fewer_collections
 from .parser import Parser
 from .policy import Policy, flow_entry, flow_options, flow_parallelism, resolve
 from .state import State
+from .taskrun import TaskRun, enter, leave, run_key
 from .tasks import collect, json_output
 
 
@@ -91,14 +94,17 @@ class LocalRun:
         state: State | None = None,
         on_step: Callable[[State], None] | None = None,
         on_event: Callable[[str, Start, dict[str, Any]], None] | None = None,
+        on_stop: Callable[[int], None] | None = None,
         trace: bool = False,
         journal: Any = None,
         files: list[str] | None = None,
         http_allow: list[str] | None = None,
+        workflow_id: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.flow = flow
+        self.workflow_id = workflow_id or f"local-{uuid.uuid4().hex[:12]}"  # what littleflow.current() says
         self.engine = Engine(flow, limit)
         self.state = state if state is not None else State(flow.end)
         self.resuming = state is not None
@@ -111,6 +117,8 @@ class LocalRun:
         self.on_step = on_step
         self.journal = journal  # told of every step (see statefile.StateFile: begin, ended, failed)
         self.on_event = on_event
+        self.on_stop = on_stop  # told once, with the number of tasks still running, when a stop is noticed
+        self._stop = threading.Event()
         self.causes: dict[tuple, BaseException] = {}
         self.trace: list[dict[str, Any]] = []  # every task run, when ``trace`` is set
         self.tracing = trace
@@ -142,6 +150,17 @@ class LocalRun:
         return names
 
     # -- the loop -----------------------------------------------------------------
+    def stop(self) -> None:
+        """Start no more tasks: with ``concurrency`` above 1, those running finish and their
+        ends are kept (the journal too), and :meth:`run` returns the state, still running,
+        to resume later. Safe to call from a signal handler or another thread."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stop.is_set()
+
     def run(self, input: Any = None) -> State:
         """Run (or resume) to the end; returns the final state."""
         engine, state = self.engine, self.state
@@ -166,7 +185,7 @@ class LocalRun:
         popleft, extend = queue.popleft, queue.extend
         ended, state, step, journal = self.engine.ended, self.state, self.on_step, self.journal
         # Plain calls (no policy, events or trace) skip the general path: this is the hot loop.
-        plans, plan_for = self._plans, self._plan
+        plans, plan_for, task_run = self._plans, self._plan, self.task_run
         while queue:
             start = popleft()
             if state.status != "running":  # a task failed: what was queued does not start
@@ -179,11 +198,14 @@ class LocalRun:
                 extend(self._finish(start, self._outcome(start)))
                 continue
             call, name = plan
+            token = enter((task_run, start))  # (made only if the task asks: littleflow.current())
             try:
                 output = json_output(call(start.input, None), name)
             except Exception as error:  # noqa: BLE001 - a task's error fails the task
                 extend(self._finish(start, _Raised(error)))
                 continue
+            finally:
+                leave(token)
             key = (start.path, start.node, start.item)
             extend(ended(state, key, output))
             if journal is not None:
@@ -195,19 +217,31 @@ class LocalRun:
         queue = deque(starts)
         running: dict[Future, tuple[int, Start]] = {}
         order = 0
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="littleflow-task") as pool:
+        told = False
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="littleflow-task")
+        try:
             while queue or running:
-                while queue and len(running) < self.concurrency:
+                stopping = self._stop.is_set()
+                if stopping and not told:
+                    told = True
+                    if self.on_stop is not None:
+                        self.on_stop(len(running))
+                while queue and (stopping or len(running) < self.concurrency):
                     start = queue.popleft()
-                    if self.state.status != "running":
-                        self.engine.hold(self.state, start)
+                    if stopping or self.state.status != "running":
+                        self.engine.hold(self.state, start)  # resumed later (a journal replays it as running)
                         continue
                     running[pool.submit(self._outcome, start)] = (order, start)
                     order += 1
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                if not running:
+                    break
+                # (the timeout only lets a stop asked for by a signal handler be noticed)
+                done, _ = wait(running, timeout=_NOTICE, return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=lambda f: running[f][0]):
                     _, start = running.pop(future)
                     queue.extend(self._finish(start, future.result()))
+        finally:  # (interrupted: not waiting for the tasks still running)
+            pool.shutdown(wait=not running, cancel_futures=True)
 
     def _plan(self, node_id: int) -> tuple | bool:
         """How the sequential loop calls a node: ``(call, name)`` for a plain task
@@ -285,7 +319,18 @@ class LocalRun:
             policy = self.resource_policy
             return self.caller.attempts(self._resource_call(node, start.input, policy), policy, hook)
         spec = self.registry.get(node.name)
-        return self.caller.call(spec, node.parameters, start.input, self._policy(node), hook)
+        return self.caller.call(spec, node.parameters, start.input, self._policy(node), hook,
+                                run=self.task_run(start))
+
+    def task_run(self, start: Start, attempt: int = 1) -> TaskRun:
+        """What :func:`littleflow.current` says in the task of ``start``: its key counts the
+        runs of a node in a loop (the engine's count, which a resumed run keeps)."""
+        frame = self.state.frames.get(start.path)
+        seq = frame.runs.get(start.node, 1) if frame is not None else 1
+        node = self.flow.nodes[start.node]
+        return TaskRun(self.workflow_id, start.node, node.name or node.label or "", attempt,
+                       None if start.item < 0 else start.item,
+                       run_key(self.workflow_id, start.path, start.node, start.item, seq))
 
     def _resource_call(self, node: Any, input: Any, policy: Policy) -> Callable[[], Any]:
         params = node.parameters if isinstance(node.parameters, dict) else {}
@@ -300,6 +345,10 @@ class LocalRun:
             "node": start.node, "name": node.name or node.label, "path": start.path, "item": start.item,
             "attempt": attempt, "start": began, "end": time.time(), "status": status, "error": error,
         })
+
+
+#: Seconds the concurrent loop waits for a task to end before it looks whether it should stop.
+_NOTICE = 0.1
 
 
 class _Raised:
