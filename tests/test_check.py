@@ -81,7 +81,7 @@ def test_warnings_are_sorted_and_formatted():
 
 @pytest.mark.parametrize("text, where, message", [
     ("@flow f (- retrys: 1 -)\nA", (1, 12), "unknown option 'retrys' in @flow parameters (known: retries, timeout, "
-                                           "backoff, tasks, parallelism; did you mean 'retries'?)"),
+                                           "backoff, tasks, parallelism, schedule; did you mean 'retries'?)"),
     ("@flow f (-\n  retries: 1\n  tasks:\n    A: {timeout: soon}\n-)\nA", (4, 9),
      "timeout in @flow parameters for task A must be a number ≥ 0, not 'soon'"),
     ("@flow f (- tasks: {A: {retry: 2}} -)\nA", (1, 24), "unknown option 'retry' in @flow parameters for task A "

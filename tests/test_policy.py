@@ -471,7 +471,7 @@ def test_a_wrong_option_says_where_it_is(parameters, path):
 
 
 def test_a_misspelt_option_or_task_gets_a_suggestion():
-    with pytest.raises(OptionError, match=r"\(known: retries, timeout, backoff, tasks, parallelism; "
+    with pytest.raises(OptionError, match=r"\(known: retries, timeout, backoff, tasks, parallelism, schedule; "
                                           r"did you mean 'retries'\?\)$"):
         flow_options({"retrys": 1})
     with pytest.raises(OptionError, match=r"names no task of this flow; did you mean 'fetch'\?$"):

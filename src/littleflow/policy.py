@@ -8,6 +8,8 @@ import random
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .schedules import flow_schedule
+
 #: The keys a policy may have in ``@flow`` parameters and in ``@task(...)``.
 KEYS = ("retries", "timeout", "backoff")
 
@@ -67,7 +69,7 @@ class Policy:
 
 #: The keys ``@flow`` parameters may have: a policy's keys for every task, ``tasks``
 #: for one task's, and ``parallelism`` (the whole workflow's, no task's).
-FLOW_KEYS = (*KEYS, "tasks", "parallelism")
+FLOW_KEYS = (*KEYS, "tasks", "parallelism", "schedule")  # (schedule: see littleflow.schedules)
 
 
 def flow_options(flow_parameters: Any, names: set[str] | None = None) -> tuple[dict[str, Any], dict[str, dict]]:
@@ -83,6 +85,11 @@ def flow_options(flow_parameters: Any, names: set[str] | None = None) -> tuple[d
         if key not in FLOW_KEYS:
             raise _unknown(key, FLOW_KEYS, "@flow parameters", ())
     flow_parallelism(flow_parameters)
+    if "schedule" in flow_parameters:
+        try:
+            flow_schedule(flow_parameters["schedule"])
+        except ValueError as error:
+            raise OptionError(str(error), ("schedule",)) from None
     defaults = {k: v for k, v in flow_parameters.items() if k in KEYS}
     Policy().updated(defaults, "@flow parameters")
     entries = flow_parameters.get("tasks") or {}

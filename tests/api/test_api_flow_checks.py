@@ -12,7 +12,7 @@ from littleflow.redis import Client
 
 WRONG = "@flow f (- retrys: 1 -)\nA"
 ERROR = {"line": 1, "column": 12, "message": "unknown option 'retrys' in @flow parameters (known: retries, timeout, "
-                                             "backoff, tasks, parallelism; did you mean 'retries'?)"}
+                                             "backoff, tasks, parallelism, schedule; did you mean 'retries'?)"}
 
 
 @pytest.fixture
