@@ -8,7 +8,8 @@ from .flow import Flow, Node
 from .local import FlowFailed, UnknownTasks, run_workflow
 from .parser import Parser
 from .state import State
-from .tasks import Registry, task
+from .taskrun import TaskRun, current
+from .tasks import Fail, Registry, task
 
 __version__ = "0.1.0"
 
@@ -20,7 +21,7 @@ def compile_flow(text: str, file: str | None = None, *, max_nodes: int | None = 
 
 
 __all__ = [
-    "Compiler", "Context", "Diagnostic", "Ending", "Engine", "Flow", "FlowContext", "FlowError", "FlowFailed",
-    "Node", "Parser", "Registry", "Runner", "Start", "State", "UnknownTasks", "compile_flow", "run_workflow",
-    "task", "__version__",
+    "Compiler", "Context", "Diagnostic", "Ending", "Engine", "Fail", "Flow", "FlowContext", "FlowError",
+    "FlowFailed", "Node", "Parser", "Registry", "Runner", "Start", "State", "TaskRun", "UnknownTasks",
+    "compile_flow", "current", "run_workflow", "task", "__version__",
 ]

@@ -5,21 +5,24 @@ Shared by the local runner and the Redis task worker."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from copy import deepcopy
+from dataclasses import replace
 from typing import Any
 
 from . import resources
 from .policy import Policy
-from .tasks import TaskSpec, json_output
+from .taskrun import TaskRun, enter, leave
+from .tasks import CallError, Fail, TaskSpec, json_output
 
 
-class TaskTimeout(Exception):
-    """A task ran longer than its timeout."""
+class TaskTimeout(TimeoutError):
+    """A task ran longer than its timeout (a ``TimeoutError``, so ``retry_on`` may name either)."""
 
 
 class Cancelled(Exception):
@@ -39,21 +42,27 @@ class Caller:
 
     def call(self, spec: TaskSpec, parameters: Any, input: Any, policy: Policy,
              hook: AttemptHook | None = None, first_attempt: int = 1,
-             cancelled: threading.Event | None = None) -> Any:
+             cancelled: threading.Event | None = None, run: TaskRun | None = None) -> Any:
         """Run task ``spec`` with ``input`` until an attempt succeeds or the retries
-        are spent; returns its JSON output, or raises the last attempt's error."""
+        are spent (only failures of its ``retry_on`` types, if it has them, are retried);
+        returns its JSON output, or raises the last attempt's error. ``run`` is what
+        :func:`littleflow.current` says in the task (its attempt set for each attempt)."""
         return self.attempts(self.task_call(spec, parameters, input, policy.timeout, cancelled),
-                             policy, hook, first_attempt, cancelled, spec.name)
+                             policy, hook, first_attempt, cancelled, spec.name, spec.retry_on, run)
 
     def attempts(self, call: Callable[[], Any], policy: Policy, hook: AttemptHook | None = None,
                  first_attempt: int = 1, cancelled: threading.Event | None = None,
-                 name: str | None = None) -> Any:
-        """``call()`` with the retries of ``policy``; its output is checked as JSON when ``name`` is given."""
+                 name: str | None = None, retry_on: tuple[type[BaseException], ...] | None = None,
+                 run: TaskRun | None = None) -> Any:
+        """``call()`` with the retries of ``policy``; its output is checked as JSON when ``name`` is given.
+        :class:`~littleflow.tasks.Fail` and :class:`~littleflow.tasks.CallError` are never retried, and
+        with ``retry_on`` only the errors of those types are."""
         attempt = first_attempt
         while True:
             began = time.time()
             if hook is not None:
                 hook("start", attempt, began, None)
+            token = enter(replace(run, attempt=attempt)) if run is not None else None
             try:
                 output = call()
                 if name is not None:
@@ -61,7 +70,8 @@ class Caller:
             except Exception as error:
                 if hook is not None:
                     hook("failed", attempt, began, message(error))
-                if attempt - first_attempt >= policy.retries or (cancelled is not None and cancelled.is_set()):
+                if attempt - first_attempt >= policy.retries or (cancelled is not None and cancelled.is_set()) \
+                        or not retryable(error, retry_on):
                     raise
                 if hook is not None:
                     hook("retry", attempt, began, message(error))
@@ -72,6 +82,9 @@ class Caller:
                     time.sleep(policy.delay(attempt))
                 attempt += 1
                 continue
+            finally:
+                if token is not None:
+                    leave(token)
             if hook is not None:
                 hook("done", attempt, began, None)
             return output
@@ -117,14 +130,24 @@ class Caller:
                 self._loop = None
 
 
+def retryable(error: BaseException, retry_on: tuple[type[BaseException], ...] | None = None) -> bool:
+    """Whether a failed attempt may be retried: never for :class:`~littleflow.tasks.Fail` or a
+    :class:`~littleflow.tasks.CallError`; with ``retry_on``, only for errors of those types."""
+    if isinstance(error, (Fail, CallError)):
+        return False
+    return retry_on is None or isinstance(error, retry_on)
+
+
 def _timed(call: Callable[[], Any], timeout: float) -> Any:
-    """``call()`` on a thread of its own, timed from when it begins; a call that
-    runs out of time is left behind on that (daemon) thread."""
+    """``call()`` on a thread of its own (in a copy of this context: :func:`littleflow.current`
+    works there), timed from when it begins; a call that runs out of time is left behind on
+    that (daemon) thread."""
     future: Future = Future()
+    context = contextvars.copy_context()
 
     def attempt() -> None:
         try:
-            future.set_result(call())
+            future.set_result(context.run(call))
         except BaseException as error:  # noqa: BLE001 - handed to the waiting thread
             future.set_exception(error)
 
@@ -139,6 +162,6 @@ def message(error: BaseException) -> str:
     """One line about an exception: its type and its message."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     kind = type(error).__name__
-    if isinstance(error, (TaskTimeout, Cancelled, resources.ResourceError)) or kind == "TaskError":
+    if isinstance(error, (TaskTimeout, Cancelled, resources.ResourceError, Fail, CallError)) or kind == "TaskError":
         return text or kind
     return f"{kind}: {text}" if text else kind

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -21,6 +22,7 @@ from .memory import fewer_collections
 from .parser import Parser
 from .policy import Policy, flow_entry, flow_options, flow_parallelism, resolve
 from .state import State
+from .taskrun import TaskRun, enter, leave, run_key
 from .tasks import collect, json_output
 
 
@@ -97,10 +99,12 @@ class LocalRun:
         journal: Any = None,
         files: list[str] | None = None,
         http_allow: list[str] | None = None,
+        workflow_id: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.flow = flow
+        self.workflow_id = workflow_id or f"local-{uuid.uuid4().hex[:12]}"  # what littleflow.current() says
         self.engine = Engine(flow, limit)
         self.state = state if state is not None else State(flow.end)
         self.resuming = state is not None
@@ -181,7 +185,7 @@ class LocalRun:
         popleft, extend = queue.popleft, queue.extend
         ended, state, step, journal = self.engine.ended, self.state, self.on_step, self.journal
         # Plain calls (no policy, events or trace) skip the general path: this is the hot loop.
-        plans, plan_for = self._plans, self._plan
+        plans, plan_for, task_run = self._plans, self._plan, self.task_run
         while queue:
             start = popleft()
             if state.status != "running":  # a task failed: what was queued does not start
@@ -194,11 +198,14 @@ class LocalRun:
                 extend(self._finish(start, self._outcome(start)))
                 continue
             call, name = plan
+            token = enter((task_run, start))  # (made only if the task asks: littleflow.current())
             try:
                 output = json_output(call(start.input, None), name)
             except Exception as error:  # noqa: BLE001 - a task's error fails the task
                 extend(self._finish(start, _Raised(error)))
                 continue
+            finally:
+                leave(token)
             key = (start.path, start.node, start.item)
             extend(ended(state, key, output))
             if journal is not None:
@@ -312,7 +319,18 @@ class LocalRun:
             policy = self.resource_policy
             return self.caller.attempts(self._resource_call(node, start.input, policy), policy, hook)
         spec = self.registry.get(node.name)
-        return self.caller.call(spec, node.parameters, start.input, self._policy(node), hook)
+        return self.caller.call(spec, node.parameters, start.input, self._policy(node), hook,
+                                run=self.task_run(start))
+
+    def task_run(self, start: Start, attempt: int = 1) -> TaskRun:
+        """What :func:`littleflow.current` says in the task of ``start``: its key counts the
+        runs of a node in a loop (the engine's count, which a resumed run keeps)."""
+        frame = self.state.frames.get(start.path)
+        seq = frame.runs.get(start.node, 1) if frame is not None else 1
+        node = self.flow.nodes[start.node]
+        return TaskRun(self.workflow_id, start.node, node.name or node.label or "", attempt,
+                       None if start.item < 0 else start.item,
+                       run_key(self.workflow_id, start.path, start.node, start.item, seq))
 
     def _resource_call(self, node: Any, input: Any, policy: Policy) -> Callable[[], Any]:
         params = node.parameters if isinstance(node.parameters, dict) else {}

@@ -15,15 +15,27 @@ class TaskError(Exception):
     """A task failed in a way of its own making (bad return value, bad call)."""
 
 
+class Fail(Exception):
+    """Raised by a task to fail at once: no retry, whatever its policy says. Its message
+    is the task's error."""
+
+
+class CallError(TaskError):
+    """A task was called with arguments its signature does not accept (parameters it does
+    not take, or without ones it needs): a mistake in the flow or the function, never retried."""
+
+
 class TaskSpec(NamedTuple):
     """A callable registered as a task, with the run-time options it was given
-    (``retries``, ``timeout``, ``backoff``; see :mod:`littleflow.policy`)."""
+    (``retries``, ``timeout``, ``backoff``; see :mod:`littleflow.policy`) and the exception
+    types its failures are retried for (``retry_on``; None: any but :class:`Fail`)."""
 
     name: str
     function: Callable[..., Any]
     options: dict[str, Any]
     call: Callable[[Any, Any], Any]  # (input, parameters) -> result (a coroutine for async tasks)
     is_async: bool
+    retry_on: tuple[type[BaseException], ...] | None = None
 
 
 class Registry:
@@ -34,23 +46,27 @@ class Registry:
         self._functions: dict[str, Callable] = {}  # given without options: made specs when asked for
 
     def task(self, name: str | Callable | None = None, *, retries: int | None = None,
-             timeout: float | None = None, backoff: float | None = None) -> Any:
+             timeout: float | None = None, backoff: float | None = None,
+             retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None) -> Any:
         """Register a function as a task: ``@task``, ``@task("my:peel-banana")``,
-        ``@task(retries=3, timeout=30)``."""
+        ``@task(retries=3, timeout=30)``, ``@task(retries=3, retry_on=(IOError,))`` (only
+        failures of those types are retried)."""
         options = {k: v for k, v in (("retries", retries), ("timeout", timeout), ("backoff", backoff)) if v is not None}
         Policy().updated(options, "@task options")  # check them now, where the mistake is
+        kinds = retry_types(retry_on)
 
         def register(function: Callable) -> Callable:
-            self.add(name if isinstance(name, str) else function.__name__, function, options)
+            self.add(name if isinstance(name, str) else function.__name__, function, options, kinds)
             return function
 
         if callable(name):
             return register(name)
         return register
 
-    def add(self, name: str, function: Callable, options: dict[str, Any] | None = None) -> TaskSpec:
+    def add(self, name: str, function: Callable, options: dict[str, Any] | None = None,
+            retry_on: tuple[type[BaseException], ...] | None = None) -> TaskSpec:
         """Register ``function`` under ``name`` (replacing what was there)."""
-        spec = make_spec(name, function, options or {})
+        spec = make_spec(name, function, options or {}, retry_types(retry_on))
         self._specs[name] = spec
         return spec
 
@@ -106,12 +122,25 @@ def collect(tasks: Mapping[str, Any] | Registry | Iterable[Mapping[str, Any] | R
     return combined
 
 
-def make_spec(name: str, function: Callable, options: dict[str, Any]) -> TaskSpec:
+def retry_types(retry_on: Any) -> tuple[type[BaseException], ...] | None:
+    """``retry_on`` as a tuple of exception types (None stays None); raises ``TypeError`` for anything else."""
+    if retry_on is None:
+        return None
+    kinds = retry_on if isinstance(retry_on, tuple) else (retry_on,)
+    for kind in kinds:
+        if not (isinstance(kind, type) and issubclass(kind, Exception)):
+            raise TypeError(f"retry_on must be an exception type or a tuple of them (retry_on=(IOError,)), "
+                            f"not {retry_on!r}")
+    return kinds
+
+
+def make_spec(name: str, function: Callable, options: dict[str, Any],
+              retry_on: tuple[type[BaseException], ...] | None = None) -> TaskSpec:
     """How to call ``function``: ``f(input, **parameters)`` when the parameters are
     an object, ``f(input, parameters)`` for another value, ``f(input)`` for none,
     and ``f()`` when it takes no argument at all."""
     call, is_async = caller(function)
-    return TaskSpec(name, function, options, call, is_async)
+    return TaskSpec(name, function, options, call, is_async, retry_on)
 
 
 def caller(function: Callable) -> tuple[Callable[[Any, Any], Any], bool]:
@@ -135,9 +164,10 @@ def _caller(function: Callable) -> tuple[Callable[[Any, Any], Any], bool]:
     is_async = inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
         getattr(function, "__call__", None))
     try:
-        parameters = list(inspect.signature(function).parameters.values())
+        signature: inspect.Signature | None = inspect.signature(function)
+        parameters = list(signature.parameters.values())
     except (TypeError, ValueError):  # some builtins have no signature: give them the input
-        parameters = [None]
+        signature, parameters = None, [None]
     takes_nothing = not any(
         p is None or p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in parameters
     )
@@ -147,13 +177,44 @@ def _caller(function: Callable) -> tuple[Callable[[Any, Any], Any], bool]:
             return function()
     else:
         def call(input: Any, params: Any) -> Any:
-            if params is None:
-                return function(input)
-            if type(params) is dict:
-                return function(input, **params)
-            return function(input, params)
+            try:
+                if params is None:
+                    return function(input)
+                if type(params) is dict:
+                    return function(input, **params)
+                return function(input, params)
+            except TypeError as error:  # (costs nothing unless raised) the call's, or from inside?
+                refused = _refused(signature, input, params)
+                if refused is None:
+                    raise
+                raise CallError(f"{getattr(function, '__name__', 'the task')}{signature} cannot take "
+                                f"{_what(params)}: {refused}") from error
 
     return call, is_async
+
+
+def _refused(signature: inspect.Signature | None, input: Any, params: Any) -> str | None:
+    """Why ``signature`` does not accept the call with ``input`` and ``params``, or None if it does."""
+    if signature is None:
+        return None
+    try:
+        if params is None:
+            signature.bind(input)
+        elif type(params) is dict:
+            signature.bind(input, **params)
+        else:
+            signature.bind(input, params)
+    except TypeError as error:
+        return str(error)
+    return None
+
+
+def _what(params: Any) -> str:
+    if params is None:
+        return "the input alone (the flow gives it no parameters)"
+    if type(params) is dict:
+        return f"the parameters {', '.join(params) or '(none)'}" if params else "an empty object of parameters"
+    return f"the input and the parameter {params!r}"
 
 
 _SCALARS = (str, int, float, bool, type(None))

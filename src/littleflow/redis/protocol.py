@@ -11,6 +11,7 @@ from typing import Any
 
 from ..policy import Policy, resolve
 from ..state import Key
+from ..taskrun import TaskRun, run_key
 
 #: Every key starts with this prefix, in braces (``--prefix`` changes it).
 PREFIX = "lf"
@@ -243,6 +244,12 @@ class StartTask:
         if self.base:
             fields["base"] = self.base
         return fields
+
+    def run(self) -> TaskRun:
+        """What :func:`littleflow.current` says in this task (key ``WORKFLOW|PATH|NODE|ITEM#SEQ``)."""
+        path, node, item = parse_task_id(self.task)
+        return TaskRun(self.workflow, self.node, self.name, self.attempt, None if item < 0 else item,
+                       run_key(self.workflow, path, node, item, self.seq))
 
     def run_policy(self, task_options: dict[str, Any] | None = None) -> Policy:
         """How to run it: the flow's entry for the task, then the task's own options

@@ -86,7 +86,7 @@ class PythonTasks:
         task = job.task
         spec = self.registry.get(task.name)
         return self.caller.call(spec, task.parameters, task.input, task.run_policy(spec.options), worker.hook(job),
-                                task.attempt, job.cancelled)
+                                task.attempt, job.cancelled, task.run())
 
 
 class Worker:
