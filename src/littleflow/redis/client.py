@@ -124,8 +124,9 @@ class Client:
         times, and every node with its status, attempt, times, error, input and output."""
         run = self.store.load(id)
         info = self.store.task_info(id)
-        created, updated = self.redis.hmget(self.keys.workflow(id), "created", "updated")
-        return document(run, info, float(created or 0), float(updated or 0))
+        created, updated, schedule, tick = self.redis.hmget(self.keys.workflow(id), "created", "updated",
+                                                            "schedule", "tick")
+        return document(run, info, float(created or 0), float(updated or 0), schedule, int(tick) if tick else None)
 
     def statuses(self, id: str) -> tuple[Flow, dict[int, str]]:
         """Workflow ``id``'s flow and each node's status, as its status document gives them."""
@@ -133,18 +134,26 @@ class Client:
         return run.flow, {node["id"]: node["status"] for node in node_documents(run, self.store.task_info(id))}
 
     def list(self, state: str | None = None, name: str | None = None, offset: int = 0,
-             count: int | None = None, search: str | None = None) -> list[dict[str, Any]]:
+             count: int | None = None, search: str | None = None, schedule: str | None = None) -> list[dict[str, Any]]:
         """Workflows, oldest first: id, name, state, created, updated; filtered by state, flow
-        name and ``search`` (a prefix of the id or of the flow name, case-sensitive)."""
-        return self.page(state, name, offset, count, search).workflows
+        name, ``search`` (a prefix of the id or of the flow name, case-sensitive) or the
+        ``schedule`` that started them."""
+        return self.page(state, name, offset, count, search, schedule=schedule).workflows
 
     def page(self, state: str | None = None, name: str | None = None, offset: int = 0,
-             count: int | None = None, search: str | None = None, newest: bool = False) -> Page:
+             count: int | None = None, search: str | None = None, newest: bool = False,
+             schedule: str | None = None) -> Page:
         """A page of :meth:`list` (``newest`` first, or oldest), how many workflows match all
         the filters, and how many of each state match the others (``name`` and ``search``).
-        Read from indexes, never a scan of every workflow (see :mod:`.listing`)."""
+        Read from indexes, never a scan of every workflow (see :mod:`.listing`); ``schedule``
+        reads its own index (with no other filter but the state)."""
         if state is not None and state not in STATES:
             raise StoreError(f"unknown state {state!r} (one of {', '.join(STATES)})")
+        if schedule is not None:
+            if name is not None or search:
+                raise StoreError("a schedule's workflows are listed by state alone (no name or search with it)")
+            ids, total, counts = listing.scheduled(self.redis, self.keys, schedule, state, offset, count, newest)
+            return Page(self.store.summaries(ids), total, counts)
         ids, total, counts = listing.find(self.redis, self.keys, self.store.scripts, state, name, offset, count,
                                           search, newest)
         # (a workflow may have changed state since it was found)
@@ -154,15 +163,7 @@ class Client:
     # -- steering ---------------------------------------------------------------------
     def terminate(self, id: str) -> dict[str, Any]:
         """Stop workflow ``id``: nothing new starts, running tasks are told to cancel."""
-        def act(run: Run) -> list[Start]:
-            if run.state.status != "running":
-                raise StoreError(f"workflow {id} is {run.state.status}, not running")
-            run.engine.terminate(run.state)
-            return []
-
-        self.store.change(id, act, "terminated")
-        self.redis.publish(self.keys.control, json.dumps({"cancel": id}))
-        waits.cancel(self.store, id)
+        terminate(self.store, id)
         return self.status(id)
 
     def resume(self, id: str) -> dict[str, Any]:
@@ -340,12 +341,29 @@ class Client:
             raise StoreError(f"cannot reach Redis at {safe_url(self.url)}: {error}") from None
 
 
-def document(run: Run, info: dict[str, dict[str, Any]], created: float, updated: float) -> dict[str, Any]:
-    """The status document of a run (what ``littleflow status --json`` prints)."""
+def terminate(store: Store, id: str) -> None:
+    """Stop workflow ``id``: nothing new starts, running tasks are told to cancel."""
+    def act(run: Run) -> list[Start]:
+        if run.state.status != "running":
+            raise StoreError(f"workflow {id} is {run.state.status}, not running")
+        run.engine.terminate(run.state)
+        return []
+
+    store.change(id, act, "terminated")
+    store.redis.publish(store.keys.control, json.dumps({"cancel": id}))
+    waits.cancel(store, id)
+
+
+def document(run: Run, info: dict[str, dict[str, Any]], created: float, updated: float,
+             schedule: str | None = None, tick: int | None = None) -> dict[str, Any]:
+    """The status document of a run (what ``littleflow status --json`` prints); ``schedule``
+    and ``tick`` (its time, seconds since the epoch) for a workflow a schedule started."""
     state = run.state
-    return {"id": run.id, "name": run.flow.name, "state": state.status, "input": state.input,
-            "output": state.output, "error": state.failure, "created": created, "updated": updated,
-            "nodes": node_documents(run, info)}
+    found = {"id": run.id, "name": run.flow.name, "state": state.status, "input": state.input,
+             "output": state.output, "error": state.failure, "created": created, "updated": updated}
+    if schedule:
+        found.update(schedule=schedule, tick=tick)
+    return {**found, "nodes": node_documents(run, info)}
 
 
 def node_documents(run: Run, info: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -54,13 +54,14 @@ class EngineProcess:
     ``parallelism``: task runs of a workflow queued or running at once, for flows
     that do not say (``@flow (- parallelism: N -)``); ``retention``: seconds an ended
     workflow is kept (0: for ever), archived first to ``archive_dir`` if given (see
-    :mod:`.retention`).
+    :mod:`.retention`); ``schedules``: fire the schedules' ticks (in a thread of its own,
+    off the path of the ends: see :mod:`.schedules`).
     """
 
     def __init__(self, store: Store, raw: redis.Redis, *, name: str | None = None, claim_idle: float = 30.0,
                  max_deliveries: int = 5, batch: int = 512, parallelism: int = DEFAULT_PARALLELISM,
                  retention: float = DEFAULT_RETENTION, archive_dir: Path | None = None,
-                 share: tuple[int, int] = (0, 1)) -> None:
+                 share: tuple[int, int] = (0, 1), schedules: bool = True) -> None:
         self.store = store
         self.raw = raw
         self.parallelism = parallelism
@@ -72,6 +73,7 @@ class EngineProcess:
         if not (0 <= share[0] < share[1]):
             raise ValueError(f"bad share {share[0]}/{share[1]}: the first is from 0 to the second less one")
         self.share = share
+        self.schedules = schedules and share[0] == 0  # (the engines of partition 0, where schedules are, fire them)
         self._groups: list[Group] | None = None
         self._runs: OrderedDict[str, Run] = OrderedDict()  # recent runs, valid while their version holds
         self._lock = threading.Lock()  # (the groups are made once; their threads add up timings and counts)
@@ -117,6 +119,11 @@ class EngineProcess:
         log.info("engine %s: reading %s", self.name, ", ".join(end for group in groups for end in group.ends))
         threads = [threading.Thread(target=self._loop, args=(group, stop, block), daemon=True,
                                     name=f"littleflow-engine-{number}") for number, group in enumerate(groups)]
+        if self.schedules:
+            from .schedules import Schedules, fire_forever
+
+            threads.append(threading.Thread(target=fire_forever, args=(Schedules(self.store), stop), daemon=True,
+                                            name="littleflow-schedules"))
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -168,3 +168,34 @@ def _merged(redis: Any, keys: Keys, counted: dict[str, int], rows: list[tuple[fl
     if found:
         rows = sorted([*rows, *((score, id) for page in found for id, score in page)], reverse=newest)
     return [id for _, id in rows[offset:end]] if count != 0 else [], total, counts
+
+
+def scheduled(redis: Any, keys: Keys, schedule: str, state: str | None, offset: int, count: int | None,
+              newest: bool, size: int = 200) -> tuple[list[str], int, dict[str, int]]:
+    """The page of the workflows started by ``schedule`` (in ``state``), from its index in each
+    partition, and how many it started (all states; ``counts`` is empty: counting those of
+    each state would read them all). With a state, each index is read a slice at a time
+    until the page is full."""
+    end = None if count is None else offset + count
+    rows: list[tuple[float, str]] = []
+    total = 0
+    for part in keys.parts:
+        index = part.by_schedule(schedule)
+        total += redis.zcard(index)
+        found: list[tuple[float, str]] = []
+        at = 0
+        while end is None or len(found) < end:
+            page = redis.zrange(index, at, at + size - 1, desc=newest, withscores=True)
+            if not page:
+                break
+            at += len(page)
+            if state is None:
+                found += [(score, id) for id, score in page]
+                continue
+            pipe = redis.pipeline(transaction=False)
+            for id, _ in page:
+                pipe.hget(part.workflow(id), "status")
+            found += [(score, id) for (id, score), status in zip(page, pipe.execute()) if status == state]
+        rows += found if end is None else found[:end]
+    rows.sort(reverse=newest)
+    return [id for _, id in rows[offset:end]], total, {}

@@ -77,6 +77,8 @@ class Keys:
         self.workers = g + "workers"  # hash: worker name -> JSON of what it serves, last seen
         self.timings = g + "timings"  # hash: "task|le" -> runs that took at most le seconds; "task|sum", "task|count"
         self.k8s_namespaces = g + "k8s:namespaces"  # set: the Kubernetes namespaces whose Jobs k8s: workers follow
+        self.schedules = g + "schedules"  # hash: schedule name -> its JSON (see redis/schedules.py)
+        self.schedules_due = g + "schedules:due"  # sorted set: the names of the schedules not paused, by next tick
 
     # -- partitions ----------------------------------------------------------------------
     @property
@@ -128,6 +130,10 @@ class Keys:
         """Sorted set: the ids of the workflows of flow ``name`` (in ``state``), by submit time.
         (The state comes first: a name may hold colons.)"""
         return f"{self.root}name:{name}" if state is None else f"{self.root}state:{state}:name:{name}"
+
+    def by_schedule(self, schedule: str) -> str:
+        """Sorted set: the ids of this partition's workflows started by ``schedule``, by submit time."""
+        return f"{self.root}schedule:{schedule}"
 
     def stream(self, name: str) -> str:
         """The start-task stream that carries task ``name``: its namespace's stream for the

@@ -339,6 +339,8 @@ class Store:
             "events": [_flat(entry) for entry in step.events], "eventlen": EVENTS_LENGTH,
             "index": self._index_keys(part, run.flow.name or ""),
         }
+        if create and step.fields.get("schedule"):  # (started by a schedule: listed by it too)
+            payload["index"] = {**payload["index"], "schedule": part.by_schedule(step.fields["schedule"])}
         if restored is not None:  # a restore: its own version, and the times it had
             payload["version"], payload["created"], payload["time"] = run.version, *map(repr, restored)
         if once is not None:
@@ -411,15 +413,17 @@ class Store:
 
     def create(self, flow: Flow, input: Any = None, *, text: str = "", base: str = "",
                limit: int | None = DEFAULT_LIMIT, id: str | None = None, key: str | None = None,
-               key_ttl: int = KEY_TTL) -> Run:
+               key_ttl: int = KEY_TTL, fields: dict[str, str] | None = None) -> Run:
         """Store a new workflow of ``flow`` and queue its first tasks (see :meth:`create_many`)."""
         return self.create_many(flow, [input], text=text, base=base, limit=limit, ids=[id] if id else None,
-                                keys=[key], key_ttl=key_ttl)[0]
+                                keys=[key], key_ttl=key_ttl, fields=[fields])[0]
 
     def create_many(self, flow: Flow, inputs: list[Any], *, text: str = "", base: str = "",
                     limit: int | None = DEFAULT_LIMIT, ids: list[str] | None = None,
-                    keys: list[str | None] | None = None, key_ttl: int = KEY_TTL) -> list[Run]:
+                    keys: list[str | None] | None = None, key_ttl: int = KEY_TTL,
+                    fields: list[dict[str, str] | None] | None = None) -> list[Run]:
         """Store a new workflow of ``flow`` for each input (in one round trip) and queue their first tasks.
+        ``fields``: more fields of each one's hash (``schedule`` and ``tick`` for a schedule's).
         An input with an idempotency key (``keys``) already given in the last ``key_ttl`` seconds
         creates nothing: its run is ``replayed``, with the id of the workflow the key created
         (:class:`KeyReused` if that one had another flow or input)."""
@@ -440,17 +444,18 @@ class Store:
         digest = flow_digest(flow_text, text, base, limit_text)
         engine = Engine(flow, limit)
         self._share(digest, flow, base, limit_text)
+        extra = fields or [None] * len(inputs)
         fields = {"digest": digest, **({"name": flow.name} if flow.name else {})}
         pipe = self.redis.pipeline(transaction=False)
         runs, claims, made = [], [], []
-        for input, id, key in zip(inputs, ids or [self.new_id(key) for key in keys], keys):
+        for input, id, key, more in zip(inputs, ids or [self.new_id(key) for key in keys], keys, extra):
             run = Run(id, flow, engine, State(flow.end), 0, base=base, limit=limit)
             self._flows[id] = (flow, engine, defaults, per_task, base, limit)
             self._digests[id] = digest
             starts = run.release(engine.start(run.state, input), self.parallelism(run))
             step = Step()
             step.flow = (digest, flow_text, text, base, limit_text)
-            step.fields = {**fields, "created": repr(time.time())}
+            step.fields = {**fields, **(more or {}), "created": repr(time.time())}
             step.log.append({"kind": "submitted"})
             step.events.append({"kind": "workflow", "workflow": id, "state": run.state.status,
                                 "name": flow.name or ""})
@@ -593,7 +598,7 @@ class Store:
             with self.redis.pipeline(transaction=True) as pipe:
                 try:
                     pipe.watch(*(self.keys.workflow(id) for id in ids))
-                    found = [pipe.hmget(self.keys.workflow(id), "name", "idempotency") for id in ids]
+                    found = [pipe.hmget(self.keys.workflow(id), "name", "idempotency", "schedule") for id in ids]
                     if ended_before is not None:
                         ended = [pipe.zscore(self.keys.of(id).ended, id) for id in ids]
                         kept = [score is not None and score <= ended_before for score in ended]
@@ -601,8 +606,8 @@ class Store:
                         found = [entry for entry, keep in zip(found, kept) if keep]
                     pipe.multi()
                     self.release_flows(ids, pipe)
-                    for id, (name, key) in zip(ids, found):
-                        self.scripts.forget(**self.forget_call(id, name or "", key), client=pipe)
+                    for id, (name, key, schedule) in zip(ids, found):
+                        self.scripts.forget(**self.forget_call(id, name or "", key, schedule=schedule), client=pipe)
                     results = pipe.execute()[-len(ids):] if ids else []
                 except redis.WatchError:
                     continue
@@ -612,17 +617,20 @@ class Store:
             ids = [id for id, result in zip(ids, results) if result == -1]
         return gone
 
-    def forget_call(self, id: str, name: str, key: str | None = None, event: bool = True) -> dict[str, list]:
+    def forget_call(self, id: str, name: str, key: str | None = None, event: bool = True,
+                    schedule: str | None = None) -> dict[str, list]:
         """The keys and arguments of scripts/forget.lua for workflow ``id`` of flow ``name``
-        (its idempotency ``key``, released; a ``deleted`` event unless not ``event``)."""
+        (its idempotency ``key``, released; a ``deleted`` event unless not ``event``; the
+        index of the ``schedule`` that started it)."""
         keys = self.keys.of(id)
         names = [keys.workflow(id), keys.journal(id), keys.waits(id), keys.events,
                  keys.workflows, keys.ended, keys.names, *(keys.by_state(state) for state in STATES),
                  *(keys.ids(state) for state in STATES)]
         if name:
             names += [keys.by_name(name), *(keys.by_name(name, state) for state in STATES)]
-        return {"keys": [*names, *([key] if key else [])],
-                "args": [id, name, "1" if event else "0", EVENTS_LENGTH, "1" if key else "0"]}
+        return {"keys": [*names, *([keys.by_schedule(schedule)] if schedule else []), *([key] if key else [])],
+                "args": [id, name, "1" if event else "0", EVENTS_LENGTH, "1" if key else "0",
+                         "1" if schedule else "0"]}
 
     # -- reading what is there --------------------------------------------------------
     def ids(self, start: int = 0, count: int = -1, state: str | None = None) -> list[str]:

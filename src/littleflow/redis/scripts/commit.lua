@@ -96,6 +96,7 @@ if ARGV[1] == '' then
     redis.call('ZADD', ix.name, step.created or step.time, step.id)
     redis.call('ZADD', ix.names, 0, step.index.flow)
   end
+  if ix.schedule then redis.call('ZADD', ix.schedule, step.created or step.time, step.id) end
   if step.once then  -- claimed last: a write failing halfway leaves no key pointing at nothing
     redis.call('SET', KEYS[#KEYS], step.id .. ' ' .. step.once.fingerprint, 'EX', step.once.ttl)
   end

@@ -1,0 +1,263 @@
+"""Schedules on Redis: what they are (a hash of JSON under partition 0's tag, and a sorted set
+of the names of those not paused by next tick), every change of one a compare-and-set on its
+version (scripts/schedule.lua), and the firing of the due ones that engines do.
+
+Exactly one workflow per tick, however many engines fire: the tick's workflow is created
+with the idempotency key ``schedule:NAME:TICK`` under an id the schedule records first
+(``firing``), so that an engine that finds a tick half fired (its firer killed) creates the
+same workflow again — which the key, or the id, makes a no-op — and only then moves the
+schedule's next tick on, compare-and-set: whoever loses a race reads it again."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from ..flow import Flow
+from ..local import load_workflow
+from ..schedules import CATCHUP, OVERLAP, ScheduleError, Timing, check_name, choice, plan, timing
+from .store import Conflict, Store, StoreError
+
+log = logging.getLogger("littleflow.schedules")
+
+#: Seconds a tick's idempotency key lives: longer than an engine takes to retry a tick it
+#: was killed firing (the id recorded in ``firing`` covers a longer wait: a second
+#: creation under it finds it exists).
+TICK_KEY_TTL = 3600
+#: The recent runs a schedule keeps (for ``schedule show`` and the console).
+RECENT = 10
+#: The most due schedules fired in one round (the rest in the next).
+BATCH = 500
+
+
+class UnknownSchedule(StoreError):
+    """No schedule of that name."""
+
+
+def tick_key(name: str, tick: int) -> str:
+    """The idempotency key of a schedule's tick."""
+    return f"schedule:{name}:{tick}"
+
+
+def timing_of(record: dict[str, Any]) -> Timing:
+    return Timing(cron=record.get("cron"), every=record.get("every"), timezone=record.get("timezone") or "UTC")
+
+
+class Schedules:
+    """The schedules of one key prefix (the store's)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.keys = store.keys
+        self._flows: dict[str, Flow] = {}  # compiled flows by text
+
+    # -- reading ----------------------------------------------------------------------
+    def get(self, name: str) -> dict[str, Any]:
+        """Schedule ``name``'s record; :class:`UnknownSchedule` if there is none."""
+        found = self.store.redis.hget(self.keys.schedules, name)
+        if found is None:
+            raise UnknownSchedule(f"no schedule {name}")
+        return json.loads(found)
+
+    def all(self) -> list[dict[str, Any]]:
+        """Every schedule's record, by name."""
+        found = self.store.redis.hgetall(self.keys.schedules)
+        return [json.loads(found[name]) for name in sorted(found)]
+
+    def show(self, record: dict[str, Any], count: int = 5, now: float | None = None) -> dict[str, Any]:
+        """What a schedule looks like to people: its record with ``when`` (cron or every, in
+        words), ``ticks`` (its next ``count``), and no flow text."""
+        found = timing_of(record)
+        shown = {k: v for k, v in record.items() if k not in ("text", "base", "firing")}
+        shown["when"] = found.describe()
+        shown["ticks"] = [] if record["paused"] else [record["next"], *found.ticks(record["next"], count - 1)]
+        return shown
+
+    # -- changing ----------------------------------------------------------------------
+    def add(self, name: str, flow: Flow, text: str, *, cron: str | None = None, every: Any = None,
+            timezone: str | None = None, input: Any = None, catchup: str | None = None,
+            overlap: str | None = None, base: str = "", replace: bool = False,
+            now: float | None = None) -> dict[str, Any]:
+        """Add schedule ``name``: workflows of ``flow`` (compiled from ``text``) with ``input``,
+        at each tick of ``cron`` or ``every``; what is not given comes from the flow's
+        ``schedule`` option. Refuses a name in use unless ``replace``."""
+        check_name(name)
+        option = (flow.parameters or {}).get("schedule") if isinstance(flow.parameters, dict) else None
+        option = option or {}
+        if cron is None and every is None:
+            if not option:
+                raise ScheduleError(f"schedule {name}: give --cron EXPR or --every DURATION "
+                                    "(the flow has no schedule option)")
+            cron, every = option.get("cron"), option.get("every")
+            timezone = timezone or option.get("timezone")
+        found = timing(cron, every, timezone)
+        record = {"name": name, "flow": flow.name, "text": text, "base": base,
+                  "input": input if input is not None else option.get("input"),
+                  "cron": found.cron, "every": found.every, "timezone": found.timezone,
+                  "catchup": choice(catchup or option.get("catchup", "one"), CATCHUP, "--catchup"),
+                  "overlap": choice(overlap or option.get("overlap", "allow"), OVERLAP, "--overlap"),
+                  "paused": False, "created": now or time.time(), "version": 1, "firing": None, "recent": []}
+        record["next"] = found.next_after(record["created"])
+        if not self._write(record, "*" if replace else ""):
+            raise StoreError(f"schedule {name} exists; delete it first")
+        return record
+
+    def pause(self, name: str) -> dict[str, Any]:
+        """Fire no more ticks of ``name`` until it is resumed."""
+        return self._change(name, lambda record: record.update(paused=True))
+
+    def resume(self, name: str, now: float | None = None) -> dict[str, Any]:
+        """Fire ``name`` again from its next tick after now (the ticks while paused are not run)."""
+        def act(record: dict[str, Any]) -> None:
+            if record["paused"]:
+                record.update(paused=False, firing=None, next=timing_of(record).next_after(now or time.time()))
+        return self._change(name, act)
+
+    def delete(self, name: str) -> None:
+        """Remove schedule ``name`` (the workflows it started stay)."""
+        self.get(name)
+        self.store.scripts.schedule(keys=[self.keys.schedules, self.keys.schedules_due], args=[name, "*", "", ""])
+
+    def run(self, name: str, now: float | None = None) -> str:
+        """Start one workflow of schedule ``name`` now (whatever its ticks); returns its id."""
+        record = self.get(name)
+        tick = int(now or time.time())
+        id = self._create(record, tick, key=None, id=None)
+        self._change(name, lambda fresh: _remember(fresh, {"tick": tick, "id": id, "at": time.time(),
+                                                           "manual": True}))
+        return id
+
+    def _change(self, name: str, act: Any) -> dict[str, Any]:
+        for _ in range(100):
+            record = self.get(name)
+            version = record["version"]
+            act(record)
+            record["version"] = version + 1
+            if self._write(record, str(version)):
+                return record
+        raise StoreError(f"schedule {name} keeps changing; try again")
+
+    def _write(self, record: dict[str, Any], version: str) -> bool:
+        due = "" if record["paused"] else str(record["next"])
+        return bool(self.store.scripts.schedule(keys=[self.keys.schedules, self.keys.schedules_due],
+                                                args=[record["name"], version, json.dumps(record), due]))
+
+    # -- firing --------------------------------------------------------------------------
+    def due(self, now: float, count: int = BATCH) -> list[str]:
+        """The names of the schedules whose next tick is at or before ``now``."""
+        return self.store.redis.zrangebyscore(self.keys.schedules_due, "-inf", now, start=0, num=count)
+
+    def wait(self, now: float, longest: float) -> float:
+        """Seconds until the next tick of any schedule (at most ``longest``)."""
+        found = self.store.redis.zrange(self.keys.schedules_due, 0, 0, withscores=True)
+        return longest if not found else max(0.0, min(longest, found[0][1] - now))
+
+    def fire(self, now: float | None = None) -> int:
+        """Fire the ticks due (each schedule's oldest due tick it runs, as its catchup and
+        overlap say); returns how many workflows were started or found started."""
+        now = time.time() if now is None else now
+        started = 0
+        for name in self.due(now):
+            try:
+                started += self.fire_one(name, now)
+            except (StoreError, ScheduleError, ValueError) as error:  # (one schedule's trouble stops no other)
+                log.error("schedule %s: %s", name, error)
+        return started
+
+    def fire_one(self, name: str, now: float) -> int:
+        """Take schedule ``name`` one tick on, if one is due (1 if a workflow was started)."""
+        for _ in range(20):
+            try:
+                return self._fire_one(name, now)
+            except Conflict:
+                continue
+        return 0
+
+    def _fire_one(self, name: str, now: float) -> int:
+        try:
+            record = self.get(name)
+        except UnknownSchedule:
+            return 0
+        if record["paused"] or record["next"] > now:
+            return 0
+        version, tick = record["version"], record["next"]
+        firing = record.get("firing")
+        if firing and firing["tick"] == tick:  # half fired by an engine that stopped: finish it
+            id = firing["id"]
+        else:
+            fire, after = plan(timing_of(record), tick, now, record["catchup"])
+            if fire is None:  # missed, and catchup says skip
+                self._cas(record, version, next=after, skipped={"tick": tick, "reason": "missed"})
+                return 0
+            if fire != tick:  # the missed ones before it are not run
+                record["next"] = tick = fire
+            if record["overlap"] != "allow" and self._still_running(record):
+                if record["overlap"] == "skip":
+                    self._cas(record, version, next=timing_of(record).next_after(tick),
+                              skipped={"tick": tick, "reason": "overlap"})
+                    return 0
+                self._terminate(record["recent"][0]["id"])
+            id = self.store.new_id(tick_key(name, tick))
+            self._cas(record, version, firing={"tick": tick, "id": id})
+            version = record["version"]
+        run_id = self._create(record, tick, key=tick_key(name, tick), id=id)
+        self._cas(record, version, firing=None, next=timing_of(record).next_after(tick),
+                  recent={"tick": tick, "id": run_id, "at": time.time()})
+        return 1
+
+    def _cas(self, record: dict[str, Any], version: int, recent: dict | None = None, **changes: Any) -> None:
+        """Write ``record`` with ``changes`` if it is still at ``version``; else :class:`Conflict`."""
+        record.update(changes)
+        if recent is not None:
+            _remember(record, recent)
+        record["version"] = version + 1
+        if not self._write(record, str(version)):
+            raise Conflict(record["name"])
+
+    def _create(self, record: dict[str, Any], tick: int, key: str | None, id: str | None) -> str:
+        """Create the workflow of ``tick`` (under ``id`` and ``key``, if given); its id."""
+        flow = self._flows.get(record["text"])
+        if flow is None:
+            flow = self._flows[record["text"]] = load_workflow(record["text"])[0]
+            if len(self._flows) > 1000:
+                self._flows.pop(next(iter(self._flows)))
+        fields = {"schedule": record["name"], "tick": str(tick)}
+        try:
+            run = self.store.create(flow, record.get("input"), text=record["text"], base=record.get("base") or "",
+                                    id=id, key=key, key_ttl=TICK_KEY_TTL, fields=fields)
+        except StoreError as error:
+            if id is not None and str(error) == f"workflow {id} exists already":  # (created before the key expired)
+                return id
+            raise
+        return run.id
+
+    def _still_running(self, record: dict[str, Any]) -> bool:
+        if not record["recent"]:
+            return False
+        id = record["recent"][0]["id"]
+        return self.store.redis.hget(self.keys.workflow(id), "status") == "running"
+
+    def _terminate(self, id: str) -> None:
+        from .client import terminate  # (the one way to stop a workflow)
+
+        try:
+            terminate(self.store, id)
+        except StoreError as error:  # (ended meanwhile)
+            log.info("schedule: previous run %s: %s", id, error)
+
+
+def _remember(record: dict[str, Any], run: dict[str, Any]) -> None:
+    record["recent"] = [run, *record.get("recent", ())][:RECENT]
+
+
+def fire_forever(schedules: Schedules, stop: threading.Event, longest: float = 0.5) -> None:
+    """Fire schedules as their ticks come, until ``stop`` is set (an engine's thread)."""
+    from .streams import surviving
+
+    while not stop.is_set():
+        with surviving("schedules", stop):
+            schedules.fire()
+            stop.wait(schedules.wait(time.time(), longest))

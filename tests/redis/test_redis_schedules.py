@@ -1,0 +1,141 @@
+"""Schedules on a real Redis (one server and a cluster): stored, changed, fired with a
+clock the test gives; a tick makes one workflow however often it is fired, catchup and
+overlap do what they say, and a schedule's workflows carry it and are listed by it."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from rediscluster import on_server_and_cluster
+
+from littleflow.local import load_workflow
+from littleflow.redis.client import Client
+from littleflow.redis.schedules import Schedules, UnknownSchedule, tick_key
+from littleflow.schedules import ScheduleError
+
+pytestmark = on_server_and_cluster
+
+T0 = 1_800_000_000  # a whole minute
+
+
+def add(schedules: Schedules, name: str = "s", text: str = "@flow ticking\nA", **options) -> dict:
+    options.setdefault("every", "10s")
+    return schedules.add(name, load_workflow(text)[0], text, now=T0 - 1, **options)
+
+
+@pytest.fixture
+def schedules(client: Client) -> Schedules:
+    return Schedules(client.store)
+
+
+def test_a_schedule_is_stored_shown_paused_resumed_and_deleted(client, schedules):
+    record = add(schedules, input={"n": 1})
+    assert record["next"] == T0 and record["catchup"] == "one" and record["overlap"] == "allow"
+    shown = schedules.show(schedules.get("s"), 3)
+    assert shown["when"] == "every 10s" and shown["ticks"] == [T0, T0 + 10, T0 + 20] and "text" not in shown
+    with pytest.raises(Exception, match="schedule s exists; delete it first"):
+        add(schedules)
+    assert schedules.pause("s")["paused"] is True
+    assert schedules.fire(T0 + 5) == 0 and client.list() == []
+    assert schedules.resume("s", now=T0 + 25)["next"] == T0 + 30  # (ticks while paused are not run)
+    schedules.delete("s")
+    assert schedules.all() == []
+    with pytest.raises(UnknownSchedule, match="no schedule s"):
+        schedules.pause("s")
+
+
+def test_a_tick_fired_by_many_makes_one_workflow(client, redis_url):
+    add(Schedules(client.store), input={"n": 1})
+    clients = [Client(redis_url) for _ in range(6)]
+    barrier = threading.Barrier(len(clients))
+
+    def fire(other: Client) -> int:
+        barrier.wait()
+        return Schedules(other.store).fire(T0 + 0.5)
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        list(pool.map(fire, clients))
+    found = client.list(schedule="s")
+    assert len(found) == 1
+    document = client.status(found[0]["id"])
+    assert document["schedule"] == "s" and document["tick"] == T0 and document["input"] == {"n": 1}
+    record = Schedules(client.store).get("s")
+    assert record["next"] == T0 + 10 and record["recent"][0]["id"] == found[0]["id"] and record["firing"] is None
+
+
+def test_a_tick_half_fired_is_finished_with_the_same_workflow(client, schedules):
+    add(schedules)
+    record = schedules.get("s")
+    id = client.store.new_id(tick_key("s", T0))
+    schedules._cas(record, record["version"], firing={"tick": T0, "id": id})  # (then the firer was killed)
+    assert schedules.fire(T0 + 1) == 1
+    assert [w["id"] for w in client.list()] == [id]
+    schedules._cas(schedules.get("s"), schedules.get("s")["version"], firing={"tick": T0 + 10, "id": id},
+                   next=T0 + 10)  # (created, the key expired, the schedule not moved on)
+    client.redis.delete(client.keys.idempotency(tick_key("s", T0 + 10)))
+    schedules.fire(T0 + 11)
+    assert [w["id"] for w in client.list()] == [id]
+
+
+@pytest.mark.parametrize(("catchup", "ticks"), [("all", [T0, T0 + 10, T0 + 20, T0 + 30]),
+                                                ("one", [T0 + 30]), ("skip", [T0 + 30])])
+def test_catchup_after_a_downtime(client, schedules, catchup, ticks):
+    add(schedules, catchup=catchup)
+    for _ in range(6):
+        schedules.fire(T0 + 35)
+    assert sorted(client.status(w["id"])["tick"] for w in client.list()) == ticks
+    assert schedules.get("s")["next"] == T0 + 40
+
+
+def test_skip_runs_nothing_for_a_tick_too_late(client, schedules):
+    add(schedules, every="1h", catchup="skip")
+    schedules.fire(T0 + 65)  # (the first tick, 65 s late)
+    record = schedules.get("s")
+    assert client.list() == [] and record["skipped"] == {"tick": T0, "reason": "missed"}
+    assert record["next"] == T0 + 3600
+
+
+@pytest.mark.parametrize("overlap", ["allow", "skip", "terminate"])
+def test_overlap_with_a_run_still_running(client, schedules, overlap):
+    add(schedules, text="@flow slow\nwait:event (- event: never -)", overlap=overlap)
+    schedules.fire(T0)
+    first = client.list()[0]["id"]
+    schedules.fire(T0 + 10)
+    found = client.list()
+    if overlap == "skip":
+        assert [w["id"] for w in found] == [first] and schedules.get("s")["skipped"] == {"tick": T0 + 10,
+                                                                                         "reason": "overlap"}
+    else:
+        assert len(found) == 2
+        assert client.status(first)["state"] == ("terminated" if overlap == "terminate" else "running")
+
+
+def test_run_now_and_the_list_by_schedule(client, schedules):
+    add(schedules, "a")
+    add(schedules, "b")
+    other = client.submit("A")
+    ran = schedules.run("a", now=T0 + 3)
+    schedules.fire(T0)
+    assert client.status(ran)["tick"] == T0 + 3 and schedules.get("a")["recent"][-1]["manual"] is True
+    assert ran in {w["id"] for w in client.list(schedule="a")}
+    assert len(client.list(schedule="a")) == 2 and len(client.list(schedule="b")) == 1
+    assert other not in {w["id"] for w in client.list(schedule="a") + client.list(schedule="b")}
+    assert client.list(schedule="a", state="finished") == []
+    assert len(client.list(schedule="a", state="running")) == 2
+    page = client.page(schedule="a", count=1, newest=True)
+    assert page.total == 2 and len(page.workflows) == 1
+    assert "schedule" not in client.status(other)
+    for workflow in client.list(schedule="a"):  # deleting a workflow takes it out of its schedule's index
+        client.terminate(workflow["id"])
+        client.delete(workflow["id"])
+    assert client.list(schedule="a") == [] and client.page(schedule="a").total == 0
+
+
+def test_the_flow_may_carry_its_schedule(client, schedules):
+    text = '@flow nightly (- schedule: {cron: "0 2 * * *", timezone: Europe/Paris, input: {x: 1}} -)\nA'
+    record = schedules.add("n", load_workflow(text)[0], text)
+    assert record["cron"] == "0 2 * * *" and record["timezone"] == "Europe/Paris" and record["input"] == {"x": 1}
+    with pytest.raises(ScheduleError, match="give --cron EXPR or --every DURATION"):
+        schedules.add("m", load_workflow("A")[0], "A")
