@@ -44,6 +44,21 @@ def test_a_task_runs_as_a_job_and_ends_with_the_json_of_its_termination_message(
     assert len(k8s_server.made("POST", "/jobs")) == 1
 
 
+def test_the_jobs_container_is_told_its_run_in_environment_variables(engine, k8s_worker, k8s_server, client,
+                                                                      until):
+    k8s_worker()
+    id = client.submit(FLOW, {"n": 2})
+    name = only_job(k8s_server, until)
+    (container,) = k8s_server.job(name)["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    node = task_node(client.status(id))["id"]
+    assert {key: value for key, value in env.items() if key.startswith("LITTLEFLOW_") and "INPUT" not in key} == {
+        "LITTLEFLOW_WORKFLOW": id, "LITTLEFLOW_NODE": str(node), "LITTLEFLOW_TASK": "k8s:run",
+        "LITTLEFLOW_ATTEMPT": "1", "LITTLEFLOW_ITEM": "", "LITTLEFLOW_KEY": f"{id}||{node}|-1#1"}
+    k8s_server.finish(name, "{}")
+    assert client.wait(id, timeout=10)["state"] == "finished"
+
+
 def test_a_job_that_writes_no_message_outputs_nothing(engine, k8s_worker, k8s_server, client, until):
     k8s_worker()
     id = client.submit(FLOW, {"n": 2})

@@ -134,6 +134,20 @@ def test_pods_get_no_api_token_and_a_restricted_security_context_unless_told():
     assert "securityContext" not in pod["containers"][0]
 
 
+def test_the_container_is_told_its_run_for_littleflow_current(monkeypatch):
+    from littleflow import current
+
+    start = StartTask("wf-1", "/2.0|4|1", 5, 4, "k8s:run", {"image": "busybox"}, {}, 2)
+    container = jobs.manifest(start, "work")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["LITTLEFLOW_KEY"] == "wf-1|/2.0|4|1#5" and env["LITTLEFLOW_ITEM"] == "1"
+    for name, value in env.items():  # what a Python program in the container finds
+        monkeypatch.setenv(name, value)
+    run = current()
+    assert (run.workflow, run.node, run.task, run.attempt, run.item, run.key) == (
+        "wf-1", 4, "k8s:run", 2, 1, "wf-1|/2.0|4|1#5")
+
+
 def test_env_values_may_come_from_secrets():
     container = jobs.manifest(task({"image": "busybox", "env": {"A": "1", "TOKEN": {"secret": "api", "key": "t"}}}),
                               "default")["spec"]["template"]["spec"]["containers"][0]

@@ -388,3 +388,77 @@ def test_an_output_that_is_not_json_data_fails_its_task_and_the_workflow_stays_r
         assert document["state"] == "failed" and document["error"]["error"] == says
         json.dumps(document, allow_nan=False)
         client.restore(client.archive(document["id"]), replace=True)
+
+
+# -- the run context and retry control (issue #14) -----------------------------------------------
+
+def test_a_task_in_a_worker_knows_its_run_and_its_key_holds_over_attempts(started, client):
+    from littleflow import current
+
+    seen: list = []
+    registry = Registry()
+
+    @registry.task("flaky", retries=2, backoff=0)
+    def flaky(input):
+        seen.append(current())
+        if len(seen) < 3:
+            raise IOError("not yet")
+        return {"key": current().key}
+
+    @registry.task("each")
+    def each(input):
+        return {"item": current().item, "task": current().task}
+
+    started.services_on(tasks=registry)
+    id = client.submit("flaky → <[1, 2]> → * each", {})
+    document = client.wait(id, timeout=15)
+    assert document["state"] == "finished"
+    assert [run.attempt for run in seen] == [1, 2, 3] and {run.workflow for run in seen} == {id}
+    assert len({run.key for run in seen}) == 1
+    flaky_node = node(document, "flaky")["id"]
+    assert seen[0].key == f"{id}||{flaky_node}|-1#1" and seen[0].node == flaky_node and seen[0].item is None
+    assert sorted(document["output"], key=lambda o: o["item"]) == [{"item": 0, "task": "each"},
+                                                                   {"item": 1, "task": "each"}]
+
+
+RETRY_CONTROL = {  # the task, what it raises, how many calls
+    "retry_on another type": (dict(retries=3, backoff=0, retry_on=(IOError,)), ValueError("bad"), 1),
+    "retry_on its type": (dict(retries=3, backoff=0, retry_on=(IOError,)), IOError("away"), 4),
+    "Fail": (dict(retries=3, backoff=0), None, 1),
+}
+
+
+@pytest.mark.parametrize("case", RETRY_CONTROL, ids=list(RETRY_CONTROL))
+def test_retry_control_behaves_as_in_a_local_run(case, started, client):
+    from littleflow import Fail
+
+    options, error, tries = RETRY_CONTROL[case]
+    calls = Counter()
+    registry = Registry()
+
+    @registry.task("t", **options)
+    def t(input):
+        calls["t"] += 1
+        raise error if error is not None else Fail("refused")
+
+    local = local_outcome("t", registry)
+    assert calls["t"] == tries
+    calls.clear()
+    started.services_on(tasks=registry)
+    assert redis_outcome(client, "t") == local
+    assert calls["t"] == tries
+
+
+def test_a_call_the_signature_refuses_fails_at_once_in_a_worker(started, client):
+    calls = Counter()
+    registry = Registry()
+
+    @registry.task("peel", retries=3, backoff=0)
+    def peel(input, knife="small"):
+        calls["peel"] += 1
+
+    started.services_on(tasks=registry)
+    assert redis_outcome(client, "peel (- knif: big -)") == (
+        "failed", "peel", "peel(input, knife='small') cannot take the parameters knif: "
+                          "got an unexpected keyword argument 'knif'")
+    assert calls["peel"] == 0

@@ -142,6 +142,7 @@ def manifest(task: StartTask, namespace: str, cleanup: float | None = None, star
     env = _env(params.get("env"))
     env.append({"name": INPUT_ENV, "value": text if len(text.encode()) <= ENV_LIMIT else ""})
     env.append({"name": "LITTLEFLOW_INPUT_FILE", "value": INPUT_FILE})
+    env.extend({"name": name, "value": value} for name, value in task.run().to_env().items())  # littleflow.current()
     container: dict[str, Any] = {
         "name": "task", "image": params["image"], "env": env,
         "volumeMounts": [{"name": "littleflow-input", "mountPath": INPUT_DIR, "readOnly": True}],

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..policy import Policy, resolve
 from ..state import Key
-from ..taskrun import TaskRun, run_key
+from ..taskrun import TaskRun
 
 #: Every key starts with this prefix, in braces (``--prefix`` changes it).
 PREFIX = "lf"
