@@ -253,9 +253,12 @@ class StartTask:
 
     def run(self) -> TaskRun:
         """What :func:`littleflow.current` says in this task (key ``WORKFLOW|PATH|NODE|ITEM#SEQ``)."""
-        path, node, item = parse_task_id(self.task)
+        try:
+            item = parse_task_id(self.task)[2]
+        except Malformed:  # (a bad writer's id: it is still this run's)
+            item = -1
         return TaskRun(self.workflow, self.node, self.name, self.attempt, None if item < 0 else item,
-                       run_key(self.workflow, path, node, item, self.seq))
+                       f"{self.workflow}|{self.task}#{self.seq}")
 
     def run_policy(self, task_options: dict[str, Any] | None = None) -> Policy:
         """How to run it: the flow's entry for the task, then the task's own options
