@@ -67,7 +67,9 @@ def run_workflow(workflow: str | Path | Flow, tasks: Any = None, input: Any = No
     relative resource URIs are resolved), ``files`` (directories file resources are confined
     to; relative paths then resolve in the first) and ``http_allow`` (hosts and CIDR networks beyond the
     public addresses that HTTP resources may reach; an empty list: public ones only) —
-    both default to None: no confinement. Raises :class:`FlowFailed` when a task fails.
+    both default to None: no confinement; ``workflow_id``, the workflow that
+    :func:`littleflow.current` gives its tasks (default: a new ``local-…`` id each run).
+    Raises :class:`FlowFailed` when a task fails.
     """
     flow, base = load_workflow(workflow)
     options.setdefault("base", base)
