@@ -40,6 +40,7 @@ def counting(input: Any) -> dict:
     ("while `c` B", (1, 11), "expected 'do'"),
     ("A → if then B", (1, 8), "condition in backquotes"),
     ("A → else → B", (1, 5), "'else': it is a reserved word"),
+    ("A → if `$[?@.a]` then B else C elif `$[?@.b]` then D", (1, 32), "'elif' after 'else'"),
     ("A → do", (1, 5), "reserved word"),
     ("@task until (- a: 1 -)", (1, 7), "'until' is a reserved word"),
     ("@task X = while", (1, 11), "reserved word"),
@@ -146,6 +147,12 @@ def test_a_loop_counts_rounds_for_the_run_limit():
     assert driver.order == ["B"] * 7
     with pytest.raises(FlowFailed, match="run limit"):
         run_workflow("while `$[?@.x]` do B", {"B": lambda input: input}, {"x": 1}, limit=20)
+
+
+def test_the_run_limit_of_a_loop_whose_body_is_a_subflow_names_the_subflow_not_a_task():
+    with pytest.raises(FlowFailed) as caught:
+        run_workflow("repeat { B → C } until `$[?@.never]`", {"B": lambda i: i, "C": lambda i: i}, {}, limit=5)
+    assert str(caught.value).startswith("the subflow at 1:8 failed: ran more than 5 times")
 
 
 def test_an_empty_iteration_of_a_form_gives_an_empty_list():

@@ -27,6 +27,7 @@ from .flow import Flow
 from .local import LocalRun, UnknownTasks
 from .progress import progress_for
 from .resources import parse
+from .state import failed_node
 from .statefile import StateFile, StateFileError, read_any
 from .values import check_value
 
@@ -283,8 +284,7 @@ def stopping_on_ctrl_c(run: LocalRun) -> Iterator[None]:
 
 def echo_failure(failure: dict[str, Any]) -> None:
     """Say on standard error which task failed, where, with what error and input."""
-    where = f" at {failure['line']}:{failure['column']}" if failure.get("line") else ""
-    click.echo(f"littleflow: flow failed: task {failure['name']}{where}: {failure['error']}", err=True)
+    click.echo(f"littleflow: flow failed: {failed_node(failure)}: {failure['error']}", err=True)
     click.echo(f"  input: {json.dumps(failure.get('input'), ensure_ascii=False)[:2000]}", err=True)
 
 

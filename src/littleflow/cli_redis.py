@@ -28,6 +28,7 @@ import click
 from .cli import FLOW, compile_text, echo_failure, fail, json_text, load_tasks, main, read_flow, read_input
 from .durations import seconds
 from .engine import DEFAULT_LIMIT, DEFAULT_PARALLELISM
+from .state import failed_node
 from .values import loads
 
 if TYPE_CHECKING:
@@ -114,9 +115,10 @@ def _reason(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def redis_command(name: str, *, json_flag: bool = True) -> Callable[[Callable[..., Any]], click.Command]:
-    """Register a command on ``main`` with ``--redis``, ``--prefix`` (and ``--json``); it is
-    called with a :class:`Target` first, inside :func:`reported`."""
+def redis_command(name: str, *, json_flag: bool = True,
+                  group: click.Group | None = None) -> Callable[[Callable[..., Any]], click.Command]:
+    """Register a command on ``main`` (or ``group``) with ``--redis``, ``--prefix`` (and
+    ``--json``); it is called with a :class:`Target` first, inside :func:`reported`."""
     def decorate(function: Callable[..., Any]) -> click.Command:
         @functools.wraps(function)
         def command(redis_option: str | None, prefix: str, **options: Any) -> None:
@@ -134,7 +136,7 @@ def redis_command(name: str, *, json_flag: bool = True) -> Callable[[Callable[..
             common.append(click.Option(["--json", "as_json"], is_flag=True, help="Print JSON."))
         # click lists the parameters of a function's decorators bottom up: these come last
         command.__click_params__ = [*reversed(common), *getattr(function, "__click_params__", [])]  # type: ignore
-        return main.command(name)(command)
+        return (group or main).command(name)(command)
 
     return decorate
 
@@ -737,8 +739,7 @@ def readable(document: dict[str, Any]) -> str:
         lines.append(f"output    {short(document['output'], 200)}")
     if document.get("error"):
         failure = document["error"]
-        where = f" at {failure['line']}:{failure['column']}" if failure.get("line") else ""
-        lines.append(f"error     task {failure['name']}{where}: {short(failure['error'], 200)}")
+        lines.append(f"error     {failed_node(failure)}: {short(failure['error'], 200)}")
     rows = []
     for node in document["nodes"]:
         started, ended = node.get("started"), node.get("ended")
@@ -764,9 +765,11 @@ def status_command(target: Target, id: str, as_json: bool) -> None:
 @click.option("--name", help="Only workflows of the flow of this name (@flow NAME).")
 @click.option("--search", metavar="PREFIX",
               help="Only workflows whose id or flow name starts with PREFIX (case-sensitive).")
-def list_command(target: Target, state: str | None, name: str | None, search: str | None, as_json: bool) -> None:
+@click.option("--schedule", metavar="NAME", help="Only workflows started by schedule NAME (with --state alone).")
+def list_command(target: Target, state: str | None, name: str | None, search: str | None, schedule: str | None,
+                 as_json: bool) -> None:
     """List the workflows, oldest first."""
-    found = target.client().list(state=state, name=name, search=search)
+    found = target.client().list(state=state, name=name, search=search, schedule=schedule)
     if as_json:
         echo_json(found)
         return
@@ -932,3 +935,6 @@ def dead_command(target: Target, count: int, as_json: bool) -> None:
         rows.append([moment, entry.get("stream", ""), entry.get("field:workflow", ""),
                      entry.get("field:task", ""), short(entry.get("reason", ""), 100)])
     click.echo(table(["time", "stream", "workflow", "task", "reason"], rows))
+
+
+from . import cli_schedules  # noqa: E402,F401 - importing it registers `littleflow schedule …`

@@ -21,7 +21,7 @@ from .flow import Flow
 from .memory import fewer_collections
 from .parser import Parser
 from .policy import Policy, flow_entry, flow_options, flow_parallelism, resolve
-from .state import State
+from .state import State, failed_node
 from .taskrun import TaskRun, enter, leave, run_key
 from .tasks import collect, json_output
 
@@ -37,8 +37,7 @@ class FlowFailed(Exception):
         self.input = failure["input"]
         self.error = failure["error"]
         self.state = state
-        where = f" at {failure['line']}:{failure['column']}" if failure.get("line") else ""
-        super().__init__(f"task {self.task}{where} failed: {self.error}")
+        super().__init__(f"{failed_node(failure)} failed: {self.error}")
 
 
 class UnknownTasks(LookupError):

@@ -291,6 +291,9 @@ class _Parse:
             if self.word("else"):
                 at = self.advance().offset
                 branches.append(Branch(None, at, self.branch("else", False)))
+                if self.word("elif"):
+                    raise self.error("'elif' after 'else': the else branch comes last (write elif … before else)",
+                                     self.token.offset)
             form = Choice(branches, token.offset, branches[-1].step.step.offset)
         elif word == "repeat":
             body = self.branch("repeat", True, "the body of a loop")

@@ -165,3 +165,16 @@ def _keyed(mapping: dict[int, Any]) -> dict[str, Any]:
 
 def _unkeyed(mapping: dict[str, Any]) -> dict[int, Any]:
     return {int(key): value for key, value in mapping.items()}
+
+
+#: What the failure of a node that is not a task (the run limit, a condition over its time
+#: budget) calls the node, by its label.
+_FORM_NAMES = {"subflow-start": "the subflow", "if": "the conditional", "repeat": "the loop",
+               "while": "the loop", "end loop": "the loop"}
+
+
+def failed_node(failure: dict[str, Any]) -> str:
+    """Which node a failure is of, and where: ``task A at 1:5``, ``the loop at 2:3``."""
+    name = str(failure.get("name") or "?")
+    where = f" at {failure['line']}:{failure['column']}" if failure.get("line") else ""
+    return f"{_FORM_NAMES.get(name, 'task ' + name)}{where}"
