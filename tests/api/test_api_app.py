@@ -615,3 +615,103 @@ def test_a_watch_ends_when_the_server_closes(redis_url):
         began = time.monotonic()
         assert [line for line in lines if line.startswith("event")] == []
         assert time.monotonic() - began < 5
+
+
+# -- the timeline ----------------------------------------------------------------------------
+SVG_NS = "{http://www.w3.org/2000/svg}"
+HOSTILE = '<script>alert("x")</script> & ]]> \x01\uffff'
+
+
+@pytest.fixture
+def timeline_api(redis_url):
+    """(base URL, Client) with tasks that split a list, fail twice before they succeed, and
+    fail with a hostile error."""
+    tries = {"n": 0}
+
+    def flaky(input):
+        tries["n"] += 1
+        if tries["n"] < 3:
+            raise OSError("not yet")
+        return {"ok": True}
+
+    def hostile(input):
+        raise RuntimeError(HOSTILE)
+
+    registry = Registry()
+    registry.add("split", lambda input: [1, 2, 3])
+    registry.add("double", lambda input: input * 2)
+    registry.add("flaky", flaky)
+    registry.add("hostile", hostile)
+    with Services(redis_url, tasks=registry, claim_idle=1.0), serving(create_app(redis_url)) as base:
+        yield base, Client(redis_url)
+
+
+def test_the_timeline_lists_every_task_run_items_and_attempts_by_start(timeline_api):
+    base, client = timeline_api
+    id = client.submit("@flow mapped (- retries: 3, backoff: 0 -)\nsplit → * double → flaky")
+    assert client.wait(id, 20)["state"] == "finished"
+    answer = httpx.get(f"{base}/workflows/{id}/timeline")
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+    timeline = answer.json()
+    document = client.status(id)
+    assert (timeline["id"], timeline["state"], timeline["start"]) == (id, "finished", document["created"])
+    assert timeline["end"] == document["updated"]
+    runs = timeline["runs"]
+    assert [(r["name"], r["item"], r["attempt"], r["status"]) for r in runs if r["name"] != "double"] == [
+        ("split", None, 1, "done"), ("flaky", None, 3, "done")]
+    assert sorted(r["item"] for r in runs if r["name"] == "double") == [0, 1, 2]
+    assert [r["start"] for r in runs] == sorted(r["start"] for r in runs)
+    assert all(document["created"] <= r["start"] <= r["end"] <= document["updated"] for r in runs)
+    assert set(runs[0]) >= {"node", "label", "name", "path", "item", "attempt", "status", "start", "end", "worker", "error"}
+    flaky = next(n for n in document["nodes"] if n["name"] == "flaky")
+    assert (runs[-1]["start"], runs[-1]["end"]) == (flaky["started"], flaky["ended"])  # the status document's times
+
+    svg = httpx.get(f"{base}/workflows/{id}/timeline", params={"format": "svg"})
+    assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
+    root = ElementTree.fromstring(svg.text)
+    bars = [g for g in root.iter(f"{SVG_NS}g") if "run" in g.get("class", "").split()]
+    assert len(bars) == 5
+    assert {g.get("class") for g in bars} == {"run status-done"}
+    assert sorted(g.get("data-item") for g in bars if g.get("data-item")) == ["0", "1", "2"]
+    assert [g.findtext(f"{SVG_NS}text") for g in bars if g.get("data-attempt") == "3"] == ["flaky #3"]
+    assert ".littleflow-timeline .status-done .bar{fill:#c8e6c9;stroke:#2e7d32}" in svg.text  # the graphs' colours
+    assert httpx.get(f"{base}/workflows/{id}/timeline", params={"format": "png"}).status_code == 422
+
+
+def test_the_timeline_svg_escapes_what_tasks_and_workers_write(timeline_api):
+    base, client = timeline_api
+    id = client.submit("@flow evil\nsplit → hostile")
+    assert client.wait(id, 20)["state"] == "failed"
+    runs = httpx.get(f"{base}/workflows/{id}/timeline").json()["runs"]
+    assert runs[-1]["status"] == "failed" and HOSTILE in runs[-1]["error"]
+    svg = httpx.get(f"{base}/workflows/{id}/timeline", params={"format": "svg"}).text
+    assert "<script" not in svg and "]]>" not in svg
+    root = ElementTree.fromstring(svg)  # well-formed: what XML cannot hold became U+FFFD
+    failed = [g for g in root.iter(f"{SVG_NS}g") if g.get("class") == "run status-failed"]
+    assert len(failed) == 1
+    title = failed[0].findtext(f"{SVG_NS}title")
+    assert '<script>alert("x")</script> & ]]> \ufffd\ufffd' in title
+    assert not [element for element in root.iter() if element.tag.split("}")[-1] in ("script", "foreignObject")]
+
+
+def test_the_timeline_of_an_unknown_workflow_is_404(timeline_api):
+    base, _ = timeline_api
+    for id in ("nope", "x:log", "20260101-000000-000000000000"):
+        for format in ("json", "svg"):
+            answer = httpx.get(f"{base}/workflows/{id}/timeline", params={"format": format})
+            assert answer.status_code == 404 and answer.headers["content-type"] == "application/problem+json"
+            assert answer.json()["detail"] == f"no workflow {id}"
+
+
+def test_a_timeline_past_its_limit_is_refused_as_svg_but_given_as_json(redis_url):
+    registry = Registry()
+    registry.add("split", lambda input: list(range(5)))
+    registry.add("double", lambda input: input * 2)
+    with Services(redis_url, tasks=registry), serving(create_app(redis_url, max_timeline_runs=4)) as base:
+        client = Client(redis_url)
+        id = client.submit("split → * double")
+        assert client.wait(id, 20)["state"] == "finished"
+        assert len(httpx.get(f"{base}/workflows/{id}/timeline").json()["runs"]) == 6
+        answer = httpx.get(f"{base}/workflows/{id}/timeline", params={"format": "svg"})
+        assert answer.status_code == 422 and answer.json()["title"] == "Too large to draw"
+        assert "at most 4 task runs" in answer.json()["detail"] and "format=json" in answer.json()["detail"]

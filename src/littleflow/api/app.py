@@ -25,7 +25,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__, diagram
+from .. import __version__, diagram, timeline
 from ..budget import OverBudget, limit
 from ..check import compile_checked
 from ..errors import FlowError
@@ -77,6 +77,9 @@ SVG = "image/svg+xml"
 #: limit, time budget included — bench/bench_console.py); seconds that compiling a flow, and
 #: drawing one, may take.
 MAX_SVG_NODES, COMPILE_SECONDS, DRAW_SECONDS = 800, 10.0, 10.0
+#: The most task runs a timeline draws as SVG (about 300 bytes each; 1,000 draw in about
+#: 30 ms — bench/bench_timeline.py); more: its JSON.
+MAX_TIMELINE_RUNS = 10_000
 
 
 def create_app(url: str | None = None, prefix: str = "lf", client: Client | None = None,
@@ -85,7 +88,8 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
                max_streams_per_token: int = MAX_STREAMS_PER_TOKEN, body_timeout: float = BODY_TIMEOUT,
                body_pause: float = BODY_PAUSE, max_nodes: int = MAX_API_NODES,
                max_svg_nodes: int = MAX_SVG_NODES, compile_seconds: float = COMPILE_SECONDS,
-               draw_seconds: float = DRAW_SECONDS, key_ttl: int = KEY_TTL) -> FastAPI:
+               draw_seconds: float = DRAW_SECONDS, key_ttl: int = KEY_TTL,
+               max_timeline_runs: int = MAX_TIMELINE_RUNS) -> FastAPI:
     """The API of the littleflow system on the Redis at ``url``. With ``tokens``, every
     request but the health probes needs a bearer token: ``read`` to look, ``admin`` to change.
     Browsers on other origins may call it only from the origins in ``cors``. The Host header
@@ -275,6 +279,18 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
         for node in body["nodes"]:
             node["status"] = statuses.get(node["id"], "waiting")
         return JSONResponse(body)
+
+    @app.get("/workflows/{id}/timeline", tags=["workflows"],
+             responses={200: {"content": {"application/json": {}, "image/svg+xml": {}}},
+                        404: {"description": "no such workflow"}})
+    def timeline_of(id: str, format: str = Query("json", pattern="^(json|svg)$")) -> Response:
+        """Every task run of the workflow (each item of a ``*`` its own; a retried run as its
+        last attempt) with its ``start``, ``end`` (null while it runs), ``status``, ``attempt`` and
+        ``item``: JSON, or (``format=svg``) a bar for each on a time axis, coloured by status."""
+        document = _timeline(client, id)
+        if format == "svg":
+            return Response(_timeline_drawn(document, max_timeline_runs, draw_seconds), media_type=SVG)
+        return JSONResponse(document)
 
     @app.get("/metrics", tags=["system"], response_class=PlainTextResponse)
     def metrics() -> str:
@@ -633,6 +649,22 @@ def _drawn(flow: Flow, status: dict[int, str] | None, max_nodes: int, seconds: f
         raise Problem(422, "Too large to draw", f"SVG is drawn for flows of at most {max_nodes:,} nodes, and "
                       f"this one has {len(flow.nodes):,}; ask for {instead}")
     return _within(seconds, "drawing the flow", lambda: diagram.svg(flow, status=status))
+
+
+def _timeline(client: Client, id: str) -> dict[str, Any]:
+    """Workflow ``id``'s timeline document (see :func:`littleflow.timeline.document`)."""
+    run = client.store.load(id)
+    created, updated = client.redis.hmget(client.keys.workflow(id), "created", "updated")
+    return timeline.document(id, run.flow, client.store.task_info(id), run.state.status, float(created or 0),
+                             float(updated or 0))
+
+
+def _timeline_drawn(document: dict[str, Any], max_runs: int, seconds: float) -> str:
+    """A timeline as SVG, if it has at most ``max_runs`` runs and is drawn within ``seconds``."""
+    if len(document["runs"]) > max_runs:
+        raise Problem(422, "Too large to draw", f"a timeline is drawn for at most {max_runs:,} task runs, and this "
+                      f"one has {len(document['runs']):,}; ask for format=json")
+    return _within(seconds, "drawing the timeline", timeline.svg, document, time.time())
 
 
 def _versioned(client: Client, id: str) -> tuple[str, str, bool]:
