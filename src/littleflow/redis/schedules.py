@@ -67,13 +67,19 @@ class Schedules:
         found = self.store.redis.hgetall(self.keys.schedules)
         return [json.loads(found[name]) for name in sorted(found)]
 
-    def show(self, record: dict[str, Any], count: int = 5, now: float | None = None) -> dict[str, Any]:
+    def show(self, record: dict[str, Any], count: int = 5) -> dict[str, Any]:
         """What a schedule looks like to people: its record with ``when`` (cron or every, in
-        words), ``ticks`` (its next ``count``), and no flow text."""
+        words), ``ticks`` (its next ``count``), the ``state`` of each recent run (None: gone),
+        and no flow text."""
         found = timing_of(record)
         shown = {k: v for k, v in record.items() if k not in ("text", "base", "firing")}
         shown["when"] = found.describe()
         shown["ticks"] = [] if record["paused"] else [record["next"], *found.ticks(record["next"], count - 1)]
+        pipe = self.store.redis.pipeline(transaction=False)
+        for run in record["recent"]:
+            pipe.hget(self.keys.workflow(run["id"]), "status")
+        states = pipe.execute() if record["recent"] else []
+        shown["recent"] = [{**run, "state": state} for run, state in zip(record["recent"], states)]
         return shown
 
     # -- changing ----------------------------------------------------------------------
