@@ -65,7 +65,7 @@ def svg(timeline: Mapping[str, Any], now: float) -> str:
     ``data-span`` (seconds the axis shows), ``data-gutter`` and ``data-plot`` (pixels of the
     label column and of the axis); each run is ``<g class="run status-STATUS" data-node
     data-item data-attempt data-start data-end>`` (seconds from the origin) holding a
-    ``<title>``, a ``<text class="label">`` and a ``<rect class="bar">``; each mark of the axis
+    ``<title>``, a ``<text class="label">`` and a ``<rect class="timebar">``; each mark of the axis
     ``<g class="tick" data-t>``. A page may so redraw the bars at another scale. All text from
     the flow or the workers is escaped, as in the graph's SVG.
     """
@@ -102,7 +102,7 @@ def svg(timeline: Mapping[str, Any], now: float) -> str:
                    f'data-attempt="{run["attempt"] or 1}" data-start="{start!r}" data-end="{end!r}">'
                    f"<title>{_xml(_title(run, name, start, end))}</title>"
                    f'<text class="label" x="{GUTTER - 8}" y="{_num(y + ROW / 2)}">{_xml(_cut(name, 32))}</text>'
-                   f'<rect class="bar" x="{_num(GUTTER + start * scale)}" y="{_num(y + (ROW - BAR) / 2)}" '
+                   f'<rect class="timebar" x="{_num(GUTTER + start * scale)}" y="{_num(y + (ROW - BAR) / 2)}" '
                    f'width="{_num(max(1.0, (end - start) * scale))}" height="{BAR}" rx="2"/></g>')
     out.append("</g></svg>")
     return "\n".join(out) + "\n"
@@ -168,9 +168,9 @@ def _style() -> str:
         ".littleflow-timeline .label{text-anchor:end;dominant-baseline:central}",
         ".littleflow-timeline .tick line{stroke:#e3e6eb;stroke-width:1}",
         ".littleflow-timeline .tick text{fill:#666;font-size:10px;text-anchor:middle}",
-        ".littleflow-timeline .bar{fill:#fff;stroke:#555;stroke-width:1}",
-        ".littleflow-timeline .run:hover .bar{stroke-width:2}",
+        ".littleflow-timeline .timebar{fill:#fff;stroke:#555;stroke-width:1}",
+        ".littleflow-timeline .run:hover .timebar{stroke-width:2}",
     ]
-    rules += [f".littleflow-timeline .status-{s} .bar{{fill:{fill};stroke:{stroke}}}"
+    rules += [f".littleflow-timeline .status-{s} .timebar{{fill:{fill};stroke:{stroke}}}"
               for s, (fill, stroke) in _COLOURS.items()]
     return "".join(rules)

@@ -674,7 +674,7 @@ def test_the_timeline_lists_every_task_run_items_and_attempts_by_start(timeline_
     assert {g.get("class") for g in bars} == {"run status-done"}
     assert sorted(g.get("data-item") for g in bars if g.get("data-item")) == ["0", "1", "2"]
     assert [g.findtext(f"{SVG_NS}text") for g in bars if g.get("data-attempt") == "3"] == ["flaky #3"]
-    assert ".littleflow-timeline .status-done .bar{fill:#c8e6c9;stroke:#2e7d32}" in svg.text  # the graphs' colours
+    assert ".littleflow-timeline .status-done .timebar{fill:#c8e6c9;stroke:#2e7d32}" in svg.text  # the graphs' colours
     assert httpx.get(f"{base}/workflows/{id}/timeline", params={"format": "png"}).status_code == 422
 
 

@@ -395,6 +395,51 @@ def test_a_graph_of_hundreds_of_nodes_pans_and_zooms(serve, page):
     expect(page.locator("table.nodes tbody tr")).to_have_count(10)
 
 
+
+def test_a_finished_workflow_has_a_timeline_with_a_bar_per_task_run(serve, page):
+    id = submit(serve, "@flow mapped\nfetch → <[1, 2, 3]> → * index → notify")
+    failed = submit(serve, "@flow broken\nfetch → crash")
+    page.goto(f"{serve}/console/#/workflows/{id}")
+    expect(page.locator("h1 .badge")).to_have_text("finished", timeout=30_000)
+    page.get_by_role("tab", name="Timeline").click()
+    expect(page.locator(".graph")).to_be_hidden()
+    bars = page.locator(".timeline g.run")
+    expect(bars).to_have_count(5)  # fetch, index[0], index[1], index[2], notify
+    runs = httpx.get(f"{serve}/workflows/{id}/timeline").json()["runs"]
+    assert len(runs) == 5
+    expect(page.locator(".timeline g.run.status-done")).to_have_count(5)
+    labels = bars.locator("text.label").all_text_contents()
+    assert labels[0] == "fetch" and sorted(labels[1:4]) == ["index[0]", "index[1]", "index[2]"]
+    assert labels[4] == "notify"
+    title = bars.first.locator("title").text_content()
+    assert title.startswith("fetch: done\nattempt 1\nfrom +") and "worker " in title  # the hover details
+    fill = bars.first.locator("rect.timebar").evaluate("r => getComputedStyle(r).fill")
+    assert fill == "rgb(200, 230, 201)"  # the graphs' colour of done (#c8e6c9)
+    fetch = bars.first.locator("rect.timebar")
+    assert fetch.bounding_box()["height"] == pytest.approx(12, abs=1)  # within its row (no page style reaches it)
+    before = float(fetch.get_attribute("width"))
+    page.locator(".timeline-panel").get_by_role("button", name="+").click()
+    page.locator(".timeline-panel").get_by_role("button", name="+").click()
+    expect(page.locator(".timeline")).to_have_attribute("data-zoom", "2.25")
+    assert float(fetch.get_attribute("width")) == pytest.approx(before * 2.25, abs=0.2)  # the time axis, wider
+    box = page.locator(".timeline").bounding_box()
+    page.mouse.click(box["x"] + box["width"] - 20, box["y"] + box["height"] - 20)  # (focus)
+    page.mouse.wheel(0, 300)  # zooms out
+    expect(page.locator(".timeline")).not_to_have_attribute("data-zoom", "2.25")
+    page.get_by_role("button", name="Fit").last.click()
+    expect(page.locator(".timeline")).to_have_attribute("data-zoom", "1.00")
+    bars.nth(2).locator("rect.timebar").click()  # a bar opens its node
+    expect(page.locator(".details h2")).to_contain_text("index")
+    shot(page, "workflow-timeline")
+
+    page.goto(f"{serve}/console/#/workflows/{failed}")
+    expect(page.locator("h1 .badge")).to_have_text("failed", timeout=30_000)
+    page.get_by_role("tab", name="Timeline").click()
+    expect(page.locator(".timeline g.run")).to_have_count(2)
+    expect(page.locator(".timeline g.run.status-done text.label")).to_have_text("fetch")
+    expect(page.locator(".timeline g.run.status-failed text.label")).to_have_text("crash")
+    assert "the disk is full" in page.locator(".timeline g.run.status-failed title").text_content()
+
 def scale(transform: str) -> float:
     return float(re.search(r"scale\(([\d.]+)\)", transform)[1])
 

@@ -392,6 +392,100 @@ function graphPanel(onSelect) {
   return { element: h("div", { class: "graph-panel" }, tools, canvas), graph };
 }
 
+// -- timelines: server-drawn SVG whose time axis the page stretches ----------------------
+// The server marks each bar with its start and end (seconds from the axis' zero) and the
+// axis with its span: zooming redraws the bars and the marks wider, the text as it was.
+class Timeline {
+  constructor(container, onSelect) {
+    this.container = container;
+    this.svg = null;
+    this.k = 1;
+    // the wheel zooms once the timeline has focus (a click), or with Ctrl/⌘; else it scrolls
+    container.addEventListener("wheel", (event) => {
+      if (!this.svg || (document.activeElement !== container && !event.ctrlKey && !event.metaKey)) return;
+      event.preventDefault();
+      this.zoom(Math.exp(-event.deltaY * 0.0015), event.clientX - container.getBoundingClientRect().left);
+    }, { passive: false });
+    container.addEventListener("keydown", (event) => {
+      const keys = { "+": 1.25, "=": 1.25, "-": 0.8, 0: 1 / this.k };
+      if (keys[event.key] === undefined) return;
+      event.preventDefault();
+      this.zoom(keys[event.key]);
+    });
+    container.addEventListener("click", (event) => {
+      const run = event.target.closest("g.run");
+      if (run) onSelect?.(Number(run.dataset.node));
+    });
+  }
+
+  show(svgText) {
+    const parsed = new DOMParser().parseFromString(svgText, "image/svg+xml");
+    const svg = document.importNode(parsed.documentElement, true);
+    if (svg.nodeName !== "svg") throw new Error("the timeline cannot be drawn (not SVG)");
+    [this.gutter, this.plot, this.span] = ["gutter", "plot", "span"].map((name) => Number(svg.dataset[name]));
+    this.height = Number(svg.getAttribute("height"));
+    this.runs = [...svg.querySelectorAll("g.run")].map((g) => ({
+      start: Number(g.dataset.start), end: Number(g.dataset.end), bar: g.querySelector("rect.timebar") }));
+    this.ticks = [...svg.querySelectorAll("g.tick")].map((g) => ({
+      t: Number(g.dataset.t), line: g.querySelector("line"), text: g.querySelector("text") }));
+    const { scrollLeft, scrollTop } = this.container;  // (a refresh keeps the place and the zoom)
+    this.svg = svg;
+    if (this.runs.length) put(this.container, svg);
+    else put(this.container, h("p", { class: "graph-message" }, "No task has started yet."));
+    this.apply();
+    this.container.scrollLeft = scrollLeft;
+    this.container.scrollTop = scrollTop;
+  }
+
+  clear(message) {
+    this.svg = null;
+    put(this.container, h("p", { class: "graph-message" }, message));
+  }
+
+  zoom(factor, cx = this.container.clientWidth / 2) {
+    if (!this.svg) return;
+    const k = Math.min(Math.max(this.k * factor, 1), 5000);
+    const at = (this.container.scrollLeft + cx - this.gutter) / (this.plot * this.k);  // (the time under cx stays)
+    this.k = k;
+    this.apply();
+    this.container.scrollLeft = Math.max(0, this.gutter + at * this.plot * k - cx);
+  }
+
+  apply() {
+    if (!this.svg) return;
+    const scale = (this.plot * this.k) / this.span;
+    const x = (t) => (this.gutter + t * scale).toFixed(1);
+    const width = Math.ceil(this.gutter + this.plot * this.k + 12);
+    this.svg.setAttribute("width", width);
+    this.svg.setAttribute("viewBox", `0 0 ${width} ${this.height}`);
+    for (const run of this.runs) {
+      run.bar.setAttribute("x", x(run.start));
+      run.bar.setAttribute("width", Math.max(1, (run.end - run.start) * scale).toFixed(1));
+    }
+    for (const tick of this.ticks) {
+      const at = x(tick.t);
+      tick.line.setAttribute("x1", at);
+      tick.line.setAttribute("x2", at);
+      tick.text.setAttribute("x", at);
+    }
+    this.container.dataset.zoom = this.k.toFixed(2);
+  }
+}
+
+function timelinePanel(onSelect) {
+  const canvas = h("div", { class: "timeline", tabindex: "0",
+    "aria-label": "timeline: click, then wheel (or Ctrl+wheel) or +/- to zoom the time axis; 0 for all of it" });
+  const timeline = new Timeline(canvas, onSelect);
+  const tools = h("div", { class: "graph-tools" },
+    h("button", { type: "button", title: "Zoom in (time)", onclick: () => timeline.zoom(1.5) }, "+"),
+    h("button", { type: "button", title: "Zoom out (time)", onclick: () => timeline.zoom(1 / 1.5) }, "−"),
+    h("button", { type: "button", title: "All of it", onclick: () => timeline.zoom(1 / timeline.k) }, "Fit"),
+    h("span", { class: "muted" }, "Every task run, by start: hover a bar for its times, click it for its node."),
+    h("span", { class: "legend" }, ...["queued", "running", "done", "failed", "terminated"]
+      .map((s) => h("span", { class: `swatch status-${s}` }, s))));
+  return { element: h("div", { class: "graph-panel timeline-panel", hidden: true }, tools, canvas), timeline };
+}
+
 // -- views -----------------------------------------------------------------------------
 let lastList = "#/";  // the list as last seen (its filters and page), to go back to
 
@@ -504,9 +598,14 @@ function workflowView(main, signal, id) {
   const filter = h("input", { type: "search", placeholder: "Filter nodes by name or status", "aria-label": "filter nodes" });
   const details = h("aside", { class: "details", hidden: true });
   const { element: panel, graph } = graphPanel((node) => select(node));
+  const { element: timePanel, timeline } = timelinePanel((node) => select(node));
+  let timed = false;  // the timeline is shown
+  const viewTab = (name, on) => h("button", { type: "button", role: "tab", class: on ? "active" : null,
+    "aria-selected": String(on), dataset: { view: name.toLowerCase() }, onclick: () => view(name === "Timeline") }, name);
+  const views = h("div", { class: "tabs views", role: "tablist" }, viewTab("Graph", true), viewTab("Timeline", false));
   put(main, h("section", { class: "workflow" },
     h("div", { class: "head" }, h("div", {}, title, h("code", { class: "id" }, id)), actions),
-    banner, facts, panel,
+    banner, facts, views, panel, timePanel,
     h("div", { class: "below" },
       h("div", { class: "nodes-box" }, filter,
         h("div", { class: "nodes-scroll" }, h("table", { class: "nodes" },
@@ -583,6 +682,7 @@ function workflowView(main, signal, id) {
     }
     renderActions();
     graph.colour(doc.nodes);
+    if (timed) drawTimeline();
     renderRows();
     if (selected !== null) showDetails();
     if (first) document.title = `${doc.name || id} · littleflow`;
@@ -628,6 +728,32 @@ function workflowView(main, signal, id) {
       h("td", { class: "json" }, brief(n.output)),
       h("td", { class: "error" }, n.error || ""));
   }
+
+  function view(timeline) {
+    timed = timeline;
+    panel.hidden = timed;
+    timePanel.hidden = !timed;
+    for (const tab of views.children) {
+      const on = (tab.dataset.view === "timeline") === timed;
+      tab.classList.toggle("active", on);
+      tab.setAttribute("aria-selected", String(on));
+    }
+    if (timed) drawTimeline();
+  }
+
+  let timing = null;  // the timeline request in flight
+  async function fetchTimeline() {
+    if (!timed || timing) return;
+    timing = request(`${path(id)}/timeline?format=svg`, { signal, headers: { Accept: "image/svg+xml" } });
+    try {
+      timeline.show(await (await timing).text());
+    } catch (error) {
+      if (error.name !== "AbortError" && error.status !== 401) timeline.clear(`The timeline cannot be shown: ${error.message}`);
+    } finally {
+      timing = null;
+    }
+  }
+  const drawTimeline = throttled(fetchTimeline, 1500);  // (a running workflow's changes redraw it)
 
   filter.addEventListener("input", () => doc && renderRows());
   const ticking = setInterval(() => {  // a running workflow's age goes on between its changes
