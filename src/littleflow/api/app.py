@@ -34,8 +34,10 @@ from ..redis.archive import SCHEMA as ARCHIVE_SCHEMA
 from ..redis.archive import validate as validate_archive
 from ..redis import events as eventlog
 from ..redis.client import Client
+from ..redis.schedules import Schedules
 from ..redis.connection import connect_async, is_cluster
 from ..redis.store import KEY_TTL, STATES, VALID_ID, VALID_KEY, InvalidArchive, InvalidKey, KeyReused, StoreError
+from ..schedules import CATCHUP, OVERLAP, ScheduleError
 from ..values import check_value, loads
 from . import console
 from .auth import Tokens, names_server, own_hosts
@@ -114,7 +116,7 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
             return response(request, 422, "Invalid archive", str(error))
         if isinstance(error, (InvalidKey, KeyReused)):
             return response(request, 422, "Invalid Idempotency-Key", str(error))
-        status = 404 if str(error).startswith("no workflow") else 409
+        status = 404 if str(error).startswith(("no workflow", "no schedule")) else 409
         return response(request, status, "Not found" if status == 404 else "Conflict", str(error))
 
     @app.exception_handler(redis.RedisError)
@@ -172,13 +174,18 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
                        offset: int = Query(0, ge=0, le=10**9),
                        limit: int = Query(100, ge=1, le=1000),
                        order: str = Query("oldest", pattern="^(oldest|newest)$",
-                                          description="oldest (default) or newest first")) -> dict[str, Any]:
+                                          description="oldest (default) or newest first"),
+                       schedule: str | None = Query(None, max_length=64,
+                                                    description="those started by this schedule (with state "
+                                                                "alone; counts are then empty)")) -> dict[str, Any]:
         """Workflows, a page at a time, by when they were submitted; ``q``: those whose id or
         flow name starts with it. ``total`` counts all that match, ``counts`` those of each state
         that match ``name`` and ``q`` (whatever ``state``). Read from indexes, never a scan."""
         if state is not None and state not in STATES:
             raise Problem(422, "Invalid request", f"state must be one of {', '.join(STATES)}, not {state!r}")
-        page = client.page(state, name, offset, limit, q, newest=order == "newest")
+        if schedule is not None and (name is not None or q):
+            raise Problem(422, "Invalid request", "schedule goes with state alone (no name or q)")
+        page = client.page(state, name, offset, limit, q, newest=order == "newest", schedule=schedule)
         return {"workflows": page.workflows, "offset": offset, "limit": limit, "total": page.total,
                 "counts": page.counts}
 
@@ -225,6 +232,12 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
     def status(id: str) -> dict[str, Any]:
         """A workflow's state, output, error, times and every node (as ``littleflow status ID --json``)."""
         return client.status(id)
+
+    @app.get("/workflows/{id}/logs", tags=["workflows"])
+    def logs(id: str, node: int | None = None) -> dict[str, Any]:
+        """What the workflow's task runs wrote (stdout, stderr, logging), the last lines of each
+        (as ``littleflow logs ID --json``); ``node``: that node's runs only."""
+        return client.logs(id, node)
 
     @app.get("/workflows/{id}/definition", tags=["workflows"])
     def definition(id: str) -> dict[str, Any]:
@@ -311,6 +324,75 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
     def delete(id: str) -> Response:
         """Forget a workflow that is not running."""
         client.delete(id)
+        return Response(status_code=204)
+
+    schedules = Schedules(client.store)
+
+    @app.get("/schedules", tags=["schedules"])
+    def list_schedules() -> dict[str, Any]:
+        """Every schedule: when it fires (``when``, ``ticks``: the next), whether it is
+        ``paused``, its ``recent`` runs with their states."""
+        return {"schedules": [schedules.show(record, 3) for record in schedules.all()]}
+
+    @app.post("/schedules", status_code=201, tags=["schedules"],
+              openapi_extra={"requestBody": {"content": {"application/json": {"schema": {
+                  "type": "object", "required": ["name", "flow"], "properties": {
+                      "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+                      "flow": {"type": "string", "description": "flow text"},
+                      "input": {"description": "each workflow's input (default: the flow's schedule's, else {})"},
+                      "cron": {"type": "string", "description": "5 fields, or 6 with the second first"},
+                      "every": {"type": "string", "description": "a duration: 30s, 5m, 1h…"},
+                      "timezone": {"type": "string", "description": "of cron: an IANA name (default UTC)"},
+                      "catchup": {"enum": list(CATCHUP)}, "overlap": {"enum": list(OVERLAP)},
+                      "replace": {"type": "boolean"}}}}}, "required": True}},
+              responses={409: {"description": "a schedule of that name exists (and replace is not true)"},
+                         422: {"description": "an invalid flow, cron, duration, time zone or option"}})
+    async def add_schedule(request: Request) -> dict[str, Any]:
+        """Add a schedule: a workflow of ``flow`` at each tick of ``cron`` or ``every`` (without
+        either: the flow's ``schedule`` option); the engines fire it."""
+        body = _json(await request.body(), request)
+        if not isinstance(body, dict) or not isinstance(body.get("flow"), str) or "name" not in body:
+            raise Problem(422, "Invalid request", 'the body must be {"name": NAME, "flow": TEXT, …}')
+        unknown = sorted(set(body) - {"name", "flow", "input", "cron", "every", "timezone", "catchup", "overlap",
+                                       "replace"})
+        if unknown:
+            raise Problem(422, "Invalid request", f"unknown field {unknown[0]!r}")
+        flow = await run_in_threadpool(_within, compile_seconds, "compiling the flow", _compile, body["flow"],
+                                       max_nodes)
+        options = {key: body.get(key) for key in ("cron", "every", "timezone", "catchup", "overlap")}
+        try:
+            record = await run_in_threadpool(lambda: schedules.add(
+                body["name"], flow, body["flow"], input=body.get("input"), replace=body.get("replace") is True,
+                **options))
+        except ScheduleError as error:
+            raise Problem(422, "Invalid schedule", str(error)) from None
+        return schedules.show(record)
+
+    @app.get("/schedules/{name}", tags=["schedules"])
+    def show_schedule(name: str) -> dict[str, Any]:
+        """A schedule: its settings, next ticks and recent runs with their states."""
+        return schedules.show(schedules.get(name))
+
+    @app.post("/schedules/{name}/pause", tags=["schedules"])
+    def pause_schedule(name: str) -> dict[str, Any]:
+        """Fire no ticks of the schedule until it is resumed."""
+        return schedules.show(schedules.pause(name))
+
+    @app.post("/schedules/{name}/resume", tags=["schedules"])
+    def resume_schedule(name: str) -> dict[str, Any]:
+        """Fire the schedule again from its next tick (those while it was paused are not run)."""
+        return schedules.show(schedules.resume(name))
+
+    @app.post("/schedules/{name}/run", status_code=201, tags=["schedules"])
+    def run_schedule(name: str) -> dict[str, Any]:
+        """Start one workflow of the schedule now."""
+        id = schedules.run(name)
+        return {"id": id, "state": "running", "url": f"/workflows/{id}"}
+
+    @app.delete("/schedules/{name}", status_code=204, tags=["schedules"])
+    def delete_schedule(name: str) -> Response:
+        """Remove the schedule (the workflows it started stay)."""
+        schedules.delete(name)
         return Response(status_code=204)
 
     @app.get("/workflows/{id}/archive", tags=["archives"])
