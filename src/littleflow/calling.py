@@ -17,6 +17,7 @@ from typing import Any
 
 from . import resources
 from .policy import Policy
+from .tasklogs import RunLog, capturing
 from .taskrun import TaskRun, enter, leave
 from .tasks import CallError, Fail, TaskSpec, json_output
 
@@ -42,18 +43,20 @@ class Caller:
 
     def call(self, spec: TaskSpec, parameters: Any, input: Any, policy: Policy,
              hook: AttemptHook | None = None, first_attempt: int = 1,
-             cancelled: threading.Event | None = None, run: TaskRun | None = None) -> Any:
+             cancelled: threading.Event | None = None, run: TaskRun | None = None,
+             log: RunLog | None = None) -> Any:
         """Run task ``spec`` with ``input`` until an attempt succeeds or the retries
         are spent (only failures of its ``retry_on`` types, if it has them, are retried);
         returns its JSON output, or raises the last attempt's error. ``run`` is what
-        :func:`littleflow.current` says in the task (its attempt set for each attempt)."""
+        :func:`littleflow.current` says in the task (its attempt set for each attempt);
+        ``log``, if given, gets what the task writes (see :mod:`littleflow.tasklogs`)."""
         return self.attempts(self.task_call(spec, parameters, input, policy.timeout, cancelled),
-                             policy, hook, first_attempt, cancelled, spec.name, spec.retry_on, run)
+                             policy, hook, first_attempt, cancelled, spec.name, spec.retry_on, run, log)
 
     def attempts(self, call: Callable[[], Any], policy: Policy, hook: AttemptHook | None = None,
                  first_attempt: int = 1, cancelled: threading.Event | None = None,
                  name: str | None = None, retry_on: tuple[type[BaseException], ...] | None = None,
-                 run: TaskRun | None = None) -> Any:
+                 run: TaskRun | None = None, log: RunLog | None = None) -> Any:
         """``call()`` with the retries of ``policy``; its output is checked as JSON when ``name`` is given.
         :class:`~littleflow.tasks.Fail` and :class:`~littleflow.tasks.CallError` are never retried, and
         with ``retry_on`` only the errors of those types are."""
@@ -64,10 +67,14 @@ class Caller:
                 hook("start", attempt, began, None)
             token = enter(replace(run, attempt=attempt)) if run is not None else None
             try:
-                output = call()
+                with capturing(log):
+                    output = call()
                 if name is not None:
                     output = json_output(output, name)
             except Exception as error:
+                if log is not None:
+                    log.flush()
+                    log.add(f"── attempt {attempt} failed: {message(error)}")
                 if hook is not None:
                     hook("failed", attempt, began, message(error))
                 if attempt - first_attempt >= policy.retries or (cancelled is not None and cancelled.is_set()) \
@@ -85,6 +92,8 @@ class Caller:
             finally:
                 if token is not None:
                     leave(token)
+            if log is not None:
+                log.flush()
             if hook is not None:
                 hook("done", attempt, began, None)
             return output

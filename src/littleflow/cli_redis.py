@@ -783,6 +783,45 @@ def list_command(target: Target, state: str | None, name: str | None, search: st
                       for s in found]))
 
 
+@redis_command("logs")
+@click.argument("id")
+@click.option("--node", "-n", type=int, metavar="N", help="Only the runs of node N (its id, as `status` shows it).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the workflow is no longer running.")
+def logs_command(target: Target, id: str, node: int | None, follow: bool, as_json: bool) -> None:
+    """Print what the task runs of workflow ID wrote (stdout, stderr, logging): the last lines
+    of each run kept (see the README), under a header line per run."""
+    client = target.client()
+    found = client.logs(id, node)
+    if as_json and not follow:
+        echo_json(found)
+        return
+    shown: dict[str, tuple[int, int]] = {}  # task -> (seq, lines shown)
+    while True:
+        for run in found["runs"]:
+            seen_seq, seen = shown.get(run["task"], (None, 0))
+            lines, dropped = run["lines"], run["dropped"]
+            if seen_seq != run["seq"]:
+                seen = 0
+            total = dropped + len(lines)
+            if total <= seen:
+                continue
+            if as_json:
+                echo_json({**run, "lines": lines[max(0, seen - dropped):]})
+            else:
+                if seen == 0:
+                    item = f" item {run['item']}" if run["item"] is not None else ""
+                    click.echo(f"── node {run['node']} {run['name'] or ''}{item} (attempt {run['attempt']}, "
+                               f"{run['status']})"
+                               + (f": {plural(dropped, 'earlier line')} not kept" if dropped else ""))
+                for line in lines[max(0, seen - dropped):]:
+                    click.echo(line)
+            shown[run["task"]] = (run["seq"], total)
+        if not follow or found["state"] != "running":
+            return
+        time.sleep(0.5)
+        found = client.logs(id, node)
+
+
 @redis_command("terminate")
 @click.argument("id")
 def terminate_command(target: Target, id: str, as_json: bool) -> None:

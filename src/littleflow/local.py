@@ -22,6 +22,7 @@ from .memory import fewer_collections
 from .parser import Parser
 from .policy import Policy, flow_entry, flow_options, flow_parallelism, resolve
 from .state import State, failed_node
+from .tasklogs import RunLog
 from .taskrun import TaskRun, enter, leave, run_key
 from .tasks import collect, json_output
 
@@ -310,18 +311,25 @@ class LocalRun:
             self._event("start", start, attempt=1)
             return start.input
 
+        log = RunLog() if self.tracing else None  # (its lines go into the trace, attempt by attempt)
+        lines_before = 0
+
         def hook(event: str, attempt: int, began: float, error: str | None) -> None:
+            nonlocal lines_before
             if event == "start" or event == "retry":
+                if event == "start" and log is not None:
+                    lines_before = log.total
                 self._event(event, start, attempt=attempt, **({"error": error} if error else {}))
             elif self.tracing:
-                self._record(start, node, began, attempt, event, error)
+                self._record(start, node, began, attempt, event, error,
+                             log.since(lines_before) if log is not None else None)
 
         if node.kind == "resource":
             policy = self.resource_policy
             return self.caller.attempts(self._resource_call(node, start.input, policy), policy, hook)
         spec = self.registry.get(node.name)
         return self.caller.call(spec, node.parameters, start.input, self._policy(node), hook,
-                                run=self.task_run(start))
+                                run=self.task_run(start), log=log)
 
     def task_run(self, start: Start, attempt: int = 1) -> TaskRun:
         """What :func:`littleflow.current` says in the task of ``start``: its key counts the
@@ -341,10 +349,12 @@ class LocalRun:
             return lambda: resources.read(node.uri, params, self.base, self.confine)
         return lambda: resources.write(node.uri, params, self.base, input, self.confine)
 
-    def _record(self, start: Start, node: Any, began: float, attempt: int, status: str, error: str | None = None) -> None:
+    def _record(self, start: Start, node: Any, began: float, attempt: int, status: str, error: str | None = None,
+                log: list[str] | None = None) -> None:
         self.trace.append({
             "node": start.node, "name": node.name or node.label, "path": start.path, "item": start.item,
             "attempt": attempt, "start": began, "end": time.time(), "status": status, "error": error,
+            **({"log": log} if log else {}),
         })
 
 

@@ -716,3 +716,19 @@ def test_a_timeline_past_its_limit_is_refused_as_svg_but_given_as_json(redis_url
         answer = httpx.get(f"{base}/workflows/{id}/timeline", params={"format": "svg"})
         assert answer.status_code == 422 and answer.json()["title"] == "Too large to draw"
         assert "at most 4 task runs" in answer.json()["detail"] and "format=json" in answer.json()["detail"]
+
+
+def test_the_logs_of_a_workflows_task_runs(redis_url):
+    registry = Registry()
+    registry.add("talk", lambda input: print(f"talking to {input['who']}") or input)
+    with Services(redis_url, tasks=registry, claim_idle=1.0), serving(create_app(redis_url)) as base, \
+            httpx.Client() as http:
+        id = http.post(f"{base}/workflows", json={"flow": "talk → talk", "input": {"who": "you"}}).json()["id"]
+        finished(http, base, id)
+        found = http.get(f"{base}/workflows/{id}/logs").json()
+        assert found["id"] == id and found["state"] == "finished"
+        assert [(run["node"], run["name"], run["lines"]) for run in found["runs"]] == [
+            (1, "talk", ["talking to you"]), (2, "talk", ["talking to you"])]
+        assert [run["node"] for run in http.get(f"{base}/workflows/{id}/logs", params={"node": 2}).json()["runs"]] \
+            == [2]
+        assert http.get(f"{base}/workflows/nope/logs").status_code == 404

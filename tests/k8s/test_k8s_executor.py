@@ -81,7 +81,19 @@ def test_a_failed_job_fails_the_task_with_its_reason_and_the_tail_of_its_log(eng
     assert "BackoffLimitExceeded" in error and "Traceback: boom" in error
     assert "line 49" in error and "line 20" not in error  # the last lines only
     (log_request,) = k8s_server.made("GET", "/log")
-    assert "tailLines=20" in log_request and "limitBytes=16384" in log_request
+    assert "tailLines=200" in log_request and "limitBytes=32768" in log_request
+    kept = client.logs(id)["runs"][0]
+    assert kept["lines"][-1] == "Traceback: boom" and len(kept["lines"]) == 51  # (the run's log: more of it)
+
+
+def test_a_jobs_log_is_kept_as_its_runs_log(engine, k8s_worker, k8s_server, client, until):
+    k8s_worker()
+    id = client.submit(FLOW)
+    name = only_job(k8s_server, until)
+    k8s_server.finish(name, "{}", log="resizing\ndone\n")
+    assert client.wait(id, timeout=10)["state"] == "finished"
+    (run,) = client.logs(id)["runs"]
+    assert (run["name"], run["lines"], run["status"]) == ("k8s:run", ["resizing", "done"], "done")
 
 
 def test_wrong_parameters_fail_the_task_without_a_job(engine, k8s_worker, k8s_server, client):

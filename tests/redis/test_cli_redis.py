@@ -1,6 +1,6 @@
 """The littleflow commands of a system on Redis (cli_redis.py), run as real processes
 against a real redis-server: serve, engine, worker, submit, status, list, terminate,
-resume, send, events, archive, delete, restore, workers, dead."""
+resume, send, events, archive, delete, restore, workers, dead, logs."""
 
 from __future__ import annotations
 
@@ -33,9 +33,11 @@ def double(input):
     return {"n": input["n"] * 2}
 
 def boom(input):
+    print("about to go boom")
     raise RuntimeError("boom")
 
 def echo(input):
+    print(f"echo {input}")
     return input
 """
 
@@ -189,6 +191,30 @@ def test_a_failing_task_exits_1_with_the_failure_lines(lf):
     assert {s["id"] for s in lf.json("list")} == {done_id, failed[0]["id"]}
     table = lf("list")
     assert table.returncode == 0 and done_id in table.stdout and "failed" in table.stdout
+
+
+def test_logs_prints_each_runs_lines_under_a_header(lf):
+    lf("submit", "boom.flow", "--input", '{"n": 4}', "--wait", "--quiet")
+    (failed,) = lf.json("list", "--state", "failed")
+    shown = lf("logs", failed["id"])
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines() == ["── node 2 boom (attempt 1, failed)", "about to go boom",
+                                         "── attempt 1 failed: RuntimeError: boom"]
+    assert lf("logs", failed["id"], "--node", "1").stdout == ""  # (double wrote nothing)
+    (run,) = lf.json("logs", failed["id"])["runs"]
+    assert (run["name"], run["lines"][0], run["status"]) == ("boom", "about to go boom", "failed")
+    missing = lf("logs", "20260101-000000-000000000000")
+    assert (missing.returncode, one_line(missing.stderr)) == (2, "littleflow: error: no workflow 20260101-000000-000000000000")
+
+
+def test_logs_follow_prints_lines_as_they_come_and_ends_with_the_workflow(lf):
+    id = lf.submit("wait.flow", '{"x": 1}')
+    follow = lf.start("logs", id, "--follow")
+    lf.status_until(id, lambda d: any(n["name"] == "wait:event" and n["status"] == "running" for n in d["nodes"]))
+    assert lf("send", "go", "--data", '{"a": 1}').returncode == 0
+    out, err = follow.communicate(timeout=20)
+    assert follow.returncode == 0, err
+    assert out.splitlines()[1:] == ["echo {'a': 1}"] and out.startswith("── node 2 echo (attempt 1")
 
 
 def test_list_searches_prefixes_of_ids_and_flow_names(lf):

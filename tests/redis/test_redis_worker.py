@@ -462,3 +462,52 @@ def test_a_call_the_signature_refuses_fails_at_once_in_a_worker(started, client)
         "failed", "peel", "peel(input, knife='small') cannot take the parameters knif: "
                           "got an unexpected keyword argument 'knif'")
     assert calls["peel"] == 0
+
+
+# -- task logs (issue #14) -----------------------------------------------------------------------
+
+def test_each_runs_lines_are_kept_with_it_even_with_concurrency(started, client):
+    import logging
+
+    registry = Registry()
+
+    @registry.task("talk")
+    def talk(input):
+        for number in range(20):
+            print(f"item {input} line {number}")
+            time.sleep(0.001)  # (the others write between)
+        logging.getLogger("talk").warning("done %s", input)
+
+    started.services_on(tasks=registry, concurrency=4)
+    id = client.submit("<[0, 1, 2, 3]> → * talk", {})
+    assert client.wait(id, timeout=15)["state"] == "finished"
+    runs = client.logs(id)["runs"]
+    assert [run["item"] for run in runs] == [0, 1, 2, 3]
+    for run in runs:
+        assert run["lines"] == [f"item {run['item']} line {n}" for n in range(20)] + [f"WARNING talk: done {run['item']}"]
+        assert (run["name"], run["status"], run["attempt"]) == ("talk", "done", 1)
+    assert client.logs(id, node=runs[0]["node"] + 1)["runs"] == []
+
+
+def test_a_running_tasks_lines_are_sent_while_it_runs_and_a_failed_ones_kept(started, client, gate, until):
+    from littleflow.redis.worker import LOGS_EVERY
+
+    registry = Registry()
+
+    @registry.task("slow", retries=1, backoff=0)
+    def slow(input):
+        print("started")
+        gate.wait(10)
+        raise ValueError("no luck")
+
+    started.services_on(tasks=registry)
+    id = client.submit("slow", {})
+    until(lambda: client.logs(id)["runs"], timeout=5 + LOGS_EVERY, what="the running task's lines")
+    (run,) = client.logs(id)["runs"]
+    assert (run["lines"], run["status"]) == (["started"], "running")
+    gate.set()
+    assert client.wait(id, timeout=15)["state"] == "failed"
+    (run,) = client.logs(id)["runs"]
+    assert run["lines"] == ["started", "── attempt 1 failed: ValueError: no luck", "started",
+                            "── attempt 2 failed: ValueError: no luck"]
+    assert (run["status"], run["attempt"]) == ("failed", 2)

@@ -16,6 +16,7 @@ from kubernetes.client.rest import ApiException
 from ..calling import Cancelled, message
 from ..redis.protocol import EndTask
 from ..redis.worker import DEFERRED, Job, Worker
+from ..tasklogs import BYTES, RunLog
 from ..tasks import TaskError
 from . import jobs
 
@@ -26,6 +27,8 @@ NAMESPACE = "k8s"
 #: Lines of a failed pod's log that go into the task's error, and at most how many bytes of it.
 LOG_LINES = 20
 LOG_BYTES = 16384
+#: Lines of an ended pod's log read (at most tasklogs.BYTES bytes): kept as the task run's log.
+LOG_KEPT = 200
 #: A termination message this long that is not JSON was most likely cut by Kubernetes.
 CUT_OUTPUT = 4000
 
@@ -352,6 +355,7 @@ class KubernetesTasks:
         except ApiException as error:  # (transient ones raise: the next list tries again)
             pod, unread = None, f"cannot list the pods of Job {meta['name']}: {_reason(error)}"
         text = jobs.termination_message(pod) if outcome == "succeeded" else None
+        lines = self._log_lines(pod)
         if outcome == "succeeded" and unread:
             end = EndTask(about["workflow"], about["task"], int(about["seq"]), "failed",
                           error=f"the Job succeeded but its output cannot be read: {unread}")
@@ -367,12 +371,17 @@ class KubernetesTasks:
             end = EndTask(about["workflow"], about["task"], int(about["seq"]), "done", jobs.output(text))
         else:
             error = f"Job {meta['name']} failed: {jobs.failure(job)}"
-            tail = self._log_tail(pod)
+            tail = _tail(lines)
             if tail:
                 error += f"; last lines of its log: {tail}"
             end = EndTask(about["workflow"], about["task"], int(about["seq"]), "failed", error=error)
         end.attempt, end.started, end.ended, end.worker = (int(about.get("attempt") or 1), about.get("started"),
                                                           time.time(), worker.name)
+        if lines:
+            kept = RunLog()
+            for line in lines:
+                kept.add(line)
+            end.log = kept.to_json()
         self._send(end, meta.get("uid") or meta["name"])
         log.info("k8s: Job %s %s", meta["name"], outcome)
         try:
@@ -392,17 +401,20 @@ class KubernetesTasks:
                 raise Transient(f"cannot list the pods of Job {name}: {_reason(error)}") from None
             raise
 
-    def _log_tail(self, pod: dict[str, Any] | None) -> str:
+    def _log_lines(self, pod: dict[str, Any] | None) -> list[str]:
+        """The last lines of the pod's log (its task container's), or one line saying why there are none."""
         if pod is None:
-            return ""
+            return []
         meta = pod["metadata"]
         try:
             text = self.core.read_namespaced_pod_log(meta["name"], meta["namespace"], container="task",
-                                                     tail_lines=LOG_LINES, limit_bytes=LOG_BYTES,
+                                                     tail_lines=LOG_KEPT, limit_bytes=BYTES,
                                                      _request_timeout=self.timeout)
         except ApiException as error:
-            return f"(no log: {_reason(error)})"
-        return " | ".join(line for line in str(text).splitlines() if line.strip())
+            return [f"(no log: {_reason(error)})"]
+        except Exception as error:  # noqa: BLE001 - a log is no reason not to end the task
+            return [f"(no log: {message(error)})"]
+        return str(text).splitlines()
 
     def _deleted(self, job: dict[str, Any]) -> None:
         """A Job deleted: if it had finished, its task ends as the Job did; if it had not,
@@ -477,6 +489,13 @@ class KubernetesTasks:
         if deleted:
             log.info("k8s: deleted %d Jobs of terminated workflow %s", deleted, workflow)
         return deleted
+
+
+def _tail(lines: list[str]) -> str:
+    """The last LOG_LINES lines that are not blank, joined with `` | ``, at most LOG_BYTES bytes of them."""
+    text = " | ".join([line for line in lines if line.strip()][-LOG_LINES:])
+    data = text.encode()
+    return text if len(data) <= LOG_BYTES else data[-LOG_BYTES:].decode("utf-8", "ignore")
 
 
 def _reason(error: ApiException) -> str:

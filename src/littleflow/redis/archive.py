@@ -133,6 +133,15 @@ class RunModel(_Closed):
     seq: Counter
 
 
+class TaskLogModel(_Closed):
+    """What a task run wrote: its last lines (see littleflow.tasklogs), and how many were let go
+    (or, when its JSON was too big to keep, only its size: ``truncated``)."""
+
+    lines: list[Text] = []
+    dropped: Counter = 0
+    truncated: Counter | None = None
+
+
 class TaskInfoModel(_Closed):
     """What is known of one run of a task."""
 
@@ -147,6 +156,7 @@ class TaskInfoModel(_Closed):
     error: Text | None = None
     worker: Text | None = None
     note: Text | None = None
+    log: TaskLogModel | None = None
     input: Any = None
     output: Any = None
 

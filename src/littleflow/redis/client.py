@@ -128,6 +128,28 @@ class Client:
                                                             "schedule", "tick")
         return document(run, info, float(created or 0), float(updated or 0), schedule, int(tick) if tick else None)
 
+    def logs(self, id: str, node: int | None = None) -> dict[str, Any]:
+        """What the task runs of workflow ``id`` wrote (the latest run of each task instance, of
+        node ``node`` only if given): ``{"id", "state", "runs": [{"task", "node", "name", "item",
+        "seq", "attempt", "status", "lines", "dropped"}, …]}``, in node order, then item order.
+        A running task's lines are those its worker sent last (every second)."""
+        run = self.store.load(id)
+        runs = []
+        for task, entry in self.store.task_info(id).items():
+            log = entry.get("log")
+            if not isinstance(log, dict) or (node is not None and entry.get("node") != node):
+                continue
+            path, _, item = task.rpartition("|")
+            number = entry.get("node")
+            found = run.flow.nodes[number] if isinstance(number, int) and 0 <= number < len(run.flow) else None
+            runs.append({"task": task, "node": number, "name": found and (found.name or found.label),
+                         "item": int(item) if item.lstrip("-").isdigit() and int(item) >= 0 else None,
+                         "seq": entry.get("seq"), "attempt": entry.get("attempt"), "status": entry.get("status"),
+                         "lines": log.get("lines") or [], "dropped": log.get("dropped") or 0})
+        runs.sort(key=lambda r: (r["node"] if isinstance(r["node"], int) else -1, r["task"].rpartition("|")[0],
+                                 -1 if r["item"] is None else r["item"]))
+        return {"id": id, "state": run.state.status, "runs": runs}
+
     def statuses(self, id: str) -> tuple[Flow, dict[int, str]]:
         """Workflow ``id``'s flow and each node's status, as its status document gives them."""
         run = self.store.load(id)

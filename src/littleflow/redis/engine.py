@@ -305,8 +305,8 @@ class EngineProcess:
             info = {"node": key[1], "status": end.status, "seq": end.seq,
                     "attempt": end.attempt, "started": end.started, "ended": end.ended, "error": end.error,
                     "worker": end.worker}
-            step.tasks[end.task] = info_json(info, input=input, output=end.output) if end.status == "done" \
-                else info_json(info, input=input)
+            step.tasks[end.task] = info_json(info, input=input, output=end.output, log=end.log) \
+                if end.status == "done" else info_json(info, input=input, log=end.log)
         starts = run.advance(step.ends, step.parallelism)
         if state.status != before:
             step.log.append({"kind": state.status})

@@ -291,6 +291,7 @@ class EndTask:
     started: float | None = None
     ended: float | None = None
     worker: str = ""
+    log: dict[str, Any] | None = None  # what the run wrote: {"lines": […], "dropped": N} (see littleflow.tasklogs)
 
     def fields(self) -> dict[str, str]:
         fields = {"kind": "end", "workflow": self.workflow, "task": self.task, "seq": str(self.seq),
@@ -305,6 +306,8 @@ class EndTask:
             fields["ended"] = repr(self.ended)
         if self.worker:
             fields["worker"] = self.worker
+        if self.log:
+            fields["log"] = compact(self.log)
         return fields
 
     @classmethod
@@ -317,8 +320,13 @@ class EndTask:
             raise Malformed(f"bad status {status!r} (done or failed)")
         parse_task_id(_need(f, "task"))
         output, error = _output(f) if status == "done" else (None, f.get("error") or "failed")
+        try:
+            log = _load(f, "log", None)
+        except Malformed:  # (a log is no reason to lose an end)
+            log = None
         return cls(_need(f, "workflow"), f["task"], _int(f, "seq"), "failed" if error else status, output, error,
-                   _int(f, "attempt", 1), _float(f, "started"), _float(f, "ended"), f.get("worker", ""))
+                   _int(f, "attempt", 1), _float(f, "started"), _float(f, "ended"), f.get("worker", ""),
+                   log if isinstance(log, dict) else None)
 
 
 #: Compact JSON text (UTF-8 kept, no spaces), from one encoder made once: the hot paths

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import redis
 
 from ..calling import Caller, Cancelled, message
+from ..tasklogs import RunLog
 from ..tasks import Registry
 from ..values import check_value
 from .engine import consumer_name
@@ -29,6 +30,8 @@ log = logging.getLogger("littleflow.worker")
 
 #: Returned by an executor that has taken the task over: it will end it later (a timer, an event).
 DEFERRED = object()
+#: Seconds between sends of the logs of running tasks.
+LOGS_EVERY = 1.0
 
 
 @dataclass
@@ -44,6 +47,8 @@ class Job:
     attempt: int = 1
     future: Future | None = None
     detached: Future | None = None  # what an executor runs elsewhere (an event loop): cancelled on terminate
+    log: RunLog | None = None  # what the task writes, sent with its end (and while it runs: see Worker._logs)
+    logged: int = 0  # the log's lines sent while it ran
 
 
 class Executor(Protocol):
@@ -85,8 +90,9 @@ class PythonTasks:
     def execute(self, job: Job, worker: Worker) -> Any:
         task = job.task
         spec = self.registry.get(task.name)
+        job.log = RunLog()
         return self.caller.call(spec, task.parameters, task.input, task.run_policy(spec.options), worker.hook(job),
-                                task.attempt, job.cancelled, task.run())
+                                task.attempt, job.cancelled, task.run(), job.log)
 
 
 class Worker:
@@ -114,6 +120,7 @@ class Worker:
         self._out: queue.SimpleQueue = queue.SimpleQueue()
         self._next_heartbeat = 0.0
         self._next_register = 0.0
+        self._next_logs = 0.0
         self.done = 0  # tasks this worker ended
 
     # -- the loops ----------------------------------------------------------------
@@ -174,6 +181,7 @@ class Worker:
                         self._next_register = 0.0
                     self._register()
                     self._heartbeat()
+                    self._logs()
                 with self._free:
                     if len(self._jobs) >= self.capacity:
                         self._free.wait(0.2)
@@ -267,8 +275,9 @@ class Worker:
         """Record that ``job`` is running (attempt ``job.attempt``)."""
         if job.started is None:
             job.started = began
+        log = {"log": job.log.to_json()} if job.log is not None and job.log.total else {}  # (a retry keeps it)
         self._out.put(("info", job.task, {"status": "running", "started": began, "attempt": job.attempt,
-                                          "worker": self.name}))
+                                          "worker": self.name, **log}))
 
     def end(self, job: Job, status: str, output: Any = None, error: str | None = None) -> None:
         """Send the end of ``job`` (and ack its start) from the writer thread; an output
@@ -279,7 +288,8 @@ class Worker:
             except ValueError as refused:
                 status, output, error = "failed", None, str(refused)
         end = EndTask(job.task.workflow, job.task.task, job.task.seq, status, output, error, job.attempt,
-                      job.started, time.time(), self.name)
+                      job.started, time.time(), self.name,
+                      job.log.to_json() if job.log is not None and job.log.total else None)
         self._out.put(("end", job, end))
 
     def _forget(self, job: Job) -> None:
@@ -365,6 +375,21 @@ class Worker:
                 by_stream.setdefault(stream, []).append(message_id)
         for stream, ids in by_stream.items():
             self.streams.heartbeat(stream, ids)
+
+    def _logs(self) -> None:
+        """Send the logs of running tasks that wrote since they were last sent (every
+        LOGS_EVERY seconds), for ``littleflow logs --follow``."""
+        now = time.monotonic()
+        if now < self._next_logs:
+            return
+        self._next_logs = now + LOGS_EVERY
+        with self._lock:
+            jobs = [job for job in self._jobs.values() if job.log is not None and job.log.total != job.logged
+                    and job.started is not None]
+        for job in jobs:
+            job.logged = job.log.total
+            self._info(job.task, {"status": "running", "started": job.started, "attempt": job.attempt,
+                                  "worker": self.name, "log": job.log.to_json()})
 
     def _learn(self) -> bool:
         """Take in the names and namespaces the executors serve; True if they changed."""
