@@ -62,21 +62,29 @@ def test_a_tick_fired_by_many_makes_one_workflow(client, redis_url):
     document = client.status(found[0]["id"])
     assert document["schedule"] == "s" and document["tick"] == T0 and document["input"] == {"n": 1}
     record = Schedules(client.store).get("s")
-    assert record["next"] == T0 + 10 and record["recent"][0]["id"] == found[0]["id"] and record["firing"] is None
+    assert record["next"] == T0 + 10 and record["recent"][0]["id"] == found[0]["id"]
 
 
 def test_a_tick_half_fired_is_finished_with_the_same_workflow(client, schedules):
-    add(schedules)
-    record = schedules.get("s")
-    id = client.store.new_id(tick_key("s", T0))
-    schedules._cas(record, record["version"], firing={"tick": T0, "id": id})  # (then the firer was killed)
+    """An engine killed after it created a tick's workflow, before it moved the schedule on:
+    the next one to fire the tick finds that workflow, by its key or (the key expired) by
+    its id, and creates none."""
+    record = add(schedules)
+    id = schedules._create(record, T0, key=tick_key("s", T0), id=schedules.tick_id(record, T0))
     assert schedules.fire(T0 + 1) == 1
-    assert [w["id"] for w in client.list()] == [id]
-    schedules._cas(schedules.get("s"), schedules.get("s")["version"], firing={"tick": T0 + 10, "id": id},
-                   next=T0 + 10)  # (created, the key expired, the schedule not moved on)
+    assert [w["id"] for w in client.list()] == [id] and schedules.get("s")["recent"][0]["id"] == id
+    record = schedules.get("s")
+    later = schedules._create(record, T0 + 10, key=tick_key("s", T0 + 10), id=schedules.tick_id(record, T0 + 10))
     client.redis.delete(client.keys.idempotency(tick_key("s", T0 + 10)))
     schedules.fire(T0 + 11)
-    assert [w["id"] for w in client.list()] == [id]
+    assert sorted(w["id"] for w in client.list()) == sorted([id, later])
+    assert schedules.get("s")["next"] == T0 + 20
+
+
+def test_a_schedule_added_again_under_its_name_gets_new_ids(client, schedules):
+    first = add(schedules)
+    again = schedules.add("s", load_workflow("A")[0], "A", every="10s", now=T0 + 0.5, replace=True)
+    assert schedules.tick_id(first, T0 + 10) != schedules.tick_id(again, T0 + 10)
 
 
 @pytest.mark.parametrize(("catchup", "ticks"), [("all", [T0, T0 + 10, T0 + 20, T0 + 30]),

@@ -2,14 +2,18 @@
 of the names of those not paused by next tick), every change of one a compare-and-set on its
 version (scripts/schedule.lua), and the firing of the due ones that engines do.
 
-Exactly one workflow per tick, however many engines fire: the tick's workflow is created
-with the idempotency key ``schedule:NAME:TICK`` under an id the schedule records first
-(``firing``), so that an engine that finds a tick half fired (its firer killed) creates the
-same workflow again — which the key, or the id, makes a no-op — and only then moves the
-schedule's next tick on, compare-and-set: whoever loses a race reads it again."""
+Exactly one workflow per tick, however many engines fire: the tick's workflow has an id
+that every engine computes alike (:meth:`Schedules.tick_id`, from the schedule's name, when
+it was added, and the tick) and is created with the idempotency key ``schedule:NAME:TICK``;
+a second creation of it, by an engine racing or by one taking over from an engine killed
+between creating it and moving the schedule on, finds it (or its key) there and creates
+nothing. The schedule's next tick moves on only after, compare-and-set: whoever loses a race
+reads it again."""
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import logging
 import threading
@@ -23,10 +27,11 @@ from .store import Conflict, Store, StoreError
 
 log = logging.getLogger("littleflow.schedules")
 
-#: Seconds a tick's idempotency key lives: longer than an engine takes to retry a tick it
-#: was killed firing (the id recorded in ``firing`` covers a longer wait: a second
-#: creation under it finds it exists).
-TICK_KEY_TTL = 3600
+#: Seconds a tick's idempotency key lives: longer than engines take to retry a tick one of
+#: them was killed firing (after that the tick's id, which the workflow keeps, still makes
+#: a second creation a no-op). Short, as a thousand schedules every second keep that many
+#: keys a second.
+TICK_KEY_TTL = 600
 #: The recent runs a schedule keeps (for ``schedule show`` and the console).
 RECENT = 10
 #: The most due schedules fired in one round (the rest in the next).
@@ -72,7 +77,7 @@ class Schedules:
         words), ``ticks`` (its next ``count``), the ``state`` of each recent run (None: gone),
         and no flow text."""
         found = timing_of(record)
-        shown = {k: v for k, v in record.items() if k not in ("text", "base", "firing")}
+        shown = {k: v for k, v in record.items() if k not in ("text", "base")}
         shown["when"] = found.describe()
         shown["ticks"] = [] if record["paused"] else [record["next"], *found.ticks(record["next"], count - 1)]
         pipe = self.store.redis.pipeline(transaction=False)
@@ -105,7 +110,7 @@ class Schedules:
                   "cron": found.cron, "every": found.every, "timezone": found.timezone,
                   "catchup": choice(catchup or option.get("catchup", "one"), CATCHUP, "--catchup"),
                   "overlap": choice(overlap or option.get("overlap", "allow"), OVERLAP, "--overlap"),
-                  "paused": False, "created": now or time.time(), "version": 1, "firing": None, "recent": []}
+                  "paused": False, "created": now or time.time(), "version": 1, "recent": []}
         record["next"] = found.next_after(record["created"])
         if not self._write(record, "*" if replace else ""):
             raise StoreError(f"schedule {name} exists; delete it first")
@@ -119,7 +124,7 @@ class Schedules:
         """Fire ``name`` again from its next tick after now (the ticks while paused are not run)."""
         def act(record: dict[str, Any]) -> None:
             if record["paused"]:
-                record.update(paused=False, firing=None, next=timing_of(record).next_after(now or time.time()))
+                record.update(paused=False, next=timing_of(record).next_after(now or time.time()))
         return self._change(name, act)
 
     def delete(self, name: str) -> None:
@@ -146,10 +151,15 @@ class Schedules:
                 return record
         raise StoreError(f"schedule {name} keeps changing; try again")
 
-    def _write(self, record: dict[str, Any], version: str) -> bool:
+    def _write(self, record: dict[str, Any], version: str, client: Any = None, bump: bool = False) -> bool:
+        """Write ``record`` if it is at ``version`` (``bump``: moving it to the next); queued
+        on ``client`` (a pipeline) if given."""
+        if bump:
+            record["version"] = int(version) + 1
         due = "" if record["paused"] else str(record["next"])
-        return bool(self.store.scripts.schedule(keys=[self.keys.schedules, self.keys.schedules_due],
-                                                args=[record["name"], version, json.dumps(record), due]))
+        done = self.store.scripts.schedule(keys=[self.keys.schedules, self.keys.schedules_due],
+                                           args=[record["name"], version, json.dumps(record), due], client=client)
+        return bool(done)
 
     # -- firing --------------------------------------------------------------------------
     def due(self, now: float, count: int = BATCH) -> list[str]:
@@ -163,15 +173,68 @@ class Schedules:
 
     def fire(self, now: float | None = None) -> int:
         """Fire the ticks due (each schedule's oldest due tick it runs, as its catchup and
-        overlap say); returns how many workflows were started or found started."""
+        overlap say); returns how many workflows were started or found started. The ticks on
+        time, of schedules whose previous run does not stand in the way, go together (their
+        workflows created a flow at a time, in one round trip each, the schedules moved on in
+        one more); the others, and any that meets a race, one by one (:meth:`fire_one`)."""
         now = time.time() if now is None else now
-        started = 0
-        for name in self.due(now):
+        names = self.due(now)
+        if not names:
+            return 0
+        records = [json.loads(found) for found in self.store.redis.hmget(self.keys.schedules, names) if found]
+        records = [record for record in records if not record["paused"] and record["next"] <= now]
+        blocking = [record for record in records if record["overlap"] != "allow" and record["recent"]]
+        pipe = self.store.redis.pipeline(transaction=False)
+        for record in blocking:
+            pipe.hget(self.keys.workflow(record["recent"][0]["id"]), "status")
+        running = {record["name"] for record, status in zip(blocking, pipe.execute() if blocking else [])
+                   if status == "running"}
+        together, alone = [], []
+        for record in records:
+            on_time = plan(timing_of(record), record["next"], now, record["catchup"])[0] == record["next"]
+            if on_time and record["name"] not in running:
+                together.append(record)
+            else:
+                alone.append(record["name"])
+        failed = self._fire_together(together)
+        started = len(together) - len(failed)
+        for name in alone + failed:
             try:
                 started += self.fire_one(name, now)
             except (StoreError, ScheduleError, ValueError) as error:  # (one schedule's trouble stops no other)
                 log.error("schedule %s: %s", name, error)
         return started
+
+    def _fire_together(self, records: list[dict[str, Any]]) -> list[str]:
+        """Create the workflow of the due tick of each of ``records`` (read just now), then
+        move them on. Returns the names of those that met a race or a failure, for
+        :meth:`fire_one` to finish."""
+        by_flow: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for record in records:
+            by_flow.setdefault((record["text"], record.get("base") or ""), []).append(record)
+        again: list[str] = []
+        made: list[tuple[dict[str, Any], str]] = []
+        for (text, base), group in by_flow.items():
+            try:
+                runs = self.store.create_many(
+                    self._flow(text), [record.get("input") for record in group], text=text, base=base,
+                    ids=[self.tick_id(record, record["next"]) for record in group],
+                    keys=[tick_key(record["name"], record["next"]) for record in group], key_ttl=TICK_KEY_TTL,
+                    fields=[{"schedule": record["name"], "tick": str(record["next"])} for record in group])
+            except (StoreError, ValueError) as error:  # (fired already, by a racing engine: one by one then)
+                log.debug("schedules: firing %d together: %s", len(group), error)
+                again += [record["name"] for record in group]
+                continue
+            made += [(record, run.id) for record, run in zip(group, runs)]
+        pipe = self.store.redis.pipeline(transaction=False)
+        at = time.time()
+        for record, id in made:
+            tick = record["next"]
+            record["next"] = timing_of(record).next_after(tick)
+            _remember(record, {"tick": tick, "id": id, "at": at})
+            self._write(record, str(record["version"]), pipe, bump=True)
+        again += [record["name"] for (record, _), done in zip(made, pipe.execute() if made else []) if not done]
+        return again
 
     def fire_one(self, name: str, now: float) -> int:
         """Take schedule ``name`` one tick on, if one is due (1 if a workflow was started)."""
@@ -190,29 +253,33 @@ class Schedules:
         if record["paused"] or record["next"] > now:
             return 0
         version, tick = record["version"], record["next"]
-        firing = record.get("firing")
-        if firing and firing["tick"] == tick:  # half fired by an engine that stopped: finish it
-            id = firing["id"]
-        else:
-            fire, after = plan(timing_of(record), tick, now, record["catchup"])
-            if fire is None:  # missed, and catchup says skip
-                self._cas(record, version, next=after, skipped={"tick": tick, "reason": "missed"})
-                return 0
-            if fire != tick:  # the missed ones before it are not run
-                record["next"] = tick = fire
+        fire, after = plan(timing_of(record), tick, now, record["catchup"])
+        if fire is None:  # missed, and catchup says skip
+            self._cas(record, version, next=after, skipped={"tick": tick, "reason": "missed"})
+            return 0
+        id = self.tick_id(record, fire)
+        if not self.store.redis.exists(self.keys.workflow(id)):  # (else created by an engine that then stopped)
             if record["overlap"] != "allow" and self._still_running(record):
                 if record["overlap"] == "skip":
-                    self._cas(record, version, next=timing_of(record).next_after(tick),
-                              skipped={"tick": tick, "reason": "overlap"})
+                    self._cas(record, version, next=after, skipped={"tick": fire, "reason": "overlap"})
                     return 0
                 self._terminate(record["recent"][0]["id"])
-            id = self.store.new_id(tick_key(name, tick))
-            self._cas(record, version, firing={"tick": tick, "id": id})
-            version = record["version"]
-        run_id = self._create(record, tick, key=tick_key(name, tick), id=id)
-        self._cas(record, version, firing=None, next=timing_of(record).next_after(tick),
-                  recent={"tick": tick, "id": run_id, "at": time.time()})
+            id = self._create(record, fire, key=tick_key(name, fire), id=id)
+        self._cas(record, version, next=after, recent={"tick": fire, "id": id, "at": time.time()})
         return 1
+
+    def tick_id(self, record: dict[str, Any], tick: int) -> str:
+        """The id of the workflow of ``tick`` of the schedule ``record``: the same in every
+        engine, another for a schedule added again under the same name; in the partition of the
+        tick's idempotency key (where the two are created together)."""
+        stamp = time.strftime("%Y%m%d-%H%M%S-", time.gmtime(tick))
+        home = self.keys.partition_of(tick_key(record["name"], tick))
+        for attempt in itertools.count():
+            seed = f"{record['name']}\0{record['created']!r}\0{tick}\0{attempt}"
+            id = stamp + hashlib.sha256(seed.encode()).hexdigest()[:12]
+            if self.keys.partition_of(id) == home:
+                return id
+        raise AssertionError("unreachable")
 
     def _cas(self, record: dict[str, Any], version: int, recent: dict | None = None, **changes: Any) -> None:
         """Write ``record`` with ``changes`` if it is still at ``version``; else :class:`Conflict`."""
@@ -224,12 +291,9 @@ class Schedules:
             raise Conflict(record["name"])
 
     def _create(self, record: dict[str, Any], tick: int, key: str | None, id: str | None) -> str:
-        """Create the workflow of ``tick`` (under ``id`` and ``key``, if given); its id."""
-        flow = self._flows.get(record["text"])
-        if flow is None:
-            flow = self._flows[record["text"]] = load_workflow(record["text"])[0]
-            if len(self._flows) > 1000:
-                self._flows.pop(next(iter(self._flows)))
+        """Create the workflow of ``tick`` (under ``id`` and ``key``, if given); its id (that of
+        the workflow the key or the id names, if there is one)."""
+        flow = self._flow(record["text"])
         fields = {"schedule": record["name"], "tick": str(tick)}
         try:
             run = self.store.create(flow, record.get("input"), text=record["text"], base=record.get("base") or "",
@@ -239,6 +303,15 @@ class Schedules:
                 return id
             raise
         return run.id
+
+    def _flow(self, text: str) -> Flow:
+        """The flow of ``text``, compiled once."""
+        flow = self._flows.get(text)
+        if flow is None:
+            flow = self._flows[text] = load_workflow(text)[0]
+            if len(self._flows) > 1000:
+                self._flows.pop(next(iter(self._flows)))
+        return flow
 
     def _still_running(self, record: dict[str, Any]) -> bool:
         if not record["recent"]:
