@@ -65,7 +65,7 @@ class Caller:
             began = time.time()
             if hook is not None:
                 hook("start", attempt, began, None)
-            token = enter(replace(run, attempt=attempt)) if run is not None else None
+            token = None if run is None else enter(run if run.attempt == attempt else replace(run, attempt=attempt))
             try:
                 with capturing(log):
                     output = call()

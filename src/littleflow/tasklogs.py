@@ -120,8 +120,10 @@ class _Stream:
 
 def _from_logging() -> bool:
     """Whether a ``logging`` StreamHandler writes (its record is captured by :class:`_Handler`)."""
-    frame = sys._getframe(2)
-    return frame is not None and frame.f_code is logging.StreamHandler.emit.__code__
+    try:
+        return sys._getframe(2).f_code is logging.StreamHandler.emit.__code__  # (2: past write, to its caller)
+    except ValueError:  # (a stack not that deep)
+        return False
 
 
 class _Handler(logging.Handler):
