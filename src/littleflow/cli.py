@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import click
 
-from . import __version__, diagram
+from . import __version__, diagram, tracing
 from .check import check, compile_checked
 from .engine import DEFAULT_LIMIT
 from .errors import FlowError
@@ -77,6 +77,10 @@ def main() -> None:
 
     FLOW is a file of flow text, or - to read it from standard input.
     """
+    try:
+        tracing.configure()  # (OpenTelemetry, when OTEL_TRACES_EXPORTER says so)
+    except ValueError as error:
+        fail(str(error))
 
 
 @main.command("compile")

@@ -240,6 +240,7 @@ class StartTask:
     attempt: int = 1
     policy: dict[str, Any] | None = None  # the flow's options for this task: {"defaults": {…}, "task": {…}}
     base: str = ""  # where relative resource URIs resolve
+    trace: str = ""  # the W3C traceparent of the workflow's span (see littleflow.tracing)
 
     def fields(self) -> dict[str, str]:
         fields = {"kind": "start", "workflow": self.workflow, "task": self.task, "seq": str(self.seq),
@@ -249,6 +250,8 @@ class StartTask:
             fields["policy"] = compact(self.policy)
         if self.base:
             fields["base"] = self.base
+        if self.trace:
+            fields["trace"] = self.trace
         return fields
 
     def run(self) -> TaskRun:
@@ -273,7 +276,7 @@ class StartTask:
             raise Malformed(f"not a start-task message (kind {f.get('kind')!r})")
         return cls(_need(f, "workflow"), _need(f, "task"), _int(f, "seq"), _int(f, "node"), _need(f, "name"),
                    _load(f, "parameters", None), _load(f, "input", {}), _int(f, "attempt", 1),
-                   _load(f, "policy", None), f.get("base", ""))
+                   _load(f, "policy", None), f.get("base", ""), f.get("trace", ""))
 
 
 @dataclass(slots=True)

@@ -14,11 +14,12 @@ from typing import Any
 
 import redis
 
-from .connection import is_cluster
+from .. import tracing
 from ..engine import DEFAULT_LIMIT, DEFAULT_PARALLELISM, Engine, Start
 from ..flow import Flow
 from ..policy import flow_entry, flow_options, flow_parallelism
 from ..state import State
+from .connection import is_cluster
 from .protocol import ENGINES, RESOURCE, Keys, StartTask, compact, parse_task_id, task_id
 from .scripts import Scripts
 
@@ -88,6 +89,7 @@ class Run:
     replayed: bool = False  # created earlier with the same idempotency key (only the id is right then)
     queue: deque[Start] = field(default_factory=deque)  # started by the engine, held back by parallelism
     snapshot: int = 0  # bytes of the whole state last written
+    trace: str = ""  # the traceparent of its span, for its task runs' spans (littleflow.tracing)
     journaled: int = 0  # bytes of the journal written since
     writing: int = 0  # what the commit under way writes: journal bytes (> 0) or a whole state of -writing bytes
 
@@ -200,7 +202,7 @@ class Store:
         found = pipe.execute() if valid else []
         self._fetch_definitions({fields[3]: id for id, (fields, _) in zip(valid, found)
                                  if fields[1] is not None and fields[3]})
-        for id, ((run_blob, version, snapshot, digest), journal) in zip(valid, found):
+        for id, ((run_blob, version, snapshot, digest, trace), journal) in zip(valid, found):
             if version is None:
                 runs[id] = None
                 continue
@@ -212,7 +214,8 @@ class Store:
                 data = json.loads(run_blob)
                 run = Run(id, flow, engine, State.from_json(data["state"]), int(snapshot or version), data["seqs"],
                           data["seq"], base, engine.limit,
-                          queue=deque(Start(*start) for start in data.get("queue", ())), snapshot=len(run_blob))
+                          queue=deque(Start(*start) for start in data.get("queue", ())), snapshot=len(run_blob),
+                          trace=trace or "")
                 for entry in journal:
                     step = json.loads(entry)
                     run.advance(step["ends"], step["parallelism"])
@@ -409,7 +412,8 @@ class Store:
             name, parameters = node.name, node.parameters
             options = per_task.get(node.alias) or per_task.get(node.name)
         policy = {key: value for key, value in (("defaults", defaults), ("task", options)) if value}
-        return StartTask(run.id, id, run.seqs[id], start.node, name, parameters, start.input, 1, policy or None, base)
+        return StartTask(run.id, id, run.seqs[id], start.node, name, parameters, start.input, 1, policy or None, base,
+                         run.trace)
 
     def create(self, flow: Flow, input: Any = None, *, text: str = "", base: str = "",
                limit: int | None = DEFAULT_LIMIT, id: str | None = None, key: str | None = None,
@@ -449,13 +453,15 @@ class Store:
         pipe = self.redis.pipeline(transaction=False)
         runs, claims, made = [], [], []
         for input, id, key, more in zip(inputs, ids or [self.new_id(key) for key in keys], keys, extra):
-            run = Run(id, flow, engine, State(flow.end), 0, base=base, limit=limit)
+            run = Run(id, flow, engine, State(flow.end), 0, base=base, limit=limit,
+                      trace=tracing.workflow_span(id, flow.name))
             self._flows[id] = (flow, engine, defaults, per_task, base, limit)
             self._digests[id] = digest
             starts = run.release(engine.start(run.state, input), self.parallelism(run))
             step = Step()
             step.flow = (digest, flow_text, text, base, limit_text)
-            step.fields = {**fields, **(more or {}), "created": repr(time.time())}
+            step.fields = {**fields, **(more or {}), "created": repr(time.time()),
+                           **({"trace": run.trace} if run.trace else {})}
             step.log.append({"kind": "submitted"})
             step.events.append({"kind": "workflow", "workflow": id, "state": run.state.status,
                                 "name": flow.name or ""})

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import redis
 
+from .. import tracing
 from ..calling import Caller, Cancelled, message
 from ..tasklogs import RunLog
 from ..tasks import Registry
@@ -49,6 +50,7 @@ class Job:
     detached: Future | None = None  # what an executor runs elsewhere (an event loop): cancelled on terminate
     log: RunLog | None = None  # what the task writes, sent with its end (and while it runs: see Worker._logs)
     logged: int = 0  # the log's lines sent while it ran
+    span: Any = None  # its OpenTelemetry span, a child of its workflow's (littleflow.tracing)
 
 
 class Executor(Protocol):
@@ -229,6 +231,7 @@ class Worker:
             self.end(job, "failed", error=f"started {deliveries - 1} times, and each time its worker stopped "
                                           "before it ended")
             return
+        job.span = tracing.task_span(task.trace, task.name, task.workflow, task.node, task.task, task.attempt)
         job.future = pool.submit(self._execute, executor, job)
 
     def _execute(self, executor: Executor, job: Job) -> None:
@@ -241,6 +244,7 @@ class Worker:
             self.end(job, "failed", error=message(error))
             return
         if output is DEFERRED:
+            tracing.finish(job.span, "waiting", job.attempt)  # (it ends elsewhere: a timer, an event)
             self._forget(job)
         elif isinstance(output, Future):
             job.detached = output
@@ -290,6 +294,7 @@ class Worker:
         end = EndTask(job.task.workflow, job.task.task, job.task.seq, status, output, error, job.attempt,
                       job.started, time.time(), self.name,
                       job.log.to_json() if job.log is not None and job.log.total else None)
+        tracing.finish(job.span, status, job.attempt, error)
         self._out.put(("end", job, end))
 
     def _forget(self, job: Job) -> None:
