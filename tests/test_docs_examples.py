@@ -42,7 +42,7 @@ def read(document: str, session: Session) -> None:
 def test_every_document_is_read():
     documents = {"README.md"} | {f"docs/{path.name}" for path in (REPO / "docs").glob("*.md")}
     assert documents - NOT_READ == {"README.md", "docs/language.md", "docs/security.md", "docs/kubernetes.md",
-                                    "docs/protocol.md", "docs/workers.md"} | ({"docs/scaling.md"} & documents)
+                                    "docs/protocol.md", "docs/workers.md", "docs/schedules.md"} | ({"docs/scaling.md"} & documents)
 
 
 def test_the_blocks_not_run_are_few():
@@ -80,6 +80,10 @@ def test_the_security_doc(tmp_path, redis_url):
 
 def test_the_protocol_doc(tmp_path, redis_url):
     read("docs/protocol.md", Session.start(tmp_path, env={"LITTLEFLOW_REDIS_URL": redis_url}))
+
+
+def test_the_schedules_doc(tmp_path, redis_url):
+    read("docs/schedules.md", Session.start(tmp_path, env={"LITTLEFLOW_REDIS_URL": redis_url}))
 
 
 def test_the_workers_doc(tmp_path):
