@@ -18,6 +18,7 @@ FIGURES = {
     "bench_hop.py": ["median hop, 2 chains of 20", "median hop, chain of 100", "wall time per task 100 / 20"],
     "bench_map.py": ["*noop over 200", "*noop over 2,000", "rate 2,000 / 200", "noop → noop beside the 2,000 map"],
     "bench_storage.py": ["used_memory per workflow", "MEMORY USAGE of one workflow's keys", "shared keys"],
+    "bench_schedules.py": ["100 schedules every 1s: median lateness", "p95 lateness", "ticks doubled / lost"],
     "bench_list.py": ["page of 50, newest first", "page of 50, by state (finished)", "page of 50, by flow name",
                       "page of 50, by id prefix"],
 }
