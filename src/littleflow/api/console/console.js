@@ -500,6 +500,7 @@ function listView(main, signal) {
   const params = query();
   let state = STATES.includes(params.get("state")) ? params.get("state") : "";
   let search = params.get("q") || "";
+  const schedule = params.get("schedule") || "";  // (those a schedule started: by state alone)
   let page = Math.max(0, Math.floor(Number(params.get("page"))) || 0);
   let asked = 0;  // the number of the latest refresh: older answers are dropped
 
@@ -508,7 +509,9 @@ function listView(main, signal) {
   const body = h("tbody");
   const pager = h("div", { class: "pager" });
   put(main, h("section", { class: "list" },
-    h("div", { class: "toolbar" }, tabs, box),
+    h("div", { class: "toolbar" }, tabs, schedule ? h("span", { class: "filter" }, "started by schedule ",
+      h("a", { href: "#/schedules" }, h("code", {}, schedule)), " ", h("a", { href: "#/", title: "all workflows" }, "✕"))
+      : box),
     h("table", { class: "workflows" },
       h("thead", {}, h("tr", {}, ...["Workflow", "Flow", "State", "Started", "Updated", "Took"].map((t) => h("th", {}, t)))),
       body),
@@ -518,7 +521,8 @@ function listView(main, signal) {
     const mine = ++asked;
     const p = new URLSearchParams({ offset: page * PAGE, limit: PAGE, order: "newest" });
     if (state) p.set("state", state);
-    if (search) p.set("q", search);
+    if (schedule) p.set("schedule", schedule);
+    else if (search) p.set("q", search);
     let result;
     try {
       result = await json(`workflows?${p}`, { signal });
@@ -535,7 +539,7 @@ function listView(main, signal) {
       type: "button", role: "tab", class: s === state ? "active" : "", "aria-selected": String(s === state),
       dataset: { state: s || "all" },
       onclick: () => { state = s; page = 0; update(); },
-    }, s || "all", h("span", { class: "count" }, String(s ? counts[s] ?? 0 : all)))));
+    }, s || "all", schedule ? null : h("span", { class: "count" }, String(s ? counts[s] ?? 0 : all)))));
     put(body, ...result.workflows.map((w) => h("tr", { dataset: { id: w.id } },
       h("td", {}, h("a", { href: `#/workflows/${encodeURIComponent(w.id)}` }, h("code", {}, w.id))),
       h("td", {}, w.name || h("span", { class: "muted" }, "(unnamed)")),
@@ -560,7 +564,8 @@ function listView(main, signal) {
   function update() {
     const p = new URLSearchParams();
     if (state) p.set("state", state);
-    if (search) p.set("q", search);
+    if (schedule) p.set("schedule", schedule);
+    else if (search) p.set("q", search);
     if (page) p.set("page", page);
     const text = p.toString();
     lastList = `#/${text ? "?" + text : ""}`;
@@ -1009,6 +1014,64 @@ function signIn(error) {
   token.focus();
 }
 
+// -- schedules -------------------------------------------------------------------------
+// Every schedule: when it fires, its next ticks, its latest runs with their states; pause,
+// resume and run now (admin). Redrawn every few seconds and as workflows change.
+function schedulesView(main, signal) {
+  const body = h("tbody");
+  put(main, h("section", { class: "list schedules" },
+    h("div", { class: "toolbar" }, h("h1", {}, "Schedules"),
+      h("span", { class: "muted" }, "add one with ", h("code", {}, "littleflow schedule add NAME FLOW --cron EXPR"),
+        " or POST /schedules")),
+    h("table", { class: "workflows" },
+      h("thead", {}, h("tr", {}, ...["Schedule", "Flow", "When", "Next ticks", "Latest runs", ""].map((t) => h("th", {}, t)))),
+      body)));
+
+  async function act(name, verb) {
+    try {
+      const answer = await json(`schedules/${encodeURIComponent(name)}/${verb}`, { method: "POST", signal });
+      if (verb === "run") toast(`Started ${answer.id}`, "info");
+      refresh();
+    } catch (error) {
+      if (error.name !== "AbortError") toast(error.message);
+    }
+  }
+
+  function row(s) {
+    const runs = s.recent.slice(0, 5).map((run) => h("a", {
+      href: `#/workflows/${encodeURIComponent(run.id)}`, class: "run",
+      title: `${run.id}, tick ${new Date(run.tick * 1000).toLocaleString()}${run.manual ? " (run now)" : ""}`,
+    }, badge(run.state || "deleted")));
+    const skipped = s.skipped ? h("div", { class: "muted" }, `skipped ${new Date(s.skipped.tick * 1000).toLocaleString()} (${s.skipped.reason})`) : null;
+    return h("tr", { dataset: { schedule: s.name } },
+      h("td", {}, h("a", { href: "#/?" + new URLSearchParams({ schedule: s.name }) }, h("code", {}, s.name))),
+      h("td", {}, s.flow || h("span", { class: "muted" }, "(unnamed)")),
+      h("td", {}, s.when, h("div", { class: "muted" }, `catchup ${s.catchup}, overlap ${s.overlap}`)),
+      h("td", { class: "ticks" }, s.paused ? badge("paused") : s.ticks.map((tick) => h("div", {}, moment(tick)))),
+      h("td", { class: "runs" }, runs.length ? runs : h("span", { class: "muted" }, "none yet"), skipped),
+      h("td", { class: "admin" },
+        h("button", { type: "button", onclick: () => act(s.name, s.paused ? "resume" : "pause") }, s.paused ? "Resume" : "Pause"),
+        " ", h("button", { type: "button", onclick: () => act(s.name, "run") }, "Run now")));
+  }
+
+  async function refresh() {
+    let result;
+    try {
+      result = await json("schedules", { signal });
+    } catch (error) {
+      if (error.name !== "AbortError" && error.status !== 401) toast(error.message);
+      return;
+    }
+    put(body, result.schedules.length ? result.schedules.map(row)
+      : h("tr", {}, h("td", { colspan: "6", class: "empty" }, "No schedules yet.")));
+  }
+
+  const every = setInterval(refresh, 5000);  // (the next ticks move on by themselves)
+  signal.addEventListener("abort", () => clearInterval(every));
+  const later = throttled(refresh, 1000);
+  listen("events", (kind) => { if (kind === "workflow") later(); }, signal, refresh);
+}
+
 // -- routing ---------------------------------------------------------------------------
 let current = null;
 
@@ -1033,6 +1096,7 @@ function route() {
     }
     workflowView(main, current.signal, id);
   } else if (parts[0] === "new") newView(main, current.signal);
+  else if (parts[0] === "schedules") schedulesView(main, current.signal);
   else listView(main, current.signal);
 }
 
