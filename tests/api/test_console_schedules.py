@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from playwright.sync_api import expect
-from test_console import ADMIN, CHROMIUM, READER, browser, guarded_serve, page, serve, shot  # noqa: F401
+from test_console import ADMIN, ARTIFACTS, CHROMIUM, READER, browser, guarded_serve, page, serve  # noqa: F401
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (python3 dev.py system chromium "
                                                           "installs Debian's); the console's browser tests need it")
@@ -30,7 +30,9 @@ def test_the_schedules_page(serve, page):  # noqa: F811
     expect(nightly.locator("td.ticks time")).to_have_count(3)
     expect(nightly).to_contain_text("none yet")
     expect(beat.locator("td.runs .badge.status-finished").first).to_be_visible()  # (the engine fires it)
-    shot(page, "schedules")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator("header.bar").evaluate("bar => bar.scrollIntoView()")
+    page.screenshot(path=ARTIFACTS / "schedules.png", clip={"x": 0, "y": 0, "width": 1400, "height": 300})
     beat.get_by_role("button", name="Pause").click()
     expect(beat.locator("td.ticks .badge")).to_have_text("paused")
     nightly.get_by_role("button", name="Run now").click()
