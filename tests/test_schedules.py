@@ -105,3 +105,24 @@ def test_flow_option() -> None:
         flow_schedule({"crn": "0 2 * * *"})
     with pytest.raises(ScheduleError, match="bad overlap 'wait'"):
         flow_schedule({"every": "1h", "overlap": "wait"})
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=30),
+       st.sampled_from(["skip", "one", "all"]))
+def test_firing_as_plan_says_runs_each_tick_once_in_order(gaps: list[int], catchup: str) -> None:
+    """An engine that wakes up after any gaps and fires as :func:`plan` says: ticks fired only
+    once they are due, each at most once, in order; with ``all``, every tick up to the last."""
+    every = timing(every="5s")
+    tick, now, fired = every.next_after(0), 0, []
+    for gap in gaps:
+        now += gap
+        while tick <= now:
+            fire, tick = plan(every, tick, now, catchup)
+            if fire is not None:
+                assert fire <= now
+                fired.append(fire)
+    assert fired == sorted(set(fired))
+    if catchup == "all" and fired:
+        assert fired == list(range(5, fired[-1] + 1, 5))
+    assert tick > now

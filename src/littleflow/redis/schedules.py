@@ -48,6 +48,7 @@ def tick_key(name: str, tick: int) -> str:
 
 
 def timing_of(record: dict[str, Any]) -> Timing:
+    """When the ticks of the schedule ``record`` fall."""
     return Timing(cron=record.get("cron"), every=record.get("every"), timezone=record.get("timezone") or "UTC")
 
 
