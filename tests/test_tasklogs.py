@@ -7,6 +7,10 @@ import asyncio
 import logging
 import sys
 import threading
+from unittest.mock import patch
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from littleflow import compile_flow
 from littleflow.local import LocalRun
@@ -121,3 +125,21 @@ def test_outside_a_captured_run_nothing_is_kept(capsys):
     print("outside")
     assert list(log.lines) == ["inside"]
     assert capsys.readouterr().out == "inside\noutside\n"
+
+
+@given(st.lists(st.text(alphabet=st.sampled_from("ab\n"), max_size=40), max_size=60),
+       st.integers(min_value=1, max_value=8))
+def test_what_is_kept_is_the_tail_of_what_was_written_within_the_bounds(writes, lines):
+    """Whatever the writes, the kept lines are the last whole lines written, at most ``lines``
+    of them (a smaller bound, so that it is reached), and ``dropped`` + kept = all."""
+    log = RunLog()
+    with patch("littleflow.tasklogs.LINES", lines):
+        for text in writes:
+            log.write(text)
+        log.flush()
+    written = "".join(writes)
+    whole = written.split("\n") if written else []
+    if whole and whole[-1] == "":
+        whole.pop()  # (text ending in a newline: no line after it)
+    assert list(log.lines) == whole[len(whole) - len(log.lines):]
+    assert len(log.lines) <= lines and log.dropped + len(log.lines) == len(whole) == log.total
