@@ -334,10 +334,17 @@ def _remember(record: dict[str, Any], run: dict[str, Any]) -> None:
 
 
 def fire_forever(schedules: Schedules, stop: threading.Event, longest: float = 0.5) -> None:
-    """Fire schedules as their ticks come, until ``stop`` is set (an engine's thread)."""
-    from .streams import surviving
+    """Fire schedules as their ticks come, until ``stop`` is set (an engine's thread). Redis
+    away is not said here: the engine's own loops say it, once."""
+    from .connection import UNREACHABLE
 
     while not stop.is_set():
-        with surviving("schedules", stop):
+        try:
             schedules.fire()
             stop.wait(schedules.wait(time.time(), longest))
+        except UNREACHABLE as error:
+            log.debug("schedules: Redis unreachable (%s)", error)
+            stop.wait(0.5)
+        except Exception:  # noqa: BLE001 - the thread must not die: the ticks due are fired in the next round
+            log.exception("schedules: this round failed")
+            stop.wait(0.5)
