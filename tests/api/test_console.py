@@ -440,6 +440,58 @@ def test_a_finished_workflow_has_a_timeline_with_a_bar_per_task_run(serve, page)
     expect(page.locator(".timeline g.run.status-failed text.label")).to_have_text("crash")
     assert "the disk is full" in page.locator(".timeline g.run.status-failed title").text_content()
 
+def test_the_node_panel_shows_its_log_live_while_the_task_runs(serve, page, tmp_path):
+    go = tmp_path / "go"  # (the task's second line waits for it: nothing here hangs on time)
+    id = submit(serve, "@flow talking\nfetch → chatty", {"go": str(go)})
+    page.add_init_script("""{ const fetch = window.fetch; window.logFetches = [];  // (counted in the page: in order)
+        window.fetch = (url, options) => { if (String(url).includes("/logs?")) logFetches.push(String(url));
+                                           return fetch(url, options); }; }""")
+    asked = lambda: page.evaluate("logFetches")  # noqa: E731
+    page.goto(f"{serve}/console/#/workflows/{id}")
+    row = page.locator("table.nodes tr", has_text="chatty")
+    expect(row.locator(".badge")).to_have_text("running", timeout=30_000)
+    row.click()
+    log = page.locator(".details .log-lines")
+    expect(log).to_contain_text("first line")  # sent by the worker while the task runs
+    expect(page.locator(".details h2 .badge")).to_have_text("running")
+    expect(log).not_to_contain_text("second line")
+    assert asked()[0].endswith("/logs?node=2")
+    shot(page, "node-log-running")
+    page.locator(".below").screenshot(path=ARTIFACTS / "node-log.png")
+
+    page.get_by_role("button", name="close").click()  # no more fetches for a closed panel
+    expect(page.locator(".details")).to_be_hidden()
+    count = len(asked())
+    time.sleep(2.5)  # (it asked every second while open)
+    assert len(asked()) == count
+    page.locator(".graph g.node", has_text="chatty").click()  # open again, from the graph
+    expect(log).to_contain_text("first line")
+    go.touch()
+    expect(log).to_contain_text("second line", timeout=30_000)
+    expect(page.locator(".details h2 .badge")).to_have_text("done")
+    assert log.locator("pre").inner_text() == "first line\nsecond line"
+    expect(log.locator(".log-head")).to_have_text("attempt 1 · done")
+
+    fetched = len(asked())  # done: no more asking every second (one may follow the one in flight)
+    time.sleep(2.5)
+    assert len(asked()) <= fetched + 1
+
+
+def test_a_node_log_is_text_even_if_it_looks_like_html(serve, page):
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: dialogs.append(dialog.message) or dialog.dismiss())
+    id = submit(serve, "@flow hostile\nhostile")
+    page.goto(f"{serve}/console/#/workflows/{id}")
+    expect(page.locator("h1 .badge")).to_have_text("finished", timeout=30_000)
+    page.locator("table.nodes tr", has_text="hostile").click()
+    log = page.locator(".details .log-lines")
+    expect(log).to_contain_text("<img src=x onerror=alert(1)>")
+    assert page.locator(".details img").count() == 0 and not dialogs
+    assert log.locator("pre").inner_text().splitlines()[-2:] == ["line 60", "<img src=x onerror=alert(1)>"]
+    page.wait_for_function("""() => { const box = document.querySelector('.details .log-lines');
+        return box.scrollHeight > box.clientHeight && box.scrollTop + box.clientHeight >= box.scrollHeight - 4; }""")
+
+
 def scale(transform: str) -> float:
     return float(re.search(r"scale\(([\d.]+)\)", transform)[1])
 

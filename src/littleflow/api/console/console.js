@@ -779,6 +779,71 @@ function workflowView(main, signal, id) {
     graph.select(null);
     for (const row of rows.querySelectorAll("tr.selected")) row.classList.remove("selected");
     details.hidden = true;
+    stopLog();
+  }
+
+  // The panel's log: what the node's task runs wrote (GET …/logs?node=N), fetched when the
+  // panel opens, when the node's status changes, and every second while it runs (a worker
+  // sends a running task's lines every second). Closing the panel, another node or leaving
+  // the page aborts what is in flight. Lines are text nodes only: a task may print HTML.
+  const logLines = h("div", { class: "log-lines", tabindex: "0", "aria-label": "log" });
+  const logBox = h("section", { class: "log" }, h("h3", {}, "Log"), logLines);
+  let log = null;  // the node whose log shows: {node, controller, abort, busy, again, timer, sign, drawn}
+
+  function stopLog() {
+    if (!log) return;
+    clearTimeout(log.timer);
+    log.controller.abort();
+    signal.removeEventListener("abort", log.abort);
+    log = null;
+  }
+
+  function startLog(nodeId) {
+    stopLog();
+    const controller = new AbortController();
+    const abort = () => controller.abort();
+    signal.addEventListener("abort", abort, { once: true });
+    log = { node: nodeId, controller, abort, busy: false, again: false, timer: null, sign: null, drawn: false };
+    put(logLines, h("p", { class: "muted" }, "Loading…"));
+    fetchLog();
+  }
+
+  async function fetchLog() {
+    const mine = log;
+    if (!mine) return;
+    if (mine.busy) { mine.again = true; return; }  // (once more when the one in flight lands)
+    clearTimeout(mine.timer);
+    mine.busy = true;
+    try {
+      const answer = await json(`${path(id)}/logs?node=${mine.node}`, { signal: mine.controller.signal });
+      if (mine === log) drawLog(answer.runs);
+    } catch (error) {
+      if (error.name === "AbortError" || mine !== log) return;
+      if (error.status === 404) return;  // (deleted: what showed stays, as the rest of the page)
+      if (error.status !== 401) put(logLines, h("p", { class: "error" }, `The log cannot be shown: ${error.message}`));
+    } finally {
+      mine.busy = false;
+    }
+    if (mine !== log) return;
+    if (mine.again) { mine.again = false; fetchLog(); return; }
+    const node = doc?.nodes.find((n) => n.id === mine.node);
+    if (node?.status === "running" && !gone) mine.timer = setTimeout(fetchLog, 1000);
+  }
+
+  function drawLog(runs) {
+    const sign = JSON.stringify(runs);
+    if (log.sign === sign) return;
+    log.sign = sign;
+    const atEnd = !log.drawn || logLines.scrollTop + logLines.clientHeight >= logLines.scrollHeight - 4;
+    log.drawn = true;
+    const running = doc?.nodes.find((n) => n.id === log.node)?.status === "running";
+    put(logLines, runs.length ? runs.map((run) => h("div", { class: "log-run", dataset: { item: run.item ?? "" } },
+      h("div", { class: "log-head" }, [run.item !== null ? `item ${run.item}` : null,
+        run.attempt ? `attempt ${run.attempt}` : null, run.status,
+        run.dropped ? `${run.dropped.toLocaleString()} earlier lines dropped` : null].filter(Boolean).join(" · ")),
+      h("pre", {}, run.lines.length ? run.lines.join("\n") : h("span", { class: "muted" }, "(nothing written)"))))
+      : h("p", { class: "muted" }, running ? "Nothing written yet." : "Nothing written."));
+    if (atEnd) logLines.scrollTop = logLines.scrollHeight;
   }
 
   function showDetails() {
@@ -789,6 +854,8 @@ function workflowView(main, signal, id) {
     drawn.details = sign;
     details.hidden = false;
     const shown = (value) => value !== undefined && value !== null;
+    const logged = node.kind === "task" || node.kind === "resource";
+    const scrolled = logLines.scrollTop;  // (moving the log back in loses its scroll)
     put(details,
       h("button", { type: "button", class: "link close", title: "Close", "aria-label": "close", onclick: unselect }, "×"),
       h("h2", {}, node.label, " ", badge(node.status)),
@@ -802,7 +869,12 @@ function workflowView(main, signal, id) {
       node.error ? [h("h3", {}, "Error"), h("pre", { class: "error" }, node.error)] : null,
       shown(node.input) ? [h("h3", {}, "Input"), h("pre", {}, pretty(node.input))] : null,
       shown(node.output) ? [h("h3", {}, "Output"), h("pre", {}, pretty(node.output))] : null,
-      node.note ? [h("h3", {}, "Note"), h("p", {}, node.note)] : null);
+      node.note ? [h("h3", {}, "Note"), h("p", {}, node.note)] : null,
+      logged ? logBox : null);
+    logLines.scrollTop = scrolled;
+    if (!logged) stopLog();
+    else if (log?.node === node.id) fetchLog();
+    else startLog(node.id);
   }
 
   function missing(error) {
