@@ -46,3 +46,8 @@ def hostile(input):
         print(f"line {n}")
     print("<img src=x onerror=alert(1)>")
     return {}
+
+
+def say(input):
+    print(f"saying {input}")
+    return input

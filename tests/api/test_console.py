@@ -492,6 +492,16 @@ def test_a_node_log_is_text_even_if_it_looks_like_html(serve, page):
         return box.scrollHeight > box.clientHeight && box.scrollTop + box.clientHeight >= box.scrollHeight - 4; }""")
 
 
+def test_a_node_log_shows_each_item_of_a_star_under_its_header(serve, page):
+    id = submit(serve, "@flow items\n<[1, 2]> → * say")
+    page.goto(f"{serve}/console/#/workflows/{id}")
+    expect(page.locator("h1 .badge")).to_have_text("finished", timeout=30_000)
+    page.locator("table.nodes tr", has_text="say").click()
+    runs = page.locator(".details .log-run")
+    expect(runs.locator(".log-head")).to_have_text(["item 0 · attempt 1 · done", "item 1 · attempt 1 · done"])
+    expect(runs.locator("pre")).to_have_text(["saying 1", "saying 2"])
+
+
 def scale(transform: str) -> float:
     return float(re.search(r"scale\(([\d.]+)\)", transform)[1])
 
