@@ -11,7 +11,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from littleflow import compile_flow
-from littleflow.diagram import _COLOURS, STATUSES, dot, mermaid, mermaid_id, svg
+from littleflow.diagram import STATUSES, dot, mermaid, mermaid_id, svg
+from littleflow.drawing import COLOURS
 from littleflow.flow import Flow, Node
 
 
@@ -360,7 +361,7 @@ def test_svg_status_classes_and_their_colours():
     assert nodes[6].get("class") == "node kind-task status-waiting"  # not given: waiting
     style = parsed(text).find(f"{SVG}style").text
     for status in STATUSES:  # every status, so that a page may switch a node to any of them
-        fill, stroke = _COLOURS[status]
+        fill, stroke = COLOURS[status]
         assert f".status-{status} .shape{{fill:{fill};stroke:{stroke}}}" in style
     with pytest.raises(ValueError):
         svg(flow, status={1: "finished"})

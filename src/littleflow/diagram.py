@@ -24,29 +24,31 @@ import re
 import textwrap
 from collections.abc import Mapping
 from itertools import pairwise
-from xml.sax.saxutils import escape, quoteattr
 
+from .drawing import (
+    COLOURS,
+    DECISION_WORDS,
+    DECISIONS,
+    LABELLED,
+    NOT_XML,
+    STATUSES,
+    arrow_tag,
+    box_lines,
+    content,
+    edge_tag,
+    guard,
+    marks,
+    num,
+    xml,
+)
 from .flow import Flow, Node
 
-STATUSES = ("done", "running", "queued", "failed", "skipped", "waiting", "terminated")
-_COLOURS = {  # status: (fill, stroke)
-    "done": ("#c8e6c9", "#2e7d32"),
-    "running": ("#bbdefb", "#1565c0"),
-    "queued": ("#e1f5fe", "#0288d1"),  # sent to a worker, not yet taken (on Redis)
-    "failed": ("#ffcdd2", "#c62828"),
-    "skipped": ("#eeeeee", "#9e9e9e"),
-    "waiting": ("#fff9c4", "#f9a825"),
-    "terminated": ("#ffe0b2", "#ef6c00"),
-}
+__all__ = ["STATUSES", "DECISIONS", "arrow_tag", "box_lines", "dot", "edge_tag", "mermaid", "mermaid_id", "svg"]
+
 _ENTITIES = {'"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;"}
 _ENTITIES.update({c: f"#{ord(c)};" for c in "#:;%\\`*_~"})  # grammar, then Markdown
 _KIND_IDS = {"literal": "literal", "resource": "resource", "subflow-start": "fork", "subflow-end": "join",
              "choice": "if", "choice-end": "endif", "repeat": "repeat", "while": "while", "loop-end": "loop"}
-#: Conditionals and loops: drawn as diamonds (Mermaid ``<<choice>>``), their conditions on their arrows.
-DECISIONS = ("choice", "choice-end", "repeat", "while", "loop-end")
-_LIMIT = 40
-_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")  # what XML 1.0 cannot hold
-_LABELLED = ("task", "literal", "resource")
 
 
 def mermaid(flow: Flow, *, vertical: bool = False, status: Mapping[int, str] | None = None) -> str:
@@ -62,11 +64,11 @@ def mermaid(flow: Flow, *, vertical: bool = False, status: Mapping[int, str] | N
         elif node.kind in DECISIONS:
             lines.append(f"  state {sid} <<choice>>")
         elif node.kind not in ("start", "end"):
-            lines.append(f'  state "{_mtext(_marks(node) + _content(node))}" as {sid}')
+            lines.append(f'  state "{_mtext(marks(node) + content(node))}" as {sid}')
             if node.kind == "task" and node.guard:
-                lines.append(f"  {sid} : {_mtext(_guard(node).strip())}")
+                lines.append(f"  {sid} : {_mtext(guard(node).strip())}")
     for node, sid in zip(flow.nodes, ids):
-        doc = _doc_lines(node.doc) if node.kind in _LABELLED else []
+        doc = _doc_lines(node.doc) if node.kind in LABELLED else []
         if len(doc) == 1:
             lines.append(f"  note right of {sid} : {_mtext(doc[0])}")
         elif doc:
@@ -76,7 +78,7 @@ def mermaid(flow: Flow, *, vertical: bool = False, status: Mapping[int, str] | N
     # Mermaid keeps a state's ``:::class`` only when written in an arrow, so
     # each coloured node gets it at its first arrow (or alone if it has none).
     status = {i: s for i, s in _checked(flow, status or {}).items() if flow.nodes[i].kind not in ("start", "end")}
-    lines += [f"  classDef {s} fill:{_COLOURS[s][0]},stroke:{_COLOURS[s][1]},color:#000"
+    lines += [f"  classDef {s} fill:{COLOURS[s][0]},stroke:{COLOURS[s][1]},color:#000"
               for s in STATUSES if s in status.values()]
     for source, target in flow.edges():
         arrow = f"  {ids[source]}{_mclass(source, status)} --> {ids[target]}{_mclass(target, status)}"
@@ -116,7 +118,7 @@ def dot(flow: Flow, *, vertical: bool = False, status: Mapping[int, str] | None 
         if node.doc:
             attrs["tooltip"] = "\n".join(_doc_lines(node.doc))
         if node.id in status and node.kind not in ("start", "end"):
-            fill, stroke = _COLOURS[status[node.id]]
+            fill, stroke = COLOURS[status[node.id]]
             style = ",".join(filter(None, (attrs.get("style"), "filled")))
             attrs.update(style=style, fillcolor=fill, color=stroke)
         lines.append(f"  n{node.id} [{', '.join(f'{k}={_dquote(v)}' for k, v in attrs.items())}];")
@@ -139,17 +141,17 @@ def svg(flow: Flow, *, vertical: bool = False, status: Mapping[int, str] | None 
     ``status-…`` class. All text from the flow is escaped, and a character XML 1.0
     cannot hold becomes U+FFFD.
     """
-    # late: layout sizes the boxes by box_lines, so it imports this module
+    # late: grandalf (through layout) is needed for SVG alone
     from .layout import FONT, LABEL_FONT, LINE, layout
 
     checked = _checked(flow, status) if status is not None else None
     drawn = layout(flow, vertical=vertical)
-    w, h = _num(drawn.width), _num(drawn.height)
+    w, h = num(drawn.width), num(drawn.height)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="littleflow" viewBox="0 0 {w} {h}" width="{w}" height="{h}">']
     if flow.name:
-        out.append(f"<title>{_xml(flow.name)}</title>")
+        out.append(f"<title>{xml(flow.name)}</title>")
     if flow.doc:
-        out.append(f"<desc>{_xml(chr(10).join(_doc_lines(flow.doc)))}</desc>")
+        out.append(f"<desc>{xml(chr(10).join(_doc_lines(flow.doc)))}</desc>")
     out.append(f"<style>{_svg_style(FONT, LABEL_FONT)}</style>")
     out.append('<defs><marker id="littleflow-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
                'markerHeight="7" orient="auto"><path d="M0,0L10,5L0,10z"/></marker></defs>')
@@ -159,24 +161,17 @@ def svg(flow: Flow, *, vertical: bool = False, status: Mapping[int, str] | None 
     out.append("</g>")
     out.append('<g class="edge-labels">')
     for (s, t), (x, y) in drawn.labels.items():
-        out.append(f'<text class="edge-label" data-from="{s}" data-to="{t}" x="{_num(x)}" y="{_num(y)}">'
-                   f"{_xml(edge_tag(flow, s, t))}</text>")
+        out.append(f'<text class="edge-label" data-from="{s}" data-to="{t}" x="{num(x)}" y="{num(y)}">'
+                   f"{xml(edge_tag(flow, s, t))}</text>")
     out.append("</g>")
     out.append('<g class="nodes">')
     for node in flow.nodes:
         classes = f"node kind-{node.kind}" + (f" status-{checked.get(node.id, 'waiting')}" if checked is not None else "")
-        out.append(f'<g class={_xml(classes, attr=True)} data-node="{node.id}"><title>{_xml(_svg_title(node))}</title>')
+        out.append(f'<g class={xml(classes, attr=True)} data-node="{node.id}"><title>{xml(_svg_title(node))}</title>')
         out += _svg_shape(node, drawn.nodes[node.id], LINE)
         out.append("</g>")
     out.append("</g></svg>")
     return "\n".join(out) + "\n"
-
-
-def _xml(text: str, *, attr: bool = False) -> str:
-    """``text`` escaped for the SVG (with ``attr``, as a quoted attribute value); a character
-    XML 1.0 cannot hold (most C0 controls, U+FFFE, U+FFFF, surrogates) becomes U+FFFD."""
-    text = _NOT_XML.sub("\ufffd", text)
-    return quoteattr(text) if attr else escape(text)
 
 
 def _svg_style(font: float, label_font: float) -> str:
@@ -188,7 +183,7 @@ def _svg_style(font: float, label_font: float) -> str:
         ".littleflow .kind-subflow-start .shape,.littleflow .kind-subflow-end .shape{fill:#555}",
         ".littleflow .node.kind-choice-end .shape,.littleflow .node.kind-loop-end .shape{stroke-dasharray:2 2}",
     ]
-    rules += [f".littleflow .status-{s} .shape{{fill:{fill};stroke:{stroke}}}" for s, (fill, stroke) in _COLOURS.items()]
+    rules += [f".littleflow .status-{s} .shape{{fill:{fill};stroke:{stroke}}}" for s, (fill, stroke) in COLOURS.items()]
     rules += [
         ".littleflow .node.kind-start .shape,.littleflow .node.kind-end .shape{fill:#222;stroke:#222}",
         ".littleflow .node.kind-end .ring{fill:none;stroke:#222;stroke-width:1.2}",
@@ -204,7 +199,7 @@ def _svg_shape(node: Node, box: tuple[float, float, float, float], line: float) 
     """The shape of one node and the lines of text in it."""
     x, y, w, h = box
     cx, cy = x + w / 2, y + h / 2
-    n = _num
+    n = num
     if node.kind in ("start", "end"):
         if node.kind == "start":
             return [f'<circle class="shape" cx="{n(cx)}" cy="{n(cy)}" r="{n(w / 2)}"/>']
@@ -225,7 +220,7 @@ def _svg_shape(node: Node, box: tuple[float, float, float, float], line: float) 
         shape = f'<rect class="shape" x="{n(x)}" y="{n(y)}" width="{n(w)}" height="{n(h)}"{corner}/>'
     lines = box_lines(node)
     top = cy - (len(lines) - 1) / 2 * line
-    texts = [f'<text x="{n(cx)}" y="{n(top + i * line)}">{_xml(text)}</text>' for i, text in enumerate(lines)]
+    texts = [f'<text x="{n(cx)}" y="{n(top + i * line)}">{xml(text)}</text>' for i, text in enumerate(lines)]
     if len(texts) > 1:  # the guard
         texts[1] = texts[1].replace("<text ", '<text class="guard" ', 1)
     return [shape, *texts]
@@ -245,13 +240,13 @@ def _svg_title(node: Node) -> str:
         what += f" `{node.condition}`"[:300]
     kind = node.kind + (f" ({node.mode})" if node.mode else "") + (f" at {node.line}:{node.column}" if node.line else "")
     doc = " ".join(_doc_lines(node.doc))
-    lines = [_marks(node) + what[:1000], kind, _guard(node).strip()[:300], doc[:300] + ("…" if len(doc) > 300 else "")]
+    lines = [marks(node) + what[:1000], kind, guard(node).strip()[:300], doc[:300] + ("…" if len(doc) > 300 else "")]
     return "\n".join(line for line in lines if line)
 
 
 def _svg_path(points: list[tuple[float, float]], vertical: bool) -> str:
     """SVG path data for an edge's points, joined as ``layout.Layout`` says."""
-    n = _num
+    n = num
     d = [f"M{n(points[0][0])},{n(points[0][1])}"]
     for (x0, y0), (x1, y1) in pairwise(points):
         if x0 == x1 or y0 == y1:
@@ -263,12 +258,6 @@ def _svg_path(points: list[tuple[float, float]], vertical: bool) -> str:
     return "".join(d)
 
 
-def _num(value: float) -> str:
-    """A number for SVG: one decimal at most."""
-    text = f"{value:.1f}"
-    return text.removesuffix(".0")
-
-
 def _dot_shape(node: Node) -> dict[str, str]:
     """Shape and label attributes of one DOT node."""
     if node.kind == "start":
@@ -276,75 +265,14 @@ def _dot_shape(node: Node) -> dict[str, str]:
     if node.kind == "end":
         return {"shape": "doublecircle", "label": "", "width": "0.2", "style": "filled", "fillcolor": "black"}
     if node.kind in ("subflow-start", "subflow-end"):
-        xlabel = (_marks(node) + _guard(node) + (node.name or "")).strip()
+        xlabel = (marks(node) + guard(node) + (node.name or "")).strip()
         return {"shape": "diamond", "label": "", "xlabel": xlabel, "width": "0.3", "height": "0.3"}
     if node.kind in DECISIONS:
-        xlabel = (_marks(node) + _guard(node) + _DECISION_WORDS[node.kind]).strip()
+        xlabel = (marks(node) + guard(node) + DECISION_WORDS[node.kind]).strip()
         return {"shape": "diamond", "label": "", "xlabel": xlabel, "width": "0.35", "height": "0.35"}
-    label = (_marks(node) + _content(node) + "\n" + _guard(node)).strip()
+    label = (marks(node) + content(node) + "\n" + guard(node)).strip()
     shape = {"task": "box", "literal": "note", "resource": "cylinder"}[node.kind]
     return {"shape": shape, "label": label} | ({"style": "rounded"} if shape == "box" else {})
-
-
-def arrow_tag(node: Node) -> str:
-    """What the arrows into a fork, join or END say (its marks, guard and subflow
-    name); nothing for a node that shows its own label."""
-    if node.kind in _LABELLED:
-        return ""
-    return (_marks(node) + _guard(node) + ((node.name or "") if node.kind == "subflow-start" else "")).strip()
-
-
-_DECISION_WORDS = {"choice": "if", "choice-end": "", "repeat": "repeat", "while": "while", "loop-end": ""}
-
-
-def edge_tag(flow: Flow, source: int, target: int) -> str:
-    """What the arrow ``source → target`` says: a branch's condition (or ``else``) from a
-    conditional, a loop's condition on its way back to its body (``until `…``` or
-    ``while `…```) and into a ``while``'s first round; else :func:`arrow_tag` of ``target``."""
-    node, into = flow.nodes[source], flow.nodes[target]
-    tag = arrow_tag(into)
-    if node.kind == "choice":
-        word = "else" if target == node.pair or into.condition is None else f"`{into.condition}`"
-    elif node.kind == "while":
-        word = "else" if target == node.pair else f"while `{node.condition}`"
-    elif node.kind == "loop-end" and target < source:  # (the edge back to the body)
-        start = flow.nodes[node.pair] if node.pair is not None else node
-        word = f"{'until' if start.kind == 'repeat' else 'while'} `{start.condition}`"
-    else:
-        return tag
-    return f"{word} {tag}".strip()
-
-
-def box_lines(node: Node) -> list[str]:
-    """The lines of text inside a node's box in an SVG picture (none for START,
-    END, forks and joins), each cut to ``_LIMIT`` characters."""
-    if node.kind not in _LABELLED:
-        return []
-    return [_cap(_marks(node) + _content(node))] + ([_cap(_guard(node).strip())] if node.guard else [])
-
-
-def _content(node: Node) -> str:
-    """What a labelled node shows: task name, compact literal value or ``<uri>``."""
-    if node.kind == "literal":
-        return _cap(json.dumps(node.value, ensure_ascii=False, separators=(",", ":"), default=str))
-    if node.kind == "resource":
-        return f"<{node.uri}>"
-    return node.alias or node.name or "?"
-
-
-def _cap(text: str) -> str:
-    """``text`` cut to ``_LIMIT`` characters, an ellipsis marking the cut."""
-    return text if len(text) <= _LIMIT else text[: _LIMIT - 1] + "…"
-
-
-def _marks(node: Node) -> str:
-    """The merge and iterate operators written before a step."""
-    return ("> " if node.merge else "") + ("* " if node.iterate else "")
-
-
-def _guard(node: Node) -> str:
-    """The guard as written before a step (with a trailing space), or nothing."""
-    return f"? {node.guard} " if node.guard else ""
 
 
 def _doc_lines(doc: str | None) -> list[str]:
@@ -364,7 +292,7 @@ def _checked(flow: Flow, status: Mapping[int, str]) -> dict[int, str]:
     """``status`` after checking node ids and status names; the nodes of a branch not taken
     or of a form skipped by its guard are skipped too (a run records the first node only)."""
     for node_id, state in status.items():
-        if state not in _COLOURS:
+        if state not in COLOURS:
             raise ValueError(f"unknown status {state!r} for node {node_id} (expected one of {', '.join(STATUSES)})")
         if not 0 <= node_id < len(flow.nodes):
             raise ValueError(f"status given for node {node_id}, which the flow does not have")
@@ -374,5 +302,5 @@ def _checked(flow: Flow, status: Mapping[int, str]) -> dict[int, str]:
 def _dquote(text: str) -> str:
     """A DOT double-quoted string (backslash, quote and newline escaped); a character XML
     cannot hold becomes U+FFFD, as in the SVG, for Graphviz copies it into its SVG output."""
-    escaped = _NOT_XML.sub("\ufffd", text).replace("\\", "\\\\").replace('"', '\\"').replace("\r", "")
+    escaped = NOT_XML.sub("\ufffd", text).replace("\\", "\\\\").replace('"', '\\"').replace("\r", "")
     return '"' + escaped.replace("\n", "\\n") + '"'

@@ -18,7 +18,7 @@ from unicodedata import east_asian_width
 from grandalf.graphs import Edge, Vertex, graph_core
 from grandalf.layouts import SugiyamaLayout
 
-from .diagram import DECISIONS, box_lines, edge_tag
+from .drawing import DECISIONS, box_lines, edge_tag
 from .flow import Flow, Node
 
 Point = tuple[float, float]

@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from .diagram import _COLOURS, _num, _xml  # (one place for the colours and the escaping of the pictures)
+from .drawing import COLOURS, num, xml
 from .flow import Flow
 
 #: The picture's geometry, in pixels: the label column, the time axis at zoom 1, a row, a bar, the axis band.
@@ -34,7 +34,7 @@ def runs(flow: Flow, info: Mapping[str, Mapping[str, Any]], state: str) -> list[
         except ValueError:
             item = -1
         status = entry.get("status")
-        if status not in _COLOURS:
+        if status not in COLOURS:
             status = "queued"
         if status in ("running", "queued") and state == "terminated":
             status = "terminated"
@@ -81,15 +81,15 @@ def svg(timeline: Mapping[str, Any], now: float) -> str:
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="littleflow-timeline" viewBox="0 0 {width} {height}" '
            f'width="{width}" height="{height}" data-origin="{origin!r}" data-span="{span!r}" '
            f'data-gutter="{GUTTER}" data-plot="{PLOT}">']
-    out.append(f"<title>{_xml('timeline of ' + (timeline.get('name') or timeline.get('id') or 'a workflow'))}</title>")
+    out.append(f"<title>{xml('timeline of ' + (timeline.get('name') or timeline.get('id') or 'a workflow'))}</title>")
     out.append(f"<style>{_style()}</style>")
     out.append('<g class="axis">')
     step = _step(span)
     for number in range(int(span / step + 1e-9) + 1):
         t = number * step
-        x = _num(GUTTER + t * scale)
+        x = num(GUTTER + t * scale)
         out.append(f'<g class="tick" data-t="{t!r}"><line x1="{x}" y1="{AXIS - 6}" x2="{x}" y2="{height}"/>'
-                   f'<text x="{x}" y="{AXIS - 10}">{_xml(_seconds(t, step))}</text></g>')
+                   f'<text x="{x}" y="{AXIS - 10}">{xml(_seconds(t, step))}</text></g>')
     out.append("</g>")
     out.append('<g class="runs">')
     for row, run in enumerate(shown):
@@ -98,12 +98,12 @@ def svg(timeline: Mapping[str, Any], now: float) -> str:
         y = AXIS + row * ROW
         name = _name(run)
         item = "" if run["item"] is None else f' data-item="{run["item"]}"'
-        out.append(f'<g class={_xml("run status-" + run["status"], attr=True)} data-node="{run["node"]}"{item} '
+        out.append(f'<g class={xml("run status-" + run["status"], attr=True)} data-node="{run["node"]}"{item} '
                    f'data-attempt="{run["attempt"] or 1}" data-start="{start!r}" data-end="{end!r}">'
-                   f"<title>{_xml(_title(run, name, start, end))}</title>"
-                   f'<text class="label" x="{GUTTER - 8}" y="{_num(y + ROW / 2)}">{_xml(_cut(name, 32))}</text>'
-                   f'<rect class="timebar" x="{_num(GUTTER + start * scale)}" y="{_num(y + (ROW - BAR) / 2)}" '
-                   f'width="{_num(max(1.0, (end - start) * scale))}" height="{BAR}" rx="2"/></g>')
+                   f"<title>{xml(_title(run, name, start, end))}</title>"
+                   f'<text class="label" x="{GUTTER - 8}" y="{num(y + ROW / 2)}">{xml(_cut(name, 32))}</text>'
+                   f'<rect class="timebar" x="{num(GUTTER + start * scale)}" y="{num(y + (ROW - BAR) / 2)}" '
+                   f'width="{num(max(1.0, (end - start) * scale))}" height="{BAR}" rx="2"/></g>')
     out.append("</g></svg>")
     return "\n".join(out) + "\n"
 
@@ -172,5 +172,5 @@ def _style() -> str:
         ".littleflow-timeline .run:hover .timebar{stroke-width:2}",
     ]
     rules += [f".littleflow-timeline .status-{s} .timebar{{fill:{fill};stroke:{stroke}}}"
-              for s, (fill, stroke) in _COLOURS.items()]
+              for s, (fill, stroke) in COLOURS.items()]
     return "".join(rules)
