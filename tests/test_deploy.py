@@ -28,7 +28,7 @@ VERSION = "1.30.0"
 USER_ID = 10001  # the Dockerfile's user, and the manifests' runAsUser
 NAMESPACE = "littleflow"  # littleflow's pods and Secrets
 JOBS_NAMESPACE = "littleflow-jobs"  # the Jobs of k8s: tasks, and the Job worker's Role there
-#: The calls of src/littleflow/k8s/executor.py, as (apiGroups, resources, verbs): Jobs are
+#: The calls of src/littleflow/k8s/ (api.py, creator.py, follower.py), as (apiGroups, resources, verbs): Jobs are
 #: created, read, listed and watched, labelled ended (patch) and deleted; the pods of a Job
 #: listed; a failed pod's log read.
 WORKER_RULES = [(("",), ("pods",), ("list",)),

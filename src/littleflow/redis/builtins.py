@@ -22,7 +22,7 @@ from ..policy import Policy
 from ..tasks import TaskError, json_output
 from . import waits
 from .protocol import RESOURCE
-from .worker import DEFERRED, Job, Worker
+from .worker import DEFERRED, Executor, Handle, Job
 
 log = logging.getLogger("littleflow.builtins")
 
@@ -31,7 +31,7 @@ HTTP = ("http:get", "http:post", "http:put", "http:delete")
 RESOURCES = (f"{RESOURCE}:read", f"{RESOURCE}:write")
 
 
-class BuiltinTasks:
+class BuiltinTasks(Executor):
     """Executor of the built-in tasks; its timer thread ends ``wait:delay`` tasks when due.
     HTTP (``http:`` tasks and http(s) resources) runs on one event loop thread, so that
     calls that hang hold no task thread; ``confine`` says which files and addresses the
@@ -45,46 +45,43 @@ class BuiltinTasks:
         self._client: httpx.AsyncClient | None = None
         self._lock = threading.Lock()
 
-    def names(self) -> set[str]:
-        return set()
-
     def namespaces(self) -> set[str]:
         return {"wait", "http", RESOURCE}
 
     def serves(self, name: str) -> bool:
         return name in WAITS or name in HTTP or name in RESOURCES
 
-    def background(self, worker: Worker, stop: threading.Event) -> None:
+    def background(self, handle: Handle, stop: threading.Event) -> None:
         """End due delays until ``stop`` is set."""
         while not stop.is_set():
             try:
-                if waits.due(worker.store) < 500:
+                if waits.due(handle.store) < 500:
                     stop.wait(self.timer_interval)
             except Exception as error:  # noqa: BLE001 - Redis away for a moment: try again
                 log.warning("timers: %s", error)
                 stop.wait(0.5)
 
-    def execute(self, job: Job, worker: Worker) -> Any:
+    def execute(self, job: Job, handle: Handle) -> Any:
         task = job.task
         params = task.parameters if isinstance(task.parameters, dict) else {}
         if task.name in WAITS:
             job.started = time.time()
-            self._wait(job, worker, task.name.partition(":")[2], params)
+            self._wait(job, handle, task.name.partition(":")[2], params)
             return DEFERRED
-        policy, hook, base = task.run_policy(), worker.hook(job), task.base or None
+        policy, hook, base = task.run_policy(), handle.hook(job), task.base or None
         if task.name in HTTP:
             method = task.name.partition(":")[2].upper()
             seconds = _timeout(params, policy)
-            return self._detach(job, worker, lambda client: http_async(method, params, task.input, client, seconds),
+            return self._detach(job, handle, lambda client: http_async(method, params, task.input, client, seconds),
                                 policy, seconds, task.name)
         uri, resource_params = params.get("uri"), params.get("parameters")
         resource_params = resource_params if isinstance(resource_params, dict) else {}
         if resources.is_http(uri, base):
             seconds = _timeout(resource_params, policy)
             if task.name.endswith(":read"):
-                return self._detach(job, worker, lambda client: resources.read_http(
+                return self._detach(job, handle, lambda client: resources.read_http(
                     uri, resource_params, base, self.confine, client), policy, seconds)
-            return self._detach(job, worker, lambda client: resources.write_http(
+            return self._detach(job, handle, lambda client: resources.write_http(
                 uri, resource_params, base, task.input, self.confine, client), policy, seconds)
         if task.name.endswith(":read"):
             call = lambda: resources.read(uri, resource_params, base, self.confine)  # noqa: E731
@@ -93,18 +90,18 @@ class BuiltinTasks:
         return self.caller.attempts(call, policy, hook, task.attempt, job.cancelled)
 
     # -- HTTP on the event loop thread ------------------------------------------------
-    def _detach(self, job: Job, worker: Worker, request: Callable[[httpx.AsyncClient], Awaitable[Any]],
+    def _detach(self, job: Job, handle: Handle, request: Callable[[httpx.AsyncClient], Awaitable[Any]],
                 policy: Policy, seconds: float, name: str | None = None) -> Future:
         """Run ``request`` (with its retries) on the event loop; the worker ends the task when
         the returned future is done, and cancels it if the workflow is terminated."""
-        return asyncio.run_coroutine_threadsafe(self._attempts(job, worker, request, policy, seconds, name),
+        return asyncio.run_coroutine_threadsafe(self._attempts(job, handle, request, policy, seconds, name),
                                                 self._running_loop())
 
-    async def _attempts(self, job: Job, worker: Worker, request: Callable[[httpx.AsyncClient], Awaitable[Any]],
+    async def _attempts(self, job: Job, handle: Handle, request: Callable[[httpx.AsyncClient], Awaitable[Any]],
                         policy: Policy, seconds: float, name: str | None) -> Any:
         """Attempts of ``request``, each ``seconds`` at most in all (redirects included),
         with the retries and backoff of ``policy``, as the Caller runs other tasks."""
-        hook, first = worker.hook(job), job.task.attempt
+        hook, first = handle.hook(job), job.task.attempt
         attempt = first
         while True:
             if job.cancelled.is_set():
@@ -137,16 +134,16 @@ class BuiltinTasks:
     async def _open_client(self) -> None:
         self._client = httpx.AsyncClient(transport=self.confine.async_transport())
 
-    def _wait(self, job: Job, worker: Worker, kind: str, params: dict[str, Any]) -> None:
-        task, store = job.task, worker.store
+    def _wait(self, job: Job, handle: Handle, kind: str, params: dict[str, Any]) -> None:
+        task, store = job.task, handle.store
         if kind == "delay":
             seconds = duration(params.get("duration", params.get("seconds", 0)))
-            waits.delay(store, job.stream, job.id, task, seconds, waits.member(task, job.started, worker.name,
+            waits.delay(store, job.stream, job.id, task, seconds, waits.member(task, job.started, handle.name,
                                                                                  task.input))
         elif kind == "event":
             event = waits.check_name(params.get("event", params.get("name")), "event")
             match = _match(params.get("match"), task.input)
-            entry = waits.member(task, job.started, worker.name, None, match=match)
+            entry = waits.member(task, job.started, handle.name, None, match=match)
             waits.listen(store, job.stream, job.id, task, event, match, entry)
         else:
             name = params.get("name")
@@ -156,7 +153,7 @@ class BuiltinTasks:
             elif kind == "countdown":
                 number = _count(params.get("count"), "count")
             waits.latch(store, kind, job.stream, job.id, task, name,
-                        waits.member(task, job.started, worker.name, task.input), number)
+                        waits.member(task, job.started, handle.name, task.input), number)
 
 
 def duration(value: Any) -> float:

@@ -12,7 +12,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import redis
 
@@ -53,27 +53,113 @@ class Job:
     span: Any = None  # its OpenTelemetry span, a child of its workflow's (littleflow.tracing)
 
 
-class Executor(Protocol):
-    """Runs the tasks of some names: ``names()`` (each read from its own stream) and every
-    name of ``namespaces()`` (shared namespaces, see :data:`~.protocol.SHARED_NAMESPACES`,
-    read from the namespace's stream). ``execute`` returns the output, raises to fail
-    the task, returns :data:`DEFERRED` after taking the task over (acking it itself), or
-    returns a :class:`~concurrent.futures.Future` of the output: the task's thread is free
-    at once, the task ends when the future is done, and the future is cancelled if the
-    workflow is terminated.
-    Optional hooks: ``background(worker, stop)`` runs on a thread of its own, and
-    ``terminate(workflow)`` is called (on a thread) when a workflow is terminated."""
+class Executor:
+    """Base of the executors: runs the tasks of some names, ``names()`` (each read from its
+    own stream), and every name of ``namespaces()`` (shared namespaces, see
+    :data:`~.protocol.SHARED_NAMESPACES`, read from the namespace's stream).
 
-    def names(self) -> set[str]: ...
+    ``execute(job, handle)`` returns the output, raises to fail the task, returns
+    :data:`DEFERRED` after taking the task over (acking it itself, ``handle.ack``), or returns
+    a :class:`~concurrent.futures.Future` of the output: the task's thread is free at once,
+    the task ends when the future is done, and the future is cancelled if the workflow is
+    terminated. Its :class:`Handle` is all it gets of the worker.
 
-    def namespaces(self) -> set[str]: ...
+    Hooks, no-ops here: ``background(handle, stop)`` runs on a thread of its own until
+    ``stop`` is set, and ``terminate(workflow)`` is called (on a thread) when a workflow is
+    terminated. An object with ``names``, ``namespaces``, ``serves`` and ``execute`` alone
+    serves as an executor too; the hooks are called on subclasses only."""
 
-    def serves(self, name: str) -> bool: ...
+    def names(self) -> set[str]:
+        """The task names served, each from its own stream."""
+        return set()
 
-    def execute(self, job: Job, worker: Worker) -> Any: ...
+    def namespaces(self) -> set[str]:
+        """The shared namespaces served."""
+        return set()
+
+    def serves(self, name: str) -> bool:
+        """Whether task ``name`` is one of this executor's."""
+        raise NotImplementedError
+
+    def execute(self, job: Job, handle: Handle) -> Any:
+        """Run ``job``'s task (see the class)."""
+        raise NotImplementedError
+
+    def background(self, handle: Handle, stop: threading.Event) -> None:
+        """Work of its own while the worker runs (timers, watches); returns when ``stop`` is set."""
+
+    def terminate(self, workflow: str) -> Any:
+        """``workflow`` was terminated: stop what runs for it outside the worker (its tasks'
+        futures are cancelled and ``job.cancelled`` set by the worker)."""
 
 
-class PythonTasks:
+class Handle:
+    """What an executor may do with the worker that runs it: record a task running, end it,
+    ack its start, ask whether a workflow still runs, send an end once only. ``store`` is
+    there for the built-in waits alone (their timers, waiters and latches are Redis scripts,
+    see :mod:`.waits`); other executors go through the methods."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+
+    @property
+    def name(self) -> str:
+        """The worker's name (in end-task messages and task info)."""
+        return self._worker.name
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix of this installation (``lf``), which tells its Jobs from others'."""
+        return self._worker.keys.prefix
+
+    @property
+    def store(self) -> Store:
+        """The worker's :class:`~.store.Store`: for the built-in ``wait:`` tasks only."""
+        return self._worker.store
+
+    def hook(self, job: Job) -> Any:
+        """The attempt hook (see :mod:`littleflow.calling`) that records ``job`` running."""
+        return self._worker.hook(job)
+
+    def running(self, job: Job, began: float) -> None:
+        """Record that ``job`` is running (attempt ``job.attempt``), since ``began``."""
+        self._worker.running(job, began)
+
+    def end(self, job: Job, status: str, output: Any = None, error: str | None = None) -> None:
+        """Send the end of ``job`` (``done`` with ``output``, or ``failed`` with ``error``) and ack its start."""
+        self._worker.end(job, status, output, error)
+
+    def ack(self, job: Job) -> None:
+        """Ack ``job``'s start message: the executor answers for the task from here on."""
+        self._worker.streams.ack(job.stream, job.id)
+
+    def workflow_running(self, workflow: str) -> bool:
+        """Whether ``workflow`` is running (not ended, terminated or gone)."""
+        worker = self._worker
+        return worker.store.redis.hget(worker.keys.workflow(workflow), "status") == "running"
+
+    def end_once(self, marker: str, end: EndTask, ttl: int) -> None:
+        """Add ``end`` to its workflow's end-task stream unless it was for ``marker`` in the last
+        ``ttl`` seconds: ``marker`` names the outside run that ended (a Kubernetes Job's uid,
+        kept as ``Keys.k8s_ended``), so that of several workers seeing it end one sends its end."""
+        worker = self._worker
+        fields = [part for pair in end.fields().items() for part in pair]
+        part = worker.keys.of(end.workflow)
+        worker.store.scripts.end_once(keys=[part.k8s_ended(marker), part.ends], args=[ttl, *fields])
+
+    def followed_namespaces(self) -> set[str]:
+        """The Kubernetes namespaces whose Jobs the ``k8s:`` workers follow (``Keys.k8s_namespaces``)."""
+        worker = self._worker
+        return {str(name) for name in worker.store.redis.smembers(worker.keys.k8s_namespaces)}
+
+    def follow_namespaces(self, *namespaces: str) -> None:
+        """Record ``namespaces`` as followed, for the ``k8s:`` workers that start later."""
+        worker = self._worker
+        if namespaces:
+            worker.store.redis.sadd(worker.keys.k8s_namespaces, *namespaces)
+
+
+class PythonTasks(Executor):
     """Executor of the Python functions of a registry, under their retry/timeout policy."""
 
     def __init__(self, registry: Registry) -> None:
@@ -83,17 +169,14 @@ class PythonTasks:
     def names(self) -> set[str]:
         return set(self.registry.names())
 
-    def namespaces(self) -> set[str]:
-        return set()
-
     def serves(self, name: str) -> bool:
         return name in self.registry
 
-    def execute(self, job: Job, worker: Worker) -> Any:
+    def execute(self, job: Job, handle: Handle) -> Any:
         task = job.task
         spec = self.registry.get(task.name)
         job.log = RunLog()
-        return self.caller.call(spec, task.parameters, task.input, task.run_policy(spec.options), worker.hook(job),
+        return self.caller.call(spec, task.parameters, task.input, task.run_policy(spec.options), handle.hook(job),
                                 task.attempt, job.cancelled, task.run(), job.log)
 
 
@@ -124,6 +207,7 @@ class Worker:
         self._next_register = 0.0
         self._next_logs = 0.0
         self.done = 0  # tasks this worker ended
+        self.handle = Handle(self)  # what its executors get of it
 
     # -- the loops ----------------------------------------------------------------
     def readers(self) -> list[tuple[list[Keys], Streams]]:
@@ -153,8 +237,8 @@ class Worker:
         listener = threading.Thread(target=self._listen, args=(stop,), name="littleflow-control", daemon=True)
         listener.start()
         for executor in self.executors:
-            if hasattr(executor, "background"):
-                threading.Thread(target=executor.background, args=(self, stop), name="littleflow-background",
+            if isinstance(executor, Executor):
+                threading.Thread(target=executor.background, args=(self.handle, stop), name="littleflow-background",
                                  daemon=True).start()
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="littleflow-task")
         others = [threading.Thread(target=self._read, args=(reader, pool, stop, block), daemon=True,
@@ -236,7 +320,7 @@ class Worker:
 
     def _execute(self, executor: Executor, job: Job) -> None:
         try:
-            output = executor.execute(job, self)
+            output = executor.execute(job, self.handle)
         except Exception as error:  # noqa: BLE001 - a task's error fails the task
             if not isinstance(error, Cancelled):
                 log.info("worker %s: task %s of %s failed: %s", self.name, job.task.name, job.task.workflow,
@@ -457,7 +541,7 @@ class Worker:
                                 if job.detached is not None:
                                     job.detached.cancel()
                     for executor in self.executors:  # (what they run outside this worker, e.g. Jobs)
-                        if hasattr(executor, "terminate") and isinstance(workflow, str):
+                        if isinstance(executor, Executor) and isinstance(workflow, str):
                             threading.Thread(target=_terminate, args=(executor, workflow),
                                              name="littleflow-terminate", daemon=True).start()
             except (redis.ConnectionError, redis.TimeoutError) as error:  # Redis away: listen again
@@ -468,7 +552,7 @@ class Worker:
                 stop.wait(0.5)
 
 
-def _terminate(executor: Any, workflow: str) -> None:
+def _terminate(executor: Executor, workflow: str) -> None:
     """Tell ``executor`` that ``workflow`` was terminated; what goes wrong is logged."""
     try:
         executor.terminate(workflow)
