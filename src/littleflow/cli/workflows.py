@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from .cli import FLOW, compile_text, echo_failure, fail, json_text, load_tasks, main, read_flow, read_input
-from .durations import seconds
-from .engine import DEFAULT_LIMIT, DEFAULT_PARALLELISM
-from .state import failed_node
-from .values import loads
+from .local import FLOW, compile_text, echo_failure, fail, json_text, load_tasks, main, read_flow, read_input
+from ..durations import seconds
+from ..engine import DEFAULT_LIMIT, DEFAULT_PARALLELISM
+from ..state import failed_node
+from ..values import loads
 
 if TYPE_CHECKING:
-    from .redis.client import Client
+    from ..redis.client import Client
 
 #: The workflow states (as littleflow.redis.store.STATES, which this module does not import up front).
 STATES = ("running", "finished", "failed", "terminated")
@@ -49,7 +49,7 @@ class Target:
     """The Redis URL and key prefix a command works on."""
 
     def __init__(self, url: str | None, prefix: str) -> None:
-        from .redis.client import redis_url
+        from ..redis.client import redis_url
 
         self.given = url or None  # from --redis or $LITTLEFLOW_REDIS_URL
         self.url = redis_url(self.given)
@@ -62,7 +62,7 @@ class Target:
     @property
     def shown(self) -> str:
         """The URL without its password."""
-        from .redis.connection import safe_url
+        from ..redis.connection import safe_url
 
         return safe_url(self.url)
 
@@ -77,7 +77,7 @@ class Target:
 
     def client(self) -> Client:
         if self._client is None:
-            from .redis.client import Client
+            from ..redis.client import Client
 
             self.check()
             self._client = Client(self.url, self.prefix)
@@ -89,7 +89,7 @@ def reported(target: Target) -> Iterator[None]:
     """Turn every error a Redis command meets into one line on standard error and an exit status."""
     import redis
 
-    from .redis.store import StoreError
+    from ..redis.store import StoreError
 
     where = target.shown
     try:
@@ -249,7 +249,7 @@ def log_to_stderr(who: str, verbose: bool) -> None:
 
 def task_registry(sources: tuple[str, ...]) -> Any:
     """One registry of the tasks of every ``--tasks`` source (and the ``@task`` ones they registered)."""
-    from .tasks import collect
+    from ..tasks import collect
 
     registry = collect([load_tasks(source) for source in sources])
     if sources and not registry.names():
@@ -327,7 +327,7 @@ def share_option(text: str | None) -> tuple[int, int]:
 
 def fixed_partitions(store: Any, partitions: int | None) -> None:
     """Fix the number of partitions of a new prefix (or check it); a one-line error if it differs."""
-    from .redis.store import StoreError
+    from ..redis.store import StoreError
 
     try:
         store.partitions(partitions)
@@ -346,7 +346,7 @@ def archive_directory(path: Path | None) -> None:
 
 def confinement(files: tuple[str, ...], http_allow: tuple[str, ...], owner: str) -> Any:
     """The :class:`~littleflow.confine.Confinement` of --files and --http-allow, or a one-line error."""
-    from .confine import Confinement
+    from ..confine import Confinement
 
     try:
         return Confinement(files, http_allow, owner=owner)
@@ -368,10 +368,10 @@ def engine_command(target: Target, claim_idle: float, max_deliveries: int, paral
                    archive_dir: Path | None, partitions: int | None, share: str | None, verbose: bool) -> None:
     """Run an engine: advance workflows as their tasks end, until SIGINT or SIGTERM.
     Run as many as you like."""
-    from .redis.engine import EngineProcess
-    from .redis.protocol import Keys
-    from .redis.store import Store
-    from .redis.connection import connect
+    from ..redis.engine import EngineProcess
+    from ..redis.protocol import Keys
+    from ..redis.store import Store
+    from ..redis.connection import connect
 
     log_to_stderr("engine", verbose)
     archive_directory(archive_dir)
@@ -411,11 +411,11 @@ def worker_command(target: Target, task_sources: tuple[str, ...], builtins: bool
     with --kubernetes, k8s: tasks as Jobs) until SIGINT or SIGTERM. Run as many as you like."""
     if not task_sources and not builtins and not kubernetes:
         fail("a worker needs tasks: give --tasks MODULE_OR_FILE, --builtins or --kubernetes (or several)")
-    from .redis.builtins import BuiltinTasks
-    from .redis.protocol import Keys
-    from .redis.store import Store
-    from .redis.connection import connect
-    from .redis.worker import PythonTasks, Worker
+    from ..redis.builtins import BuiltinTasks
+    from ..redis.protocol import Keys
+    from ..redis.store import Store
+    from ..redis.connection import connect
+    from ..redis.worker import PythonTasks, Worker
 
     log_to_stderr("worker", verbose)
     confine = confinement(files, http_allow, "worker")
@@ -440,7 +440,7 @@ def worker_command(target: Target, task_sources: tuple[str, ...], builtins: bool
 def kubernetes_tasks(namespace: str | None, cleanup: float) -> Any:
     """The ``k8s:`` executor, connected to the cluster; one error line if it cannot be."""
     try:
-        from .k8s.executor import KubernetesTasks, connect
+        from ..k8s.executor import KubernetesTasks, connect
     except ImportError:
         fail("--kubernetes needs the Kubernetes client: pip install 'littleflow[kubernetes]'")
     try:
@@ -496,7 +496,7 @@ def serve_command(target: Target, task_sources: tuple[str, ...], concurrency: in
     --tasks, until SIGINT or SIGTERM. Without a Redis URL (--redis or
     $LITTLEFLOW_REDIS_URL) it starts a private Redis server on 127.0.0.1 and leaves its URL
     in DIR/redis.url, where the other commands look for it."""
-    from .redis.serve import Services
+    from ..redis.serve import Services
 
     if target.given and (port is not None or (data_dir is not None and api_address is None)):
         fail("--port and --data are for a private server (--data for the API's token too); with a Redis URL "
@@ -540,8 +540,8 @@ def api_server(target: Target, address: str, tokens_file: str | None, no_auth: b
                cors: list[str], data: Path, max_nodes: int = 20_000) -> tuple[Any, str | None]:
     """The API server for ``--api HOST:PORT``, and the token it made (kept in ``data``) when
     none is configured; or a one-line error."""
-    from .api.auth import TOKEN_FILE, Tokens, ensure_local_token
-    from .api.server import ApiServer
+    from ..api.auth import TOKEN_FILE, Tokens, ensure_local_token
+    from ..api.server import ApiServer
 
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -574,10 +574,10 @@ def private(data: Path, port: int | None, cleanup: contextlib.ExitStack, signals
     ``data/redis.url`` until ``cleanup`` closes (which stops the server). Returns the URL."""
     import redis
 
-    from .redis.serve import private_server
-    from .private import private_file
-    from .redis.server import ServerNotFound
-    from .redis.connection import safe_url
+    from ..redis.serve import private_server
+    from ..private import private_file
+    from ..redis.server import ServerNotFound
+    from ..redis.connection import safe_url
 
     data = data.expanduser().absolute()
     saved = data / "redis.url"
@@ -976,4 +976,4 @@ def dead_command(target: Target, count: int, as_json: bool) -> None:
     click.echo(table(["time", "stream", "workflow", "task", "reason"], rows))
 
 
-from . import cli_schedules  # noqa: E402,F401 - importing it registers `littleflow schedule …`
+from . import schedules  # noqa: E402,F401 - importing it registers `littleflow schedule …`

@@ -19,17 +19,17 @@ from typing import Any, NoReturn
 
 import click
 
-from . import __version__, diagram, tracing
-from .check import check, compile_checked
-from .engine import DEFAULT_LIMIT
-from .errors import FlowError
-from .flow import Flow
-from .local import LocalRun, UnknownTasks
-from .progress import progress_for
-from .resources import parse
-from .state import failed_node
-from .statefile import StateFile, StateFileError, read_any
-from .values import check_value
+from .. import __version__, diagram, tracing
+from ..check import check, compile_checked
+from ..engine import DEFAULT_LIMIT
+from ..errors import FlowError
+from ..flow import Flow
+from ..local import LocalRun, UnknownTasks
+from ..progress import progress_for
+from ..resources import parse
+from ..state import failed_node
+from ..statefile import StateFile, StateFileError, read_any
+from ..values import check_value
 
 FLOW = click.argument("flow", metavar="FLOW")
 
@@ -367,4 +367,4 @@ def version_command() -> None:
     click.echo(f"littleflow {__version__}")
 
 
-from . import cli_redis  # noqa: E402,F401 - importing it registers its commands on main
+from . import workflows  # noqa: E402,F401 - importing it registers its commands on main

@@ -10,9 +10,9 @@ from typing import Any
 
 import click
 
-from .cli import FLOW, compile_text, main, read_flow, read_input
-from .cli_redis import Target, echo_json, redis_command, table, when
-from .schedules import CATCHUP, OVERLAP
+from .local import FLOW, compile_text, main, read_flow, read_input
+from .workflows import Target, echo_json, redis_command, table, when
+from ..schedules import CATCHUP, OVERLAP
 
 
 @main.group("schedule")
@@ -21,7 +21,7 @@ def schedule_group() -> None:
 
 
 def schedules_of(target: Target) -> Any:
-    from .redis.schedules import Schedules
+    from ..redis.schedules import Schedules
 
     return Schedules(target.client().store)
 

@@ -1,0 +1,5 @@
+"""The ``littleflow`` command (click)."""
+
+from .local import main
+
+__all__ = ["main"]
