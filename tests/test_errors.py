@@ -63,3 +63,31 @@ def test_flow_error_is_raised_by_compile_flow_and_catchable_as_exception():
     with pytest.raises(Exception) as caught:
         compile_flow("{")
     assert type(caught.value) is FlowError
+
+
+def test_every_error_littleflow_raises_is_a_littleflow_error_and_keeps_its_builtin_kind():
+    from littleflow import FlowFailed, LittleflowError, UnknownTasks
+    from littleflow.calling import Cancelled, TaskTimeout
+    from littleflow.confine import Refused
+    from littleflow.guard import GuardError
+    from littleflow.literals import LiteralError
+    from littleflow.policy import OptionError
+    from littleflow.redis.protocol import Malformed
+    from littleflow.redis.schedules import UnknownSchedule
+    from littleflow.redis.store import InvalidArchive, InvalidKey, KeyReused, StoreError, WorkflowNotFound
+    from littleflow.resources import ResourceError
+    from littleflow.schedules import ScheduleError
+    from littleflow.statefile import StateFileError
+    from littleflow.tasks import CallError, Fail, TaskError
+
+    kinds = {FlowError: Exception, OptionError: ValueError, GuardError: ValueError, LiteralError: ValueError,
+             ScheduleError: ValueError, Malformed: ValueError, TaskTimeout: TimeoutError, UnknownTasks: LookupError,
+             WorkflowNotFound: LookupError, UnknownSchedule: LookupError, StoreError: Exception,
+             InvalidArchive: StoreError, InvalidKey: StoreError, KeyReused: StoreError, TaskError: Exception,
+             CallError: TaskError, Fail: Exception, Cancelled: Exception, Refused: Exception, ResourceError: Exception,
+             StateFileError: Exception, FlowFailed: Exception}
+    for error, kind in kinds.items():
+        assert issubclass(error, LittleflowError) and issubclass(error, kind), error
+    assert issubclass(WorkflowNotFound, StoreError) and issubclass(UnknownSchedule, StoreError)
+    with pytest.raises(LittleflowError, match="^<flow>:1:1: error: "):
+        compile_flow("@")

@@ -3,7 +3,7 @@
 from .compiler import Compiler
 from .context import Context, Ending, FlowContext, Runner
 from .engine import Engine, Start
-from .errors import Diagnostic, FlowError
+from .errors import Diagnostic, FlowError, LittleflowError
 from .flow import Flow, Node
 from .local import FlowFailed, UnknownTasks, run_workflow
 from .parser import Parser
@@ -22,6 +22,6 @@ def compile_flow(text: str, file: str | None = None, *, max_nodes: int | None = 
 
 __all__ = [
     "Compiler", "Context", "Diagnostic", "Ending", "Engine", "Fail", "Flow", "FlowContext", "FlowError",
-    "FlowFailed", "Node", "Parser", "Registry", "Runner", "Start", "State", "TaskRun", "UnknownTasks",
+    "FlowFailed", "LittleflowError", "Node", "Parser", "Registry", "Runner", "Start", "State", "TaskRun", "UnknownTasks",
     "compile_flow", "current", "run_workflow", "task", "__version__",
 ]

@@ -16,17 +16,18 @@ from dataclasses import replace
 from typing import Any
 
 from . import resources
+from .errors import LittleflowError
 from .policy import Policy
 from .tasklogs import RunLog, capturing
 from .taskrun import TaskRun, enter, leave
 from .tasks import CallError, Fail, TaskSpec, json_output
 
 
-class TaskTimeout(TimeoutError):
+class TaskTimeout(LittleflowError, TimeoutError):
     """A task ran longer than its timeout (a ``TimeoutError``, so ``retry_on`` may name either)."""
 
 
-class Cancelled(Exception):
+class Cancelled(LittleflowError):
     """The task's run was stopped (its workflow was terminated)."""
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from .errors import LittleflowError
+
 if TYPE_CHECKING:
     import ssl
 
@@ -30,7 +32,7 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _HOST = re.compile(r"(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*\.?", re.IGNORECASE)
 
 
-class Refused(Exception):
+class Refused(LittleflowError):
     """A file or an address outside what the confinement allows; the message says what to allow."""
 
 

@@ -14,6 +14,7 @@ from itertools import islice
 from operator import gt
 from typing import Any, NamedTuple
 
+from .errors import LittleflowError
 from .flow import JOINING_ONE, OPENING, Flow
 from .guard import GuardError, compile_guard
 from .state import Frame, Iteration, Key, State
@@ -48,7 +49,7 @@ class Start(NamedTuple):
         return (self.path, self.node, self.item)
 
 
-class TaskFailure(Exception):
+class TaskFailure(LittleflowError):
     """A step fails for a reason of the flow's own (a merge of non-objects, a run limit)."""
 
 

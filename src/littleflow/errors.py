@@ -1,4 +1,5 @@
-"""What a user can get wrong in flow text, and where: the one error type."""
+"""The project's error family: :class:`LittleflowError` over every exception littleflow
+raises on purpose, and :class:`FlowError`, what a user can get wrong in flow text and where."""
 
 from __future__ import annotations
 
@@ -52,7 +53,12 @@ class Diagnostic:
         return text
 
 
-class FlowError(Diagnostic, Exception):
+class LittleflowError(Exception):
+    """The base of littleflow's own exceptions (flow text, options, tasks, the store …): one
+    ``except LittleflowError`` catches what littleflow means to raise, and not its bugs."""
+
+
+class FlowError(Diagnostic, LittleflowError):
     """A user error in flow text: bad token, unknown label, malformed literal, …"""
 
     severity = "error"

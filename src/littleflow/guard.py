@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from .budget import OverBudget, limit
+from .errors import LittleflowError
 
 #: Seconds one evaluation of a guard may take; past it, the guarded step fails.
 BUDGET = 1.0
@@ -23,7 +24,7 @@ _EQUALS = re.compile(r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?<![=!<>])=(?!=)
 _ROOT_FILTER = re.compile(r"\$\s*\[\s*\?")
 
 
-class GuardError(ValueError):
+class GuardError(LittleflowError, ValueError):
     """A malformed guard expression."""
 
 

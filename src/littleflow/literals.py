@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from .errors import LittleflowError
+
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 #: At most this many values in one literal (YAML aliases can multiply a small text).
@@ -24,7 +26,7 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _JSON_SURROGATE = re.compile(r"[\ud800-\udfff]|\\u[dD][89a-fA-F]")
 
 
-class LiteralError(ValueError):
+class LiteralError(LittleflowError, ValueError):
     """A malformed literal; ``offset`` is where in the literal text, when known."""
 
     def __init__(self, message: str, offset: int | None = None) -> None:

@@ -17,6 +17,7 @@ from .calling import Caller, message
 from .compiler import Compiler
 from .confine import Confinement
 from .engine import DEFAULT_LIMIT, Engine, Start
+from .errors import LittleflowError
 from .flow import Flow
 from .memory import fewer_collections
 from .parser import Parser
@@ -27,7 +28,7 @@ from .taskrun import TaskRun, enter, leave, run_key
 from .tasks import collect, json_output
 
 
-class FlowFailed(Exception):
+class FlowFailed(LittleflowError):
     """A flow ended FAILED; ``task``, ``node``, ``input`` and ``error`` say where
     and why, and the task's own exception is chained as ``__cause__``."""
 
@@ -41,7 +42,7 @@ class FlowFailed(Exception):
         super().__init__(f"{failed_node(failure)} failed: {self.error}")
 
 
-class UnknownTasks(LookupError):
+class UnknownTasks(LittleflowError, LookupError):
     """The flow uses task names nothing provides."""
 
 

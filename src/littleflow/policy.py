@@ -8,13 +8,14 @@ import random
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .errors import LittleflowError
 from .schedules import flow_schedule
 
 #: The keys a policy may have in ``@flow`` parameters and in ``@task(...)``.
 KEYS = ("retries", "timeout", "backoff")
 
 
-class OptionError(ValueError):
+class OptionError(LittleflowError, ValueError):
     """A wrong run-time option; ``path`` is where in the ``@flow`` parameters, as the keys
     leading to it (``("tasks", "fetch", "retrys")``), so that a check can point at it."""
 

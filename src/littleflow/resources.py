@@ -12,6 +12,7 @@ from urllib.parse import unquote, urljoin, urlparse
 
 import yaml
 
+from .errors import LittleflowError
 from .confine import OPEN, Confinement, Refused
 from .literals import MAX_BYTES, LiteralError, load_json_text, load_yaml, plain
 
@@ -35,7 +36,7 @@ _EXTENSIONS = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".jsonseq": "js
                ".jsonl": "json-seq", ".ndjson": "json-seq"}
 
 
-class ResourceError(Exception):
+class ResourceError(LittleflowError):
     """A resource could not be read or written; the message names the URI."""
 
 

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
 
+from .errors import LittleflowError
 from .durations import seconds
 
 #: What ``catchup`` may be: skip the ticks missed while no engine ran, run ``one`` workflow
@@ -40,7 +41,7 @@ VALID_NAME = re.compile(r"[\w.-]{1,64}")
 SCHEDULE_KEYS = ("cron", "every", "timezone", "catchup", "overlap", "input")
 
 
-class ScheduleError(ValueError):
+class ScheduleError(LittleflowError, ValueError):
     """A wrong schedule (cron, duration, time zone, name, option): one line."""
 
 

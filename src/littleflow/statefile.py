@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .errors import LittleflowError
 from .engine import DEFAULT_LIMIT, Engine
 from .flow import Flow
 from .state import State
@@ -20,7 +21,7 @@ except ImportError:  # (not on Windows: no lock there)
 VERSION = 1
 
 
-class StateFileError(Exception):
+class StateFileError(LittleflowError):
     """The state file cannot be used (unreadable, damaged, for another flow, or in use)."""
 
 

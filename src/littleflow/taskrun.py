@@ -11,6 +11,8 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import LittleflowError
+
 #: The environment variables a Kubernetes Job's container is given (see docs/kubernetes.md).
 ENV = {"workflow": "LITTLEFLOW_WORKFLOW", "node": "LITTLEFLOW_NODE", "task": "LITTLEFLOW_TASK",
        "attempt": "LITTLEFLOW_ATTEMPT", "item": "LITTLEFLOW_ITEM", "key": "LITTLEFLOW_KEY"}
@@ -43,7 +45,7 @@ def run_key(workflow: str, path: str, node: int, item: int, seq: int) -> str:
     return f"{workflow}|{path}|{node}|{item}#{seq}"
 
 
-class OutsideTask(RuntimeError):
+class OutsideTask(LittleflowError, RuntimeError):
     """:func:`current` was called where no task runs."""
 
 

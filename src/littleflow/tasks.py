@@ -7,15 +7,16 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
+from .errors import LittleflowError
 from .policy import Policy
 from .values import MAX_DEPTH, MAX_INT_BITS
 
 
-class TaskError(Exception):
+class TaskError(LittleflowError):
     """A task failed in a way of its own making (bad return value, bad call)."""
 
 
-class Fail(Exception):
+class Fail(LittleflowError):
     """Raised by a task to fail at once: no retry, whatever its policy says. Its message
     is the task's error."""
 

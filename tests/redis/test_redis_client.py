@@ -20,6 +20,7 @@ from littleflow.redis.store import (
     VALID_ID,
     InvalidArchive,
     StoreError,
+    WorkflowNotFound,
     capped,
     info_json,
 )
@@ -336,8 +337,9 @@ def test_ids_may_hold_dots_among_other_characters():
 
 def test_unknown_ids_are_a_store_error(client):
     for call in (client.status, client.archive, client.delete, client.terminate, client.resume, client.wait):
-        with pytest.raises(StoreError, match="no workflow nope"):
+        with pytest.raises(WorkflowNotFound, match="^no workflow nope$") as raised:
             call("nope")
+        assert isinstance(raised.value, StoreError) and isinstance(raised.value, LookupError)
 
 
 def test_a_flow_mistake_is_refused_before_anything_is_stored(client):

@@ -30,13 +30,24 @@ from ..budget import OverBudget, limit
 from ..check import compile_checked
 from ..errors import FlowError
 from ..flow import Flow
+from ..policy import OptionError
 from ..redis.archive import SCHEMA as ARCHIVE_SCHEMA
 from ..redis.archive import validate as validate_archive
 from ..redis import events as eventlog
 from ..redis.client import Client
 from ..redis.schedules import Schedules
 from ..redis.connection import connect_async, is_cluster
-from ..redis.store import KEY_TTL, STATES, VALID_ID, VALID_KEY, InvalidArchive, InvalidKey, KeyReused, StoreError
+from ..redis.store import (
+    KEY_TTL,
+    STATES,
+    VALID_ID,
+    VALID_KEY,
+    InvalidArchive,
+    InvalidKey,
+    KeyReused,
+    StoreError,
+    WorkflowNotFound,
+)
 from ..schedules import CATCHUP, OVERLAP, ScheduleError
 from ..values import check_value, loads
 from . import console
@@ -116,7 +127,7 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
             return response(request, 422, "Invalid archive", str(error))
         if isinstance(error, (InvalidKey, KeyReused)):
             return response(request, 422, "Invalid Idempotency-Key", str(error))
-        status = 404 if str(error).startswith(("no workflow", "no schedule")) else 409
+        status = 404 if isinstance(error, LookupError) else 409  # (WorkflowNotFound, UnknownSchedule)
         return response(request, status, "Not found" if status == 404 else "Conflict", str(error))
 
     @app.exception_handler(redis.RedisError)
@@ -219,7 +230,7 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
         try:
             id, new = await run_in_threadpool(client.submit_once, flow, input, text=flow_text, key=key,
                                               key_ttl=key_ttl)
-        except ValueError as error:  # the @flow run-time options
+        except OptionError as error:  # the @flow run-time options
             raise Problem(422, "Invalid flow options", str(error)) from None
         unserved = await run_in_threadpool(client.unserved, flow)
         if new:
@@ -264,7 +275,7 @@ def create_app(url: str | None = None, prefix: str = "lf", client: Client | None
                     try:
                         seen, body, live = await run_in_threadpool(_versioned, client, id)
                     except StoreError as error:
-                        gone = str(error).startswith("no workflow")
+                        gone = isinstance(error, WorkflowNotFound)
                         yield (f"event: gone\ndata: {json.dumps({'id': id})}\n\n" if gone else
                                f"event: error\ndata: {json.dumps({'error': str(error)})}\n\n")
                         return
@@ -755,7 +766,7 @@ def _versioned(client: Client, id: str) -> tuple[str, str, bool]:
     never as none."""
     version = client.redis.hget(client.keys.workflow(id), "version") if VALID_ID.fullmatch(id) else None
     if version is None:
-        raise StoreError(f"no workflow {id}")
+        raise WorkflowNotFound(f"no workflow {id}")
     document = client.status(id)
     return version, json.dumps(document), document["state"] == "running"
 

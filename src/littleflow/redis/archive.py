@@ -22,7 +22,7 @@ from ..parser import Parser
 from ..state import State
 from ..values import MAX_DEPTH, check_value
 from .protocol import task_id
-from .store import VALID_ID, InvalidArchive, Store, StoreError, _flow_options, info_json
+from .store import VALID_ID, InvalidArchive, Store, WorkflowNotFound, _flow_options, info_json
 
 FORMAT = "littleflow-archive/1"
 #: How much deeper than a value the archive itself nests (archive → run → state → frames →
@@ -243,11 +243,11 @@ class Restorable(NamedTuple):
 
 def archive_of(store: Store, id: str) -> dict[str, Any]:
     """Everything about workflow ``id`` of ``store`` as JSON: definition, state, task info,
-    log (what ``littleflow archive`` prints); raises :class:`StoreError` if there is none."""
+    log (what ``littleflow archive`` prints); raises :class:`WorkflowNotFound` if there is none."""
     fields = store.redis.hgetall(store.keys.workflow(id))
     found = store.definition(id)
     if not fields or found is None or not {"run", "status", "version"} <= fields.keys():
-        raise StoreError(f"no workflow {id}")
+        raise WorkflowNotFound(f"no workflow {id}")
     run = store.load(id)  # (its state: the one last written whole, and the journal since)
     return {
         "format": FORMAT, "id": id, "name": fields.get("name") or None, "text": found["text"],
@@ -330,7 +330,7 @@ def _flow(archive: dict[str, Any], max_nodes: int | None) -> Flow:
         _graph(flow)
     if (archive.get("name") or None) != (flow.name or None):
         _damaged(f"its name {_short(archive.get('name'))} is not its flow's {_short(flow.name)}")
-    _flow_options(flow)  # the @flow run-time options (ValueError if wrong)
+    _flow_options(flow)  # the @flow run-time options (OptionError if wrong)
     return flow
 
 

@@ -26,6 +26,7 @@ from .store import (
     Run,
     Store,
     StoreError,
+    WorkflowNotFound,
     capped,
 )
 
@@ -111,7 +112,7 @@ class Client:
         while True:
             status = self.redis.hget(key, "status")
             if status is None:
-                raise StoreError(f"no workflow {id}")
+                raise WorkflowNotFound(f"no workflow {id}")
             if status != "running":
                 return self.status(id)
             if deadline is not None and time.monotonic() > deadline:
@@ -205,19 +206,19 @@ class Client:
         state ``deleted``."""
         status = self.redis.hget(self.keys.workflow(_checked(id)), "status")
         if status is None:
-            raise StoreError(f"no workflow {id}")
+            raise WorkflowNotFound(f"no workflow {id}")
         if status == "running":
             raise StoreError(f"workflow {id} is running; terminate it first")
         waits.cancel(self.store, id)
         if not self.store.forget([id]):  # (its idempotency key, released, may start a new workflow)
-            raise StoreError(f"no workflow {id}")
+            raise WorkflowNotFound(f"no workflow {id}")
 
     def definition(self, id: str) -> dict[str, Any]:
         """What workflow ``id`` runs: its flow's name, the flow text as submitted, and the
         compiled graph."""
         found = self.store.definition(_checked(id))
         if found is None:
-            raise StoreError(f"no workflow {id}")
+            raise WorkflowNotFound(f"no workflow {id}")
         return {"id": id, "name": found["name"], "text": found["text"], "flow": json.loads(found["flow"])}
 
     # -- archives -----------------------------------------------------------------------
@@ -427,7 +428,7 @@ def _resend(run: Run) -> list[Start]:
 def _checked(id: str) -> str:
     """``id``, if it can be a workflow id at all (else there is no such workflow)."""
     if not VALID_ID.fullmatch(id):
-        raise StoreError(f"no workflow {id}")
+        raise WorkflowNotFound(f"no workflow {id}")
     return id
 
 

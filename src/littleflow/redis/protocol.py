@@ -9,6 +9,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import LittleflowError
 from ..policy import Policy, resolve
 from ..state import Key
 from ..taskrun import TaskRun
@@ -31,7 +32,7 @@ REGISTER_EVERY = 10.0
 VALID_PREFIX = re.compile(r"[\w.-]{1,64}")
 
 
-class Malformed(ValueError):
+class Malformed(LittleflowError, ValueError):
     """A message that does not follow the protocol."""
 
 

@@ -38,7 +38,7 @@ RECENT = 10
 BATCH = 500
 
 
-class UnknownSchedule(StoreError):
+class UnknownSchedule(StoreError, LookupError):
     """No schedule of that name."""
 
 

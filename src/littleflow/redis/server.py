@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import redis
 
+from ..errors import LittleflowError
 from ..private import private_file
 
 ENV_VAR = "LITTLEFLOW_REDIS_SERVER"
@@ -23,7 +24,7 @@ START_TIMEOUT = 10.0  # seconds to wait for the first PING
 STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
 
 
-class ServerNotFound(RuntimeError):
+class ServerNotFound(LittleflowError, RuntimeError):
     """No redis-server binary could be found."""
 
 

@@ -16,8 +16,9 @@ import redis
 
 from .. import tracing
 from ..engine import DEFAULT_LIMIT, DEFAULT_PARALLELISM, Engine, Start
+from ..errors import LittleflowError
 from ..flow import Flow
-from ..policy import flow_entry, flow_options, flow_parallelism
+from ..policy import OptionError, flow_entry, flow_options, flow_parallelism
 from ..state import State
 from .connection import is_cluster
 from .protocol import ENGINES, RESOURCE, Keys, StartTask, compact, parse_task_id, task_id
@@ -53,7 +54,7 @@ JOURNAL_MIN = 16 * 1024
 MAX_INFO_VALUE = 64 * 1024
 
 
-class StoreError(Exception):
+class StoreError(LittleflowError):
     """A request the store cannot carry out (unknown workflow, Redis unreachable…): one line."""
 
 
@@ -65,11 +66,15 @@ class InvalidKey(StoreError):
     """An idempotency key that is not 1–200 printable ASCII characters."""
 
 
+class WorkflowNotFound(StoreError, LookupError):
+    """No workflow of that id (never submitted, or removed): the message is ``no workflow ID``."""
+
+
 class KeyReused(StoreError):
     """An idempotency key given again with another flow or input than the first time."""
 
 
-class Conflict(Exception):
+class Conflict(LittleflowError):
     """The workflow changed since it was read: read it again and redo the step."""
 
 
@@ -185,7 +190,7 @@ class Store:
         """The workflow ``id`` as it is now; raises :class:`StoreError` if there is none."""
         run = self.load_many([id])[id]
         if run is None:
-            raise StoreError(f"no workflow {id}")
+            raise WorkflowNotFound(f"no workflow {id}")
         if isinstance(run, StoreError):
             raise run
         return run
@@ -241,7 +246,7 @@ class Store:
             if digest is None:
                 digest = self.redis.hget(self.keys.workflow(id), "digest")
                 if digest is None:
-                    raise StoreError(f"no workflow {id}")
+                    raise WorkflowNotFound(f"no workflow {id}")
             self._fetch_definitions({digest: id})
             if digest not in self._shared:
                 raise StoreError(f"workflow {id} is damaged: its flow {digest} is gone")
@@ -305,7 +310,7 @@ class Store:
         ``parallelism``, else ``default``."""
         try:
             return flow_parallelism(run.flow.parameters) or default
-        except ValueError:  # (checked on submit: only a flow stored by an older version gets here)
+        except OptionError:  # (checked on submit: only a flow stored by an older version gets here)
             return default
 
     # -- writing runs -------------------------------------------------------------------
@@ -391,7 +396,7 @@ class Store:
         if result == -1:
             raise StoreError(f"workflow {run.id} exists already")
         if result == -2:
-            raise StoreError(f"no workflow {run.id}")
+            raise WorkflowNotFound(f"no workflow {run.id}")
         run.version = result
         if run.writing > 0:
             run.journaled += run.writing
