@@ -1,12 +1,8 @@
-"""The ``littleflow`` command: compile, check, draw and run flows (the commands of a
-system on Redis are in cli_redis.py)."""
+"""The commands that work here, without Redis: compile, check, doc, run and version."""
 
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
-import inspect
 import json
 import os
 import signal
@@ -15,72 +11,18 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from .. import __version__, diagram, tracing
-from ..check import check, compile_checked
+from .. import __version__, diagram
+from ..check import check
 from ..engine import DEFAULT_LIMIT
-from ..errors import FlowError
 from ..flow import Flow
 from ..local import LocalRun, UnknownTasks
 from ..progress import progress_for
-from ..resources import parse
-from ..state import failed_node
 from ..statefile import StateFile, StateFileError, read_any
-from ..values import check_value
-
-FLOW = click.argument("flow", metavar="FLOW")
-
-
-def read_flow(path: str) -> tuple[str, str]:
-    """The text of ``path`` (``-`` for standard input) and the name to show for it."""
-    if path == "-":
-        return sys.stdin.read(), "<stdin>"
-    try:
-        with open(path, encoding="utf-8-sig") as file:
-            return file.read(), path
-    except FileNotFoundError:
-        fail(f"cannot read {path}: no such file")
-    except IsADirectoryError:
-        fail(f"cannot read {path}: it is a directory")
-    except UnicodeDecodeError as error:
-        fail(f"cannot read {path}: not UTF-8 text (byte {error.start})")
-    except OSError as error:
-        fail(f"cannot read {path}: {error.strerror}")
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print one error line and exit."""
-    click.echo(f"littleflow: error: {message}", err=True)
-    sys.exit(code)
-
-
-def load(path: str) -> Flow:
-    """Read and compile a flow, or report the error in it and exit 2."""
-    return compile_text(*read_flow(path))
-
-
-def compile_text(text: str, name: str) -> Flow:
-    """Compile and validate flow text (its @flow options too), or report the error in it and exit 2."""
-    try:
-        return compile_checked(text, name)
-    except FlowError as error:
-        click.echo(error.format(), err=True)
-        sys.exit(2)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
-    """littleflow: a little workflow language and engine.
-
-    FLOW is a file of flow text, or - to read it from standard input.
-    """
-    try:
-        tracing.configure()  # (OpenTelemetry, when OTEL_TRACES_EXPORTER says so)
-    except ValueError as error:
-        fail(str(error))
+from .common import FLOW, echo_failure, fail, json_text, load, load_tasks, main, read_flow, read_input
 
 
 @main.command("compile")
@@ -286,74 +228,6 @@ def stopping_on_ctrl_c(run: LocalRun) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def echo_failure(failure: dict[str, Any]) -> None:
-    """Say on standard error which task failed, where, with what error and input."""
-    click.echo(f"littleflow: flow failed: {failed_node(failure)}: {failure['error']}", err=True)
-    click.echo(f"  input: {json.dumps(failure.get('input'), ensure_ascii=False)[:2000]}", err=True)
-
-
-def json_text(value: Any) -> str:
-    """``value`` as one line of JSON (text that is not valid Unicode is escaped)."""
-    try:
-        text = json.dumps(value, ensure_ascii=False)
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return json.dumps(value)
-    except ValueError as error:  # e.g. an integer too long to write
-        fail(f"the flow's output cannot be written as JSON: {error}", 1)
-
-
-def load_tasks(source: str) -> dict[str, Any]:
-    """The public functions of a module (by name) or of a Python file; importing
-    it also fills the ``@task`` registry."""
-    try:
-        if source.endswith(".py") or os.sep in source:
-            path = Path(source).resolve()
-            if not path.is_file():
-                fail(f"cannot load tasks from {source}: " + ("it is a directory" if path.is_dir() else "no such file"))
-            spec = importlib.util.spec_from_file_location(f"littleflow_tasks_{path.stem}", path)
-            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-            sys.modules[spec.name] = module  # type: ignore[union-attr]
-            sys.path.insert(0, str(path.parent))
-            spec.loader.exec_module(module)  # type: ignore[union-attr]
-        else:
-            sys.path.insert(0, os.getcwd())
-            module = importlib.import_module(source)
-    except (Exception, SystemExit) as error:  # noqa: BLE001 - any import failure is the user's to fix
-        fail(f"cannot load tasks from {source}: {type(error).__name__}: {error}")
-    return {
-        name: value for name, value in vars(module).items()
-        if not name.startswith("_") and inspect.isfunction(value) and value.__module__ == module.__name__
-    }
-
-
-def read_input(text: str | None, option: str = "--input") -> Any:
-    """The flow input from ``--input`` (or ``option``): JSON text, ``@FILE`` (JSON or YAML)
-    or ``-`` (standard input)."""
-    if text is None:
-        return None
-    kind, where = "json", option
-    if text == "-":
-        text, where = sys.stdin.read(), "standard input"
-    elif text.startswith("@"):
-        path = text[1:]
-        kind = "yaml" if path.endswith((".yaml", ".yml")) else "json"
-        where = path
-        try:
-            text = Path(path).read_text(encoding="utf-8-sig")
-        except OSError as error:
-            fail(f"cannot read input file {path}: {error.strerror}")
-        except UnicodeDecodeError:
-            fail(f"cannot read input file {path}: not UTF-8 text")
-    try:
-        value = parse(text, kind)
-        check_value(value, "the value")
-        return value
-    except ValueError as error:  # (UnicodeDecodeError is one too)
-        fail(f"bad input in {where}: {error}")
-
-
 def write_trace(path: str, trace: list[dict[str, Any]]) -> None:
     try:
         Path(path).write_text(json.dumps(trace, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
@@ -366,5 +240,3 @@ def version_command() -> None:
     """Print littleflow's version."""
     click.echo(f"littleflow {__version__}")
 
-
-from . import workflows  # noqa: E402,F401 - importing it registers its commands on main

@@ -10,8 +10,7 @@ from typing import Any
 
 import click
 
-from .local import FLOW, compile_text, main, read_flow, read_input
-from .workflows import Target, echo_json, redis_command, table, when
+from .common import FLOW, Target, compile_text, echo_json, main, read_flow, read_input, redis_command, table, when
 from ..schedules import CATCHUP, OVERLAP
 
 
