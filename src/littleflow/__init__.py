@@ -1,6 +1,6 @@
 """littleflow: a little workflow language and engine."""
 
-from .compiler import Compiler
+from .compiler import Compiler, compile_flow
 from .context import Context, Ending, FlowContext, Runner
 from .engine import Engine, Start
 from .errors import Diagnostic, FlowError, LittleflowError
@@ -13,15 +13,8 @@ from .tasks import Fail, Registry, task
 
 __version__ = "0.1.0"
 
-
-def compile_flow(text: str, file: str | None = None, *, max_nodes: int | None = None) -> Flow:
-    """Parse and compile flow text in one step (``file`` names it in errors); a flow that
-    would have more than ``max_nodes`` nodes (see :class:`Compiler`) is refused."""
-    return Compiler(max_nodes).compile(Parser().parse(text, file))
-
-
 __all__ = [
     "Compiler", "Context", "Diagnostic", "Ending", "Engine", "Fail", "Flow", "FlowContext", "FlowError",
-    "FlowFailed", "LittleflowError", "Node", "Parser", "Registry", "Runner", "Start", "State", "TaskRun", "UnknownTasks",
-    "compile_flow", "current", "run_workflow", "task", "__version__",
+    "FlowFailed", "LittleflowError", "Node", "Parser", "Registry", "Runner", "Start", "State", "TaskRun",
+    "UnknownTasks", "compile_flow", "current", "run_workflow", "task", "__version__",
 ]

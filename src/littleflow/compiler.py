@@ -22,7 +22,7 @@ from .nodes import (
     Task,
     TaskDecl,
 )
-from .parser import MAX_DEPTH
+from .parser import MAX_DEPTH, Parser
 
 #: A flow may have at most this many nodes once named subflows are expanded, unless the
 #: compiler is given another limit (predicted before anything is built: see ``_Compile.predict``).
@@ -478,6 +478,12 @@ class _Compile:
             raise self.error(
                 f"parameters of {name} are {_kind(given)} but its declaration gives {_kind(default)}", offset)
         return given
+
+
+def compile_flow(text: str, file: str | None = None, *, max_nodes: int | None = None) -> Flow:
+    """Parse and compile flow text in one step (``file`` names it in errors); a flow that
+    would have more than ``max_nodes`` nodes (see :class:`Compiler`) is refused."""
+    return Compiler(max_nodes).compile(Parser().parse(text, file))
 
 
 def _kind(value: Any) -> str:

@@ -14,13 +14,12 @@ from typing import Any
 
 from . import resources
 from .calling import Caller, message
-from .compiler import Compiler
+from .compiler import compile_flow
 from .confine import Confinement
 from .engine import DEFAULT_LIMIT, Engine, Start
 from .errors import LittleflowError
 from .flow import Flow
 from .memory import fewer_collections
-from .parser import Parser
 from .policy import Policy, flow_entry, flow_options, flow_parallelism, resolve
 from .state import State, failed_node
 from .tasklogs import RunLog
@@ -52,8 +51,8 @@ def load_workflow(workflow: str | Path | Flow) -> tuple[Flow, str | None]:
         return workflow, None
     if isinstance(workflow, Path):
         text = workflow.read_text(encoding="utf-8-sig")
-        return Compiler().compile(Parser().parse(text, str(workflow))), str(workflow.resolve().parent)
-    return Compiler().compile(Parser().parse(workflow)), None
+        return compile_flow(text, str(workflow)), str(workflow.resolve().parent)
+    return compile_flow(workflow), None
 
 
 def run_workflow(workflow: str | Path | Flow, tasks: Any = None, input: Any = None, **options: Any) -> Any:

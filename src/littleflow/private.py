@@ -1,10 +1,20 @@
-"""Files for this user's eyes only: the API's token, the private Redis server's password."""
+"""Files for this user's eyes only (the API's token, the private Redis server's password),
+and where they are kept: :func:`littleflow_home`."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 from pathlib import Path
+
+#: The variable that moves :func:`littleflow_home`.
+HOME_VAR = "LITTLEFLOW_HOME"
+
+
+def littleflow_home() -> Path:
+    """Where ``littleflow serve`` keeps a private server's data and the files that find it
+    (``redis.url``): ``$LITTLEFLOW_HOME``, else ``~/.littleflow``."""
+    return Path(os.environ.get(HOME_VAR) or os.path.expanduser("~/.littleflow"))
 
 
 def private_file(path: Path, text: str) -> None:

@@ -14,11 +14,10 @@ from typing import Annotated, Any, Literal, NamedTuple
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, TypeAdapter, ValidationError, WithJsonSchema
 
 from .. import diagram
-from ..compiler import Compiler
+from ..compiler import compile_flow
 from ..engine import Engine
 from ..errors import FlowError
 from ..flow import OPENING, Flow
-from ..parser import Parser
 from ..state import State
 from ..values import MAX_DEPTH, check_value
 from .protocol import task_id
@@ -317,7 +316,7 @@ def _flow(archive: dict[str, Any], max_nodes: int | None) -> Flow:
     text = archive.get("text", "")
     if text:
         try:
-            flow = Compiler(max_nodes).compile(Parser().parse(text, "<archive>"))
+            flow = compile_flow(text, "<archive>", max_nodes=max_nodes)
         except FlowError as error:
             _damaged(f"its text does not compile: {error.line}:{error.column}: {_short(error.message, 200)}")
         if flow.to_json() != archive["flow"]:

@@ -14,14 +14,14 @@ import redis
 from ..engine import DEFAULT_LIMIT, Engine, Start
 from ..flow import Flow
 from ..local import load_workflow
+from ..private import littleflow_home
 from ..values import check_value
 from . import events as eventlog, listing, waits
 from .archive import Restorable, archive_of, validate
 from .connection import connect, safe_url
-from .protocol import REGISTER_EVERY, RESOURCE, SHARED_NAMESPACES, Keys, namespace
+from .protocol import PREFIX, REGISTER_EVERY, RESOURCE, SHARED_NAMESPACES, STATES, Keys, namespace
 from .store import (
     KEY_TTL,
-    STATES,
     VALID_ID,
     Run,
     Store,
@@ -40,7 +40,7 @@ def redis_url(url: str | None = None) -> str:
     by default), else the local default."""
     if url or os.environ.get("LITTLEFLOW_REDIS_URL"):
         return url or os.environ["LITTLEFLOW_REDIS_URL"]
-    saved = Path(os.environ.get("LITTLEFLOW_HOME") or os.path.expanduser("~/.littleflow"), "redis.url")
+    saved = littleflow_home() / "redis.url"
     try:
         return saved.read_text(encoding="utf-8").strip() or DEFAULT_URL
     except (OSError, UnicodeDecodeError):
@@ -59,7 +59,7 @@ class Page(NamedTuple):
 class Client:
     """Workflows on the Redis at ``url`` (``redis://user:pass@host:port/db``, ``rediss://`` for TLS)."""
 
-    def __init__(self, url: str | None = None, prefix: str = "lf") -> None:
+    def __init__(self, url: str | None = None, prefix: str = PREFIX) -> None:
         self.url = redis_url(url)
         self.redis = connect(self.url)
         self.store = Store(self.redis, Keys(prefix))

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .protocol import Keys
+from .protocol import STATES, Keys
 from .scripts import Scripts
-from .store import STATES
 
 #: An id prefix matching at most this many workflows reads them whole; a broader one walks.
 FEW = 2000

@@ -16,6 +16,8 @@ from ..taskrun import TaskRun
 
 #: Every key starts with this prefix, in braces (``--prefix`` changes it).
 PREFIX = "lf"
+#: The workflow states (``scripts/commit.lua`` numbers its index keys in this order).
+STATES = ("running", "finished", "failed", "terminated")
 #: The consumer group of each end-task stream (every engine joins it).
 ENGINES = "engines"
 #: The consumer group of each start-task stream (every worker serving its tasks joins it).

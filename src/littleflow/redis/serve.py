@@ -16,7 +16,7 @@ from ..engine import DEFAULT_PARALLELISM
 from ..tasks import Registry
 from .builtins import BuiltinTasks
 from .engine import EngineProcess
-from .protocol import Keys
+from .protocol import PREFIX, Keys
 from .retention import DEFAULT_RETENTION
 from ..private import private_file
 from .server import RedisServer, port_free
@@ -37,7 +37,7 @@ class Services:
     ``retention`` and ``archive_dir``: how long the engine keeps ended workflows (seconds, 0
     for ever) and where it archives them first (see :mod:`.retention`)."""
 
-    def __init__(self, url: str, *, prefix: str = "lf", tasks: Registry | None = None, concurrency: int = 4,
+    def __init__(self, url: str, *, prefix: str = PREFIX, tasks: Registry | None = None, concurrency: int = 4,
                  builtin_concurrency: int = 16, engine: bool = True, builtins: bool = True,
                  claim_idle: float = 30.0, confine: Confinement = LOCKED,
                  parallelism: int = DEFAULT_PARALLELISM, retention: float = DEFAULT_RETENTION,

@@ -21,7 +21,7 @@ from ..flow import Flow
 from ..policy import OptionError, flow_entry, flow_options, flow_parallelism
 from ..state import State
 from .connection import is_cluster
-from .protocol import ENGINES, RESOURCE, Keys, StartTask, compact, parse_task_id, task_id
+from .protocol import ENGINES, RESOURCE, STATES, Keys, StartTask, compact, parse_task_id, task_id
 from .scripts import Scripts
 
 #: Bytes of a workflow's log kept (its latest entries; a few dozen bytes each), in its hash:
@@ -39,8 +39,6 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 #: engine (``--partitions``) says otherwise (on one server: 1), and the most it may have.
 CLUSTER_PARTITIONS = 8
 MAX_PARTITIONS = 1024
-#: The workflow states.
-STATES = ("running", "finished", "failed", "terminated")
 #: What an idempotency key may be: 1–200 printable ASCII characters, no space at either end.
 VALID_KEY = re.compile(r"[!-~](?:[ -~]{0,198}[!-~])?")
 #: Seconds an idempotency key keeps naming the workflow it created (a day).

@@ -12,7 +12,7 @@
 -- idempotency key is taken writes nothing and returns the key's value ("ID FINGERPRINT").
 local workflow = KEYS[1]
 local version = redis.call('HGET', workflow, 'version')
-local STATES = {running = 6, finished = 7, failed = 8, terminated = 9}
+local STATES = {running = 6, finished = 7, failed = 8, terminated = 9}  -- protocol.STATES, in its order
 local step = cjson.decode(ARGV[4])
 if ARGV[1] == '' then
   if version then return -1 end
