@@ -36,7 +36,7 @@ except ImportError:  # a checkout without an install: use ../src
 import httpx  # noqa: E402
 
 from littleflow import diagram  # noqa: E402
-from littleflow.api.app import DRAW_SECONDS, MAX_SVG_NODES, _drawn  # noqa: E402
+from littleflow.api.common import DRAW_SECONDS, MAX_SVG_NODES, drawn  # noqa: E402
 from littleflow.api.auth import Tokens, ensure_local_token  # noqa: E402
 from littleflow.api.server import ApiServer  # noqa: E402
 from littleflow.compiler import Compiler  # noqa: E402
@@ -110,7 +110,7 @@ def main() -> None:
     for shape, text in shapes.items():
         flow = Compiler().compile(Parser().parse(text, "<bench>"))
         alone = best_of(lambda f=flow: diagram.svg(f))
-        api = best_of(lambda f=flow: _drawn(f, None, MAX_SVG_NODES, DRAW_SECONDS))
+        api = best_of(lambda f=flow: drawn(f, None, MAX_SVG_NODES, DRAW_SECONDS))
         print(f"| {shape} | {len(flow.nodes):,} | {alone:.3f} | {api:.3f} |")
 
     with tempfile.TemporaryDirectory() as data, RedisServer(Path(data)).start() as server:

@@ -27,7 +27,8 @@ import httpx  # noqa: E402
 from bench_console import api, best_of, chains_text  # noqa: E402
 
 from littleflow import timeline  # noqa: E402
-from littleflow.api.app import DRAW_SECONDS, MAX_TIMELINE_RUNS, _timeline, _timeline_drawn  # noqa: E402
+from littleflow.api.common import DRAW_SECONDS, MAX_TIMELINE_RUNS  # noqa: E402
+from littleflow.api.workflows import timeline_document, timeline_svg  # noqa: E402
 from littleflow.api.auth import ensure_local_token  # noqa: E402
 from littleflow.redis import Client, Services  # noqa: E402
 from littleflow.redis.server import RedisServer  # noqa: E402
@@ -76,15 +77,15 @@ def main() -> None:
         with Services(server.url, tasks=registry):
             id = client.submit(text)
             assert client.wait(id, 300)["state"] == "finished"
-        document = _timeline(client, id)
+        document = timeline_document(client, id)
         runs = len(document["runs"])
         print(f"a finished workflow of {len(client.status(id)['nodes']):,} nodes, {runs:,} task runs")
         print("| step | seconds |\n| --- | ---: |")
-        built = best_of(lambda: _timeline(client, id))
+        built = best_of(lambda: timeline_document(client, id))
         print(f"| read and build the timeline (JSON document), best of 3 | {built:.4f} |")
         print(f"| draw it (timeline.svg), best of 3 | {best_of(lambda: timeline.svg(document, time.time())):.4f} |")
         print(f"| draw it as the API does (time budget on), best of 3 | "
-              f"{best_of(lambda: _timeline_drawn(document, MAX_TIMELINE_RUNS, DRAW_SECONDS)):.4f} |")
+              f"{best_of(lambda: timeline_svg(document, MAX_TIMELINE_RUNS, DRAW_SECONDS)):.4f} |")
         token = ensure_local_token(Path(data))
         with api(server.url, token) as base, httpx.Client(base_url=base, timeout=30,
                                                           headers={"Authorization": f"Bearer {token}"}) as http:

@@ -1,8 +1,13 @@
-"""Prometheus text exposition of what the store knows: workflows by state, queue depths."""
+"""Prometheus text exposition of what the store knows (workflows by state, queue depths,
+task run times) and the route that serves it, ``GET /metrics``."""
 
 from __future__ import annotations
 
+from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse
+
 from ..redis.store import BUCKETS
+from .common import Api
 
 
 def prometheus(counts: dict[str, int], queues: dict[str, dict[str, int]],
@@ -30,3 +35,16 @@ def prometheus(counts: dict[str, int], queues: dict[str, dict[str, int]],
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def router(api: Api) -> APIRouter:
+    """``GET /metrics``, as a router over ``api``."""
+    router = APIRouter()
+    client = api.client
+
+    @router.get("/metrics", tags=["system"], response_class=PlainTextResponse)
+    def metrics() -> str:
+        """Prometheus metrics: workflows by state, the depth of each queue, task run times."""
+        return prometheus(client.counts(), client.queues(), client.timings())
+
+    return router
