@@ -14,6 +14,7 @@ from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
 from ..calling import message
+from ..redis import protocol
 from ..redis.protocol import EndTask
 from ..redis.worker import Handle
 from ..tasklogs import BYTES, RunLog
@@ -84,7 +85,7 @@ class JobFollower:
                 follower.stop()  # (closes its connection: the thread sees the stop at once)
 
     def _selector(self) -> str:
-        return jobs.selector(self._handle.prefix if self._handle is not None else "lf")
+        return jobs.selector(self._handle.prefix if self._handle is not None else protocol.PREFIX)
 
     def follow(self, namespace: str, handle: Handle) -> None:
         """Follow ``namespace`` too, and say so in Redis for the workers that start later."""

@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from ..redis.builtins import duration
+from ..redis import protocol
 from ..redis.protocol import StartTask
 from ..tasks import TaskError
 
@@ -123,7 +124,7 @@ def _mapping(value: Any, what: str) -> dict[str, str]:
 
 
 def manifest(task: StartTask, namespace: str, cleanup: float | None = None, started: float | None = None,
-             worker: str = "", prefix: str = "lf") -> dict[str, Any]:
+             worker: str = "", prefix: str = protocol.PREFIX) -> dict[str, Any]:
     """The batch/v1 Job that runs ``task`` in ``namespace`` (unless its parameters name one);
     ``cleanup``: seconds the worker keeps it once finished (Kubernetes keeps it a day more);
     ``prefix``: the installation's Redis key prefix, a label."""
