@@ -3,9 +3,9 @@
 Layers come from grandalf's Sugiyama layout (cycles broken by reversing the
 edges that close them, crossings reduced, long edges routed through dummy
 vertices). Disconnected pieces are laid out one by one and stacked across the
-flow's direction. Boxes are sized for the text ``diagram.box_lines`` puts in
+flow's direction. Boxes are sized for the text ``drawing.box_lines`` puts in
 them, and the gap between two layers is wide enough for the labels that
-``diagram.edge_tag`` writes on the arrows crossing it.
+``drawing.edge_tag`` writes on the arrows crossing it.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Layout:
     straight line, others by a curve that leaves and arrives in the direction of
     the flow (a cubic Bézier with both control points halfway along it); no
     joint crosses a node. ``labels`` holds the centre of the label on each edge
-    that ``diagram.edge_tag`` gives one.
+    that ``drawing.edge_tag`` gives one.
     """
 
     width: float

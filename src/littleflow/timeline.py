@@ -1,6 +1,6 @@
 """A workflow's timeline: every task run (each item of a ``*`` its own; a retried run as its
 last attempt, numbered) with its times and status, as a document or as an SVG picture on a
-time axis, coloured as the graphs are (``diagram``)."""
+time axis, coloured as the graphs are (``drawing.COLOURS``)."""
 
 from __future__ import annotations
 
