@@ -30,6 +30,20 @@ def test_version():
     assert result.stdout.startswith("littleflow ")
 
 
+@pytest.mark.parametrize("args", [["--help"], ["version"]])
+def test_help_and_version_load_neither_redis_nor_the_api_nor_the_worker(args):
+    code = ("import sys\nfrom littleflow.cli import main\n"
+            f"try:\n    main({args!r}, prog_name='littleflow')\nexcept SystemExit:\n    pass\n"
+            "print('MODULES', *sys.modules, file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "Usage: littleflow" in result.stdout or result.stdout.startswith("littleflow ")
+    loaded = set(result.stderr.split("MODULES", 1)[1].split())
+    heavy = {"redis", "fastapi", "uvicorn", "littleflow.redis", "littleflow.redis.worker", "littleflow.redis.client",
+             "littleflow.api", "littleflow.k8s"}
+    assert not loaded & heavy, loaded & heavy
+
+
 def test_compile_summary_lists_nodes_edges_and_tasks_with_parameters(flow_file):
     path = flow_file("@flow demo '''A demo'''\nA (- size: 3 -) → { B → C  D } → E\n")
     result = run("compile", path)

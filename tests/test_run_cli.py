@@ -155,11 +155,13 @@ def batch_cases(root: Path) -> dict[str, dict]:
         "bad-input-json": dict(args=["run", "plain.flow", "--input", "{x"]),
         "missing-input-file": dict(args=["run", "plain.flow", "--input", "@nope.json"]),
         "module-not-found": dict(args=["run", "plain.flow", "--tasks", "no_such_module_xyz"]),
+        "tasks-file-missing": dict(args=["run", "plain.flow", "--tasks", "nosuch.py"]),
         "tasks-file-syntax-error": dict(args=["run", "plain.flow", "--tasks", "broken.py"]),
         "tasks-file-raises": dict(args=["run", "plain.flow", "--tasks", "raising.py"]),
         "unknown-task": dict(args=["run", "unknown.flow", "--tasks", "tasks.py"]),
         "bad-flow-parameters": dict(args=["run", "bad-params.flow", "--tasks", "tasks.py"]),
         "damaged-state": dict(args=["run", "plain.flow", "--state", "damaged.json"]),
+        "state-in-a-new-directory": dict(args=["run", "plain.flow", "--state", "out/runs/state.json", "--quiet"]),
         "state-of-another-flow": dict(args=["run", "plain.flow", "--state", "other-state.json"]),
         "doc-state-of-another-flow": dict(args=["doc", "plain.flow", "--state", "other-state.json"]),
         # exit 2, no traceback
@@ -269,10 +271,17 @@ def test_run_reaches_any_address_unless_confined(batch):
     assert "not a public address" not in open_.stderr and "127.0.0.1:9" in open_.stderr  # it tried: refused
 
 
+def test_a_state_file_in_a_directory_not_there_yet_makes_the_directory(batch):
+    result = batch["state-in-a-new-directory"]
+    assert result.returncode == 0, result.stderr
+    assert (batch["root"] / "out" / "runs" / "state.json").is_file()
+
+
 @pytest.mark.parametrize("case,says", [
     ("bad-input-json", "--input"),
     ("missing-input-file", "nope.json"),
     ("module-not-found", "no_such_module_xyz"),
+    ("tasks-file-missing", "littleflow: error: cannot load tasks from nosuch.py: no such file"),
     ("tasks-file-syntax-error", "broken.py"),
     ("tasks-file-raises", "raising.py"),
     ("unknown-task", "Z (1:5)"),

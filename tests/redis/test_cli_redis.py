@@ -184,18 +184,18 @@ def test_a_failing_task_exits_1_with_the_failure_lines(lf):
     assert "Traceback" not in result.stderr
     done = lf("submit", "double.flow", "--input", '{"n": 1}', "--wait")
     done_id = done.stderr.split()[-1]
-    finished = lf.json("list", "--state", "finished")
-    failed = lf.json("list", "--state", "failed")
+    finished = lf.json("list", "--state", "finished")["workflows"]
+    failed = lf.json("list", "--state", "failed")["workflows"]
     assert [s["id"] for s in finished] == [done_id]
     assert len(failed) == 1 and failed[0]["state"] == "failed"
-    assert {s["id"] for s in lf.json("list")} == {done_id, failed[0]["id"]}
+    assert {s["id"] for s in lf.json("list")["workflows"]} == {done_id, failed[0]["id"]}
     table = lf("list")
     assert table.returncode == 0 and done_id in table.stdout and "failed" in table.stdout
 
 
 def test_logs_prints_each_runs_lines_under_a_header(lf):
     lf("submit", "boom.flow", "--input", '{"n": 4}', "--wait", "--quiet")
-    (failed,) = lf.json("list", "--state", "failed")
+    (failed,) = lf.json("list", "--state", "failed")["workflows"]
     shown = lf("logs", failed["id"])
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.splitlines() == ["── node 2 boom (attempt 1, failed)", "about to go boom",
@@ -220,12 +220,26 @@ def test_logs_follow_prints_lines_as_they_come_and_ends_with_the_workflow(lf):
 def test_list_searches_prefixes_of_ids_and_flow_names(lf):
     (lf.cwd / "nightly.flow").write_text("@flow Nightly\ndouble\n", encoding="utf-8")
     first, second = lf.submit("double.flow", '{"n": 1}'), lf.submit("nightly.flow", '{"n": 2}')
-    assert [s["id"] for s in lf.json("list", "--search", first[:-1])] == [first]
-    assert [s["id"] for s in lf.json("list", "--search", "Night")] == [second]
-    assert lf.json("list", "--search", "nIGHT") == lf.json("list", "--search", first[-8:]) == []
+    assert [s["id"] for s in lf.json("list", "--search", first[:-1])["workflows"]] == [first]
+    assert [s["id"] for s in lf.json("list", "--search", "Night")["workflows"]] == [second]
+    assert lf.json("list", "--search", "nIGHT")["workflows"] == []
+    assert lf.json("list", "--search", first[-8:])["workflows"] == []
     nothing = lf("list", "--search", "no such thing")
     assert (nothing.returncode, nothing.stdout) == (0, "")
     assert one_line(nothing.stderr) == "littleflow: no workflows matching 'no such thing'"
+
+
+def test_list_limit_and_json_of_the_api_s_shape(lf):
+    ids = [lf.submit("double.flow", f'{{"n": {n}}}') for n in range(3)]
+    page = lf.json("list", "--limit", "2")
+    assert set(page) == {"workflows", "offset", "limit", "total", "counts"}  # GET /workflows's answer
+    assert [w["id"] for w in page["workflows"]] == ids[:2]
+    assert (page["offset"], page["limit"], page["total"], sum(page["counts"].values())) == (0, 2, 3, 3)
+    shown = lf("list", "--limit", "2")
+    assert shown.returncode == 0 and ids[1] in shown.stdout and ids[2] not in shown.stdout
+    assert one_line(shown.stderr) == "littleflow: the first 2 of 3 workflows (--limit)"
+    assert lf.json("list")["limit"] == 100
+    assert lf("list", "--limit", "0").returncode == 2
 
 
 @on_server_and_cluster
@@ -292,7 +306,7 @@ def test_bad_values_and_damaged_archives_are_one_line_and_exit_2(lf, tmp_path):
     deep = lf("send", "go", "--data", "[" * 501 + "]" * 501)
     assert deep.returncode == 2 and one_line(deep.stderr) == (
         "littleflow: error: bad input in --data: the value is nested too deeply: more than 500 levels")
-    assert lf.json("list") == []
+    assert lf.json("list")["workflows"] == []
     id = lf.submit("double.flow", '{"n": 1}')
     archive = json.loads(lf("archive", id).stdout)
     archive["run"]["state"]["running"].append(["", 0, -1, {}])
@@ -302,7 +316,7 @@ def test_bad_values_and_damaged_archives_are_one_line_and_exit_2(lf, tmp_path):
     assert bomb.returncode == 2 and "not JSON" in one_line(bomb.stderr)
     infinite = lf("restore", "-", stdin='{"format": "littleflow-archive/1", "created": Infinity}')
     assert infinite.returncode == 2 and "not a JSON number" in one_line(infinite.stderr)
-    assert [w["id"] for w in lf.json("list")] == [id]
+    assert [w["id"] for w in lf.json("list")["workflows"]] == [id]
 
 
 @on_server_and_cluster
@@ -335,7 +349,7 @@ def test_submit_require_workers_refuses_a_flow_whose_tasks_no_live_worker_serves
     refused = lf("submit", "double.flow", "--input", '{"n": 1}', "--wait", "--require-workers")
     assert refused.returncode == 2
     assert one_line(refused.stderr) == "littleflow: error: no live worker serves task double; nothing submitted"
-    assert lf.json("list") == []
+    assert lf.json("list")["workflows"] == []
     worker = lf.start("worker", "--tasks", "tasks_for_cli.py")
     try:
         started(worker, "littleflow worker:")
@@ -365,7 +379,7 @@ def test_submit_with_a_key_prints_the_first_workflow_s_id(tmp_path, redis_url):
     assert other.returncode == 2 and f"was given for workflow {id} with another flow or input" in one_line(other.stderr)
     bad = lf("submit", "double.flow", "--key", " x")
     assert bad.returncode == 2 and "1 to 200 printable ASCII characters" in one_line(bad.stderr)
-    assert [w["id"] for w in lf.json("list")] == [id]
+    assert [w["id"] for w in lf.json("list")["workflows"]] == [id]
 
 
 def test_an_unreachable_server_is_one_line(tmp_path, own_redis_server):
@@ -404,7 +418,7 @@ def test_engine_and_worker_processes_run_a_workflow_and_stop_on_sigterm(tmp_path
     try:
         result = lf("submit", "boom.flow", "--input", '{"n": 5}', "--wait", "--quiet")
         assert result.returncode == 1 and "task boom" in result.stderr
-        id = lf.json("list", "--state", "failed")[0]["id"]
+        id = lf.json("list", "--state", "failed")["workflows"][0]["id"]
         document = lf.json("status", id)
         assert [n["status"] for n in document["nodes"]] == ["done", "done", "failed", "waiting"]
         assert document["nodes"][2]["error"] == "RuntimeError: boom"

@@ -41,8 +41,8 @@ def test_the_schedule_commands(shell, redis_url):
     assert ID.fullmatch(id)
     document = shell.json("status", id)
     assert document["schedule"] == "often" and isinstance(document["tick"], int) and document["input"] == {"n": 1}
-    assert [w["id"] for w in shell.json("list", "--schedule", "often")] == [id]
-    assert shell.json("list", "--schedule", "nightly") == []
+    assert [w["id"] for w in shell.json("list", "--schedule", "often")["workflows"]] == [id]
+    assert shell.json("list", "--schedule", "nightly")["workflows"] == []
     show = shell("schedule", "show", "often").stdout
     assert "overlap   skip" in show and id in show and "(run now)" in show
     assert len(shell.json("schedule", "show", "nightly")["ticks"]) == 5

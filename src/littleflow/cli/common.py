@@ -24,15 +24,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from .. import tracing
-from ..check import compile_checked
-from ..errors import FlowError
-from ..flow import Flow
-from ..resources import parse
-from ..state import failed_node
-from ..values import check_value
-
 if TYPE_CHECKING:
+    from ..flow import Flow
     from ..redis.client import Client
 
 
@@ -69,6 +62,9 @@ def load(path: str) -> Flow:
 
 def compile_text(text: str, name: str) -> Flow:
     """Compile and validate flow text (its @flow options too), or report the error in it and exit 2."""
+    from ..check import compile_checked
+    from ..errors import FlowError
+
     try:
         return compile_checked(text, name)
     except FlowError as error:
@@ -82,6 +78,8 @@ def main() -> None:
 
     FLOW is a file of flow text, or - to read it from standard input.
     """
+    from .. import tracing
+
     try:
         tracing.configure()  # (OpenTelemetry, when OTEL_TRACES_EXPORTER says so)
     except ValueError as error:
@@ -90,6 +88,8 @@ def main() -> None:
 
 def echo_failure(failure: dict[str, Any]) -> None:
     """Say on standard error which task failed, where, with what error and input."""
+    from ..state import failed_node
+
     click.echo(f"littleflow: flow failed: {failed_node(failure)}: {failure['error']}", err=True)
     click.echo(f"  input: {json.dumps(failure.get('input'), ensure_ascii=False)[:2000]}", err=True)
 
@@ -109,11 +109,11 @@ def json_text(value: Any) -> str:
 def load_tasks(source: str) -> dict[str, Any]:
     """The public functions of a module (by name) or of a Python file; importing
     it also fills the ``@task`` registry."""
+    path = Path(source).resolve() if source.endswith(".py") or os.sep in source else None
+    if path is not None and not path.is_file():  # (fail's SystemExit must not reach the except below)
+        fail(f"cannot load tasks from {source}: " + ("it is a directory" if path.is_dir() else "no such file"))
     try:
-        if source.endswith(".py") or os.sep in source:
-            path = Path(source).resolve()
-            if not path.is_file():
-                fail(f"cannot load tasks from {source}: " + ("it is a directory" if path.is_dir() else "no such file"))
+        if path is not None:
             spec = importlib.util.spec_from_file_location(f"littleflow_tasks_{path.stem}", path)
             module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
             sys.modules[spec.name] = module  # type: ignore[union-attr]
@@ -133,6 +133,9 @@ def load_tasks(source: str) -> dict[str, Any]:
 def read_input(text: str | None, option: str = "--input") -> Any:
     """The flow input from ``--input`` (or ``option``): JSON text, ``@FILE`` (JSON or YAML)
     or ``-`` (standard input)."""
+    from ..resources import parse
+    from ..values import check_value
+
     if text is None:
         return None
     kind, where = "json", option

@@ -11,18 +11,19 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import __version__, diagram
-from ..check import check
+from .. import __version__
 from ..engine import DEFAULT_LIMIT
-from ..flow import Flow
-from ..local import LocalRun, UnknownTasks
-from ..progress import progress_for
-from ..statefile import StateFile, StateFileError, read_any
 from .common import FLOW, echo_failure, fail, json_text, load, load_tasks, main, read_flow, read_input
+
+if TYPE_CHECKING:
+    from ..flow import Flow
+    from ..local import LocalRun
+
+# (each command imports what it runs when it runs: `littleflow --help` loads none of it)
 
 
 @main.command("compile")
@@ -81,6 +82,8 @@ def summary(flow: Flow) -> str:
 def check_command(flows: tuple[str, ...], strict: bool) -> None:
     """Check flows: report errors, and warn about labels and declarations never
     used and nodes that can never run. Exits 1 when there are errors."""
+    from ..check import check
+
     errors = warnings = 0
     for path in flows:
         text, name = read_flow(path)
@@ -104,6 +107,9 @@ def check_command(flows: tuple[str, ...], strict: bool) -> None:
 @click.option("--state", "state_path", metavar="FILE", help="Colour the nodes by their status in this run's state file.")
 def doc_command(flow: str, fmt: str, vertical: bool, state_path: str | None) -> None:
     """Draw FLOW as a diagram."""
+    from .. import diagram
+    from ..statefile import StateFileError, read_any
+
     compiled = load(flow)
     status = None
     if state_path is not None:
@@ -149,10 +155,19 @@ def run_command(flow: str, task_sources: tuple[str, ...], input_text: str | None
     Exits 0 when the flow finishes, 1 when it fails, 2 for mistakes in the
     command or the flow text.
     """
+    from ..local import LocalRun, UnknownTasks
+    from ..progress import progress_for
+    from ..statefile import StateFile, StateFileError
+
     compiled = load(flow)
     base = str(Path(flow).resolve().parent) if flow != "-" else None
     tasks = [load_tasks(source) for source in task_sources]
     value = read_input(input_text)
+    if state_path:
+        try:
+            Path(state_path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            fail(f"cannot make the directory of {state_path}: {error.strerror or error}")
     saved = StateFile(state_path, compiled) if state_path else None
     try:
         if saved:

@@ -160,12 +160,16 @@ def status_command(target: Target, id: str, as_json: bool) -> None:
 @click.option("--search", metavar="PREFIX",
               help="Only workflows whose id or flow name starts with PREFIX (case-sensitive).")
 @click.option("--schedule", metavar="NAME", help="Only workflows started by schedule NAME (with --state alone).")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, metavar="N",
+              help="Show the first N workflows that match.")
 def list_command(target: Target, state: str | None, name: str | None, search: str | None, schedule: str | None,
-                 as_json: bool) -> None:
-    """List the workflows, oldest first."""
-    found = target.client().list(state=state, name=name, search=search, schedule=schedule)
+                 limit: int, as_json: bool) -> None:
+    """List the workflows, oldest first. With --json: what GET /workflows answers
+    ({"workflows": […], "offset", "limit", "total", "counts"})."""
+    page = target.client().page(state, name, 0, limit, search, schedule=schedule)
+    found = page.workflows
     if as_json:
-        echo_json(found)
+        echo_json({"workflows": found, "offset": 0, "limit": limit, "total": page.total, "counts": page.counts})
         return
     if not found:
         click.echo("littleflow: no workflows" + (" in that state" if state else "") + (" of that name" if name else "")
@@ -175,6 +179,8 @@ def list_command(target: Target, state: str | None, name: str | None, search: st
                      [[s["id"], s["state"], s["name"] or "", when(s["created"]),
                        took((s["updated"] or 0) - (s["created"] or 0)) if s["state"] != "running" else ""]
                       for s in found]))
+    if page.total > len(found):
+        click.echo(f"littleflow: the first {len(found)} of {page.total} workflows (--limit)", err=True)
 
 
 @redis_command("logs")
