@@ -1,15 +1,26 @@
-"""littleflow: a little workflow language and engine."""
+"""littleflow: a little workflow language and engine.
 
-from .compiler import Compiler, compile_flow
-from .context import Context, Ending, FlowContext, Runner
-from .engine import Engine, Start
-from .errors import Diagnostic, FlowError, LittleflowError
-from .flow import Flow, Node
-from .local import FlowFailed, UnknownTasks, run_workflow
-from .parser import Parser
-from .state import State
-from .taskrun import TaskRun, current
-from .tasks import Fail, Registry, task
+The public names are loaded when first asked for (as in ``littleflow.redis``), so that
+importing one module of the package, or starting the ``littleflow`` command, loads only
+what it needs.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .compiler import Compiler, compile_flow
+    from .context import Context, Ending, FlowContext, Runner
+    from .engine import Engine, Start
+    from .errors import Diagnostic, FlowError, LittleflowError
+    from .flow import Flow, Node
+    from .local import FlowFailed, UnknownTasks, run_workflow
+    from .parser import Parser
+    from .state import State
+    from .taskrun import TaskRun, current
+    from .tasks import Fail, Registry, task
 
 __version__ = "0.1.0"
 
@@ -18,3 +29,26 @@ __all__ = [
     "FlowFailed", "LittleflowError", "Node", "Parser", "Registry", "Runner", "Start", "State", "TaskRun",
     "UnknownTasks", "compile_flow", "current", "run_workflow", "task", "__version__",
 ]
+
+_HOMES = {
+    "Compiler": ".compiler", "compile_flow": ".compiler",
+    "Context": ".context", "Ending": ".context", "FlowContext": ".context", "Runner": ".context",
+    "Engine": ".engine", "Start": ".engine",
+    "Diagnostic": ".errors", "FlowError": ".errors", "LittleflowError": ".errors",
+    "Flow": ".flow", "Node": ".flow",
+    "FlowFailed": ".local", "UnknownTasks": ".local", "run_workflow": ".local",
+    "Parser": ".parser", "State": ".state", "TaskRun": ".taskrun", "current": ".taskrun",
+    "Fail": ".tasks", "Registry": ".tasks", "task": ".tasks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(_HOMES[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})

@@ -16,7 +16,6 @@ import click
 
 from ..engine import DEFAULT_LIMIT
 from ..state import failed_node
-from ..values import loads
 from .common import (FLOW, Target, compile_text, echo_failure, echo_json, fail, json_text, plural, read_flow,
                      read_input, redis_command, table, when)
 
@@ -268,6 +267,8 @@ def archive_command(target: Target, id: str, path: str | None) -> None:
 def restore_command(target: Target, path: str, replace: bool, as_json: bool) -> None:
     """Bring back an archived workflow (FILE, or - for standard input) under its id, and print
     the id. A running one goes on: its running tasks are sent again."""
+    from ..values import loads
+
     text, name = read_flow(path)
     try:
         archive = loads(text)
