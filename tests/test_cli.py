@@ -39,8 +39,8 @@ def test_help_and_version_load_neither_redis_nor_the_api_nor_the_worker(args):
     assert result.returncode == 0, result.stderr
     assert "Usage: littleflow" in result.stdout or result.stdout.startswith("littleflow ")
     loaded = set(result.stderr.split("MODULES", 1)[1].split())
-    heavy = {"redis", "fastapi", "uvicorn", "littleflow.redis", "littleflow.redis.worker", "littleflow.redis.client",
-             "littleflow.api", "littleflow.k8s"}
+    heavy = {"redis", "fastapi", "uvicorn", "littleflow.redis.worker", "littleflow.redis.client",
+             "littleflow.redis.store", "littleflow.redis.engine", "littleflow.api", "littleflow.k8s"}
     assert not loaded & heavy, loaded & heavy
 
 

@@ -24,6 +24,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from ..private import littleflow_home
+from ..redis.protocol import PREFIX  # (key names alone: no Redis client, no worker)
+
 if TYPE_CHECKING:
     from ..flow import Flow
     from ..redis.client import Client
@@ -159,12 +162,7 @@ def read_input(text: str | None, option: str = "--input") -> Any:
         fail(f"bad input in {where}: {error}")
 
 
-URL_VAR, PREFIX_VAR, HOME_VAR = "LITTLEFLOW_REDIS_URL", "LITTLEFLOW_PREFIX", "LITTLEFLOW_HOME"
-
-
-def littleflow_home() -> Path:
-    """Where ``littleflow serve`` keeps a private server's data: ``$LITTLEFLOW_HOME`` or ``~/.littleflow``."""
-    return Path(os.environ.get(HOME_VAR) or os.path.expanduser("~/.littleflow"))
+URL_VAR, PREFIX_VAR = "LITTLEFLOW_REDIS_URL", "LITTLEFLOW_PREFIX"
 
 
 # -- where Redis is, and the one place its errors become one line ------------------------
@@ -253,7 +251,7 @@ def redis_command(name: str, *, json_flag: bool = True,
                                help=f"redis://[user:password@]host:port/db [env {URL_VAR}; default: the URL "
                                     f"`littleflow serve` left in $LITTLEFLOW_HOME/redis.url, else "
                                     f"redis://127.0.0.1:6379/0]."),
-                  click.Option(["--prefix"], envvar=PREFIX_VAR, default="lf", show_default=True, metavar="PREFIX",
+                  click.Option(["--prefix"], envvar=PREFIX_VAR, default=PREFIX, show_default=True, metavar="PREFIX",
                                help=f"The prefix of littleflow's keys [env {PREFIX_VAR}].")]
         if json_flag:
             common.append(click.Option(["--json", "as_json"], is_flag=True, help="Print JSON."))

@@ -18,7 +18,8 @@ import click
 
 from ..durations import seconds
 from ..engine import DEFAULT_PARALLELISM
-from .common import URL_VAR, Target, fail, littleflow_home, load_tasks, plural, reason, redis_command
+from ..private import littleflow_home
+from .common import URL_VAR, Target, fail, load_tasks, plural, reason, redis_command
 
 
 # -- running the system: engine, worker, serve --------------------------------------------

@@ -15,13 +15,10 @@ from typing import Any, NoReturn
 import click
 
 from ..engine import DEFAULT_LIMIT
+from ..redis.protocol import STATES  # (light: no Redis client, no worker)
 from ..state import failed_node
 from .common import (FLOW, Target, compile_text, echo_failure, echo_json, fail, json_text, plural, read_flow,
                      read_input, redis_command, table, when)
-
-
-#: The workflow states (as littleflow.redis.store.STATES, which this module does not import up front).
-STATES = ("running", "finished", "failed", "terminated")
 
 
 def served(info: dict[str, Any]) -> str:
