@@ -28,7 +28,9 @@ def queued(raw: redis.Redis, seen: set[tuple[str, str]], keys: Keys, id: str) ->
             if (stream, message_id) not in seen and fields["workflow"] == id:
                 seen.add((stream, message_id))
                 found.append((message_id, StartTask.parse(fields)))
-    return sorted(found, key=lambda pair: tuple(map(int, pair[0].split("-"))))
+    # (starts sent in one step to different streams may have the same id: the task id breaks the
+    # tie, not the order SCAN happens to give the streams in)
+    return sorted(found, key=lambda pair: (*map(int, pair[0].split("-")), pair[1].task))
 
 
 def end(raw: redis.Redis, start: StartTask, output=None, error: str | None = None, *, keys: Keys) -> None:
