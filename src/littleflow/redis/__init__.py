@@ -7,8 +7,9 @@ load the client, the engine and the workers.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_names
 
 if TYPE_CHECKING:
     from .client import Client
@@ -20,9 +21,4 @@ __all__ = ["Client", "Services", "StoreError", "WorkflowNotFound"]
 _HOMES = {"Client": ".client", "Services": ".serve", "StoreError": ".store", "WorkflowNotFound": ".store"}
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_HOMES[name], __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_names(__name__, _HOMES, globals())
