@@ -19,7 +19,7 @@ from ..values import check_value
 from . import events as eventlog, listing, waits
 from .archive import Restorable, archive_of, validate
 from .connection import connect, safe_url
-from .protocol import PREFIX, REGISTER_EVERY, RESOURCE, SHARED_NAMESPACES, STATES, Keys, namespace
+from .protocol import PREFIX, REGISTER_EVERY, RESOURCE, SHARED_NAMESPACES, STATES, Keys, entry_order, namespace
 from .store import (
     KEY_TTL,
     VALID_ID,
@@ -280,7 +280,7 @@ class Client:
             pipe.xrevrange(part.dead, count=count)
         letters = []
         for entry_id, fields in sorted((entry for found in pipe.execute() for entry in found),
-                                       key=lambda entry: _order(entry[0]), reverse=True)[:count]:
+                                       key=lambda entry: entry_order(entry[0]), reverse=True)[:count]:
             fields["message"] = fields.pop("id", None)  # the id the message had in its stream
             letters.append({"id": entry_id, **fields})
         return letters
@@ -430,8 +430,3 @@ def _checked(id: str) -> str:
     if not VALID_ID.fullmatch(id):
         raise WorkflowNotFound(f"no workflow {id}")
     return id
-
-
-def _order(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)

@@ -3,6 +3,7 @@ asking the server (``INFO cluster``)."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -62,9 +63,9 @@ def _db_zero(url: str) -> str:
     return urlunsplit(parts._replace(path="/0", query=query))
 
 
-def is_cluster(client: redis.Redis | RedisCluster) -> bool:
-    """True when ``client`` talks to a Redis Cluster."""
-    return isinstance(client, RedisCluster)
+def is_cluster(client: Any) -> bool:
+    """True when ``client`` (a plain or an asyncio client) talks to a Redis Cluster."""
+    return isinstance(client, (RedisCluster, aioredis.RedisCluster))
 
 
 def safe_url(url: str) -> str:

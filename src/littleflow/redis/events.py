@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from .connection import is_cluster
-from .protocol import Keys
+from .protocol import Keys, entry_order
 
 #: A stream id, as a cursor accepts it.
 STREAM_ID = re.compile(r"0|(\d{1,19})-(\d{1,19})")
@@ -65,7 +65,7 @@ async def read_async(redis: Any, keys: Keys, at: list[str], count: int = 500,
                      block: float = 0.0) -> list[tuple[str, float, dict]]:
     """:func:`read` with an asyncio client."""
     deadline = time.monotonic() + block
-    cluster = type(redis).__name__ == "RedisCluster"
+    cluster = is_cluster(redis)
     while True:
         if not cluster:
             found = await redis.xread(_streams(keys, at), count=count, block=int(block * 1000) if block else None)
@@ -99,7 +99,7 @@ def _merged(keys: Keys, at: list[str], found: Any) -> list[tuple[str, float, dic
     entries = []
     for stream, messages in found or ():
         partition = keys.of_key(_text(stream)).partition
-        entries += [(_order(_text(entry_id)), partition, _text(entry_id), fields) for entry_id, fields in messages
+        entries += [(entry_order(_text(entry_id)), partition, _text(entry_id), fields) for entry_id, fields in messages
                     if partition == 0 or _text(fields.get("kind", fields.get(b"kind", ""))) != "event"]
     entries.sort(key=lambda entry: entry[:2])
     position, events = list(at), []
@@ -112,11 +112,6 @@ def _merged(keys: Keys, at: list[str], found: Any) -> list[tuple[str, float, dic
 def _valid(part: str) -> bool:
     match = STREAM_ID.fullmatch(part)
     return match is not None and all(int(number) < 2**64 for number in match.groups() if number)
-
-
-def _order(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def _text(value: Any) -> str:

@@ -216,6 +216,12 @@ def namespace(name: str) -> str:
     return head if colon else ""
 
 
+def entry_order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id (``MS-N``) as what orders it: (milliseconds, sequence)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def task_id(key: Key) -> str:
     """A task instance key as text: ``path|node|item``."""
     return f"{key[0]}|{key[1]}|{key[2]}"

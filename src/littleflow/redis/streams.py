@@ -13,7 +13,7 @@ from typing import Any
 import redis
 
 from .connection import UNREACHABLE
-from .protocol import Keys
+from .protocol import Keys, entry_order
 
 log = logging.getLogger("littleflow.streams")
 
@@ -164,7 +164,7 @@ class Streams:
         floor = _text(mine[0]["last-delivered-id"])
         pending = self.raw.xpending(stream, self.group)
         if pending["pending"]:
-            floor = min(floor, _text(pending["min"]), key=_id_order)
+            floor = min(floor, _text(pending["min"]), key=entry_order)
         if floor != "0-0":
             self.raw.xtrim(stream, minid=floor, approximate=True)
 
@@ -217,8 +217,3 @@ def reachable(who: str) -> None:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _id_order(message_id: str) -> tuple[int, int]:
-    ms, _, seq = message_id.partition("-")
-    return int(ms), int(seq or 0)
