@@ -8,6 +8,7 @@ test,server,kubernetes,otel. An install is redone only when pyproject.toml chang
 a command needs extras not installed yet (.venv/.littleflow-installed records them;
 delete it to force a reinstall, or .venv to start afresh).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,9 +57,7 @@ def say(message: str) -> None:
 def run_quiet(cmd: list[str], what: str, **kwargs: object) -> str:
     """Run cmd with its output captured; on failure print the output's tail and raise."""
     try:
-        result = subprocess.run(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs
-        )
+        result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
     except OSError as error:
         raise DevError(f"{what}: cannot run {cmd[0]}: {error.strerror}") from None
     if result.returncode != 0:
@@ -81,11 +80,7 @@ def run_shown(cmd: list[str]) -> int:
 
 def can_apt() -> bool:
     """True when running as root on Debian with apt-get available."""
-    return (
-        Path("/etc/debian_version").exists()
-        and os.geteuid() == 0
-        and shutil.which("apt-get") is not None
-    )
+    return Path("/etc/debian_version").exists() and os.geteuid() == 0 and shutil.which("apt-get") is not None
 
 
 def apt_install(packages: list[str]) -> None:
@@ -177,6 +172,21 @@ TEST_REQUIRED_DEPENDENCIES = ["redis"]
 TEST_BROWSER_DEPENDENCIES = ["chromium"]
 
 
+def in_ci() -> bool:
+    """True under CI (``CI=true``): then nothing the tests use may be missing (tests/support.py
+    fails a test that would skip for want of it)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def required_for_tests(ci: bool, apt: bool) -> list[str]:
+    """The system dependencies whose absence fails `dev.py test`: all of them under CI, so a
+    broken install step cannot pass as skipped tests; the browser's where apt-get can install
+    it (root on Debian); elsewhere only redis."""
+    if ci:
+        return TEST_REQUIRED_DEPENDENCIES + TEST_BROWSER_DEPENDENCIES + TEST_SYSTEM_DEPENDENCIES
+    return TEST_REQUIRED_DEPENDENCIES + (TEST_BROWSER_DEPENDENCIES if apt else [])
+
+
 # --- the virtual environment ------------------------------------------------
 
 
@@ -250,7 +260,9 @@ def ensure_installed(extras: tuple[str, ...]) -> None:
     say(f"installing littleflow{spec[1:]} (editable)")
     pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
     run_quiet([*pip, "-e", spec], "pip install", cwd=REPO)
-    kept = [line for line in stamp.splitlines() if line.startswith(fingerprint + " ")]  # not a stale pyproject's
+    kept = [
+        line for line in stamp.splitlines() if line.startswith(fingerprint + " ")
+    ]  # not a stale pyproject's
     STAMP.write_text("".join(f"{line}\n" for line in [*kept, f"{fingerprint} {spec}"]))
 
 
@@ -273,8 +285,7 @@ def cmd_setup(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_test(args: argparse.Namespace, extra: list[str]) -> int:
     """Run pytest; 'no tests collected' (exit 5) is a failure too."""
     setup(COMMAND_EXTRAS["test"])
-    # where apt-get can install them (root on Debian, as in CI), the browser tests never skip
-    required = TEST_REQUIRED_DEPENDENCIES + (TEST_BROWSER_DEPENDENCIES if can_apt() else [])
+    required = required_for_tests(in_ci(), can_apt())
     for name in TEST_SYSTEM_DEPENDENCIES + TEST_BROWSER_DEPENDENCIES:
         if name in required:
             continue
@@ -308,11 +319,28 @@ def cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
     if not scripts:
         raise DevError("no benchmarks: bench/*.py is empty")
     setup(COMMAND_EXTRAS["bench"])
-    if run_quiet([str(PYTHON), "-c", "import importlib.util as u; print(bool(u.find_spec('celery')))"],
-                 "looking for celery").strip() != "True":
+    if (
+        run_quiet(
+            [str(PYTHON), "-c", "import importlib.util as u; print(bool(u.find_spec('celery')))"],
+            "looking for celery",
+        ).strip()
+        != "True"
+    ):
         say("installing littleflow[bench] (Celery, for the side-by-side Redis bench)")
-        run_quiet([str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-                   "-e", ".[bench]"], "pip install", cwd=REPO)
+        run_quiet(
+            [
+                str(PYTHON),
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "-e",
+                ".[bench]",
+            ],
+            "pip install",
+            cwd=REPO,
+        )
     failed = []
     for script in scripts:
         name = script.relative_to(REPO)
@@ -349,15 +377,27 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     command("setup", cmd_setup, f"create .venv and install littleflow{install_spec(FULL_EXTRAS)[1:]} into it")
-    command("test", cmd_test, "setup, then run pytest; other arguments go to pytest "
-            "(e.g. dev.py test -k parser -x)")
-    command("demo", cmd_demo, f"install littleflow alone (no extras) into .venv, then `littleflow compile`, "
-            f"`doc` and `run` {DEMO_FLOW}")
-    command("bench", cmd_bench, "setup, then run every bench/*.py (not _*.py); "
-            "other arguments go to each script")
-    system = command("system", cmd_system, "install a system dependency with apt-get "
-                     "(needs root on Debian): redis = redis-server (else the one in .venv), "
-                     "chromium = Debian's chromium, graphviz = dot; a no-op when already on PATH")
+    command(
+        "test",
+        cmd_test,
+        "setup, then run pytest; other arguments go to pytest (e.g. dev.py test -k parser -x)",
+    )
+    command(
+        "demo",
+        cmd_demo,
+        f"install littleflow alone (no extras) into .venv, then `littleflow compile`, "
+        f"`doc` and `run` {DEMO_FLOW}",
+    )
+    command(
+        "bench", cmd_bench, "setup, then run every bench/*.py (not _*.py); other arguments go to each script"
+    )
+    system = command(
+        "system",
+        cmd_system,
+        "install a system dependency with apt-get "
+        "(needs root on Debian): redis = redis-server (else the one in .venv), "
+        "chromium = Debian's chromium, graphviz = dot; a no-op when already on PATH",
+    )
     system.add_argument("dependency", choices=sorted(SYSTEM_DEPENDENCIES))
     return parser
 
@@ -367,9 +407,12 @@ PASS_THROUGH = {"test", "bench"}
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the command, turn expected failures into one line."""
-    if sys.version_info < (3, 11):
-        print(f"dev.py: error: Python 3.11+ is required, this is "
-              f"{platform.python_version()} ({sys.executable})", file=sys.stderr)
+    if sys.version_info < (3, 11):  # noqa: UP036 -- dev.py itself may run on an older python3
+        print(
+            f"dev.py: error: Python 3.11+ is required, this is "
+            f"{platform.python_version()} ({sys.executable})",
+            file=sys.stderr,
+        )
         return 1
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)

@@ -62,15 +62,22 @@ def make_app(redis_url: str, queue: str = DEFAULT_QUEUE):
         else:
             index, steps, prev_ended = prev, [], None
         ended = time.time()
-        return {"index": index, "started": started, "ended": ended, "prev_ended": prev_ended,
-                "steps": [*steps, [started, ended]]}
+        return {
+            "index": index,
+            "started": started,
+            "ended": ended,
+            "prev_ended": prev_ended,
+            "steps": [*steps, [started, ended]],
+        }
 
     @app.task(name=COLLECT, shared=False)
     def collect(results):
         """The chord's callback: how many results arrived, and the span of their steps."""
-        return {"count": len(results),
-                "first_started": min((r["started"] for r in results), default=None),
-                "last_ended": max((r["ended"] for r in results), default=None)}
+        return {
+            "count": len(results),
+            "first_started": min((r["started"] for r in results), default=None),
+            "last_ended": max((r["ended"] for r in results), default=None),
+        }
 
     return app
 

@@ -61,7 +61,7 @@ def available() -> str | None:
     for module in ("celery", "kombu.transport.redis"):
         try:
             __import__(module)
-        except Exception as exc:  # ImportError, or a broken install
+        except Exception as exc:  # noqa: BLE001 -- ImportError, or a broken install
             missing.append(f"{module}: {type(exc).__name__}: {exc}".splitlines()[0])
     if missing:
         return "cannot import " + "; ".join(missing) + " (pip install 'littleflow[bench]')"
@@ -81,6 +81,7 @@ def _app_module():
 
 
 # --- Redis -------------------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -119,9 +120,25 @@ def redis_server(timeout: float = 30.0) -> Iterator[str]:
         raise BenchError("redis-server is not on PATH")
     port = _free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--daemonize", "no", "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     url = f"redis://127.0.0.1:{port}/0"
     try:
         deadline = time.monotonic() + timeout
@@ -155,6 +172,7 @@ def _stop(proc: subprocess.Popen, grace: float) -> None:
 
 # --- the worker ----------------------------------------------------------------
 
+
 class _Worker:
     """One ``celery worker`` subprocess; its output goes to a temporary log, shown if it fails."""
 
@@ -172,12 +190,31 @@ class _Worker:
         # the machine's other core. Gossip, mingle and heartbeat exchange messages with
         # other workers; there are none.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "_celery_app:app", "worker",
-             "--pool=solo", "--concurrency=1", "--loglevel=warning",
-             "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "-Q", queue, "-n", f"{queue}@%h"],
-            cwd=BENCH_DIR, env=env, stdin=subprocess.DEVNULL, stdout=self.log,
-            stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "_celery_app:app",
+                "worker",
+                "--pool=solo",
+                "--concurrency=1",
+                "--loglevel=warning",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-Q",
+                queue,
+                "-n",
+                f"{queue}@%h",
+            ],
+            cwd=BENCH_DIR,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def check(self) -> None:
         if self.proc.poll() is not None:
@@ -218,6 +255,7 @@ def _percentile(values: list[float], pct: float) -> float:
 
 
 # --- the measurements -------------------------------------------------------------
+
 
 def run_celery(redis_url: str, fanout: int = 1000, chains: int = 1000, idle_chains: int = 50) -> dict:
     """Start one Celery worker on ``redis_url``, warm it up, time the fan-out and the chains, stop it.
@@ -271,8 +309,10 @@ def run_celery(redis_url: str, fanout: int = 1000, chains: int = 1000, idle_chai
 
         # (c') the hand-off with nothing else queued: one chain at a time.
         deadline = time.monotonic() + TIMEOUT
-        idle = [_wait(chain(noop.s(i), noop.s(), noop.s())(), worker, deadline, "idle chains")
-                for i in range(idle_chains)]
+        idle = [
+            _wait(chain(noop.s(i), noop.s(), noop.s())(), worker, deadline, "idle chains")
+            for i in range(idle_chains)
+        ]
     finally:
         worker.stop()
         with contextlib.suppress(Exception):
@@ -304,27 +344,40 @@ def _gaps(finals: list[dict]) -> list[float]:
 
 def format_table(figures: dict, fanout: int, chains: int) -> str:
     """The figures from :func:`run_celery` as a few aligned lines."""
-    return "\n".join([
-        "celery · 1 worker (solo pool) · Redis broker and result backend",
-        f"  {f'fan-out {fanout:,} + callback':30} {figures['fanout_seconds']:8.3f} s"
-        f"  {figures['fanout_tasks_per_s']:>8,.0f} tasks/s",
-        f"  {f'{chains:,} chains × 3':30} {figures['chains_seconds']:8.3f} s"
-        f"  {figures['chains_tasks_per_s']:>8,.0f} tasks/s",
-        f"  {'hand-off in those chains':30} median {figures['latency_median_ms']:8.2f} ms"
-        f"  p95 {figures['latency_p95_ms']:8.2f} ms",
-        *([f"  {'hand-off, one chain at a time':30} median {figures['idle_latency_median_ms']:8.2f} ms"
-           f"  p95 {figures['idle_latency_p95_ms']:8.2f} ms"]
-          if figures.get("idle_latency_median_ms") is not None else []),
-    ])
+    return "\n".join(
+        [
+            "celery · 1 worker (solo pool) · Redis broker and result backend",
+            f"  {f'fan-out {fanout:,} + callback':30} {figures['fanout_seconds']:8.3f} s"
+            f"  {figures['fanout_tasks_per_s']:>8,.0f} tasks/s",
+            f"  {f'{chains:,} chains × 3':30} {figures['chains_seconds']:8.3f} s"
+            f"  {figures['chains_tasks_per_s']:>8,.0f} tasks/s",
+            f"  {'hand-off in those chains':30} median {figures['latency_median_ms']:8.2f} ms"
+            f"  p95 {figures['latency_p95_ms']:8.2f} ms",
+            *(
+                [
+                    f"  {'hand-off, one chain at a time':30} median {figures['idle_latency_median_ms']:8.2f} ms"
+                    f"  p95 {figures['idle_latency_p95_ms']:8.2f} ms"
+                ]
+                if figures.get("idle_latency_median_ms") is not None
+                else []
+            ),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--redis", metavar="URL", help="a Redis to use (default: start a private redis-server)")
+    parser.add_argument(
+        "--redis", metavar="URL", help="a Redis to use (default: start a private redis-server)"
+    )
     parser.add_argument("--fanout", type=int, default=1000, help="tasks in the chord (default 1000)")
     parser.add_argument("--chains", type=int, default=1000, help="chains of three (default 1000)")
-    parser.add_argument("--idle-chains", type=int, default=50,
-                        help="chains run one at a time for the idle hand-off (default 50)")
+    parser.add_argument(
+        "--idle-chains",
+        type=int,
+        default=50,
+        help="chains run one at a time for the idle hand-off (default 50)",
+    )
     args, _ignored = parser.parse_known_args(argv)  # flags meant for the other bench scripts
     reason = available()
     if reason:
@@ -343,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"celery: failed ({exc})", file=sys.stderr)
         return 1
-    except Exception as exc:  # anything Celery or Redis raised: one line, not a traceback
+    except Exception as exc:  # noqa: BLE001 -- anything Celery or Redis raised: one line, not a traceback
         detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
         print(f"celery: failed ({detail})", file=sys.stderr)
         return 1

@@ -21,8 +21,8 @@ try:
 except ImportError:  # a checkout without an install: use ../src
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from littleflow.redis.client import Client  # noqa: E402
-from littleflow.redis.server import RedisServer  # noqa: E402
+from littleflow.redis.client import Client
+from littleflow.redis.server import RedisServer
 
 TASKS = Path(__file__).resolve().parent / "_tasks.py"
 
@@ -31,7 +31,9 @@ class System:
     """A Redis (private unless ``url`` is given), ``engines`` engine processes and ``workers``
     worker processes running ``bench/_tasks.py``; a context manager that stops what it started."""
 
-    def __init__(self, url: str | None = None, engines: int = 1, workers: int = 1, concurrency: int = 1) -> None:
+    def __init__(
+        self, url: str | None = None, engines: int = 1, workers: int = 1, concurrency: int = 1
+    ) -> None:
         self.given_url, self.engines, self.workers, self.concurrency = url, engines, workers, concurrency
         self.processes: list[subprocess.Popen] = []
         self.server: RedisServer | None = None
@@ -65,9 +67,15 @@ class System:
         env["LITTLEFLOW_HOME"] = str(Path(self._data.name) / "home")
         log = Path(self._data.name) / f"{len(self.processes):02d}-{role}.log"
         with open(log, "wb") as stderr:
-            self.processes.append(subprocess.Popen(
-                [sys.executable, "-m", "littleflow", role, "--redis", self.url, *options],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, env=env))
+            self.processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "littleflow", role, "--redis", self.url, *options],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                    env=env,
+                )
+            )
 
     def check(self) -> None:
         """Stop the benchmark (one line) if a process it started has died."""
@@ -132,8 +140,11 @@ def p95(values: list[float]) -> float:
 def parser(description: str) -> argparse.ArgumentParser:
     """The options every benchmark takes: ``--redis URL`` and ``--quick``."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--redis", metavar="URL", help="a Redis server to use, flushed of nothing "
-                        "(default: a private one, started and stopped here)")
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="a Redis server to use, flushed of nothing (default: a private one, started and stopped here)",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of a few seconds")
     return parser
 

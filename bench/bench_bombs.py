@@ -42,20 +42,31 @@ def laughs(levels: int, width: int, leaf: str) -> str:
 
 def chain(levels: int) -> str:
     """Named subflows that each invoke the one before twice."""
-    return ("@task S1 { A A }\n" + "".join(f"@task S{i} {{ S{i - 1} S{i - 1} }}\n" for i in range(2, levels + 1))
-            + f"S{levels}\n")
+    return (
+        "@task S1 { A A }\n"
+        + "".join(f"@task S{i} {{ S{i - 1} S{i - 1} }}\n" for i in range(2, levels + 1))
+        + f"S{levels}\n"
+    )
 
 
 CASES = {
     "billion laughs (9 levels × 9 aliases)": (laughs(9, 9, '"lol"'), "9**9 = 387,420,489 strings"),
     "0.5 MB byte bomb (a 500 kB string × 1,000)": (
-        'A (-\na: &a "' + "x" * 500_000 + '"\nb: [' + ", ".join(["*a"] * 1000) + "]\n-)\n", "500 MB of JSON"),
+        'A (-\na: &a "' + "x" * 500_000 + '"\nb: [' + ", ".join(["*a"] * 1000) + "]\n-)\n",
+        "500 MB of JSON",
+    ),
     "2 kB string × 10**4 (4 levels of 10 aliases)": (laughs(4, 10, '"' + "x" * 2000 + '"'), "20 MB of JSON"),
     "chain of 30 named subflows": (chain(30), "3,221,225,472 nodes"),
     "chain of 100 named subflows": (chain(99), "2**100 nodes"),
     "a 1 MB declared default used 200 times": (
-        '@task T (- {x: &a "' + "x" * 1000 + '", y: [' + ",".join(["*a"] * 1000) + "]} -)\n" + " ".join(["T"] * 200),
-        "200 MB of parameters"),
+        '@task T (- {x: &a "'
+        + "x" * 1000
+        + '", y: ['
+        + ",".join(["*a"] * 1000)
+        + "]} -)\n"
+        + " ".join(["T"] * 200),
+        "200 MB of parameters",
+    ),
 }
 
 
@@ -83,8 +94,10 @@ def main() -> None:
         local, _ = fastest(text, None)
         api, error = fastest(text, API_MAX_NODES)
         accepted = accepted or error == "ACCEPTED"
-        print(f"{name:46} {len(text.encode()):>8,}B {expands:>28} {local * 1000:>7.2f}ms {api * 1000:>7.2f}ms"
-              f"  {error[:90]}")
+        print(
+            f"{name:46} {len(text.encode()):>8,}B {expands:>28} {local * 1000:>7.2f}ms {api * 1000:>7.2f}ms"
+            f"  {error[:90]}"
+        )
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start_rss
     print(f"peak RSS grew by {grown / 1024:.1f} MB over the run (1 MB = 1024 kB)")
     if accepted:

@@ -62,12 +62,23 @@ TARGET_PARSE_MB_S = 1.0
 TARGET_CHAIN_TASKS = 1_000_000
 TARGET_CHAIN_SECONDS = 20.0
 TARGET_CHAIN_RSS_MB = 2000.0
-COLUMNS = ("shape", "tasks", "text MB", "parse s", "parse MB/s", "compile s",
-           "total s", "nodes/s", "peak RSS MB", "Δ RSS MB")
+COLUMNS = (
+    "shape",
+    "tasks",
+    "text MB",
+    "parse s",
+    "parse MB/s",
+    "compile s",
+    "total s",
+    "nodes/s",
+    "peak RSS MB",
+    "Δ RSS MB",
+)
 
 
 def flow_text(shape: str, tasks: int) -> str:
     """The flow text of one case, built in chunks to keep the builder's own memory small."""
+
     def chunks(separator: str) -> Iterator[str]:
         for first in range(0, tasks, 10_000):
             yield separator.join(f"t{i}" for i in range(first, min(first + 10_000, tasks)))
@@ -108,8 +119,12 @@ def measure(shape: str, tasks: int) -> dict[str, float]:
     if nodes != tasks + EXTRA_NODES[shape]:
         raise AssertionError(f"{shape} of {tasks} tasks gave {nodes} nodes, not {tasks + EXTRA_NODES[shape]}")
     return {
-        "text_mb": len(text.encode()) / 1e6, "parse_s": parse_s, "compile_s": compile_s,
-        "nodes": nodes, "baseline_mb": baseline, "peak_mb": rss_mb(),
+        "text_mb": len(text.encode()) / 1e6,
+        "parse_s": parse_s,
+        "compile_s": compile_s,
+        "nodes": nodes,
+        "baseline_mb": baseline,
+        "peak_mb": rss_mb(),
     }
 
 
@@ -126,9 +141,18 @@ def run_case(shape: str, tasks: int) -> dict[str, float] | str:
 def row(shape: str, tasks: int, r: dict[str, float]) -> list[str]:
     """The table cells of one measured case."""
     total = r["parse_s"] + r["compile_s"]
-    return [shape, f"{tasks:,}", f"{r['text_mb']:.3g}", f"{r['parse_s']:.3g}",
-            f"{r['text_mb'] / r['parse_s']:.3g}", f"{r['compile_s']:.3g}", f"{total:.3g}",
-            f"{r['nodes'] / total:,.0f}", f"{r['peak_mb']:.0f}", f"{r['peak_mb'] - r['baseline_mb']:.0f}"]
+    return [
+        shape,
+        f"{tasks:,}",
+        f"{r['text_mb']:.3g}",
+        f"{r['parse_s']:.3g}",
+        f"{r['text_mb'] / r['parse_s']:.3g}",
+        f"{r['compile_s']:.3g}",
+        f"{total:.3g}",
+        f"{r['nodes'] / total:,.0f}",
+        f"{r['peak_mb']:.0f}",
+        f"{r['peak_mb'] - r['baseline_mb']:.0f}",
+    ]
 
 
 def print_row(cells: list[str], markdown: bool) -> None:
@@ -140,6 +164,7 @@ def print_row(cells: list[str], markdown: bool) -> None:
 
 def targets(results: dict[tuple[str, int], dict[str, float]]) -> list[str]:
     """One line per target: what was measured and whether it was met."""
+
     def verdict(ok: bool) -> str:
         return "MET" if ok else "NOT MET"
 
@@ -147,18 +172,26 @@ def targets(results: dict[tuple[str, int], dict[str, float]]) -> list[str]:
     if results:
         (shape, tasks), slowest = min(results.items(), key=lambda kv: kv[1]["text_mb"] / kv[1]["parse_s"])
         rate = slowest["text_mb"] / slowest["parse_s"]
-        lines.append(f"parse >= {TARGET_PARSE_MB_S:g} MB/s (slowest case): {rate:.2f} MB/s "
-                     f"({shape}, {tasks:,} tasks) -> {verdict(rate >= TARGET_PARSE_MB_S)}")
+        lines.append(
+            f"parse >= {TARGET_PARSE_MB_S:g} MB/s (slowest case): {rate:.2f} MB/s "
+            f"({shape}, {tasks:,} tasks) -> {verdict(rate >= TARGET_PARSE_MB_S)}"
+        )
     chain = results.get(("chain", TARGET_CHAIN_TASKS))
     if chain is None:
-        lines.append(f"1M chain < {TARGET_CHAIN_SECONDS:g} s, < {TARGET_CHAIN_RSS_MB:g} MB: "
-                     "not measured (needs --sizes 1000000)")
+        lines.append(
+            f"1M chain < {TARGET_CHAIN_SECONDS:g} s, < {TARGET_CHAIN_RSS_MB:g} MB: "
+            "not measured (needs --sizes 1000000)"
+        )
     else:
         total = chain["parse_s"] + chain["compile_s"]
-        lines.append(f"1M chain parse+compile < {TARGET_CHAIN_SECONDS:g} s: {total:.1f} s "
-                     f"(compile alone {chain['compile_s']:.1f} s) -> {verdict(total < TARGET_CHAIN_SECONDS)}")
-        lines.append(f"1M chain peak RSS < {TARGET_CHAIN_RSS_MB:g} MB: {chain['peak_mb']:.0f} MB "
-                     f"-> {verdict(chain['peak_mb'] < TARGET_CHAIN_RSS_MB)}")
+        lines.append(
+            f"1M chain parse+compile < {TARGET_CHAIN_SECONDS:g} s: {total:.1f} s "
+            f"(compile alone {chain['compile_s']:.1f} s) -> {verdict(total < TARGET_CHAIN_SECONDS)}"
+        )
+        lines.append(
+            f"1M chain peak RSS < {TARGET_CHAIN_RSS_MB:g} MB: {chain['peak_mb']:.0f} MB "
+            f"-> {verdict(chain['peak_mb'] < TARGET_CHAIN_RSS_MB)}"
+        )
     return lines
 
 
@@ -175,8 +208,9 @@ def task_counts(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=task_counts,
-                        help="comma-separated task counts (default 1000,10000,100000,1000000)")
+    parser.add_argument(
+        "--sizes", type=task_counts, help="comma-separated task counts (default 1000,10000,100000,1000000)"
+    )
     parser.add_argument("--quick", action="store_true", help="only 1k and 10k tasks")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument("--child", nargs=2, metavar=("SHAPE", "TASKS"), help=argparse.SUPPRESS)
@@ -186,13 +220,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
 
-    print(f"littleflow {littleflow.__version__} parse/compile benchmark, Python "
-          f"{platform.python_version()} on {platform.machine()} {platform.system()}")
-    print("Each case in a fresh process; wall-clock seconds; nodes/s = flow nodes / total s.\n"
-          "peak RSS = whole process; Δ RSS = peak − RSS after imports (includes the text); "
-          "1 MB = 10^6 bytes.\n"
-          f"Cases under {REPEAT_BELOW:,} tasks: fastest run in {REPEAT_SECONDS:g} s. "
-          f"Load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs.\n")
+    print(
+        f"littleflow {littleflow.__version__} parse/compile benchmark, Python "
+        f"{platform.python_version()} on {platform.machine()} {platform.system()}"
+    )
+    print(
+        "Each case in a fresh process; wall-clock seconds; nodes/s = flow nodes / total s.\n"
+        "peak RSS = whole process; Δ RSS = peak − RSS after imports (includes the text); "
+        "1 MB = 10^6 bytes.\n"
+        f"Cases under {REPEAT_BELOW:,} tasks: fastest run in {REPEAT_SECONDS:g} s. "
+        f"Load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs.\n"
+    )
     if args.markdown:
         print_row(list(COLUMNS), True)
         print("|" + "|".join("---" if c == "shape" else "--:" for c in COLUMNS) + "|")

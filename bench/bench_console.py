@@ -33,16 +33,16 @@ try:
 except ImportError:  # a checkout without an install: use ../src
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-import httpx  # noqa: E402
+import httpx
 
-from littleflow import diagram  # noqa: E402
-from littleflow.api.common import DRAW_SECONDS, MAX_SVG_NODES, drawn  # noqa: E402
-from littleflow.api.auth import Tokens, ensure_local_token  # noqa: E402
-from littleflow.api.server import ApiServer  # noqa: E402
-from littleflow.compiler import Compiler  # noqa: E402
-from littleflow.parser import Parser  # noqa: E402
-from littleflow.redis.client import Client  # noqa: E402
-from littleflow.redis.server import RedisServer, free_port  # noqa: E402
+from littleflow import diagram
+from littleflow.api.auth import Tokens, ensure_local_token
+from littleflow.api.common import DRAW_SECONDS, MAX_SVG_NODES, drawn
+from littleflow.api.server import ApiServer
+from littleflow.compiler import Compiler
+from littleflow.parser import Parser
+from littleflow.redis.client import Client
+from littleflow.redis.server import RedisServer, free_port
 
 REQUESTS = 20
 
@@ -50,7 +50,11 @@ REQUESTS = 20
 def chains_text(nodes: int) -> str:
     """A flow of about ``nodes`` nodes: parallel chains of ten tasks between a fork and a join."""
     chains = max(1, (nodes - 6) // 10)
-    return "first → { " + "  ".join(" → ".join(f"t{c}_{i}" for i in range(10)) for c in range(chains)) + " } → last"
+    return (
+        "first → { "
+        + "  ".join(" → ".join(f"t{c}_{i}" for i in range(10)) for c in range(chains))
+        + " } → last"
+    )
 
 
 def best_of(action: object, repeat: int = 3) -> float:
@@ -100,13 +104,17 @@ def main() -> None:
     for nodes in (100, 300, 1000):
         flow = Compiler().compile(Parser().parse(chains_text(nodes), "<bench>"))
         flows[nodes] = flow
-        print(f"| {len(flow.nodes):,} | {sum(1 for _ in flow.edges()):,} | {best_of(lambda f=flow: diagram.svg(f)):.3f} |")
+        print(
+            f"| {len(flow.nodes):,} | {sum(1 for _ in flow.edges()):,} | {best_of(lambda f=flow: diagram.svg(f)):.3f} |"
+        )
 
     print(f"\nthe API's SVG limit, {MAX_SVG_NODES:,} nodes (diagram.svg), best of 3:")
     print("| shape | nodes | seconds | in the API (time budget on) |\n| --- | ---: | ---: | ---: |")
-    shapes = {"chains of ten": chains_text(MAX_SVG_NODES),
-              "one fork": "first → { " + " ".join(f"t{i}" for i in range(MAX_SVG_NODES - 6)) + " } → last",
-              "one chain": " → ".join(f"t{i}" for i in range(MAX_SVG_NODES - 2))}
+    shapes = {
+        "chains of ten": chains_text(MAX_SVG_NODES),
+        "one fork": "first → { " + " ".join(f"t{i}" for i in range(MAX_SVG_NODES - 6)) + " } → last",
+        "one chain": " → ".join(f"t{i}" for i in range(MAX_SVG_NODES - 2)),
+    }
     for shape, text in shapes.items():
         flow = Compiler().compile(Parser().parse(text, "<bench>"))
         alone = best_of(lambda f=flow: diagram.svg(f))
@@ -116,14 +124,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as data, RedisServer(Path(data)).start() as server:
         client = Client(server.url)
         for start in range(0, args.workflows - 1, 1000):
-            client.submit_many(f"@flow batch{start // 1000}\nnoop → noop",
-                               [{"i": i} for i in range(start, min(start + 1000, args.workflows - 1))])
+            client.submit_many(
+                f"@flow batch{start // 1000}\nnoop → noop",
+                [{"i": i} for i in range(start, min(start + 1000, args.workflows - 1))],
+            )
         big = client.submit(chains_text(300))
         token = ensure_local_token(Path(data))  # (as `littleflow serve --data DATA` keeps it)
-        with api(server.url, token) as base, httpx.Client(base_url=base, timeout=30,
-                                                          headers={"Authorization": f"Bearer {token}"}) as http:
+        with (
+            api(server.url, token) as base,
+            httpx.Client(base_url=base, timeout=30, headers={"Authorization": f"Bearer {token}"}) as http,
+        ):
             cases = [
-                ("a page of the list (50, newest first, with state counts)", "/workflows?order=newest&limit=50"),
+                (
+                    "a page of the list (50, newest first, with state counts)",
+                    "/workflows?order=newest&limit=50",
+                ),
                 ("the same, one state", "/workflows?order=newest&limit=50&state=running"),
                 (f"a search over {args.workflows:,} workflows", "/workflows?order=newest&limit=50&q=batch3"),
                 (f"status document of a {len(flows[300].nodes)}-node workflow", f"/workflows/{big}"),

@@ -26,9 +26,9 @@ try:
 except ImportError:  # a checkout without an install: use ../src
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-import jsonpath_rfc9535  # noqa: E402
+import jsonpath_rfc9535
 
-from littleflow.guard import BUDGET, GuardError, compile_guard  # noqa: E402
+from littleflow.guard import BUDGET, GuardError, compile_guard
 
 EVIL = '$[?search(@.x, "(a|aa)+$")]'
 HEAVY = "$[?count(@..*[?count($..*) > 0]) > 0]"
@@ -69,8 +69,10 @@ def main() -> None:
     with_budget = timed(lambda: [plain.test(subject) for _ in range(count)], 3) / count
     query = plain._query  # the same query without the budget's trace hook
     without = timed(lambda: [query.find_one([subject]) for _ in range(count)], 3) / count
-    print(f"\n{PLAIN} on a small object: {with_budget * 1e6:.1f} µs per evaluation "
-          f"({without * 1e6:.1f} µs without the time budget)")
+    print(
+        f"\n{PLAIN} on a small object: {with_budget * 1e6:.1f} µs per evaluation "
+        f"({without * 1e6:.1f} µs without the time budget)"
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _system import System, finished, load, median, p95, parser, table  # noqa: E402
+from _system import System, finished, load, median, p95, parser, table
 
 
 def chain(size: int) -> str:
@@ -28,9 +28,14 @@ def chain(size: int) -> str:
 
 def hops(document: dict) -> list[float]:
     """Milliseconds from each task's end to the start of the next, among those that ran."""
-    tasks = sorted((node for node in document["nodes"] if node["kind"] == "task"), key=lambda node: node["id"])
-    return [(b["started"] - a["ended"]) * 1000 for a, b in zip(tasks, tasks[1:])
-            if a["ended"] is not None and b["started"] is not None]
+    tasks = sorted(
+        (node for node in document["nodes"] if node["kind"] == "task"), key=lambda node: node["id"]
+    )
+    return [
+        (b["started"] - a["ended"]) * 1000
+        for a, b in zip(tasks, tasks[1:])
+        if a["ended"] is not None and b["started"] is not None
+    ]
 
 
 def run(system: System, size: int, timeout: float) -> dict:
@@ -44,8 +49,13 @@ def run(system: System, size: int, timeout: float) -> dict:
         client.terminate(id)
     done = sum(1 for node in document["nodes"] if node["kind"] == "task" and node["ended"] is not None)
     ended = document["updated"] if document["state"] == "finished" else time.time()
-    return {"hops": hops(document), "done": done, "size": size,
-            "per_task_ms": (ended - began) * 1000 / max(done, 1), "complete": document["state"] == "finished"}
+    return {
+        "hops": hops(document),
+        "done": done,
+        "size": size,
+        "per_task_ms": (ended - began) * 1000 / max(done, 1),
+        "complete": document["state"] == "finished",
+    }
 
 
 def main() -> None:
@@ -53,7 +63,9 @@ def main() -> None:
     options.add_argument("--short", type=int, default=100, help="tasks in each short chain (default 100)")
     options.add_argument("--repeat", type=int, default=5, help="short chains run (default 5)")
     options.add_argument("--long", type=int, default=10_000, help="tasks in the long chain (default 10,000)")
-    options.add_argument("--timeout", type=float, default=600, help="seconds the long chain may take (default 600)")
+    options.add_argument(
+        "--timeout", type=float, default=600, help="seconds the long chain may take (default 600)"
+    )
     args = options.parse_args()
     if args.quick:
         args.short, args.repeat, args.long, args.timeout = 20, 2, 100, 60
@@ -66,18 +78,41 @@ def main() -> None:
     short_hop, long_hop = median(short_hops), median(long["hops"])
     short_task = median([one["per_task_ms"] for one in shorts])
     cut = "" if long["complete"] else f" (timed out: {long['done']:,} of {long['size']:,} tasks ran)"
-    print(table(f"bench_hop · 1 engine + 1 worker process (concurrency 1), private Redis · {load()}", [
-        (f"median hop, {args.repeat} chains of {args.short:,}", f"{short_hop:.2f} ms", "≤ 1.5 ms", short_hop <= 1.5),
-        (f"p95 hop, chains of {args.short:,}", f"{p95(short_hops):.2f} ms", "", None),
-        (f"median hop, chain of {args.long:,}{cut}", f"{long_hop:.2f} ms", "≤ 1.5 ms", long_hop <= 1.5),
-        (f"p95 hop, chain of {args.long:,}", f"{p95(long['hops']):.2f} ms", "", None),
-        (f"wall time per task, chain of {args.short:,}", f"{short_task:.2f} ms", "", None),
-        (f"wall time per task, chain of {args.long:,}", f"{long['per_task_ms']:.2f} ms", "", None),
-        (f"median hop {args.long:,} / {args.short:,}", f"{long_hop / short_hop:.2f}×", "≤ 1.3×",
-         long_hop / short_hop <= 1.3),
-        (f"wall time per task {args.long:,} / {args.short:,}", f"{long['per_task_ms'] / short_task:.2f}×", "≤ 1.3×",
-         long["per_task_ms"] / short_task <= 1.3),
-    ]))
+    print(
+        table(
+            f"bench_hop · 1 engine + 1 worker process (concurrency 1), private Redis · {load()}",
+            [
+                (
+                    f"median hop, {args.repeat} chains of {args.short:,}",
+                    f"{short_hop:.2f} ms",
+                    "≤ 1.5 ms",
+                    short_hop <= 1.5,
+                ),
+                (f"p95 hop, chains of {args.short:,}", f"{p95(short_hops):.2f} ms", "", None),
+                (
+                    f"median hop, chain of {args.long:,}{cut}",
+                    f"{long_hop:.2f} ms",
+                    "≤ 1.5 ms",
+                    long_hop <= 1.5,
+                ),
+                (f"p95 hop, chain of {args.long:,}", f"{p95(long['hops']):.2f} ms", "", None),
+                (f"wall time per task, chain of {args.short:,}", f"{short_task:.2f} ms", "", None),
+                (f"wall time per task, chain of {args.long:,}", f"{long['per_task_ms']:.2f} ms", "", None),
+                (
+                    f"median hop {args.long:,} / {args.short:,}",
+                    f"{long_hop / short_hop:.2f}×",
+                    "≤ 1.3×",
+                    long_hop / short_hop <= 1.3,
+                ),
+                (
+                    f"wall time per task {args.long:,} / {args.short:,}",
+                    f"{long['per_task_ms'] / short_task:.2f}×",
+                    "≤ 1.3×",
+                    long["per_task_ms"] / short_task <= 1.3,
+                ),
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _system import System, load, parser, table  # noqa: E402
+from _system import System, load, parser, table
 
-from littleflow import compile_flow  # noqa: E402
+from littleflow import compile_flow
 
 BATCH = 10_000
 NAMES = 10
@@ -40,8 +40,12 @@ def write(system: System, count: int) -> tuple[float, list[str]]:
     began, ids = time.perf_counter(), []
     for number, start in enumerate(range(0, count, batch)):
         text, flow = kinds[number % len(kinds)]
-        ids = [run.id for run in store.create_many(flow, [{"n": n} for n in range(start, min(start + batch, count))],
-                                                   text=text)]
+        ids = [
+            run.id
+            for run in store.create_many(
+                flow, [{"n": n} for n in range(start, min(start + batch, count))], text=text
+            )
+        ]
     return time.perf_counter() - began, ids
 
 
@@ -59,7 +63,9 @@ def timed(query, budget: float = 10.0, most: int = 20) -> tuple[float, object]:
 
 def main() -> None:
     options = parser(__doc__.splitlines()[0])
-    options.add_argument("--workflows", type=int, default=1_000_000, help="workflows stored (default 1,000,000)")
+    options.add_argument(
+        "--workflows", type=int, default=1_000_000, help="workflows stored (default 1,000,000)"
+    )
     args = options.parse_args()
     if args.quick:
         args.workflows = 5_000
@@ -85,7 +91,9 @@ def main() -> None:
                 raise SystemExit(f"bench: the page {label} is empty")
             rows.append((f"page of {PAGE}, {label}", f"{ms:.2f} ms", "≤ 10 ms", ms <= 10))
             rows.append(("  matching", f"{page.total:,}", "", None))
-    print(table(f"bench_list · Client.page with {args.workflows:,} workflows, private Redis · {load()}", rows))
+    print(
+        table(f"bench_list · Client.page with {args.workflows:,} workflows, private Redis · {load()}", rows)
+    )
 
 
 if __name__ == "__main__":

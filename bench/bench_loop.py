@@ -26,8 +26,8 @@ try:
 except ImportError:  # a checkout without an install: use ../src
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from littleflow import compile_flow  # noqa: E402
-from littleflow.local import LocalRun  # noqa: E402
+from littleflow import compile_flow
+from littleflow.local import LocalRun
 
 TARGET = 100_000  # rounds a second
 REPEATS = 3

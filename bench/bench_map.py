@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _system import System, finished, load, parser, table  # noqa: E402
+from _system import System, finished, load, parser, table
 
 
 def mapped(system: System, items: int, timeout: float, beside: float | None = None) -> dict:
@@ -46,9 +46,15 @@ def main() -> None:
     options = parser(__doc__.splitlines()[0])
     options.add_argument("--items", type=int, default=100_000, help="items of the big map (default 100,000)")
     options.add_argument("--small", type=int, default=1_000, help="items of the small map (default 1,000)")
-    options.add_argument("--timeout", type=float, default=600, help="seconds the big map may take (default 600)")
-    options.add_argument("--beside", type=float, default=0.25,
-                         help="seconds after the big map's submit that the two-task workflow is submitted")
+    options.add_argument(
+        "--timeout", type=float, default=600, help="seconds the big map may take (default 600)"
+    )
+    options.add_argument(
+        "--beside",
+        type=float,
+        default=0.25,
+        help="seconds after the big map's submit that the two-task workflow is submitted",
+    )
     args = options.parse_args()
     if args.quick:
         args.items, args.small, args.timeout = 2_000, 200, 60
@@ -58,18 +64,29 @@ def main() -> None:
         big = mapped(system, args.items, args.timeout, beside=args.beside)
         system.check()
     ratio = big["rate"] / small["rate"]
-    big_time = f"{big['seconds']:.3f} s" if big["seconds"] is not None else f"> {args.timeout:g} s (timed out)"
+    big_time = (
+        f"{big['seconds']:.3f} s" if big["seconds"] is not None else f"> {args.timeout:g} s (timed out)"
+    )
     bound = "" if big["seconds"] is not None else "≤ "
     two = f"{big['small']:.3f} s" if big["small"] is not None else f"> {args.timeout:g} s"
-    print(table(f"bench_map · 1 engine + 1 worker process (concurrency 1), private Redis · {load()}", [
-        (f"*noop over {args.small:,}", f"{small['seconds']:.3f} s", "", None),
-        (f"  tasks/s", f"{small['rate']:,.0f}", "", None),
-        (f"*noop over {args.items:,}", big_time, "", None),
-        (f"  tasks/s", f"{bound}{big['rate']:,.0f}", "", None),
-        (f"  rate {args.items:,} / {args.small:,}", f"{bound}{ratio:.0%}", "≥ 80%", ratio >= 0.8),
-        (f"noop → noop beside the {args.items:,} map", two, "< 0.5 s",
-         big["small"] is not None and big["small"] < 0.5),
-    ]))
+    print(
+        table(
+            f"bench_map · 1 engine + 1 worker process (concurrency 1), private Redis · {load()}",
+            [
+                (f"*noop over {args.small:,}", f"{small['seconds']:.3f} s", "", None),
+                ("  tasks/s", f"{small['rate']:,.0f}", "", None),
+                (f"*noop over {args.items:,}", big_time, "", None),
+                ("  tasks/s", f"{bound}{big['rate']:,.0f}", "", None),
+                (f"  rate {args.items:,} / {args.small:,}", f"{bound}{ratio:.0%}", "≥ 80%", ratio >= 0.8),
+                (
+                    f"noop → noop beside the {args.items:,} map",
+                    two,
+                    "< 0.5 s",
+                    big["small"] is not None and big["small"] < 0.5,
+                ),
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -33,16 +33,16 @@ try:
 except ImportError:  # a checkout without an install: use ../src
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from littleflow.redis.client import Client  # noqa: E402
-from littleflow.redis.engine import EngineProcess  # noqa: E402
-from littleflow.redis.server import RedisServer  # noqa: E402
+from littleflow.redis.client import Client
+from littleflow.redis.connection import connect
+from littleflow.redis.engine import EngineProcess
+from littleflow.redis.server import RedisServer
 from littleflow.redis.store import Store
-from littleflow.redis.connection import connect  # noqa: E402
-from littleflow.redis.worker import PythonTasks, Worker  # noqa: E402
-from littleflow.tasks import Registry  # noqa: E402
+from littleflow.redis.worker import PythonTasks, Worker
+from littleflow.tasks import Registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _celery_side as celery_side  # noqa: E402
+import _celery_side as celery_side
 
 
 def noop(input):
@@ -118,11 +118,19 @@ def run_littleflow(url: str, size: int = 1000, idle_chains: int = 50) -> dict:
         stop.set()
         for process in processes:
             process.join(10)
-    return {"fanout_seconds": fanout, "fanout_tasks_per_s": size / fanout,
-            "chains_seconds": chains, "chains_tasks_per_s": 3 * size / chains,
-            "latency_median_ms": statistics.median(loaded), "latency_p95_ms": _p95(loaded),
-            "idle_latency_median_ms": statistics.median(idle_gaps), "idle_latency_p95_ms": _p95(idle_gaps),
-            "big_fanout_size": 20 * size, "big_fanout_seconds": big_fanout, "big_fanout_steps": big_steps}
+    return {
+        "fanout_seconds": fanout,
+        "fanout_tasks_per_s": size / fanout,
+        "chains_seconds": chains,
+        "chains_tasks_per_s": 3 * size / chains,
+        "latency_median_ms": statistics.median(loaded),
+        "latency_p95_ms": _p95(loaded),
+        "idle_latency_median_ms": statistics.median(idle_gaps),
+        "idle_latency_p95_ms": _p95(idle_gaps),
+        "big_fanout_size": 20 * size,
+        "big_fanout_seconds": big_fanout,
+        "big_fanout_steps": big_steps,
+    }
 
 
 def _p95(values: list[float]) -> float:
@@ -131,21 +139,25 @@ def _p95(values: list[float]) -> float:
 
 
 def table(name: str, f: dict, size: int) -> str:
-    return "\n".join([
-        name,
-        f"  {f'fan-out {size:,}':32} {f['fanout_seconds']:7.3f} s {f['fanout_tasks_per_s']:>9,.0f} tasks/s",
-        f"  {f'{size:,} workflows of 3 tasks':32} {f['chains_seconds']:7.3f} s {f['chains_tasks_per_s']:>9,.0f} tasks/s",
-        f"  {'hand-off under that load':32} median {f['latency_median_ms']:7.2f} ms  p95 {f['latency_p95_ms']:7.2f} ms",
-        f"  {'hand-off, one at a time':32} median {f['idle_latency_median_ms']:7.2f} ms  "
-        f"p95 {f['idle_latency_p95_ms']:7.2f} ms",
-        *([_big(f)] if "big_fanout_size" in f else []),
-    ])
+    return "\n".join(
+        [
+            name,
+            f"  {f'fan-out {size:,}':32} {f['fanout_seconds']:7.3f} s {f['fanout_tasks_per_s']:>9,.0f} tasks/s",
+            f"  {f'{size:,} workflows of 3 tasks':32} {f['chains_seconds']:7.3f} s {f['chains_tasks_per_s']:>9,.0f} tasks/s",
+            f"  {'hand-off under that load':32} median {f['latency_median_ms']:7.2f} ms  p95 {f['latency_p95_ms']:7.2f} ms",
+            f"  {'hand-off, one at a time':32} median {f['idle_latency_median_ms']:7.2f} ms  "
+            f"p95 {f['idle_latency_p95_ms']:7.2f} ms",
+            *([_big(f)] if "big_fanout_size" in f else []),
+        ]
+    )
 
 
 def _big(f: dict) -> str:
     label = f"fan-out {f['big_fanout_size']:,}"
-    return (f"  {label:32} {f['big_fanout_seconds']:7.3f} s {f['big_fanout_size'] / f['big_fanout_seconds']:>9,.0f}"
-            f" tasks/s  ({f['big_fanout_steps']} steps)")
+    return (
+        f"  {label:32} {f['big_fanout_seconds']:7.3f} s {f['big_fanout_size'] / f['big_fanout_seconds']:>9,.0f}"
+        f" tasks/s  ({f['big_fanout_steps']} steps)"
+    )
 
 
 def main() -> None:
@@ -166,13 +178,21 @@ def main() -> None:
                 return
             theirs = celery_side.run_celery(url, args.size, args.size)
             print(celery_side.format_table(theirs, args.size, args.size))
-            print("targets: ≥ 5,000 tasks/s: fan-out {} chains {}; faster than Celery: fan-out {} chains {}; "
-                  "median hand-off ≤ 2 ms: {}".format(
-                      *("met" if ok else "missed" for ok in (
-                          ours["fanout_tasks_per_s"] >= 5000, ours["chains_tasks_per_s"] >= 5000,
-                          ours["fanout_tasks_per_s"] > theirs["fanout_tasks_per_s"],
-                          ours["chains_tasks_per_s"] > theirs["chains_tasks_per_s"],
-                          ours["idle_latency_median_ms"] <= 2))))
+            print(
+                "targets: ≥ 5,000 tasks/s: fan-out {} chains {}; faster than Celery: fan-out {} chains {}; "
+                "median hand-off ≤ 2 ms: {}".format(
+                    *(
+                        "met" if ok else "missed"
+                        for ok in (
+                            ours["fanout_tasks_per_s"] >= 5000,
+                            ours["chains_tasks_per_s"] >= 5000,
+                            ours["fanout_tasks_per_s"] > theirs["fanout_tasks_per_s"],
+                            ours["chains_tasks_per_s"] > theirs["chains_tasks_per_s"],
+                            ours["idle_latency_median_ms"] <= 2,
+                        )
+                    )
+                )
+            )
         finally:
             if server is not None:
                 server.stop()

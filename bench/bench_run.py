@@ -69,8 +69,9 @@ def measure(shape: str, size: int) -> dict:
 
 
 def in_child(shape: str, size: int) -> dict:
-    result = subprocess.run([sys.executable, __file__, "--child", shape, str(size)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", shape, str(size)], capture_output=True, text=True, check=False
+    )
     if result.returncode != 0:
         raise SystemExit(f"bench_run: the {shape} {size} case failed:\n{result.stderr}")
     return json.loads(result.stdout)
@@ -87,8 +88,11 @@ def main() -> None:
         print(json.dumps(measure(args.child[0], int(args.child[1]))))
         return
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else QUICK_SIZES if args.quick else SIZES
-    print(f"# sequential runner, no-op tasks · python {sys.version.split()[0]} · "
-          f"load {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
+    print(
+        f"# sequential runner, no-op tasks · python {sys.version.split()[0]} · "
+        f"load {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores",
+        flush=True,
+    )
     rows = []
     for shape in SHAPES:
         for size in sizes:
@@ -96,8 +100,10 @@ def main() -> None:
             row = min(runs, key=lambda r: r["seconds"])
             rows.append(row)
             if not args.markdown:
-                print(f"{shape:8} {row['tasks']:>9,} tasks  {row['seconds']:8.3f} s  {row['rate']:>10,.0f} tasks/s",
-                      flush=True)
+                print(
+                    f"{shape:8} {row['tasks']:>9,} tasks  {row['seconds']:8.3f} s  {row['rate']:>10,.0f} tasks/s",
+                    flush=True,
+                )
     sleep = min((in_child("sleep", 40) for _ in range(REPEATS)), key=lambda r: r["seconds"])
     overhead_ms = (sleep["seconds"] - 40 * 0.010) / 40 * 1000
     if args.markdown:
@@ -112,12 +118,18 @@ def main() -> None:
     for shape in SHAPES:
         hundred, million = by.get((shape, 100_000)), by.get((shape, 1_000_000))
         if hundred:
-            print(f"  {shape}: ≥ 100,000 tasks/s at 100k: {hundred['rate']:,.0f} "
-                  f"{'met' if hundred['rate'] >= 100_000 else 'MISSED'}")
+            print(
+                f"  {shape}: ≥ 100,000 tasks/s at 100k: {hundred['rate']:,.0f} "
+                f"{'met' if hundred['rate'] >= 100_000 else 'MISSED'}"
+            )
         if hundred and million:
             ratio = million["seconds"] / hundred["seconds"]
-            print(f"  {shape}: 1M within 12× the 100k time: {ratio:.1f}× {'met' if ratio <= 12 else 'MISSED'}")
-    print(f"  40 × 10 ms chain within 0.45 s: {sleep['seconds']:.3f} s {'met' if sleep['seconds'] <= 0.45 else 'MISSED'}")
+            print(
+                f"  {shape}: 1M within 12× the 100k time: {ratio:.1f}× {'met' if ratio <= 12 else 'MISSED'}"
+            )
+    print(
+        f"  40 × 10 ms chain within 0.45 s: {sleep['seconds']:.3f} s {'met' if sleep['seconds'] <= 0.45 else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _system import System, load, median, p95, parser, table  # noqa: E402
+from _system import System, load, median, p95, parser, table
 
-from littleflow import compile_flow  # noqa: E402
-from littleflow.redis.schedules import Schedules  # noqa: E402
+from littleflow import compile_flow
+from littleflow.redis.schedules import Schedules
 
 TEXT = "@flow beat\nparked"  # (a task no worker serves)
 
@@ -56,11 +56,13 @@ def main() -> None:
                     late.append((float(created) - int(tick)) * 1000)
         doubled = sum(len(found) - len(set(found)) for found in ticks.values())
         lost = sum(max(found) - min(found) + 1 - len(set(found)) for found in ticks.values() if found)
-    rows = [(f"{count:,} schedules every 1s: median lateness", f"{median(late):.1f} ms", "", None),
-            ("p95 lateness", f"{p95(late):.1f} ms", "≤ 100 ms", p95(late) <= 100),
-            ("worst lateness", f"{max(late, default=float('nan')):.1f} ms", "", None),
-            ("ticks fired (timed)", f"{len(late):,}", "", None),
-            ("ticks doubled / lost", f"{doubled} / {lost}", "0 / 0", doubled == lost == 0)]
+    rows = [
+        (f"{count:,} schedules every 1s: median lateness", f"{median(late):.1f} ms", "", None),
+        ("p95 lateness", f"{p95(late):.1f} ms", "≤ 100 ms", p95(late) <= 100),
+        ("worst lateness", f"{max(late, default=float('nan')):.1f} ms", "", None),
+        ("ticks fired (timed)", f"{len(late):,}", "", None),
+        ("ticks doubled / lost", f"{doubled} / {lost}", "0 / 0", doubled == lost == 0),
+    ]
     print(table(f"bench_schedules ({load()})", rows))
 
 

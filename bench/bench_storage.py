@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _system import System, load, none_running, parser, table  # noqa: E402
+from _system import System, load, none_running, parser, table
 
 FLOW = "noop → noop → noop"
 ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{12}")  # a workflow id, in a key of its own
@@ -52,7 +52,9 @@ def main() -> None:
         began = time.time()
         ids = []
         for start in range(0, args.workflows, 1000):  # (one round trip for each thousand)
-            ids += client.submit_many(FLOW, [{"n": n} for n in range(start, min(start + 1000, args.workflows))])
+            ids += client.submit_many(
+                FLOW, [{"n": n} for n in range(start, min(start + 1000, args.workflows))]
+            )
         if not none_running(client, args.timeout):
             raise SystemExit(f"bench: {args.workflows:,} workflows still running after {args.timeout:g} s")
         seconds = time.time() - began
@@ -68,8 +70,16 @@ def main() -> None:
         ("used_memory per workflow", f"{per_workflow:,.0f} B", "≤ 2,048 B", per_workflow <= 2048),
         ("MEMORY USAGE of one workflow's keys", f"{sum(own.values()):,} B", "", None),
         *((f"  {key.replace(one, '<id>')}", f"{size:,} B", "", None) for key, size in own.items()),
-        (f"shared keys, over {args.workflows:,}", f"{sum(shared.values()) / args.workflows:,.0f} B", "", None),
-        *((f"  {key}", f"{size:,} B", "", None) for key, size in sorted(shared.items(), key=lambda kv: -kv[1])[:8]),
+        (
+            f"shared keys, over {args.workflows:,}",
+            f"{sum(shared.values()) / args.workflows:,.0f} B",
+            "",
+            None,
+        ),
+        *(
+            (f"  {key}", f"{size:,} B", "", None)
+            for key, size in sorted(shared.items(), key=lambda kv: -kv[1])[:8]
+        ),
     ]
     print(table(f"bench_storage · 1 engine + 1 worker process, private Redis · {load()}", rows))
 

@@ -23,16 +23,16 @@ try:
 except ImportError:  # a checkout without an install: use ../src
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-import httpx  # noqa: E402
-from bench_console import api, best_of, chains_text  # noqa: E402
+import httpx
+from bench_console import api, best_of, chains_text
 
-from littleflow import timeline  # noqa: E402
-from littleflow.api.common import DRAW_SECONDS, MAX_TIMELINE_RUNS  # noqa: E402
-from littleflow.api.workflows import timeline_document, timeline_svg  # noqa: E402
-from littleflow.api.auth import ensure_local_token  # noqa: E402
-from littleflow.redis import Client, Services  # noqa: E402
-from littleflow.redis.server import RedisServer  # noqa: E402
-from littleflow.tasks import Registry  # noqa: E402
+from littleflow import timeline
+from littleflow.api.auth import ensure_local_token
+from littleflow.api.common import DRAW_SECONDS, MAX_TIMELINE_RUNS
+from littleflow.api.workflows import timeline_document, timeline_svg
+from littleflow.redis import Client, Services
+from littleflow.redis.server import RedisServer
+from littleflow.tasks import Registry
 
 REQUESTS = 20
 
@@ -40,7 +40,9 @@ REQUESTS = 20
 def browser_seconds(base: str, token: str, id: str, runs: int) -> list[float] | None:
     """Seconds from a click on Timeline to all ``runs`` bars on the page, a few times; None
     without Playwright or a Chromium."""
-    chromium = os.environ.get("LITTLEFLOW_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    chromium = (
+        os.environ.get("LITTLEFLOW_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -83,12 +85,18 @@ def main() -> None:
         print("| step | seconds |\n| --- | ---: |")
         built = best_of(lambda: timeline_document(client, id))
         print(f"| read and build the timeline (JSON document), best of 3 | {built:.4f} |")
-        print(f"| draw it (timeline.svg), best of 3 | {best_of(lambda: timeline.svg(document, time.time())):.4f} |")
-        print(f"| draw it as the API does (time budget on), best of 3 | "
-              f"{best_of(lambda: timeline_svg(document, MAX_TIMELINE_RUNS, DRAW_SECONDS)):.4f} |")
+        print(
+            f"| draw it (timeline.svg), best of 3 | {best_of(lambda: timeline.svg(document, time.time())):.4f} |"
+        )
+        print(
+            f"| draw it as the API does (time budget on), best of 3 | "
+            f"{best_of(lambda: timeline_svg(document, MAX_TIMELINE_RUNS, DRAW_SECONDS)):.4f} |"
+        )
         token = ensure_local_token(Path(data))
-        with api(server.url, token) as base, httpx.Client(base_url=base, timeout=30,
-                                                          headers={"Authorization": f"Bearer {token}"}) as http:
+        with (
+            api(server.url, token) as base,
+            httpx.Client(base_url=base, timeout=30, headers={"Authorization": f"Bearer {token}"}) as http,
+        ):
             for format in ("json", "svg"):
                 times = []
                 for _ in range(REQUESTS):
@@ -96,14 +104,18 @@ def main() -> None:
                     http.get(f"/workflows/{id}/timeline", params={"format": format}).raise_for_status()
                     times.append(time.perf_counter() - began)
                 size = len(http.get(f"/workflows/{id}/timeline", params={"format": format}).content)
-                print(f"| GET /workflows/ID/timeline?format={format} ({size / 1024:,.0f} KiB), median of {REQUESTS} "
-                      f"| {statistics.median(times):.4f} |")
+                print(
+                    f"| GET /workflows/ID/timeline?format={format} ({size / 1024:,.0f} KiB), median of {REQUESTS} "
+                    f"| {statistics.median(times):.4f} |"
+                )
             drawn = browser_seconds(base, token, id, runs)
             if drawn is None:
                 print("| the console (no Playwright or Chromium here) | - |")
             else:
-                print(f"| the console: a click on Timeline to all bars drawn, median of {len(drawn)} "
-                      f"| {statistics.median(drawn):.4f} |")
+                print(
+                    f"| the console: a click on Timeline to all bars drawn, median of {len(drawn)} "
+                    f"| {statistics.median(drawn):.4f} |"
+                )
 
 
 if __name__ == "__main__":

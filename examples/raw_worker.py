@@ -53,15 +53,25 @@ def main(url):
         if time.time() - seen > 10:  # say what it serves (submit warns of tasks nobody serves)
             seen = time.time()
             r.hset(f"{ROOT}workers", CONSUMER, json.dumps({"tasks": TASKS, "namespaces": [], "seen": seen}))
-        for stream, messages in r.xreadgroup(GROUP, CONSUMER, {s: ">" for s in streams}, count=10, block=1000) or []:
+        for stream, messages in (
+            r.xreadgroup(GROUP, CONSUMER, {s: ">" for s in streams}, count=10, block=1000) or []
+        ):
             for message_id, fields in messages:
-                end = {"kind": "end", "workflow": fields["workflow"], "task": fields["task"],
-                       "seq": fields["seq"], "attempt": fields.get("attempt", "1"),
-                       "started": repr(time.time()), "worker": CONSUMER}
+                end = {
+                    "kind": "end",
+                    "workflow": fields["workflow"],
+                    "task": fields["task"],
+                    "seq": fields["seq"],
+                    "attempt": fields.get("attempt", "1"),
+                    "started": repr(time.time()),
+                    "worker": CONSUMER,
+                }
                 try:
-                    output = run_task(fields["name"], json.loads(fields["parameters"]), json.loads(fields["input"]))
+                    output = run_task(
+                        fields["name"], json.loads(fields["parameters"]), json.loads(fields["input"])
+                    )
                     end.update(status="done", output=json.dumps(output))
-                except Exception as error:  # a task's error fails the task
+                except Exception as error:  # noqa: BLE001 -- a task's error fails the task
                     end.update(status="failed", error=f"{type(error).__name__}: {error}")
                 end["ended"] = repr(time.time())
                 with r.pipeline(transaction=True) as pipe:  # the end first, then the ack: never lost
@@ -72,6 +82,10 @@ def main(url):
 
 if __name__ == "__main__":
     try:
-        main(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("LITTLEFLOW_REDIS_URL", "redis://127.0.0.1:6379/0"))
+        main(
+            sys.argv[1]
+            if len(sys.argv) > 1
+            else os.environ.get("LITTLEFLOW_REDIS_URL", "redis://127.0.0.1:6379/0")
+        )
     except KeyboardInterrupt:
         pass

@@ -5,11 +5,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 
-import pytest  # noqa: E402
+import pytest
+from rediscluster import cluster, redis_cluster  # noqa: F401
+from redisserver import own_redis_server, redis_server, redis_url  # noqa: F401
 
-from littleflow import tasks as tasks_module  # noqa: E402
-from rediscluster import cluster, redis_cluster  # noqa: E402,F401
-from redisserver import own_redis_server, redis_server, redis_url  # noqa: E402,F401
+from littleflow import tasks as tasks_module
 
 
 @pytest.fixture

@@ -64,13 +64,22 @@ def blocks(path: Path) -> list[Block]:
     """Every fenced code block of the Markdown file ``path``, in order."""
     text = path.read_text(encoding="utf-8")
     indented = re.search(r"^[ \t]+```", text, re.M)
-    assert indented is None, f"{path.name}:{text[:indented.start()].count(chr(10)) + 1}: an indented fence, " \
-                             "which this test does not read: start code blocks at the margin"
+    assert indented is None, (
+        f"{path.name}:{text[: indented.start()].count(chr(10)) + 1}: an indented fence, "
+        "which this test does not read: start code blocks at the margin"
+    )
     found = []
     for match in FENCE.finditer(text):
-        marker = MARKER.search(text[:match.start()])
-        found.append(Block(path, text[:match.start()].count("\n") + 1, match["lang"].strip().lower(),
-                           match["body"], marker["what"] if marker else None))
+        marker = MARKER.search(text[: match.start()])
+        found.append(
+            Block(
+                path,
+                text[: match.start()].count("\n") + 1,
+                match["lang"].strip().lower(),
+                match["body"],
+                marker["what"] if marker else None,
+            )
+        )
     return found
 
 
@@ -117,8 +126,10 @@ class Background:
     stderr: Path
 
     def output(self) -> tuple[str, str]:
-        return (self.stdout.read_text(encoding="utf-8", errors="replace"),
-                self.stderr.read_text(encoding="utf-8", errors="replace"))
+        return (
+            self.stdout.read_text(encoding="utf-8", errors="replace"),
+            self.stderr.read_text(encoding="utf-8", errors="replace"),
+        )
 
 
 @dataclass
@@ -133,11 +144,16 @@ class Session:
     ran: list[Block] = field(default_factory=list)
 
     @classmethod
-    def start(cls, dir: Path, env: dict[str, str] | None = None, replace: dict[str, str] | None = None) -> Session:
+    def start(
+        cls, dir: Path, env: dict[str, str] | None = None, replace: dict[str, str] | None = None
+    ) -> Session:
         shutil.copytree(REPO / "examples", dir / "examples")
         (dir / "dev.py").symlink_to(REPO / "dev.py")  # its environment is the repository's
-        base = {k: v for k, v in os.environ.items()
-                if not k.startswith(("LITTLEFLOW_", "KUBERNETES_")) and k != "KUBECONFIG"}
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("LITTLEFLOW_", "KUBERNETES_")) and k != "KUBECONFIG"
+        }
         base.update(HOME=str(dir), PATH=f"{BIN}{os.pathsep}{base.get('PATH', '')}", PYTHONUNBUFFERED="1")
         base.update(env or {})
         return cls(dir, base, dict(replace or {}))
@@ -145,16 +161,27 @@ class Session:
     def run(self, block: Block) -> None:
         """Run ``block`` as its marker and language say; AssertionError names the block if it fails."""
         if block.marker is not None:
-            assert SKIPPED.fullmatch(block.marker) or block.marker in CHECKED, \
+            assert SKIPPED.fullmatch(block.marker) or block.marker in CHECKED, (
                 f"{block.where}: unknown marker 'example: {block.marker}'"
+            )
             if block.marker in CHECKED:
                 getattr(self, block.marker)(block)
                 self.ran.append(block)
             return
-        runner = {"python": self.python, "sh": self.shell, "bash": self.shell, "console": self.console,
-                  "flow": self.flow, "yaml": self.yaml, "yml": self.yaml, "json": self.json}.get(block.lang)
-        assert runner is not None, f"{block.where}: nothing runs a block of language {block.lang or '(none)'!r}: " \
-                                   "give it one, or a marker that says why it cannot run"
+        runner = {
+            "python": self.python,
+            "sh": self.shell,
+            "bash": self.shell,
+            "console": self.console,
+            "flow": self.flow,
+            "yaml": self.yaml,
+            "yml": self.yaml,
+            "json": self.json,
+        }.get(block.lang)
+        assert runner is not None, (
+            f"{block.where}: nothing runs a block of language {block.lang or '(none)'!r}: "
+            "give it one, or a marker that says why it cannot run"
+        )
         runner(block)
         self.ran.append(block)
 
@@ -167,13 +194,20 @@ class Session:
     def python(self, block: Block) -> None:
         script = self.dir / f"example_{block.path.stem.lower()}_{block.line}.py"
         script.write_text(self.text(block), encoding="utf-8")
-        result = subprocess.run([str(BIN / "python"), script.name], cwd=self.dir, env=self.env, capture_output=True,
-                                text=True, timeout=60)
+        result = subprocess.run(
+            [str(BIN / "python"), script.name],
+            cwd=self.dir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 0, f"{block.where}: exit {result.returncode}\n{result.stderr}"
         lines = iter(result.stdout.splitlines())
         for expected in printed(block.text):
-            assert any(matches(expected, line) for line in lines), \
+            assert any(matches(expected, line) for line in lines), (
                 f"{block.where}: it says it prints {expected!r}, but printed:\n{result.stdout}"
+            )
 
     def shell(self, block: Block) -> None:
         """Consecutive commands as one bash script that stops at the first failure; a command
@@ -193,9 +227,12 @@ class Session:
         if not lines:
             return
         text = "set -euo pipefail -x\n" + "\n".join(lines) + "\n"
-        result = subprocess.run(["bash", "-c", text], cwd=self.dir, env=self.env, capture_output=True, text=True,
-                                timeout=60)
-        assert result.returncode == 0, f"{block.where}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+        result = subprocess.run(
+            ["bash", "-c", text], cwd=self.dir, env=self.env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, (
+            f"{block.where}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+        )
         assert "Traceback" not in result.stderr, f"{block.where}:\n{result.stderr}"
 
     def background(self, block: Block, command: str, timeout: float = 30, alongside: bool = False) -> None:
@@ -203,22 +240,33 @@ class Session:
         the others, as a second worker), the same command started before is stopped first."""
         stream, ready = until_stopped(command)
         if not alongside:
-            again = [started for started in self.running if started.command.split()[:2] == command.split()[:2]]
+            again = [
+                started for started in self.running if started.command.split()[:2] == command.split()[:2]
+            ]
             self.stop(again)  # a reader stops it (Ctrl-C) to start it again with other options
         number = len(list(self.dir.glob(".background-*.out")))
         out, err = self.dir / f".background-{number}.out", self.dir / f".background-{number}.err"
         with out.open("wb") as stdout, err.open("wb") as stderr:
-            process = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=self.dir, env=self.env,
-                                       stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
+            process = subprocess.Popen(
+                ["bash", "-c", f"exec {command}"],
+                cwd=self.dir,
+                env=self.env,
+                stdout=stdout,
+                stderr=stderr,
+                stdin=subprocess.DEVNULL,
+            )
         started = Background(command, block.where, process, out, err)
         self.running.append(started)
         deadline = time.monotonic() + (timeout if stream else 1)
         while not self.ready(started, stream, ready):
-            assert process.poll() is None, f"{block.where}: `{command}` ended (exit {process.returncode}) " \
-                                           f"before it was ready:\n{''.join(started.output())}"
+            assert process.poll() is None, (
+                f"{block.where}: `{command}` ended (exit {process.returncode}) "
+                f"before it was ready:\n{''.join(started.output())}"
+            )
             if time.monotonic() > deadline:
-                assert not stream, f"{block.where}: `{command}` not ready after {timeout} s:\n" \
-                                   f"{''.join(started.output())}"
+                assert not stream, (
+                    f"{block.where}: `{command}` not ready after {timeout} s:\n{''.join(started.output())}"
+                )
                 return
             time.sleep(0.05)
 
@@ -247,8 +295,10 @@ class Session:
                 continue
             stderr = started.output()[1]
             if started.process.returncode != 0 or "Traceback" in stderr:
-                problems.append(f"{started.where}: `{started.command}` ended with exit "
-                                f"{started.process.returncode}:\n{stderr}")
+                problems.append(
+                    f"{started.where}: `{started.command}` ended with exit "
+                    f"{started.process.returncode}:\n{stderr}"
+                )
         assert not problems, "\n".join(problems)
 
     def console(self, block: Block) -> None:
@@ -262,11 +312,20 @@ class Session:
                 assert steps, f"{block.where}: a console block starts with `$ command`"
                 steps[-1][1].append(line)
         for command, shown in steps:
-            result = subprocess.run(["bash", "-c", command], cwd=self.dir, env=self.env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True, timeout=60)
+            result = subprocess.run(
+                ["bash", "-c", command],
+                cwd=self.dir,
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=60,
+            )
             seen = result.stdout.rstrip("\n").splitlines()
-            assert len(seen) == len(shown) and all(map(matches, shown, seen)), \
-                f"{block.where}: `{command}` printed\n{result.stdout}\nwhere the block shows\n" + "\n".join(shown)
+            assert len(seen) == len(shown) and all(map(matches, shown, seen)), (
+                f"{block.where}: `{command}` printed\n{result.stdout}\nwhere the block shows\n"
+                + "\n".join(shown)
+            )
 
     def flow(self, block: Block) -> None:
         try:
@@ -292,27 +351,45 @@ class Session:
         assert lines, f"{block.where}: a synopsis without `littleflow …` lines"
         for line in lines:
             command = line.split()[1]
-            result = subprocess.run([str(BIN / "littleflow"), command, "--help"], env=self.env,
-                                    capture_output=True, text=True, timeout=30)
+            result = subprocess.run(
+                [str(BIN / "littleflow"), command, "--help"],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             assert result.returncode == 0, f"{block.where}: `littleflow {command} --help`: {result.stderr}"
             for option in re.findall(r"--[a-z][a-z-]*", line):
-                assert re.search(rf"{option}\b", result.stdout), \
+                assert re.search(rf"{option}\b", result.stdout), (
                     f"{block.where}: `littleflow {command}` has no {option}"
-
+                )
 
     def shape(self, block: Block) -> None:
         """The keys and node kinds of ``block`` are those of `littleflow compile --format json`
         for a flow with every kind of node (conditionals and loops included)."""
         flow = self.dir / "every-kind.flow"
-        flow.write_text("@task S { B }\nA → { S → <out.json> }\n<[1, 2]> → * C\n"
-                        "D → if `$[?@.x == 1]` then E else F\nrepeat G until `$[?@.n > 2]`\n"
-                        "while `$[?@.more == true]` do H\n", encoding="utf-8")
-        result = subprocess.run([str(BIN / "littleflow"), "compile", flow.name, "--format", "json"], cwd=self.dir,
-                                env=self.env, capture_output=True, text=True, timeout=30)
+        flow.write_text(
+            "@task S { B }\nA → { S → <out.json> }\n<[1, 2]> → * C\n"
+            "D → if `$[?@.x == 1]` then E else F\nrepeat G until `$[?@.n > 2]`\n"
+            "while `$[?@.more == true]` do H\n",
+            encoding="utf-8",
+        )
+        result = subprocess.run(
+            [str(BIN / "littleflow"), "compile", flow.name, "--format", "json"],
+            cwd=self.dir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert result.returncode == 0, result.stderr
         graph = json.loads(result.stdout)
         keys = set(graph) | {key for node in graph["nodes"] for key in node}
-        assert keys == set(re.findall(r'"([a-z_]+)":', block.text)), f"{block.where}: the keys are {sorted(keys)}"
+        assert keys == set(re.findall(r'"([a-z_]+)":', block.text)), (
+            f"{block.where}: the keys are {sorted(keys)}"
+        )
         kinds = {node["kind"] for node in graph["nodes"]}
         shown = re.search(r'"kind": ([^,]*),', block.text)
-        assert shown and set(shown[1].replace('"', "").split("|")) == kinds, f"{block.where}: the kinds are {kinds}"
+        assert shown and set(shown[1].replace('"', "").split("|")) == kinds, (
+            f"{block.where}: the kinds are {kinds}"
+        )

@@ -43,8 +43,14 @@ class Driver:
     may return a :class:`Raise`). Names not listed use ``default``.
     """
 
-    def __init__(self, flow: Flow | str, tasks: dict[str, Any] | None = None, *, default: Any = ECHO,
-                 limit: int | None = DEFAULT_LIMIT) -> None:
+    def __init__(
+        self,
+        flow: Flow | str,
+        tasks: dict[str, Any] | None = None,
+        *,
+        default: Any = ECHO,
+        limit: int | None = DEFAULT_LIMIT,
+    ) -> None:
         self.flow = as_flow(flow)
         self.engine = Engine(self.flow, limit)
         self.state = State(self.flow.end)
@@ -161,8 +167,10 @@ def acyclic_flows(draw, max_statements=5, decorated=False):
         if kind == "task":
             return task()
         if kind in forms:  # each loop ends within two rounds, whatever the tasks output
+
             def branch() -> str:
                 return task() if draw(st.booleans()) else "{ " + chain(depth + 1)[:-1] + " }"
+
             if kind == "repeat":
                 return f"repeat {branch()} until `$[?@.*]`"
             if kind == "while":
@@ -201,7 +209,11 @@ def acyclic_flows(draw, max_statements=5, decorated=False):
             statements.append([f"{task()} :{label}", ("→ " + rest) if draw(st.booleans()) else "", ""])
         elif form in ("meet", "meet-only") and statements:
             feeders = [s for s in statements if not s[2]]
-            chosen = draw(st.lists(st.sampled_from(range(len(feeders))), min_size=1, unique=True)) if feeders else []
+            chosen = (
+                draw(st.lists(st.sampled_from(range(len(feeders))), min_size=1, unique=True))
+                if feeders
+                else []
+            )
             if not chosen:
                 statements.append(["", rest, ""])
                 continue
@@ -211,5 +223,3 @@ def acyclic_flows(draw, max_statements=5, decorated=False):
         else:
             statements.append(["", rest, ""])
     return "\n".join(" ".join(part for part in s if part) + ";" for s in statements)
-
-

@@ -72,8 +72,9 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
             with server.lock:
-                server.requests.append(Request(self.command, self.path,
-                                               {k.lower(): v for k, v in self.headers.items()}, body))
+                server.requests.append(
+                    Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                )
             route = server.routes.get(self.path)
             if route is not None and route.hang:
                 server.released.wait(120)
@@ -89,8 +90,9 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
                 else:
                     self._send(200 if self.command != "PUT" else 201, b"", None)
 
-        def _send(self, status: int, body: bytes, content_type: str | None,
-                  headers: dict[str, str] | None = None) -> None:
+        def _send(
+            self, status: int, body: bytes, content_type: str | None, headers: dict[str, str] | None = None
+        ) -> None:
             self.send_response(status)
             if content_type:
                 self.send_header("Content-Type", content_type)

@@ -84,7 +84,9 @@ class KubernetesServer:
         self.hang = False  # watches are accepted, then never answered nor closed
         self.hung = 0  # watches hung so far
         self.release = threading.Event()  # ends the hung watches
-        self.faults: list[tuple[str, str, int]] = []  # (method, path fragment, status): each answers one request
+        self.faults: list[
+            tuple[str, str, int]
+        ] = []  # (method, path fragment, status): each answers one request
         self.muted = False  # changes make no watch events
         self.on_create: Any = None  # called with the Job each time one is created
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -109,16 +111,35 @@ class KubernetesServer:
         pod_name = f"{meta['name']}-{uuid.uuid4().hex[:5]}"
         container = job["spec"]["template"]["spec"]["containers"][0]
         self.pods[(namespace, pod_name)] = {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": pod_name, "namespace": namespace, "uid": str(uuid.uuid4()),
-                         "creationTimestamp": now(),
-                         "labels": {**job["spec"]["template"]["metadata"].get("labels", {}),
-                                    "job-name": meta["name"], "batch.kubernetes.io/job-name": meta["name"]},
-                         "annotations": job["spec"]["template"]["metadata"].get("annotations", {})},
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": pod_name,
+                "namespace": namespace,
+                "uid": str(uuid.uuid4()),
+                "creationTimestamp": now(),
+                "labels": {
+                    **job["spec"]["template"]["metadata"].get("labels", {}),
+                    "job-name": meta["name"],
+                    "batch.kubernetes.io/job-name": meta["name"],
+                },
+                "annotations": job["spec"]["template"]["metadata"].get("annotations", {}),
+            },
             "spec": job["spec"]["template"]["spec"],
-            "status": {"phase": "Running", "containerStatuses": [
-                {"name": container["name"], "image": container["image"], "imageID": "", "ready": True,
-                 "restartCount": 0, "state": {"running": {"startedAt": now()}}}]}}
+            "status": {
+                "phase": "Running",
+                "containerStatuses": [
+                    {
+                        "name": container["name"],
+                        "image": container["image"],
+                        "imageID": "",
+                        "ready": True,
+                        "restartCount": 0,
+                        "state": {"running": {"startedAt": now()}},
+                    }
+                ],
+            },
+        }
         self.jobs[(namespace, meta["name"])] = job
         self._change("ADDED", job)
         return job
@@ -127,34 +148,71 @@ class KubernetesServer:
         return self.jobs[(namespace, name)]
 
     def pod_of(self, name: str, namespace: str = "default") -> dict[str, Any]:
-        (pod,) = [p for (ns, _), p in self.pods.items() if ns == namespace and p["metadata"]["labels"]["job-name"] == name]
+        (pod,) = [
+            p
+            for (ns, _), p in self.pods.items()
+            if ns == namespace and p["metadata"]["labels"]["job-name"] == name
+        ]
         return pod
 
     def _end_pod(self, name: str, namespace: str, code: int, message: str, log: str) -> None:
         pod = self.pod_of(name, namespace)
         pod["status"]["phase"] = "Succeeded" if code == 0 else "Failed"
-        pod["status"]["containerStatuses"][0].update(ready=False, state={"terminated": {
-            "exitCode": code, "reason": "Completed" if code == 0 else "Error", "message": message,
-            "startedAt": now(), "finishedAt": now()}})
+        pod["status"]["containerStatuses"][0].update(
+            ready=False,
+            state={
+                "terminated": {
+                    "exitCode": code,
+                    "reason": "Completed" if code == 0 else "Error",
+                    "message": message,
+                    "startedAt": now(),
+                    "finishedAt": now(),
+                }
+            },
+        )
         self.logs[(namespace, pod["metadata"]["name"])] = log
 
     def finish(self, name: str, output: str = "", namespace: str = "default", log: str = "") -> None:
         """The Job's pod wrote ``output`` to its termination message and exited 0: the Job is Complete."""
         self._end_pod(name, namespace, 0, output, log)
         job = self.job(name, namespace)
-        job["status"] = {"succeeded": 1, "startTime": job["status"].get("startTime"), "completionTime": now(),
-                         "conditions": [{"type": t, "status": "True", "lastProbeTime": now(),
-                                         "lastTransitionTime": now()} for t in ("SuccessCriteriaMet", "Complete")]}
+        job["status"] = {
+            "succeeded": 1,
+            "startTime": job["status"].get("startTime"),
+            "completionTime": now(),
+            "conditions": [
+                {"type": t, "status": "True", "lastProbeTime": now(), "lastTransitionTime": now()}
+                for t in ("SuccessCriteriaMet", "Complete")
+            ],
+        }
         self._change("MODIFIED", job)
 
-    def fail(self, name: str, reason: str = "BackoffLimitExceeded", log: str = "", namespace: str = "default",
-             message: str = "Job has reached the specified backoff limit") -> None:
+    def fail(
+        self,
+        name: str,
+        reason: str = "BackoffLimitExceeded",
+        log: str = "",
+        namespace: str = "default",
+        message: str = "Job has reached the specified backoff limit",
+    ) -> None:
         """The Job's pod exited 1 after logging ``log``: the Job Failed with ``reason``."""
         self._end_pod(name, namespace, 1, "", log)
         job = self.job(name, namespace)
-        job["status"] = {"failed": 1, "startTime": job["status"].get("startTime"), "conditions": [
-            {"type": t, "status": "True", "reason": reason, "message": message, "lastProbeTime": now(),
-             "lastTransitionTime": now()} for t in ("FailureTarget", "Failed")]}
+        job["status"] = {
+            "failed": 1,
+            "startTime": job["status"].get("startTime"),
+            "conditions": [
+                {
+                    "type": t,
+                    "status": "True",
+                    "reason": reason,
+                    "message": message,
+                    "lastProbeTime": now(),
+                    "lastTransitionTime": now(),
+                }
+                for t in ("FailureTarget", "Failed")
+            ],
+        }
         self._change("MODIFIED", job)
 
     def delete(self, namespace: str, name: str, keep_pods: bool = False) -> dict[str, Any] | None:
@@ -207,8 +265,18 @@ def _handler(server: KubernetesServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def _status(self, code: int, reason: str, message: str) -> None:
-            self._send(code, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                              "message": message, "reason": reason, "code": code})
+            self._send(
+                code,
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Failure",
+                    "message": message,
+                    "reason": reason,
+                    "code": code,
+                },
+            )
 
         def _body(self) -> Any:
             length = int(self.headers.get("Content-Length") or 0)
@@ -222,8 +290,11 @@ def _handler(server: KubernetesServer) -> type[BaseHTTPRequestHandler]:
                     server.faults.remove(fault)
             if fault is not None:
                 self._body()
-                self._status(fault[2], {403: "Forbidden", 429: "TooManyRequests"}.get(fault[2], "InternalError"),
-                             f"injected {fault[2]}")
+                self._status(
+                    fault[2],
+                    {403: "Forbidden", 429: "TooManyRequests"}.get(fault[2], "InternalError"),
+                    f"injected {fault[2]}",
+                )
                 return
             parts = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
@@ -235,14 +306,26 @@ def _handler(server: KubernetesServer) -> type[BaseHTTPRequestHandler]:
             if found and method == "GET":
                 namespace, name, log = found[1], found[2], found[3]
                 if name is None:
-                    items = [p for (ns, _), p in server.pods.items() if ns == namespace
-                             and selected(p, query.get("labelSelector"))]
-                    self._send(200, {"kind": "PodList", "apiVersion": "v1",
-                                     "metadata": {"resourceVersion": str(server.version)}, "items": items})
+                    items = [
+                        p
+                        for (ns, _), p in server.pods.items()
+                        if ns == namespace and selected(p, query.get("labelSelector"))
+                    ]
+                    self._send(
+                        200,
+                        {
+                            "kind": "PodList",
+                            "apiVersion": "v1",
+                            "metadata": {"resourceVersion": str(server.version)},
+                            "items": items,
+                        },
+                    )
                 elif log and (namespace, name) in server.pods:
                     lines = server.logs.get((namespace, name), "").splitlines()
                     tail = int(query.get("tailLines", len(lines)))
-                    self._send(200, "".join(line + "\n" for line in lines[len(lines) - tail:] if tail), "text/plain")
+                    self._send(
+                        200, "".join(line + "\n" for line in lines[len(lines) - tail :] if tail), "text/plain"
+                    )
                 else:
                     self._status(404, "NotFound", f'pods "{name}" not found')
                 return
@@ -263,10 +346,20 @@ def _handler(server: KubernetesServer) -> type[BaseHTTPRequestHandler]:
                 if query.get("watch") in ("true", "1"):
                     self._watch(namespace, query)
                     return
-                items = [j for (ns, _), j in server.jobs.items() if ns == namespace
-                         and selected(j, query.get("labelSelector"))]
-                self._send(200, {"kind": "JobList", "apiVersion": "batch/v1",
-                                 "metadata": {"resourceVersion": str(server.version)}, "items": items})
+                items = [
+                    j
+                    for (ns, _), j in server.jobs.items()
+                    if ns == namespace and selected(j, query.get("labelSelector"))
+                ]
+                self._send(
+                    200,
+                    {
+                        "kind": "JobList",
+                        "apiVersion": "batch/v1",
+                        "metadata": {"resourceVersion": str(server.version)},
+                        "items": items,
+                    },
+                )
             elif name is not None and (namespace, name) not in server.jobs:
                 self._body()
                 self._status(404, "NotFound", f'jobs.batch "{name}" not found')
@@ -280,9 +373,21 @@ def _handler(server: KubernetesServer) -> type[BaseHTTPRequestHandler]:
             elif method == "DELETE":
                 self._body()
                 job = server.delete(namespace, name)
-                self._send(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                                 "details": {"name": name, "group": "batch", "kind": "jobs",
-                                             "uid": job["metadata"]["uid"]}})
+                self._send(
+                    200,
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "metadata": {},
+                        "status": "Success",
+                        "details": {
+                            "name": name,
+                            "group": "batch",
+                            "kind": "jobs",
+                            "uid": job["metadata"]["uid"],
+                        },
+                    },
+                )
             else:
                 self._status(405, "MethodNotAllowed", f"{method} is not supported here")
 
@@ -311,10 +416,20 @@ def _handler(server: KubernetesServer) -> type[BaseHTTPRequestHandler]:
                 server.watches.append(self.connection)
             try:
                 if since and since < server.oldest:
-                    self._chunk({"type": "ERROR", "object": {
-                        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                        "message": f"too old resource version: {since} ({server.oldest})", "reason": "Expired",
-                        "code": 410}})
+                    self._chunk(
+                        {
+                            "type": "ERROR",
+                            "object": {
+                                "kind": "Status",
+                                "apiVersion": "v1",
+                                "metadata": {},
+                                "status": "Failure",
+                                "message": f"too old resource version: {since} ({server.oldest})",
+                                "reason": "Expired",
+                                "code": 410,
+                            },
+                        }
+                    )
                 else:
                     while time.monotonic() < deadline:
                         with server.changed:
@@ -327,7 +442,8 @@ def _handler(server: KubernetesServer) -> type[BaseHTTPRequestHandler]:
                         for version, kind, job in fresh:
                             since = version
                             if job["metadata"].get("namespace") == namespace and selected(
-                                    job, query.get("labelSelector")):
+                                job, query.get("labelSelector")
+                            ):
                                 self._chunk({"type": kind, "object": job})
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()

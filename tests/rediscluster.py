@@ -35,8 +35,12 @@ def cluster_port(host: str, taken: set[int]) -> int:
     """A port below 55535 that is free, with its bus port (+10000) free too."""
     while True:
         port = random.choice(PORTS)
-        if port not in taken and port + BUS_OFFSET not in taken \
-                and port_free(port, host) and port_free(port + BUS_OFFSET, host):
+        if (
+            port not in taken
+            and port + BUS_OFFSET not in taken
+            and port_free(port, host)
+            and port_free(port + BUS_OFFSET, host)
+        ):
             return port
 
 
@@ -56,7 +60,9 @@ class RedisCluster:
     """Three cluster nodes sharing the 16384 slots; ``start()`` returns once every node
     reports ``cluster_state:ok``. Use it as a context manager to stop the nodes."""
 
-    def __init__(self, data_dir: Path, size: int = 3, bind: str = "127.0.0.1", appendonly: bool = False) -> None:
+    def __init__(
+        self, data_dir: Path, size: int = 3, bind: str = "127.0.0.1", appendonly: bool = False
+    ) -> None:
         self.data_dir = Path(data_dir).absolute()
         self.size = size
         self.bind = bind
@@ -93,8 +99,9 @@ class RedisCluster:
     def _start_node(self, index: int, taken: set[int]) -> ClusterNode:
         for attempt in range(START_ATTEMPTS):
             port = cluster_port(self.bind, taken)
-            node = ClusterNode(self.data_dir / f"node{index}", port=port, bind=self.bind,
-                               appendonly=self.appendonly)
+            node = ClusterNode(
+                self.data_dir / f"node{index}", port=port, bind=self.bind, appendonly=self.appendonly
+            )
             try:
                 node.start()
             except RuntimeError:  # the port (or its bus port) was taken meanwhile
@@ -115,7 +122,7 @@ class RedisCluster:
                 client.execute_command("CLUSTER", "SET-CONFIG-EPOCH", index + 1)
                 client.execute_command("CLUSTER", "ADDSLOTSRANGE", bounds[index], bounds[index + 1] - 1)
             for index, client in enumerate(clients):  # every pair meets: no waiting for gossip
-                for node in self.nodes[index + 1:]:
+                for node in self.nodes[index + 1 :]:
                     client.execute_command("CLUSTER", "MEET", node.bind, node.port)
         finally:
             for client in clients:
@@ -129,13 +136,17 @@ class RedisCluster:
         try:
             while True:
                 infos = [client.cluster("INFO") for client in clients]
-                if all(info.get("cluster_state") == "ok"
-                       and int(info.get("cluster_known_nodes", 0)) == self.size
-                       and int(info.get("cluster_slots_ok", 0)) == SLOTS for info in infos):
+                if all(
+                    info.get("cluster_state") == "ok"
+                    and int(info.get("cluster_known_nodes", 0)) == self.size
+                    and int(info.get("cluster_slots_ok", 0)) == SLOTS
+                    for info in infos
+                ):
                     return
                 if time.monotonic() > deadline:
-                    states = ", ".join(f"{node.port}: {info.get('cluster_state')}"
-                                       for node, info in zip(self.nodes, infos))
+                    states = ", ".join(
+                        f"{node.port}: {info.get('cluster_state')}" for node, info in zip(self.nodes, infos)
+                    )
                     raise RuntimeError(f"the Redis cluster was not ok within {READY_TIMEOUT:g} s ({states})")
                 time.sleep(0.05)
         finally:
@@ -144,8 +155,9 @@ class RedisCluster:
 
     def client(self, node: RedisServer) -> redis.Redis:
         """A plain (non-cluster) client of one node, text replies."""
-        return redis.Redis(host=node.bind, port=node.port, decode_responses=True,
-                           socket_timeout=5, socket_connect_timeout=5)
+        return redis.Redis(
+            host=node.bind, port=node.port, decode_responses=True, socket_timeout=5, socket_connect_timeout=5
+        )
 
     def flush(self) -> None:
         """FLUSHALL on every node (each holds only its own slots' keys)."""
@@ -200,8 +212,11 @@ def away_from(cluster: RedisCluster, key: str) -> str:
 def owner_of(cluster: RedisCluster, key: str) -> str:
     """The URL of the node that serves ``key``'s slot."""
     slot = key_slot(key.encode())
-    return next(url for index, url in enumerate(cluster.urls)
-                if SLOTS * index // cluster.size <= slot < SLOTS * (index + 1) // cluster.size)
+    return next(
+        url
+        for index, url in enumerate(cluster.urls)
+        if SLOTS * index // cluster.size <= slot < SLOTS * (index + 1) // cluster.size
+    )
 
 
 def any_client(url: str, **options: Any) -> redis.Redis | ClusterClient:

@@ -8,16 +8,14 @@ from pathlib import Path
 
 import pytest
 import redis
+from support import need_redis_server
 
-from littleflow.redis.server import RedisServer, ServerNotFound, find_server
+from littleflow.redis.server import RedisServer
 
 
 def _require_server() -> None:
     """Skip the test when no redis-server can be found (`dev.py test` makes sure there is one)."""
-    try:
-        find_server()
-    except ServerNotFound as error:
-        pytest.skip(str(error))
+    need_redis_server()
 
 
 @pytest.fixture(scope="session")

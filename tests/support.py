@@ -2,9 +2,52 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from typing import NoReturn
+
 import pytest
 
 from littleflow import Flow, FlowError, compile_flow
+
+
+def in_ci() -> bool:
+    """True under CI (``CI=true``, as CI services set it)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def missing(what: str) -> NoReturn:
+    """Something ``dev.py test`` installs is missing: under CI the test fails, naming it (a
+    broken install step must not pass as skipped tests); elsewhere it skips with the reason."""
+    if in_ci():
+        pytest.fail(f"{what} (CI=true: `python3 dev.py test` should have installed it)", pytrace=False)
+    pytest.skip(what, allow_module_level=True)
+
+
+def need_command(name: str, what: str) -> str:
+    """The path of command ``name``, or :func:`missing` with ``what`` it is for."""
+    found = shutil.which(name)
+    if found is None:
+        missing(f"{name} is not on PATH: {what}")
+    return found
+
+
+def need_redis_server() -> None:
+    """A redis-server (or valkey-server) the tests can start, or :func:`missing`."""
+    from littleflow.redis.server import ServerNotFound, find_server
+
+    try:
+        find_server()
+    except ServerNotFound as error:
+        missing(f"no redis-server to start: {error}")
+
+
+def need_module(name: str, extra: str) -> None:
+    """Import ``name`` (of the ``extra`` extra that dev.py installs), or :func:`missing`."""
+    try:
+        __import__(name)
+    except ImportError:
+        missing(f"{name} is not installed (the {extra} extra)")
 
 
 def fails(text: str, file: str | None = None) -> FlowError:

@@ -11,7 +11,9 @@ from littleflow.budget import OverBudget, limit
 def spin(calls: int = 10**9) -> int:
     total = 0
     for number in range(calls):
-        total += abs(number)  # a C call: the budget must still end the loop through the Python frames around it
+        total += abs(
+            number
+        )  # a C call: the budget must still end the loop through the Python frames around it
         total += _step(number)
     return total
 
@@ -24,6 +26,7 @@ def forever() -> None:
     def items():
         while True:
             yield _step(1)
+
     for _ in items():
         pass
 

@@ -32,15 +32,26 @@ def test_version():
 
 @pytest.mark.parametrize("args", [["--help"], ["version"]])
 def test_help_and_version_load_neither_redis_nor_the_api_nor_the_worker(args):
-    code = ("import sys\nfrom littleflow.cli import main\n"
-            f"try:\n    main({args!r}, prog_name='littleflow')\nexcept SystemExit:\n    pass\n"
-            "print('MODULES', *sys.modules, file=sys.stderr)")
+    code = (
+        "import sys\nfrom littleflow.cli import main\n"
+        f"try:\n    main({args!r}, prog_name='littleflow')\nexcept SystemExit:\n    pass\n"
+        "print('MODULES', *sys.modules, file=sys.stderr)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "Usage: littleflow" in result.stdout or result.stdout.startswith("littleflow ")
     loaded = set(result.stderr.split("MODULES", 1)[1].split())
-    heavy = {"redis", "fastapi", "uvicorn", "littleflow.redis.worker", "littleflow.redis.client",
-             "littleflow.redis.store", "littleflow.redis.engine", "littleflow.api", "littleflow.k8s"}
+    heavy = {
+        "redis",
+        "fastapi",
+        "uvicorn",
+        "littleflow.redis.worker",
+        "littleflow.redis.client",
+        "littleflow.redis.store",
+        "littleflow.redis.engine",
+        "littleflow.api",
+        "littleflow.k8s",
+    }
     assert not loaded & heavy, loaded & heavy
 
 
@@ -56,14 +67,21 @@ def test_compile_summary_lists_nodes_edges_and_tasks_with_parameters(flow_file):
 
 
 def test_compile_summary_shows_the_conditions_of_branches_and_loops(flow_file):
-    path = flow_file("A → if `$[?@.s == 0]` then B elif `$[?@.s == 1]` then { C } else D\n"
-                     "repeat E until `$[?@.n >= 3]`\nwhile `$[?@.more == true]` do F\n")
+    path = flow_file(
+        "A → if `$[?@.s == 0]` then B elif `$[?@.s == 1]` then { C } else D\n"
+        "repeat E until `$[?@.n >= 3]`\nwhile `$[?@.more == true]` do F\n"
+    )
     result = run("compile", path)
     assert result.returncode == 0, result.stderr
     lines = [line.split()[1:] for line in result.stdout.splitlines() if line.startswith("  ") and "→" in line]
-    shown = {" ".join(words[:words.index("→") - 1]) for words in lines if "→" in words}
-    assert {"B if `$[?@.s == 0]`", "subflow-start if `$[?@.s == 1]`", "D", "repeat until `$[?@.n >= 3]`",
-            "while `$[?@.more == true]`"} <= shown, shown
+    shown = {" ".join(words[: words.index("→") - 1]) for words in lines if "→" in words}
+    assert {
+        "B if `$[?@.s == 0]`",
+        "subflow-start if `$[?@.s == 1]`",
+        "D",
+        "repeat until `$[?@.n >= 3]`",
+        "while `$[?@.more == true]`",
+    } <= shown, shown
 
 
 def test_compile_json_has_the_documented_shape(flow_file):
@@ -71,8 +89,21 @@ def test_compile_json_has_the_documented_shape(flow_file):
     assert result.returncode == 0
     data = json.loads(result.stdout)
     assert set(data) >= {"name", "doc", "nodes", "edges"}
-    keys = {"id", "kind", "name", "alias", "parameters", "guard", "merge", "iterate", "doc", "uri", "value",
-            "line", "column"}
+    keys = {
+        "id",
+        "kind",
+        "name",
+        "alias",
+        "parameters",
+        "guard",
+        "merge",
+        "iterate",
+        "doc",
+        "uri",
+        "value",
+        "line",
+        "column",
+    }
     assert all(keys <= set(node) for node in data["nodes"])
     assert [n["kind"] for n in data["nodes"]] == ["start", "task", "task", "end"]
     assert data["edges"] == [[0, 1], [1, 2], [2, 3]]
@@ -106,7 +137,9 @@ def test_error_from_standard_input_names_stdin():
 def test_missing_file_is_one_clear_line(tmp_path):
     result = run("compile", str(tmp_path / "missing.flow"))
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"littleflow: error: cannot read {tmp_path / 'missing.flow'}: no such file"]
+    assert result.stderr.strip().splitlines() == [
+        f"littleflow: error: cannot read {tmp_path / 'missing.flow'}: no such file"
+    ]
 
 
 def test_binary_file_is_one_clear_line(tmp_path):
@@ -167,7 +200,10 @@ def test_doc_svg(flow_file):
     root = ElementTree.fromstring(result.stdout)
     nodes = root.findall(".//{http://www.w3.org/2000/svg}g[@data-node]")
     assert [(g.get("data-node"), g.get("class")) for g in nodes[:3]] == [
-        ("0", "node kind-start"), ("1", "node kind-task"), ("2", "node kind-subflow-start")]
+        ("0", "node kind-start"),
+        ("1", "node kind-task"),
+        ("2", "node kind-subflow-start"),
+    ]
     assert "my:peel-banana" in result.stdout
     tall = run("doc", path, "--format", "svg", "--vertical")
     assert tall.returncode == 0
@@ -184,15 +220,20 @@ def test_usage_error_exits_2():
 def test_check_warns_about_a_label_that_a_line_break_does_not_separate(flow_file):
     path = flow_file("A → B\n:x → C;\n:x → D\n")
     result = run("check", path)
-    assert f"{path}:2:1: warning: label :x at the start of a line names the output of the step before it" in result.stderr
+    assert (
+        f"{path}:2:1: warning: label :x at the start of a line names the output of the step before it"
+        in result.stderr
+    )
 
 
 def test_check_warns_about_a_plain_path_and_a_step_after_a_group_and_exits_0(flow_file):
     path = flow_file("A → ? `$.valid` B\nA → { B } C\n")
     result = run("check", path)
     assert result.returncode == 0, result.stderr
-    assert f"{path}:1:5: warning: guard `$.valid` is a plain path: it is true whenever it selects something" \
+    assert (
+        f"{path}:1:5: warning: guard `$.valid` is a plain path: it is true whenever it selects something"
         in result.stderr
+    )
     assert f"{path}:2:11: warning: task 'C' starts a new statement" in result.stderr
     assert "checked 1 flow: 0 errors, 2 warnings" in result.stderr
 

@@ -5,14 +5,13 @@ import os
 import time
 
 import pytest
-
 from graphs import graph, parse_edges
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import at, by_name, fails, kinds, one
 
 from littleflow import FlowError, compile_flow
 from littleflow.compiler import MAX_FLOW_BYTES
-from support import at, by_name, fails, kinds, one
 
 
 def edges(flow):
@@ -20,12 +19,15 @@ def edges(flow):
 
 
 # -- labels (§3.1) -------------------------------------------------------------------
-@pytest.mark.parametrize("text, expected", [
-    ("A → :x;\nB → :x;\n:x C", "START→A  START→B  START→C  A→C  B→C  C→END"),
-    ("A → :x C;\nB → :x", "START→A  START→B  A→C  B→C  C→END"),
-    (":before → A → B → C\nD → :before", "START→D  D→A  A→B  B→C  C→END"),
-    (":before A → B → C\nD → :before", "START→A  START→D  D→A  A→B  B→C  C→END"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("A → :x;\nB → :x;\n:x C", "START→A  START→B  START→C  A→C  B→C  C→END"),
+        ("A → :x C;\nB → :x", "START→A  START→B  A→C  B→C  C→END"),
+        (":before → A → B → C\nD → :before", "START→D  D→A  A→B  B→C  C→END"),
+        (":before A → B → C\nD → :before", "START→A  START→D  D→A  A→B  B→C  C→END"),
+    ],
+)
 def test_label_table_examples(text, expected):
     assert graph(compile_flow(text)) == parse_edges(expected)
 
@@ -55,25 +57,31 @@ def test_at_most_one_edge_between_two_nodes():
     assert sorted(flow.edges()) == [(0, 1), (1, 2), (2, 3)]
 
 
-@pytest.mark.parametrize("text, where, kind", [
-    ("A :x;\nB :x", (2, 3), "output"),
-    ("A :x → B;\nC → D :x", (2, 7), "output"),
-    (":x A;\n:x B", (2, 1), "input"),
-    ("C → :x;\nA → :x B;\nD → :x E", (3, 5), "input"),
-    ("X → { A :x; B :x }", (1, 15), "output"),
-])
+@pytest.mark.parametrize(
+    "text, where, kind",
+    [
+        ("A :x;\nB :x", (2, 3), "output"),
+        ("A :x → B;\nC → D :x", (2, 7), "output"),
+        (":x A;\n:x B", (2, 1), "input"),
+        ("C → :x;\nA → :x B;\nD → :x E", (3, 5), "input"),
+        ("X → { A :x; B :x }", (1, 15), "output"),
+    ],
+)
 def test_duplicate_labels_are_reported_at_the_second_place(text, where, kind):
     error = fails(text)
     assert at(error) == where
     assert f"{kind} label :x already exists" in error.message
 
 
-@pytest.mark.parametrize("text, where", [
-    ("A;\n  :nowhere → B", (2, 3)),  # :x → with no output :x and no statement ending → :x
-    ("A\nB → :nowhere", (2, 5)),  # → :x with no step having input :x
-    ("A → { B → :nowhere } → C", (1, 11)),
-    ("A → { :nowhere → B }", (1, 7)),
-])
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("A;\n  :nowhere → B", (2, 3)),  # :x → with no output :x and no statement ending → :x
+        ("A\nB → :nowhere", (2, 5)),  # → :x with no step having input :x
+        ("A → { B → :nowhere } → C", (1, 11)),
+        ("A → { :nowhere → B }", (1, 7)),
+    ],
+)
 def test_unknown_label_names_it_and_points_at_it(text, where):
     error = fails(text)
     assert at(error) == where
@@ -108,7 +116,9 @@ def test_start_and_end_inside_a_subflow_are_its_own():
     (start,) = (n for n in flow.nodes if n.kind == "subflow-start")
     (end,) = (n for n in flow.nodes if n.kind == "subflow-end")
     a, b, c = (one(flow, n).id for n in "ABC")
-    assert {(start.id, a), (a, end.id), (start.id, b), (b, start.id), (start.id, c), (c, end.id)} <= edges(flow)
+    assert {(start.id, a), (a, end.id), (start.id, b), (b, start.id), (start.id, c), (c, end.id)} <= edges(
+        flow
+    )
     assert (b, 0) not in edges(flow) and (a, flow.end) not in edges(flow)
     assert graph(flow) >= parse_edges("X→A  X→C  A→Y  C→Y  Y→END")
 
@@ -120,11 +130,14 @@ def test_bar_at_start_with_parameters():
     assert [n.parameters for n in flow.nodes if n.kind == "task"] == [{"a": 1}, {"b": 2}, None, None]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("X → A|B|C → D", "START→X  X→A  X→B  X→C  A→D  B→D  C→D  D→END"),
-    ("X → A|B", "START→X  X→A  X→B  A→END  B→END"),
-    ("X → A|{ B → C } → D", "START→X  X→A  X→B  B→C  A→D  C→D  D→END"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("X → A|B|C → D", "START→X  X→A  X→B  X→C  A→D  B→D  C→D  D→END"),
+        ("X → A|B", "START→X  X→A  X→B  A→END  B→END"),
+        ("X → A|{ B → C } → D", "START→X  X→A  X→B  B→C  A→D  C→D  D→END"),
+    ],
+)
 def test_bar_in_middle_and_at_end(text, expected):
     assert graph(compile_flow(text)) == parse_edges(expected)
 
@@ -166,19 +179,22 @@ def test_empty_subflow_passes_through():
 
 
 # -- parameters (§5) ------------------------------------------------------------------------
-@pytest.mark.parametrize("text, value", [
-    ("A()", None),
-    ("A ()", None),
-    ("A(- {width: 640, height: 480} -)", {"width": 640, "height": 480}),
-    ("A (- [1, two] -)", [1, "two"]),
-    ('A ({"bucket": "thumbs"})', {"bucket": "thumbs"}),
-    ("A ([1, {\"a\": null}])", [1, {"a": None}]),
-    ("A\n   \n  (- a: 1 -)", {"a": 1}),
-    ("A (-\nx:\n  y: 1\n  z: [1, 2]\nw: text\n-)", {"x": {"y": 1, "z": [1, 2]}, "w": "text"}),
-    ("A (-\n  - one\n  - two:\n      deep: true\n-)", ["one", {"two": {"deep": True}}]),
-    ("A (- |\n  line 1\n  line 2\n-)", "line 1\nline 2\n"),
-    ('A ({"s": "-) }) > →"})', {"s": "-) }) > →"}),
-])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("A()", None),
+        ("A ()", None),
+        ("A(- {width: 640, height: 480} -)", {"width": 640, "height": 480}),
+        ("A (- [1, two] -)", [1, "two"]),
+        ('A ({"bucket": "thumbs"})', {"bucket": "thumbs"}),
+        ('A ([1, {"a": null}])', [1, {"a": None}]),
+        ("A\n   \n  (- a: 1 -)", {"a": 1}),
+        ("A (-\nx:\n  y: 1\n  z: [1, 2]\nw: text\n-)", {"x": {"y": 1, "z": [1, 2]}, "w": "text"}),
+        ("A (-\n  - one\n  - two:\n      deep: true\n-)", ["one", {"two": {"deep": True}}]),
+        ("A (- |\n  line 1\n  line 2\n-)", "line 1\nline 2\n"),
+        ('A ({"s": "-) }) > →"})', {"s": "-) }) > →"}),
+    ],
+)
 def test_parameter_forms(text, value):
     (node,) = by_name(compile_flow(text), "A")
     assert node.parameters == value
@@ -194,22 +210,28 @@ def _json_message(text):
     return caught.value.msg
 
 
-@pytest.mark.parametrize("text, where, literal, parse", [
-    ('A → B ({"a": 1,})', (1, 7), '{"a": 1,}', _json_message),
-    ("X\n  B ([1, 2,])", (2, 5), "[1, 2,]", _json_message),
-    ('<{"a": }> → A', (1, 1), '{"a": }', _json_message),
-])
+@pytest.mark.parametrize(
+    "text, where, literal, parse",
+    [
+        ('A → B ({"a": 1,})', (1, 7), '{"a": 1,}', _json_message),
+        ("X\n  B ([1, 2,])", (2, 5), "[1, 2,]", _json_message),
+        ('<{"a": }> → A', (1, 1), '{"a": }', _json_message),
+    ],
+)
 def test_malformed_literal_reports_its_place_and_the_parser_message(text, where, literal, parse):
     error = fails(text)
     assert at(error) == where
     assert parse(literal) in error.message
 
 
-@pytest.mark.parametrize("text, where, hint", [
-    ("A (- {a: [1, 2 -)", (1, 3), "the '[' is not closed: end it with ']' … (at 1:10)"),
-    ("A →\n B (-\n a: 1\n  b: 2\n -)", (2, 4), "unexpected ':': write key: value … (at 4:4)"),
-    ("<- [1, ->\n→ A", (1, 1), "a value is missing here … in literal (at 1:8)"),
-])
+@pytest.mark.parametrize(
+    "text, where, hint",
+    [
+        ("A (- {a: [1, 2 -)", (1, 3), "the '[' is not closed: end it with ']' … (at 1:10)"),
+        ("A →\n B (-\n a: 1\n  b: 2\n -)", (2, 4), "unexpected ':': write key: value … (at 4:4)"),
+        ("<- [1, ->\n→ A", (1, 1), "a value is missing here … in literal (at 1:8)"),
+    ],
+)
 def test_malformed_yaml_says_how_to_write_it_and_where(text, where, hint):
     """Where YAML fails, the error is at the literal's opening, says how to write the value
     (not PyYAML's own words) and where exactly the trouble is."""
@@ -220,40 +242,55 @@ def test_malformed_yaml_says_how_to_write_it_and_where(text, where, hint):
         assert part in error.message
 
 
-@pytest.mark.parametrize("tag", [
-    "!!python/object/apply:os.system",
-    "!!python/object/new:os.system",
-    "!!python/name:os.system",
-    "!!python/module:os",
-])
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "!!python/object/apply:os.system",
+        "!!python/object/new:os.system",
+        "!!python/name:os.system",
+        "!!python/module:os",
+    ],
+)
 def test_yaml_program_tags_are_rejected_and_never_executed(tag, tmp_path, monkeypatch):
     marker = tmp_path / "ran"
     calls = []
     monkeypatch.setattr(os, "system", lambda *a: calls.append(a))
-    error = fails(f"A (- {tag} [\"touch {marker}\"] -)")
+    error = fails(f'A (- {tag} ["touch {marker}"] -)')
     assert at(error) == (1, 3) and "tag" in error.message
-    error = fails(f"<- x: {tag} [\"touch {marker}\"] -> → A")
+    error = fails(f'<- x: {tag} ["touch {marker}"] -> → A')
     assert at(error) == (1, 1)
     assert not calls and not marker.exists()
 
 
 def test_yaml_scalars_stay_plain_data():
-    (node,) = compile_flow("A (-\nday: 2024-01-02\nstamp: 2001-12-14T21:59:43Z\nanswer: yes\nswitch: on\nno: no\n"
-                           "count: 010\nclock: 1:20\nnothing: ~\nok: true\n-)").nodes[1:-1]
+    (node,) = compile_flow(
+        "A (-\nday: 2024-01-02\nstamp: 2001-12-14T21:59:43Z\nanswer: yes\nswitch: on\nno: no\n"
+        "count: 010\nclock: 1:20\nnothing: ~\nok: true\n-)"
+    ).nodes[1:-1]
     assert node.parameters == {
-        "day": "2024-01-02", "stamp": "2001-12-14T21:59:43Z", "answer": "yes", "switch": "on", "no": "no",
-        "count": 10, "clock": "1:20", "nothing": None, "ok": True,
+        "day": "2024-01-02",
+        "stamp": "2001-12-14T21:59:43Z",
+        "answer": "yes",
+        "switch": "on",
+        "no": "no",
+        "count": 10,
+        "clock": "1:20",
+        "nothing": None,
+        "ok": True,
     }
 
 
 # -- literal sources and resources (§6) ----------------------------------------------------------
-@pytest.mark.parametrize("text, value", [
-    ("<>", {}),
-    ("<- customer: C123 ->", {"customer": "C123"}),
-    ("<-\n  a: 1\n  b: [x]\n->", {"a": 1, "b": ["x"]}),
-    ('<{"a": [1, 2]}>', {"a": [1, 2]}),
-    ("<[1, {\"b\": 2}]>", [1, {"b": 2}]),
-])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("<>", {}),
+        ("<- customer: C123 ->", {"customer": "C123"}),
+        ("<-\n  a: 1\n  b: [x]\n->", {"a": 1, "b": ["x"]}),
+        ('<{"a": [1, 2]}>', {"a": [1, 2]}),
+        ('<[1, {"b": 2}]>', [1, {"b": 2}]),
+    ],
+)
 def test_literal_sources(text, value):
     flow = compile_flow(f"{text} → lookup → notify")
     assert graph(flow) == parse_edges("START→<literal>  <literal>→lookup  lookup→notify  notify→END")
@@ -296,21 +333,27 @@ def test_empty_parameters_still_get_the_defaults():
     assert node.parameters == {"x": 1}
 
 
-@pytest.mark.parametrize("default, given, expected", [
-    ("(- 5 -)", "(- 7 -)", 7),
-    ("([1, 2])", "([3])", [3]),
-    ('({"a": 1})', "(- text -)", "text"),
-    ("(- text -)", '({"a": 1})', {"a": 1}),
-])
+@pytest.mark.parametrize(
+    "default, given, expected",
+    [
+        ("(- 5 -)", "(- 7 -)", 7),
+        ("([1, 2])", "([3])", [3]),
+        ('({"a": 1})', "(- text -)", "text"),
+        ("(- text -)", '({"a": 1})', {"a": 1}),
+    ],
+)
 def test_non_object_parameters_replace_the_default(default, given, expected):
     (node,) = by_name(compile_flow(f"@task A {default}\nA {given}"), "A")
     assert node.parameters == expected
 
 
-@pytest.mark.parametrize("default, given, words", [
-    ("([1, 2])", '({"a": 1})', ["array", "object"]),
-    ('({"a": 1})', "([1])", ["array", "object"]),
-])
+@pytest.mark.parametrize(
+    "default, given, words",
+    [
+        ("([1, 2])", '({"a": 1})', ["array", "object"]),
+        ('({"a": 1})', "([1])", ["array", "object"]),
+    ],
+)
 def test_object_versus_array_is_an_error_at_the_invocation(default, given, words):
     error = fails(f"@task A {default}\nX → A {given}")
     assert at(error) == (2, 7)
@@ -321,7 +364,12 @@ def test_object_versus_array_is_an_error_at_the_invocation(default, given, words
 def test_alias_invokes_its_target_with_defaults():
     flow = compile_flow("@task X = A (- {k: 1, m: 2} -) '''Alias doc.'''\nX → X (- k: 5 -) → A")
     first, second, plain = flow.nodes[1:-1]
-    assert (first.name, first.alias, first.parameters, first.doc) == ("A", "X", {"k": 1, "m": 2}, "Alias doc.")
+    assert (first.name, first.alias, first.parameters, first.doc) == (
+        "A",
+        "X",
+        {"k": 1, "m": 2},
+        "Alias doc.",
+    )
     assert (second.name, second.alias, second.parameters) == ("A", "X", {"k": 5, "m": 2})
     assert (plain.name, plain.alias, plain.parameters) == ("A", None, None)
 
@@ -334,7 +382,8 @@ def test_alias_of_a_declared_task_starts_from_its_defaults():
 
 def test_alias_chains():
     flow = compile_flow(
-        "@task X = Y (- {k: x, a: 1} -)\n@task Y = Z (- {k: y, b: 2} -)\n@task Z (- {k: z, c: 3} -)\nX → Y → Z")
+        "@task X = Y (- {k: x, a: 1} -)\n@task Y = Z (- {k: y, b: 2} -)\n@task Z (- {k: z, c: 3} -)\nX → Y → Z"
+    )
     x, y, z = flow.nodes[1:-1]
     assert [n.name for n in (x, y, z)] == ["Z", "Z", "Z"]
     assert [n.alias for n in (x, y, z)] == ["X", "Y", None]
@@ -343,11 +392,14 @@ def test_alias_chains():
     assert z.parameters == {"k": "z", "c": 3}
 
 
-@pytest.mark.parametrize("text, lines", [
-    ("@task X = X\nA", {1}),
-    ("@task X = Y\n@task Y = X\nX", {1, 2}),
-    ("A\n@task X = Y\n@task Y = Z\n@task Z = X", {2, 3, 4}),
-])
+@pytest.mark.parametrize(
+    "text, lines",
+    [
+        ("@task X = X\nA", {1}),
+        ("@task X = Y\n@task Y = X\nX", {1, 2}),
+        ("A\n@task X = Y\n@task Y = Z\n@task Z = X", {2, 3, 4}),
+    ],
+)
 def test_alias_cycles_are_errors_at_a_declaration_in_the_cycle(text, lines):
     error = fails(text)
     assert error.line in lines and error.column == 1
@@ -356,10 +408,13 @@ def test_alias_cycles_are_errors_at_a_declaration_in_the_cycle(text, lines):
 
 def test_named_subflow_expands_in_place_with_a_fresh_copy_per_invocation():
     flow = compile_flow("@task S { A :o → B;\n:o → C }\nX → S → S")
-    assert kinds(flow) == ["start", "task"] + ["subflow-start", "task", "task", "task", "subflow-end"] * 2 + ["end"]
+    assert kinds(flow) == ["start", "task"] + ["subflow-start", "task", "task", "task", "subflow-end"] * 2 + [
+        "end"
+    ]
     assert [n.id for n in by_name(flow, "A")] == [3, 8]
     assert graph(flow) == parse_edges(
-        "START→X  X→A#1  A#1→B#1  A#1→C#1  B#1→A#2  C#1→A#2  A#2→B#2  A#2→C#2  B#2→END  C#2→END")
+        "START→X  X→A#1  A#1→B#1  A#1→C#1  B#1→A#2  C#1→A#2  A#2→B#2  A#2→C#2  B#2→END  C#2→END"
+    )
     s1, s2 = (n for n in flow.nodes if n.kind == "subflow-start")
     assert s1.name == s2.name == "S" and s1.id != s2.id
 
@@ -368,13 +423,17 @@ def test_named_subflow_used_inside_another():
     flow = compile_flow("@task Outer { Inner → C }\n@task Inner { A | B }\nOuter → Outer")
     assert len(by_name(flow, "A")) == 2 and len(by_name(flow, "C")) == 2
     assert graph(flow) == parse_edges(
-        "START→A#1  START→B#1  A#1→C#1  B#1→C#1  C#1→A#2  C#1→B#2  A#2→C#2  B#2→C#2  C#2→END")
+        "START→A#1  START→B#1  A#1→C#1  B#1→C#1  C#1→A#2  C#1→B#2  A#2→C#2  B#2→C#2  C#2→END"
+    )
 
 
-@pytest.mark.parametrize("text, where", [
-    ("@task S { A → S }\nS", (1, 15)),
-    ("@task S { T }\n@task T { A → S }\nS", (2, 15)),
-])
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("@task S { A → S }\nS", (1, 15)),
+        ("@task S { T }\n@task T { A → S }\nS", (2, 15)),
+    ],
+)
 def test_named_subflow_recursion_is_an_error(text, where):
     error = fails(text)
     assert at(error) == where and "S" in error.message
@@ -434,11 +493,14 @@ def test_guard_before_a_subflow_is_on_its_start(text):
     assert [n.guard for n in flow.nodes if n is not start] == [None] * (len(flow) - 1)
 
 
-@pytest.mark.parametrize("text, where", [
-    ("A →\n  ? `$[?(@.a ==]` B", (2, 3)),
-    ("A → ? `status == 0` B", (1, 5)),
-    ("A → { B\n C → ?`$[?(@.a === 1)]` D }", (2, 6)),
-])
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("A →\n  ? `$[?(@.a ==]` B", (2, 3)),
+        ("A → ? `status == 0` B", (1, 5)),
+        ("A → { B\n C → ?`$[?(@.a === 1)]` D }", (2, 6)),
+    ],
+)
 def test_malformed_guard_is_an_error_at_the_guard(text, where):
     error = fails(text)
     assert at(error) == where and "guard" in error.message
@@ -467,8 +529,18 @@ def test_label_guard_merge_and_iterate_together():
 def test_nodes_are_in_source_order_start_first_end_last():
     flow = compile_flow("A → { B → C\n  D } → E\n<- x: 1 -> → F\n<o.json> ")
     assert [(n.kind, n.name) for n in flow.nodes] == [
-        ("start", None), ("task", "A"), ("subflow-start", None), ("task", "B"), ("task", "C"), ("task", "D"),
-        ("subflow-end", None), ("task", "E"), ("literal", None), ("task", "F"), ("resource", None), ("end", None),
+        ("start", None),
+        ("task", "A"),
+        ("subflow-start", None),
+        ("task", "B"),
+        ("task", "C"),
+        ("task", "D"),
+        ("subflow-end", None),
+        ("task", "E"),
+        ("literal", None),
+        ("task", "F"),
+        ("resource", None),
+        ("end", None),
     ]
     assert [n.id for n in flow.nodes] == list(range(len(flow)))
 
@@ -505,8 +577,11 @@ def test_named_subflow_doc_is_on_its_start_node():
 # -- the node limit ------------------------------------------------------------------
 def chain(levels: int) -> str:
     """Named subflows that each invoke the one before twice: ``2**(levels + 1)`` tasks from a short text."""
-    return "@task S1 { A A }\n" + "".join(f"@task S{i} {{ S{i - 1} S{i - 1} }}\n" for i in range(2, levels + 1)) \
+    return (
+        "@task S1 { A A }\n"
+        + "".join(f"@task S{i} {{ S{i - 1} S{i - 1} }}\n" for i in range(2, levels + 1))
         + f"S{levels}\n"
+    )
 
 
 def test_a_chain_of_named_subflows_is_refused_before_it_is_built():
@@ -519,12 +594,15 @@ def test_a_chain_of_named_subflows_is_refused_before_it_is_built():
     assert at(caught.value) == (31, 1)  # the use of S30
 
 
-@pytest.mark.parametrize("text, limit, where", [
-    ("A B C D", 4, (1, 7)),  # START A B C: D is the fifth node
-    ("A { B C } D", 4, (1, 7)),  # START A { B: C, inside the subflow
-    ("@task S { B C }\nA S D", 4, (2, 3)),  # a named subflow counts whole (4 nodes) at its use
-    ("A B", 3, (1, 4)),  # the END node: the end of the text
-])
+@pytest.mark.parametrize(
+    "text, limit, where",
+    [
+        ("A B C D", 4, (1, 7)),  # START A B C: D is the fifth node
+        ("A { B C } D", 4, (1, 7)),  # START A { B: C, inside the subflow
+        ("@task S { B C }\nA S D", 4, (2, 3)),  # a named subflow counts whole (4 nodes) at its use
+        ("A B", 3, (1, 4)),  # the END node: the end of the text
+    ],
+)
 def test_the_error_is_at_the_step_that_crosses_the_limit(text, limit, where):
     with pytest.raises(FlowError) as caught:
         compile_flow(text, max_nodes=limit)
@@ -543,11 +621,17 @@ _NAMES = st.sampled_from(["A", "B", "<>", "<- x: 1 ->", "<in.json>"])
 
 def _steps(names: list[str]):
     leaf = st.one_of(_NAMES, st.sampled_from(names)) if names else _NAMES
-    return st.recursive(leaf, lambda inner: st.one_of(
-        st.lists(inner, min_size=1, max_size=3).map(lambda items: "{ " + " → ".join(items) + " }"),
-        st.lists(inner, min_size=0, max_size=3).map(lambda items: "[ " + " ; ".join(items) + " ]"),
-        st.lists(st.one_of(_NAMES, st.sampled_from(names or ["A"])), min_size=2, max_size=3).map(" | ".join),
-    ), max_leaves=6)
+    return st.recursive(
+        leaf,
+        lambda inner: st.one_of(
+            st.lists(inner, min_size=1, max_size=3).map(lambda items: "{ " + " → ".join(items) + " }"),
+            st.lists(inner, min_size=0, max_size=3).map(lambda items: "[ " + " ; ".join(items) + " ]"),
+            st.lists(st.one_of(_NAMES, st.sampled_from(names or ["A"])), min_size=2, max_size=3).map(
+                " | ".join
+            ),
+        ),
+        max_leaves=6,
+    )
 
 
 @st.composite
@@ -569,10 +653,12 @@ def test_the_predicted_node_count_is_the_count_built(text):
     assert len(compile_flow(text, max_nodes=nodes).nodes) == nodes
     with pytest.raises(FlowError) as caught:
         compile_flow(text, max_nodes=nodes - 1)
-    assert caught.value.message == f"the flow would have {nodes:,} nodes, more than the limit of {nodes - 1:,}"
+    assert (
+        caught.value.message == f"the flow would have {nodes:,} nodes, more than the limit of {nodes - 1:,}"
+    )
 
 
-def heavy(uses: int, declaration: str = "@task T (- {x: &a \"%s\", y: [%s]} -)\n") -> str:
+def heavy(uses: int, declaration: str = '@task T (- {x: &a "%s", y: [%s]} -)\n') -> str:
     """A declared default of about 1 MB (a 1,000-byte string named 1,000 times) used ``uses`` times."""
     return declaration % ("x" * 1000, ",".join(["*a"] * 1000)) + " ".join(["T"] * uses)
 
@@ -585,7 +671,7 @@ def test_declared_defaults_and_named_subflows_count_their_parameters_at_every_us
     assert error.message.endswith(f"more than the limit of {MAX_FLOW_BYTES:,}")
     assert at(error) == (2, 133)  # the 67th T: 67 × 1,004,014 bytes is the first past 64 MiB
     compile_flow(heavy(66))
-    subflow = heavy(0, "@task T { <- {x: &a \"%s\", y: [%s]} -> A }\n") + "{ " + " ".join(["T"] * 70) + " }"
+    subflow = heavy(0, '@task T { <- {x: &a "%s", y: [%s]} -> A }\n') + "{ " + " ".join(["T"] * 70) + " }"
     assert "bytes of parameters and values" in fails(subflow).message
-    own = "\n".join(f"A{i} (- {{x: &a \"{'x' * 1000}\", y: [{','.join(['*a'] * 1000)}]}} -)" for i in range(16))
+    own = "\n".join(f'A{i} (- {{x: &a "{"x" * 1000}", y: [{",".join(["*a"] * 1000)}]}} -)' for i in range(16))
     assert len(compile_flow(own).nodes) == 18  # each step's own parameters count once, as written

@@ -34,28 +34,31 @@ def counting(input: Any) -> dict:
 # -- parsing and compiling ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, where, says", [
-    ("A → if `$[?@.x == 1]` B", (1, 23), "expected 'then'"),
-    ("A → repeat B → C", (1, 14), "expected 'until'"),
-    ("while `c` B", (1, 11), "expected 'do'"),
-    ("A → if then B", (1, 8), "condition in backquotes"),
-    ("A → else → B", (1, 5), "'else': it is a reserved word"),
-    ("A → if `$[?@.a]` then B else C elif `$[?@.b]` then D", (1, 32), "'elif' after 'else'"),
-    ("A → do", (1, 5), "reserved word"),
-    ("@task until (- a: 1 -)", (1, 7), "'until' is a reserved word"),
-    ("@task X = while", (1, 11), "reserved word"),
-    ("A → if `c` then B :x else C", (1, 19), "label"),
-    ("A → if `c` then :x B", (1, 17), "label"),
-    ("repeat B :x until `c`", (1, 10), "label"),
-    ("A → if `c` then if `d` then B", (1, 17), "must be written in braces"),
-    ("A → if `c` then ? `d` B", (1, 17), "guard"),
-    ("if `c` then <- {a: 1} ->", (1, 13), "not a literal"),
-    ("if `c` then B else", (1, 19), "after 'else'"),
-    ("A → if `$[?@.x ==` then B", (1, 8), "invalid condition `$[?@.x ==`"),
-    ("repeat B until `$[?@.x =!= 2]`", (1, 16), "invalid condition"),
-    ("A → if `c", (1, 8), "unclosed condition"),
-    ("if (- a: 1 -) `c` then B", (1, 4), "takes no parameters"),
-])
+@pytest.mark.parametrize(
+    "text, where, says",
+    [
+        ("A → if `$[?@.x == 1]` B", (1, 23), "expected 'then'"),
+        ("A → repeat B → C", (1, 14), "expected 'until'"),
+        ("while `c` B", (1, 11), "expected 'do'"),
+        ("A → if then B", (1, 8), "condition in backquotes"),
+        ("A → else → B", (1, 5), "'else': it is a reserved word"),
+        ("A → if `$[?@.a]` then B else C elif `$[?@.b]` then D", (1, 32), "'elif' after 'else'"),
+        ("A → do", (1, 5), "reserved word"),
+        ("@task until (- a: 1 -)", (1, 7), "'until' is a reserved word"),
+        ("@task X = while", (1, 11), "reserved word"),
+        ("A → if `c` then B :x else C", (1, 19), "label"),
+        ("A → if `c` then :x B", (1, 17), "label"),
+        ("repeat B :x until `c`", (1, 10), "label"),
+        ("A → if `c` then if `d` then B", (1, 17), "must be written in braces"),
+        ("A → if `c` then ? `d` B", (1, 17), "guard"),
+        ("if `c` then <- {a: 1} ->", (1, 13), "not a literal"),
+        ("if `c` then B else", (1, 19), "after 'else'"),
+        ("A → if `$[?@.x ==` then B", (1, 8), "invalid condition `$[?@.x ==`"),
+        ("repeat B until `$[?@.x =!= 2]`", (1, 16), "invalid condition"),
+        ("A → if `c", (1, 8), "unclosed condition"),
+        ("if (- a: 1 -) `c` then B", (1, 4), "takes no parameters"),
+    ],
+)
 def test_misuse_is_a_positioned_error(text, where, says):
     error = fails(text)
     assert (error.line, error.column) == where
@@ -65,17 +68,33 @@ def test_misuse_is_a_positioned_error(text, where, says):
 
 def test_words_that_contain_a_reserved_word_are_names():
     flow = compile_flow("iffy → do-it → x:if → thenceforth → repeat_ → until2")
-    assert [n.name for n in flow.nodes if n.kind == "task"] == ["iffy", "do-it", "x:if", "thenceforth", "repeat_",
-                                                                  "until2"]
+    assert [n.name for n in flow.nodes if n.kind == "task"] == [
+        "iffy",
+        "do-it",
+        "x:if",
+        "thenceforth",
+        "repeat_",
+        "until2",
+    ]
 
 
 def test_a_conditional_compiles_to_a_choice_its_branches_and_its_end():
     flow = compile_flow("A → if `$[?@.s == 0]` then B elif `$[?@.s == 1]` then { C → D } else E → F")
     kinds = [(n.kind, n.label, n.condition) for n in flow.nodes]
-    assert kinds == [("start", "START", None), ("task", "A", None), ("choice", "if", None),
-                     ("task", "B", "$[?@.s == 0]"), ("subflow-start", "subflow-start", "$[?@.s == 1]"),
-                     ("task", "C", None), ("task", "D", None), ("subflow-end", "subflow-end", None),
-                     ("task", "E", None), ("choice-end", "end if", None), ("task", "F", None), ("end", "END", None)]
+    assert kinds == [
+        ("start", "START", None),
+        ("task", "A", None),
+        ("choice", "if", None),
+        ("task", "B", "$[?@.s == 0]"),
+        ("subflow-start", "subflow-start", "$[?@.s == 1]"),
+        ("task", "C", None),
+        ("task", "D", None),
+        ("subflow-end", "subflow-end", None),
+        ("task", "E", None),
+        ("choice-end", "end if", None),
+        ("task", "F", None),
+        ("end", "END", None),
+    ]
     assert (flow.nodes[2].pair, flow.nodes[9].pair) == (9, 2)
     assert list(flow.successors(2)) == [3, 4, 8]  # no edge to the end: there is an else
     assert list(flow.predecessors(9)) == [3, 7, 8]
@@ -87,12 +106,21 @@ def test_without_else_the_choice_has_an_edge_to_its_end():
     assert list(flow.successors(1)) == [2, 3] and flow.nodes[3].kind == "choice-end"
 
 
-@pytest.mark.parametrize("text, kinds, edges", [
-    ("repeat B until `$[?@.n > 1]`", ["start", "repeat", "task", "loop-end", "end"],
-     [(0, 1), (1, 2), (2, 3), (3, 2), (3, 4)]),
-    ("while `$[?@.n < 1]` do B", ["start", "while", "task", "loop-end", "end"],
-     [(0, 1), (1, 2), (1, 3), (2, 3), (3, 2), (3, 4)]),
-])
+@pytest.mark.parametrize(
+    "text, kinds, edges",
+    [
+        (
+            "repeat B until `$[?@.n > 1]`",
+            ["start", "repeat", "task", "loop-end", "end"],
+            [(0, 1), (1, 2), (2, 3), (3, 2), (3, 4)],
+        ),
+        (
+            "while `$[?@.n < 1]` do B",
+            ["start", "while", "task", "loop-end", "end"],
+            [(0, 1), (1, 2), (1, 3), (2, 3), (3, 2), (3, 4)],
+        ),
+    ],
+)
 def test_a_loop_compiles_to_its_start_its_body_and_its_end(text, kinds, edges):
     flow = compile_flow(text)
     assert [n.kind for n in flow.nodes] == kinds
@@ -106,13 +134,18 @@ def test_json_carries_condition_only_where_set_and_round_trips():
     assert all("condition" not in node for node in plain["nodes"])
     flow = compile_flow("A → * if `$[?@ > 1]` then B else C :o → repeat > D until `$[?@.d]` → :o2 E; :o → F")
     data = json.loads(flow.dumps())
-    assert [node.get("condition") for node in data["nodes"] if "condition" in node] == ["$[?@ > 1]", "$[?@.d]"]
+    assert [node.get("condition") for node in data["nodes"] if "condition" in node] == [
+        "$[?@ > 1]",
+        "$[?@.d]",
+    ]
     assert Flow.loads(flow.dumps()) == flow
 
 
 def test_modifiers_and_labels_apply_to_the_whole_form():
-    flow = compile_flow("A :x → ? `$[?@.go == true]` * > if `$[?@.a]` then B :o;\n:x → :o2 repeat C until `$[?@.c]`\n"
-                        "D → :o2; :o → E")
+    flow = compile_flow(
+        "A :x → ? `$[?@.go == true]` * > if `$[?@.a]` then B :o;\n:x → :o2 repeat C until `$[?@.c]`\n"
+        "D → :o2; :o → E"
+    )
     choice = next(n for n in flow.nodes if n.kind == "choice")
     assert (choice.guard, choice.iterate, choice.merge) == ("$[?@.go == true]", True, True)
     end = flow.nodes[choice.pair]
@@ -130,8 +163,9 @@ def test_nesting_is_limited():
 
 
 def test_only_the_chosen_branch_runs_and_the_others_are_recorded_skipped():
-    driver = Driver("A → if `$[?@.s == 0]` then B elif `$[?@.s == 1]` then { C → D } else E → F",
-                    {"A": {"s": 1}})
+    driver = Driver(
+        "A → if `$[?@.s == 0]` then B elif `$[?@.s == 1]` then { C → D } else E → F", {"A": {"s": 1}}
+    )
     driver.run()
     assert driver.order == ["A", "C", "D", "F"]
     statuses = driver.state.node_statuses()
@@ -151,7 +185,9 @@ def test_a_loop_counts_rounds_for_the_run_limit():
 
 def test_the_run_limit_of_a_loop_whose_body_is_a_subflow_names_the_subflow_not_a_task():
     with pytest.raises(FlowFailed) as caught:
-        run_workflow("repeat { B → C } until `$[?@.never]`", {"B": lambda i: i, "C": lambda i: i}, {}, limit=5)
+        run_workflow(
+            "repeat { B → C } until `$[?@.never]`", {"B": lambda i: i, "C": lambda i: i}, {}, limit=5
+        )
     assert str(caught.value).startswith("the subflow at 1:8 failed: ran more than 5 times")
 
 
@@ -160,19 +196,22 @@ def test_an_empty_iteration_of_a_form_gives_an_empty_list():
 
 
 def test_a_guard_before_a_loop_skips_it_whole():
-    assert run_workflow("? `$[?@.go == true]` repeat B until `$[?@.n > 1]`", {"B": counting}, {"go": False}) == {
-        "go": False}
+    assert run_workflow(
+        "? `$[?@.go == true]` repeat B until `$[?@.n > 1]`", {"B": counting}, {"go": False}
+    ) == {"go": False}
 
 
 def test_loops_inside_iteration_each_run_their_own_rounds():
-    output = run_workflow("<[{\"n\": 0}, {\"n\": 5}, {\"n\": 2}]> → * while `$[?@.n < 3]` do B", {"B": counting})
+    output = run_workflow('<[{"n": 0}, {"n": 5}, {"n": 2}]> → * while `$[?@.n < 3]` do B', {"B": counting})
     assert output == [{"n": 3}, {"n": 5}, {"n": 3}]
 
 
 def test_a_loop_output_label_fans_out_once():
     tasks = {"B": counting, "C": lambda input: {"c": input}, "D": lambda input: {"d": input}}
     assert run_workflow("repeat B until `$[?@.n >= 3]` :o → C; :o → D", tasks) == [
-        {"c": {"n": 3}}, {"d": {"n": 3}}]
+        {"c": {"n": 3}},
+        {"d": {"n": 3}},
+    ]
 
 
 def test_a_form_at_a_meet_feeds_it_once():
@@ -259,8 +298,11 @@ def test_dot_and_svg_draw_diamonds_and_colour_an_untaken_branch_whole():
 # -- random flows against a direct interpretation ------------------------------------------
 
 
-CONDITIONS = [("$[?@.x == {k}]", lambda v, k: v.get("x") == k), ("$[?@.n > {k}]", lambda v, k: v.get("n", 0) > k),
-              ("$[?@.x != {k}]", lambda v, k: v.get("x") != k)]
+CONDITIONS = [
+    ("$[?@.x == {k}]", lambda v, k: v.get("x") == k),
+    ("$[?@.n > {k}]", lambda v, k: v.get("n", 0) > k),
+    ("$[?@.x != {k}]", lambda v, k: v.get("x") != k),
+]
 
 
 def behave(name: str, value: Any) -> dict:
@@ -290,7 +332,10 @@ def programs(draw):
             rest = [step(depth + 1) for _ in range(draw(st.integers(0, 2)))] if depth < 2 else []
             if not rest and not first_task:
                 return head, tree
-            return "{ " + " → ".join([head] + [t for t, _ in rest]) + " }", ("chain", [tree] + [t for _, t in rest])
+            return "{ " + " → ".join([head] + [t for t, _ in rest]) + " }", (
+                "chain",
+                [tree] + [t for _, t in rest],
+            )
         text, tree = step(depth + 1)
         return "{ " + text + " }", tree
 
@@ -388,8 +433,11 @@ def test_random_forms_run_alike_locally_sequential_and_on_threads(program):
     text, tree = program
     expected = interpret(tree, {}, [])
     flow = compile_flow(text)
-    tasks = {node.name: (lambda name: lambda input: behave(name, input))(node.name)
-             for node in flow.nodes if node.kind == "task"}
+    tasks = {
+        node.name: (lambda name: lambda input: behave(name, input))(node.name)
+        for node in flow.nodes
+        if node.kind == "task"
+    }
     assert run_workflow(flow, tasks, {}) == expected
     assert run_workflow(flow, tasks, {}, concurrency=3) == expected
 
@@ -404,8 +452,10 @@ def test_state_of_a_loop_round_trips_through_json():
 
 
 def test_a_loop_inside_an_iterated_subflow_runs_per_item():
-    output = run_workflow("<[{\"n\": 0}, {\"n\": 4}]> → * { repeat B until `$[?@.n >= 3]` → C }",
-                          {"B": counting, "C": lambda input: {"c": input["n"]}})
+    output = run_workflow(
+        '<[{"n": 0}, {"n": 4}]> → * { repeat B until `$[?@.n >= 3]` → C }',
+        {"B": counting, "C": lambda input: {"c": input["n"]}},
+    )
     assert output == [{"c": 3}, {"c": 5}]
 
 
@@ -427,8 +477,11 @@ def test_doc_state_colours_the_branch_not_taken(tmp_path):
 
     flow = compile_flow("A → if `$[?@.s == 0]` then { B → C } else D → E")
     path = tmp_path / "run.state"
-    LocalRun(flow, {"A": lambda: {"s": 1}, "B": counting, "C": counting, "D": counting, "E": counting},
-             journal=StateFile(path, flow)).run()
+    LocalRun(
+        flow,
+        {"A": lambda: {"s": 1}, "B": counting, "C": counting, "D": counting, "E": counting},
+        journal=StateFile(path, flow),
+    ).run()
     saved, state = read_any(str(path))
     picture = svg(saved, status=state.node_statuses())
     kinds = {node.id: node.kind for node in flow.nodes}

@@ -14,25 +14,52 @@ from littleflow import FlowFailed, resources, run_workflow
 from littleflow.confine import LOCKED, Confinement, Refused, allowed_entry, public
 
 
-@pytest.mark.parametrize("address,is_public", [
-    ("8.8.8.8", True), ("2606:4700::1111", True),
-    ("127.0.0.1", False), ("::1", False), ("10.1.2.3", False), ("172.16.0.1", False), ("192.168.1.1", False),
-    ("169.254.169.254", False), ("fe80::1", False), ("fc00::1", False), ("fd12::1", False),
-    ("100.64.0.1", False), ("224.0.0.1", False), ("ff02::1", False), ("0.0.0.0", False), ("::", False),
-    ("240.0.0.1", False), ("255.255.255.255", False),
-    ("::ffff:127.0.0.1", False), ("::ffff:169.254.169.254", False), ("::ffff:8.8.8.8", True),
-    ("2002:7f00:1::", False), ("2002:a9fe:a9fe::", False), ("2002:808:808::", True),  # 6to4
-    ("64:ff9b::a00:1", False), ("64:ff9b::808:808", True),  # NAT64
-])
+@pytest.mark.parametrize(
+    "address,is_public",
+    [
+        ("8.8.8.8", True),
+        ("2606:4700::1111", True),
+        ("127.0.0.1", False),
+        ("::1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),
+        ("fe80::1", False),
+        ("fc00::1", False),
+        ("fd12::1", False),
+        ("100.64.0.1", False),
+        ("224.0.0.1", False),
+        ("ff02::1", False),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("240.0.0.1", False),
+        ("255.255.255.255", False),
+        ("::ffff:127.0.0.1", False),
+        ("::ffff:169.254.169.254", False),
+        ("::ffff:8.8.8.8", True),
+        ("2002:7f00:1::", False),
+        ("2002:a9fe:a9fe::", False),
+        ("2002:808:808::", True),  # 6to4
+        ("64:ff9b::a00:1", False),
+        ("64:ff9b::808:808", True),  # NAT64
+    ],
+)
 def test_public_addresses_in_every_form(address, is_public):
     assert public(ipaddress.ip_address(address)) is is_public
 
 
-@pytest.mark.parametrize("entry,parsed", [
-    ("127.0.0.1", ipaddress.ip_network("127.0.0.1/32")), ("10.0.0.0/8", ipaddress.ip_network("10.0.0.0/8")),
-    ("[::1]", ipaddress.ip_network("::1/128")), ("fd00::/8", ipaddress.ip_network("fd00::/8")),
-    ("Metadata.Internal.", "metadata.internal"), ("localhost", "localhost"),
-])
+@pytest.mark.parametrize(
+    "entry,parsed",
+    [
+        ("127.0.0.1", ipaddress.ip_network("127.0.0.1/32")),
+        ("10.0.0.0/8", ipaddress.ip_network("10.0.0.0/8")),
+        ("[::1]", ipaddress.ip_network("::1/128")),
+        ("fd00::/8", ipaddress.ip_network("fd00::/8")),
+        ("Metadata.Internal.", "metadata.internal"),
+        ("localhost", "localhost"),
+    ],
+)
 def test_http_allow_entries(entry, parsed):
     assert allowed_entry(entry) == parsed
 
@@ -46,7 +73,9 @@ def test_a_bad_http_allow_entry_is_refused_naming_it(entry):
 def test_an_allowed_network_lets_its_addresses_through_and_no_other():
     confine = Confinement(http_allow=("10.0.0.0/8", "db.internal"))
     confine.check_address("x", ipaddress.ip_address("10.9.9.9"))
-    confine.check_address("db.internal", ipaddress.ip_address("192.168.0.9"))  # a name allows all its addresses
+    confine.check_address(
+        "db.internal", ipaddress.ip_address("192.168.0.9")
+    )  # a name allows all its addresses
     with pytest.raises(Exception, match="192.168.0.9 is not a public address"):
         confine.check_address("192.168.0.9", ipaddress.ip_address("192.168.0.9"))
 

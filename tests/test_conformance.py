@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from graphs import graph, parse_edges
+
 from littleflow import FlowError, compile_flow
 
 CASES = yaml.safe_load((Path(__file__).parent / "conformance" / "graphs.yaml").read_text())

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from support import missing
 
 from littleflow.cli import main
 
@@ -31,12 +32,16 @@ JOBS_NAMESPACE = "littleflow-jobs"  # the Jobs of k8s: tasks, and the Job worker
 #: The calls of src/littleflow/k8s/ (api.py, creator.py, follower.py), as (apiGroups, resources, verbs): Jobs are
 #: created, read, listed and watched, labelled ended (patch) and deleted; the pods of a Job
 #: listed; a failed pod's log read.
-WORKER_RULES = [(("",), ("pods",), ("list",)),
-                (("",), ("pods/log",), ("get",)),
-                (("batch",), ("jobs",), ("create", "get", "list", "watch", "patch", "delete"))]
-KUBECTL_HELP = ("kubectl is not on PATH: the manifests under deploy/ are rendered with `kubectl kustomize` "
-                "(kubectl 1.27 or newer, for its kustomize v5; see https://kubernetes.io/docs/tasks/tools/, "
-                "e.g. the apt repository pkgs.k8s.io, as Debian's kubernetes-client is too old)")
+WORKER_RULES = [
+    (("",), ("pods",), ("list",)),
+    (("",), ("pods/log",), ("get",)),
+    (("batch",), ("jobs",), ("create", "get", "list", "watch", "patch", "delete")),
+]
+KUBECTL_HELP = (
+    "kubectl is not on PATH: the manifests under deploy/ are rendered with `kubectl kustomize` "
+    "(kubectl 1.27 or newer, for its kustomize v5; see https://kubernetes.io/docs/tasks/tools/, "
+    "e.g. the apt repository pkgs.k8s.io, as Debian's kubernetes-client is too old)"
+)
 
 
 def kind_of(path: Path) -> str:
@@ -53,9 +58,10 @@ ids = [str(d.relative_to(DEPLOY)) for d in KUSTOMIZATIONS]
 def rendered(directory: Path) -> tuple[dict[str, Any], ...]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
-        pytest.skip(KUBECTL_HELP)
-    result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60,
-                            check=False)
+        missing(KUBECTL_HELP)
+    result = subprocess.run(
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, f"kubectl kustomize {directory}: {result.stderr}"
     documents = tuple(d for d in yaml.safe_load_all(result.stdout) if d is not None)
     assert documents, f"{directory} renders nothing"
@@ -83,8 +89,12 @@ def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 
 def littleflow_containers(documents: tuple[dict[str, Any], ...]) -> list[tuple[str, dict[str, Any]]]:
-    return [(w["metadata"]["name"], c) for w in workloads(documents) for c in pod_spec(w)["containers"]
-            if w["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "littleflow"]
+    return [
+        (w["metadata"]["name"], c)
+        for w in workloads(documents)
+        for c in pod_spec(w)["containers"]
+        if w["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "littleflow"
+    ]
 
 
 def test_the_layout_is_there():
@@ -113,8 +123,10 @@ def test_every_kustomization_renders_and_validates_against_the_schemas(directory
         try:
             kubernetes_validate.validate(document, VERSION, strict=True)
         except kubernetes_validate.ValidationError as error:
-            pytest.fail(f"{document['kind']} {document['metadata'].get('name')}: {error.message} "
-                        f"at {'.'.join(map(str, error.path))}")
+            pytest.fail(
+                f"{document['kind']} {document['metadata'].get('name')}: {error.message} "
+                f"at {'.'.join(map(str, error.path))}"
+            )
 
 
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=ids)
@@ -179,8 +191,11 @@ def test_the_api_accepts_the_names_of_its_service_and_ingress(directory):
     names = {args[i + 1] for i, arg in enumerate(args) if arg == "--api-host"}
     service = named(documents, "Service", "littleflow-api")["metadata"]
     namespace = service.get("namespace", NAMESPACE)
-    assert names >= {service["name"], f"{service['name']}.{namespace}.svc",
-                     f"{service['name']}.{namespace}.svc.cluster.local"}
+    assert names >= {
+        service["name"],
+        f"{service['name']}.{namespace}.svc",
+        f"{service['name']}.{namespace}.svc.cluster.local",
+    }
     for ingress in (d for d in documents if d["kind"] == "Ingress"):
         assert {rule["host"] for rule in ingress["spec"]["rules"]} <= names, ingress["metadata"]["name"]
 
@@ -194,12 +209,16 @@ def test_only_the_kubernetes_worker_has_rights_and_only_those_it_needs(directory
     assert rules == WORKER_RULES
     assert all(not r.get("resourceNames") and not r.get("nonResourceURLs") for r in role["rules"])
     (binding,) = [d for d in documents if d["kind"] == "RoleBinding"]
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                  "name": role["metadata"]["name"]}
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
     # the rights hold where the Jobs run, for the service account of the worker beside the Secrets
     assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == JOBS_NAMESPACE
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "littleflow-kubernetes-worker",
-                                    "namespace": NAMESPACE}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "littleflow-kubernetes-worker", "namespace": NAMESPACE}
+    ]
     account = named(documents, "ServiceAccount", "littleflow-kubernetes-worker")
     assert account["metadata"]["namespace"] == NAMESPACE
     for workload in workloads(documents):
@@ -207,7 +226,12 @@ def test_only_the_kubernetes_worker_has_rights_and_only_those_it_needs(directory
         if workload["metadata"]["name"] == "littleflow-worker-kubernetes":
             assert workload["metadata"]["namespace"] == NAMESPACE
             assert spec["serviceAccountName"] == "littleflow-kubernetes-worker"
-            assert spec["containers"][0]["args"] == ["worker", "--kubernetes", "--k8s-namespace", JOBS_NAMESPACE]
+            assert spec["containers"][0]["args"] == [
+                "worker",
+                "--kubernetes",
+                "--k8s-namespace",
+                JOBS_NAMESPACE,
+            ]
         else:  # no token in any other pod
             assert spec.get("serviceAccountName") != "littleflow-kubernetes-worker"
             assert spec.get("automountServiceAccountToken") is False, workload["metadata"]["name"]
@@ -216,7 +240,9 @@ def test_only_the_kubernetes_worker_has_rights_and_only_those_it_needs(directory
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=ids)
 def test_the_jobs_run_in_a_namespace_of_their_own_with_nothing_secret(directory):
     documents = rendered(directory)
-    namespaces = {d["metadata"]["name"]: d["metadata"].get("labels", {}) for d in documents if d["kind"] == "Namespace"}
+    namespaces = {
+        d["metadata"]["name"]: d["metadata"].get("labels", {}) for d in documents if d["kind"] == "Namespace"
+    }
     assert set(namespaces) == {NAMESPACE, JOBS_NAMESPACE}  # both made by `kubectl apply -k`
     # the Jobs run the images flows name: baseline there; littleflow's own pods meet restricted
     assert namespaces[JOBS_NAMESPACE]["pod-security.kubernetes.io/enforce"] == "baseline"
@@ -224,12 +250,21 @@ def test_the_jobs_run_in_a_namespace_of_their_own_with_nothing_secret(directory)
     assert namespaces[NAMESPACE]["pod-security.kubernetes.io/enforce"] == "restricted"
     # in littleflow-jobs the worker's Role and RoleBinding, and nothing else: no Secret, no
     # Redis, no workload, no service account whose token a Job could use
-    there = sorted((d["kind"], d["metadata"]["name"]) for d in documents
-                   if d["metadata"].get("namespace") == JOBS_NAMESPACE)
-    assert there == [("Role", "littleflow-kubernetes-worker"), ("RoleBinding", "littleflow-kubernetes-worker")]
+    there = sorted(
+        (d["kind"], d["metadata"]["name"])
+        for d in documents
+        if d["metadata"].get("namespace") == JOBS_NAMESPACE
+    )
+    assert there == [
+        ("Role", "littleflow-kubernetes-worker"),
+        ("RoleBinding", "littleflow-kubernetes-worker"),
+    ]
     # and no rights at all in littleflow: a Job cannot be started beside the Secrets
-    assert not [d for d in documents if d["kind"] in ("Role", "RoleBinding")
-                and d["metadata"].get("namespace") != JOBS_NAMESPACE]
+    assert not [
+        d
+        for d in documents
+        if d["kind"] in ("Role", "RoleBinding") and d["metadata"].get("namespace") != JOBS_NAMESPACE
+    ]
     worker = named(documents, "Deployment", "littleflow-worker-kubernetes")
     args = pod_spec(worker)["containers"][0]["args"]
     assert args[args.index("--k8s-namespace") + 1] == JOBS_NAMESPACE
@@ -246,11 +281,16 @@ def test_network_policies_let_only_littleflow_pods_reach_redis_and_anyone_the_ap
     # the API pods: their port from anywhere (the Ingress controller, port-forward, other namespaces)
     api = named(documents, "Deployment", "littleflow-api")
     api_labels = api["spec"]["template"]["metadata"]["labels"]
-    (api_policy,) = [p for p in policies if p["spec"]["podSelector"] and matches(p["spec"]["podSelector"], api_labels)]
+    (api_policy,) = [
+        p for p in policies if p["spec"]["podSelector"] and matches(p["spec"]["podSelector"], api_labels)
+    ]
     (port,) = [p["containerPort"] for p in pod_spec(api)["containers"][0]["ports"]]
     assert api_policy["spec"]["ingress"] == [{"ports": [{"port": port, "protocol": "TCP"}]}]
-    littleflow_pods = [w["spec"]["template"]["metadata"]["labels"] for w in workloads(documents)
-                       if w["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "littleflow"]
+    littleflow_pods = [
+        w["spec"]["template"]["metadata"]["labels"]
+        for w in workloads(documents)
+        if w["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "littleflow"
+    ]
     assert littleflow_pods
     statefulsets = [d for d in documents if d["kind"] == "StatefulSet"]
     if not statefulsets:  # Redis is elsewhere: only the two policies above
@@ -279,9 +319,13 @@ def test_network_policies_let_only_littleflow_pods_reach_redis_and_anyone_the_ap
 def test_each_overlay_gives_every_littleflow_container_its_redis_from_a_secret(directory):
     documents = rendered(directory)
     containers = littleflow_containers(documents)
-    assert {name for name, _ in containers} == {"littleflow-engine", "littleflow-worker-builtins",
-                                                "littleflow-worker-tasks", "littleflow-worker-kubernetes",
-                                                "littleflow-api"}
+    assert {name for name, _ in containers} == {
+        "littleflow-engine",
+        "littleflow-worker-builtins",
+        "littleflow-worker-tasks",
+        "littleflow-worker-kubernetes",
+        "littleflow-api",
+    }
     in_cluster = any(d["kind"] == "StatefulSet" for d in documents)
     for name, container in containers:
         env = [e["name"] for e in container.get("env", [])]
@@ -328,13 +372,18 @@ def check_redis_password_is_in_a_file(spec: dict[str, Any]) -> None:
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=ids)
 def test_the_containers_run_real_littleflow_commands(directory):
     documents = rendered(directory)
-    config = next(d for d in documents if d["kind"] == "ConfigMap"
-                  and d["metadata"]["name"].startswith("littleflow-config"))["data"]
+    config = next(
+        d
+        for d in documents
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("littleflow-config")
+    )["data"]
     for name, container in littleflow_containers(documents):
         assert "command" not in container, f"{name}: the image's ENTRYPOINT is littleflow"
         args = [re.sub(r"\$\((\w+)\)", lambda m: config[m.group(1)], arg) for arg in container["args"]]
-        if args[:2] == ["worker", "--kubernetes"] and "--kubernetes" not in \
-                CliRunner().invoke(main, ["worker", "--help"]).output:
+        if (
+            args[:2] == ["worker", "--kubernetes"]
+            and "--kubernetes" not in CliRunner().invoke(main, ["worker", "--help"]).output
+        ):
             continue  # (`worker --kubernetes` is being added to the command beside these files)
         result = CliRunner().invoke(main, [*args, "--help"])
         assert result.exit_code == 0, f"{name}: littleflow {' '.join(args)}: {result.output}"
@@ -346,14 +395,14 @@ def test_the_dockerfile_builds_a_non_root_image_in_two_stages():
     stages = [line.split() for line in lines if line.upper().startswith("FROM ")]
     assert len(stages) == 2 and stages[0][-2].upper() == "AS" and stages[1][-2].upper() == "AS"
     build, runtime = stages[0][-1], stages[1][-1]
-    final = lines[lines.index(" ".join(stages[1])):]  # the runtime stage
+    final = lines[lines.index(" ".join(stages[1])) :]  # the runtime stage
     assert any(line.startswith(f"COPY --from={build} ") for line in final), "the runtime copies the build"
     assert not any(re.search(r"\b(build|wheel|gcc)\b", line) for line in final if line.startswith("RUN "))
     users = [line.split()[1] for line in final if line.startswith("USER ")]
     assert users and users[-1].split(":")[0] == str(USER_ID), "the last USER: the numeric non-root user"
     assert f"--uid {USER_ID}" in text
     assert final[-2:] == ['ENTRYPOINT ["littleflow"]', 'CMD ["--help"]']
-    assert '[kubernetes]' in text, "the image has the kubernetes extra, for `worker --kubernetes`"
+    assert "[kubernetes]" in text, "the image has the kubernetes extra, for `worker --kubernetes`"
     assert runtime == "runtime"
     ignored = (REPO / ".dockerignore").read_text(encoding="utf-8").split()
     assert {".git", ".venv", "tests"} <= set(ignored)
@@ -370,12 +419,14 @@ def test_the_readme_deploys_what_is_here():
     assert "deploy/kubernetes/overlays/in-cluster-redis" in applied
     for path in applied:
         assert (REPO / path / "kustomization.yaml").is_file(), path
-    section = readme[readme.index("## Deploying on Kubernetes"):]
-    section = section[:section.index("\n## ", 1)]
+    section = readme[readme.index("## Deploying on Kubernetes") :]
+    section = section[: section.index("\n## ", 1)]
     verbs = {"jobs": "create, get, list, watch, patch, delete", "pods": "list", "pods/log": "get"}
     docs = (REPO / "docs" / "kubernetes.md").read_text(encoding="utf-8")
     for resource, listed in verbs.items():  # the Role's verbs, as WORKER_RULES
         for text in (section, docs):
-            assert f"`{resource}`: {listed}" in " ".join(text.split()).replace(" (group `batch`)", ""), resource
+            assert f"`{resource}`: {listed}" in " ".join(text.split()).replace(" (group `batch`)", ""), (
+                resource
+            )
     for word in (JOBS_NAMESPACE, "--k8s-namespace", "NetworkPolicy", "REDISCLI_AUTH"):
         assert word in section, word

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from types import ModuleType
@@ -54,3 +57,37 @@ def test_a_changed_pyproject_or_an_unknown_stamp_means_installing_again() -> Non
     assert dev.installed_extras(stale + f"{FINGERPRINT} .[server]\n", FINGERPRINT) == {"server"}
     assert dev.needed_spec(f"{'c' * 64}\n", FINGERPRINT, ()) == "."  # the stamp of an older dev.py
     assert dev.installed_extras("", FINGERPRINT) is None
+
+
+def test_under_ci_every_system_dependency_is_required() -> None:
+    everything = {"redis", "chromium", "graphviz", "kubectl"}
+    assert set(dev.required_for_tests(ci=True, apt=False)) == everything
+    assert set(dev.required_for_tests(ci=True, apt=True)) == everything
+    assert dev.required_for_tests(ci=False, apt=True) == ["redis", "chromium"]
+    assert dev.required_for_tests(ci=False, apt=False) == ["redis"]
+    assert set(dev.SYSTEM_DEPENDENCIES) == everything
+
+
+def test_under_ci_a_test_fails_rather_than_skips_for_want_of_what_dev_py_installs(tmp_path: Path) -> None:
+    (tmp_path / "test_wants.py").write_text(
+        "from support import need_command\n\n"
+        "def test_wants_a_tool():\n"
+        "    need_command('littleflow-no-such-tool', 'to check nothing')\n"
+    )
+
+    def outcome(ci: str) -> str:
+        env = {**os.environ, "CI": ci, "PYTHONPATH": str(REPO / "tests")}
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(tmp_path)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return result.stdout
+
+    skipped = outcome("")
+    assert "1 skipped" in skipped and "littleflow-no-such-tool is not on PATH: to check nothing" in skipped
+    failed = outcome("true")
+    assert "1 failed" in failed and "CI=true: `python3 dev.py test` should have installed it" in failed

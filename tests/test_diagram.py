@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
+from support import need_command
 
 from littleflow import compile_flow
 from littleflow.diagram import STATUSES, dot, mermaid, mermaid_id, svg
@@ -102,8 +102,14 @@ def test_edges_follow_node_order_and_output_is_deterministic():
     text = mermaid(flow)
     arrows = [line for line in body(text) if "-->" in line]
     assert arrows == [
-        "[*] --> A.1", "A.1 --> fork.2", "fork.2 --> B.3", "fork.2 --> C.4",
-        "B.3 --> join.5", "C.4 --> join.5", "join.5 --> D.6", "D.6 --> [*]",
+        "[*] --> A.1",
+        "A.1 --> fork.2",
+        "fork.2 --> B.3",
+        "fork.2 --> C.4",
+        "B.3 --> join.5",
+        "C.4 --> join.5",
+        "join.5 --> D.6",
+        "D.6 --> [*]",
     ]
     assert mermaid(Flow.loads(flow.dumps())) == text
 
@@ -234,13 +240,22 @@ def test_dot_structure():
     assert re.search(r'n1 \[shape="box", label="A"', text)
     assert re.search(r'n2 \[shape="diamond"', text) and re.search(r'n5 \[shape="diamond"', text)
     assert [line for line in lines if "->" in line] == [
-        "n0 -> n1;", "n1 -> n2;", "n2 -> n3;", "n2 -> n4;", "n3 -> n5;", "n4 -> n5;", "n5 -> n6;", "n6 -> n7;",
+        "n0 -> n1;",
+        "n1 -> n2;",
+        "n2 -> n3;",
+        "n2 -> n4;",
+        "n3 -> n5;",
+        "n4 -> n5;",
+        "n5 -> n6;",
+        "n6 -> n7;",
     ]
     assert "rankdir=TB;" in body(dot(subflow(), vertical=True))
 
 
 def test_dot_names_the_graph_after_the_flow_and_labels_literals_and_resources():
-    flow = chain(Node(0, "literal", value=[1, 2]), Node(0, "resource", uri="out.json", mode="sink"), name="my flow")
+    flow = chain(
+        Node(0, "literal", value=[1, 2]), Node(0, "resource", uri="out.json", mode="sink"), name="my flow"
+    )
     text = dot(flow)
     assert text.startswith('digraph "my flow" {')
     assert 'n1 [shape="note", label="[1,2]"]' in text
@@ -248,7 +263,9 @@ def test_dot_names_the_graph_after_the_flow_and_labels_literals_and_resources():
 
 
 def test_dot_escapes_quotes_backslashes_and_newlines():
-    flow = chain(Node(0, "literal", value='a "b" \\n'), Node(0, "task", "t", guard="$.x", doc='one\n"two"'), name='q"n')
+    flow = chain(
+        Node(0, "literal", value='a "b" \\n'), Node(0, "task", "t", guard="$.x", doc='one\n"two"'), name='q"n'
+    )
     text = dot(flow)
     assert text.startswith('digraph "q\\"n" {')
     assert 'label="\\"a \\\\\\"b\\\\\\" \\\\\\\\n\\""' in text  # JSON "a \"b\" \\n", then DOT-escaped
@@ -264,12 +281,12 @@ def test_dot_status_fills_nodes():
     assert 'n0 [shape="circle", label="", width="0.25", style="filled", fillcolor="black"]' in text
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` is not installed")
 def test_graphviz_accepts_the_output():
+    need_command("dot", "Graphviz, to check `doc --format dot`")
     flow = subflow()
     flow.nodes[2].guard, flow.nodes[2].name, flow.nodes[7].merge = '$[?(@.a == "x")]', "Sub", True
     extra = chain(
-        Node(0, "literal", value={"k": 'v "q" \\ \n {x|y} <b>'}, doc="line 1\nline \"2\""),
+        Node(0, "literal", value={"k": 'v "q" \\ \n {x|y} <b>'}, doc='line 1\nline "2"'),
         Node(0, "resource", uri='file:a "b".json'),
         Node(0, "task", "my:peel-banana", alias="日本", iterate=True, merge=True, guard="$.x"),
         name='odd "name" \\',
@@ -330,16 +347,22 @@ def test_svg_has_one_group_per_node_and_one_path_per_edge():
 
 
 def test_svg_shows_marks_guards_and_labels_on_arrows_like_mermaid():
-    flow = chain(Node(0, "task", "ship", guard="$[?(@.status == 0)]", iterate=True, merge=True),
-                 Node(0, "literal", value={"k": [1, 2]}), Node(0, "resource", uri="out.json", mode="sink"))
+    flow = chain(
+        Node(0, "task", "ship", guard="$[?(@.status == 0)]", iterate=True, merge=True),
+        Node(0, "literal", value={"k": [1, 2]}),
+        Node(0, "resource", uri="out.json", mode="sink"),
+    )
     nodes = svg_nodes(parsed(svg(flow)))
     assert texts(nodes[1]) == ["> * ship", "? $[?(@.status == 0)]"]
     assert texts(nodes[2]) == ['{"k":[1,2]}'] and texts(nodes[3]) == ["<out.json>"]
     flow = subflow()
     flow.nodes[2].guard, flow.nodes[2].name, flow.nodes[7].merge = "$.go", "Sub", True
     root = parsed(svg(flow))
-    labels = {(int(t.get("data-from")), int(t.get("data-to"))): t.text
-              for t in root.iter(f"{SVG}text") if t.get("class") == "edge-label"}
+    labels = {
+        (int(t.get("data-from")), int(t.get("data-to"))): t.text
+        for t in root.iter(f"{SVG}text")
+        if t.get("class") == "edge-label"
+    }
     assert labels == {(1, 2): "? $.go Sub", (6, 7): ">"}
 
 
@@ -357,7 +380,9 @@ def test_svg_status_classes_and_their_colours():
     text = svg(flow, status={1: "done", 3: "running", 4: "failed"})
     nodes = svg_nodes(parsed(text))
     assert nodes[1].get("class") == "node kind-task status-done"
-    assert nodes[3].get("class").endswith(" status-running") and nodes[4].get("class").endswith(" status-failed")
+    assert nodes[3].get("class").endswith(" status-running") and nodes[4].get("class").endswith(
+        " status-failed"
+    )
     assert nodes[6].get("class") == "node kind-task status-waiting"  # not given: waiting
     style = parsed(text).find(f"{SVG}style").text
     for status in STATUSES:  # every status, so that a page may switch a node to any of them
@@ -374,7 +399,7 @@ def test_svg_is_compact():
 
 
 def test_svg_escapes_every_text_from_the_flow():
-    hostile = '</text><script>alert("x")</script><text a=\'1\'>&amp;'
+    hostile = "</text><script>alert(\"x\")</script><text a='1'>&amp;"
     flow = chain(
         Node(0, "literal", value=hostile),
         Node(0, "task", 'x"><script>', alias="a&b<c>", guard='$[?(@.a == "<b>")]', doc=hostile),
@@ -397,7 +422,6 @@ def test_svg_escapes_every_text_from_the_flow():
         assert texts(nodes[3]) == ['<a"b<c>.json>']
 
 
-
 NOT_XML = "\x01\x08\x0b\x1f\ufffe\uffff"  # characters XML 1.0 cannot hold
 
 
@@ -407,8 +431,12 @@ def test_svg_replaces_characters_xml_cannot_hold():
     nodes = svg_nodes(root)
     assert texts(nodes[2]) == ['{"v":"\ufffd\ufffd"}'] and texts(nodes[3]) == ["<urn:x\ufffdy>"]
     assert root.find(f"{SVG}desc").text == "doc \ufffd \ufffd"
-    hand = chain(Node(0, "task", "t" + NOT_XML, alias="a" + NOT_XML, guard="$" + NOT_XML, doc=NOT_XML),
-                 Node(0, "literal", value=NOT_XML), name=NOT_XML, doc=NOT_XML)
+    hand = chain(
+        Node(0, "task", "t" + NOT_XML, alias="a" + NOT_XML, guard="$" + NOT_XML, doc=NOT_XML),
+        Node(0, "literal", value=NOT_XML),
+        name=NOT_XML,
+        doc=NOT_XML,
+    )
     hand.nodes[0].kind = "start" + NOT_XML
     for text in (svg(hand), svg(hand, vertical=True, status={1: "done"})):
         root = parsed(text)
@@ -417,10 +445,16 @@ def test_svg_replaces_characters_xml_cannot_hold():
         assert texts(svg_nodes(root)[1])[0] == "a" + "\ufffd" * len(NOT_XML)
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` is not installed")
 def test_graphviz_makes_well_formed_svg_of_characters_xml_cannot_hold():
-    flow = chain(Node(0, "literal", value="\uffff"), Node(0, "task", "t", guard="$" + NOT_XML, doc=NOT_XML),
-                 name="n" + NOT_XML, doc=NOT_XML)
-    result = subprocess.run(["dot", "-Tsvg"], input=dot(flow), capture_output=True, check=False, text=True, timeout=60)
+    need_command("dot", "Graphviz, to check `doc --format dot`")
+    flow = chain(
+        Node(0, "literal", value="\uffff"),
+        Node(0, "task", "t", guard="$" + NOT_XML, doc=NOT_XML),
+        name="n" + NOT_XML,
+        doc=NOT_XML,
+    )
+    result = subprocess.run(
+        ["dot", "-Tsvg"], input=dot(flow), capture_output=True, check=False, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     ET.fromstring(result.stdout)

@@ -9,10 +9,10 @@ import contextlib
 import socket
 
 import pytest
-from docs import CHECKED, REPO, Block, Session, blocks
 from k8sserver import KUBECONFIG, k8s_server  # noqa: F401 - a fixture
+from support import need_module, need_redis_server
 
-from littleflow.redis.server import ServerNotFound, find_server
+from docs import CHECKED, REPO, Block, Session, blocks
 
 #: documents whose examples this test does not run
 NOT_READ: set[str] = set()
@@ -41,24 +41,31 @@ def read(document: str, session: Session) -> None:
 
 def test_every_document_is_read():
     documents = {"README.md"} | {f"docs/{path.name}" for path in (REPO / "docs").glob("*.md")}
-    assert documents - NOT_READ == {"README.md", "docs/language.md", "docs/security.md", "docs/kubernetes.md",
-                                    "docs/protocol.md", "docs/workers.md", "docs/schedules.md"} | ({"docs/scaling.md"} & documents)
+    assert documents - NOT_READ == {
+        "README.md",
+        "docs/language.md",
+        "docs/security.md",
+        "docs/kubernetes.md",
+        "docs/protocol.md",
+        "docs/workers.md",
+        "docs/schedules.md",
+    } | ({"docs/scaling.md"} & documents)
 
 
 def test_the_blocks_not_run_are_few():
     """Each says why (output, a picture, or what it needs that a test cannot have); a new one
     raises this number only for a reason as good."""
-    found = [block for document in ("README.md", "docs/security.md", "docs/kubernetes.md")
-             for block in blocks(REPO / document)]
+    found = [
+        block
+        for document in ("README.md", "docs/security.md", "docs/kubernetes.md")
+        for block in blocks(REPO / document)
+    ]
     skipped = [block.where for block in found if block.marker is not None and block.marker not in CHECKED]
     assert len(found) >= 20 and len(skipped) <= 8, skipped
 
 
 def test_the_readme(tmp_path):
-    try:
-        find_server()  # for `littleflow serve`
-    except ServerNotFound as error:
-        pytest.skip(str(error))
+    need_redis_server()  # for `littleflow serve`
     read("README.md", Session.start(tmp_path, replace={":8080": f":{free_port()}"}))
 
 
@@ -72,9 +79,11 @@ def test_the_security_doc(tmp_path, redis_url):
     data.mkdir()
     tokens = tmp_path / "tokens"
     tokens.write_text("admin:" + "t" * 32 + "\n")
-    session = Session.start(tmp_path / "reader", env={"LITTLEFLOW_REDIS_URL": redis_url},
-                            replace={"/srv/data": str(data), "/etc/littleflow/tokens": str(tokens),
-                                     ":8080": f":{free_port()}"})
+    session = Session.start(
+        tmp_path / "reader",
+        env={"LITTLEFLOW_REDIS_URL": redis_url},
+        replace={"/srv/data": str(data), "/etc/littleflow/tokens": str(tokens), ":8080": f":{free_port()}"},
+    )
     read("docs/security.md", session)
 
 
@@ -87,10 +96,7 @@ def test_the_schedules_doc(tmp_path, redis_url):
 
 
 def test_the_workers_doc(tmp_path):
-    try:
-        find_server()  # for `littleflow serve`
-    except ServerNotFound as error:
-        pytest.skip(str(error))
+    need_redis_server()  # for `littleflow serve`
     read("docs/workers.md", Session.start(tmp_path))
 
 
@@ -99,13 +105,16 @@ def test_the_scaling_doc(tmp_path, redis_url, cluster):
     Redis Cluster (by a node that does not serve the slot of the prefix they use)."""
     from rediscluster import away_from
 
-    session = Session.start(tmp_path, env={"LITTLEFLOW_REDIS_URL": redis_url},
-                            replace={"redis://10.0.0.1:7000/0": away_from(cluster, "{team-a}")})
+    session = Session.start(
+        tmp_path,
+        env={"LITTLEFLOW_REDIS_URL": redis_url},
+        replace={"redis://10.0.0.1:7000/0": away_from(cluster, "{team-a}")},
+    )
     read("docs/scaling.md", session)
 
 
-def test_the_kubernetes_doc(tmp_path, redis_url, k8s_server):  # noqa: F811
-    pytest.importorskip("kubernetes", reason="the kubernetes extra is not installed")
+def test_the_kubernetes_doc(tmp_path, redis_url, k8s_server):
+    need_module("kubernetes", "kubernetes")
     session = Session.start(tmp_path, env={"LITTLEFLOW_REDIS_URL": redis_url})
     (tmp_path / ".kube").mkdir()
     (tmp_path / ".kube" / "config").write_text(KUBECONFIG.format(url=k8s_server.url))
@@ -118,16 +127,32 @@ def test_a_block_that_does_not_do_what_it_shows_fails_naming_its_place(tmp_path,
         ("sh", None, "littleflow compile does-not-exist.flow\n", r"README\.md:7: exit 2"),
         ("text", None, "hello\n", "nothing runs a block of language 'text'"),
         ("python", None, "print(1 + 1)\n# 3\n", r"README\.md:7: it says it prints '3'"),
-        ("console", None, "$ echo 'A →' | littleflow compile -\n<stdin>:1:4: error: …\n",
-         r"README\.md:7: `echo 'A →' \| littleflow compile -` printed"),
+        (
+            "console",
+            None,
+            "$ echo 'A →' | littleflow compile -\n<stdin>:1:4: error: …\n",
+            r"README\.md:7: `echo 'A →' \| littleflow compile -` printed",
+        ),
         ("flow", None, "A → { B\n", r"README\.md:7:1:5: error: unclosed subflow"),
-        ("sh", "synopsis", "littleflow run FLOW --no-such-option\n", "`littleflow run` has no --no-such-option"),
+        (
+            "sh",
+            "synopsis",
+            "littleflow run FLOW --no-such-option\n",
+            "`littleflow run` has no --no-such-option",
+        ),
         ("sh", "an excuse", "true\n", "unknown marker 'example: an excuse'"),
     ]
     for lang, marker, text, message in cases:
         with pytest.raises(AssertionError, match=message):
             session.run(Block(REPO / "README.md", 7, lang, text, marker))
     session.run(Block(REPO / "README.md", 7, "python", "print(1 + 1)\n# 2\n", None))
-    session.run(Block(REPO / "README.md", 7, "sh", "littleflow events --follow &   # until stopped\n"
-                      "littleflow send hello --data '{}'\n", None))
+    session.run(
+        Block(
+            REPO / "README.md",
+            7,
+            "sh",
+            "littleflow events --follow &   # until stopped\nlittleflow send hello --data '{}'\n",
+            None,
+        )
+    )
     session.stop()

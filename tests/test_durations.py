@@ -5,9 +5,23 @@ import pytest
 from littleflow.durations import seconds
 
 
-@pytest.mark.parametrize("text, expected", [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800),
-                                            ("1w", 604800), ("1d12h", 129600), ("0", 0), ("2.5", 2.5),
-                                            (" 1H ", 3600), ("250ms", 0.25), (3, 3), (0.5, 0.5)])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("90s", 90),
+        ("30m", 1800),
+        ("12h", 43200),
+        ("7d", 604800),
+        ("1w", 604800),
+        ("1d12h", 129600),
+        ("0", 0),
+        ("2.5", 2.5),
+        (" 1H ", 3600),
+        ("250ms", 0.25),
+        (3, 3),
+        (0.5, 0.5),
+    ],
+)
 def test_durations(text, expected):
     assert seconds(text) == expected
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from functools import lru_cache
+from functools import cache
 
 import pytest
 from drivers import ECHO, NOTHING, Driver, Raise, acyclic_flows, run, tag
@@ -158,7 +158,9 @@ def test_the_default_limit_stops_a_mistaken_cycle():
 
 def test_a_cycle_re_activates_a_node_with_the_back_edge_output():
     counter = itertools.count(1)
-    driver = run(":x A → B → :x", {"B": lambda s: Raise("done") if s.input.get("n") == 3 else {"n": next(counter)}})
+    driver = run(
+        ":x A → B → :x", {"B": lambda s: Raise("done") if s.input.get("n") == 3 else {"n": next(counter)}}
+    )
     assert driver.order == ["A", "B"] * 4
     assert driver.inputs("A") == [{}, {"n": 1}, {"n": 2}, {"n": 3}]
     assert driver.state.status == "failed" and driver.state.failure["error"] == "done"
@@ -213,7 +215,9 @@ def test_independent_statements_start_in_source_order():
 def test_same_flow_same_outputs_same_order():
     text = "A → { B → C  D|E } → F\nG → * H"
     tasks = {"G": [1, 2, 3]}
-    assert run(text, tasks).order == run(text, tasks).order == ["A", "G", "B", "D", "E", "H", "H", "H", "C", "F"]
+    assert (
+        run(text, tasks).order == run(text, tasks).order == ["A", "G", "B", "D", "E", "H", "H", "H", "C", "F"]
+    )
 
 
 # -- input aggregation (§8) ---------------------------------------------------------------
@@ -247,15 +251,18 @@ def test_source_order_of_predecessors_not_of_the_meeting_step():
     assert driver.inputs("C") == [["d", "a"]]
 
 
-@pytest.mark.parametrize("outputs, expected", [
-    ({"A": {}, "C": {"a": 1}}, {"a": 1}),
-    ({"A": {"a": 1}, "C": NOTHING}, {"a": 1}),
-    ({"A": {}, "C": {}}, {}),
-    ({"A": NOTHING, "C": NOTHING}, {}),
-    ({"A": {}, "C": []}, []),  # only empty objects are dropped
-    ({"A": 0, "C": False}, [0, False]),
-    ({"A": [], "C": ""}, [[], ""]),
-])
+@pytest.mark.parametrize(
+    "outputs, expected",
+    [
+        ({"A": {}, "C": {"a": 1}}, {"a": 1}),
+        ({"A": {"a": 1}, "C": NOTHING}, {"a": 1}),
+        ({"A": {}, "C": {}}, {}),
+        ({"A": NOTHING, "C": NOTHING}, {}),
+        ({"A": {}, "C": []}, []),  # only empty objects are dropped
+        ({"A": 0, "C": False}, [0, False]),
+        ({"A": [], "C": ""}, [[], ""]),
+    ],
+)
 def test_empty_objects_are_dropped_from_an_aggregate(outputs, expected):
     driver = run("A → :x B\nC → :x", outputs)
     assert driver.inputs("B") == [expected]
@@ -434,7 +441,11 @@ def test_iterating_a_subflow_runs_a_copy_per_item():
     (sub,) = [n.id for n in driver.flow.nodes if n.kind == "subflow-start" and n.iterate]
     paths = [f"/{sub}.0", f"/{sub}.1"]
     assert [(s.path, driver.name(s.node), s.item, s.input) for s in driver.queue] == [
-        (paths[0], "B", -1, 1), (paths[1], "B", -1, 2), (paths[0], "D", -1, 1), (paths[1], "D", -1, 2)]
+        (paths[0], "B", -1, 1),
+        (paths[1], "B", -1, 2),
+        (paths[0], "D", -1, 1),
+        (paths[1], "D", -1, 2),
+    ]
     assert set(driver.state.frames) == {"", *paths}
     # Each item's copy runs on its own: end all of item 1's tasks first.
     while driver.queue:
@@ -452,7 +463,11 @@ def test_each_item_copy_has_its_own_activations():
     driver.step()
     # Interleave the items: y's B, x's C, x's B, y's C.
     for name, item in [("B", 1), ("C", 0), ("B", 0), ("C", 1)]:
-        (index,) = [i for i, s in enumerate(driver.queue) if driver.name(s.node) == name and s.path.endswith(f".{item}")]
+        (index,) = [
+            i
+            for i, s in enumerate(driver.queue)
+            if driver.name(s.node) == name and s.path.endswith(f".{item}")
+        ]
         driver.step(index)
     driver.run()
     assert sorted(driver.inputs("J")) == [["xb", "xc"], ["yb", "yc"]]
@@ -462,7 +477,11 @@ def test_each_item_copy_has_its_own_activations():
 def test_nested_iteration():
     driver = Driver("A → * { * B } → C", {"A": [[1, 2], [3]], "B": lambda s: s.input * 10}).begin()
     driver.step()
-    assert sorted((s.path.count("/"), s.item, s.input) for s in driver.queue) == [(1, 0, 1), (1, 0, 3), (1, 1, 2)]
+    assert sorted((s.path.count("/"), s.item, s.input) for s in driver.queue) == [
+        (1, 0, 1),
+        (1, 0, 3),
+        (1, 1, 2),
+    ]
     driver.step(2)
     driver.run()
     assert driver.inputs("C") == [[[10, 20], [30]]]
@@ -482,9 +501,15 @@ def test_an_iterated_node_in_a_loop_iterates_every_round():
 # -- literal sources (§6.1) -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("literal, value", [
-    ("<>", {}), ("<- {a: 1} ->", {"a": 1}), ('<{"b": [1, 2]}>', {"b": [1, 2]}), ("<[1, 2]>", [1, 2]),
-])
+@pytest.mark.parametrize(
+    "literal, value",
+    [
+        ("<>", {}),
+        ("<- {a: 1} ->", {"a": 1}),
+        ('<{"b": [1, 2]}>', {"b": [1, 2]}),
+        ("<[1, 2]>", [1, 2]),
+    ],
+)
 def test_a_literal_source_outputs_its_value(literal, value):
     driver = run(f"{literal} → A")
     assert driver.inputs("A") == [value]
@@ -537,7 +562,11 @@ def test_the_failure_record_names_the_task_its_node_input_and_error():
 
 def test_resume_runs_again_what_failed_and_what_was_held_but_not_what_finished():
     attempts = itertools.count()
-    tasks = {"B": lambda s: Raise("first time") if next(attempts) == 0 else {"b": 1}, "D": {"d": 1}, "F": tag("F")}
+    tasks = {
+        "B": lambda s: Raise("first time") if next(attempts) == 0 else {"b": 1},
+        "D": {"d": 1},
+        "F": tag("F"),
+    }
     driver = Driver(WIDE, tasks).begin()
     driver.run()
     assert driver.state.status == "failed" and driver.order == ["A", "B", "D"]
@@ -611,11 +640,14 @@ def test_resume_runs_the_merge_again_rather_than_handing_the_task_a_list():
     assert driver.state.status == "failed"
 
 
-@pytest.mark.parametrize("text, tasks, limit", [
-    ("A → { B  C } → > :end", {"B": {"b": 1}, "C": 5}, DEFAULT_LIMIT),  # merge failure at END
-    ("A → :x > { B }\nC → :x", {"A": {"a": 1}, "C": 5}, DEFAULT_LIMIT),  # merge failure at a subflow
-    (":poll { wait } → check → :poll", {}, 2),  # the limit reached at a subflow's start
-])
+@pytest.mark.parametrize(
+    "text, tasks, limit",
+    [
+        ("A → { B  C } → > :end", {"B": {"b": 1}, "C": 5}, DEFAULT_LIMIT),  # merge failure at END
+        ("A → :x > { B }\nC → :x", {"A": {"a": 1}, "C": 5}, DEFAULT_LIMIT),  # merge failure at a subflow
+        (":poll { wait } → check → :poll", {}, 2),  # the limit reached at a subflow's start
+    ],
+)
 def test_resume_after_an_engine_failure_starts_only_tasks(text, tasks, limit):
     # Structural nodes are the engine's business: they never come out as starts (§9.1),
     # not even when resuming after a failure the engine itself decided.
@@ -648,7 +680,9 @@ def test_resume_after_the_limit_still_iterates():
 
 def test_a_driver_may_hold_back_queued_starts_after_a_failure():
     attempts = itertools.count()
-    driver = Driver(WIDE, {"B": lambda s: Raise("boom") if next(attempts) == 0 else {"b": 1}, "D": {"d": 1}}).begin()
+    driver = Driver(
+        WIDE, {"B": lambda s: Raise("boom") if next(attempts) == 0 else {"b": 1}, "D": {"d": 1}}
+    ).begin()
     driver.step()  # A: B and D start
     driver.step()  # B fails; D was started by the engine but the driver has not begun it
     d = driver.queue.popleft()
@@ -751,7 +785,7 @@ def test_every_node_of_an_acyclic_flow_runs_once_after_all_its_predecessors(text
         preds = [p for p, n in edges if n == node and flow.nodes[p].kind == "task"]
         if preds:
             last = max(when[("end", p)] for p in preds)
-            assert all(kind == "start" for kind, _ in driver.events[last + 1:when[("start", node)]])
+            assert all(kind == "start" for kind, _ in driver.events[last + 1 : when[("start", node)]])
 
 
 def task_graph(text: str):
@@ -845,7 +879,7 @@ class Touching(dict):
 FRAME_VECTORS = ("activations", "pending", "outputs", "runs", "iterations")
 
 
-@lru_cache(maxsize=None)
+@cache
 def shaped(shape: str, size: int):
     tasks = [f"T{i}" for i in range(1, size + 1)]
     if shape == "chain":
@@ -895,5 +929,7 @@ def test_each_activation_brings_the_output_it_was_made_with():
     # A runs three times (the gate loops back to it); C waits for A and D, twice.
     text = ":a A :o → gate → :a;\n:o → :m C;\nD → :m"
     counter = iter(range(1, 10))
-    driver = run(text, {"A": lambda s: {"a": next(counter)}, "gate": lambda s: s.input, "D": {"d": 1}}, limit=3)
+    driver = run(
+        text, {"A": lambda s: {"a": next(counter)}, "gate": lambda s: s.input, "D": {"d": 1}}, limit=3
+    )
     assert driver.inputs("C")[:2] == [[{"a": 1}, {"d": 1}], [{"a": 2}, {"a": 3}]]

@@ -1,9 +1,9 @@
 """The one error type (LANGUAGE.md §10): file, line, column, message, source line and caret."""
 
 import pytest
+from support import fails
 
 from littleflow import Diagnostic, FlowError, compile_flow
-from support import fails
 
 
 def test_error_carries_file_line_column_and_message():
@@ -40,11 +40,14 @@ def test_text_without_a_file():
     assert str(error).startswith("<flow>:1:5: error: ")
 
 
-@pytest.mark.parametrize("text", [
-    "A → B\n  → ",  # at the end of the text
-    "A → {\n",
-    "A\r\nB → :x\r\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "A → B\n  → ",  # at the end of the text
+        "A → {\n",
+        "A\r\nB → :x\r\n",
+    ],
+)
 def test_errors_always_have_a_line_and_a_column(text):
     error = fails(text, "z.flow")
     assert error.line >= 1 and error.column >= 1
@@ -80,12 +83,30 @@ def test_every_error_littleflow_raises_is_a_littleflow_error_and_keeps_its_built
     from littleflow.statefile import StateFileError
     from littleflow.tasks import CallError, Fail, TaskError
 
-    kinds = {FlowError: Exception, OptionError: ValueError, GuardError: ValueError, LiteralError: ValueError,
-             ScheduleError: ValueError, Malformed: ValueError, TaskTimeout: TimeoutError, UnknownTasks: LookupError,
-             WorkflowNotFound: LookupError, UnknownSchedule: LookupError, StoreError: Exception,
-             InvalidArchive: StoreError, InvalidKey: StoreError, KeyReused: StoreError, TaskError: Exception,
-             CallError: TaskError, Fail: Exception, Cancelled: Exception, Refused: Exception, ResourceError: Exception,
-             StateFileError: Exception, FlowFailed: Exception}
+    kinds = {
+        FlowError: Exception,
+        OptionError: ValueError,
+        GuardError: ValueError,
+        LiteralError: ValueError,
+        ScheduleError: ValueError,
+        Malformed: ValueError,
+        TaskTimeout: TimeoutError,
+        UnknownTasks: LookupError,
+        WorkflowNotFound: LookupError,
+        UnknownSchedule: LookupError,
+        StoreError: Exception,
+        InvalidArchive: StoreError,
+        InvalidKey: StoreError,
+        KeyReused: StoreError,
+        TaskError: Exception,
+        CallError: TaskError,
+        Fail: Exception,
+        Cancelled: Exception,
+        Refused: Exception,
+        ResourceError: Exception,
+        StateFileError: Exception,
+        FlowFailed: Exception,
+    }
     for error, kind in kinds.items():
         assert issubclass(error, LittleflowError) and issubclass(error, kind), error
     assert issubclass(WorkflowNotFound, StoreError) and issubclass(UnknownSchedule, StoreError)

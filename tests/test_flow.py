@@ -3,9 +3,9 @@
 import json
 
 import pytest
+from support import one
 
 from littleflow import Flow, Node, compile_flow
-from support import one
 
 KINDS = {"start", "end", "task", "literal", "resource", "subflow-start", "subflow-end"}
 EVERYTHING = """@flow everything '''All node kinds.'''
@@ -16,8 +16,17 @@ EVERYTHING = """@flow everything '''All node kinds.'''
 """
 
 NODE_TYPES = {
-    "id": int, "kind": str, "name": (str, type(None)), "alias": (str, type(None)), "guard": (str, type(None)),
-    "merge": bool, "iterate": bool, "doc": (str, type(None)), "uri": (str, type(None)), "line": int, "column": int,
+    "id": int,
+    "kind": str,
+    "name": (str, type(None)),
+    "alias": (str, type(None)),
+    "guard": (str, type(None)),
+    "merge": bool,
+    "iterate": bool,
+    "doc": (str, type(None)),
+    "uri": (str, type(None)),
+    "line": int,
+    "column": int,
 }
 
 
@@ -33,7 +42,9 @@ def test_json_shape():
         assert node["id"] == i and node["kind"] in KINDS
     assert data["nodes"][0]["kind"] == "start" and data["nodes"][-1]["kind"] == "end"
     assert [n["kind"] for n in data["nodes"]].count("start") == 1
-    assert all(isinstance(e, list) and len(e) == 2 and all(isinstance(i, int) for i in e) for e in data["edges"])
+    assert all(
+        isinstance(e, list) and len(e) == 2 and all(isinstance(i, int) for i in e) for e in data["edges"]
+    )
     assert sorted(map(tuple, data["edges"])) == sorted(flow.edges())
 
 
@@ -42,7 +53,12 @@ def test_json_node_contents():
     nodes = {n["alias"] or n["name"] or n["kind"]: n for n in every}
     assert nodes["literal"]["value"] == {"seed": 1}
     a = nodes["A"]
-    assert (a["kind"], a["parameters"], a["doc"], a["alias"]) == ("task", {"retries": 1, "b": 2}, "Task A.", None)
+    assert (a["kind"], a["parameters"], a["doc"], a["alias"]) == (
+        "task",
+        {"retries": 1, "b": 2},
+        "Task A.",
+        None,
+    )
     assert (a["line"], a["column"]) == (4, 17)
     x = nodes["X"]
     assert (x["name"], x["alias"], x["parameters"], x["guard"]) == ("B", "X", {"k": 1}, "$[?(@.ok == true)]")
@@ -50,7 +66,9 @@ def test_json_node_contents():
     assert (start["merge"], start["iterate"]) == (True, True)
     resources = [n for n in every if n["kind"] == "resource"]
     assert [(r["uri"], r["mode"], r["parameters"]) for r in resources] == [
-        ("out.json", "sink", {"method": "PUT"}), ("in.json", "source", None)]
+        ("out.json", "sink", {"method": "PUT"}),
+        ("in.json", "source", None),
+    ]
     assert nodes["wait:delay"]["name"] == "wait:delay"
 
 
@@ -87,7 +105,13 @@ def test_edges_must_name_existing_nodes():
 
 
 def test_edges_neighbours_and_ends():
-    nodes = [Node(0, "start"), Node(1, "task", "A"), Node(2, "task", "B"), Node(3, "task", "C"), Node(4, "end")]
+    nodes = [
+        Node(0, "start"),
+        Node(1, "task", "A"),
+        Node(2, "task", "B"),
+        Node(3, "task", "C"),
+        Node(4, "end"),
+    ]
     flow = Flow(nodes, [(0, 2), (0, 1), (2, 3), (1, 3), (0, 1), (3, 4)])
     assert list(flow.edges()) == [(0, 1), (0, 2), (1, 3), (2, 3), (3, 4)]  # deduplicated and ordered
     assert list(flow.successors(0)) == [1, 2]

@@ -10,13 +10,25 @@ import pytest
 def loaded_by(module: str) -> set[str]:
     """The modules a fresh interpreter has after ``import module``."""
     code = f"import sys, {module}; print(' '.join(sys.modules))"
-    return set(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split())
+    return set(
+        subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True
+        ).stdout.split()
+    )
 
 
 def test_the_redis_protocol_loads_neither_the_worker_nor_a_redis_client():
     found = loaded_by("littleflow.redis.protocol")
-    heavy = {"littleflow.redis.worker", "littleflow.redis.client", "littleflow.redis.engine", "littleflow.redis.store",
-             "redis", "httpx", "fastapi", "pydantic"}
+    heavy = {
+        "littleflow.redis.worker",
+        "littleflow.redis.client",
+        "littleflow.redis.engine",
+        "littleflow.redis.store",
+        "redis",
+        "httpx",
+        "fastapi",
+        "pydantic",
+    }
     assert not found & heavy
 
 

@@ -20,8 +20,12 @@ HELLO = "fetch → { clean → store  index } → :ready notify;\naudit → :rea
 
 def overlap(a: tuple, b: tuple, slack: float = 0.0) -> bool:
     """Whether two (x, y, w, h) boxes share more than ``slack`` px of interior."""
-    return (a[0] + slack < b[0] + b[2] and b[0] + slack < a[0] + a[2]
-            and a[1] + slack < b[1] + b[3] and b[1] + slack < a[1] + a[3])
+    return (
+        a[0] + slack < b[0] + b[2]
+        and b[0] + slack < a[0] + a[2]
+        and a[1] + slack < b[1] + b[3]
+        and b[1] + slack < a[1] + a[3]
+    )
 
 
 def distance(point: tuple, box: tuple) -> float:
@@ -51,7 +55,7 @@ def check(flow: Flow, drawn: Layout) -> None:
         assert x + w <= drawn.width and y + h <= drawn.height
     items = list(boxes.items())
     for k, (i, a) in enumerate(items):
-        for j, b in items[k + 1:]:
+        for j, b in items[k + 1 :]:
             assert not overlap(a, b), (i, a, j, b)
     assert [(s, t) for s, t, _ in drawn.edges] == list(flow.edges())
     for s, t, points in drawn.edges:
@@ -140,7 +144,7 @@ def test_an_edge_to_the_same_node_loops_outside_it():
     for vertical in (False, True):
         drawn = layout(flow, vertical=vertical)
         check(flow, drawn)
-        (s, t, points), = drawn.edges
+        ((s, t, points),) = drawn.edges
         assert (s, t) == (1, 1) and len(points) == 4
         assert all(distance(p, drawn.nodes[1]) < 0.2 for p in (points[0], points[-1]))
         assert all(distance(p, drawn.nodes[1]) > 10 for p in points[1:-1])

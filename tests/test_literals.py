@@ -9,46 +9,81 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import at, fails
 
+from littleflow import FlowFailed, compile_flow, run_workflow
+from littleflow.literals import (
+    MAX_BYTES,
+    MAX_VALUES,
+    Budget,
+    LiteralError,
+    json_size,
+    load_inline,
+    load_json,
+    load_yaml,
+    plain,
+)
 from littleflow.resources import parse
 
-from littleflow import FlowFailed, compile_flow, run_workflow
-from littleflow.literals import (MAX_BYTES, MAX_VALUES, Budget, LiteralError, json_size, load_inline, load_json,
-                                load_yaml, plain)
 
-
-@pytest.mark.parametrize("text, value", [
-    ("a: 1", {"a": 1}),
-    ("[1, 2.5, x, null, true]", [1, 2.5, "x", None, True]),
-    ("2024-01-02", "2024-01-02"),
-    ("2001-12-14T21:59:43.10-05:00", "2001-12-14T21:59:43.10-05:00"),
-    ("yes", "yes"), ("no", "no"), ("on", "on"), ("off", "off"), ("y", "y"),
-    ("True", True), ("FALSE", False), ("~", None), ("", None),
-    ("010", 10), ("0o17", 15), ("0x1F", 31), ("1:20", "1:20"), ("1_000", "1_000"),
-    ("-1.5e3", -1500.0), (".5", 0.5),
-    ("!!str 12", "12"),
-])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("a: 1", {"a": 1}),
+        ("[1, 2.5, x, null, true]", [1, 2.5, "x", None, True]),
+        ("2024-01-02", "2024-01-02"),
+        ("2001-12-14T21:59:43.10-05:00", "2001-12-14T21:59:43.10-05:00"),
+        ("yes", "yes"),
+        ("no", "no"),
+        ("on", "on"),
+        ("off", "off"),
+        ("y", "y"),
+        ("True", True),
+        ("FALSE", False),
+        ("~", None),
+        ("", None),
+        ("010", 10),
+        ("0o17", 15),
+        ("0x1F", 31),
+        ("1:20", "1:20"),
+        ("1_000", "1_000"),
+        ("-1.5e3", -1500.0),
+        (".5", 0.5),
+        ("!!str 12", "12"),
+    ],
+)
 def test_yaml_scalars_follow_the_core_schema(text, value):
     loaded = load_yaml(text)
     assert loaded == value and type(loaded) is type(value)
 
 
-@pytest.mark.parametrize("text", [
-    "!!python/object/apply:os.system ['echo hi']",
-    "!!python/object/new:os.system ['echo hi']",
-    "!!python/name:os.system",
-    "!!python/tuple [1, 2]",
-    "x: !!python/object:collections.OrderedDict {}",
-    "!custom 1",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "!!python/object/apply:os.system ['echo hi']",
+        "!!python/object/new:os.system ['echo hi']",
+        "!!python/name:os.system",
+        "!!python/tuple [1, 2]",
+        "x: !!python/object:collections.OrderedDict {}",
+        "!custom 1",
+    ],
+)
 def test_program_tags_are_errors(text):
     with pytest.raises(LiteralError) as caught:
         load_yaml(text)
     assert "tag" in caught.value.message
 
 
-@pytest.mark.parametrize("text", [
-    "!!binary aGk=", "!!timestamp 2001-12-14", "!!set {a, b}", "!!omap [a: 1]", ".nan", "-.inf", "&a [*a]",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "!!binary aGk=",
+        "!!timestamp 2001-12-14",
+        "!!set {a, b}",
+        "!!omap [a: 1]",
+        ".nan",
+        "-.inf",
+        "&a [*a]",
+    ],
+)
 def test_values_json_cannot_hold_are_errors(text):
     with pytest.raises(LiteralError):
         load_yaml(text)
@@ -56,7 +91,8 @@ def test_values_json_cannot_hold_are_errors(text):
 
 def test_alias_bombs_are_refused():
     text = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
-        f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n" for p, n in zip("abcdef", "bcdefg"))
+        f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n" for p, n in zip("abcdef", "bcdefg")
+    )
     with pytest.raises(LiteralError) as caught:
         load_yaml(text)
     assert f"{MAX_VALUES:,}" in caught.value.message
@@ -111,7 +147,9 @@ def test_plain_copies_json_data_and_refuses_anything_else():
             plain(bad)
 
 
-@pytest.mark.parametrize("text", [r'{"v": "\ud800"}', r'["a\uDC00b"]', r'{"\udbff": 1}', r'[[["\ude00\ud83d"]]]'])
+@pytest.mark.parametrize(
+    "text", [r'{"v": "\ud800"}', r'["a\uDC00b"]', r'{"\udbff": 1}', r'[[["\ude00\ud83d"]]]']
+)
 def test_json_escapes_of_lone_surrogates_are_errors(text):
     with pytest.raises(LiteralError) as caught:
         load_json(text, 0)
@@ -123,7 +161,10 @@ def test_json_escapes_of_surrogate_pairs_and_escaped_backslashes_are_text():
 
 
 def test_raw_lone_surrogates_are_errors_at_their_offset():
-    for load, text, offset in ((lambda t: load_json(t, 0), '["ab\ud800"]', 4), (load_yaml, "a: [b, c\udfff]", 8)):
+    for load, text, offset in (
+        (lambda t: load_json(t, 0), '["ab\ud800"]', 4),
+        (load_yaml, "a: [b, c\udfff]", 8),
+    ):
         with pytest.raises(LiteralError) as caught:
             load(text)
         assert caught.value.offset == offset
@@ -137,12 +178,15 @@ def test_plain_refuses_lone_surrogates_in_values_and_keys():
         assert "lone surrogate" in caught.value.message
 
 
-@pytest.mark.parametrize("text, where", [
-    ('A -> <{"v": "\\ud800"}> -> B', (1, 6)),
-    ('A\n  -> <["x", "\\uDFFF"]>', (2, 6)),
-    ('A ({"p": "\\ud800"}) -> B', (1, 3)),
-    ('A -> <- "\\ud800" ->', (1, 6)),
-])
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ('A -> <{"v": "\\ud800"}> -> B', (1, 6)),
+        ('A\n  -> <["x", "\\uDFFF"]>', (2, 6)),
+        ('A ({"p": "\\ud800"}) -> B', (1, 3)),
+        ('A -> <- "\\ud800" ->', (1, 6)),
+    ],
+)
 def test_lone_surrogates_in_literals_and_parameters_are_flow_errors_at_their_place(text, where):
     error = fails(text)
     assert at(error) == where
@@ -185,7 +229,9 @@ def test_a_yaml_resource_or_input_is_bounded_the_same_way():
 
 def test_merge_keys_count_what_they_merge():
     base = 'a0: &a0 {k: "' + "x" * 100 + '"}\n'
-    text = base + "".join(f"a{i}: &a{i} {{!!merge <<: [*a{i - 1}, *a{i - 1}], k{i}: 1}}\n" for i in range(1, 21))
+    text = base + "".join(
+        f"a{i}: &a{i} {{!!merge <<: [*a{i - 1}, *a{i - 1}], k{i}: 1}}\n" for i in range(1, 21)
+    )
     with pytest.raises(LiteralError, match="too large"):  # (before merging: 2**20 copies of k)
         load_yaml(text)
 
@@ -201,8 +247,18 @@ def test_the_budget_is_shared_by_the_literals_of_one_flow_text():
 
 
 #: YAML scalars and what they are as JSON.
-_SCALARS = [("1", "1"), ("0x1F", "31"), ("1e3", "1000.0"), ("null", "null"), ("~", "null"), ("TRUE", "true"),
-            ("-0.5", "-0.5"), ("yes", '"yes"'), ("2024-01-02", '"2024-01-02"'), ("'1'", '"1"')]
+_SCALARS = [
+    ("1", "1"),
+    ("0x1F", "31"),
+    ("1e3", "1000.0"),
+    ("null", "null"),
+    ("~", "null"),
+    ("TRUE", "true"),
+    ("-0.5", "-0.5"),
+    ("yes", '"yes"'),
+    ("2024-01-02", '"2024-01-02"'),
+    ("'1'", '"1"'),
+]
 
 
 @st.composite
@@ -213,7 +269,7 @@ def alias_graphs(draw):
     for i in range(draw(st.integers(1, 8))):
         if i == 0 or draw(st.booleans()) and i < 3:
             if draw(st.booleans()):
-                text = draw(st.text("abcé\"\\", max_size=30))
+                text = draw(st.text('abcé"\\', max_size=30))
                 lines.append(f"a{i}: &a{i} {json.dumps(text)}")
                 sizes.append(len(json.dumps(text, ensure_ascii=False).encode()))
             else:
@@ -227,7 +283,9 @@ def alias_graphs(draw):
             sizes.append(2 + max(len(refs) - 1, 0) + sum(sizes[r] for r in refs))
         else:
             lines.append(f"a{i}: &a{i} {{{', '.join(f'k{n}: *a{r}' for n, r in enumerate(refs))}}}")
-            sizes.append(2 + max(len(refs) - 1, 0) + sum(len(f'"k{n}":') + sizes[r] for n, r in enumerate(refs)))
+            sizes.append(
+                2 + max(len(refs) - 1, 0) + sum(len(f'"k{n}":') + sizes[r] for n, r in enumerate(refs))
+            )
     names = [len(f'"a{i}":') for i in range(len(sizes))]
     return "\n".join(lines), 2 + len(sizes) - 1 + sum(names) + sum(sizes)
 
@@ -251,7 +309,10 @@ def test_a_yaml_bomb_read_as_a_resource_at_run_time_fails_its_step_with_the_reas
     assert run_workflow("<fine.yaml>", base=str(tmp_path))["a2"] == [["lol"] * 3] * 3
     with pytest.raises(FlowFailed) as caught:
         run_workflow("<bomb.yaml>", base=str(tmp_path))
-    assert "cannot read <bomb.yaml> as yaml: literal too large (more than 1,000,000 values)" in caught.value.error
+    assert (
+        "cannot read <bomb.yaml> as yaml: literal too large (more than 1,000,000 values)"
+        in caught.value.error
+    )
 
 
 def test_a_json_literal_over_the_bound_says_so_without_aliases():
@@ -266,7 +327,9 @@ def test_an_aliased_scalar_is_measured_once_however_often_it_is_used(monkeypatch
 
     measured = []
     real = literals._scalar_size
-    monkeypatch.setattr(literals, "_scalar_size", lambda loader, node: measured.append(node) or real(loader, node))
+    monkeypatch.setattr(
+        literals, "_scalar_size", lambda loader, node: measured.append(node) or real(loader, node)
+    )
     text = 'a: &a "' + "x" * 500_000 + '"\nb: [' + ", ".join(["*a"] * 1000) + "]\n"
     with pytest.raises(LiteralError, match="16,777,216 bytes"):
         literals.load_yaml(text)
@@ -275,24 +338,37 @@ def test_an_aliased_scalar_is_measured_once_however_often_it_is_used(monkeypatch
 
 # -- inline mappings (LANGUAGE.md §5) -----------------------------------------------------------
 
-@pytest.mark.parametrize("text, value", [
-    (" image: example.org/resize:1.4, args: [--width, \"800\"], deadline: 10m ",
-     {"image": "example.org/resize:1.4", "args": ["--width", "800"], "deadline": "10m"}),
-    (" name: extract, secs: 1.5 ", {"name": "extract", "secs": 1.5}),
-    (" width: 640, height: 480 ", {"width": 640, "height": 480}),
-    (" url: http://x.org/a?b=c, n: 2, ", {"url": "http://x.org/a?b=c", "n": 2}),
-    (" k8s: {image: x}, deadline: 10m # the last one\n", {"k8s": {"image": "x"}, "deadline": "10m"}),
-    ("\n  a: 1, b: [x, y],\n  c: z\n", {"a": 1, "b": ["x", "y"], "c": "z"}),
-])
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        (
+            ' image: example.org/resize:1.4, args: [--width, "800"], deadline: 10m ',
+            {"image": "example.org/resize:1.4", "args": ["--width", "800"], "deadline": "10m"},
+        ),
+        (" name: extract, secs: 1.5 ", {"name": "extract", "secs": 1.5}),
+        (" width: 640, height: 480 ", {"width": 640, "height": 480}),
+        (" url: http://x.org/a?b=c, n: 2, ", {"url": "http://x.org/a?b=c", "n": 2}),
+        (" k8s: {image: x}, deadline: 10m # the last one\n", {"k8s": {"image": "x"}, "deadline": "10m"}),
+        ("\n  a: 1, b: [x, y],\n  c: z\n", {"a": 1, "b": ["x", "y"], "c": "z"}),
+    ],
+)
 def test_an_inline_mapping_is_the_mapping_it_reads_as(text, value):
     assert load_inline(text) == value
 
 
-@pytest.mark.parametrize("text, value", [
-    (" msg: hello, world ", {"msg": "hello, world"}),  # valid YAML as it is: no braces added
-    (" [1, 2] ", [1, 2]), (" 3 ", 3), (" - a\n - b ", ["a", "b"]), ("", None), (" a: 1\n b: 2 ", {"a": 1, "b": 2}),
-    ("\n  a: 1,\n  b: 2\n", {"a": "1,", "b": 2}),  # (a ',' at the end of a line is part of the value)
-])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        (" msg: hello, world ", {"msg": "hello, world"}),  # valid YAML as it is: no braces added
+        (" [1, 2] ", [1, 2]),
+        (" 3 ", 3),
+        (" - a\n - b ", ["a", "b"]),
+        ("", None),
+        (" a: 1\n b: 2 ", {"a": 1, "b": 2}),
+        ("\n  a: 1,\n  b: 2\n", {"a": "1,", "b": 2}),  # (a ',' at the end of a line is part of the value)
+    ],
+)
 def test_text_that_is_yaml_is_read_as_yaml(text, value):
     assert load_inline(text) == value
 
@@ -304,24 +380,43 @@ def test_only_flow_literals_take_inline_mappings():
         parse("a: 1, b: [x]", "yaml")
 
 
-@pytest.mark.parametrize("text, offset, message", [
-    ("a: b: c", 4, "unexpected ':': write key: value, other: value (or one entry a line, at one indentation) "
-                   "and quote a value that holds ': ' (key: \"a: b\")"),
-    (" a: 1 b: 2", 7, "unexpected ':': write key: value"),
-    (" a: [1, 2]] ", 10, "unexpected ']': write key: value"),
-    (" a: 1, b: [1, 2 ", 10, "the '[' is not closed: end it with ']', and separate its items with ','"),
-    (" a: {b: 1 ", 4, "the '{' is not closed: end it with '}'"),
-    (" a: 'x ", 4, "the quoted value is not closed: end it with '"),
-    (" x: @foo ", 4, "a value cannot start with '@': put it in quotes (key: \"@…\")"),
-    (" x: `a` ", 4, "a value cannot start with '`'"),
-    (" x: *foo ", 4, "a value cannot start with '*' (a YAML alias): put it in quotes"),
-    (" a: 1,, b: 2", 6, "a value is missing here"),
-    (" - a\n b: 1", 6, "list items (- x) and mapping entries (key: value) cannot be mixed at one indentation"),
-    ("x:\n\t- 1\n", 3, "indent with spaces, not tabs"),
-    (" a: 1, b: !!python/tuple [1] ", 10, "the tag !!python/tuple is not allowed (literals are plain data)"),
-    (" a: x\x80y ", 5, 'the character U+0080 is not allowed in YAML text '
-                       '(write it as "\\u0080" in a double-quoted value)'),
-])
+@pytest.mark.parametrize(
+    "text, offset, message",
+    [
+        (
+            "a: b: c",
+            4,
+            "unexpected ':': write key: value, other: value (or one entry a line, at one indentation) "
+            "and quote a value that holds ': ' (key: \"a: b\")",
+        ),
+        (" a: 1 b: 2", 7, "unexpected ':': write key: value"),
+        (" a: [1, 2]] ", 10, "unexpected ']': write key: value"),
+        (" a: 1, b: [1, 2 ", 10, "the '[' is not closed: end it with ']', and separate its items with ','"),
+        (" a: {b: 1 ", 4, "the '{' is not closed: end it with '}'"),
+        (" a: 'x ", 4, "the quoted value is not closed: end it with '"),
+        (" x: @foo ", 4, "a value cannot start with '@': put it in quotes (key: \"@…\")"),
+        (" x: `a` ", 4, "a value cannot start with '`'"),
+        (" x: *foo ", 4, "a value cannot start with '*' (a YAML alias): put it in quotes"),
+        (" a: 1,, b: 2", 6, "a value is missing here"),
+        (
+            " - a\n b: 1",
+            6,
+            "list items (- x) and mapping entries (key: value) cannot be mixed at one indentation",
+        ),
+        ("x:\n\t- 1\n", 3, "indent with spaces, not tabs"),
+        (
+            " a: 1, b: !!python/tuple [1] ",
+            10,
+            "the tag !!python/tuple is not allowed (literals are plain data)",
+        ),
+        (
+            " a: x\x80y ",
+            5,
+            "the character U+0080 is not allowed in YAML text "
+            '(write it as "\\u0080" in a double-quoted value)',
+        ),
+    ],
+)
 def test_malformed_inline_yaml_says_how_to_write_it(text, offset, message):
     with pytest.raises(LiteralError) as caught:
         load_inline(text)
@@ -330,27 +425,45 @@ def test_malformed_inline_yaml_says_how_to_write_it(text, offset, message):
 
 
 def test_the_readme_examples_compile_to_what_they_say():
-    flow = compile_flow('k8s:resize (- image: example.org/resize:1.4, args: [--width, "800"], deadline: 10m -)\n'
-                        "<- name: extract, secs: 1.5 -> → B")
-    assert flow.nodes[1].parameters == {"image": "example.org/resize:1.4", "args": ["--width", "800"],
-                                        "deadline": "10m"}
+    flow = compile_flow(
+        'k8s:resize (- image: example.org/resize:1.4, args: [--width, "800"], deadline: 10m -)\n'
+        "<- name: extract, secs: 1.5 -> → B"
+    )
+    assert flow.nodes[1].parameters == {
+        "image": "example.org/resize:1.4",
+        "args": ["--width", "800"],
+        "deadline": "10m",
+    }
     assert flow.nodes[2].value == {"name": "extract", "secs": 1.5}
 
 
 def test_an_inline_mapping_error_in_flow_text_is_one_line_at_the_parameters():
     error = fails("A → B (- a: 1,\n  b: [x, y -)")
     assert at(error) == (1, 7)
-    assert error.message == ("invalid YAML: the '[' is not closed: end it with ']', and separate its items "
-                             "with ',' in parameters (at 2:6)")
+    assert error.message == (
+        "invalid YAML: the '[' is not closed: end it with ']', and separate its items "
+        "with ',' in parameters (at 2:6)"
+    )
 
 
 _INLINE_KEY = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
 _INLINE_PLAIN = st.from_regex(r"-{0,2}[a-zA-Z][a-zA-Z0-9_./-]{0,10}", fullmatch=True)
-_INLINE_TEXT = st.text(st.characters(max_codepoint=0xD7FF, blacklist_categories=("Cc", "Cs", "Zl", "Zp")), max_size=12)
-_INLINE_SCALARS = (st.none() | st.booleans() | st.integers(-10**12, 10**12)
-                   | st.floats(allow_nan=False, allow_infinity=False) | _INLINE_PLAIN | _INLINE_TEXT)
-_INLINE_VALUES = st.recursive(_INLINE_SCALARS, lambda inner: st.lists(inner, max_size=4)
-                              | st.dictionaries(_INLINE_KEY, inner, max_size=4), max_leaves=12)
+_INLINE_TEXT = st.text(
+    st.characters(max_codepoint=0xD7FF, blacklist_categories=("Cc", "Cs", "Zl", "Zp")), max_size=12
+)
+_INLINE_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**12), 10**12)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _INLINE_PLAIN
+    | _INLINE_TEXT
+)
+_INLINE_VALUES = st.recursive(
+    _INLINE_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_INLINE_KEY, inner, max_size=4),
+    max_leaves=12,
+)
 
 
 def _inline(value, top=False):
@@ -360,7 +473,11 @@ def _inline(value, top=False):
         return entries if top else "{" + entries + "}"
     if isinstance(value, list):
         return "[" + ", ".join(_inline(item) for item in value) + "]"
-    if isinstance(value, str) and re.fullmatch(r"-{0,2}[a-zA-Z][\w./-]*", value) and load_yaml(value) == value:
+    if (
+        isinstance(value, str)
+        and re.fullmatch(r"-{0,2}[a-zA-Z][\w./-]*", value)
+        and load_yaml(value) == value
+    ):
         return value  # (not one that YAML reads as something else: null, true)
     if isinstance(value, float):
         return repr(value)

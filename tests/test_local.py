@@ -20,11 +20,20 @@ def node_of(flow, name):
 def test_hello_workflow_world(capsys):
     from littleflow import run_workflow
 
-    def A(input): print('Hello ', end='')
-    def B(input): print('workflow ', end='')
-    def D(input): print('world, ', end='')
-    def C(input): print('how are ', end='')
-    def E(input): print('you?')
+    def A(input):
+        print("Hello ", end="")
+
+    def B(input):
+        print("workflow ", end="")
+
+    def D(input):
+        print("world, ", end="")
+
+    def C(input):
+        print("how are ", end="")
+
+    def E(input):
+        print("you?")
 
     run_workflow("A → { B → C  D } → E", locals())
     assert capsys.readouterr().out == "Hello workflow world, how are you?\n"
@@ -218,7 +227,10 @@ def test_concurrency_three_runs_three_at_once():
         return input
 
     assert run_workflow("meet\nmeet\nmeet", {"meet": meet}, input={"x": 1}, concurrency=3) == [
-        {"x": 1}, {"x": 1}, {"x": 1}]
+        {"x": 1},
+        {"x": 1},
+        {"x": 1},
+    ]
 
 
 def test_default_concurrency_runs_one_task_at_a_time():
@@ -304,8 +316,11 @@ def test_limit_does_not_affect_a_flow_without_cycles():
 # -- LocalRun ------------------------------------------------------------------------------------------------
 def test_local_run_reports_events_for_each_task():
     events = []
-    run = LocalRun(compile_flow("A → B"), {"A": lambda i: {"a": 1}, "B": lambda i: i},
-                   on_event=lambda kind, start, info: events.append((kind, start.node)))
+    run = LocalRun(
+        compile_flow("A → B"),
+        {"A": lambda i: {"a": 1}, "B": lambda i: i},
+        on_event=lambda kind, start, info: events.append((kind, start.node)),
+    )
     state = run.run()
     assert state.status == "finished" and state.output == {"a": 1}
     assert events == [("start", 1), ("end", 1), ("start", 2), ("end", 2)]
@@ -313,8 +328,11 @@ def test_local_run_reports_events_for_each_task():
 
 def test_local_run_calls_on_step_after_each_step():
     steps = []
-    run = LocalRun(compile_flow("A → B"), {"A": lambda i: None, "B": lambda i: None},
-                   on_step=lambda state: steps.append(state.status))
+    run = LocalRun(
+        compile_flow("A → B"),
+        {"A": lambda i: None, "B": lambda i: None},
+        on_step=lambda state: steps.append(state.status),
+    )
     run.run()
     assert len(steps) >= 3  # the start, and after each of the two tasks
     assert steps[-1] == "finished"
@@ -370,13 +388,18 @@ def test_the_flow_parallelism_caps_the_concurrency(parallelism, concurrency, mos
         with lock:
             active[0] -= 1
 
-    run_workflow(f"@flow f (- {{parallelism: {parallelism}}} -)\n{{ work work work work work }}", {"work": work},
-                 concurrency=concurrency)
+    run_workflow(
+        f"@flow f (- {{parallelism: {parallelism}}} -)\n{{ work work work work work }}",
+        {"work": work},
+        concurrency=concurrency,
+    )
     assert seen[0] == most
 
 
 def test_a_bad_parallelism_is_refused_before_anything_runs():
     ran = []
-    with pytest.raises(ValueError, match="^parallelism in @flow parameters must be a whole number ≥ 1, not 0$"):
+    with pytest.raises(
+        ValueError, match="^parallelism in @flow parameters must be a whole number ≥ 1, not 0$"
+    ):
         run_workflow("@flow f (- {parallelism: 0} -)\nA", {"A": ran.append}, concurrency=2)
     assert ran == []

@@ -13,11 +13,17 @@ from hypothesis import strategies as st
 
 from littleflow import FlowFailed, Registry, compile_flow, run_workflow, task
 from littleflow.local import LocalRun
-from littleflow.policy import (KEYS, OptionError, Policy, flow_entry, flow_options, flow_parallelism, resolve,
-                               task_policy)
+from littleflow.policy import (
+    OptionError,
+    Policy,
+    flow_entry,
+    flow_options,
+    flow_parallelism,
+    resolve,
+    task_policy,
+)
 from littleflow.redis.protocol import StartTask
 from littleflow.redis.store import _flow_options
-
 
 pytestmark = pytest.mark.usefixtures("fresh_registry")
 
@@ -72,16 +78,19 @@ def test_from_options_ignores_none_and_converts():
     assert Policy.from_options(timeout=3).timeout == 3.0
 
 
-@pytest.mark.parametrize("options", [
-    {"retries": -1},
-    {"timeout": -0.5},
-    {"backoff": -1},
-    {"retries": 1.5},
-    {"retries": "3"},
-    {"timeout": "soon"},
-    {"retries": True},
-    {"retry": 3},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"retries": -1},
+        {"timeout": -0.5},
+        {"backoff": -1},
+        {"retries": 1.5},
+        {"retries": "3"},
+        {"timeout": "soon"},
+        {"retries": True},
+        {"retry": 3},
+    ],
+)
 def test_bad_policy_options_are_a_clear_value_error(options):
     (key,) = options
     with pytest.raises(ValueError) as caught:
@@ -89,15 +98,18 @@ def test_bad_policy_options_are_a_clear_value_error(options):
     assert key in str(caught.value)
 
 
-@pytest.mark.parametrize("parameters", [
-    {"retries": -2},
-    {"timeout": "soon"},
-    {"tasks": {"fetch": {"retry": 5}}},
-    {"tasks": {"fetch": {"retries": -1}}},
-    {"tasks": {"fetch": 5}},
-    {"tasks": [1, 2]},
-    [1, 2],
-])
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"retries": -2},
+        {"timeout": "soon"},
+        {"tasks": {"fetch": {"retry": 5}}},
+        {"tasks": {"fetch": {"retries": -1}}},
+        {"tasks": {"fetch": 5}},
+        {"tasks": [1, 2]},
+        [1, 2],
+    ],
+)
 def test_policies_refuse_bad_flow_parameters(parameters):
     with pytest.raises(ValueError) as caught:
         flow_options(parameters)
@@ -106,8 +118,9 @@ def test_policies_refuse_bad_flow_parameters(parameters):
 
 # -- the one rule: resolve ---------------------------------------------------------------------
 SECONDS = st.one_of(st.none(), st.integers(0, 100), st.floats(0, 100))
-OPTIONS = st.fixed_dictionaries({}, optional={"retries": st.one_of(st.none(), st.integers(0, 5)),
-                                              "timeout": SECONDS, "backoff": SECONDS})
+OPTIONS = st.fixed_dictionaries(
+    {}, optional={"retries": st.one_of(st.none(), st.integers(0, 5)), "timeout": SECONDS, "backoff": SECONDS}
+)
 
 
 def model(*layers: dict) -> dict:
@@ -123,20 +136,30 @@ def test_resolve_takes_each_key_from_the_strongest_layer(defaults, task_options,
     policy = resolve(defaults, task_options, flow_entry({"T": by_name, "A": by_alias}, "T", "A"), "A")
     expected = model(defaults, task_options, by_name, by_alias)
     assert (policy.retries, policy.timeout, policy.backoff) == (
-        expected["retries"], expected["timeout"], expected["backoff"])
+        expected["retries"],
+        expected["timeout"],
+        expected["backoff"],
+    )
 
 
 @given(OPTIONS, OPTIONS, OPTIONS, OPTIONS, st.booleans(), st.booleans())
-def test_the_local_and_the_redis_paths_give_the_same_policy(defaults, task_options, by_name, by_alias,
-                                                           aliased, resource):
+def test_the_local_and_the_redis_paths_give_the_same_policy(
+    defaults, task_options, by_name, by_alias, aliased, resource
+):
     """local.py resolves from the flow; the Redis store sends (defaults, entry), the worker adds @task."""
     entries = {"T": by_name, **({"A": by_alias} if aliased else {})}
-    text = f"@flow f (- {json.dumps({**defaults, 'tasks': entries})} -)\n@task A = T\n" + (
-        "A" if aliased else "T") + " → <x.json>"
+    text = (
+        f"@flow f (- {json.dumps({**defaults, 'tasks': entries})} -)\n@task A = T\n"
+        + ("A" if aliased else "T")
+        + " → <x.json>"
+    )
     flow = compile_flow(text)
     (node,) = [node for node in flow.nodes if node.kind == ("resource" if resource else "task")]
-    local = (resolve(*flow_options(flow.parameters)[:1]) if resource else
-             task_policy(flow.parameters, node.name, node.alias, task_options))
+    local = (
+        resolve(*flow_options(flow.parameters)[:1])
+        if resource
+        else task_policy(flow.parameters, node.name, node.alias, task_options)
+    )
     sent_defaults, per_task = _flow_options(flow)
     entry = None if resource else per_task.get(node.alias) or per_task.get(node.name)
     policy = {key: value for key, value in (("defaults", sent_defaults), ("task", entry)) if value}
@@ -163,10 +186,17 @@ def test_a_resource_gets_the_flow_defaults_only():
 
 
 # -- parallelism -------------------------------------------------------------------------------
-@pytest.mark.parametrize("parameters, expected", [
-    (None, None), ({}, None), ({"retries": 1}, None), ({"parallelism": 1}, 1), ({"parallelism": 8.0}, 8),
-    ({"parallelism": 10**6}, 10**6),
-])
+@pytest.mark.parametrize(
+    "parameters, expected",
+    [
+        (None, None),
+        ({}, None),
+        ({"retries": 1}, None),
+        ({"parallelism": 1}, 1),
+        ({"parallelism": 8.0}, 8),
+        ({"parallelism": 10**6}, 10**6),
+    ],
+)
 def test_flow_parallelism(parameters, expected):
     assert flow_parallelism(parameters) == expected
     flow_options(parameters)  # a top-level key of @flow
@@ -174,7 +204,9 @@ def test_flow_parallelism(parameters, expected):
 
 @pytest.mark.parametrize("value", [0, -1, 1.5, "2", True, {"n": 2}, [2], float("inf"), float("nan")])
 def test_a_bad_parallelism_is_a_one_line_value_error(value):
-    with pytest.raises(ValueError, match=r"^parallelism in @flow parameters must be a whole number ≥ 1, not "):
+    with pytest.raises(
+        ValueError, match=r"^parallelism in @flow parameters must be a whole number ≥ 1, not "
+    ):
         flow_parallelism({"parallelism": value})
     with pytest.raises(ValueError) as caught:
         flow_options({"parallelism": value})
@@ -314,14 +346,17 @@ def test_bad_task_decorator_options_are_a_value_error(options):
         task(**options)(lambda input: None)
 
 
-@pytest.mark.parametrize("declaration", [
-    "(- {retries: -1} -)",
-    "(- {timeout: -5} -)",
-    "(- {backoff: fast} -)",
-    "(- {tasks: {A: {retries: -1}}} -)",
-    "(- {tasks: {A: {retry: 2}}} -)",
-    "(- {tasks: {A: 3}} -)",
-])
+@pytest.mark.parametrize(
+    "declaration",
+    [
+        "(- {retries: -1} -)",
+        "(- {timeout: -5} -)",
+        "(- {backoff: fast} -)",
+        "(- {tasks: {A: {retries: -1}}} -)",
+        "(- {tasks: {A: {retry: 2}}} -)",
+        "(- {tasks: {A: 3}} -)",
+    ],
+)
 def test_bad_flow_declaration_options_are_a_value_error_before_anything_runs(declaration):
     ran = []
     with pytest.raises(ValueError) as caught:
@@ -430,8 +465,11 @@ def test_timeouts_and_retries_with_concurrency(release):
         release.wait(10)
 
     with pytest.raises(FlowFailed) as caught:
-        run_workflow("@flow f (- {tasks: {flaky: {retries: 1, backoff: 0.01}}} -)\nflaky\nslow",
-                     {"flaky": function}, concurrency=2)
+        run_workflow(
+            "@flow f (- {tasks: {flaky: {retries: 1, backoff: 0.01}}} -)\nflaky\nslow",
+            {"flaky": function},
+            concurrency=2,
+        )
     assert caught.value.task == "slow"
     assert "timed out" in caught.value.error
     assert len(calls) == 2
@@ -453,17 +491,20 @@ def test_flow_task_options_apply_to_an_alias_and_a_name_of_no_task_is_an_error()
 
 
 # -- where a wrong option is (for littleflow.check.validate to point at it) ------------------------
-@pytest.mark.parametrize("parameters, path", [
-    ({"retrys": 1}, ("retrys",)),
-    ({"timeout": "soon"}, ("timeout",)),
-    ({"parallelism": 0}, ("parallelism",)),
-    ({"tasks": [1]}, ("tasks",)),
-    ({"tasks": {"T": 3}}, ("tasks", "T")),
-    ({"tasks": {"X": {}}}, ("tasks", "X")),
-    ({"tasks": {"T": {"retries": 1.5}}}, ("tasks", "T", "retries")),
-    ({"tasks": {"T": {"parallelism": 2}}}, ("tasks", "T", "parallelism")),
-    ([1], ()),
-])
+@pytest.mark.parametrize(
+    "parameters, path",
+    [
+        ({"retrys": 1}, ("retrys",)),
+        ({"timeout": "soon"}, ("timeout",)),
+        ({"parallelism": 0}, ("parallelism",)),
+        ({"tasks": [1]}, ("tasks",)),
+        ({"tasks": {"T": 3}}, ("tasks", "T")),
+        ({"tasks": {"X": {}}}, ("tasks", "X")),
+        ({"tasks": {"T": {"retries": 1.5}}}, ("tasks", "T", "retries")),
+        ({"tasks": {"T": {"parallelism": 2}}}, ("tasks", "T", "parallelism")),
+        ([1], ()),
+    ],
+)
 def test_a_wrong_option_says_where_it_is(parameters, path):
     with pytest.raises(OptionError) as caught:
         flow_options(parameters, {"T"})
@@ -471,8 +512,11 @@ def test_a_wrong_option_says_where_it_is(parameters, path):
 
 
 def test_a_misspelt_option_or_task_gets_a_suggestion():
-    with pytest.raises(OptionError, match=r"\(known: retries, timeout, backoff, tasks, parallelism, schedule; "
-                                          r"did you mean 'retries'\?\)$"):
+    with pytest.raises(
+        OptionError,
+        match=r"\(known: retries, timeout, backoff, tasks, parallelism, schedule; "
+        r"did you mean 'retries'\?\)$",
+    ):
         flow_options({"retrys": 1})
     with pytest.raises(OptionError, match=r"names no task of this flow; did you mean 'fetch'\?$"):
         flow_options({"tasks": {"fecth": {}}}, {"fetch", "store"})

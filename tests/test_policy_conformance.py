@@ -28,7 +28,9 @@ from littleflow.tasks import Registry
 
 def _redis_fixtures() -> Any:
     """tests/redis/conftest.py (its ``started`` and ``client`` fixtures), loaded under a name of its own."""
-    spec = importlib.util.spec_from_file_location("redis_fixtures", Path(__file__).parent / "redis" / "conftest.py")
+    spec = importlib.util.spec_from_file_location(
+        "redis_fixtures", Path(__file__).parent / "redis" / "conftest.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -62,35 +64,57 @@ CASES = {
     "flow defaults: timeout": Case("@flow f (- {timeout: 0.2} -)\nT", 0, True),
     "@task: retries": Case("T", 2, False, {"retries": 2, "backoff": 0}),
     "@task: timeout": Case("T", 0, True, {"timeout": TIMEOUT}),
-    "@task beats the flow defaults": Case("@flow f (- {retries: 2, backoff: 0} -)\nT", 0, False, {"retries": 0}),
-    "@task and flow defaults add up": Case("@flow f (- {timeout: 0.2} -)\nT", 1, True, {"retries": 1, "backoff": 0}),
-    "flow entry beats @task": Case("@flow f (- {tasks: {T: {retries: 1}}} -)\nT", 1, False,
-                                   {"retries": 2, "backoff": 0}),
-    "flow entry keeps @task's other keys": Case("@flow f (- {tasks: {T: {retries: 1, backoff: 0}}} -)\nT", 1, True,
-                                                {"timeout": TIMEOUT}),
-    "flow entry beats the defaults": Case("@flow f (- {retries: 2, backoff: 0, tasks: {T: {retries: 0}}} -)\nT",
-                                          0, False),
-    "@task declaration: parameters are no policy": Case("@task T (- {retries: 3, timeout: 0.01} -)\nT", 0, False),
-    "@task declaration and @task": Case("@task T (- {x: 1} -)\nT", 1, True,
-                                        {"retries": 1, "backoff": 0, "timeout": TIMEOUT}),
+    "@task beats the flow defaults": Case(
+        "@flow f (- {retries: 2, backoff: 0} -)\nT", 0, False, {"retries": 0}
+    ),
+    "@task and flow defaults add up": Case(
+        "@flow f (- {timeout: 0.2} -)\nT", 1, True, {"retries": 1, "backoff": 0}
+    ),
+    "flow entry beats @task": Case(
+        "@flow f (- {tasks: {T: {retries: 1}}} -)\nT", 1, False, {"retries": 2, "backoff": 0}
+    ),
+    "flow entry keeps @task's other keys": Case(
+        "@flow f (- {tasks: {T: {retries: 1, backoff: 0}}} -)\nT", 1, True, {"timeout": TIMEOUT}
+    ),
+    "flow entry beats the defaults": Case(
+        "@flow f (- {retries: 2, backoff: 0, tasks: {T: {retries: 0}}} -)\nT", 0, False
+    ),
+    "@task declaration: parameters are no policy": Case(
+        "@task T (- {retries: 3, timeout: 0.01} -)\nT", 0, False
+    ),
+    "@task declaration and @task": Case(
+        "@task T (- {x: 1} -)\nT", 1, True, {"retries": 1, "backoff": 0, "timeout": TIMEOUT}
+    ),
     "alias: @task of the real task": Case("@task A = T\nA", 0, True, {"timeout": TIMEOUT}),
     "alias: entry by alias and @task add up (issue #12)": Case(
-        "@flow f (- {backoff: 0, tasks: {A: {retries: 2}}} -)\n@task A = T\nA", 2, True, {"timeout": TIMEOUT}),
-    "alias: entry by real name": Case("@flow f (- {tasks: {T: {retries: 1, backoff: 0}}} -)\n@task A = T\nA",
-                                      1, False),
+        "@flow f (- {backoff: 0, tasks: {A: {retries: 2}}} -)\n@task A = T\nA", 2, True, {"timeout": TIMEOUT}
+    ),
+    "alias: entry by real name": Case(
+        "@flow f (- {tasks: {T: {retries: 1, backoff: 0}}} -)\n@task A = T\nA", 1, False
+    ),
     "alias: entry by alias beats entry by real name": Case(
         "@flow f (- {tasks: {A: {retries: 1}, T: {retries: 2, backoff: 0, timeout: 0.2}}} -)\n@task A = T\nA",
-        1, True),
+        1,
+        True,
+    ),
     "alias: entry by alias beats @task and defaults": Case(
         "@flow f (- {retries: 2, timeout: 0.2, backoff: 0, tasks: {A: {retries: 0}}} -)\n@task A = T\nA",
-        0, True, {"retries": 1}),
+        0,
+        True,
+        {"retries": 1},
+    ),
     "alias with parameters: flow defaults": Case(
-        "@flow f (- {timeout: 0.2, retries: 1, backoff: 0} -)\n@task A = T (- {x: 1} -)\nA", 1, True),
+        "@flow f (- {timeout: 0.2, retries: 1, backoff: 0} -)\n@task A = T (- {x: 1} -)\nA", 1, True
+    ),
     "alias of an alias: entry by the name written": Case(
-        "@flow f (- {tasks: {B: {retries: 1, backoff: 0}}} -)\n@task B = A\n@task A = T\nB", 1, False),
+        "@flow f (- {tasks: {B: {retries: 1, backoff: 0}}} -)\n@task B = A\n@task A = T\nB", 1, False
+    ),
     "alias: entry by real name and @task add up": Case(
-        "@flow f (- {tasks: {T: {timeout: 0.2}}} -)\n@task A = T\nA", 1, True, {"retries": 1, "backoff": 0}),
-    "parallelism is no task's policy": Case("@flow f (- {parallelism: 2, retries: 1, backoff: 0} -)\nT", 1, False),
+        "@flow f (- {tasks: {T: {timeout: 0.2}}} -)\n@task A = T\nA", 1, True, {"retries": 1, "backoff": 0}
+    ),
+    "parallelism is no task's policy": Case(
+        "@flow f (- {parallelism: 2, retries: 1, backoff: 0} -)\nT", 1, False
+    ),
 }
 
 
@@ -99,6 +123,7 @@ def slow_failure(calls: Counter):
         calls["T"] += 1
         time.sleep(SLOW)
         raise RuntimeError("boom")
+
     return T
 
 
@@ -152,13 +177,18 @@ class ResourceCase:
 RESOURCE_CASES = {
     "nothing set": ResourceCase("<URL>", 1, False),
     "flow defaults: retries": ResourceCase("@flow f (- {retries: 2, backoff: 0} -)\n<URL>", 3, False),
-    "flow defaults: timeout": ResourceCase("@flow f (- {timeout: 0.2, retries: 1, backoff: 0} -)\n<URL>",
-                                           2, True, hang=True),
-    "the timeout parameter beats the flow's": ResourceCase("@flow f (- {timeout: 100} -)\n<URL> (- {timeout: 0.2} -)",
-                                                           1, True, hang=True),
-    "a task's @task options stay its own": ResourceCase("T → <URL>", 1, False, options={"retries": 2, "backoff": 0}),
+    "flow defaults: timeout": ResourceCase(
+        "@flow f (- {timeout: 0.2, retries: 1, backoff: 0} -)\n<URL>", 2, True, hang=True
+    ),
+    "the timeout parameter beats the flow's": ResourceCase(
+        "@flow f (- {timeout: 100} -)\n<URL> (- {timeout: 0.2} -)", 1, True, hang=True
+    ),
+    "a task's @task options stay its own": ResourceCase(
+        "T → <URL>", 1, False, options={"retries": 2, "backoff": 0}
+    ),
     "a task's flow entry stays its own": ResourceCase(
-        "@flow f (- {backoff: 0, tasks: {T: {retries: 2, timeout: 0.2}}} -)\nT → <URL>", 1, False),
+        "@flow f (- {backoff: 0, tasks: {T: {retries: 2, timeout: 0.2}}} -)\nT → <URL>", 1, False
+    ),
     "a sink: flow defaults": ResourceCase("@flow f (- {retries: 1, backoff: 0} -)\nT → <URL>", 2, False),
 }
 
@@ -202,17 +232,22 @@ def test_a_file_resource_makes_as_many_attempts_locally_and_on_redis(started, cl
 
 # -- @flow parameters both refuse alike ----------------------------------------------------------
 
-@pytest.mark.parametrize("parameters, message", [
-    ({"parallelism": 0}, "parallelism in @flow parameters must be a whole number ≥ 1, not 0"),
-    ({"parallelism": 1.5}, "parallelism in @flow parameters must be a whole number ≥ 1, not 1.5"),
-    ({"parallelism": "2"}, "parallelism in @flow parameters must be a whole number ≥ 1, not '2'"),
-    ({"tasks": {"T": {"parallelism": 2}}}, "unknown option 'parallelism' in @flow parameters for task T"),
-    ({"tasks": {"X": {"retries": 1}}}, "tasks.X in @flow parameters names no task of this flow"),
-    ({"retries": -1}, "retries in @flow parameters must be a number ≥ 0, not -1"),
-    ({"retry": 1}, "unknown option 'retry' in @flow parameters"),
-])
-def test_bad_flow_parameters_are_the_same_one_line_error_locally_and_on_redis(parameters, message, started,
-                                                                            client):
+
+@pytest.mark.parametrize(
+    "parameters, message",
+    [
+        ({"parallelism": 0}, "parallelism in @flow parameters must be a whole number ≥ 1, not 0"),
+        ({"parallelism": 1.5}, "parallelism in @flow parameters must be a whole number ≥ 1, not 1.5"),
+        ({"parallelism": "2"}, "parallelism in @flow parameters must be a whole number ≥ 1, not '2'"),
+        ({"tasks": {"T": {"parallelism": 2}}}, "unknown option 'parallelism' in @flow parameters for task T"),
+        ({"tasks": {"X": {"retries": 1}}}, "tasks.X in @flow parameters names no task of this flow"),
+        ({"retries": -1}, "retries in @flow parameters must be a number ≥ 0, not -1"),
+        ({"retry": 1}, "unknown option 'retry' in @flow parameters"),
+    ],
+)
+def test_bad_flow_parameters_are_the_same_one_line_error_locally_and_on_redis(
+    parameters, message, started, client
+):
     text = f"@flow f (- {json.dumps(parameters)} -)\n@task A = T\nA"
     registry = Registry()
     registry.task("T")(lambda input: {})

@@ -146,11 +146,14 @@ def test_live_display_during_a_real_run():
 
 
 # -- which display ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("quiet,stream,kind", [
-    (True, Terminal(), Progress),
-    (True, io.StringIO(), Progress),
-    (False, Terminal(), LiveDisplay),
-    (False, io.StringIO(), LogLines),
-])
+@pytest.mark.parametrize(
+    "quiet,stream,kind",
+    [
+        (True, Terminal(), Progress),
+        (True, io.StringIO(), Progress),
+        (False, Terminal(), LiveDisplay),
+        (False, io.StringIO(), LogLines),
+    ],
+)
 def test_progress_for_chooses_by_quiet_and_terminal(quiet, stream, kind):
     assert type(progress_for(FLOW, quiet, stream)) is kind

@@ -9,11 +9,68 @@ from hypothesis import strategies as st
 from littleflow import Flow, FlowError, compile_flow
 
 FRAGMENTS = [
-    "A", "B", "my:task-1", "_x", "→", "->", "-", ">", "*", "|", ";", ":x", ":y", ":start", ":end",
-    "{", "}", "[", "]", "(", ")", "()", "(- a: 1 -)", "(-", "-)", "({\"a\": 1})", "([1, 2])", "({",
-    "<>", "<- b: 2 ->", "<-", "->", "<{\"c\": 3}>", "<[1]>", "<data.json>", "<", "?", "? `$[?(@.a == 1)]`",
-    "`", "@flow", "@task", "=", "'''doc'''", '"""', "#c\n", " ", "\n", "\t", "é", "0", "!!python/object:x",
-    "if", "then", "elif", "else", "repeat", "until", "while", "do", "`$[?@.n > 1]`", "`$[?@.x ==`", "iffy",
+    "A",
+    "B",
+    "my:task-1",
+    "_x",
+    "→",
+    "->",
+    "-",
+    ">",
+    "*",
+    "|",
+    ";",
+    ":x",
+    ":y",
+    ":start",
+    ":end",
+    "{",
+    "}",
+    "[",
+    "]",
+    "(",
+    ")",
+    "()",
+    "(- a: 1 -)",
+    "(-",
+    "-)",
+    '({"a": 1})',
+    "([1, 2])",
+    "({",
+    "<>",
+    "<- b: 2 ->",
+    "<-",
+    "->",
+    '<{"c": 3}>',
+    "<[1]>",
+    "<data.json>",
+    "<",
+    "?",
+    "? `$[?(@.a == 1)]`",
+    "`",
+    "@flow",
+    "@task",
+    "=",
+    "'''doc'''",
+    '"""',
+    "#c\n",
+    " ",
+    "\n",
+    "\t",
+    "é",
+    "0",
+    "!!python/object:x",
+    "if",
+    "then",
+    "elif",
+    "else",
+    "repeat",
+    "until",
+    "while",
+    "do",
+    "`$[?@.n > 1]`",
+    "`$[?@.x ==`",
+    "iffy",
 ]
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -52,24 +109,36 @@ def test_tokens_run_together_give_a_flow_or_a_flow_error(text):
 
 NAMES = st.sampled_from(["A", "B", "C", "my:peel-banana", "wait:delay", "x_1"])
 DECLARED = st.sampled_from(["load", "load()", "load (- size: 3 -)", 'load({"color": "blue"})'])
-PARAMS = st.sampled_from(["", "()", " (- size: 3 -)", '({"k": [1, 2]})', "([1, 2, 3])", "(-\n  a: 1\n  b: [x, y]\n-)"])
+PARAMS = st.sampled_from(
+    ["", "()", " (- size: 3 -)", '({"k": [1, 2]})', "([1, 2, 3])", "(-\n  a: 1\n  b: [x, y]\n-)"]
+)
 SOURCES = st.sampled_from(["<>", "<- {n: 1} ->", '<{"a": [true, null]}>', "<[1, 2]>", "<items.json>"])
 PREFIXES = st.sampled_from(["", "> ", "* ", "? `$[?(@.ok == true)]` ", "? `$[?(@.n=1)]` * "])
 
 
 @st.composite
 def steps(draw, depth=0):
-    kind = draw(st.sampled_from(["task", "task", "task", "alternation"]
-                                + (["subflow", "if", "repeat", "while"] if depth < 3 else [])))
+    kind = draw(
+        st.sampled_from(
+            ["task", "task", "task", "alternation"]
+            + (["subflow", "if", "repeat", "while"] if depth < 3 else [])
+        )
+    )
     if kind == "task":
         return draw(st.one_of(NAMES.map(lambda name: name + draw(PARAMS)), DECLARED))
     if kind == "alternation":
         return "|".join(draw(st.lists(NAMES, min_size=2, max_size=4)))
     if kind in ("if", "repeat", "while"):  # LANGUAGE.md §9.7–§9.8: each branch or body one step
+
         def branch() -> str:
             step = draw(steps(depth + 1))
             nested = step.startswith(("if ", "repeat ", "while "))
-            return "{ " + step + " }" if nested or draw(st.booleans()) else draw(st.sampled_from(["", "* ", "> "])) + step
+            return (
+                "{ " + step + " }"
+                if nested or draw(st.booleans())
+                else draw(st.sampled_from(["", "* ", "> "])) + step
+            )
+
         if kind == "repeat":
             return f"repeat {branch()} until `$[?@.n > 1]`"
         if kind == "while":
@@ -123,7 +192,15 @@ def test_valid_flows_compile_well_formed_and_round_trip_through_json(text):
     edges = set(flow.edges())
     assert edges == {(p, n) for n in range(len(flow)) for p in flow.predecessors(n)}
     for node in flow.nodes:
-        if node.kind in ("subflow-start", "subflow-end", "choice", "choice-end", "repeat", "while", "loop-end"):
+        if node.kind in (
+            "subflow-start",
+            "subflow-end",
+            "choice",
+            "choice-end",
+            "repeat",
+            "while",
+            "loop-end",
+        ):
             assert flow.nodes[node.pair].pair == node.id
     again = Flow.from_json(json.loads(json.dumps(flow.to_json())))
     assert again == flow

@@ -10,8 +10,7 @@ import pytest
 import yaml
 from httpserver import http_server  # noqa: F401 - the fixture
 
-from littleflow import FlowFailed, run_workflow
-from littleflow import resources
+from littleflow import FlowFailed, resources, run_workflow
 
 
 def keep(input):
@@ -65,7 +64,7 @@ def test_file_uri_is_read(tmp_path):
 
 
 def test_absolute_path_is_read(tmp_path):
-    (tmp_path / "data.json").write_text('[1, 2, 3]')
+    (tmp_path / "data.json").write_text("[1, 2, 3]")
     assert run_workflow(f"<{tmp_path / 'data.json'}>") == [1, 2, 3]
 
 
@@ -73,7 +72,11 @@ def test_absolute_path_is_read(tmp_path):
 @pytest.mark.parametrize("name", ["data.yaml", "data.yml"])
 def test_yaml_file_is_understood_by_its_extension(tmp_path, name):
     (tmp_path / name).write_text("fruit: banana\ncount: 3\nitems:\n  - a\n  - b\n")
-    assert run_workflow(f"<{name}>", base=str(tmp_path)) == {"fruit": "banana", "count": 3, "items": ["a", "b"]}
+    assert run_workflow(f"<{name}>", base=str(tmp_path)) == {
+        "fruit": "banana",
+        "count": 3,
+        "items": ["a", "b"],
+    }
 
 
 @pytest.mark.parametrize("name", ["points.jsonseq", "points.jsonl"])
@@ -97,7 +100,9 @@ def test_content_type_parameter_wins_over_the_extension(tmp_path):
 
 
 def test_iteration_over_a_json_text_sequence(tmp_path):
-    (tmp_path / "points.jsonseq").write_text('{"id": "a", "v": 1}\n{"id": "b", "v": 2}\n{"id": "c", "v": 3}\n')
+    (tmp_path / "points.jsonseq").write_text(
+        '{"id": "a", "v": 1}\n{"id": "b", "v": 2}\n{"id": "c", "v": 3}\n'
+    )
     seen = []
 
     def score(point):
@@ -281,7 +286,9 @@ def test_http_sink_writes_yaml_and_json_text_sequences_by_extension(http_server)
     assert yaml.safe_load(yaml_request.body) == {"a": 1}
     assert "yaml" in yaml_request.headers["content-type"]
     assert [json.loads(line) for line in seq_request.body.decode().splitlines() if line.strip()] == [
-        {"n": 1}, {"n": 2}]
+        {"n": 1},
+        {"n": 2},
+    ]
     assert seq_request.headers["content-type"].startswith("application/json-seq")
 
 
@@ -306,11 +313,14 @@ def test_resolve_against_base_directory_url_and_working_directory(tmp_path, monk
     assert resources.resolve("http://other/b.json", "/srv") == "http://other/b.json"
 
 
-@pytest.mark.parametrize("kind,value", [
-    ("json", {"a": [1, "x", None]}),
-    ("yaml", {"a": [1, "x", None], "b": {"c": True}}),
-    ("json-seq", [{"a": 1}, [2], "three"]),
-])
+@pytest.mark.parametrize(
+    "kind,value",
+    [
+        ("json", {"a": [1, "x", None]}),
+        ("yaml", {"a": [1, "x", None], "b": {"c": True}}),
+        ("json-seq", [{"a": 1}, [2], "three"]),
+    ],
+)
 def test_serialize_then_parse_round_trips(kind, value):
     assert resources.parse(resources.serialize(value, kind), kind) == value
 
@@ -326,21 +336,18 @@ def test_sink_files_get_ordinary_permissions_and_no_temporary_file_is_left(tmp_p
     import os
     import stat
 
-
-
     run_workflow('<{"x": 1}> → <out.json>', base=str(tmp_path))
     mode = stat.S_IMODE(os.stat(tmp_path / "out.json").st_mode)
     umask = os.umask(0)
     os.umask(umask)
     assert mode == 0o666 & ~umask
     (tmp_path / "d").mkdir()
-    with pytest.raises(Exception):
+    with pytest.raises(FlowFailed, match="cannot write <d>: Is a directory"):
         run_workflow('<{"x": 1}> → <d>', base=str(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "out.json"]
 
 
 def test_infinite_numbers_in_a_resource_are_refused(tmp_path):
-
 
     (tmp_path / "bad.json").write_text('{"x": NaN}')
     with pytest.raises(FlowFailed, match="NaN"):
@@ -349,6 +356,8 @@ def test_infinite_numbers_in_a_resource_are_refused(tmp_path):
 
 def test_an_rs_separated_record_may_span_lines(tmp_path):
 
-
     (tmp_path / "points.jsonseq").write_text('\x1e{\n "a": 1\n}\n\x1e{"a": 2}\n')
-    assert run_workflow("<points.jsonseq> → A", {"A": lambda i: i}, base=str(tmp_path)) == [{"a": 1}, {"a": 2}]
+    assert run_workflow("<points.jsonseq> → A", {"A": lambda i: i}, base=str(tmp_path)) == [
+        {"a": 1},
+        {"a": 2},
+    ]

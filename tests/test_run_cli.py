@@ -25,8 +25,9 @@ COMMAND = [sys.executable, "-m", "littleflow"]
 
 
 def run(*args, cwd, stdin=None, timeout=60):
-    return subprocess.run([*COMMAND, *args], input=stdin, capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout)
+    return subprocess.run(
+        [*COMMAND, *args], input=stdin, capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
 
 
 def write(path: Path, text: str) -> Path:
@@ -48,7 +49,7 @@ def log_lines(path: Path) -> list[str]:
 
 
 # -- independent runs, started together ---------------------------------------------------------
-TASKS = '''
+TASKS = """
     import threading
     from littleflow import task
 
@@ -65,14 +66,14 @@ TASKS = '''
     def peel(input):
         both.wait()
         return {"peeled": input["fruit"]}
-'''
+"""
 
-MORE_TASKS = '''
+MORE_TASKS = """
     def join(input):
         return {"joined": input}
-'''
+"""
 
-FLAKY_TASKS = '''
+FLAKY_TASKS = """
     from pathlib import Path
     from littleflow import task
 
@@ -88,9 +89,9 @@ FLAKY_TASKS = '''
         if count == 0:
             raise ConnectionError("first attempt fails")
         return {**input, "flaky": True}
-'''
+"""
 
-FAILING_TASKS = '''
+FAILING_TASKS = """
     def load(input):
         return {"order": input["order"], "items": 3}
 
@@ -99,7 +100,7 @@ FAILING_TASKS = '''
 
     def ship(input):
         return input
-'''
+"""
 
 
 def batch_cases(root: Path) -> dict[str, dict]:
@@ -133,21 +134,52 @@ def batch_cases(root: Path) -> dict[str, dict]:
     write(root / "confined" / "sink.flow", "<data.json> → <../escaped.json>\n")
     write(root / "confined" / "http.flow", "<http://127.0.0.1:9/x.json>\n")
     other = compile_flow("X → Y")
-    LocalRun(other, {"X": lambda i: None, "Y": lambda i: None},
-             on_step=StateFile(root / "other-state.json", other).save).run()
+    LocalRun(
+        other,
+        {"X": lambda i: None, "Y": lambda i: None},
+        on_step=StateFile(root / "other-state.json", other).save,
+    ).run()
     return {
         "dry-run": dict(args=["run", "dry.flow", "--input", "-"], stdin='{"x": 1}'),
-        "tasks": dict(args=["run", "flows/tasks.flow", "--tasks", "tasks.py", "--tasks", "moretasks",
-                            "--input", "@input.yaml", "--concurrency", "2", "--quiet"]),
+        "tasks": dict(
+            args=[
+                "run",
+                "flows/tasks.flow",
+                "--tasks",
+                "tasks.py",
+                "--tasks",
+                "moretasks",
+                "--input",
+                "@input.yaml",
+                "--concurrency",
+                "2",
+                "--quiet",
+            ]
+        ),
         "limit": dict(args=["run", "loop.flow", "--limit", "3"]),
         "trace": dict(args=["run", "flaky/flaky.flow", "--tasks", "flaky/tasks.py", "--trace", "trace.json"]),
-        "failure": dict(args=["run", "failing/shop.flow", "--tasks", "failing/tasks.py", "--input",
-                              '{"order": "A-17"}', "--trace", "failure-trace.json"]),
+        "failure": dict(
+            args=[
+                "run",
+                "failing/shop.flow",
+                "--tasks",
+                "failing/tasks.py",
+                "--input",
+                '{"order": "A-17"}',
+                "--trace",
+                "failure-trace.json",
+            ]
+        ),
         # confined
-        "files-inside": dict(args=["run", "confined/copy.flow", "--tasks", "moretasks", "--files", "confined/root",
-                                   "--quiet"]),
-        **{f"files-{name}": dict(args=["run", f"confined/{name}.flow", "--tasks", "moretasks", "--files",
-                                       "confined/root"]) for name in ("dotdot", "symlink", "uri", "sink")},
+        "files-inside": dict(
+            args=["run", "confined/copy.flow", "--tasks", "moretasks", "--files", "confined/root", "--quiet"]
+        ),
+        **{
+            f"files-{name}": dict(
+                args=["run", f"confined/{name}.flow", "--tasks", "moretasks", "--files", "confined/root"]
+            )
+            for name in ("dotdot", "symlink", "uri", "sink")
+        },
         "http-confined": dict(args=["run", "confined/http.flow", "--tasks", "moretasks", "--http-confine"]),
         "http-open": dict(args=["run", "confined/http.flow", "--tasks", "moretasks"]),
         # exit 2, one clear line
@@ -161,7 +193,9 @@ def batch_cases(root: Path) -> dict[str, dict]:
         "unknown-task": dict(args=["run", "unknown.flow", "--tasks", "tasks.py"]),
         "bad-flow-parameters": dict(args=["run", "bad-params.flow", "--tasks", "tasks.py"]),
         "damaged-state": dict(args=["run", "plain.flow", "--state", "damaged.json"]),
-        "state-in-a-new-directory": dict(args=["run", "plain.flow", "--state", "out/runs/state.json", "--quiet"]),
+        "state-in-a-new-directory": dict(
+            args=["run", "plain.flow", "--state", "out/runs/state.json", "--quiet"]
+        ),
         "state-of-another-flow": dict(args=["run", "plain.flow", "--state", "other-state.json"]),
         "doc-state-of-another-flow": dict(args=["doc", "plain.flow", "--state", "other-state.json"]),
         # exit 2, no traceback
@@ -175,8 +209,14 @@ def batch(tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
     cases = batch_cases(root)
     processes = {
-        name: subprocess.Popen([*COMMAND, *case["args"]], cwd=root, text=True, stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        name: subprocess.Popen(
+            [*COMMAND, *case["args"]],
+            cwd=root,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         for name, case in cases.items()
     }
     results = {}
@@ -203,8 +243,10 @@ def test_dry_run_echoes_inputs_and_logs_plain_lines(batch):
 def test_tasks_from_a_file_and_a_module_with_yaml_input_concurrency_and_a_resource(batch):
     result = batch["tasks"]
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == [{"joined": {"left": 3, "peeled": "banana"}},
-                                         {"from": "next to the flow"}]
+    assert json.loads(result.stdout) == [
+        {"joined": {"left": 3, "peeled": "banana"}},
+        {"from": "next to the flow"},
+    ]
     assert result.stderr == ""  # --quiet
 
 
@@ -255,11 +297,16 @@ def test_run_files_confines_file_resources_to_its_directories(batch):
     result = batch["files-inside"]
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"inside": True}
-    assert json.loads((batch["root"] / "confined" / "root" / "out" / "copy.json").read_text()) == {"inside": True}
+    assert json.loads((batch["root"] / "confined" / "root" / "out" / "copy.json").read_text()) == {
+        "inside": True
+    }
     for name in ("dotdot", "symlink", "uri", "sink"):
         result = batch[f"files-{name}"]
         assert result.returncode == 1, (name, result.stderr)
-        assert "outside the directories allowed with --files" in result.stderr and "Traceback" not in result.stderr
+        assert (
+            "outside the directories allowed with --files" in result.stderr
+            and "Traceback" not in result.stderr
+        )
         assert '"secret": true' not in result.stdout + result.stderr
     assert not (batch["root"] / "confined" / "escaped.json").exists()
 
@@ -277,19 +324,22 @@ def test_a_state_file_in_a_directory_not_there_yet_makes_the_directory(batch):
     assert (batch["root"] / "out" / "runs" / "state.json").is_file()
 
 
-@pytest.mark.parametrize("case,says", [
-    ("bad-input-json", "--input"),
-    ("missing-input-file", "nope.json"),
-    ("module-not-found", "no_such_module_xyz"),
-    ("tasks-file-missing", "littleflow: error: cannot load tasks from nosuch.py: no such file"),
-    ("tasks-file-syntax-error", "broken.py"),
-    ("tasks-file-raises", "raising.py"),
-    ("unknown-task", "Z (1:5)"),
-    ("damaged-state", "damaged.json"),
-    ("state-of-another-flow", "different flow"),
-    ("doc-state-of-another-flow", "different flow"),
-    ("bad-http-allow", "--http-allow 'not a host'"),
-])
+@pytest.mark.parametrize(
+    "case,says",
+    [
+        ("bad-input-json", "--input"),
+        ("missing-input-file", "nope.json"),
+        ("module-not-found", "no_such_module_xyz"),
+        ("tasks-file-missing", "littleflow: error: cannot load tasks from nosuch.py: no such file"),
+        ("tasks-file-syntax-error", "broken.py"),
+        ("tasks-file-raises", "raising.py"),
+        ("unknown-task", "Z (1:5)"),
+        ("damaged-state", "damaged.json"),
+        ("state-of-another-flow", "different flow"),
+        ("doc-state-of-another-flow", "different flow"),
+        ("bad-http-allow", "--http-allow 'not a host'"),
+    ],
+)
 def test_mistakes_exit_2_with_one_clear_line(batch, case, says):
     result = batch[case]
     assert result.returncode == 2, (result.stdout, result.stderr)
@@ -297,11 +347,17 @@ def test_mistakes_exit_2_with_one_clear_line(batch, case, says):
     assert result.stdout == ""
 
 
-@pytest.mark.parametrize("case,says", [
-    ("flow-text-error", "1:5"),
-    ("bad-flow-parameters", "bad-params.flow:1:13: error: retries in @flow parameters must be a number ≥ 0, not -1"),
-    ("unknown-option", "--bogus"),
-])
+@pytest.mark.parametrize(
+    "case,says",
+    [
+        ("flow-text-error", "1:5"),
+        (
+            "bad-flow-parameters",
+            "bad-params.flow:1:13: error: retries in @flow parameters must be a number ≥ 0, not -1",
+        ),
+        ("unknown-option", "--bogus"),
+    ],
+)
 def test_flow_text_and_usage_errors_exit_2_without_a_traceback(batch, case, says):
     result = batch[case]
     assert result.returncode == 2, (result.stdout, result.stderr)
@@ -311,7 +367,7 @@ def test_flow_text_and_usage_errors_exit_2_without_a_traceback(batch, case, says
 
 
 # -- state files: runs that follow each other -------------------------------------------------------------
-RESUMABLE_TASKS = '''
+RESUMABLE_TASKS = """
     import time
     from pathlib import Path
 
@@ -339,13 +395,23 @@ RESUMABLE_TASKS = '''
     def D(input):
         _log("D")
         return {**input, "D": 1}
-'''
+"""
 
 
 def test_a_killed_run_continues_from_its_state_file_without_rerunning_finished_tasks(tmp_path):
     write(tmp_path / "tasks.py", RESUMABLE_TASKS)
     write(tmp_path / "job.flow", "A → B → C → D\n")
-    args = [*COMMAND, "run", "job.flow", "--tasks", "tasks.py", "--state", "state.json", "--input", '{"go": 1}']
+    args = [
+        *COMMAND,
+        "run",
+        "job.flow",
+        "--tasks",
+        "tasks.py",
+        "--state",
+        "state.json",
+        "--input",
+        '{"go": 1}',
+    ]
     process = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
@@ -378,7 +444,9 @@ def test_a_second_run_of_a_state_file_in_use_is_refused_and_a_killed_run_lets_go
     write(tmp_path / "tasks.py", RESUMABLE_TASKS)
     write(tmp_path / "job.flow", "A → B → C → D\n")
     args = ["run", "job.flow", "--tasks", "tasks.py", "--state", "state.json"]
-    process = subprocess.Popen([*COMMAND, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [*COMMAND, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.monotonic() + 30
         while not (tmp_path / "c-started").exists():
@@ -386,8 +454,9 @@ def test_a_second_run_of_a_state_file_in_use_is_refused_and_a_killed_run_lets_go
             time.sleep(0.02)
         second = run(*args, cwd=tmp_path)
         assert second.returncode == 2
-        assert one_line(second.stderr) == (f"littleflow: error: state.json is in use by another littleflow run "
-                                           f"(pid {process.pid})")
+        assert one_line(second.stderr) == (
+            f"littleflow: error: state.json is in use by another littleflow run (pid {process.pid})"
+        )
         assert log_lines(tmp_path / "runs.log") == ["A", "B", "C"]  # the second ran nothing
     finally:
         process.send_signal(signal.SIGKILL)  # the lock dies with the process
@@ -412,12 +481,14 @@ def test_ctrl_c_stops_with_one_line_and_the_run_continues_later(tmp_path):
     out, err = process.communicate(timeout=30)
     assert process.returncode == 130
     assert "Traceback" not in err
-    assert err.splitlines()[-1] == "littleflow: interrupted; run the same command again to continue from state.json"
+    assert (
+        err.splitlines()[-1]
+        == "littleflow: interrupted; run the same command again to continue from state.json"
+    )
     (tmp_path / "release").write_text("")
     result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert json.loads(result.stdout) == {"A": 1, "B": 1, "C": 1, "D": 1}
     assert log_lines(tmp_path / "runs.log") == ["A", "B", "C", "C", "D"]
-
 
 
 PAIR_TASKS = """
@@ -468,8 +539,10 @@ def test_ctrl_c_with_concurrency_says_it_stops_and_keeps_the_tasks_that_end_mean
         while not any("stopping" in line for line in lines):  # said while S and W still run
             assert process.poll() is None and time.monotonic() < deadline, lines
             time.sleep(0.02)
-        assert ("littleflow: stopping: waiting for the 2 running tasks to finish (Ctrl-C again to stop at once)\n"
-                in lines)
+        assert (
+            "littleflow: stopping: waiting for the 2 running tasks to finish (Ctrl-C again to stop at once)\n"
+            in lines
+        )
         (tmp_path / "release").write_text("")  # S and W end after the Ctrl-C
         process.wait(timeout=30)
     finally:
@@ -489,7 +562,8 @@ def test_ctrl_c_with_concurrency_says_it_stops_and_keeps_the_tasks_that_end_mean
     assert json.loads(result.stdout) == [{"S": 1}, {"W": 1}]
     assert log_lines(tmp_path / "runs.log")[2:] == ["D"]  # S and W not run again
 
-FAIL_ONCE_TASKS = '''
+
+FAIL_ONCE_TASKS = """
     from pathlib import Path
 
     HERE = Path(__file__).parent
@@ -516,7 +590,7 @@ FAIL_ONCE_TASKS = '''
     def store(input):
         _log("store")
         return input
-'''
+"""
 
 
 def test_a_failed_run_reruns_the_failed_task_and_finishes_and_doc_colours_the_nodes(tmp_path):
@@ -540,7 +614,7 @@ def test_a_failed_run_reruns_the_failed_task_and_finishes_and_doc_colours_the_no
     second = run(*args, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout) == [{"fetched": True, "parsed": True}, {"indexed": True}]
-    new_runs = log_lines(tmp_path / "runs.log")[len(runs_before):]
+    new_runs = log_lines(tmp_path / "runs.log")[len(runs_before) :]
     assert "fetch" not in new_runs
     assert new_runs.count("parse") == 1 and new_runs.count("store") == 1
     assert new_runs.count("index") == ("index" not in runs_before)  # index ran once, in one of the two runs

@@ -4,7 +4,8 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from littleflow.schedules import LATE, MAX_CATCHUP, ScheduleError, flow_schedule, plan, timing
 
@@ -30,7 +31,8 @@ def test_every_counts_from_the_epoch() -> None:
 def test_cron_with_seconds_first() -> None:
     cron = timing(cron="*/20 * * * * *")
     assert cron.ticks(at(2026, 5, 1, 12, 0, 0, zone=ZoneInfo("UTC")), 3) == [
-        at(2026, 5, 1, 12, 0, s, zone=ZoneInfo("UTC")) for s in (20, 40)] + [at(2026, 5, 1, 12, 1, 0, zone=ZoneInfo("UTC"))]
+        at(2026, 5, 1, 12, 0, s, zone=ZoneInfo("UTC")) for s in (20, 40)
+    ] + [at(2026, 5, 1, 12, 1, 0, zone=ZoneInfo("UTC"))]
 
 
 def test_spring_forward_fires_once_after_the_gap() -> None:
@@ -50,16 +52,20 @@ def test_fall_back_fires_a_fixed_hour_once_and_every_hour_twice() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(min_value=at(2026, 1, 1), max_value=at(2027, 1, 1)),
-       st.sampled_from(["0 2 * * *", "30 2 * * *", "0 * * * *", "*/15 * * * *", "0 0 3 * * *"]),
-       st.sampled_from(["Europe/Paris", "America/New_York", "Australia/Lord_Howe", "UTC"]))
+@given(
+    st.integers(min_value=at(2026, 1, 1), max_value=at(2027, 1, 1)),
+    st.sampled_from(["0 2 * * *", "30 2 * * *", "0 * * * *", "*/15 * * * *", "0 0 3 * * *"]),
+    st.sampled_from(["Europe/Paris", "America/New_York", "Australia/Lord_Howe", "UTC"]),
+)
 def test_ticks_increase_and_next_and_last_agree(start: int, cron: str, zone: str) -> None:
     found = timing(cron=cron, timezone=zone)
     ticks = found.ticks(start, 4)
     assert start < ticks[0] and all(a < b for a, b in zip(ticks, ticks[1:]))
     for tick in ticks:
         assert found.last_at(tick) == tick and found.last_at(tick + 0.5) == tick
-        assert found.next_after(tick - 1) == tick or found.last_at(tick - 1) < found.next_after(tick - 1) <= tick
+        assert (
+            found.next_after(tick - 1) == tick or found.last_at(tick - 1) < found.next_after(tick - 1) <= tick
+        )
     if "2" in cron.split()[1] and cron.count(" ") == 4:  # a fixed hour fires once a day, DST or not
         days = [datetime.fromtimestamp(t, ZoneInfo(zone)).date() for t in ticks]
         assert len(set(days)) == len(days)
@@ -83,16 +89,19 @@ def test_plan_on_time_and_after_downtime() -> None:
     assert plan(daily, first, at(2026, 3, 4, 9), "skip") == (None, at(2026, 3, 5, 2))
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({}, "a schedule needs --cron EXPR or --every DURATION (one of them)"),
-    ({"cron": "0 2 * *"}, "bad cron '0 2 * *': 5 fields"),
-    ({"cron": "61 * * * *"}, "bad cron '61 * * * *'"),
-    ({"cron": "0 0 30 2 *"}, "cron '0 0 30 2 *' never fires"),
-    ({"cron": "0 2 * * *", "timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
-    ({"every": "0.5s"}, "bad --every '0.5s': whole seconds, at least 1s"),
-    ({"every": "soon"}, "bad duration 'soon'"),
-    ({"every": "1h", "timezone": "Europe/Paris"}, "--timezone goes with --cron"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "a schedule needs --cron EXPR or --every DURATION (one of them)"),
+        ({"cron": "0 2 * *"}, "bad cron '0 2 * *': 5 fields"),
+        ({"cron": "61 * * * *"}, "bad cron '61 * * * *'"),
+        ({"cron": "0 0 30 2 *"}, "cron '0 0 30 2 *' never fires"),
+        ({"cron": "0 2 * * *", "timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+        ({"every": "0.5s"}, "bad --every '0.5s': whole seconds, at least 1s"),
+        ({"every": "soon"}, "bad duration 'soon'"),
+        ({"every": "1h", "timezone": "Europe/Paris"}, "--timezone goes with --cron"),
+    ],
+)
 def test_one_line_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(ScheduleError) as caught:
         timing(**kwargs)
@@ -108,8 +117,10 @@ def test_flow_option() -> None:
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=30),
-       st.sampled_from(["skip", "one", "all"]))
+@given(
+    st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=30),
+    st.sampled_from(["skip", "one", "all"]),
+)
 def test_firing_as_plan_says_runs_each_tick_once_in_order(gaps: list[int], catchup: str) -> None:
     """An engine that wakes up after any gaps and fires as :func:`plan` says: ticks fired only
     once they are due, each at most once, in order; with ``all``, every tick up to the last."""

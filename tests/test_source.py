@@ -7,10 +7,20 @@ from littleflow.source import Source
 TEXT = "ab\ncd→e\n\nlast"
 
 
-@pytest.mark.parametrize("offset, where", [
-    (0, (1, 1)), (1, (1, 2)), (2, (1, 3)), (3, (2, 1)), (5, (2, 3)), (6, (2, 4)), (8, (3, 1)), (9, (4, 1)),
-    (13, (4, 5)),  # just past the end
-])
+@pytest.mark.parametrize(
+    "offset, where",
+    [
+        (0, (1, 1)),
+        (1, (1, 2)),
+        (2, (1, 3)),
+        (3, (2, 1)),
+        (5, (2, 3)),
+        (6, (2, 4)),
+        (8, (3, 1)),
+        (9, (4, 1)),
+        (13, (4, 5)),  # just past the end
+    ],
+)
 def test_position(offset, where):
     assert Source(TEXT).position(offset) == where
 
@@ -32,7 +42,13 @@ def test_line_text_drops_carriage_returns():
 def test_error_and_warning_point_at_an_offset():
     source = Source(TEXT, "s.flow")
     error = source.error("bad", 5)
-    assert (error.file, error.line, error.column, error.source_line, error.severity) == ("s.flow", 2, 3, "cd→e", "error")
+    assert (error.file, error.line, error.column, error.source_line, error.severity) == (
+        "s.flow",
+        2,
+        3,
+        "cd→e",
+        "error",
+    )
     warning = source.warning("odd", 9)
     assert (warning.line, warning.column, warning.source_line, warning.severity) == (4, 1, "last", "warning")
 

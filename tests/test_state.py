@@ -45,8 +45,12 @@ def driver_for(text: str, **options) -> Driver:
 
 
 def outcome(driver: Driver) -> tuple:
-    return (driver.state.status, driver.state.output, [(s.key, s.input) for s in driver.ran],
-            driver.state.to_json())
+    return (
+        driver.state.status,
+        driver.state.output,
+        [(s.key, s.input) for s in driver.ran],
+        driver.state.to_json(),
+    )
 
 
 # -- a new state ------------------------------------------------------------------------
@@ -107,8 +111,9 @@ def test_from_json_rebuilds_the_same_state_at_every_step(text):
             assert copy.activations == frame.activations and copy.pending == frame.pending
             assert copy.outputs == frame.outputs and copy.runs == frame.runs
             assert copy.skipped == frame.skipped and copy.parent == frame.parent
-            assert {n: (i.results, i.remaining) for n, i in copy.iterations.items()} == \
-                   {n: (i.results, i.remaining) for n, i in frame.iterations.items()}
+            assert {n: (i.results, i.remaining) for n, i in copy.iterations.items()} == {
+                n: (i.results, i.remaining) for n, i in frame.iterations.items()
+            }
         assert again.frames[""] is again.root
 
 
@@ -160,8 +165,15 @@ def test_fail_records_the_failure_and_stops_the_run():
     state = State(flow.end)
     state.fail(node, ("", node.id, -1), {"k": 1}, "broken")
     assert state.status == "failed"
-    assert state.failure == {"node": node.id, "name": "B", "line": node.line, "column": node.column,
-                             "key": ["", node.id, -1], "input": {"k": 1}, "error": "broken"}
+    assert state.failure == {
+        "node": node.id,
+        "name": "B",
+        "line": node.line,
+        "column": node.column,
+        "key": ["", node.id, -1],
+        "input": {"k": 1},
+        "error": "broken",
+    }
     state.fail(one(flow, "A"), ("", 1, -1), {}, "second")
     assert state.failure["error"] == "broken" and len(state.failures) == 2
     terminated = State(flow.end)

@@ -98,7 +98,9 @@ def test_a_state_file_of_another_flow_is_refused(tmp_path):
     assert str(path) in str(caught.value)
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"version": 1}', "[]", '{"version": 1, "flow": 3, "state": {}}'])
+@pytest.mark.parametrize(
+    "content", ["{not json", '{"version": 1}', "[]", '{"version": 1, "flow": 3, "state": {}}']
+)
 def test_a_damaged_state_file_is_refused(tmp_path, content):
     path = tmp_path / "run.json"
     path.write_text(content)
@@ -266,7 +268,9 @@ def test_a_long_journal_is_compacted_into_a_snapshot(tmp_path, monkeypatch):
     monkeypatch.setattr(statefile_module, "COMPACT_AFTER", 10)
     flow = compile_flow(" → ".join(f"T{i}" for i in range(25)))
     path = tmp_path / "run.json"
-    LocalRun(flow, {f"T{i}": (lambda input: input) for i in range(25)}, journal=StateFile(path, flow)).run({"k": 1})
+    LocalRun(flow, {f"T{i}": (lambda input: input) for i in range(25)}, journal=StateFile(path, flow)).run(
+        {"k": 1}
+    )
     assert len(path.read_text().splitlines()) <= 11
     assert StateFile(path, flow).load().output == {"k": 1}
 
@@ -287,7 +291,9 @@ def test_a_state_file_is_locked_by_one_run_at_a_time(tmp_path):
     assert (tmp_path / "s.json.lock").read_text() == f"{os.getpid()}\n"
     with pytest.raises(StateFileError) as caught:
         second.lock()
-    assert str(caught.value) == f"{tmp_path / 's.json'} is in use by another littleflow run (pid {os.getpid()})"
+    assert (
+        str(caught.value) == f"{tmp_path / 's.json'} is in use by another littleflow run (pid {os.getpid()})"
+    )
     first.unlock()
     assert not (tmp_path / "s.json.lock").exists()
     second.lock()  # free again

@@ -79,6 +79,7 @@ def test_concurrent_runs_each_keep_their_own_lines():
             barrier.wait()  # all four running at once
             for number in range(50):
                 print(f"{name} {number}")
+
         return task
 
     names = ["A", "B", "C", "D"]
@@ -111,7 +112,7 @@ def test_each_attempt_has_its_lines_and_says_why_it_failed():
         calls.append(1)
         print(f"try {len(calls)}")
         if len(calls) == 1:
-            raise IOError("away")
+            raise OSError("away")
 
     first, second = traced("flaky", registry)
     assert first["log"] == ["try 1", "── attempt 1 failed: OSError: away"]
@@ -127,8 +128,10 @@ def test_outside_a_captured_run_nothing_is_kept(capsys):
     assert capsys.readouterr().out == "inside\noutside\n"
 
 
-@given(st.lists(st.text(alphabet=st.sampled_from("ab\n"), max_size=40), max_size=60),
-       st.integers(min_value=1, max_value=8))
+@given(
+    st.lists(st.text(alphabet=st.sampled_from("ab\n"), max_size=40), max_size=60),
+    st.integers(min_value=1, max_value=8),
+)
 def test_what_is_kept_is_the_tail_of_what_was_written_within_the_bounds(writes, lines):
     """Whatever the writes, the kept lines are the last whole lines written, at most ``lines``
     of them (a smaller bound, so that it is reached), and ``dropped`` + kept = all."""
@@ -141,5 +144,5 @@ def test_what_is_kept_is_the_tail_of_what_was_written_within_the_bounds(writes, 
     whole = written.split("\n") if written else []
     if whole and whole[-1] == "":
         whole.pop()  # (text ending in a newline: no line after it)
-    assert list(log.lines) == whole[len(whole) - len(log.lines):]
+    assert list(log.lines) == whole[len(whole) - len(log.lines) :]
     assert len(log.lines) <= lines and log.dropped + len(log.lines) == len(whole) == log.total

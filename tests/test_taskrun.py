@@ -71,7 +71,7 @@ def test_every_attempt_of_a_run_has_the_same_key_and_counts_its_attempts():
     def flaky(input):
         seen.append(current())
         if len(seen) < 3:
-            raise IOError("not yet")
+            raise OSError("not yet")
 
     run_workflow("flaky", registry)
     assert [run.attempt for run in seen] == [1, 2, 3]
@@ -100,6 +100,7 @@ def test_concurrent_tasks_each_see_their_own_run(concurrency):
             if barrier is not None:
                 barrier.wait()  # all running at once: a shared variable would show one of them
             seen[name] = current().task
+
         return task
 
     names = ["A", "B", "C", "D"]

@@ -11,7 +11,6 @@ import littleflow
 from littleflow import FlowFailed, Registry, UnknownTasks, run_workflow, task
 from littleflow.tasks import TaskError, collect, json_output
 
-
 pytestmark = pytest.mark.usefixtures("fresh_registry")
 
 
@@ -99,8 +98,9 @@ def test_a_registry_may_be_passed_as_tasks():
 def test_a_list_of_mappings_and_registries():
     registry = Registry()
     registry.add("B", lambda input: input + ["B"])
-    assert run_workflow("A → B → C", [{"A": lambda input: ["A"]}, registry, {"C": lambda input: input + ["C"]}]) \
-        == ["A", "B", "C"]
+    assert run_workflow(
+        "A → B → C", [{"A": lambda input: ["A"]}, registry, {"C": lambda input: input + ["C"]}]
+    ) == ["A", "B", "C"]
 
 
 def test_locals_works_as_tasks_and_ignores_what_is_not_a_task():
@@ -110,7 +110,7 @@ def test_locals_works_as_tasks_and_ignores_what_is_not_a_task():
     def A(input):
         return {"ok": True}
 
-    value = 3  # noqa: F841 - locals() holds non-callables too
+    value = 3
     assert run_workflow("A", locals()) == {"ok": True}
     with pytest.raises(UnknownTasks):
         run_workflow("NotATask", locals())
@@ -146,7 +146,7 @@ def test_object_parameters_are_keyword_arguments():
 
 def test_other_parameter_values_are_the_second_argument():
     calls, record = recorder()
-    run_workflow('A ([1, 2]) → A (- 5 -) → A (- text -) → A (- true -)', {"A": record})
+    run_workflow("A ([1, 2]) → A (- 5 -) → A (- text -) → A (- true -)", {"A": record})
     assert [args[1] for args, _ in calls] == [[1, 2], 5, "text", True]
     assert all(kwargs == {} for _, kwargs in calls)
 
@@ -219,8 +219,10 @@ def test_async_tasks_are_awaited():
     async def enrich(input):
         return {**input, "rich": True}
 
-    assert run_workflow("fetch (- {delay: 0.01} -) → enrich", locals(), input={"id": 7}) == \
-        {"fetched": 7, "rich": True}
+    assert run_workflow("fetch (- {delay: 0.01} -) → enrich", locals(), input={"id": 7}) == {
+        "fetched": 7,
+        "rich": True,
+    }
 
 
 def test_an_async_task_that_raises_fails_the_flow():
@@ -258,16 +260,20 @@ def test_json_like_values_pass_through():
     assert run_workflow("number", {"number": lambda input: 2.5}) == 2.5
 
 
-@pytest.mark.parametrize("value,says", [
-    ({1, 2}, "set"),
-    (object(), "object"),
-    (float("nan"), "nan"),
-    (float("inf"), "inf"),
-    ({"a": {1}}, "set"),
-    ([1, object()], "object"),
-    ({"deep": [{"x": float("nan")}]}, "nan"),
-    ({1: "non-text key"}, "key"),
-], ids=["set", "object", "nan", "inf", "nested-set", "object-in-list", "nested-nan", "int-key"])
+@pytest.mark.parametrize(
+    "value,says",
+    [
+        ({1, 2}, "set"),
+        (object(), "object"),
+        (float("nan"), "nan"),
+        (float("inf"), "inf"),
+        ({"a": {1}}, "set"),
+        ([1, object()], "object"),
+        ({"deep": [{"x": float("nan")}]}, "nan"),
+        ({1: "non-text key"}, "key"),
+    ],
+    ids=["set", "object", "nan", "inf", "nested-set", "object-in-list", "nested-nan", "int-key"],
+)
 def test_a_value_that_is_not_json_like_fails_the_task_clearly(value, says):
     after_ran = []
 

@@ -18,18 +18,24 @@ def nested(levels: int) -> list:
     return value
 
 
-@pytest.mark.parametrize("value, says", [
-    (float("nan"), "the input holds nan, which is not a JSON number"),
-    ({"a": [1, float("inf")]}, "the input holds inf, which is not a JSON number"),
-    ({float("nan"): 1}, "the input has the key nan, which is not a JSON number"),
-    ({(1, 2): 1}, "the input has a tuple key, which JSON cannot hold"),
-    ([b"bytes"], "the input holds a bytes, which is not JSON data"),
-    ({"x": "\ud800"}, "the input holds a lone surrogate (not Unicode text)"),
-    ({"\udfff": 1}, "the input holds a lone surrogate (not Unicode text)"),
-    (nested(MAX_DEPTH + 1), f"the input is nested too deeply: more than {MAX_DEPTH} levels"),
-    ([0] * MAX_VALUES, f"the input is too large: more than {MAX_VALUES:,} values"),
-    ({"n": 2**MAX_INT_BITS}, f"the input holds an integer of {MAX_INT_BITS + 1:,} bits, too long to write as JSON"),
-])
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        (float("nan"), "the input holds nan, which is not a JSON number"),
+        ({"a": [1, float("inf")]}, "the input holds inf, which is not a JSON number"),
+        ({float("nan"): 1}, "the input has the key nan, which is not a JSON number"),
+        ({(1, 2): 1}, "the input has a tuple key, which JSON cannot hold"),
+        ([b"bytes"], "the input holds a bytes, which is not JSON data"),
+        ({"x": "\ud800"}, "the input holds a lone surrogate (not Unicode text)"),
+        ({"\udfff": 1}, "the input holds a lone surrogate (not Unicode text)"),
+        (nested(MAX_DEPTH + 1), f"the input is nested too deeply: more than {MAX_DEPTH} levels"),
+        ([0] * MAX_VALUES, f"the input is too large: more than {MAX_VALUES:,} values"),
+        (
+            {"n": 2**MAX_INT_BITS},
+            f"the input holds an integer of {MAX_INT_BITS + 1:,} bits, too long to write as JSON",
+        ),
+    ],
+)
 def test_what_is_refused_and_the_one_line_that_says_so(value, says):
     with pytest.raises(ValueError) as caught:
         check_value(value, "the input")
@@ -46,17 +52,32 @@ def test_the_limits_are_inclusive_and_a_cycle_is_too_deep():
         check_value(cyclic, "x")
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
-                    | st.text(), lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=30))
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(),
+        lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+        max_leaves=30,
+    )
+)
 def test_json_data_passes_and_survives_a_strict_encoding(value):
     check_value(value, "x")
     json.dumps(value, allow_nan=False).encode("utf-8")
 
 
-@pytest.mark.parametrize("text, says", [("NaN", "NaN is not a JSON number"), ("[-Infinity]", "-Infinity is not a JSON number"),
-                                        ('{"x": 1e999}', "1e999 is too large for a number"),
-                                        ("[" * 100_000, "nested too deeply to read"),
-                                        ("{nope", "Expecting property name enclosed in double quotes (at character 1)")])
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("NaN", "NaN is not a JSON number"),
+        ("[-Infinity]", "-Infinity is not a JSON number"),
+        ('{"x": 1e999}', "1e999 is too large for a number"),
+        ("[" * 100_000, "nested too deeply to read"),
+        ("{nope", "Expecting property name enclosed in double quotes (at character 1)"),
+    ],
+)
 def test_loads_is_strict_json(text, says):
     with pytest.raises(ValueError) as caught:
         loads(text)

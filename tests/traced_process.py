@@ -23,9 +23,18 @@ tracing.use(provider)
 def dump() -> None:
     with open(os.environ["LITTLEFLOW_TEST_SPANS"], "w", encoding="utf-8") as out:
         for span in exporter.get_finished_spans():
-            out.write(json.dumps({"name": span.name, "trace": span.context.trace_id, "span": span.context.span_id,
-                                  "parent": span.parent.span_id if span.parent else None,
-                                  "attributes": dict(span.attributes)}) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "name": span.name,
+                        "trace": span.context.trace_id,
+                        "span": span.context.span_id,
+                        "parent": span.parent.span_id if span.parent else None,
+                        "attributes": dict(span.attributes),
+                    }
+                )
+                + "\n"
+            )
 
 
 main()

@@ -17,9 +17,10 @@ import time
 from types import FrameType, SimpleNamespace
 from typing import Any
 
-
 #: Code flags of frames that can be resumed: generators, coroutines, async generators.
-_RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+_RESUMABLE = (
+    inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+)
 
 
 class OverBudget(BaseException):
@@ -43,7 +44,7 @@ def _may_raise(frame: FrameType | None) -> bool:
     return True
 
 
-class limit:  # noqa: N801 - used as a function: ``with limit(2, "drawing"): …``
+class limit:
     """Run a ``with`` block for at most ``seconds``, else raise :class:`OverBudget` ("``what``
     took more than N s") from within it. Blocks nest: the inner one keeps the outer deadline."""
 
@@ -60,7 +61,9 @@ class limit:  # noqa: N801 - used as a function: ``with limit(2, "drawing"): …
         if not self.fired and time.monotonic() > self.deadline and _may_raise(frame):
             self.fired = True
             raise OverBudget(self.message)  # (CPython then drops the hook; __exit__ puts the outer one back)
-        return self.outer(frame, event, arg) if self.outer is not None else None  # an enclosing budget, a debugger
+        return (
+            self.outer(frame, event, arg) if self.outer is not None else None
+        )  # an enclosing budget, a debugger
 
     def __enter__(self) -> limit:
         if sys.unraisablehook is not _unraisable:

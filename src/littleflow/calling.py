@@ -42,22 +42,47 @@ class Caller:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
 
-    def call(self, spec: TaskSpec, parameters: Any, input: Any, policy: Policy,
-             hook: AttemptHook | None = None, first_attempt: int = 1,
-             cancelled: threading.Event | None = None, run: TaskRun | None = None,
-             log: RunLog | None = None) -> Any:
+    def call(
+        self,
+        spec: TaskSpec,
+        parameters: Any,
+        input: Any,
+        policy: Policy,
+        hook: AttemptHook | None = None,
+        first_attempt: int = 1,
+        cancelled: threading.Event | None = None,
+        run: TaskRun | None = None,
+        log: RunLog | None = None,
+    ) -> Any:
         """Run task ``spec`` with ``input`` until an attempt succeeds or the retries
         are spent (only failures of its ``retry_on`` types, if it has them, are retried);
         returns its JSON output, or raises the last attempt's error. ``run`` is what
         :func:`littleflow.current` says in the task (its attempt set for each attempt);
         ``log``, if given, gets what the task writes (see :mod:`littleflow.tasklogs`)."""
-        return self.attempts(self.task_call(spec, parameters, input, policy.timeout, cancelled),
-                             policy, hook, first_attempt, cancelled, spec.name, spec.retry_on, run, log)
+        return self.attempts(
+            self.task_call(spec, parameters, input, policy.timeout, cancelled),
+            policy,
+            hook,
+            first_attempt,
+            cancelled,
+            spec.name,
+            spec.retry_on,
+            run,
+            log,
+        )
 
-    def attempts(self, call: Callable[[], Any], policy: Policy, hook: AttemptHook | None = None,
-                 first_attempt: int = 1, cancelled: threading.Event | None = None,
-                 name: str | None = None, retry_on: tuple[type[BaseException], ...] | None = None,
-                 run: TaskRun | None = None, log: RunLog | None = None) -> Any:
+    def attempts(
+        self,
+        call: Callable[[], Any],
+        policy: Policy,
+        hook: AttemptHook | None = None,
+        first_attempt: int = 1,
+        cancelled: threading.Event | None = None,
+        name: str | None = None,
+        retry_on: tuple[type[BaseException], ...] | None = None,
+        run: TaskRun | None = None,
+        log: RunLog | None = None,
+    ) -> Any:
         """``call()`` with the retries of ``policy``; its output is checked as JSON when ``name`` is given.
         :class:`~littleflow.tasks.Fail` and :class:`~littleflow.tasks.CallError` are never retried, and
         with ``retry_on`` only the errors of those types are."""
@@ -66,7 +91,11 @@ class Caller:
             began = time.time()
             if hook is not None:
                 hook("start", attempt, began, None)
-            token = None if run is None else enter(run if run.attempt == attempt else replace(run, attempt=attempt))
+            token = (
+                None
+                if run is None
+                else enter(run if run.attempt == attempt else replace(run, attempt=attempt))
+            )
             try:
                 with capturing(log):
                     output = call()
@@ -78,8 +107,11 @@ class Caller:
                     log.add(f"── attempt {attempt} failed: {message(error)}")
                 if hook is not None:
                     hook("failed", attempt, began, message(error))
-                if attempt - first_attempt >= policy.retries or (cancelled is not None and cancelled.is_set()) \
-                        or not retryable(error, retry_on):
+                if (
+                    attempt - first_attempt >= policy.retries
+                    or (cancelled is not None and cancelled.is_set())
+                    or not retryable(error, retry_on)
+                ):
                     raise
                 if hook is not None:
                     hook("retry", attempt, began, message(error))
@@ -99,8 +131,14 @@ class Caller:
                 hook("done", attempt, began, None)
             return output
 
-    def task_call(self, spec: TaskSpec, parameters: Any, input: Any, timeout: float | None,
-                  cancelled: threading.Event | None = None) -> Callable[[], Any]:
+    def task_call(
+        self,
+        spec: TaskSpec,
+        parameters: Any,
+        input: Any,
+        timeout: float | None,
+        cancelled: threading.Event | None = None,
+    ) -> Callable[[], Any]:
         """One attempt of the task, as a call: an async task is cancelled when it
         runs out of time (or its run is cancelled); a plain function's thread cannot
         be stopped, and is left to finish. Each attempt gets its own copy of the parameters."""
@@ -172,6 +210,9 @@ def message(error: BaseException) -> str:
     """One line about an exception: its type and its message."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     kind = type(error).__name__
-    if isinstance(error, (TaskTimeout, Cancelled, resources.ResourceError, Fail, CallError)) or kind == "TaskError":
+    if (
+        isinstance(error, (TaskTimeout, Cancelled, resources.ResourceError, Fail, CallError))
+        or kind == "TaskError"
+    ):
         return text or kind
     return f"{kind}: {text}" if text else kind

@@ -10,8 +10,28 @@ from .compiler import Compiler
 from .errors import Diagnostic, FlowError
 from .flow import Flow
 from .guard import normalize
-from .lexer import (BAR, CONDITION, DECL, DOC, EQUALS, GUARD, LBRACE, LBRACKET, LITERAL, MERGE, NAME, PARAMS,
-                    RBRACE, RBRACKET, RESERVED, RESOURCE, STAR, Token, describe, tokens)
+from .lexer import (
+    BAR,
+    CONDITION,
+    DECL,
+    DOC,
+    EQUALS,
+    GUARD,
+    LBRACE,
+    LBRACKET,
+    LITERAL,
+    MERGE,
+    NAME,
+    PARAMS,
+    RBRACE,
+    RBRACKET,
+    RESERVED,
+    RESOURCE,
+    STAR,
+    Token,
+    describe,
+    tokens,
+)
 from .nodes import Module
 from .parser import Parser
 from .policy import OptionError, flow_options
@@ -30,8 +50,12 @@ def check(text: str, file: str | None = None) -> tuple[Flow | None, list[Diagnos
         validate(module, flow)
     except FlowError as error:
         return None, [error]
-    found = (compiler.warnings + unused_declarations(module, flow) + never_run(flow, module.source)
-             + misleading(module.source))
+    found = (
+        compiler.warnings
+        + unused_declarations(module, flow)
+        + never_run(flow, module.source)
+        + misleading(module.source)
+    )
     found.sort(key=lambda d: (d.line, d.column))
     return flow, found
 
@@ -96,9 +120,13 @@ def misleading(source: Source) -> list[Diagnostic]:
     for end, step in _group_then_step(stream):
         if source.text.rfind("\n", end.offset, step.offset) < 0:
             group = "'|' group" if end.kind not in (RBRACE, RBRACKET) else f"'{end.kind}'"
-            found.append(source.warning(
-                f"{describe(step)} starts a new statement: nothing connects it to the {group} before it "
-                "(write '→' before it to run it after, or ';' or a new line to start a statement)", step.offset))
+            found.append(
+                source.warning(
+                    f"{describe(step)} starts a new statement: nothing connects it to the {group} before it "
+                    "(write '→' before it to run it after, or ';' or a new line to start a statement)",
+                    step.offset,
+                )
+            )
     return found
 
 
@@ -111,8 +139,11 @@ def _plain_path(token: Token) -> str | None:
         query = jsonpath.compile(normalize(expression))
     except (jsonpath.JSONPathError, ValueError, RecursionError):
         return None  # (the compiler has said so already)
-    if any(isinstance(selector, jsonpath.selectors.FilterSelector)
-           for segment in query.segments for selector in segment.selectors):
+    if any(
+        isinstance(selector, jsonpath.selectors.FilterSelector)
+        for segment in query.segments
+        for selector in segment.selectors
+    ):
         return None
     what = "guard" if token.kind == GUARD else "condition"
     if query.singular_query():
@@ -120,8 +151,10 @@ def _plain_path(token: Token) -> str | None:
         advice = f"to test its value write `$[?{member} == true]`, to test that it is there `$[?{member}]`"
     else:
         advice = "to test a value use a filter, as in `$[?@.valid == true]`"
-    return (f"{what} `{expression}` is a plain path: it is true whenever it selects something, even false "
-            f"or null (selection, not truth); {advice}")
+    return (
+        f"{what} `{expression}` is a plain path: it is true whenever it selects something, even false "
+        f"or null (selection, not truth); {advice}"
+    )
 
 
 def _group_then_step(stream: list[Token]) -> list[tuple[Token, Token]]:
@@ -158,11 +191,17 @@ def _group_then_step(stream: list[Token]) -> list[tuple[Token, Token]]:
             continue
         if kind in (RBRACE, RBRACKET) and opened:
             ends_group = not opened.pop() or alternative == len(opened)
-        elif kind in (NAME, LITERAL, RESOURCE, PARAMS) and alternative == len(opened) and after.kind != PARAMS:
+        elif (
+            kind in (NAME, LITERAL, RESOURCE, PARAMS) and alternative == len(opened) and after.kind != PARAMS
+        ):
             ends_group = True
         if ends_group and alternative == len(opened) and after.kind != BAR:
             alternative = -1
-        if ends_group and after.kind in _STEP_STARTS and not (after.kind == NAME and after.value in _CONTINUING):
+        if (
+            ends_group
+            and after.kind in _STEP_STARTS
+            and not (after.kind == NAME and after.value in _CONTINUING)
+        ):
             pairs.append((token, after))
     return pairs
 
@@ -207,7 +246,12 @@ def never_run(flow: Flow, source: Source) -> list[Diagnostic]:
             where = source.warning("the flow can never reach its end", len(source.text))
             where.line = where.column = 0
         else:
-            where = Diagnostic(f"{node.label} can never run", file=source.file, line=node.line,
-                               column=node.column, source_line=source.line_text(node.line))
+            where = Diagnostic(
+                f"{node.label} can never run",
+                file=source.file,
+                line=node.line,
+                column=node.column,
+                source_line=source.line_text(node.line),
+            )
         warnings.append(where)
     return warnings

@@ -138,15 +138,24 @@ class _Compile:
         problems = []
         for name, heads in scope.heads.items():
             if name not in scope.outputs and name not in scope.tails:
-                problems.append((heads[0][1], f"unknown label :{name}: no step has output :{name} "
-                                 f"and no statement ends with → :{name}"))
+                problems.append(
+                    (
+                        heads[0][1],
+                        f"unknown label :{name}: no step has output :{name} "
+                        f"and no statement ends with → :{name}",
+                    )
+                )
         for name, tails in scope.tails.items():
             if name not in scope.inputs and name not in scope.heads:
-                message = f"unknown label :{name}: no step has input :{name} and no statement starts with :{name} →"
+                message = (
+                    f"unknown label :{name}: no step has input :{name} and no statement starts with :{name} →"
+                )
                 if name in scope.outputs:
                     line, column = self.source.position(scope.outputs[name][1])
-                    message += (f" (the :{name} at {line}:{column} names the output of the step before it;"
-                                f" to start a statement there, end the one before with ';')")
+                    message += (
+                        f" (the :{name} at {line}:{column} names the output of the step before it;"
+                        f" to start a statement there, end the one before with ';')"
+                    )
                 problems.append((tails[0][1], message))
         if problems:
             offset, message = min(problems)
@@ -223,7 +232,10 @@ class _Compile:
         else:
             assert type(step) is Resource
             entry = exit_ = self.node(
-                "resource", step.offset, uri=step.uri, mode="source" if first else "sink",
+                "resource",
+                step.offset,
+                uri=step.uri,
+                mode="source" if first else "sink",
                 parameters=step.params.value if step.params else None,
             )
         if element.guard is not None or element.merge or element.iterate:
@@ -246,9 +258,13 @@ class _Compile:
                 raise self.error(f"output label :{label.name} already exists", label.offset)
             scope.outputs[label.name] = (exit_, label.offset)
             if self.starts_line(label.offset):
-                self.warnings.append(self.source.warning(
-                    f"label :{label.name} at the start of a line names the output of the step before it;"
-                    " to start a new statement with it, end the one before with ';'", label.offset))
+                self.warnings.append(
+                    self.source.warning(
+                        f"label :{label.name} at the start of a line names the output of the step before it;"
+                        " to start a new statement with it, end the one before with ';'",
+                        label.offset,
+                    )
+                )
         return entry, exit_
 
     def condition(self, expression: str, offset: int) -> str:
@@ -264,11 +280,17 @@ class _Compile:
         carrying the branch's condition, none for ``else``) and a ``choice-end``; without
         ``else`` an edge from the choice to its end passes the input on."""
         if depth >= MAX_DEPTH:
-            raise self.error(f"conditionals, loops and subflows nested more than {MAX_DEPTH} deep", choice.offset)
+            raise self.error(
+                f"conditionals, loops and subflows nested more than {MAX_DEPTH} deep", choice.offset
+            )
         start = self.node("choice", choice.offset)
         entries, exits = [], []
         for branch in choice.branches:
-            condition = None if branch.condition is None else self.condition(branch.condition, branch.condition_offset)
+            condition = (
+                None
+                if branch.condition is None
+                else self.condition(branch.condition, branch.condition_offset)
+            )
             entry, exit_ = self.element(branch.step, scope, depth + 1, False)
             self.nodes[entry].condition = condition
             entries.append(entry)
@@ -287,7 +309,9 @@ class _Compile:
         condition, the body's nodes, and a ``loop-end`` whose edge back to the body's first
         node closes the cycle; a ``while`` also has an edge to its end (no round at all)."""
         if depth >= MAX_DEPTH:
-            raise self.error(f"conditionals, loops and subflows nested more than {MAX_DEPTH} deep", loop.offset)
+            raise self.error(
+                f"conditionals, loops and subflows nested more than {MAX_DEPTH} deep", loop.offset
+            )
         condition = self.condition(loop.condition, loop.condition_offset)
         start = self.node(loop.kind, loop.offset, condition=condition)
         entry, exit_ = self.element(loop.body, scope, depth + 1, False)
@@ -311,7 +335,9 @@ class _Compile:
         else:
             params = self.merge(declared.params, params, step.name, step.params.offset)  # type: ignore[union-attr]
         alias = step.name if declared.name != step.name else None
-        return self.node("task", step.offset, name=declared.name, alias=alias, parameters=params, doc=declared.doc)
+        return self.node(
+            "task", step.offset, name=declared.name, alias=alias, parameters=params, doc=declared.doc
+        )
 
     def subflow(self, subflow: Subflow, depth: int, offset: int, name: str | None) -> tuple[int, int]:
         if depth >= MAX_DEPTH:
@@ -331,16 +357,20 @@ class _Compile:
         exponentially costs no more than its length to refuse."""
         # Without declared defaults or named subflows nothing is carried twice: the steps hold what
         # the literals of the text hold, at most MAX_BYTES. Only then is the weight worth measuring.
-        self.weigh = any(decl.params is not None or decl.body is not None for decl in self.module.tasks.values())
+        self.weigh = any(
+            decl.params is not None or decl.body is not None for decl in self.module.tasks.values()
+        )
         self.bodies = {name for name, declared in self.declared.items() if declared.body is not None}
         nodes, weight = self.count(self.module.statements, 0)
         nodes += 2
         if nodes > self.max_nodes:
             message = f"the flow would have {nodes:,} nodes, more than the limit of {self.max_nodes:,}"
         elif weight > MAX_FLOW_BYTES:
-            message = (f"the flow's steps would carry {weight:,} bytes of parameters and values as JSON"
-                       f" (each use of a named subflow or declared default counted), more than the limit of"
-                       f" {MAX_FLOW_BYTES:,}")
+            message = (
+                f"the flow's steps would carry {weight:,} bytes of parameters and values as JSON"
+                f" (each use of a named subflow or declared default counted), more than the limit of"
+                f" {MAX_FLOW_BYTES:,}"
+            )
         else:
             return
         offset = self.crossing(self.module.statements, [1, 0])
@@ -372,7 +402,11 @@ class _Compile:
                 return _ONE
             given = None if step.params is None else step.params.value
             default = None if declared is None else declared.params
-            if given is None or default is None or not (isinstance(given, dict) and isinstance(default, dict)):
+            if (
+                given is None
+                or default is None
+                or not (isinstance(given, dict) and isinstance(default, dict))
+            ):
                 return 1, self.bytes(default if given is None else given)
             return 1, self.bytes(given) + self.bytes(default)  # (merged: at most both)
         if kind is Subflow:
@@ -382,9 +416,11 @@ class _Compile:
             return 2 + nodes, weight
         if kind is Choice or kind is Loop:
             if depth >= MAX_DEPTH:
-                raise self.error(f"conditionals, loops and subflows nested more than {MAX_DEPTH} deep", step.offset)
+                raise self.error(
+                    f"conditionals, loops and subflows nested more than {MAX_DEPTH} deep", step.offset
+                )
             nodes = weight = 0
-            for element in ([b.step for b in step.branches] if kind is Choice else [step.body]):
+            for element in [b.step for b in step.branches] if kind is Choice else [step.body]:
                 more, heavier = self.size(element.step, depth + 1)
                 nodes += more
                 weight += heavier
@@ -453,16 +489,21 @@ class _Compile:
         else:
             target = decl.alias_of
             if target in chain or target == name:
-                loop = chain[chain.index(target):] if target in chain else ()
+                loop = chain[chain.index(target) :] if target in chain else ()
                 raise self.error(f"aliases form a cycle: {' → '.join(loop + (name, target))}", decl.offset)
             if target in self.module.tasks:
                 base = self.resolve(target, chain + (name,))
             else:
                 base = _Declared(target, None, None, None)
             if base.body is not None and params is not None:
-                raise self.error(f"alias {name} of named subflow {target} may not have parameters", decl.offset)
-            merged = base.params if params is None else self.merge(
-                base.params, params, name, decl.params.offset)  # type: ignore[union-attr]
+                raise self.error(
+                    f"alias {name} of named subflow {target} may not have parameters", decl.offset
+                )
+            merged = (
+                base.params
+                if params is None or decl.params is None
+                else self.merge(base.params, params, name, decl.params.offset)
+            )
             declared = _Declared(base.name, merged, decl.doc or base.doc, base.body)
         self.declared[name] = declared
         return declared
@@ -476,7 +517,8 @@ class _Compile:
         kinds = {type(default), type(given)}
         if kinds == {dict, list}:
             raise self.error(
-                f"parameters of {name} are {_kind(given)} but its declaration gives {_kind(default)}", offset)
+                f"parameters of {name} are {_kind(given)} but its declaration gives {_kind(default)}", offset
+            )
         return given
 
 

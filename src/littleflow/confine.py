@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_HOST = re.compile(r"(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*\.?", re.IGNORECASE)
+_HOST = re.compile(
+    r"(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*\.?", re.IGNORECASE
+)
 
 
 class Refused(LittleflowError):
@@ -81,8 +83,9 @@ class Confinement:
 
     def check_inside(self, real: str) -> None:
         """Raise :class:`Refused` unless the real path ``real`` is in a root (unconfined: anywhere)."""
-        if self.files is None or any(real == root or real.startswith(root.rstrip(os.sep) + os.sep)
-                                     for root in self.files):
+        if self.files is None or any(
+            real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in self.files
+        ):
             return
         raise Refused(f"outside the directories allowed with --files ({', '.join(self.files)})")
 
@@ -109,12 +112,20 @@ class Confinement:
         """Raise :class:`Refused` unless a connection to ``host`` may go to ``address``."""
         if self.http_allow is None or host.lower().rstrip(".") in self._hosts:
             return
-        if any(form in network for form in _forms(address) for network in self._networks
-               if form.version == network.version):
+        if any(
+            form in network
+            for form in _forms(address)
+            for network in self._networks
+            if form.version == network.version
+        ):
             return
         if not public(address):  # (a name's address is not told: flows could map the private network with it)
             literal = _literal(host) == address
-            what = f"{host} is not a public address" if literal else f"{host} resolves to an address that is not public"
+            what = (
+                f"{host} is not a public address"
+                if literal
+                else f"{host} resolves to an address that is not public"
+            )
             raise Refused(f"{what}: {self._start()} --http-allow {host} to allow it")
 
     def checked(self, host: str, found: list[tuple]) -> list[str]:
@@ -201,8 +212,14 @@ def _transports() -> tuple[type, type]:
         def __init__(self, confinement: Confinement) -> None:
             self.confinement = confinement
 
-        def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                        local_address: str | None = None, socket_options: Any = None) -> httpcore.NetworkStream:
+        def connect_tcp(
+            self,
+            host: str,
+            port: int,
+            timeout: float | None = None,
+            local_address: str | None = None,
+            socket_options: Any = None,
+        ) -> httpcore.NetworkStream:
             try:
                 found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
             except OSError as failed:
@@ -219,9 +236,14 @@ def _transports() -> tuple[type, type]:
         def __init__(self, confinement: Confinement) -> None:
             self.confinement = confinement
 
-        async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                              local_address: str | None = None, socket_options: Any = None
-                              ) -> httpcore.AsyncNetworkStream:
+        async def connect_tcp(
+            self,
+            host: str,
+            port: int,
+            timeout: float | None = None,
+            local_address: str | None = None,
+            socket_options: Any = None,
+        ) -> httpcore.AsyncNetworkStream:
             try:  # (asyncio's lookup, on a thread, can be cancelled: the task's timeout holds)
                 found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
             except OSError as failed:
@@ -238,14 +260,19 @@ def _transports() -> tuple[type, type]:
         def __init__(self, confinement: Confinement) -> None:
             # (no proxies from the environment: they would connect for us, unchecked)
             super().__init__(verify=_ssl_context(), trust_env=False)
-            self._pool = httpcore.ConnectionPool(ssl_context=_ssl_context(), network_backend=_Backend(confinement))
+            self._pool = httpcore.ConnectionPool(
+                ssl_context=_ssl_context(), network_backend=_Backend(confinement)
+            )
 
     class _AsyncTransport(httpx.AsyncHTTPTransport):
         def __init__(self, confinement: Confinement) -> None:
             super().__init__(verify=_ssl_context(), trust_env=False)
             # (no limit on connections: each request has its deadline, and the worker's capacity bounds them)
-            self._pool = httpcore.AsyncConnectionPool(ssl_context=_ssl_context(), max_connections=None,
-                                                      max_keepalive_connections=16,
-                                                      network_backend=_AsyncBackend(confinement))
+            self._pool = httpcore.AsyncConnectionPool(
+                ssl_context=_ssl_context(),
+                max_connections=None,
+                max_keepalive_connections=16,
+                network_backend=_AsyncBackend(confinement),
+            )
 
     return _Transport, _AsyncTransport

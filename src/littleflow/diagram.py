@@ -43,12 +43,31 @@ from .drawing import (
 )
 from .flow import Flow, Node
 
-__all__ = ["STATUSES", "DECISIONS", "arrow_tag", "box_lines", "dot", "edge_tag", "mermaid", "mermaid_id", "svg"]
+__all__ = [
+    "STATUSES",
+    "DECISIONS",
+    "arrow_tag",
+    "box_lines",
+    "dot",
+    "edge_tag",
+    "mermaid",
+    "mermaid_id",
+    "svg",
+]
 
 _ENTITIES = {'"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;"}
 _ENTITIES.update({c: f"#{ord(c)};" for c in "#:;%\\`*_~"})  # grammar, then Markdown
-_KIND_IDS = {"literal": "literal", "resource": "resource", "subflow-start": "fork", "subflow-end": "join",
-             "choice": "if", "choice-end": "endif", "repeat": "repeat", "while": "while", "loop-end": "loop"}
+_KIND_IDS = {
+    "literal": "literal",
+    "resource": "resource",
+    "subflow-start": "fork",
+    "subflow-end": "join",
+    "choice": "if",
+    "choice-end": "endif",
+    "repeat": "repeat",
+    "while": "while",
+    "loop-end": "loop",
+}
 
 
 def mermaid(flow: Flow, *, vertical: bool = False, status: Mapping[int, str] | None = None) -> str:
@@ -77,9 +96,14 @@ def mermaid(flow: Flow, *, vertical: bool = False, status: Mapping[int, str] | N
             lines.append("  end note")
     # Mermaid keeps a state's ``:::class`` only when written in an arrow, so
     # each coloured node gets it at its first arrow (or alone if it has none).
-    status = {i: s for i, s in _checked(flow, status or {}).items() if flow.nodes[i].kind not in ("start", "end")}
-    lines += [f"  classDef {s} fill:{COLOURS[s][0]},stroke:{COLOURS[s][1]},color:#000"
-              for s in STATUSES if s in status.values()]
+    status = {
+        i: s for i, s in _checked(flow, status or {}).items() if flow.nodes[i].kind not in ("start", "end")
+    }
+    lines += [
+        f"  classDef {s} fill:{COLOURS[s][0]},stroke:{COLOURS[s][1]},color:#000"
+        for s in STATUSES
+        if s in status.values()
+    ]
     for source, target in flow.edges():
         arrow = f"  {ids[source]}{_mclass(source, status)} --> {ids[target]}{_mclass(target, status)}"
         tag = edge_tag(flow, source, target)
@@ -124,7 +148,9 @@ def dot(flow: Flow, *, vertical: bool = False, status: Mapping[int, str] | None 
         lines.append(f"  n{node.id} [{', '.join(f'{k}={_dquote(v)}' for k, v in attrs.items())}];")
     for source, target in flow.edges():
         tag = edge_tag(flow, source, target) if flow.nodes[source].kind in DECISIONS else ""
-        lines.append(f"  n{source} -> n{target} [label={_dquote(tag)}];" if tag else f"  n{source} -> n{target};")
+        lines.append(
+            f"  n{source} -> n{target} [label={_dquote(tag)}];" if tag else f"  n{source} -> n{target};"
+        )
     return "\n".join(lines + ["}"]) + "\n"
 
 
@@ -147,27 +173,39 @@ def svg(flow: Flow, *, vertical: bool = False, status: Mapping[int, str] | None 
     checked = _checked(flow, status) if status is not None else None
     drawn = layout(flow, vertical=vertical)
     w, h = num(drawn.width), num(drawn.height)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="littleflow" viewBox="0 0 {w} {h}" width="{w}" height="{h}">']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="littleflow" viewBox="0 0 {w} {h}" width="{w}" height="{h}">'
+    ]
     if flow.name:
         out.append(f"<title>{xml(flow.name)}</title>")
     if flow.doc:
         out.append(f"<desc>{xml(chr(10).join(_doc_lines(flow.doc)))}</desc>")
     out.append(f"<style>{_svg_style(FONT, LABEL_FONT)}</style>")
-    out.append('<defs><marker id="littleflow-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
-               'markerHeight="7" orient="auto"><path d="M0,0L10,5L0,10z"/></marker></defs>')
+    out.append(
+        '<defs><marker id="littleflow-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
+        'markerHeight="7" orient="auto"><path d="M0,0L10,5L0,10z"/></marker></defs>'
+    )
     out.append('<g class="edges">')
-    out += [f'<path class="edge" data-from="{s}" data-to="{t}" d="{_svg_path(points, vertical)}"/>'
-            for s, t, points in drawn.edges]
+    out += [
+        f'<path class="edge" data-from="{s}" data-to="{t}" d="{_svg_path(points, vertical)}"/>'
+        for s, t, points in drawn.edges
+    ]
     out.append("</g>")
     out.append('<g class="edge-labels">')
     for (s, t), (x, y) in drawn.labels.items():
-        out.append(f'<text class="edge-label" data-from="{s}" data-to="{t}" x="{num(x)}" y="{num(y)}">'
-                   f"{xml(edge_tag(flow, s, t))}</text>")
+        out.append(
+            f'<text class="edge-label" data-from="{s}" data-to="{t}" x="{num(x)}" y="{num(y)}">'
+            f"{xml(edge_tag(flow, s, t))}</text>"
+        )
     out.append("</g>")
     out.append('<g class="nodes">')
     for node in flow.nodes:
-        classes = f"node kind-{node.kind}" + (f" status-{checked.get(node.id, 'waiting')}" if checked is not None else "")
-        out.append(f'<g class={xml(classes, attr=True)} data-node="{node.id}"><title>{xml(_svg_title(node))}</title>')
+        classes = f"node kind-{node.kind}" + (
+            f" status-{checked.get(node.id, 'waiting')}" if checked is not None else ""
+        )
+        out.append(
+            f'<g class={xml(classes, attr=True)} data-node="{node.id}"><title>{xml(_svg_title(node))}</title>'
+        )
         out += _svg_shape(node, drawn.nodes[node.id], LINE)
         out.append("</g>")
     out.append("</g></svg>")
@@ -183,14 +221,19 @@ def _svg_style(font: float, label_font: float) -> str:
         ".littleflow .kind-subflow-start .shape,.littleflow .kind-subflow-end .shape{fill:#555}",
         ".littleflow .node.kind-choice-end .shape,.littleflow .node.kind-loop-end .shape{stroke-dasharray:2 2}",
     ]
-    rules += [f".littleflow .status-{s} .shape{{fill:{fill};stroke:{stroke}}}" for s, (fill, stroke) in COLOURS.items()]
+    rules += [
+        f".littleflow .status-{s} .shape{{fill:{fill};stroke:{stroke}}}"
+        for s, (fill, stroke) in COLOURS.items()
+    ]
     rules += [
         ".littleflow .node.kind-start .shape,.littleflow .node.kind-end .shape{fill:#222;stroke:#222}",
         ".littleflow .node.kind-end .ring{fill:none;stroke:#222;stroke-width:1.2}",
         ".littleflow .edge{fill:none;stroke:#777;stroke-width:1.2;marker-end:url(#littleflow-arrow)}",
         "#littleflow-arrow path{fill:#777}",
-        (f".littleflow .edge-label{{font:{label_font}px sans-serif;fill:#444;text-anchor:middle;"
-         "dominant-baseline:central;paint-order:stroke;stroke:#fff;stroke-width:3px}"),
+        (
+            f".littleflow .edge-label{{font:{label_font}px sans-serif;fill:#444;text-anchor:middle;"
+            "dominant-baseline:central;paint-order:stroke;stroke:#fff;stroke-width:3px}"
+        ),
     ]
     return "".join(rules)
 
@@ -203,18 +246,26 @@ def _svg_shape(node: Node, box: tuple[float, float, float, float], line: float) 
     if node.kind in ("start", "end"):
         if node.kind == "start":
             return [f'<circle class="shape" cx="{n(cx)}" cy="{n(cy)}" r="{n(w / 2)}"/>']
-        return [f'<circle class="ring" cx="{n(cx)}" cy="{n(cy)}" r="{n(w / 2 - 0.6)}"/>',
-                f'<circle class="shape" cx="{n(cx)}" cy="{n(cy)}" r="{n(w / 2 - 4)}"/>']
+        return [
+            f'<circle class="ring" cx="{n(cx)}" cy="{n(cy)}" r="{n(w / 2 - 0.6)}"/>',
+            f'<circle class="shape" cx="{n(cx)}" cy="{n(cy)}" r="{n(w / 2 - 4)}"/>',
+        ]
     if node.kind == "literal":  # a sheet with its top right corner folded
-        shape = (f'<path class="shape" d="M{n(x)},{n(y)}H{n(x + w - 8)}L{n(x + w)},{n(y + 8)}V{n(y + h)}H{n(x)}Z'
-                 f'M{n(x + w - 8)},{n(y)}V{n(y + 8)}H{n(x + w)}"/>')
+        shape = (
+            f'<path class="shape" d="M{n(x)},{n(y)}H{n(x + w - 8)}L{n(x + w)},{n(y + 8)}V{n(y + h)}H{n(x)}Z'
+            f'M{n(x + w - 8)},{n(y)}V{n(y + 8)}H{n(x + w)}"/>'
+        )
     elif node.kind == "resource":  # a cylinder
         top, bottom = y + 4, y + h - 4
-        shape = (f'<path class="shape" d="M{n(x)},{n(top)}A{n(w / 2)},4 0 0 1 {n(x + w)},{n(top)}V{n(bottom)}'
-                 f'A{n(w / 2)},4 0 0 1 {n(x)},{n(bottom)}ZM{n(x)},{n(top)}A{n(w / 2)},4 0 0 0 {n(x + w)},{n(top)}"/>')
+        shape = (
+            f'<path class="shape" d="M{n(x)},{n(top)}A{n(w / 2)},4 0 0 1 {n(x + w)},{n(top)}V{n(bottom)}'
+            f'A{n(w / 2)},4 0 0 1 {n(x)},{n(bottom)}ZM{n(x)},{n(top)}A{n(w / 2)},4 0 0 0 {n(x + w)},{n(top)}"/>'
+        )
         cy += 4
     elif node.kind in DECISIONS:  # a diamond
-        return [f'<path class="shape" d="M{n(cx)},{n(y)}L{n(x + w)},{n(cy)}L{n(cx)},{n(y + h)}L{n(x)},{n(cy)}Z"/>']
+        return [
+            f'<path class="shape" d="M{n(cx)},{n(y)}L{n(x + w)},{n(cy)}L{n(cx)},{n(y + h)}L{n(x)},{n(cy)}Z"/>'
+        ]
     else:
         corner = ' rx="4"' if node.kind == "task" else ""
         shape = f'<rect class="shape" x="{n(x)}" y="{n(y)}" width="{n(w)}" height="{n(h)}"{corner}/>'
@@ -238,9 +289,18 @@ def _svg_title(node: Node) -> str:
         what = node.label
     if node.condition:
         what += f" `{node.condition}`"[:300]
-    kind = node.kind + (f" ({node.mode})" if node.mode else "") + (f" at {node.line}:{node.column}" if node.line else "")
+    kind = (
+        node.kind
+        + (f" ({node.mode})" if node.mode else "")
+        + (f" at {node.line}:{node.column}" if node.line else "")
+    )
     doc = " ".join(_doc_lines(node.doc))
-    lines = [marks(node) + what[:1000], kind, guard(node).strip()[:300], doc[:300] + ("…" if len(doc) > 300 else "")]
+    lines = [
+        marks(node) + what[:1000],
+        kind,
+        guard(node).strip()[:300],
+        doc[:300] + ("…" if len(doc) > 300 else ""),
+    ]
     return "\n".join(line for line in lines if line)
 
 
@@ -293,7 +353,9 @@ def _checked(flow: Flow, status: Mapping[int, str]) -> dict[int, str]:
     or of a form skipped by its guard are skipped too (a run records the first node only)."""
     for node_id, state in status.items():
         if state not in COLOURS:
-            raise ValueError(f"unknown status {state!r} for node {node_id} (expected one of {', '.join(STATUSES)})")
+            raise ValueError(
+                f"unknown status {state!r} for node {node_id} (expected one of {', '.join(STATUSES)})"
+            )
         if not 0 <= node_id < len(flow.nodes):
             raise ValueError(f"status given for node {node_id}, which the flow does not have")
     return flow.with_skipped(status)

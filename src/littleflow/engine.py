@@ -27,9 +27,20 @@ DEFAULT_LIMIT = 10_000
 DEFAULT_PARALLELISM = 500
 
 _TASK, _PASS, _LITERAL, _END = 0, 1, 2, 3  # how a node acts when it becomes ready
-_ACTS = {"task": _TASK, "resource": _TASK, "literal": _LITERAL, "start": _PASS, "end": _END,
-         "subflow-start": _PASS, "subflow-end": _END, "choice": _PASS, "choice-end": _END,
-         "repeat": _PASS, "while": _PASS, "loop-end": _PASS}
+_ACTS = {
+    "task": _TASK,
+    "resource": _TASK,
+    "literal": _LITERAL,
+    "start": _PASS,
+    "end": _END,
+    "subflow-start": _PASS,
+    "subflow-end": _END,
+    "choice": _PASS,
+    "choice-end": _END,
+    "repeat": _PASS,
+    "while": _PASS,
+    "loop-end": _PASS,
+}
 # Where a node's end leads, when not simply to all its successors (LANGUAGE.md §9.7, §9.8).
 _CHOOSE, _WHILE, _EXIT = 1, 2, 3
 _ROUTES = {"choice": _CHOOSE, "while": _WHILE, "loop-end": _EXIT}
@@ -65,10 +76,14 @@ class Engine:
         # Only a node entered by a cycle-closing edge can run again: count runs there.
         # (Every other node that runs has a tree edge of the walk into it; START has none.)
         # (The end of a conditional or loop waits for one of several predecessors: not a cycle.)
-        self.loops = [(self.thresholds[i] < len(flow.predecessors(i)) and nodes[i].kind not in JOINING_ONE) or i == 0
-                      for i in range(len(nodes))]
+        self.loops = [
+            (self.thresholds[i] < len(flow.predecessors(i)) and nodes[i].kind not in JOINING_ONE) or i == 0
+            for i in range(len(nodes))
+        ]
         self.acts = [_ACTS[node.kind] for node in nodes]
-        self.special = [bool(node.guard or node.merge or node.iterate) or node.kind == "loop-end" for node in nodes]
+        self.special = [
+            bool(node.guard or node.merge or node.iterate) or node.kind == "loop-end" for node in nodes
+        ]
         self.guards = {node.id: compile_guard(node.guard) for node in nodes if node.guard}
         self.routes = [_ROUTES.get(node.kind, 0) for node in nodes]
         # A conditional's branch conditions (on each branch's first node) and a loop's (on its
@@ -79,6 +94,7 @@ class Engine:
         self.bodies: dict[int, int] = {}
         for node in nodes:
             if node.kind in ("repeat", "while"):
+                assert node.pair is not None  # a loop's opening node names its end
                 self.bodies[node.id] = self.bodies[node.pair] = flow.successors(node.id)[0]
 
     # -- the driver's calls ---------------------------------------------------
@@ -144,8 +160,13 @@ class Engine:
         self._settle(state, [])
 
     # -- the algorithm -----------------------------------------------------------
-    def _cascade(self, state: State, ready: list, ended: tuple | None = None,
-                 starts: list[Start] | None = None) -> list[Start]:
+    def _cascade(
+        self,
+        state: State,
+        ready: list[Any],
+        ended: tuple[Any, ...] | None = None,
+        starts: list[Start] | None = None,
+    ) -> list[Start]:
         """Propagate ends through the graph until only task starts remain.
 
         ``ready`` holds (frame, node, input) for nodes that start; ``ended`` is a
@@ -199,15 +220,21 @@ class Engine:
                 runs = frame.runs[node] = frame.runs.get(node, 0) + 1
                 if runs > limit:
                     frame.runs[node] = limit  # this run did not happen
-                    state.fail(self.flow.nodes[node], (frame.path, node, -1), input,
-                               f"ran more than {limit} times (the run limit; raise it with the limit option)",
-                               reenter=True)
+                    state.fail(
+                        self.flow.nodes[node],
+                        (frame.path, node, -1),
+                        input,
+                        f"ran more than {limit} times (the run limit; raise it with the limit option)",
+                        reenter=True,
+                    )
                     continue
             if special[node] and not (frame.parent is not None and node == frame.start):
                 try:
                     input = self._special(state, frame, node, input, starts, ends, queue)
                 except TaskFailure as failure:
-                    state.fail(self.flow.nodes[node], (frame.path, node, -1), input, str(failure), reenter=True)
+                    state.fail(
+                        self.flow.nodes[node], (frame.path, node, -1), input, str(failure), reenter=True
+                    )
                     continue
                 if input is _HANDLED:
                     continue
@@ -222,7 +249,9 @@ class Engine:
                 frame.outputs[node] = input
             else:
                 ends.append((frame, node, input))
-        if len(starts) - known > 1 and any(map(_after, islice(starts, known, None), islice(starts, known + 1, None))):
+        if len(starts) - known > 1 and any(
+            map(_after, islice(starts, known, None), islice(starts, known + 1, None))
+        ):
             starts[known:] = sorted(starts[known:], key=self._order(state) if self.choosing else _by_node)
             running = state.running
             for start in starts[known:]:  # running keeps the order of the starts handed out
@@ -243,12 +272,21 @@ class Engine:
             return {}
         return values[0] if len(values) == 1 else values
 
-    def _special(self, state: State, frame: Frame, node: int, input: Any, starts: list, ends: list,
-                 queue: list) -> Any:
+    def _special(
+        self,
+        state: State,
+        frame: Frame,
+        node: int,
+        input: Any,
+        starts: list[Start],
+        ends: list[Any],
+        queue: list[Any],
+    ) -> Any:
         """Apply merge, guard and iteration, or a loop's test at the end of a round; returns
         the input to go on with, or ``_HANDLED`` when the node was dealt with here."""
         spec = self.flow.nodes[node]
         if spec.kind == "loop-end":  # a round ended: another, or out of the loop (LANGUAGE.md §9.8)
+            assert spec.pair is not None
             again = self._test(spec.pair, input)
             if self.flow.nodes[spec.pair].kind == "repeat":
                 again = not again
@@ -258,7 +296,7 @@ class Engine:
                 ends.append((frame, node, input))
             return _HANDLED
         if spec.merge and isinstance(input, list):
-            merged: dict = {}
+            merged: dict[str, Any] = {}
             for position, value in enumerate(input):
                 if not isinstance(value, dict):
                     raise TaskFailure(f"cannot merge the input: item {position} is not an object ({value!r})")
@@ -278,6 +316,7 @@ class Engine:
                 return _HANDLED
             frame.iterations[node] = Iteration(len(items))
             if spec.kind in OPENING:
+                assert spec.pair is not None
                 for item, value in enumerate(items):
                     child = state.add_frame(frame, node, item, spec.pair)
                     ends.append((child, node, value))
@@ -305,7 +344,9 @@ class Engine:
 
         return key
 
-    def _route(self, state: State, frame: Frame, node: int, output: Any, queue: list, ends: list) -> None:
+    def _route(
+        self, state: State, frame: Frame, node: int, output: Any, queue: list[Any], ends: list[Any]
+    ) -> None:
         """The end of a choice (its branch starts), of a ``while`` (a first round, or none) or
         of a loop's end (its successors but the body start)."""
         succ, succ_at = self._succ, self._succ_at
@@ -369,8 +410,9 @@ class Engine:
         except GuardError as error:
             raise TaskFailure(str(error)) from None
 
-    def _item_done(self, state: State, frame: Frame, output: Any, ends: list) -> None:
+    def _item_done(self, state: State, frame: Frame, output: Any, ends: list[Any]) -> None:
         """An item's copy of an iterated subflow reached its end."""
+        assert frame.parent is not None  # only an item's frame ends here
         parent_path, node, item = frame.parent
         state.drop_frame(frame)
         parent = state.frames.get(parent_path)
@@ -403,7 +445,7 @@ def _by_node(start: Start) -> int:
     return start.node
 
 
-def _by_first(pair: Any) -> int:
+def _by_first(pair: tuple[int, Any]) -> int:
     return pair[0]
 
 

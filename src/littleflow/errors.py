@@ -3,6 +3,8 @@ raises on purpose, and :class:`FlowError`, what a user can get wrong in flow tex
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class Diagnostic:
     """A message about a place in flow text (an error or a warning).
@@ -63,7 +65,7 @@ class FlowError(Diagnostic, LittleflowError):
 
     severity = "error"
 
-    def __init__(self, message: str, **where) -> None:
+    def __init__(self, message: str, **where: Any) -> None:
         Diagnostic.__init__(self, message, **where)
         Exception.__init__(self, message)
 

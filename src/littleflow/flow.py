@@ -10,8 +10,20 @@ from itertools import accumulate, islice
 from operator import eq
 from typing import Any
 
-KINDS = ("start", "end", "task", "literal", "resource", "subflow-start", "subflow-end",
-         "choice", "choice-end", "repeat", "while", "loop-end")
+KINDS = (
+    "start",
+    "end",
+    "task",
+    "literal",
+    "resource",
+    "subflow-start",
+    "subflow-end",
+    "choice",
+    "choice-end",
+    "repeat",
+    "while",
+    "loop-end",
+)
 #: The kinds that open a form of several nodes, ``pair`` naming the node that closes it.
 OPENING = frozenset(("subflow-start", "choice", "repeat", "while"))
 #: The kinds that close a conditional or a loop: only one of their predecessors ever activates
@@ -154,13 +166,15 @@ class Flow:
             last = node.pair if node.kind in OPENING and node.pair is not None else node_id
             for choice in self.predecessors(node_id):
                 if nodes[choice].kind == "choice":  # a branch: its nodes run up to the next branch's
-                    later = [s for s in self.successors(choice) if s > node_id] + [nodes[choice].pair or node_id + 1]
+                    later = [s for s in self.successors(choice) if s > node_id] + [
+                        nodes[choice].pair or node_id + 1
+                    ]
                     last = max(last, min(later) - 1)
             for inner in range(node_id + 1, min(last, len(nodes) - 1) + 1):
                 found.setdefault(inner, "skipped")
         return found
 
-    def thresholds(self) -> array:
+    def thresholds(self) -> array[int]:
         """How many completions each node waits for (LANGUAGE.md §9.1): its
         incoming edges that do not close a cycle, and at least 1; the node that closes a
         conditional or a loop waits for one (only one of its predecessors ever runs).
@@ -247,7 +261,7 @@ def _node_json(node: Node) -> dict[str, Any]:
     return data
 
 
-def _rows(codes: list[int], shift: int, mask: int, n: int) -> tuple[array, array]:
+def _rows(codes: list[int], shift: int, mask: int, n: int) -> tuple[array[int], array[int]]:
     """Compressed sparse rows from sorted ``row << shift | column`` codes."""
     columns = array("q", (code & mask for code in codes))
     counts = [0] * (n + 1)

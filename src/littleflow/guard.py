@@ -117,7 +117,15 @@ def _simple(text: str) -> Any:
         want = float(literal)
     else:
         want = int(literal)
-    kind = str if isinstance(want, str) else bool if isinstance(want, bool) else None if want is None else _NUMBER
+    kind = (
+        str
+        if isinstance(want, str)
+        else bool
+        if isinstance(want, bool)
+        else None
+        if want is None
+        else _NUMBER
+    )
 
     def same_kind(value: Any) -> bool:
         if kind is None:
@@ -130,10 +138,14 @@ def _simple(text: str) -> Any:
         return value is not _NOTHING and same_kind(value) and value == want
 
     def less(value: Any) -> bool:  # value < want; only numbers with numbers, text with text
-        return value is not _NOTHING and (kind is _NUMBER or kind is str) and same_kind(value) and value < want
+        return (
+            value is not _NOTHING and (kind is _NUMBER or kind is str) and same_kind(value) and value < want
+        )
 
     def more(value: Any) -> bool:
-        return value is not _NOTHING and (kind is _NUMBER or kind is str) and same_kind(value) and value > want
+        return (
+            value is not _NOTHING and (kind is _NUMBER or kind is str) and same_kind(value) and value > want
+        )
 
     test = {
         "==": equal,

@@ -215,8 +215,9 @@ def _spread(sugiyama: SugiyamaLayout) -> None:
             end = x + v.view.w / 2 + sugiyama.xspace
 
 
-def _label_gaps(sugiyama: SugiyamaLayout, links: list[Edge], tags: dict[tuple[int, int], str],
-                vertical: bool) -> list[float]:
+def _label_gaps(
+    sugiyama: SugiyamaLayout, links: list[Edge], tags: dict[tuple[int, int], str], vertical: bool
+) -> list[float]:
     """The gap after each layer: the usual one, or room for the labels on the
     edges that cross it to end in a fork, join or END."""
     gaps = [float(_LAYER_GAP)] * len(sugiyama.layers)

@@ -8,8 +8,9 @@ from importlib import import_module
 from typing import Any
 
 
-def lazy_names(package: str, homes: dict[str, str], namespace: dict[str, Any]
-               ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def lazy_names(
+    package: str, homes: dict[str, str], namespace: dict[str, Any]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """The ``__getattr__`` and ``__dir__`` of ``package`` (its ``namespace``, ``globals()``):
     a name of ``homes`` is imported from its module (relative to ``package``) on first use."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from .literals import Budget, LiteralError, json_size, load_inline, load_json
@@ -77,8 +77,13 @@ def describe(token: Token) -> str:
     if token.kind == PARAMS:
         return "parameters"
     if token.kind in (LITERAL, RESOURCE, GUARD, DOC, CONDITION):
-        return {LITERAL: "a literal", RESOURCE: "a resource", GUARD: "a guard", DOC: "a doc string",
-                CONDITION: "a condition"}[token.kind]
+        return {
+            LITERAL: "a literal",
+            RESOURCE: "a resource",
+            GUARD: "a guard",
+            DOC: "a doc string",
+            CONDITION: "a condition",
+        }[token.kind]
     if token.kind == DECL:
         return f"@{token.value}"
     if token.kind == ARROW:
@@ -94,9 +99,11 @@ def tokens(source: Source) -> Iterator[Token]:
     text = source.text
     lone = _SURROGATE.search(text)
     if lone:
-        raise source.error(f"the text holds a lone surrogate \\u{ord(lone.group()):04x} (not Unicode text)", lone.start())
+        raise source.error(
+            f"the text holds a lone surrogate \\u{ord(lone.group()):04x} (not Unicode text)", lone.start()
+        )
     budget = Budget()  # what all the literals and parameters of the text may expand to
-    match = _TOKEN.match
+    match: Callable[[str, int], re.Match[str]] = _TOKEN.match  # type: ignore[assignment]  # always matches
     new = tuple.__new__  # Token(...) without NamedTuple's Python-level __new__: this loop is hot
     size = len(text)
     at = 0
@@ -189,7 +196,7 @@ def _json(source: Source, what: str, at: int, start: int, closing: str, budget: 
         budget.spend(json_size(value), start)
     except LiteralError as error:
         raise source.error(_where(source, error, 0, what), at) from None
-    end = _SPACE.match(source.text, end).end()
+    end = _SPACE.match(source.text, end).end()  # type: ignore[union-attr]  # matches the empty string
     if not source.text.startswith(closing, end):
         raise source.error(f"unclosed {what}: expected '{closing}' after the JSON", at)
     return value, end + 1

@@ -52,8 +52,9 @@ class Budget:
 
     def error(self, size: int, offset: int | None, yaml: bool = True) -> LiteralError:
         if size <= self.limit:
-            return LiteralError(f"too large: with the literals before it, more than {self.limit:,} bytes as JSON",
-                                offset)
+            return LiteralError(
+                f"too large: with the literals before it, more than {self.limit:,} bytes as JSON", offset
+            )
         expanded = " once YAML aliases are expanded" if yaml else ""
         return LiteralError(f"too large: more than {self.limit:,} bytes as JSON{expanded}", offset)
 
@@ -83,7 +84,9 @@ _CORE = [
     ),
 ]
 for _tag, _pattern, _first in _CORE:
-    PlainLoader.add_implicit_resolver(_tag, re.compile(rf"^(?:{_pattern})$"), list(_first) + ([""] if "~" in _first else []))
+    PlainLoader.add_implicit_resolver(
+        _tag, re.compile(rf"^(?:{_pattern})$"), list(_first) + ([""] if "~" in _first else [])
+    )
 PlainLoader.add_constructor("tag:yaml.org,2002:int", _int)
 
 
@@ -150,8 +153,11 @@ def _loaded(text: str, budget: Budget) -> Any:
         raise
     except yaml.reader.ReaderError as error:  # (its own text spans two lines)
         code = error.character if isinstance(error.character, int) else ord(error.character or "\0")
-        raise LiteralError(f"invalid YAML: the character U+{code:04X} is not allowed in YAML text "
-                           f"(write it as \"\\u{code:04X}\" in a double-quoted value)", error.position) from None
+        raise LiteralError(
+            f"invalid YAML: the character U+{code:04X} is not allowed in YAML text "
+            f'(write it as "\\u{code:04X}" in a double-quoted value)',
+            error.position,
+        ) from None
     except yaml.YAMLError as error:
         raise LiteralError(f"invalid YAML: {error}") from None
     except RecursionError:
@@ -178,8 +184,10 @@ def _index(error: yaml.MarkedYAMLError, shift: int, size: int) -> int:
     return min(max(mark.index + shift, 0), size) if mark else 0
 
 
-_MAPPING_HINT = ("write key: value, other: value (or one entry a line, at one indentation) "
-                 "and quote a value that holds ': ' (key: \"a: b\")")
+_MAPPING_HINT = (
+    "write key: value, other: value (or one entry a line, at one indentation) "
+    "and quote a value that holds ': ' (key: \"a: b\")"
+)
 
 
 def _hinted(error: yaml.MarkedYAMLError, text: str, shift: int) -> LiteralError:
@@ -194,14 +202,19 @@ def _hinted(error: yaml.MarkedYAMLError, text: str, shift: int) -> LiteralError:
         if char == "\t":
             hint = "indent with spaces, not tabs"
         else:
-            hint = f"a value cannot start with {char!r}: put it in quotes (key: \"{char}…\")"
+            hint = f'a value cannot start with {char!r}: put it in quotes (key: "{char}…")'
     elif "undefined alias" in problem:
         hint = "a value cannot start with '*' (a YAML alias): put it in quotes (key: \"*…\")"
     elif "unexpected end of stream" in problem and "quoted" in (error.context or "") and opening >= 0:
         at, hint = opening, f"the quoted value is not closed: end it with {text[opening]}"
     elif problem in ("did not find expected ',' or ']'", "did not find expected ',' or '}'") and opening >= 0:
-        at, hint = opening, (f"the '{text[opening]}' is not closed: end it with '{problem[-2]}', "
-                             "and separate its items with ','")
+        at, hint = (
+            opening,
+            (
+                f"the '{text[opening]}' is not closed: end it with '{problem[-2]}', "
+                "and separate its items with ','"
+            ),
+        )
     elif problem.startswith(("mapping values are not allowed", "did not find expected ',' or '}'")):
         hint = f"unexpected {repr(char) if char else 'end'}: {_MAPPING_HINT}"
     elif "expected node content" in problem:
@@ -301,8 +314,11 @@ def _key_size(loader: PlainLoader, node: yaml.Node) -> int:
 # same (plain() refuses it after). The C encoder is made once: json.dumps makes one a call, which
 # costs more than encoding a small value.
 _COMPACT = dict(ensure_ascii=False, separators=(",", ":"), default=repr)
-_encode = (c_make_encoder(None, repr, encode_basestring, None, ":", ",", False, False, True)
-           if c_make_encoder is not None else None)
+_encode = (
+    c_make_encoder(None, repr, encode_basestring, None, ":", ",", False, False, True)
+    if c_make_encoder is not None
+    else None
+)
 
 
 def json_size(value: Any) -> int:
@@ -416,7 +432,9 @@ def _plain(value: Any, budget: list[int], path: set[int]) -> Any:
             return {_key(key): _plain(item, budget, path) for key, item in value.items()}
         finally:
             path.discard(id(value))
-    raise LiteralError(f"a {type(value).__name__} value is not plain data (only JSON-like values are allowed)")
+    raise LiteralError(
+        f"a {type(value).__name__} value is not plain data (only JSON-like values are allowed)"
+    )
 
 
 def _key(key: Any) -> str:

@@ -113,8 +113,11 @@ class LocalRun:
         self.concurrency = concurrency
         self.base = base
         # (None: unconfined; a list, even empty, confines file resources or HTTP: see littleflow.confine)
-        self.confine = Confinement(None if files is None else tuple(files),
-                                   None if http_allow is None else tuple(http_allow), owner="run")
+        self.confine = Confinement(
+            None if files is None else tuple(files),
+            None if http_allow is None else tuple(http_allow),
+            owner="run",
+        )
         self.echo = echo
         self.on_step = on_step
         self.journal = journal  # told of every step (see statefile.StateFile: begin, ended, failed)
@@ -128,7 +131,9 @@ class LocalRun:
         self.registry = collect(tasks)
         names = self._check_names()
         aliases = {node.alias for node in flow.nodes if node.alias}
-        self.defaults, self.entries = flow_options(flow.parameters, names | aliases)  # checked before anything runs
+        self.defaults, self.entries = flow_options(
+            flow.parameters, names | aliases
+        )  # checked before anything runs
         parallelism = flow_parallelism(flow.parameters)
         if parallelism is not None:  # the flow's own cap on the tasks running at once
             self.concurrency = min(concurrency, parallelism)
@@ -148,7 +153,9 @@ class LocalRun:
                 missing.append(f"{node.name} ({node.line}:{node.column})")
         if missing:
             known = ", ".join(self.registry.names()[:20]) or "none"
-            raise UnknownTasks(f"unknown task{'s' * (len(missing) > 1)} {', '.join(missing)}; known tasks: {known}")
+            raise UnknownTasks(
+                f"unknown task{'s' * (len(missing) > 1)} {', '.join(missing)}; known tasks: {known}"
+            )
         return names
 
     # -- the loop -----------------------------------------------------------------
@@ -250,7 +257,13 @@ class LocalRun:
         without parameters, ``False`` when it needs the general path of :meth:`_execute`
         (which also copies parameters for each call: a task may change them)."""
         node = self.flow.nodes[node_id]
-        if self.echo or self.tracing or self.on_event is not None or node.kind != "task" or node.parameters is not None:
+        if (
+            self.echo
+            or self.tracing
+            or self.on_event is not None
+            or node.kind != "task"
+            or node.parameters is not None
+        ):
             return False
         calling = self.registry.calling(node.name)
         policy = self._policy(node)
@@ -264,9 +277,12 @@ class LocalRun:
         policy = self._policies.get(key)
         if policy is None:
             calling = self.registry.calling(node.name)
-            policy = self._policies[key] = resolve(self.defaults, calling[2] if calling else None,
-                                                   flow_entry(self.entries, node.name, node.alias),
-                                                   node.alias or node.name)
+            policy = self._policies[key] = resolve(
+                self.defaults,
+                calling[2] if calling else None,
+                flow_entry(self.entries, node.name, node.alias),
+                node.alias or node.name,
+            )
         return policy
 
     def _outcome(self, start: Start) -> Any:
@@ -321,15 +337,23 @@ class LocalRun:
                     lines_before = log.total
                 self._event(event, start, attempt=attempt, **({"error": error} if error else {}))
             elif self.tracing:
-                self._record(start, node, began, attempt, event, error,
-                             log.since(lines_before) if log is not None else None)
+                self._record(
+                    start,
+                    node,
+                    began,
+                    attempt,
+                    event,
+                    error,
+                    log.since(lines_before) if log is not None else None,
+                )
 
         if node.kind == "resource":
             policy = self.resource_policy
             return self.caller.attempts(self._resource_call(node, start.input, policy), policy, hook)
         spec = self.registry.get(node.name)
-        return self.caller.call(spec, node.parameters, start.input, self._policy(node), hook,
-                                run=self.task_run(start), log=log)
+        return self.caller.call(
+            spec, node.parameters, start.input, self._policy(node), hook, run=self.task_run(start), log=log
+        )
 
     def task_run(self, start: Start, attempt: int = 1) -> TaskRun:
         """What :func:`littleflow.current` says in the task of ``start``: its key counts the
@@ -337,9 +361,14 @@ class LocalRun:
         frame = self.state.frames.get(start.path)
         seq = frame.runs.get(start.node, 1) if frame is not None else 1
         node = self.flow.nodes[start.node]
-        return TaskRun(self.workflow_id, start.node, node.name or node.label or "", attempt,
-                       None if start.item < 0 else start.item,
-                       run_key(self.workflow_id, start.path, start.node, start.item, seq))
+        return TaskRun(
+            self.workflow_id,
+            start.node,
+            node.name or node.label or "",
+            attempt,
+            None if start.item < 0 else start.item,
+            run_key(self.workflow_id, start.path, start.node, start.item, seq),
+        )
 
     def _resource_call(self, node: Any, input: Any, policy: Policy) -> Callable[[], Any]:
         params = node.parameters if isinstance(node.parameters, dict) else {}
@@ -349,13 +378,30 @@ class LocalRun:
             return lambda: resources.read(node.uri, params, self.base, self.confine)
         return lambda: resources.write(node.uri, params, self.base, input, self.confine)
 
-    def _record(self, start: Start, node: Any, began: float, attempt: int, status: str, error: str | None = None,
-                log: list[str] | None = None) -> None:
-        self.trace.append({
-            "node": start.node, "name": node.name or node.label, "path": start.path, "item": start.item,
-            "attempt": attempt, "start": began, "end": time.time(), "status": status, "error": error,
-            **({"log": log} if log else {}),
-        })
+    def _record(
+        self,
+        start: Start,
+        node: Any,
+        began: float,
+        attempt: int,
+        status: str,
+        error: str | None = None,
+        log: list[str] | None = None,
+    ) -> None:
+        self.trace.append(
+            {
+                "node": start.node,
+                "name": node.name or node.label,
+                "path": start.path,
+                "item": start.item,
+                "attempt": attempt,
+                "start": began,
+                "end": time.time(),
+                "status": status,
+                "error": error,
+                **({"log": log} if log else {}),
+            }
+        )
 
 
 #: Seconds the concurrent loop waits for a task to end before it looks whether it should stop.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from .source import Source
 
@@ -92,7 +92,7 @@ class Loop:
     end: int = 0
 
 
-Step = Union[Task, Literal, Resource, Subflow, Choice, Loop]
+Step = Task | Literal | Resource | Subflow | Choice | Loop
 
 
 @dataclass(slots=True)

@@ -105,8 +105,11 @@ class _Parse:
         return self.source.error(message, self.token.offset if offset is None else offset)
 
     def unexpected(self, expected: str) -> FlowError:
-        hint = (" (a condition in backquotes follows if, elif, until or while; a guard before a step is ? `…`)"
-                if self.kind == CONDITION else "")
+        hint = (
+            " (a condition in backquotes follows if, elif, until or while; a guard before a step is ? `…`)"
+            if self.kind == CONDITION
+            else ""
+        )
         return self.error(f"expected {expected}, found {describe(self.token)}{hint}")
 
     # -- grammar ----------------------------------------------------------
@@ -115,7 +118,9 @@ class _Parse:
         module.statements = self.statements(None, None, module)
         return module
 
-    def statements(self, opening: Token | None, closing: str | None, module: Module | None) -> list[Statement]:
+    def statements(
+        self, opening: Token | None, closing: str | None, module: Module | None
+    ) -> list[Statement]:
         """Statements (and, at the top level, declarations) up to ``closing``."""
         found: list[Statement] = []
         while True:
@@ -129,7 +134,7 @@ class _Parse:
             elif kind == EOF and opening is not None:
                 raise self.error(
                     f"unclosed subflow: expected '{closing}' to close the '{opening.kind}' at "
-                    + "%d:%d" % self.source.position(opening.offset),
+                    + "{}:{}".format(*self.source.position(opening.offset)),
                     opening.offset,
                 )
             elif kind == EOF:
@@ -139,8 +144,11 @@ class _Parse:
                     raise self.error("declarations are only allowed at the top level, not inside a subflow")
                 self.declaration(module)
             elif kind in (RBRACE, RBRACKET):
-                raise self.error(f"unexpected '{kind}': no subflow is open" if opening is None
-                                 else f"'{kind}' does not close the '{opening.kind}' (expected '{closing}')")
+                raise self.error(
+                    f"unexpected '{kind}': no subflow is open"
+                    if opening is None
+                    else f"'{kind}' does not close the '{opening.kind}' (expected '{closing}')"
+                )
             elif kind == PARAMS:
                 raise self.error("parameters must follow a task name")
             else:
@@ -164,8 +172,10 @@ class _Parse:
             label = prefix.input_label
             if label is not None and prefix.guard is None and not prefix.iterate:
                 if label.name in ("start", "end") and self.kind == ARROW:
-                    raise self.error(f":{label.name} may only stand first or last in a statement, "
-                                     "not in the middle", label.offset)
+                    raise self.error(
+                        f":{label.name} may only stand first or last in a statement, not in the middle",
+                        label.offset,
+                    )
                 statement.tail = Tail(label, prefix.merge)
                 break
             raise self.unexpected("a task, a subflow, a literal or a label after '→'")
@@ -206,19 +216,25 @@ class _Parse:
         """The step after ``element``'s prefix, alternatives (``A|B``) and an output label."""
         if self.kind not in _STEP_STARTS:
             if element.input_label is not None and self.kind in (EOF, SEMI, LABEL, RBRACE, RBRACKET):
-                raise self.error(f"label :{element.input_label.name} is not followed by a step "
-                                 "(to route into it, write '→' before it)", element.input_label.offset)
+                raise self.error(
+                    f"label :{element.input_label.name} is not followed by a step "
+                    "(to route into it, write '→' before it)",
+                    element.input_label.offset,
+                )
             raise self.unexpected("a task, a subflow or a literal")
         label = element.input_label
         if label is not None and label.name in ("start", "end"):
-            raise self.error(f":{label.name} may only stand first or last in a statement, "
-                             "not before a step", label.offset)
+            raise self.error(
+                f":{label.name} may only stand first or last in a statement, not before a step", label.offset
+            )
         element.step = self.alternatives()
         if self.kind == LABEL:
             output = self.label()
             if output.name in ("start", "end"):
-                raise self.error(f":{output.name} may only stand first or last in a statement, "
-                                 "not after a step", output.offset)
+                raise self.error(
+                    f":{output.name} may only stand first or last in a statement, not after a step",
+                    output.offset,
+                )
             element.output_label = output
         return element
 
@@ -269,13 +285,22 @@ class _Parse:
         reserved word standing where a step should is an error."""
         word = token.value
         if word not in _FORMS:
-            belongs = {"then": "if … then", "elif": "if … elif", "else": "if … else",
-                       "until": "repeat … until", "do": "while … do"}[word]
-            raise self.error(f"unexpected '{word}': it is a reserved word, not a task name "
-                             f"(it belongs in {belongs})", token.offset)
+            belongs = {
+                "then": "if … then",
+                "elif": "if … elif",
+                "else": "if … else",
+                "until": "repeat … until",
+                "do": "while … do",
+            }[word]
+            raise self.error(
+                f"unexpected '{word}': it is a reserved word, not a task name (it belongs in {belongs})",
+                token.offset,
+            )
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise self.error(f"conditionals, loops and subflows nested more than {MAX_DEPTH} deep", token.offset)
+            raise self.error(
+                f"conditionals, loops and subflows nested more than {MAX_DEPTH} deep", token.offset
+            )
         if self.kind == PARAMS:
             raise self.error(f"'{word}' is a reserved word, not a task: it takes no parameters")
         form: Choice | Loop
@@ -292,8 +317,10 @@ class _Parse:
                 at = self.advance().offset
                 branches.append(Branch(None, at, self.branch("else", False)))
                 if self.word("elif"):
-                    raise self.error("'elif' after 'else': the else branch comes last (write elif … before else)",
-                                     self.token.offset)
+                    raise self.error(
+                        "'elif' after 'else': the else branch comes last (write elif … before else)",
+                        self.token.offset,
+                    )
             form = Choice(branches, token.offset, branches[-1].step.step.offset)
         elif word == "repeat":
             body = self.branch("repeat", True, "the body of a loop")
@@ -337,25 +364,40 @@ class _Parse:
             self.advance()
         kind = self.kind
         if kind == LABEL:
-            raise self.error(f"{what} cannot carry a label of its own outside braces "
-                             f"(write '{word} {{ :{self.token.value} … }}')")
+            raise self.error(
+                f"{what} cannot carry a label of its own outside braces "
+                f"(write '{word} {{ :{self.token.value} … }}')"
+            )
         if kind == GUARD:
             raise self.error(f"{what} cannot carry a guard outside braces (write '{word} {{ ? `…` … }}')")
         if kind == NAME and self.token.value in _FORMS:
-            raise self.error(f"a conditional or loop as {what} must be written in braces "
-                             f"(write '{word} {{ {self.token.value} … }}')")
+            raise self.error(
+                f"a conditional or loop as {what} must be written in braces "
+                f"(write '{word} {{ {self.token.value} … }}')"
+            )
         if kind in (LITERAL, RESOURCE):
-            raise self.error(f"{what} is a task, a '|' group or a subflow in braces, not {describe(self.token)}")
+            raise self.error(
+                f"{what} is a task, a '|' group or a subflow in braces, not {describe(self.token)}"
+            )
         if kind not in (NAME, LBRACE, LBRACKET):
             raise self.unexpected(f"a task or a subflow after '{word}'")
         element.step = self.alternatives()
         if self.kind == LABEL:
             label = self.token
-            ahead = self.peek() == NAME and self._ahead is not None and self._ahead.value in ("elif", "else", "until")
+            ahead = (
+                self.peek() == NAME
+                and self._ahead is not None
+                and self._ahead.value in ("elif", "else", "until")
+            )
             if more or ahead:
-                hint = (" (a label after the last branch names the output of the whole form)" if what == "a branch"
-                        else f" (write '{{ … :{label.value} }}'; a label after the whole loop names its output)")
-                raise self.error(f"label :{label.value}: {what} cannot carry a label of its own outside braces" + hint)
+                hint = (
+                    " (a label after the last branch names the output of the whole form)"
+                    if what == "a branch"
+                    else f" (write '{{ … :{label.value} }}'; a label after the whole loop names its output)"
+                )
+                raise self.error(
+                    f"label :{label.value}: {what} cannot carry a label of its own outside braces" + hint
+                )
         return element
 
     def params(self) -> Params | None:

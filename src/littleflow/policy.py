@@ -27,7 +27,9 @@ class OptionError(LittleflowError, ValueError):
 def _unknown(key: str, known: tuple[str, ...], where: str, path: tuple[str, ...]) -> OptionError:
     close = difflib.get_close_matches(str(key), known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return OptionError(f"unknown option {key!r} in {where} (known: {', '.join(known)}{hint})", (*path, str(key)))
+    return OptionError(
+        f"unknown option {key!r} in {where} (known: {', '.join(known)}{hint})", (*path, str(key))
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,9 @@ class Policy:
         """A policy from keyword options, ignoring those that are ``None``."""
         return cls().updated(options)
 
-    def updated(self, options: dict[str, Any], where: str = "task options", path: tuple[str, ...] = ()) -> Policy:
+    def updated(
+        self, options: dict[str, Any], where: str = "task options", path: tuple[str, ...] = ()
+    ) -> Policy:
         """This policy with the given keys replaced; raises :class:`OptionError` (a
         ``ValueError``) for bad values, its ``path`` the key's, after ``path``."""
         changes = {}
@@ -73,7 +77,9 @@ class Policy:
 FLOW_KEYS = (*KEYS, "tasks", "parallelism", "schedule")  # (schedule: see littleflow.schedules)
 
 
-def flow_options(flow_parameters: Any, names: set[str] | None = None) -> tuple[dict[str, Any], dict[str, dict]]:
+def flow_options(
+    flow_parameters: Any, names: set[str] | None = None
+) -> tuple[dict[str, Any], dict[str, dict]]:
     """The ``@flow`` parameters' policy options, checked: ``(defaults, entries)``, the
     options for every task and the ``tasks: {NAME: {…}}`` entries (NAME: a task's name or
     an alias). ``names``, when given, are the names an entry may use. Raises a one-line
@@ -81,7 +87,9 @@ def flow_options(flow_parameters: Any, names: set[str] | None = None) -> tuple[d
     if flow_parameters is None:
         flow_parameters = {}
     if not isinstance(flow_parameters, dict):
-        raise OptionError("@flow parameters must be an object (write @flow NAME (- retries: 1, timeout: 30 -))")
+        raise OptionError(
+            "@flow parameters must be an object (write @flow NAME (- retries: 1, timeout: 30 -))"
+        )
     for key in flow_parameters:
         if key not in FLOW_KEYS:
             raise _unknown(key, FLOW_KEYS, "@flow parameters", ())
@@ -95,16 +103,22 @@ def flow_options(flow_parameters: Any, names: set[str] | None = None) -> tuple[d
     Policy().updated(defaults, "@flow parameters")
     entries = flow_parameters.get("tasks") or {}
     if not isinstance(entries, dict):
-        raise OptionError("'tasks' in @flow parameters must map task names to options "
-                          "(tasks: {NAME: {retries: 1}})", ("tasks",))
+        raise OptionError(
+            "'tasks' in @flow parameters must map task names to options (tasks: {NAME: {retries: 1}})",
+            ("tasks",),
+        )
     for name, options in entries.items():
         if not isinstance(options, dict):
-            raise OptionError(f"tasks.{name} in @flow parameters must be an object "
-                              f"(tasks: {{{name}: {{retries: 1}}}})", ("tasks", name))
+            raise OptionError(
+                f"tasks.{name} in @flow parameters must be an object (tasks: {{{name}: {{retries: 1}}}})",
+                ("tasks", name),
+            )
         if names is not None and name not in names:
             close = difflib.get_close_matches(name, sorted(names), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise OptionError(f"tasks.{name} in @flow parameters names no task of this flow{hint}", ("tasks", name))
+            raise OptionError(
+                f"tasks.{name} in @flow parameters names no task of this flow{hint}", ("tasks", name)
+            )
         Policy().updated(options, f"@flow parameters for task {name}", ("tasks", name))
     return defaults, dict(entries)
 
@@ -119,19 +133,32 @@ def flow_entry(entries: dict[str, dict], name: str | None, alias: str | None = N
     return entry
 
 
-def resolve(defaults: dict[str, Any] | None, task_options: dict[str, Any] | None = None,
-            entry: dict[str, Any] | None = None, name: str | None = None) -> Policy:
+def resolve(
+    defaults: dict[str, Any] | None,
+    task_options: dict[str, Any] | None = None,
+    entry: dict[str, Any] | None = None,
+    name: str | None = None,
+) -> Policy:
     """THE rule, for every driver: the policy of a task run, each key taken from the
     strongest layer that sets it — the flow's ``entry`` for the task (see :func:`flow_entry`),
     then the task's own ``task_options`` (``@task(...)``), then the flow's ``defaults``.
     Resource reads and writes have no task options and no entry: the flow's defaults."""
-    return (Policy().updated(defaults or {}, "@flow parameters")
-            .updated(task_options or {}, f"@task options of {name}" if name else "@task options")
-            .updated(entry or {}, f"@flow parameters for task {name}" if name else "@flow parameters for the task"))
+    return (
+        Policy()
+        .updated(defaults or {}, "@flow parameters")
+        .updated(task_options or {}, f"@task options of {name}" if name else "@task options")
+        .updated(
+            entry or {}, f"@flow parameters for task {name}" if name else "@flow parameters for the task"
+        )
+    )
 
 
-def task_policy(flow_parameters: Any, name: str | None, alias: str | None = None,
-                task_options: dict[str, Any] | None = None) -> Policy:
+def task_policy(
+    flow_parameters: Any,
+    name: str | None,
+    alias: str | None = None,
+    task_options: dict[str, Any] | None = None,
+) -> Policy:
     """The policy of task ``name`` invoked as ``alias``, from the ``@flow`` parameters and the
     task's ``@task(...)`` options (``name`` None: a resource read or write) — :func:`resolve`."""
     defaults, entries = flow_options(flow_parameters)
@@ -148,8 +175,14 @@ def flow_parallelism(flow_parameters: Any) -> int | None:
     value = flow_parameters.get("parallelism")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value < math.inf \
-            or isinstance(value, float) and not value.is_integer():
-        raise OptionError(f"parallelism in @flow parameters must be a whole number ≥ 1, not {value!r}",
-                          ("parallelism",))
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 1 <= value < math.inf
+        or isinstance(value, float)
+        and not value.is_integer()
+    ):
+        raise OptionError(
+            f"parallelism in @flow parameters must be a whole number ≥ 1, not {value!r}", ("parallelism",)
+        )
     return int(value)

@@ -82,8 +82,12 @@ class LiveDisplay(Progress):
 
         super().__init__(flow, stream)
         self.total = sum(1 for node in flow.nodes if node.kind in ("task", "resource"))
-        self._live = Live(console=Console(file=self.stream), refresh_per_second=8, transient=False,
-                          get_renderable=self.render)
+        self._live = Live(
+            console=Console(file=self.stream),
+            refresh_per_second=8,
+            transient=False,
+            get_renderable=self.render,
+        )
 
     def render(self) -> Any:
         from rich.text import Text

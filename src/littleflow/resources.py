@@ -12,8 +12,8 @@ from urllib.parse import unquote, urljoin, urlparse
 
 import yaml
 
-from .errors import LittleflowError
 from .confine import OPEN, Confinement, Refused
+from .errors import LittleflowError
 from .literals import MAX_BYTES, LiteralError, load_json_text, load_yaml, plain
 
 if TYPE_CHECKING:
@@ -29,11 +29,23 @@ MAX_CONTENT = MAX_BYTES
 _TYPES = {
     "json": ("application/json", "text/json"),
     "yaml": ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"),
-    "json-seq": ("application/json-seq", "application/x-ndjson", "application/jsonl", "application/x-jsonlines",
-                 "application/jsonlines"),
+    "json-seq": (
+        "application/json-seq",
+        "application/x-ndjson",
+        "application/jsonl",
+        "application/x-jsonlines",
+        "application/jsonlines",
+    ),
 }
-_EXTENSIONS = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".jsonseq": "json-seq", ".json-seq": "json-seq",
-               ".jsonl": "json-seq", ".ndjson": "json-seq"}
+_EXTENSIONS = {
+    ".json": "json",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".jsonseq": "json-seq",
+    ".json-seq": "json-seq",
+    ".jsonl": "json-seq",
+    ".ndjson": "json-seq",
+}
 
 
 class ResourceError(LittleflowError):
@@ -58,8 +70,13 @@ def read(uri: str, params: dict[str, Any], base: str | None, confine: Confinemen
     return _decoded(uri, target, params, _read_file(uri, base, confine))
 
 
-async def read_http(uri: str, params: dict[str, Any], base: str | None, confine: Confinement = OPEN,
-                    client: httpx.AsyncClient | None = None) -> Any:
+async def read_http(
+    uri: str,
+    params: dict[str, Any],
+    base: str | None,
+    confine: Confinement = OPEN,
+    client: httpx.AsyncClient | None = None,
+) -> Any:
     """The content of an http(s) resource as data, read with ``client`` (a confined one by default)."""
     target = resolve(uri, base)
     return _decoded(uri, target, params, await _arequest("GET", target, params, confine, client))
@@ -71,20 +88,39 @@ def write(uri: str, params: dict[str, Any], base: str | None, value: Any, confin
     kind = _kind(params.get("content-type"), target)
     body = serialize(value, kind)
     if _is_http(target):
-        _request(str(params.get("method", "PUT")).upper(), target, params, confine, content=body.encode(),
-                 headers={"content-type": _TYPES[kind][0]})
+        _request(
+            str(params.get("method", "PUT")).upper(),
+            target,
+            params,
+            confine,
+            content=body.encode(),
+            headers={"content-type": _TYPES[kind][0]},
+        )
     else:
         _write_file(uri, base, body, confine)
     return value
 
 
-async def write_http(uri: str, params: dict[str, Any], base: str | None, value: Any, confine: Confinement = OPEN,
-                     client: httpx.AsyncClient | None = None) -> Any:
+async def write_http(
+    uri: str,
+    params: dict[str, Any],
+    base: str | None,
+    value: Any,
+    confine: Confinement = OPEN,
+    client: httpx.AsyncClient | None = None,
+) -> Any:
     """Write ``value`` to an http(s) resource with ``client``; returns ``value`` unchanged."""
     target = resolve(uri, base)
     kind = _kind(params.get("content-type"), target)
-    await _arequest(str(params.get("method", "PUT")).upper(), target, params, confine, client,
-                    content=serialize(value, kind).encode(), headers={"content-type": _TYPES[kind][0]})
+    await _arequest(
+        str(params.get("method", "PUT")).upper(),
+        target,
+        params,
+        confine,
+        client,
+        content=serialize(value, kind).encode(),
+        headers={"content-type": _TYPES[kind][0]},
+    )
     return value
 
 
@@ -120,8 +156,9 @@ def _read_file(uri: str, base: str | None, confine: Confinement) -> str:
     try:
         path = confine.path(_path(uri), base)
         # (confined: not following a symlink put in place since the path was checked, nor waiting on a pipe)
-        descriptor = os.open(path, os.O_RDONLY if confine.files is None else
-                             os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        descriptor = os.open(
+            path, os.O_RDONLY if confine.files is None else os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+        )
         with open(descriptor, "rb") as file:
             confine.opened(descriptor, path)
             data = file.read() if confine.files is None else file.read(MAX_CONTENT + 1)
@@ -148,8 +185,9 @@ def _write_file(uri: str, base: str | None, body: str, confine: Confinement) -> 
         directory = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY)
         confine.opened(directory, parent, directory=True)
         temporary = f".{name}.{secrets.token_hex(4)}"
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666,
-                             dir_fd=directory)  # (0o666 less the umask, as a plain open() makes it)
+        descriptor = os.open(
+            temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666, dir_fd=directory
+        )  # (0o666 less the umask, as a plain open() makes it)
         with open(descriptor, "w", encoding="utf-8") as file:
             file.write(body)
         os.replace(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
@@ -212,22 +250,32 @@ def _path(uri: str) -> str:
     return unquote(urlparse(uri).path) if uri.startswith("file:") else uri
 
 
-def _request(method: str, url: str, params: dict[str, Any], confine: Confinement, **options: Any) -> httpx.Response:
+def _request(
+    method: str, url: str, params: dict[str, Any], confine: Confinement, **options: Any
+) -> httpx.Response:
     import httpx  # only flows with http(s) resources pay for importing it
 
     transport = None if confine.http_allow is None else confine.transport()
     limit = None if confine.unconfined else MAX_CONTENT
     try:
-        with httpx.Client(transport=transport, follow_redirects=True) as client, \
-                client.stream(method, url, **_options(params, options)) as streamed:
+        with (
+            httpx.Client(transport=transport, follow_redirects=True) as client,
+            client.stream(method, url, **_options(params, options)) as streamed,
+        ):
             response = _whole(streamed, _gathered(streamed.iter_bytes(), method, url, limit))
     except (httpx.HTTPError, Refused) as error:
         raise ResourceError(f"cannot {method} <{url}>: {error}") from None
     return _checked(method, url, response)
 
 
-async def _arequest(method: str, url: str, params: dict[str, Any], confine: Confinement,
-                    client: httpx.AsyncClient | None, **options: Any) -> httpx.Response:
+async def _arequest(
+    method: str,
+    url: str,
+    params: dict[str, Any],
+    confine: Confinement,
+    client: httpx.AsyncClient | None,
+    **options: Any,
+) -> httpx.Response:
     import httpx
 
     try:
@@ -241,8 +289,9 @@ async def _arequest(method: str, url: str, params: dict[str, Any], confine: Conf
     return _checked(method, url, response)
 
 
-async def fetch(client: httpx.AsyncClient, method: str, url: str, limit: int | None = None,
-                **options: Any) -> httpx.Response:
+async def fetch(
+    client: httpx.AsyncClient, method: str, url: str, limit: int | None = None, **options: Any
+) -> httpx.Response:
     """The whole answer to a request, of :data:`MAX_CONTENT` bytes at most (``limit``) or
     :class:`ResourceError`: a flow cannot make its worker hold more."""
     async with client.stream(method, url, **options) as streamed:
@@ -271,13 +320,19 @@ def _whole(streamed: httpx.Response, body: bytes) -> httpx.Response:
     """A response of ``body`` (already decoded from its content-encoding) as read from ``streamed``."""
     import httpx
 
-    headers = [(k, v) for k, v in streamed.headers.multi_items()
-               if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+    headers = [
+        (k, v)
+        for k, v in streamed.headers.multi_items()
+        if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
     return httpx.Response(streamed.status_code, headers=headers, content=body, request=streamed.request)
 
 
 def _options(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-    headers = {**{str(k): str(v) for k, v in (params.get("headers") or {}).items()}, **options.pop("headers", {})}
+    headers = {
+        **{str(k): str(v) for k, v in (params.get("headers") or {}).items()},
+        **options.pop("headers", {}),
+    }
     return {"headers": headers, "timeout": timeout(params), **options}
 
 

@@ -22,8 +22,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
 
-from .errors import LittleflowError
 from .durations import seconds
+from .errors import LittleflowError
 
 #: What ``catchup`` may be: skip the ticks missed while no engine ran, run ``one`` workflow
 #: for all of them, or ``all`` of them (at most :data:`MAX_CATCHUP`, the latest).
@@ -127,12 +127,14 @@ def timing(cron: str | None = None, every: Any = None, timezone: str | None = No
             raise ScheduleError(f"bad --every {every!r}: whole seconds, at least 1s")
         return Timing(every=int(period))
     if not isinstance(cron, str) or len(cron.split()) not in (5, 6):
-        raise ScheduleError(f"bad cron {cron!r}: 5 fields (minute hour day month weekday), "
-                            "or 6 with the second first")
+        raise ScheduleError(
+            f"bad cron {cron!r}: 5 fields (minute hour day month weekday), or 6 with the second first"
+        )
     text = " ".join(cron.split())
     if not croniter.is_valid(text, second_at_beginning=True):
-        raise ScheduleError(f"bad cron {cron!r}: 5 fields (minute hour day month weekday), "
-                            "or 6 with the second first")
+        raise ScheduleError(
+            f"bad cron {cron!r}: 5 fields (minute hour day month weekday), or 6 with the second first"
+        )
     found = Timing(cron=text, timezone=zone)
     found.next_after(0)  # (one that never fires says so now)
     return found

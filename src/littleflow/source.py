@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from typing import TypeVar
 
 from .errors import Diagnostic, FlowError
 
 _NEWLINE = re.compile("\n")
+_D = TypeVar("_D", bound=Diagnostic)
 
 
 class Source:
@@ -47,6 +49,6 @@ class Source:
         """A warning pointing at ``offset``."""
         return self._at(Diagnostic, message, offset)
 
-    def _at(self, kind: type, message: str, offset: int):
+    def _at(self, kind: type[_D], message: str, offset: int) -> _D:
         line, column = self.position(min(max(offset, 0), len(self.text)))
         return kind(message, file=self.file, line=line, column=column, source_line=self.line_text(line))

@@ -25,8 +25,18 @@ class Frame:
     """The vectors of one copy of the graph: the flow itself (path ``""``), or
     one item's copy of an iterated subflow (``parent`` = (path, node, item))."""
 
-    __slots__ = ("path", "start", "end", "parent", "activations", "pending", "outputs", "runs",
-                 "iterations", "skipped")
+    __slots__ = (
+        "path",
+        "start",
+        "end",
+        "parent",
+        "activations",
+        "pending",
+        "outputs",
+        "runs",
+        "iterations",
+        "skipped",
+    )
 
     def __init__(self, path: str, start: int, end: int, parent: Key | None = None) -> None:
         self.path = path
@@ -34,7 +44,7 @@ class Frame:
         self.end = end
         self.parent = parent
         self.activations: dict[int, int] = {}  # A, sparse: completions received since last start
-        self.pending: dict[int, list] = {}  # [predecessors, their outputs]: what makes the next input
+        self.pending: dict[int, list[Any]] = {}  # [predecessors, their outputs]: what makes the next input
         self.outputs: dict[int, Any] = {}
         self.runs: dict[int, int] = {}
         self.iterations: dict[int, Any] = {}  # node -> its unfinished iteration
@@ -42,18 +52,26 @@ class Frame:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "path": self.path, "start": self.start, "end": self.end,
+            "path": self.path,
+            "start": self.start,
+            "end": self.end,
             "parent": list(self.parent) if self.parent else None,
-            "activations": _keyed(self.activations), "pending": _keyed(self.pending),
-            "outputs": _keyed(self.outputs), "runs": _keyed(self.runs),
-            "iterations": {str(n): {"results": it.results, "remaining": it.remaining}
-                           for n, it in self.iterations.items()},
+            "activations": _keyed(self.activations),
+            "pending": _keyed(self.pending),
+            "outputs": _keyed(self.outputs),
+            "runs": _keyed(self.runs),
+            "iterations": {
+                str(n): {"results": it.results, "remaining": it.remaining}
+                for n, it in self.iterations.items()
+            },
             "skipped": sorted(self.skipped),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Frame:
-        frame = cls(data["path"], data["start"], data["end"], tuple(data["parent"]) if data["parent"] else None)
+        frame = cls(
+            data["path"], data["start"], data["end"], tuple(data["parent"]) if data["parent"] else None
+        )
         frame.activations = _unkeyed(data["activations"])
         frame.pending = _unkeyed(data["pending"])
         frame.outputs = _unkeyed(data["outputs"])
@@ -86,8 +104,17 @@ class State:
         """Record a failure of ``key``; the run stops starting tasks. On resume the
         task runs again with ``input`` or, with ``reenter``, the node becomes ready
         again with ``input`` (for failures of the engine's own: a merge, the run limit)."""
-        self.failures.append({"node": node.id, "name": node.name or node.label, "line": node.line,
-                              "column": node.column, "key": list(key), "input": input, "error": error})
+        self.failures.append(
+            {
+                "node": node.id,
+                "name": node.name or node.label,
+                "line": node.line,
+                "column": node.column,
+                "key": list(key),
+                "input": input,
+                "error": error,
+            }
+        )
         self.retry.append((key, input, reenter))
         if self.status == "running":
             self.status = "failed"
@@ -103,9 +130,16 @@ class State:
 
     def check(self, size: int) -> None:
         """Raise ``ValueError`` if this state names nodes a flow of ``size`` nodes does not have."""
-        nodes = [n for frame in self.frames.values() for n in (frame.start, frame.end, *frame.outputs,
-                                                                  *frame.pending, *frame.activations)]
-        nodes += [key[1] for key in self.running] + [key[1] for key, *_ in [*self.held, *self.retry]]
+        nodes = [
+            n
+            for frame in self.frames.values()
+            for n in (frame.start, frame.end, *frame.outputs, *frame.pending, *frame.activations)
+        ]
+        nodes += (
+            [key[1] for key in self.running]
+            + [key[1] for key, _ in self.held]
+            + [key[1] for key, _, _ in self.retry]
+        )
         if "" not in self.frames or any(not 0 <= n < size for n in nodes):
             raise ValueError("it names nodes the flow does not have")
 
@@ -136,7 +170,9 @@ class State:
     def to_json(self) -> dict[str, Any]:
         """Everything needed to continue the run, as plain JSON."""
         return {
-            "status": self.status, "input": self.input, "output": self.output,
+            "status": self.status,
+            "input": self.input,
+            "output": self.output,
             "frames": [frame.to_json() for frame in self.frames.values()],
             "running": [[*key, input] for key, input in self.running.items()],
             "held": [[*key, input] for key, input in self.held],
@@ -169,8 +205,13 @@ def _unkeyed(mapping: dict[str, Any]) -> dict[int, Any]:
 
 #: What the failure of a node that is not a task (the run limit, a condition over its time
 #: budget) calls the node, by its label.
-_FORM_NAMES = {"subflow-start": "the subflow", "if": "the conditional", "repeat": "the loop",
-               "while": "the loop", "end loop": "the loop"}
+_FORM_NAMES = {
+    "subflow-start": "the subflow",
+    "if": "the conditional",
+    "repeat": "the loop",
+    "while": "the loop",
+    "end loop": "the loop",
+}
 
 
 def failed_node(failure: dict[str, Any]) -> str:

@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import LittleflowError
 from .engine import DEFAULT_LIMIT, Engine
+from .errors import LittleflowError
 from .flow import Flow
 from .state import State
 
@@ -69,7 +69,9 @@ class StateFile:
             except OSError:
                 holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
                 os.close(fd)
-                raise StateFileError(f"{self.path} is in use by another littleflow run (pid {holder})") from None
+                raise StateFileError(
+                    f"{self.path} is in use by another littleflow run (pid {holder})"
+                ) from None
             if _same_file(fd, self.lock_path):  # not removed by its last holder meanwhile
                 break
             os.close(fd)
@@ -98,8 +100,10 @@ class StateFile:
             raise StateFileError(f"state file {self.path} is damaged: it is not UTF-8 text") from None
         snapshot = _decode(self.path, lines[0] if lines else "")
         if snapshot["flow"] != json.loads(self._flow_json):
-            raise StateFileError(f"state file {self.path} belongs to a different flow "
-                                 "(the flow text changed); remove it to start afresh")
+            raise StateFileError(
+                f"state file {self.path} belongs to a different flow "
+                "(the flow text changed); remove it to start afresh"
+            )
         return _replay(self.path, self.flow, snapshot["state"], lines[1:], limit)
 
     # -- writing (the journal LocalRun keeps) ---------------------------------------------
@@ -125,14 +129,17 @@ class StateFile:
         temporary = self.path.with_name(f".{self.path.name}.tmp")
         try:
             with open(temporary, "w", encoding="utf-8") as file:
-                file.write(f'{{"version": {VERSION}, "flow": {self._flow_json}, '
-                           f'"state": {json.dumps(state.to_json())}}}\n')
+                file.write(
+                    f'{{"version": {VERSION}, "flow": {self._flow_json}, '
+                    f'"state": {json.dumps(state.to_json())}}}\n'
+                )
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, self.path)
         except (OSError, ValueError) as error:
-            raise StateFileError(f"cannot write state file {self.path}: "
-                                 f"{getattr(error, 'strerror', None) or error}") from None
+            raise StateFileError(
+                f"cannot write state file {self.path}: {getattr(error, 'strerror', None) or error}"
+            ) from None
         self._events = 0
 
     def _append(self, event: dict[str, Any]) -> None:
@@ -141,12 +148,13 @@ class StateFile:
             return
         try:
             if self._file is None:
-                self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+                self._file = open(self.path, "a", encoding="utf-8")
             self._file.write(json.dumps(event) + "\n")
             self._file.flush()
         except (OSError, ValueError) as error:
-            raise StateFileError(f"cannot write state file {self.path}: "
-                                 f"{getattr(error, 'strerror', None) or error}") from None
+            raise StateFileError(
+                f"cannot write state file {self.path}: {getattr(error, 'strerror', None) or error}"
+            ) from None
         self._events += 1
 
 

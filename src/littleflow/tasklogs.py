@@ -61,7 +61,7 @@ class RunLog:
     def _add(self, line: str) -> None:
         size = len(line.encode("utf-8", "replace"))
         if size > LINE:
-            line = line.encode("utf-8", "replace")[:LINE - 3].decode("utf-8", "ignore") + "…"
+            line = line.encode("utf-8", "replace")[: LINE - 3].decode("utf-8", "ignore") + "…"
             size = len(line.encode("utf-8"))
         self.lines.append(line)
         self.size += size + 1
@@ -80,7 +80,7 @@ class RunLog:
         """The lines kept of those added after the first ``total`` (see :attr:`total`)."""
         with self._lock:
             count = min(self.total - total, len(self.lines))
-            return list(self.lines)[len(self.lines) - count:] if count > 0 else []
+            return list(self.lines)[len(self.lines) - count :] if count > 0 else []
 
     def to_json(self) -> dict[str, Any]:
         """``{"lines": […], "dropped": N}`` (``dropped`` only when some were)."""
@@ -121,7 +121,9 @@ class _Stream:
 def _from_logging() -> bool:
     """Whether a ``logging`` StreamHandler writes (its record is captured by :class:`_Handler`)."""
     try:
-        return sys._getframe(2).f_code is logging.StreamHandler.emit.__code__  # (2: past write, to its caller)
+        return (
+            sys._getframe(2).f_code is logging.StreamHandler.emit.__code__
+        )  # (2: past write, to its caller)
     except ValueError:  # (a stack not that deep)
         return False
 
@@ -149,8 +151,11 @@ _handler = _Handler()
 def install() -> None:
     """Make ``sys.stdout``, ``sys.stderr`` and the root logger capture for task runs (again if
     something replaced them since); costs nothing to code that runs outside a captured run."""
-    if isinstance(sys.stdout, _Stream) and isinstance(sys.stderr, _Stream) \
-            and _handler in logging.getLogger().handlers:
+    if (
+        isinstance(sys.stdout, _Stream)
+        and isinstance(sys.stderr, _Stream)
+        and _handler in logging.getLogger().handlers
+    ):
         return
     with _install_lock:
         if not isinstance(sys.stdout, _Stream):

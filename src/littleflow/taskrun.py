@@ -14,8 +14,14 @@ from typing import Any
 from .errors import LittleflowError
 
 #: The environment variables a Kubernetes Job's container is given (see docs/kubernetes.md).
-ENV = {"workflow": "LITTLEFLOW_WORKFLOW", "node": "LITTLEFLOW_NODE", "task": "LITTLEFLOW_TASK",
-       "attempt": "LITTLEFLOW_ATTEMPT", "item": "LITTLEFLOW_ITEM", "key": "LITTLEFLOW_KEY"}
+ENV = {
+    "workflow": "LITTLEFLOW_WORKFLOW",
+    "node": "LITTLEFLOW_NODE",
+    "task": "LITTLEFLOW_TASK",
+    "attempt": "LITTLEFLOW_ATTEMPT",
+    "item": "LITTLEFLOW_ITEM",
+    "key": "LITTLEFLOW_KEY",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +41,10 @@ class TaskRun:
 
     def to_env(self) -> dict[str, str]:
         """As the environment variables of :data:`ENV` (an absent item is empty)."""
-        return {name: "" if getattr(self, field) is None else str(getattr(self, field))
-                for field, name in ENV.items()}
+        return {
+            name: "" if getattr(self, field) is None else str(getattr(self, field))
+            for field, name in ENV.items()
+        }
 
 
 def run_key(workflow: str, path: str, node: int, item: int, seq: int) -> str:
@@ -62,8 +70,10 @@ def current() -> TaskRun:
     if found is None:
         found = _from_env()
         if found is None:
-            raise OutsideTask("littleflow.current() was called outside a task: only a task that is running "
-                              "has a workflow, node and attempt")
+            raise OutsideTask(
+                "littleflow.current() was called outside a task: only a task that is running "
+                "has a workflow, node and attempt"
+            )
     elif type(found) is tuple:
         found = found[0](found[1])
     return found
@@ -74,8 +84,14 @@ def _from_env() -> TaskRun | None:
     if not values["key"] or not values["workflow"]:
         return None
     try:
-        return TaskRun(values["workflow"], int(values["node"] or 0), values["task"] or "",
-                       int(values["attempt"] or 1), int(values["item"]) if values["item"] else None, values["key"])
+        return TaskRun(
+            values["workflow"],
+            int(values["node"] or 0),
+            values["task"] or "",
+            int(values["attempt"] or 1),
+            int(values["item"]) if values["item"] else None,
+            values["key"],
+        )
     except ValueError:
         return None
 

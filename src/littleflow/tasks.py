@@ -46,13 +46,23 @@ class Registry:
         self._specs: dict[str, TaskSpec] = {}
         self._functions: dict[str, Callable] = {}  # given without options: made specs when asked for
 
-    def task(self, name: str | Callable | None = None, *, retries: int | None = None,
-             timeout: float | None = None, backoff: float | None = None,
-             retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None) -> Any:
+    def task(
+        self,
+        name: str | Callable | None = None,
+        *,
+        retries: int | None = None,
+        timeout: float | None = None,
+        backoff: float | None = None,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+    ) -> Any:
         """Register a function as a task: ``@task``, ``@task("my:peel-banana")``,
         ``@task(retries=3, timeout=30)``, ``@task(retries=3, retry_on=(IOError,))`` (only
         failures of those types are retried)."""
-        options = {k: v for k, v in (("retries", retries), ("timeout", timeout), ("backoff", backoff)) if v is not None}
+        options = {
+            k: v
+            for k, v in (("retries", retries), ("timeout", timeout), ("backoff", backoff))
+            if v is not None
+        }
         Policy().updated(options, "@task options")  # check them now, where the mistake is
         kinds = retry_types(retry_on)
 
@@ -64,8 +74,13 @@ class Registry:
             return register(name)
         return register
 
-    def add(self, name: str, function: Callable, options: dict[str, Any] | None = None,
-            retry_on: tuple[type[BaseException], ...] | None = None) -> TaskSpec:
+    def add(
+        self,
+        name: str,
+        function: Callable,
+        options: dict[str, Any] | None = None,
+        retry_on: tuple[type[BaseException], ...] | None = None,
+    ) -> TaskSpec:
         """Register ``function`` under ``name`` (replacing what was there)."""
         spec = make_spec(name, function, options or {}, retry_types(retry_on))
         self._specs[name] = spec
@@ -130,13 +145,19 @@ def retry_types(retry_on: Any) -> tuple[type[BaseException], ...] | None:
     kinds = retry_on if isinstance(retry_on, tuple) else (retry_on,)
     for kind in kinds:
         if not (isinstance(kind, type) and issubclass(kind, Exception)):
-            raise TypeError(f"retry_on must be an exception type or a tuple of them (retry_on=(IOError,)), "
-                            f"not {retry_on!r}")
+            raise TypeError(
+                f"retry_on must be an exception type or a tuple of them (retry_on=(IOError,)), "
+                f"not {retry_on!r}"
+            )
     return kinds
 
 
-def make_spec(name: str, function: Callable, options: dict[str, Any],
-              retry_on: tuple[type[BaseException], ...] | None = None) -> TaskSpec:
+def make_spec(
+    name: str,
+    function: Callable,
+    options: dict[str, Any],
+    retry_on: tuple[type[BaseException], ...] | None = None,
+) -> TaskSpec:
     """How to call ``function``: ``f(input, **parameters)`` when the parameters are
     an object, ``f(input, parameters)`` for another value, ``f(input)`` for none,
     and ``f()`` when it takes no argument at all."""
@@ -163,20 +184,24 @@ _callers: WeakKeyDictionary = WeakKeyDictionary()
 
 def _caller(function: Callable) -> tuple[Callable[[Any, Any], Any], bool]:
     is_async = inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
-        getattr(function, "__call__", None))
+        getattr(function, "__call__", None)  # noqa: B004 -- an object whose __call__ is async
+    )
     try:
         signature: inspect.Signature | None = inspect.signature(function)
         parameters = list(signature.parameters.values())
     except (TypeError, ValueError):  # some builtins have no signature: give them the input
         signature, parameters = None, [None]
     takes_nothing = not any(
-        p is None or p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in parameters
+        p is None or p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+        for p in parameters
     )
 
     if takes_nothing:
+
         def call(input: Any, params: Any) -> Any:
             return function()
     else:
+
         def call(input: Any, params: Any) -> Any:
             try:
                 if params is None:
@@ -188,8 +213,10 @@ def _caller(function: Callable) -> tuple[Callable[[Any, Any], Any], bool]:
                 refused = _refused(signature, input, params)
                 if refused is None:
                     raise
-                raise CallError(f"{getattr(function, '__name__', 'the task')}{signature} cannot take "
-                                f"{_what(params)}: {refused}") from error
+                raise CallError(
+                    f"{getattr(function, '__name__', 'the task')}{signature} cannot take "
+                    f"{_what(params)}: {refused}"
+                ) from error
 
     return call, is_async
 
@@ -214,7 +241,9 @@ def _what(params: Any) -> str:
     if params is None:
         return "the input alone (the flow gives it no parameters)"
     if type(params) is dict:
-        return f"the parameters {', '.join(params) or '(none)'}" if params else "an empty object of parameters"
+        return (
+            f"the parameters {', '.join(params) or '(none)'}" if params else "an empty object of parameters"
+        )
     return f"the input and the parameter {params!r}"
 
 
@@ -243,8 +272,10 @@ def json_output(value: Any, name: str) -> Any:
     if isinstance(value, (dict, list, str, int, float)):  # subclasses: OrderedDict, IntEnum, …
         _check(value, name, "the output")
         return value
-    raise TaskError(f"task {name} returned a {kind.__name__}, which is not JSON-like "
-                    "(return dicts, lists, strings, numbers, booleans or None)")
+    raise TaskError(
+        f"task {name} returned a {kind.__name__}, which is not JSON-like "
+        "(return dicts, lists, strings, numbers, booleans or None)"
+    )
 
 
 def _check(value: Any, name: str, where: str, depth: int = 0) -> None:
@@ -264,7 +295,9 @@ def _check(value: Any, name: str, where: str, depth: int = 0) -> None:
         if value != value or value in (float("inf"), float("-inf")):
             raise TaskError(f"task {name} returned {value} in {where}, which is not a JSON number")
     elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
-        raise TaskError(f"task {name} returned an integer of {value.bit_length():,} bits in {where}, "
-                        "too long to write as JSON")
+        raise TaskError(
+            f"task {name} returned an integer of {value.bit_length():,} bits in {where}, "
+            "too long to write as JSON"
+        )
     elif not isinstance(value, _SCALARS):
         raise TaskError(f"task {name} returned a {type(value).__name__} in {where}, which is not JSON-like")

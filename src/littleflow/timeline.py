@@ -40,21 +40,38 @@ def runs(flow: Flow, info: Mapping[str, Mapping[str, Any]], state: str) -> list[
             status = "terminated"
         attempt = entry.get("attempt")
         error = entry.get("error")
-        found.append({"node": node, "label": flow.nodes[node].label, "name": flow.nodes[node].name, "path": path,
-                      "item": item if item >= 0 else None, "attempt": attempt if isinstance(attempt, int) else None,
-                      "status": status, "start": _time(entry.get("started")), "end": _time(entry.get("ended")),
-                      "worker": entry.get("worker") if isinstance(entry.get("worker"), str) else None,
-                      "error": error if isinstance(error, str) else None})
+        found.append(
+            {
+                "node": node,
+                "label": flow.nodes[node].label,
+                "name": flow.nodes[node].name,
+                "path": path,
+                "item": item if item >= 0 else None,
+                "attempt": attempt if isinstance(attempt, int) else None,
+                "status": status,
+                "start": _time(entry.get("started")),
+                "end": _time(entry.get("ended")),
+                "worker": entry.get("worker") if isinstance(entry.get("worker"), str) else None,
+                "error": error if isinstance(error, str) else None,
+            }
+        )
     found.sort(key=lambda run: (run["start"] is None, run["start"] or 0.0, run["node"], run["item"] or 0))
     return found
 
 
-def document(id: str, flow: Flow, info: Mapping[str, Mapping[str, Any]], state: str, created: float,
-             updated: float) -> dict[str, Any]:
+def document(
+    id: str, flow: Flow, info: Mapping[str, Mapping[str, Any]], state: str, created: float, updated: float
+) -> dict[str, Any]:
     """What ``GET /workflows/{id}/timeline`` answers: the workflow's id, name, state, when it
     started and ended (None while it runs), and its :func:`runs`."""
-    return {"id": id, "name": flow.name, "state": state, "start": created or None,
-            "end": None if state == "running" else updated or None, "runs": runs(flow, info, state)}
+    return {
+        "id": id,
+        "name": flow.name,
+        "state": state,
+        "start": created or None,
+        "end": None if state == "running" else updated or None,
+        "runs": runs(flow, info, state),
+    }
 
 
 def svg(timeline: Mapping[str, Any], now: float) -> str:
@@ -78,18 +95,24 @@ def svg(timeline: Mapping[str, Any], now: float) -> str:
     span = max(last - origin, 0.001)
     width, height = GUTTER + PLOT + 12, AXIS + ROW * len(shown) + 6
     scale = PLOT / span
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="littleflow-timeline" viewBox="0 0 {width} {height}" '
-           f'width="{width}" height="{height}" data-origin="{origin!r}" data-span="{span!r}" '
-           f'data-gutter="{GUTTER}" data-plot="{PLOT}">']
-    out.append(f"<title>{xml('timeline of ' + (timeline.get('name') or timeline.get('id') or 'a workflow'))}</title>")
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="littleflow-timeline" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" data-origin="{origin!r}" data-span="{span!r}" '
+        f'data-gutter="{GUTTER}" data-plot="{PLOT}">'
+    ]
+    out.append(
+        f"<title>{xml('timeline of ' + (timeline.get('name') or timeline.get('id') or 'a workflow'))}</title>"
+    )
     out.append(f"<style>{_style()}</style>")
     out.append('<g class="axis">')
     step = _step(span)
     for number in range(int(span / step + 1e-9) + 1):
         t = number * step
         x = num(GUTTER + t * scale)
-        out.append(f'<g class="tick" data-t="{t!r}"><line x1="{x}" y1="{AXIS - 6}" x2="{x}" y2="{height}"/>'
-                   f'<text x="{x}" y="{AXIS - 10}">{xml(_seconds(t, step))}</text></g>')
+        out.append(
+            f'<g class="tick" data-t="{t!r}"><line x1="{x}" y1="{AXIS - 6}" x2="{x}" y2="{height}"/>'
+            f'<text x="{x}" y="{AXIS - 10}">{xml(_seconds(t, step))}</text></g>'
+        )
     out.append("</g>")
     out.append('<g class="runs">')
     for row, run in enumerate(shown):
@@ -98,12 +121,14 @@ def svg(timeline: Mapping[str, Any], now: float) -> str:
         y = AXIS + row * ROW
         name = _name(run)
         item = "" if run["item"] is None else f' data-item="{run["item"]}"'
-        out.append(f'<g class={xml("run status-" + run["status"], attr=True)} data-node="{run["node"]}"{item} '
-                   f'data-attempt="{run["attempt"] or 1}" data-start="{start!r}" data-end="{end!r}">'
-                   f"<title>{xml(_title(run, name, start, end))}</title>"
-                   f'<text class="label" x="{GUTTER - 8}" y="{num(y + ROW / 2)}">{xml(_cut(name, 32))}</text>'
-                   f'<rect class="timebar" x="{num(GUTTER + start * scale)}" y="{num(y + (ROW - BAR) / 2)}" '
-                   f'width="{num(max(1.0, (end - start) * scale))}" height="{BAR}" rx="2"/></g>')
+        out.append(
+            f'<g class={xml("run status-" + run["status"], attr=True)} data-node="{run["node"]}"{item} '
+            f'data-attempt="{run["attempt"] or 1}" data-start="{start!r}" data-end="{end!r}">'
+            f"<title>{xml(_title(run, name, start, end))}</title>"
+            f'<text class="label" x="{GUTTER - 8}" y="{num(y + ROW / 2)}">{xml(_cut(name, 32))}</text>'
+            f'<rect class="timebar" x="{num(GUTTER + start * scale)}" y="{num(y + (ROW - BAR) / 2)}" '
+            f'width="{num(max(1.0, (end - start) * scale))}" height="{BAR}" rx="2"/></g>'
+        )
     out.append("</g></svg>")
     return "\n".join(out) + "\n"
 
@@ -121,8 +146,11 @@ def _name(run: Mapping[str, Any]) -> str:
 
 
 def _title(run: Mapping[str, Any], name: str, start: float, end: float) -> str:
-    lines = [f"{name}: {run['status']}", f"attempt {run['attempt'] or 1}",
-             f"from +{_took(start)} to +{_took(end)}: {_took(end - start)}"]
+    lines = [
+        f"{name}: {run['status']}",
+        f"attempt {run['attempt'] or 1}",
+        f"from +{_took(start)} to +{_took(end)}: {_took(end - start)}",
+    ]
     if run.get("worker"):
         lines.append(f"worker {run['worker']}")
     if run.get("error"):
@@ -171,6 +199,8 @@ def _style() -> str:
         ".littleflow-timeline .timebar{fill:#fff;stroke:#555;stroke-width:1}",
         ".littleflow-timeline .run:hover .timebar{stroke-width:2}",
     ]
-    rules += [f".littleflow-timeline .status-{s} .timebar{{fill:{fill};stroke:{stroke}}}"
-              for s, (fill, stroke) in COLOURS.items()]
+    rules += [
+        f".littleflow-timeline .status-{s} .timebar{{fill:{fill};stroke:{stroke}}}"
+        for s, (fill, stroke) in COLOURS.items()
+    ]
     return "".join(rules)

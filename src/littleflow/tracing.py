@@ -56,8 +56,10 @@ def configure() -> None:
     found = {point.name: point for point in entry_points(group="opentelemetry_traces_exporter")}
     for name in names:
         if name not in found:
-            raise ValueError(f"OTEL_TRACES_EXPORTER: no exporter {name!r} installed "
-                             f"(installed: {', '.join(sorted(found)) or 'none'})")
+            raise ValueError(
+                f"OTEL_TRACES_EXPORTER: no exporter {name!r} installed "
+                f"(installed: {', '.join(sorted(found)) or 'none'})"
+            )
         provider.add_span_processor(BatchSpanProcessor(found[name].load()()))
     use(provider)
     atexit.register(provider.shutdown)
@@ -71,8 +73,9 @@ def workflow_span(id: str, name: str | None) -> str:
     """Make the span of workflow ``id`` as it is submitted; its ``traceparent`` ("" if off)."""
     if not enabled():
         return ""
-    span = _tracer().start_span(f"workflow {name or id}", attributes={"littleflow.workflow": id,
-                                                                     "littleflow.flow": name or ""})
+    span = _tracer().start_span(
+        f"workflow {name or id}", attributes={"littleflow.workflow": id, "littleflow.flow": name or ""}
+    )
     span.end()
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier, trace.set_span_in_context(span))
@@ -85,9 +88,17 @@ def task_span(traceparent: str, name: str, workflow: str, node: int, task: str, 
         return None
     parent = _PROPAGATOR.extract({"traceparent": traceparent})
     item = task.rsplit("|", 1)[-1]
-    return _tracer().start_span(f"task {name}", context=parent, attributes={
-        "littleflow.workflow": workflow, "littleflow.node": node, "littleflow.task": name,
-        "littleflow.attempt": attempt, "littleflow.item": int(item) if item.lstrip("-").isdigit() else -1})
+    return _tracer().start_span(
+        f"task {name}",
+        context=parent,
+        attributes={
+            "littleflow.workflow": workflow,
+            "littleflow.node": node,
+            "littleflow.task": name,
+            "littleflow.attempt": attempt,
+            "littleflow.item": int(item) if item.lstrip("-").isdigit() else -1,
+        },
+    )
 
 
 def finish(span: Any, status: str, attempt: int, error: str | None = None) -> None:

@@ -49,7 +49,9 @@ def check_value(value: Any, where: str, depth: int | None = None, count: int | N
                 stack.extend((each, level + 1) for each in item)
         elif isinstance(item, int) and not isinstance(item, bool):
             if item.bit_length() > MAX_INT_BITS:
-                raise ValueError(f"{where} holds an integer of {item.bit_length():,} bits, too long to write as JSON")
+                raise ValueError(
+                    f"{where} holds an integer of {item.bit_length():,} bits, too long to write as JSON"
+                )
         elif item is not None and not isinstance(item, bool):
             raise ValueError(f"{where} holds a {type(item).__name__}, which is not JSON data")
 

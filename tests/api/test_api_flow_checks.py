@@ -11,8 +11,12 @@ from littleflow.api import create_app
 from littleflow.redis import Client
 
 WRONG = "@flow f (- retrys: 1 -)\nA"
-ERROR = {"line": 1, "column": 12, "message": "unknown option 'retrys' in @flow parameters (known: retries, timeout, "
-                                             "backoff, tasks, parallelism, schedule; did you mean 'retries'?)"}
+ERROR = {
+    "line": 1,
+    "column": 12,
+    "message": "unknown option 'retrys' in @flow parameters (known: retries, timeout, "
+    "backoff, tasks, parallelism, schedule; did you mean 'retries'?)",
+}
 
 
 @pytest.fixture
@@ -21,7 +25,9 @@ def base(redis_url):
         yield url
 
 
-@pytest.mark.parametrize("path, params", [("/compile", {}), ("/compile", {"format": "svg"}), ("/workflows", {})])
+@pytest.mark.parametrize(
+    "path, params", [("/compile", {}), ("/compile", {"format": "svg"}), ("/workflows", {})]
+)
 def test_a_wrong_flow_option_is_a_positioned_flow_error(base, redis_url, path, params):
     answer = httpx.post(f"{base}{path}", params=params, content=WRONG, headers={"content-type": "text/plain"})
     assert answer.status_code == 422 and answer.headers["content-type"] == "application/problem+json"
@@ -33,4 +39,7 @@ def test_a_wrong_flow_option_is_a_positioned_flow_error(base, redis_url, path, p
 
 def test_right_flow_options_compile(base):
     answer = httpx.post(f"{base}/compile", content="@flow f (- retries: 2, tasks: {A: {timeout: 5}} -)\nA")
-    assert answer.status_code == 200 and answer.json()["parameters"] == {"retries": 2, "tasks": {"A": {"timeout": 5}}}
+    assert answer.status_code == 200 and answer.json()["parameters"] == {
+        "retries": 2,
+        "tasks": {"A": {"timeout": 5}},
+    }

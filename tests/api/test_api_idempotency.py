@@ -46,19 +46,31 @@ def submitted(base: str, text: str) -> str:
 
 def chains(nodes: int) -> str:
     """A flow of about ``nodes`` nodes: parallel chains of ten tasks between a fork and a join."""
-    return "first → { " + "  ".join(" → ".join(f"t{c}_{i}" for i in range(10))
-                                    for c in range(max(1, (nodes - 6) // 10))) + " } → last"
+    return (
+        "first → { "
+        + "  ".join(" → ".join(f"t{c}_{i}" for i in range(10)) for c in range(max(1, (nodes - 6) // 10)))
+        + " } → last"
+    )
 
 
 # -- Idempotency-Key ------------------------------------------------------------------------
+
 
 def test_the_same_key_answers_the_first_workflow(api):
     base, client = api
     first, again = post(base, "order-17"), post(base, "order-17")
     assert first.status_code == 201 and "idempotent-replayed" not in first.headers
     assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
-    assert again.json() == first.json() == {"id": first.json()["id"], "state": "running",
-                                            "url": f"/workflows/{first.json()['id']}", "unserved": ["A", "B"]}
+    assert (
+        again.json()
+        == first.json()
+        == {
+            "id": first.json()["id"],
+            "state": "running",
+            "url": f"/workflows/{first.json()['id']}",
+            "unserved": ["A", "B"],
+        }
+    )
     assert [w["id"] for w in client.list()] == [first.json()["id"]]
 
 
@@ -113,8 +125,11 @@ def test_the_same_key_with_another_request_is_a_problem(api, flow, input):
 @pytest.mark.parametrize("key", ["", "x" * 201, "é"])
 def test_a_bad_key_is_a_problem_and_nothing_is_stored(api, key):
     base, client = api
-    answer = httpx.post(f"{base}/workflows", content=b"A", headers={"Content-Type": "text/plain",
-                                                                    "Idempotency-Key": key.encode()})
+    answer = httpx.post(
+        f"{base}/workflows",
+        content=b"A",
+        headers={"Content-Type": "text/plain", "Idempotency-Key": key.encode()},
+    )
     assert "1 to 200 printable ASCII characters" in problem(answer, 422)["detail"]
     assert client.list() == []
 
@@ -142,9 +157,14 @@ def test_deleting_the_workflow_frees_its_key(api):
 
 def test_a_text_plain_post_takes_a_key_too(api):
     base, _ = api
-    answers = [httpx.post(f"{base}/workflows", content="A → B", headers={"Content-Type": "text/plain",
-                                                                        "Idempotency-Key": "plain"})
-               for _ in range(2)]
+    answers = [
+        httpx.post(
+            f"{base}/workflows",
+            content="A → B",
+            headers={"Content-Type": "text/plain", "Idempotency-Key": "plain"},
+        )
+        for _ in range(2)
+    ]
     assert [a.status_code for a in answers] == [201, 200] and answers[0].json() == answers[1].json()
 
 
@@ -163,6 +183,7 @@ def test_a_submission_whose_redis_answer_is_lost_answers_201(redis_server, redis
 
 
 # -- drawing and compiling are bounded --------------------------------------------------------
+
 
 def test_compile_draws_svg_up_to_the_limit_and_refuses_past_it(redis_url):
     with serving(create_app(redis_url, max_svg_nodes=20)) as base:
@@ -209,15 +230,20 @@ def test_a_compile_over_its_time_budget_is_a_problem(redis_url):
         listed = httpx.get(f"{base}/workflows").json()
     for answer in (compiled, submission):
         found = problem(answer, 422)
-        assert (found["title"], found["detail"]) == ("Over time budget", "compiling the flow took more than 0 s")
+        assert (found["title"], found["detail"]) == (
+            "Over time budget",
+            "compiling the flow took more than 0 s",
+        )
     assert listed["total"] == 0
 
 
 def test_a_drawing_over_its_time_budget_is_a_problem(redis_url):
     with serving(create_app(redis_url, draw_seconds=0)) as base:
         id = submitted(base, "A → B")
-        answers = [httpx.get(f"{base}/workflows/{id}/graph?format=svg"),
-                   httpx.post(f"{base}/compile?format=svg", content="A → B")]
+        answers = [
+            httpx.get(f"{base}/workflows/{id}/graph?format=svg"),
+            httpx.post(f"{base}/compile?format=svg", content="A → B"),
+        ]
         graph = httpx.get(f"{base}/workflows/{id}/graph?format=json")
     for answer in answers:
         assert problem(answer, 422)["detail"] == "drawing the flow took more than 0 s"
@@ -235,11 +261,18 @@ def test_the_api_description_names_the_header_and_its_answers(api):
 def test_a_page_of_an_allowed_origin_may_send_a_key_and_read_the_replay_header(redis_url):
     origin = {"Origin": "https://ok.example"}
     with serving(create_app(redis_url, cors=["https://ok.example"])) as base:
-        preflight = httpx.options(f"{base}/workflows", headers={
-            **origin, "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "content-type,idempotency-key"})
-        answers = [httpx.post(f"{base}/workflows", json={"flow": "A"}, headers={**origin, "Idempotency-Key": "page"})
-                   for _ in range(2)]
+        preflight = httpx.options(
+            f"{base}/workflows",
+            headers={
+                **origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type,idempotency-key",
+            },
+        )
+        answers = [
+            httpx.post(f"{base}/workflows", json={"flow": "A"}, headers={**origin, "Idempotency-Key": "page"})
+            for _ in range(2)
+        ]
     assert preflight.status_code == 200
     assert "idempotency-key" in preflight.headers["access-control-allow-headers"].lower()
     assert [a.status_code for a in answers] == [201, 200]

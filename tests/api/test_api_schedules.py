@@ -25,14 +25,28 @@ def call(method: str, url: str, token: str = ADMIN, **options) -> httpx.Response
 
 
 def test_the_schedule_endpoints(base):
-    made = call("POST", f"{base}/schedules", json={"name": "beat", "flow": "@flow ticking\nA", "every": "1h",
-                                                    "input": {"n": 1}, "overlap": "skip"})
+    made = call(
+        "POST",
+        f"{base}/schedules",
+        json={
+            "name": "beat",
+            "flow": "@flow ticking\nA",
+            "every": "1h",
+            "input": {"n": 1},
+            "overlap": "skip",
+        },
+    )
     assert made.status_code == 201, made.text
     assert made.json()["when"] == "every 1h" and len(made.json()["ticks"]) == 5 and "text" not in made.json()
     nightly = '@flow nightly (- schedule: {cron: "0 2 * * *", timezone: Europe/Paris} -)\nA'
-    assert call("POST", f"{base}/schedules", json={"name": "night", "flow": nightly}).json()["timezone"] \
+    assert (
+        call("POST", f"{base}/schedules", json={"name": "night", "flow": nightly}).json()["timezone"]
         == "Europe/Paris"
-    assert [s["name"] for s in call("GET", f"{base}/schedules", READ).json()["schedules"]] == ["beat", "night"]
+    )
+    assert [s["name"] for s in call("GET", f"{base}/schedules", READ).json()["schedules"]] == [
+        "beat",
+        "night",
+    ]
     ran = call("POST", f"{base}/schedules/beat/run")
     assert ran.status_code == 201
     id = ran.json()["id"]
@@ -49,27 +63,45 @@ def test_the_schedule_endpoints(base):
     assert call("GET", f"{base}/schedules/beat", READ).status_code == 404
 
 
-@pytest.mark.parametrize(("body", "status", "detail"), [
-    ({"name": "s", "flow": "A", "cron": "0 2 * *"}, 422, "bad cron '0 2 * *'"),
-    ({"name": "s", "flow": "A", "cron": "0 2 * * *", "timezone": "Mars/Olympus"}, 422, "unknown time zone"),
-    ({"name": "s", "flow": "A"}, 422, "schedule s: give --cron EXPR or --every DURATION"),
-    ({"name": "s/x", "flow": "A", "every": "1s"}, 422, "bad schedule name 's/x'"),
-    ({"name": "s", "flow": "A →", "every": "1s"}, 422, "1:"),
-    ({"name": "s", "flow": "A", "every": "1s", "colour": "red"}, 422, "unknown field 'colour'"),
-    ({"flow": "A"}, 422, "the body must be"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "detail"),
+    [
+        ({"name": "s", "flow": "A", "cron": "0 2 * *"}, 422, "bad cron '0 2 * *'"),
+        (
+            {"name": "s", "flow": "A", "cron": "0 2 * * *", "timezone": "Mars/Olympus"},
+            422,
+            "unknown time zone",
+        ),
+        ({"name": "s", "flow": "A"}, 422, "schedule s: give --cron EXPR or --every DURATION"),
+        ({"name": "s/x", "flow": "A", "every": "1s"}, 422, "bad schedule name 's/x'"),
+        ({"name": "s", "flow": "A →", "every": "1s"}, 422, "1:"),
+        ({"name": "s", "flow": "A", "every": "1s", "colour": "red"}, 422, "unknown field 'colour'"),
+        ({"flow": "A"}, 422, "the body must be"),
+    ],
+)
 def test_what_is_wrong_is_a_problem(base, body, status, detail):
     answer = call("POST", f"{base}/schedules", json=body)
     assert answer.status_code == status and detail in answer.json()["detail"], answer.text
 
 
 def test_a_read_token_may_look_not_change(base):
-    assert call("POST", f"{base}/schedules", json={"name": "s", "flow": "A", "every": "1h"}).status_code == 201
-    assert call("POST", f"{base}/schedules", json={"name": "s", "flow": "A", "every": "1h"}).status_code == 409
-    for method, path in (("POST", "/schedules/s/pause"), ("POST", "/schedules/s/run"), ("DELETE", "/schedules/s"),
-                         ("POST", "/schedules")):
+    assert (
+        call("POST", f"{base}/schedules", json={"name": "s", "flow": "A", "every": "1h"}).status_code == 201
+    )
+    assert (
+        call("POST", f"{base}/schedules", json={"name": "s", "flow": "A", "every": "1h"}).status_code == 409
+    )
+    for method, path in (
+        ("POST", "/schedules/s/pause"),
+        ("POST", "/schedules/s/run"),
+        ("DELETE", "/schedules/s"),
+        ("POST", "/schedules"),
+    ):
         assert call(method, base + path, READ, json={}).status_code == 403
     assert call("GET", f"{base}/schedules/s", READ).status_code == 200
-    for method, path in (("POST", "/schedules/none/pause"), ("POST", "/schedules/none/run"),
-                         ("DELETE", "/schedules/none")):
+    for method, path in (
+        ("POST", "/schedules/none/pause"),
+        ("POST", "/schedules/none/run"),
+        ("DELETE", "/schedules/none"),
+    ):
         assert call(method, base + path).status_code == 404

@@ -52,15 +52,29 @@ JSON = {"Content-Type": "application/json"}
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_are_refused_in_every_body(served, constant):
     http = served
-    problem(http.post("/workflows", content=f'{{"flow": "A", "input": {{"x": {constant}}}}}', headers=JSON),
-            400, f"{constant} is not a JSON number")
-    problem(http.post("/workflows", files={"flow": ("f.flow", b"A")}, data={"input": f"[{constant}]"}),
-            400, "the input is not JSON")
+    problem(
+        http.post("/workflows", content=f'{{"flow": "A", "input": {{"x": {constant}}}}}', headers=JSON),
+        400,
+        f"{constant} is not a JSON number",
+    )
+    problem(
+        http.post("/workflows", files={"flow": ("f.flow", b"A")}, data={"input": f"[{constant}]"}),
+        400,
+        "the input is not JSON",
+    )
     problem(http.post("/events/go", content=constant, headers=JSON), 400, "not a JSON number")
-    problem(http.post("/archives", content=f'{{"format": "littleflow-archive/1", "x": {constant}}}', headers=JSON),
-            400, "not a JSON number")
-    problem(http.post("/workflows", content=f'{{"flow": "A", "input": 1e999}}', headers=JSON),
-            400, "too large for a number")
+    problem(
+        http.post(
+            "/archives", content=f'{{"format": "littleflow-archive/1", "x": {constant}}}', headers=JSON
+        ),
+        400,
+        "not a JSON number",
+    )
+    problem(
+        http.post("/workflows", content='{"flow": "A", "input": 1e999}', headers=JSON),
+        400,
+        "too large for a number",
+    )
     assert workflows(http) == 0
 
 
@@ -71,13 +85,22 @@ def test_values_past_the_depth_and_count_limits_are_unprocessable(served):
     form = http.post("/workflows", files={"flow": ("f.flow", b"A")}, data={"input": nested(MAX_DEPTH + 1)})
     problem(form, 422, "nested too deeply")
     many = "[" + ",".join(["0"] * MAX_VALUES) + "]"  # the list and its values: one more than allowed
-    problem(http.post("/workflows", content=f'{{"flow": "A", "input": {many}}}', headers=JSON),
-            422, f"more than {MAX_VALUES:,} values")
+    problem(
+        http.post("/workflows", content=f'{{"flow": "A", "input": {many}}}', headers=JSON),
+        422,
+        f"more than {MAX_VALUES:,} values",
+    )
     problem(http.post("/events/go", content=nested(MAX_DEPTH + 1), headers=JSON), 422, "nested too deeply")
-    problem(http.post("/workflows", content=f'{{"flow": "A", "input": {nested(100_000)}}}', headers=JSON),
-            400, "nested too deeply")  # deeper than the parser goes: not JSON it can read, and no 500
-    problem(http.post("/workflows", content='{"flow": "A", "input": ["\\ud800"]}', headers=JSON),
-            422, "the input holds a lone surrogate")
+    problem(
+        http.post("/workflows", content=f'{{"flow": "A", "input": {nested(100_000)}}}', headers=JSON),
+        400,
+        "nested too deeply",
+    )  # deeper than the parser goes: not JSON it can read, and no 500
+    problem(
+        http.post("/workflows", content='{"flow": "A", "input": ["\\ud800"]}', headers=JSON),
+        422,
+        "the input holds a lone surrogate",
+    )
     assert workflows(http) == 0
     fits = http.post("/workflows", content=f'{{"flow": "A", "input": {nested(MAX_DEPTH)}}}', headers=JSON)
     assert fits.status_code == 201, fits.text
@@ -86,7 +109,9 @@ def test_values_past_the_depth_and_count_limits_are_unprocessable(served):
 
 def test_a_damaged_archive_is_unprocessable_and_stores_nothing(served):
     http = served
-    id = http.post("/workflows", json={"flow": "wait:event (- event: go -) → wait:delay (- duration: 0 -)"}).json()["id"]
+    id = http.post(
+        "/workflows", json={"flow": "wait:event (- event: go -) → wait:delay (- duration: 0 -)"}
+    ).json()["id"]
     archive = http.get(f"/workflows/{id}/archive").json()
     good = copy.deepcopy(archive)
     archive["id"] = "restored-copy"
@@ -127,7 +152,11 @@ def test_an_archive_is_held_to_the_apis_node_limit(redis_url, tmp_path):
     try:
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
             problem(http.post("/archives", json=archive), 422, "its text does not compile")
-            problem(http.post("/archives", json=without_text), 422, "its flow has 14 nodes, more than the 10 allowed")
+            problem(
+                http.post("/archives", json=without_text),
+                422,
+                "its flow has 14 nodes, more than the 10 allowed",
+            )
             assert workflows(http) == 0
     finally:
         stop(process)

@@ -14,25 +14,29 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
-
 from httpserver import http_server  # noqa: F401 - a fixture: the other origin's page
+from playwright.sync_api import Page, expect, sync_playwright
+from support import missing
 
 from littleflow.api.app import MAX_SVG_NODES
 from littleflow.redis.server import free_port
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "console"
 TASKS = Path(__file__).with_name("console_tasks.py")
-CHROMIUM = os.environ.get("LITTLEFLOW_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = (
+    os.environ.get("LITTLEFLOW_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+)
 ADMIN, READER = "admin-token-0123456789", "read-token-0123456789"
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (python3 dev.py system chromium "
-                                                          "installs Debian's); the console's browser tests need it")
 expect.set_options(timeout=15_000)
 
 
 @pytest.fixture(scope="module")
 def browser():
+    if CHROMIUM is None:
+        missing(
+            "no chromium on PATH (python3 dev.py system chromium installs Debian's): the console's tests need it"
+        )
     with sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield browser
@@ -42,9 +46,24 @@ def browser():
 def start_serve(redis_url: str, tokens: str = "", args: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "LITTLEFLOW_REDIS_URL": redis_url, "LITTLEFLOW_API_TOKENS": tokens}
-    process = subprocess.Popen([sys.executable, "-m", "littleflow", "serve", "--tasks", str(TASKS),
-                                "--claim-idle", "1", "--api", f"127.0.0.1:{port}", *args],
-                               env=env, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "littleflow",
+            "serve",
+            "--tasks",
+            str(TASKS),
+            "--claim-idle",
+            "1",
+            "--api",
+            f"127.0.0.1:{port}",
+            *args,
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -88,8 +107,14 @@ def page(browser, request):
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error"
-            and not message.text.startswith("Failed to load resource") else None)  # (answers the test expects)
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(message.text)
+            if message.type == "error" and not message.text.startswith("Failed to load resource")
+            else None
+        ),
+    )  # (answers the test expects)
     yield page
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=ARTIFACTS / f"{request.node.name}-end.png", full_page=True)
@@ -110,9 +135,12 @@ def submit(base: str, flow: str, input=None, headers=None) -> str:
 
 def graph_statuses(page: Page) -> dict[str, str]:
     """The status class of each node drawn on the page's graph, by label."""
-    return page.eval_on_selector_all(".graph g.node", """nodes => Object.fromEntries(nodes.map(n =>
+    return page.eval_on_selector_all(
+        ".graph g.node",
+        """nodes => Object.fromEntries(nodes.map(n =>
         [n.querySelector('title')?.textContent.split('\\n')[0] || n.dataset.node,
-         [...n.classList].find(c => c.startsWith('status-'))]))""")
+         [...n.classList].find(c => c.startsWith('status-'))]))""",
+    )
 
 
 HELLO = "@flow hello\nfetch → { clean → store  index } → notify"
@@ -123,8 +151,13 @@ def test_submit_a_flow_and_watch_it_finish_with_the_graph_coloured(serve, page):
     expect(page.locator("table.workflows")).to_contain_text("No workflows yet")
     page.get_by_role("link", name="New workflow").click()
     page.get_by_label("flow text").fill(HELLO)
-    expect(page.locator(".preview g.node")).to_have_count(len(httpx.post(
-        f"{serve}/compile", content=HELLO, headers={"Content-Type": "text/plain"}).json()["nodes"]))
+    expect(page.locator(".preview g.node")).to_have_count(
+        len(
+            httpx.post(f"{serve}/compile", content=HELLO, headers={"Content-Type": "text/plain"}).json()[
+                "nodes"
+            ]
+        )
+    )
     page.get_by_label("input JSON").fill('{"who": "console", "big": 12345678901234567890}')
     shot(page, "new-workflow")
     page.get_by_role("button", name="Run").click()
@@ -133,16 +166,23 @@ def test_submit_a_flow_and_watch_it_finish_with_the_graph_coloured(serve, page):
     expect(page.locator(".graph g.node.status-running, .graph g.node.status-queued").first).to_be_visible()
     shot(page, "workflow-running")
     expect(page.locator("h1 .badge")).to_have_text("finished", timeout=30_000)
-    tasks = {label: status for label, status in graph_statuses(page).items()
-             if label in ("fetch", "clean", "store", "index", "notify")}
+    tasks = {
+        label: status
+        for label, status in graph_statuses(page).items()
+        if label in ("fetch", "clean", "store", "index", "notify")
+    }
     assert tasks == dict.fromkeys(["fetch", "clean", "store", "index", "notify"], "status-done")
     expect(page.locator("pre.output")).to_contain_text('"notified": true')
     row = page.locator("table.nodes tr", has_text="fetch")
     expect(row.locator(".badge")).to_have_text("done")
     expect(row).to_contain_text('"who":"console"')  # its input, in the table
     id = page.url.rsplit("/", 1)[1]
-    assert httpx.get(f"{serve}/workflows/{id}").json()["input"]["big"] == 12345678901234567890  # sent as typed
-    expect(page.locator(".values pre").first).to_contain_text('"big": 12345678901234567890')  # shown as stored
+    assert (
+        httpx.get(f"{serve}/workflows/{id}").json()["input"]["big"] == 12345678901234567890
+    )  # sent as typed
+    expect(page.locator(".values pre").first).to_contain_text(
+        '"big": 12345678901234567890'
+    )  # shown as stored
     page.locator(".graph g.node", has_text="store").click()
     expect(page.locator("aside.details")).to_contain_text('"stored": 1')
     expect(page.locator(".flow-text pre")).to_have_text(HELLO)
@@ -153,7 +193,7 @@ def test_submit_a_flow_and_watch_it_finish_with_the_graph_coloured(serve, page):
     expect(page.get_by_role("button", name="Run")).to_be_enabled()
 
 
-BRANCHES = "@flow branches\nfetch → if `$[?@.document == \"bye\"]` then { clean → store } else index → notify"
+BRANCHES = '@flow branches\nfetch → if `$[?@.document == "bye"]` then { clean → store } else index → notify'
 
 
 def test_a_branch_not_taken_is_drawn_skipped_and_the_choice_as_a_diamond(serve, page):
@@ -168,18 +208,31 @@ def test_a_branch_not_taken_is_drawn_skipped_and_the_choice_as_a_diamond(serve, 
         for label in labels:
             expect(node(label)).to_have_class(re.compile(rf"\bstatus-{status}\b"))
             expect(page.locator(f'table.nodes tr[data-node="{ids[label]}"] .badge')).to_have_text(status)
-    assert {label: status for label, status in graph_statuses(page).items()
-            if label in ("fetch", "clean", "store", "index", "notify")} == {
-        "fetch": "status-done", "clean": "status-skipped", "store": "status-skipped", "index": "status-done",
-        "notify": "status-done"}
-    skipped, done = (node(label).locator(".shape").evaluate("s => getComputedStyle(s).fill") for label in ("store", "index"))
+    assert {
+        label: status
+        for label, status in graph_statuses(page).items()
+        if label in ("fetch", "clean", "store", "index", "notify")
+    } == {
+        "fetch": "status-done",
+        "clean": "status-skipped",
+        "store": "status-skipped",
+        "index": "status-done",
+        "notify": "status-done",
+    }
+    skipped, done = (
+        node(label).locator(".shape").evaluate("s => getComputedStyle(s).fill")
+        for label in ("store", "index")
+    )
     assert skipped != done  # (coloured apart, not only classed)
     choice = page.locator(".graph g.node.kind-choice")
     expect(choice).to_have_count(1)
     expect(choice).to_be_visible()
     shape = choice.locator(".shape")
     assert shape.evaluate("s => s.tagName") == "path"
-    corners = [tuple(map(float, point.split(","))) for point in re.findall(r"[\d.]+,[\d.]+", shape.get_attribute("d"))]
+    corners = [
+        tuple(map(float, point.split(",")))
+        for point in re.findall(r"[\d.]+,[\d.]+", shape.get_attribute("d"))
+    ]
     assert len(corners) == 4 and re.fullmatch(r"M[\d.,]+(L[\d.,]+){3}Z", shape.get_attribute("d"))
     (x0, y0), (x1, y1), (x2, y2), (x3, y3) = corners  # a diamond: corners at top, right, bottom, left
     assert x0 == x2 and y1 == y3 and y0 < y1 < y2 and x3 < x0 < x1
@@ -189,7 +242,9 @@ def test_a_branch_not_taken_is_drawn_skipped_and_the_choice_as_a_diamond(serve, 
 def test_terminate_then_resume_another(serve, page):
     id = submit(serve, "@flow waiting\nfetch → wait:event (- event: go -) → notify")
     page.goto(f"{serve}/console/#/workflows/{id}")
-    expect(page.locator(".graph g.node.status-running, .graph g.node.status-queued")).to_have_count(1, timeout=20_000)
+    expect(page.locator(".graph g.node.status-running, .graph g.node.status-queued")).to_have_count(
+        1, timeout=20_000
+    )
     page.get_by_role("button", name="Terminate").click()
     dialog = page.locator("dialog#confirm")
     expect(dialog).to_contain_text(f"Terminate workflow {id}?")
@@ -271,7 +326,9 @@ def test_compile_errors_show_where_before_anything_runs(serve, page):
 
 def test_a_flow_too_big_to_draw_still_runs(serve, page):
     """Past the API's SVG limit the new-workflow view says so in place of the picture; Run works."""
-    chains = "  ".join(" → ".join(f"index:{i}_{j}" for j in range(10)) for i in range(MAX_SVG_NODES // 10 + 1))
+    chains = "  ".join(
+        " → ".join(f"index:{i}_{j}" for j in range(10)) for i in range(MAX_SVG_NODES // 10 + 1)
+    )
     page.goto(f"{serve}/console/#/new")
     page.get_by_label("flow text").fill(f"@flow huge\nfetch → {{ {chains} }} → notify")
     expect(page.locator(".graph-message")).to_contain_text(f"at most {MAX_SVG_NODES:,} nodes")
@@ -363,7 +420,9 @@ def test_a_graph_of_hundreds_of_nodes_pans_and_zooms(serve, page):
     chains = "  ".join(" → ".join(f"index:{i}_{j}" for j in range(10)) for i in range(30))
     id = submit(serve, f"@flow wide\nfetch → {{ {chains} }} → notify")
     page.goto(f"{serve}/console/#/workflows/{id}")
-    expect(page.locator(".graph g.node")).to_have_count(len(httpx.get(f"{serve}/workflows/{id}").json()["nodes"]))
+    expect(page.locator(".graph g.node")).to_have_count(
+        len(httpx.get(f"{serve}/workflows/{id}").json()["nodes"])
+    )
     viewport = page.locator(".graph g.viewport")
     opened = scale(viewport.get_attribute("transform"))
     assert opened == pytest.approx(0.4)  # too big to be readable whole: it opens at its start, readable
@@ -395,7 +454,6 @@ def test_a_graph_of_hundreds_of_nodes_pans_and_zooms(serve, page):
     expect(page.locator("table.nodes tbody tr")).to_have_count(10)
 
 
-
 def test_a_finished_workflow_has_a_timeline_with_a_bar_per_task_run(serve, page):
     id = submit(serve, "@flow mapped\nfetch → <[1, 2, 3]> → * index → notify")
     failed = submit(serve, "@flow broken\nfetch → crash")
@@ -416,12 +474,16 @@ def test_a_finished_workflow_has_a_timeline_with_a_bar_per_task_run(serve, page)
     fill = bars.first.locator("rect.timebar").evaluate("r => getComputedStyle(r).fill")
     assert fill == "rgb(200, 230, 201)"  # the graphs' colour of done (#c8e6c9)
     fetch = bars.first.locator("rect.timebar")
-    assert fetch.bounding_box()["height"] == pytest.approx(12, abs=1)  # within its row (no page style reaches it)
+    assert fetch.bounding_box()["height"] == pytest.approx(
+        12, abs=1
+    )  # within its row (no page style reaches it)
     before = float(fetch.get_attribute("width"))
     page.locator(".timeline-panel").get_by_role("button", name="+").click()
     page.locator(".timeline-panel").get_by_role("button", name="+").click()
     expect(page.locator(".timeline")).to_have_attribute("data-zoom", "2.25")
-    assert float(fetch.get_attribute("width")) == pytest.approx(before * 2.25, abs=0.2)  # the time axis, wider
+    assert float(fetch.get_attribute("width")) == pytest.approx(
+        before * 2.25, abs=0.2
+    )  # the time axis, wider
     box = page.locator(".timeline").bounding_box()
     page.mouse.click(box["x"] + box["width"] - 20, box["y"] + box["height"] - 20)  # (focus)
     page.mouse.wheel(0, 300)  # zooms out
@@ -439,6 +501,7 @@ def test_a_finished_workflow_has_a_timeline_with_a_bar_per_task_run(serve, page)
     expect(page.locator(".timeline g.run.status-done text.label")).to_have_text("fetch")
     expect(page.locator(".timeline g.run.status-failed text.label")).to_have_text("crash")
     assert "the disk is full" in page.locator(".timeline g.run.status-failed title").text_content()
+
 
 def test_the_node_panel_shows_its_log_live_while_the_task_runs(serve, page, tmp_path):
     go = tmp_path / "go"  # (the task's second line waits for it: nothing here hangs on time)
@@ -535,8 +598,11 @@ def test_the_console_is_served_with_strict_headers(serve):
     assert page.status_code == 200 and "console.js" in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert httpx.get(f"{serve}/", follow_redirects=False).headers["location"].endswith("console/")
-    assert httpx.get(f"{serve}/console/console.js").headers["content-type"].startswith(("text/javascript",
-                                                                                      "application/javascript"))
+    assert (
+        httpx.get(f"{serve}/console/console.js")
+        .headers["content-type"]
+        .startswith(("text/javascript", "application/javascript"))
+    )
 
 
 @pytest.fixture
@@ -586,18 +652,28 @@ document.querySelector("form").submit();
 
 @pytest.mark.parametrize("auth", ["token", "no-auth"])
 def test_a_page_of_another_origin_cannot_start_a_workflow(redis_url, tmp_path, http_server, page, auth):
-    process, base = start_serve(redis_url, args=("--data", str(tmp_path)) if auth == "token" else ("--api-no-auth",))
+    process, base = start_serve(
+        redis_url, args=("--data", str(tmp_path)) if auth == "token" else ("--api-no-auth",)
+    )
     try:
-        headers = {"Authorization": f"Bearer {(tmp_path / 'api.token').read_text().strip()}"} \
-            if auth == "token" else {}
+        headers = (
+            {"Authorization": f"Bearer {(tmp_path / 'api.token').read_text().strip()}"}
+            if auth == "token"
+            else {}
+        )
         attack = http_server.serve("/attack.html", ATTACK.replace("API", base), "text/html")
         assert not attack.startswith(base)  # another origin: another port
         page.goto(attack)
-        page.wait_for_function("(document.body.dataset.done || '').split(' ').length === 3")  # both sent, answered
+        page.wait_for_function(
+            "(document.body.dataset.done || '').split(' ').length === 3"
+        )  # both sent, answered
         assert httpx.get(f"{base}/workflows", headers=headers).json()["total"] == 0
         shot(page, f"cross-origin-refused-{auth}")
-        same = httpx.post(f"{base}/workflows", content="wait:delay (- duration: 0 -)",
-                          headers={**headers, "Content-Type": "text/plain", "Origin": base})
+        same = httpx.post(
+            f"{base}/workflows",
+            content="wait:delay (- duration: 0 -)",
+            headers={**headers, "Content-Type": "text/plain", "Origin": base},
+        )
         assert same.status_code == 201  # (the same request from the API's own origin is let in)
     finally:
         stop(process)

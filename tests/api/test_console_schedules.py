@@ -6,12 +6,8 @@ Screenshots go to artifacts/console/."""
 from __future__ import annotations
 
 import httpx
-import pytest
 from playwright.sync_api import expect
 from test_console import ADMIN, ARTIFACTS, CHROMIUM, READER, browser, guarded_serve, page, serve  # noqa: F401
-
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (python3 dev.py system chromium "
-                                                          "installs Debian's); the console's browser tests need it")
 
 
 def add(base: str, name: str, headers: dict | None = None, **options) -> None:
@@ -19,7 +15,7 @@ def add(base: str, name: str, headers: dict | None = None, **options) -> None:
     assert answer.status_code == 201, answer.text
 
 
-def test_the_schedules_page(serve, page):  # noqa: F811
+def test_the_schedules_page(serve, page):
     add(serve, "beat", flow="@flow indexing\nindex", every="1s")
     add(serve, "nightly", flow="@flow nightly\nnotify", cron="0 2 * * *", timezone="Europe/Paris")
     page.goto(f"{serve}/console/")
@@ -47,7 +43,7 @@ def test_the_schedules_page(serve, page):  # noqa: F811
     expect(page.locator("h1 .badge")).to_have_text("finished")
 
 
-def test_a_reader_sees_schedules_without_their_buttons(guarded_serve, page):  # noqa: F811
+def test_a_reader_sees_schedules_without_their_buttons(guarded_serve, page):
     add(guarded_serve, "beat", headers={"Authorization": f"Bearer {ADMIN}"}, flow="index", every="1h")
     page.goto(f"{guarded_serve}/console/#/schedules")
     page.get_by_label("token").fill(READER)

@@ -25,8 +25,9 @@ def only_job(server, until) -> str:
     return until(lambda: next(iter(name for _, name in server.jobs), None), what="a Job created")
 
 
-def test_a_task_runs_as_a_job_and_ends_with_the_json_of_its_termination_message(engine, k8s_worker, k8s_server,
-                                                                                  client, until):
+def test_a_task_runs_as_a_job_and_ends_with_the_json_of_its_termination_message(
+    engine, k8s_worker, k8s_server, client, until
+):
     k8s_worker()
     id = client.submit(FLOW, {"n": 2})
     name = only_job(k8s_server, until)
@@ -40,21 +41,32 @@ def test_a_task_runs_as_a_job_and_ends_with_the_json_of_its_termination_message(
     k8s_server.finish(name, '{"doubled": 4}')
     document = client.wait(id, timeout=10)
     assert (document["state"], document["output"]) == ("finished", {"doubled": 4})
-    until(lambda: k8s_server.job(name)["metadata"]["labels"].get(jobs.ENDED) == "true", what="the Job labelled ended")
+    until(
+        lambda: k8s_server.job(name)["metadata"]["labels"].get(jobs.ENDED) == "true",
+        what="the Job labelled ended",
+    )
     assert len(k8s_server.made("POST", "/jobs")) == 1
 
 
-def test_the_jobs_container_is_told_its_run_in_environment_variables(engine, k8s_worker, k8s_server, client,
-                                                                      until):
+def test_the_jobs_container_is_told_its_run_in_environment_variables(
+    engine, k8s_worker, k8s_server, client, until
+):
     k8s_worker()
     id = client.submit(FLOW, {"n": 2})
     name = only_job(k8s_server, until)
     (container,) = k8s_server.job(name)["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     node = task_node(client.status(id))["id"]
-    assert {key: value for key, value in env.items() if key.startswith("LITTLEFLOW_") and "INPUT" not in key} == {
-        "LITTLEFLOW_WORKFLOW": id, "LITTLEFLOW_NODE": str(node), "LITTLEFLOW_TASK": "k8s:run",
-        "LITTLEFLOW_ATTEMPT": "1", "LITTLEFLOW_ITEM": "", "LITTLEFLOW_KEY": f"{id}||{node}|-1#1"}
+    assert {
+        key: value for key, value in env.items() if key.startswith("LITTLEFLOW_") and "INPUT" not in key
+    } == {
+        "LITTLEFLOW_WORKFLOW": id,
+        "LITTLEFLOW_NODE": str(node),
+        "LITTLEFLOW_TASK": "k8s:run",
+        "LITTLEFLOW_ATTEMPT": "1",
+        "LITTLEFLOW_ITEM": "",
+        "LITTLEFLOW_KEY": f"{id}||{node}|-1#1",
+    }
     k8s_server.finish(name, "{}")
     assert client.wait(id, timeout=10)["state"] == "finished"
 
@@ -68,8 +80,9 @@ def test_a_job_that_writes_no_message_outputs_nothing(engine, k8s_worker, k8s_se
     assert document["output"] in ({}, None)
 
 
-def test_a_failed_job_fails_the_task_with_its_reason_and_the_tail_of_its_log(engine, k8s_worker, k8s_server,
-                                                                              client, until):
+def test_a_failed_job_fails_the_task_with_its_reason_and_the_tail_of_its_log(
+    engine, k8s_worker, k8s_server, client, until
+):
     k8s_worker()
     id = client.submit(FLOW)
     name = only_job(k8s_server, until)
@@ -104,12 +117,16 @@ def test_wrong_parameters_fail_the_task_without_a_job(engine, k8s_worker, k8s_se
     assert k8s_server.jobs == {}
 
 
-def test_a_restarted_worker_re_attaches_to_the_job_instead_of_creating_it_again(engine, k8s_worker, k8s_server,
-                                                                                  client, started, until):
+def test_a_restarted_worker_re_attaches_to_the_job_instead_of_creating_it_again(
+    engine, k8s_worker, k8s_server, client, started, until
+):
     k8s_worker()
     id = client.submit(FLOW, {"n": 1})
     name = only_job(k8s_server, until)
-    until(lambda: client.redis.xpending(KEYS.namespace_stream("k8s"), "workers")["pending"] == 0, what="the start acked")
+    until(
+        lambda: client.redis.xpending(KEYS.namespace_stream("k8s"), "workers")["pending"] == 0,
+        what="the start acked",
+    )
     stop, thread, url = started.parts.pop()
     _redis_stop(stop, thread, url)  # the worker goes away while its Job runs
     k8s_server.finish(name, '{"done": true}')  # and the Job ends while nobody watches
@@ -121,16 +138,20 @@ def test_a_restarted_worker_re_attaches_to_the_job_instead_of_creating_it_again(
     assert len(k8s_server.made("POST", "/jobs")) == 1
 
 
-def test_a_start_delivered_again_finds_the_job_and_does_not_create_it_twice(engine, k8s_worker, k8s_server,
-                                                                             client, until, redis_url):
+def test_a_start_delivered_again_finds_the_job_and_does_not_create_it_twice(
+    engine, k8s_worker, k8s_server, client, until, redis_url
+):
     from littleflow.redis.protocol import StartTask
 
     k8s_worker()
     id = client.submit(FLOW, {"n": 1})
     name = only_job(k8s_server, until)
-    until(lambda: client.redis.xpending(KEYS.namespace_stream("k8s"), "workers")["pending"] == 0, what="the start acked")
+    until(
+        lambda: client.redis.xpending(KEYS.namespace_stream("k8s"), "workers")["pending"] == 0,
+        what="the start acked",
+    )
     # the worker died after creating the Job, before acking: the start comes again
-    (_, fields), = client.redis.xrange(KEYS.namespace_stream("k8s"))
+    ((_, fields),) = client.redis.xrange(KEYS.namespace_stream("k8s"))
     client.redis.xadd(KEYS.namespace_stream("k8s"), StartTask.parse(fields).fields())
     until(lambda: len(k8s_server.made("GET", f"/jobs/{name}")) >= 2, what="the Job looked up again")
     assert len(k8s_server.made("POST", "/jobs")) == 1
@@ -152,8 +173,9 @@ def test_terminating_a_workflow_deletes_its_running_jobs(engine, k8s_worker, k8s
     assert client.status(id)["state"] == "terminated"
 
 
-def test_watches_reconnect_from_their_version_and_relist_when_it_is_gone(engine, k8s_worker, k8s_server, client,
-                                                                           until):
+def test_watches_reconnect_from_their_version_and_relist_when_it_is_gone(
+    engine, k8s_worker, k8s_server, client, until
+):
     k8s_worker(resync=300)
     first = client.submit(FLOW, {"n": 1})
     name = only_job(k8s_server, until)
@@ -172,8 +194,10 @@ def test_watches_reconnect_from_their_version_and_relist_when_it_is_gone(engine,
     (name,) = [n for _, n in k8s_server.jobs if not k8s_server.job(n)["metadata"]["labels"].get(jobs.ENDED)]
     k8s_server.compact()  # its version forgotten: 410 Gone, so list again and watch from there
     k8s_server.drop_watches()
-    until(lambda: len([p for p in k8s_server.made("GET", "/jobs?") if "watch=true" not in p]) > lists,
-          what="a relist after 410 Gone")
+    until(
+        lambda: len([p for p in k8s_server.made("GET", "/jobs?") if "watch=true" not in p]) > lists,
+        what="a relist after 410 Gone",
+    )
     k8s_server.finish(name, '{"second": 2}')
     assert client.wait(second, timeout=10)["output"] == {"second": 2}
 
@@ -202,15 +226,17 @@ def _redis_stop(stop, thread, url):
     import importlib.util
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("littleflow_redis_conftest_stop",
-                                                  Path(__file__).parent.parent / "redis" / "conftest.py")
+    spec = importlib.util.spec_from_file_location(
+        "littleflow_redis_conftest_stop", Path(__file__).parent.parent / "redis" / "conftest.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.stop_now(stop, [thread], url)
 
 
-def test_two_workers_end_a_job_once_and_delete_on_terminate_without_false_failures(engine, k8s_worker, k8s_server,
-                                                                                    client, until):
+def test_two_workers_end_a_job_once_and_delete_on_terminate_without_false_failures(
+    engine, k8s_worker, k8s_server, client, until
+):
     k8s_worker()
     k8s_worker()
     id = client.submit(FLOW, {"n": 1})
@@ -234,7 +260,9 @@ def test_a_task_may_name_its_namespace_and_is_followed_there(engine, k8s_worker,
     id = client.submit('k8s:run (- {"image": "busybox", "namespace": "batch"} -)')
     (namespace, name) = until(lambda: next(iter(k8s_server.jobs), None), what="a Job created")
     assert namespace == "batch"
-    until(lambda: any("/namespaces/batch/jobs?" in p and "watch=true" in p for p in k8s_server.made("GET", "")),
-          what="a watch of its namespace")
+    until(
+        lambda: any("/namespaces/batch/jobs?" in p and "watch=true" in p for p in k8s_server.made("GET", "")),
+        what="a watch of its namespace",
+    )
     k8s_server.finish(name, '{"there": 1}', namespace="batch")
     assert client.wait(id, timeout=10)["output"] == {"there": 1}

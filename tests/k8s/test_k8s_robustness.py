@@ -8,9 +8,10 @@ import json
 import logging
 import time
 
+from test_k8s_executor import FLOW, _redis_stop, only_job, task_node
+
 from littleflow.k8s import jobs
 from littleflow.redis.protocol import Keys, StartTask
-from test_k8s_executor import FLOW, _redis_stop, only_job, task_node
 
 KEYS = Keys()
 
@@ -19,8 +20,9 @@ def running(client, id: str) -> bool:
     return task_node(client.status(id))["status"] == "running"
 
 
-def test_a_hung_watch_times_out_and_a_relist_ends_the_job_finished_meanwhile(engine, k8s_worker, k8s_server, client,
-                                                                              until):
+def test_a_hung_watch_times_out_and_a_relist_ends_the_job_finished_meanwhile(
+    engine, k8s_worker, k8s_server, client, until
+):
     k8s_server.hang = True  # every watch: accepted, then nothing, never closed
     k8s_worker(resync=1, watch_slack=0.5, timeout=2)
     id = client.submit(FLOW)
@@ -33,13 +35,16 @@ def test_a_hung_watch_times_out_and_a_relist_ends_the_job_finished_meanwhile(eng
     assert "timeoutSeconds=1" in watch
 
 
-def test_a_job_deleted_at_once_after_it_finished_still_ends_its_task_as_it_ended(engine, k8s_worker, k8s_server,
-                                                                                 client, until):
+def test_a_job_deleted_at_once_after_it_finished_still_ends_its_task_as_it_ended(
+    engine, k8s_worker, k8s_server, client, until
+):
     k8s_worker(resync=300)
     kept, lost, failed = (client.submit(FLOW, {"n": n}) for n in range(3))
     until(lambda: len(k8s_server.jobs) == 3, what="three Jobs")
     until(lambda: all(running(client, id) for id in (kept, lost, failed)), what="the tasks running")
-    by_workflow = {job["metadata"]["labels"][jobs.WORKFLOW]: name for (_, name), job in k8s_server.jobs.items()}
+    by_workflow = {
+        job["metadata"]["labels"][jobs.WORKFLOW]: name for (_, name), job in k8s_server.jobs.items()
+    }
     k8s_server.muted = True  # the watch sees them deleted, already finished, and never running→finished
     k8s_server.finish(by_workflow[kept], '{"kept": 1}')
     k8s_server.finish(by_workflow[lost], '{"lost": 1}')
@@ -54,11 +59,14 @@ def test_a_job_deleted_at_once_after_it_finished_still_ends_its_task_as_it_ended
     assert "the Job succeeded but its output was lost (pod gone)" in document["error"]["error"]
     document = client.wait(failed, timeout=10)
     assert document["state"] == "failed"
-    assert "BackoffLimitExceeded" in document["error"]["error"] and "deleted" not in document["error"]["error"]
+    assert (
+        "BackoffLimitExceeded" in document["error"]["error"] and "deleted" not in document["error"]["error"]
+    )
 
 
-def test_a_start_read_after_its_workflow_was_terminated_creates_no_job(engine, k8s_worker, k8s_server, client,
-                                                                       until):
+def test_a_start_read_after_its_workflow_was_terminated_creates_no_job(
+    engine, k8s_worker, k8s_server, client, until
+):
     id = client.submit(FLOW)
     until(lambda: client.redis.xlen(KEYS.namespace_stream("k8s")), what="the start sent")
     client.terminate(id)
@@ -67,8 +75,11 @@ def test_a_start_read_after_its_workflow_was_terminated_creates_no_job(engine, k
 
     def handled() -> bool:
         groups = client.redis.xinfo_groups(KEYS.namespace_stream("k8s"))
-        return bool(groups) and groups[0]["last-delivered-id"] != "0-0" and client.redis.xpending(
-            KEYS.namespace_stream("k8s"), "workers")["pending"] == 0
+        return (
+            bool(groups)
+            and groups[0]["last-delivered-id"] != "0-0"
+            and client.redis.xpending(KEYS.namespace_stream("k8s"), "workers")["pending"] == 0
+        )
 
     until(handled, what="the start handled")
     time.sleep(0.2)
@@ -76,18 +87,22 @@ def test_a_start_read_after_its_workflow_was_terminated_creates_no_job(engine, k
     assert client.status(id)["state"] == "terminated"
 
 
-def test_a_job_created_as_its_workflow_is_terminated_is_deleted_at_once(engine, k8s_worker, k8s_server, client,
-                                                                          until):
+def test_a_job_created_as_its_workflow_is_terminated_is_deleted_at_once(
+    engine, k8s_worker, k8s_server, client, until
+):
     id = client.submit(FLOW)
     until(lambda: client.redis.xlen(KEYS.namespace_stream("k8s")), what="the start sent")
-    k8s_server.on_create = lambda job: client.redis.hset(KEYS.workflow(id), "status", "terminated")  # (no cancel sent)
+    k8s_server.on_create = lambda job: client.redis.hset(
+        KEYS.workflow(id), "status", "terminated"
+    )  # (no cancel sent)
     k8s_worker(resync=300)
     until(lambda: k8s_server.made("DELETE", "/jobs/"), what="the Job deleted")
     assert k8s_server.jobs == {} and len(k8s_server.made("POST", "/jobs")) == 1
 
 
 def test_a_relist_deletes_the_jobs_of_workflows_no_longer_running_when_the_cancel_was_missed(
-        engine, k8s_worker, k8s_server, client, until):
+    engine, k8s_worker, k8s_server, client, until
+):
     k8s_worker(resync=1)
     stopped, gone, alive = (client.submit(FLOW, {"n": n}) for n in range(3))
     until(lambda: len(k8s_server.jobs) == 3, what="three Jobs")
@@ -100,12 +115,16 @@ def test_a_relist_deletes_the_jobs_of_workflows_no_longer_running_when_the_cance
     assert client.redis.xlen(KEYS.dead) == 0
 
 
-def test_a_restarted_worker_follows_every_namespace_followed_before(engine, k8s_worker, k8s_server, client, started,
-                                                                    until):
+def test_a_restarted_worker_follows_every_namespace_followed_before(
+    engine, k8s_worker, k8s_server, client, started, until
+):
     k8s_worker()
     id = client.submit('k8s:run (- {"image": "busybox", "namespace": "batch"} -)')
     (_, name) = until(lambda: next(iter(k8s_server.jobs), None), what="a Job created")
-    until(lambda: client.redis.xpending(KEYS.namespace_stream("k8s"), "workers")["pending"] == 0, what="the start acked")
+    until(
+        lambda: client.redis.xpending(KEYS.namespace_stream("k8s"), "workers")["pending"] == 0,
+        what="the start acked",
+    )
     assert client.redis.smembers(KEYS.k8s_namespaces) == {"default", "batch"}
     _redis_stop(*started.parts.pop())
     k8s_server.finish(name, '{"there": 1}', namespace="batch")  # while no worker runs
@@ -113,38 +132,51 @@ def test_a_restarted_worker_follows_every_namespace_followed_before(engine, k8s_
     assert client.wait(id, timeout=10)["output"] == {"there": 1}
 
 
-def test_jobs_of_another_installation_in_the_namespace_are_left_alone(engine, k8s_worker, k8s_server, client, until):
-    theirs = jobs.manifest(StartTask("theirs-1", "t1", 1, 1, "k8s:run", {"image": "busybox"}, {}), "default",
-                           prefix="other")
+def test_jobs_of_another_installation_in_the_namespace_are_left_alone(
+    engine, k8s_worker, k8s_server, client, until
+):
+    theirs = jobs.manifest(
+        StartTask("theirs-1", "t1", 1, 1, "k8s:run", {"image": "busybox"}, {}), "default", prefix="other"
+    )
     k8s_server.create("default", theirs)
     k8s_server.finish(theirs["metadata"]["name"], '{"theirs": 1}')
     k8s_worker()
     id = client.submit(FLOW)
     name = until(
-        lambda: next((n for _, n in k8s_server.jobs if n != theirs["metadata"]["name"]), None), what="our Job")
+        lambda: next((n for _, n in k8s_server.jobs if n != theirs["metadata"]["name"]), None), what="our Job"
+    )
     assert k8s_server.job(name)["metadata"]["labels"][jobs.PREFIX] == "lf"
     k8s_server.finish(name, '{"ours": 1}')
     assert client.wait(id, timeout=10)["output"] == {"ours": 1}
     assert jobs.ENDED not in k8s_server.job(theirs["metadata"]["name"])["metadata"]["labels"]
     selectors = [p for p in k8s_server.made("GET", "/namespaces/default/jobs?")]
-    assert selectors and all("littleflow.io%2Fprefix%3Dlf" in p or "littleflow.io/prefix%3Dlf" in p
-                             for p in selectors), selectors
+    assert selectors and all(
+        "littleflow.io%2Fprefix%3Dlf" in p or "littleflow.io/prefix%3Dlf" in p for p in selectors
+    ), selectors
 
 
-def test_one_job_that_cannot_be_handled_does_not_stall_the_others(engine, k8s_worker, k8s_server, client, started,
-                                                                  until):
+def test_one_job_that_cannot_be_handled_does_not_stall_the_others(
+    engine, k8s_worker, k8s_server, client, started, until
+):
     k8s_worker()
     id = client.submit(FLOW)
     name = only_job(k8s_server, until)
-    until(lambda: client.redis.xpending(KEYS.namespace_stream("k8s"), "workers")["pending"] == 0, what="the start acked")
+    until(
+        lambda: client.redis.xpending(KEYS.namespace_stream("k8s"), "workers")["pending"] == 0,
+        what="the start acked",
+    )
     _redis_stop(*started.parts.pop())
     bad = jobs.manifest(StartTask("bad-1", "t1", 1, 1, "k8s:run", {"image": "busybox"}, {}), "default")
-    bad["metadata"]["annotations"][jobs.TASK] = json.dumps({"workflow": "bad-1", "task": "t1", "seq": "not a number"})
+    bad["metadata"]["annotations"][jobs.TASK] = json.dumps(
+        {"workflow": "bad-1", "task": "t1", "seq": "not a number"}
+    )
     k8s_server.create("default", bad)
     k8s_server.finish(bad["metadata"]["name"])
     k8s_server.finish(name, '{"fine": 1}')
-    k8s_server.jobs = {key: k8s_server.jobs[key] for key in sorted(k8s_server.jobs, key=lambda k: k[1] != bad[
-        "metadata"]["name"])}  # the bad one listed first
+    k8s_server.jobs = {
+        key: k8s_server.jobs[key]
+        for key in sorted(k8s_server.jobs, key=lambda k: k[1] != bad["metadata"]["name"])
+    }  # the bad one listed first
     k8s_worker(resync=300)
     assert client.wait(id, timeout=10)["output"] == {"fine": 1}
 
@@ -157,7 +189,9 @@ def test_repeated_watch_errors_back_off_doubling(engine, k8s_worker, k8s_server,
     id = client.submit(FLOW)
     k8s_server.finish(only_job(k8s_server, until), '{"after": 1}')
     assert client.wait(id, timeout=10)["output"] == {"after": 1}
-    waits = [r.getMessage().rsplit("again in ", 1)[-1] for r in caplog.records if "again in" in r.getMessage()]
+    waits = [
+        r.getMessage().rsplit("again in ", 1)[-1] for r in caplog.records if "again in" in r.getMessage()
+    ]
     assert waits[:5] == ["0.05 s", "0.1 s", "0.2 s", "0.2 s", "0.2 s"], waits
 
 
@@ -171,8 +205,9 @@ def test_brief_api_errors_at_start_do_not_fail_the_task(engine, k8s_worker, k8s_
     assert len(k8s_server.made("POST", "/jobs")) == 3
 
 
-def test_a_start_whose_api_errors_outlast_the_retries_is_delivered_again(engine, k8s_worker, k8s_server, client,
-                                                                         until):
+def test_a_start_whose_api_errors_outlast_the_retries_is_delivered_again(
+    engine, k8s_worker, k8s_server, client, until
+):
     k8s_server.faults = [("GET", "/jobs/lf-", 500)] * 3
     k8s_worker(attempts=2)
     id = client.submit(FLOW)
@@ -184,8 +219,9 @@ def test_a_start_whose_api_errors_outlast_the_retries_is_delivered_again(engine,
     assert len(k8s_server.made("POST", "/jobs")) == 1
 
 
-def test_an_output_cut_at_the_termination_message_limit_fails_the_task(engine, k8s_worker, k8s_server, client,
-                                                                       until):
+def test_an_output_cut_at_the_termination_message_limit_fails_the_task(
+    engine, k8s_worker, k8s_server, client, until
+):
     k8s_worker()
     id = client.submit(FLOW)
     k8s_server.finish(only_job(k8s_server, until), ('{"rows": ["' + "x" * 4100)[:4096])
@@ -194,12 +230,15 @@ def test_an_output_cut_at_the_termination_message_limit_fails_the_task(engine, k
     assert "4096-byte" in document["error"]["error"]
 
 
-def test_a_job_of_the_same_name_for_another_task_is_an_error_not_a_re_attach(engine, k8s_worker, k8s_server,
-                                                                             client, until):
+def test_a_job_of_the_same_name_for_another_task_is_an_error_not_a_re_attach(
+    engine, k8s_worker, k8s_server, client, until
+):
     id = client.submit(FLOW)
-    (_, fields), = until(lambda: client.redis.xrange(KEYS.namespace_stream("k8s")), what="the start sent")
+    ((_, fields),) = until(lambda: client.redis.xrange(KEYS.namespace_stream("k8s")), what="the start sent")
     start = StartTask.parse(fields)
-    other = StartTask(client.submit(FLOW), start.task, start.seq, start.node, start.name, start.parameters, {})
+    other = StartTask(
+        client.submit(FLOW), start.task, start.seq, start.node, start.name, start.parameters, {}
+    )
     squatter = jobs.manifest(other, "default")
     squatter["metadata"]["name"] = jobs.job_name(start.workflow, start.node, start.seq, start.attempt)
     k8s_server.create("default", squatter)
@@ -210,7 +249,8 @@ def test_a_job_of_the_same_name_for_another_task_is_an_error_not_a_re_attach(eng
 
 
 def test_a_brief_error_listing_the_pods_of_a_finished_job_is_retried_not_taken_for_a_lost_output(
-        engine, k8s_worker, k8s_server, client, until):
+    engine, k8s_worker, k8s_server, client, until
+):
     k8s_worker(resync=1)
     id = client.submit(FLOW)
     name = only_job(k8s_server, until)

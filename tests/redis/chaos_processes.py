@@ -33,8 +33,13 @@ def inc(input):
 def join(parts):
     base = parts[0]
     _ran("join", base["n"])
-    return {"n": base["n"], "k": base["k"], "nap": base.get("nap"), "parts": len(parts),
-            "sum": sum(part.get("b", 0) + part.get("c", 0) for part in parts)}
+    return {
+        "n": base["n"],
+        "k": base["k"],
+        "nap": base.get("nap"),
+        "parts": len(parts),
+        "sum": sum(part.get("b", 0) + part.get("c", 0) for part in parts),
+    }
 
 
 def spread(input):
@@ -53,8 +58,12 @@ def square(item):
 def total(items):
     n = items[0]["sq"] if items else None  # the square of item 0 is 0 + n
     _ran("total", n)
-    return {"n": n, "count": len(items), "squares": [item["sq"] for item in items],
-            "tags": sorted({item["tag"] for item in items})}
+    return {
+        "n": n,
+        "count": len(items),
+        "squares": [item["sq"] for item in items],
+        "tags": sorted({item["tag"] for item in items}),
+    }
 
 
 def _nap(input, salt: int) -> None:

@@ -67,8 +67,9 @@ class Started:
     def part(self, part: Any, block: float = 0.05, url: str | None = None) -> threading.Thread:
         """Run an EngineProcess or Worker alone on a thread (reading with ``block``); returns the thread."""
         stop = threading.Event()
-        thread = threading.Thread(target=part.run, args=(stop,), kwargs={"block": block},
-                                  name=f"test-{part.name}", daemon=True)
+        thread = threading.Thread(
+            target=part.run, args=(stop,), kwargs={"block": block}, name=f"test-{part.name}", daemon=True
+        )
         thread.start()
         self.parts.append((stop, thread, url or self.url))
         return thread

@@ -20,7 +20,6 @@ from littleflow.redis.store import InvalidArchive
 from littleflow.tasks import Registry
 from littleflow.values import MAX_DEPTH
 
-
 #: Flows with conditionals and loops whose runs wait on ``hold`` (served only after a restore):
 #: in a branch (the then branch skipped), in the else branch of an item of an iterated
 #: conditional, and in the second round of a loop.
@@ -32,6 +31,7 @@ LOOP = "@flow epsilon\nrepeat { step → ? `$[?@.n == 2]` hold } until `$[?@.n >
 def forms(hold: bool = False, rounds: list[int] | None = None) -> Registry:
     """The tasks of the flows above; ``hold`` (it passes its input on) only if asked;
     ``rounds`` gets the ``n`` of each input of ``step``."""
+
     def step(input: dict[str, Any]) -> dict[str, Any]:
         if rounds is not None:
             rounds.append(input.get("n", 0))
@@ -64,9 +64,13 @@ def archives(started, client, until) -> dict[str, dict[str, Any]]:
         "terminated": client.submit("hang → A", {"k": 3}),
         "running": client.submit("A → * { later:b  A } → A", [1, 2, 3]),
         "without text": client.submit(compile_flow("@flow delta\nA → * { A  A } → ? `$[?(@.a)]` A"), [1]),
-        "forms without text": client.submit(compile_flow(
-            "@flow zeta\nif `$[?@.k == 1]` then Yes else No → while `$[?@.n < 2]` do step → * repeat step until"
-            " `$[?@.n > 3]`"), {"k": 2, "n": 0}),
+        "forms without text": client.submit(
+            compile_flow(
+                "@flow zeta\nif `$[?@.k == 1]` then Yes else No → while `$[?@.n < 2]` do step → * repeat step until"
+                " `$[?@.n > 3]`"
+            ),
+            {"k": 2, "n": 0},
+        ),
         "in a branch": client.submit(BRANCH, {"k": 2}),
         "in an item's branch": client.submit(ITEMS, [{"k": 1}, {"k": 2}]),
         "mid-loop": client.submit(LOOP, {"n": 0}),
@@ -78,7 +82,10 @@ def archives(started, client, until) -> dict[str, dict[str, Any]]:
     until(lambda: client.status(ids["terminated"])["nodes"][1]["status"] == "running", what="hang running")
     client.terminate(ids["terminated"])
     for state in ("running", "in a branch", "in an item's branch", "mid-loop"):
-        until(lambda: sum(n["status"] == "queued" for n in client.status(ids[state])["nodes"]), what=f"{state} queued")
+        until(
+            lambda: sum(n["status"] == "queued" for n in client.status(ids[state])["nodes"]),
+            what=f"{state} queued",
+        )
     found = {state: client.archive(id) for state, id in ids.items()}
     gate.set()
     started.stop(services)
@@ -156,23 +163,36 @@ def test_a_running_instance_of_a_node_that_is_no_task_is_refused(archives, clien
 
 def test_task_info_with_a_seq_that_is_not_a_number_is_refused(archives, client):
     """It was restored, and every status request of it then failed comparing seqs (500)."""
+
     def change(a):
         first = next(iter(a["tasks"].values()))
         a["tasks"]["|1|7"] = {**first, "seq": "7"}
-    refused(client, edited(archives["finished"], change), "at archive.tasks['|1|7'].seq: Input should be a valid integer")
+
+    refused(
+        client,
+        edited(archives["finished"], change),
+        "at archive.tasks['|1|7'].seq: Input should be a valid integer",
+    )
 
 
 def test_bad_flow_options_without_text_are_refused(archives, client):
     """They raised in the middle of the restore (a traceback in the CLI, 500 in the API)."""
+
     def change(a):
         a["text"] = ""
         a["flow"]["parameters"] = {"retries": "many"}
+
     refused(client, edited(archives["failed"], change), "damaged archive")
 
 
-@pytest.mark.parametrize("log_id, says", [("0-0", "not after the one before"),
-                                          ("99999999999999999999-0", "should match pattern"),
-                                          ("1-x", "should match pattern")])
+@pytest.mark.parametrize(
+    "log_id, says",
+    [
+        ("0-0", "not after the one before"),
+        ("99999999999999999999-0", "should match pattern"),
+        ("1-x", "should match pattern"),
+    ],
+)
 def test_log_ids_redis_refuses_are_refused_before_anything_is_written(archives, client, log_id, says):
     """A log id Redis refused failed the transaction half way (500, a half-restored workflow)."""
     archive = edited(archives["finished"], lambda a: a["log"].insert(0, {"id": log_id, "kind": "x"}))
@@ -186,40 +206,63 @@ def test_a_log_entry_without_fields_is_refused(archives, client):
 
 def test_a_running_workflow_with_nothing_running_is_refused(archives, client):
     """It was restored, and then nothing could ever end it but terminate."""
-    refused(client, edited(archives["running"], lambda a: state(a).__setitem__("running", [])),
-            "its state is running with 0 tasks running")
+    refused(
+        client,
+        edited(archives["running"], lambda a: state(a).__setitem__("running", [])),
+        "its state is running with 0 tasks running",
+    )
 
 
 def test_an_item_of_no_iteration_is_refused(archives, client):
     """It was restored; the end of that task then crashed the engine's step."""
+
     def change(a):
         frames = state(a)["frames"]
         for frame in frames:
             frame["iterations"] = {}
+
     refused(client, edited(archives["running"], change), "damaged archive")
 
 
 @pytest.mark.parametrize("where", ["output", "input"])
 def test_nan_and_infinity_anywhere_are_refused(archives, client, where):
-    refused(client, edited(archives["finished"], lambda a: state(a).__setitem__(where, {"x": float("nan")})),
-            "not a JSON number")
-    refused(client, edited(archives["finished"], lambda a: a.__setitem__("created", float("inf"))),
-            "not a JSON number")
+    refused(
+        client,
+        edited(archives["finished"], lambda a: state(a).__setitem__(where, {"x": float("nan")})),
+        "not a JSON number",
+    )
+    refused(
+        client,
+        edited(archives["finished"], lambda a: a.__setitem__("created", float("inf"))),
+        "not a JSON number",
+    )
 
 
 def test_deep_nesting_is_refused(archives, client):
     deep: Any = 1
     for _ in range(MAX_DEPTH + 20):
         deep = [deep]
-    refused(client, edited(archives["finished"], lambda a: state(a).__setitem__("output", deep)), "nested too deeply")
+    refused(
+        client,
+        edited(archives["finished"], lambda a: state(a).__setitem__("output", deep)),
+        "nested too deeply",
+    )
 
 
 def test_huge_numbers_are_refused(archives, client):
-    refused(client, edited(archives["finished"], lambda a: a.__setitem__("version", 2**70)),
-            f"at archive.version: Input should be less than or equal to {MAX_COUNTER}")
-    refused(client, edited(archives["finished"], lambda a: a["run"].__setitem__("seq", MAX_COUNTER + 1)),
-            "at archive.run.seq: Input should be less than or equal")
-    refused(client, edited(archives["finished"], lambda a: a.__setitem__("updated", 1e300)), "less than or equal")
+    refused(
+        client,
+        edited(archives["finished"], lambda a: a.__setitem__("version", 2**70)),
+        f"at archive.version: Input should be less than or equal to {MAX_COUNTER}",
+    )
+    refused(
+        client,
+        edited(archives["finished"], lambda a: a["run"].__setitem__("seq", MAX_COUNTER + 1)),
+        "at archive.run.seq: Input should be less than or equal",
+    )
+    refused(
+        client, edited(archives["finished"], lambda a: a.__setitem__("updated", 1e300)), "less than or equal"
+    )
 
 
 def test_a_flow_that_is_not_its_text_is_refused(archives, client):
@@ -232,22 +275,44 @@ def test_a_flow_without_text_must_have_the_shape_of_a_compiled_flow(archives, cl
     archive = archives["without text"]
     assert archive["text"] == ""
     subflow = next(node for node in archive["flow"]["nodes"] if node["kind"] == "subflow-start")
-    refused(client, edited(archive, lambda a: a["flow"]["nodes"][subflow["id"]].__setitem__("pair", 1)),
-            "is a subflow without its other end")
-    refused(client, edited(archive, lambda a: a["flow"]["nodes"][1].__setitem__("name", None)),
-            "is a task without a name")
-    refused(client, edited(archive, lambda a: a["flow"]["nodes"][0].__setitem__("kind", "task")),
-            "does not begin with START")
-    refused(client, edited(archive, lambda a: a["flow"]["nodes"][-2].__setitem__("guard", "$[?(@.a ==")),
-            "damaged archive")
+    refused(
+        client,
+        edited(archive, lambda a: a["flow"]["nodes"][subflow["id"]].__setitem__("pair", 1)),
+        "is a subflow without its other end",
+    )
+    refused(
+        client,
+        edited(archive, lambda a: a["flow"]["nodes"][1].__setitem__("name", None)),
+        "is a task without a name",
+    )
+    refused(
+        client,
+        edited(archive, lambda a: a["flow"]["nodes"][0].__setitem__("kind", "task")),
+        "does not begin with START",
+    )
+    refused(
+        client,
+        edited(archive, lambda a: a["flow"]["nodes"][-2].__setitem__("guard", "$[?(@.a ==")),
+        "damaged archive",
+    )
 
 
 def test_extra_keys_and_wrong_types_are_refused(archives, client):
-    refused(client, edited(archives["finished"], lambda a: a.__setitem__("junk", 1)),
-            "at archive.junk: Extra inputs are not permitted")
-    refused(client, edited(archives["finished"], lambda a: state(a)["frames"][0].__setitem__("skipped", "x")),
-            "at archive.run.state.frames[0].skipped: Input should be a valid list")
-    refused(client, edited(archives["finished"], lambda a: a.__setitem__("status", "failed")), "is not its state's")
+    refused(
+        client,
+        edited(archives["finished"], lambda a: a.__setitem__("junk", 1)),
+        "at archive.junk: Extra inputs are not permitted",
+    )
+    refused(
+        client,
+        edited(archives["finished"], lambda a: state(a)["frames"][0].__setitem__("skipped", "x")),
+        "at archive.run.state.frames[0].skipped: Input should be a valid list",
+    )
+    refused(
+        client,
+        edited(archives["finished"], lambda a: a.__setitem__("status", "failed")),
+        "is not its state's",
+    )
 
 
 # -- fuzzing ---------------------------------------------------------------------------------------------
@@ -263,10 +328,15 @@ def leaves(value: Any, path: tuple = ()) -> list[tuple]:
     return found
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=8)
-                    | st.floats(allow_nan=True, allow_infinity=True),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-                    max_leaves=6)
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.text(max_size=8)
+    | st.floats(allow_nan=True, allow_infinity=True),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
 
 
 def mutated(data: st.DataObject, archive: dict[str, Any]) -> dict[str, Any]:
@@ -277,8 +347,10 @@ def mutated(data: st.DataObject, archive: dict[str, Any]) -> dict[str, Any]:
         for part in path[:-1]:
             parent = parent[part]
         key, value = path[-1], parent[path[-1]]
-        how = data.draw(st.sampled_from(["delete", "replace", "retype", "truncate", "number", "junk", "small",
-                                         "swap"]), label="how")
+        how = data.draw(
+            st.sampled_from(["delete", "replace", "retype", "truncate", "number", "junk", "small", "swap"]),
+            label="how",
+        )
         if how == "small" and isinstance(value, int):  # often a node, item or count that still fits
             parent[key] = data.draw(st.integers(-1, 12), label="small")
         elif how == "swap" and isinstance(value, int):
@@ -292,12 +364,18 @@ def mutated(data: st.DataObject, archive: dict[str, Any]) -> dict[str, Any]:
         elif how == "replace":
             parent[key] = data.draw(JSON, label="with")
         elif how == "retype":
-            parent[key] = str(value) if not isinstance(value, str) else (int(value) if value.isdigit() else [value])
+            parent[key] = (
+                str(value) if not isinstance(value, str) else (int(value) if value.isdigit() else [value])
+            )
         elif how == "truncate" and isinstance(value, (list, str)):
             parent[key] = value[: data.draw(st.integers(0, max(0, len(value) - 1)), label="to")]
         elif how == "number" and isinstance(value, (int, float)) and not isinstance(value, bool):
-            parent[key] = data.draw(st.sampled_from([-1, 0, 1, value + 1, value - 1, 2**53 + 1, 2**64, -(2**63),
-                                                     value + 0.5, float("nan")]), label="number")
+            parent[key] = data.draw(
+                st.sampled_from(
+                    [-1, 0, 1, value + 1, value - 1, 2**53 + 1, 2**64, -(2**63), value + 0.5, float("nan")]
+                ),
+                label="number",
+            )
         elif how == "junk" and isinstance(value, dict):
             value[data.draw(st.text(max_size=6), label="key")] = data.draw(JSON, label="junk")
         else:
@@ -315,8 +393,11 @@ def _put(value: Any, path: tuple, item: Any) -> None:
     _at(value, path[:-1])[path[-1]] = item
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_a_damaged_archive_is_refused_or_restored_and_then_everything_works(archives, client, data):
     which = data.draw(st.sampled_from(sorted(archives)), label="archive")
@@ -337,28 +418,40 @@ def test_an_archive_of_the_earlier_storage_restores_with_its_log_and_task_info(a
     archive = copy.deepcopy(archives["failed"])
     for info in archive["tasks"].values():
         info.update({key: info.get(key) for key in ("error", "worker", "note", "output")})
-    archive["log"] = [{"id": "1700000000000-0", "kind": "submitted"}, {"id": "1700000000000-1", "kind": "x"},
-                      {"id": "1700000000007-4", "kind": "failed", "task": "|2|-1", "node": "2", "error": "no"}]
+    archive["log"] = [
+        {"id": "1700000000000-0", "kind": "submitted"},
+        {"id": "1700000000000-1", "kind": "x"},
+        {"id": "1700000000007-4", "kind": "failed", "task": "|2|-1", "node": "2", "error": "no"},
+    ]
     client.restore(archive)
     again = client.archive(archive["id"])
-    assert [entry["id"] for entry in again["log"]][:3] == ["1700000000000-0", "1700000000000-1", "1700000000007-0"]
-    assert [{k: v for k, v in entry.items() if k != "id"} for entry in again["log"]] == \
-        [{k: v for k, v in entry.items() if k != "id"} for entry in archive["log"]] + [{"kind": "restored"}]
-    assert again["tasks"] == {task: {k: v for k, v in info.items() if v is not None}
-                              for task, info in archive["tasks"].items()}
+    assert [entry["id"] for entry in again["log"]][:3] == [
+        "1700000000000-0",
+        "1700000000000-1",
+        "1700000000007-0",
+    ]
+    assert [{k: v for k, v in entry.items() if k != "id"} for entry in again["log"]] == [
+        {k: v for k, v in entry.items() if k != "id"} for entry in archive["log"]
+    ] + [{"kind": "restored"}]
+    assert again["tasks"] == {
+        task: {k: v for k, v in info.items() if v is not None} for task, info in archive["tasks"].items()
+    }
     assert client.status(archive["id"])["error"]["error"] == archive["run"]["state"]["failures"][0]["error"]
     client.delete(archive["id"])
 
 
-
 # -- conditionals and loops (LANGUAGE.md §9.7, §9.8) ------------------------------------------------
-@pytest.mark.parametrize("which, output", [
-    ("in a branch", {"last": {"a": {"k": 2}, "no": True}}),
-    ("in an item's branch", {"last": [{"k": 1, "yes": True}, {"k": 2, "no": True}]}),
-    ("mid-loop", {"last": {"n": 3}}),
-])
+@pytest.mark.parametrize(
+    "which, output",
+    [
+        ("in a branch", {"last": {"a": {"k": 2}, "no": True}}),
+        ("in an item's branch", {"last": [{"k": 1, "yes": True}, {"k": 2, "no": True}]}),
+        ("mid-loop", {"last": {"n": 3}}),
+    ],
+)
 def test_a_run_archived_inside_a_conditional_or_a_loop_is_restored_and_finishes_there(
-        archives, client, started, which, output):
+    archives, client, started, which, output
+):
     """The branch taken and the round reached are part of the state (§9.7, §9.8): the
     restored run goes on from the task it waited on, and the branch not taken stays skipped."""
     archive, rounds = archives[which], []
@@ -383,32 +476,48 @@ def test_a_conditional_and_a_loop_without_text_must_have_their_shape(archives, c
     assert archive["text"] == "" and archive["status"] == "finished"
     assert client.restore(archive) == archive["id"]
     nodes = archive["flow"]["nodes"]
-    at = {kind: next(node["id"] for node in nodes if node["kind"] == kind)
-          for kind in ("choice", "choice-end", "while", "repeat", "loop-end")}
+    at = {
+        kind: next(node["id"] for node in nodes if node["kind"] == kind)
+        for kind in ("choice", "choice-end", "while", "repeat", "loop-end")
+    }
     branch = next(node["id"] for node in nodes if node.get("condition") and node["kind"] == "task")
 
     def put(node: int, key: str, value: Any) -> Any:
         return lambda a: a["flow"]["nodes"][node].__setitem__(key, value)
 
-    refused(client, edited(archive, put(at["choice"], "pair", at["loop-end"])),
-            "is a conditional without its other end")
-    refused(client, edited(archive, put(at["choice-end"], "pair", at["choice-end"])), "is a conditional without")
-    refused(client, edited(archive, put(at["while"], "pair", at["choice-end"])), "is a loop without its other end")
+    refused(
+        client,
+        edited(archive, put(at["choice"], "pair", at["loop-end"])),
+        "is a conditional without its other end",
+    )
+    refused(
+        client, edited(archive, put(at["choice-end"], "pair", at["choice-end"])), "is a conditional without"
+    )
+    refused(
+        client, edited(archive, put(at["while"], "pair", at["choice-end"])), "is a loop without its other end"
+    )
     refused(client, edited(archive, put(at["while"], "kind", "choice")), "without its other end")
     refused(client, edited(archive, put(at["while"], "condition", None)), "is a loop without a condition")
     refused(client, edited(archive, put(at["while"], "kind", "whilst")), "at archive.flow.nodes")
-    refused(client, edited(archive, put(at["choice"], "condition", "$[?@.k]")),
-            "has a condition but is neither a loop nor a conditional's branch")
+    refused(
+        client,
+        edited(archive, put(at["choice"], "condition", "$[?@.k]")),
+        "has a condition but is neither a loop nor a conditional's branch",
+    )
     refused(client, edited(archive, put(len(nodes) - 2, "condition", "$[?@.k]")), "neither a loop nor")
     refused(client, edited(archive, put(branch, "condition", "$[?@.k ==")), "damaged archive")
     refused(client, edited(archive, put(branch, "condition", 7)), "condition: Input should be a valid string")
 
     def bodiless(a: dict[str, Any]) -> None:  # a loop whose edges are gone
         a["flow"]["edges"] = [edge for edge in a["flow"]["edges"] if at["while"] not in edge]
+
     refused(client, edited(archive, bodiless), "is a loop without a body")
 
     def no_way_back(a: dict[str, Any]) -> None:  # its end no longer leads back to the body
-        a["flow"]["edges"] = [edge for edge in a["flow"]["edges"] if edge[0] != at["loop-end"] or edge[1] > edge[0]]
+        a["flow"]["edges"] = [
+            edge for edge in a["flow"]["edges"] if edge[0] != at["loop-end"] or edge[1] > edge[0]
+        ]
+
     refused(client, edited(archive, no_way_back), "is a loop without a body")
 
 
@@ -422,4 +531,5 @@ def test_an_iteration_or_a_frame_at_a_node_that_opens_no_form_is_refused(archive
     def move(a: dict[str, Any]) -> None:
         root = state(a)["frames"][0]
         root["iterations"][str(last)] = root["iterations"].pop(str(choice))
+
     refused(client, edited(archive, move), "damaged archive")

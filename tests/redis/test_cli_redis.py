@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import redis
 from rediscluster import on_server_and_cluster
+from support import need_redis_server
 
 from littleflow.redis.client import DEFAULT_URL, redis_url
-from littleflow.redis.server import ServerNotFound, find_server
 
 COMMAND = [sys.executable, "-m", "littleflow"]
 ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{12}")
@@ -64,13 +64,28 @@ class Shell:
     def __init__(self, cwd: Path, env: dict[str, str]) -> None:
         self.cwd, self.env = cwd, env
 
-    def __call__(self, *args: str, stdin: str | None = None, timeout: float = 20) -> subprocess.CompletedProcess:
-        return subprocess.run([*COMMAND, *args], input=stdin, capture_output=True, text=True, cwd=self.cwd,
-                              env=self.env, timeout=timeout)
+    def __call__(
+        self, *args: str, stdin: str | None = None, timeout: float = 20
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*COMMAND, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            cwd=self.cwd,
+            env=self.env,
+            timeout=timeout,
+        )
 
     def start(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([*COMMAND, *args], cwd=self.cwd, env=self.env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return subprocess.Popen(
+            [*COMMAND, *args],
+            cwd=self.cwd,
+            env=self.env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
 
     def json(self, *args: str, stdin: str | None = None) -> Any:
         result = self(*args, "--json", stdin=stdin)
@@ -107,7 +122,9 @@ def started(process: subprocess.Popen, marker: str, timeout: float = 20) -> str:
     seen = b""
     deadline = time.monotonic() + timeout
     fd = process.stderr.fileno()  # read unbuffered: communicate() later reads the rest from the same pipe
-    while not any(line.startswith(marker.encode()) for line in seen.splitlines(keepends=True) if line[-1:] == b"\n"):
+    while not any(
+        line.startswith(marker.encode()) for line in seen.splitlines(keepends=True) if line[-1:] == b"\n"
+    ):
         assert time.monotonic() < deadline, f"not ready after {timeout} s: {seen.decode()}"
         if select.select([fd], [], [], 0.1)[0]:
             chunk = os.read(fd, 65536)
@@ -154,12 +171,25 @@ def test_submit_prints_the_id_alone_and_status_follows_it_to_the_output(lf):
     id = lf.submit("double.flow", '{"n": 21}')
     document = lf.json("status", id)
     assert document["id"] == id and document["state"] in ("running", "finished")
-    assert {"id", "name", "state", "input", "output", "error", "created", "updated", "nodes"} <= document.keys()
+    assert {
+        "id",
+        "name",
+        "state",
+        "input",
+        "output",
+        "error",
+        "created",
+        "updated",
+        "nodes",
+    } <= document.keys()
     document = lf.status_until(id, lambda d: d["state"] != "running")
     assert document["state"] == "finished" and document["output"] == {"n": 42}
     assert document["input"] == {"n": 21} and document["error"] is None
-    assert [(n["label"], n["status"]) for n in document["nodes"]] == \
-        [("START", "done"), ("double", "done"), ("END", "done")]
+    assert [(n["label"], n["status"]) for n in document["nodes"]] == [
+        ("START", "done"),
+        ("double", "done"),
+        ("END", "done"),
+    ]
     readable = lf("status", id)
     assert readable.returncode == 0
     assert f"workflow  {id}" in readable.stdout and "state     finished" in readable.stdout
@@ -198,19 +228,27 @@ def test_logs_prints_each_runs_lines_under_a_header(lf):
     (failed,) = lf.json("list", "--state", "failed")["workflows"]
     shown = lf("logs", failed["id"])
     assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.splitlines() == ["── node 2 boom (attempt 1, failed)", "about to go boom",
-                                         "── attempt 1 failed: RuntimeError: boom"]
+    assert shown.stdout.splitlines() == [
+        "── node 2 boom (attempt 1, failed)",
+        "about to go boom",
+        "── attempt 1 failed: RuntimeError: boom",
+    ]
     assert lf("logs", failed["id"], "--node", "1").stdout == ""  # (double wrote nothing)
     (run,) = lf.json("logs", failed["id"])["runs"]
     assert (run["name"], run["lines"][0], run["status"]) == ("boom", "about to go boom", "failed")
     missing = lf("logs", "20260101-000000-000000000000")
-    assert (missing.returncode, one_line(missing.stderr)) == (2, "littleflow: error: no workflow 20260101-000000-000000000000")
+    assert (missing.returncode, one_line(missing.stderr)) == (
+        2,
+        "littleflow: error: no workflow 20260101-000000-000000000000",
+    )
 
 
 def test_logs_follow_prints_lines_as_they_come_and_ends_with_the_workflow(lf):
     id = lf.submit("wait.flow", '{"x": 1}')
     follow = lf.start("logs", id, "--follow")
-    lf.status_until(id, lambda d: any(n["name"] == "wait:event" and n["status"] == "running" for n in d["nodes"]))
+    lf.status_until(
+        id, lambda d: any(n["name"] == "wait:event" and n["status"] == "running" for n in d["nodes"])
+    )
     assert lf("send", "go", "--data", '{"a": 1}').returncode == 0
     out, err = follow.communicate(timeout=20)
     assert follow.returncode == 0, err
@@ -267,13 +305,20 @@ def test_terminate_resume_and_send(lf):
     assert lf.json("send", "nobody-waits") == {"event": "nobody-waits", "ended": 0}
 
     events = [json.loads(line) for line in lf("events", "--json").stdout.splitlines()]
-    assert [e["state"] for e in events if e.get("workflow") == id] == ["running", "terminated", "running", "finished"]
+    assert [e["state"] for e in events if e.get("workflow") == id] == [
+        "running",
+        "terminated",
+        "running",
+        "finished",
+    ]
     sent_events = [e for e in events if e["kind"] == "event"]
     assert [(e["event"], e["data"]) for e in sent_events] == [("go", {"a": 1}), ("nobody-waits", {})]
     assert all(isinstance(e["time"], float) and e["id"] for e in events)
     lines = lf("events").stdout.splitlines()
     assert len(lines) == len(events)
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}  event     event=go data=\{\"a\": 1\}", lines[-3])
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}  event     event=go data=\{\"a\": 1\}", lines[-3]
+    )
 
 
 @on_server_and_cluster
@@ -305,7 +350,8 @@ def test_bad_values_and_damaged_archives_are_one_line_and_exit_2(lf, tmp_path):
     assert nan.returncode == 2 and "NaN is not a JSON number" in one_line(nan.stderr)
     deep = lf("send", "go", "--data", "[" * 501 + "]" * 501)
     assert deep.returncode == 2 and one_line(deep.stderr) == (
-        "littleflow: error: bad input in --data: the value is nested too deeply: more than 500 levels")
+        "littleflow: error: bad input in --data: the value is nested too deeply: more than 500 levels"
+    )
     assert lf.json("list")["workflows"] == []
     id = lf.submit("double.flow", '{"n": 1}')
     archive = json.loads(lf("archive", id).stdout)
@@ -324,7 +370,9 @@ def test_workers_and_dead_letters(lf):
     lf("submit", "double.flow", "--input", '{"n": 1}', "--wait")
     workers = lf.json("workers")
     assert sorted((w["tasks"], w["namespaces"]) for w in workers) == [
-        ([], ["http", "resource", "wait"]), (["boom", "double", "echo"], [])]
+        ([], ["http", "resource", "wait"]),
+        (["boom", "double", "echo"], []),
+    ]
     assert all(w["name"] and isinstance(w["seen"], float) for w in workers)
     assert lf.json("dead") == []
     assert "boom, double, echo" in lf("workers").stdout and "wait:*" in lf("workers").stdout
@@ -348,7 +396,9 @@ def test_submit_require_workers_refuses_a_flow_whose_tasks_no_live_worker_serves
     lf = Shell(project(tmp_path), base_env(tmp_path, redis_url))
     refused = lf("submit", "double.flow", "--input", '{"n": 1}', "--wait", "--require-workers")
     assert refused.returncode == 2
-    assert one_line(refused.stderr) == "littleflow: error: no live worker serves task double; nothing submitted"
+    assert (
+        one_line(refused.stderr) == "littleflow: error: no live worker serves task double; nothing submitted"
+    )
     assert lf.json("list")["workflows"] == []
     worker = lf.start("worker", "--tasks", "tasks_for_cli.py")
     try:
@@ -372,11 +422,14 @@ def test_submit_with_a_key_prints_the_first_workflow_s_id(tmp_path, redis_url):
     assert first.stderr == "littleflow: no live worker serves task double; its runs wait until one does\n"
     assert ID.fullmatch(first.stdout.strip()) and again.stdout == first.stdout
     id = first.stdout.strip()
-    assert one_line(again.stderr) == (f"littleflow: workflow {id} was submitted with key 'nightly-2026-12-02' "
-                                      "before; nothing new started")
+    assert one_line(again.stderr) == (
+        f"littleflow: workflow {id} was submitted with key 'nightly-2026-12-02' before; nothing new started"
+    )
     assert lf.json(*args) == {"id": id}
     other = lf("submit", "double.flow", "--input", '{"n": 2}', "--key", "nightly-2026-12-02")
-    assert other.returncode == 2 and f"was given for workflow {id} with another flow or input" in one_line(other.stderr)
+    assert other.returncode == 2 and f"was given for workflow {id} with another flow or input" in one_line(
+        other.stderr
+    )
     bad = lf("submit", "double.flow", "--key", " x")
     assert bad.returncode == 2 and "1 to 200 printable ASCII characters" in one_line(bad.stderr)
     assert [w["id"] for w in lf.json("list")["workflows"]] == [id]
@@ -386,13 +439,21 @@ def test_an_unreachable_server_is_one_line(tmp_path, own_redis_server):
     url = own_redis_server.url.replace("redis://", "redis://user:secret@")
     own_redis_server.stop()
     lf = Shell(project(tmp_path), base_env(tmp_path, url))
-    for args in (["status", "x"], ["submit", "double.flow"], ["list"], ["events", "--follow"],
-                 ["engine"], ["worker", "--builtins"], ["serve"]):
+    for args in (
+        ["status", "x"],
+        ["submit", "double.flow"],
+        ["list"],
+        ["events", "--follow"],
+        ["engine"],
+        ["worker", "--builtins"],
+        ["serve"],
+    ):
         result = lf(*args)
         assert result.returncode == 2, (args, result.stderr)
         line = one_line(result.stderr)
-        assert line.startswith(f"littleflow: error: cannot reach Redis at redis://user:***@127.0.0.1:"
-                               f"{own_redis_server.port}/0: "), line
+        assert line.startswith(
+            f"littleflow: error: cannot reach Redis at redis://user:***@127.0.0.1:{own_redis_server.port}/0: "
+        ), line
         assert "secret" not in line
 
 
@@ -446,10 +507,7 @@ def test_events_follow_ends_quietly_on_sigterm(lf):
 
 
 def test_serve_without_a_url_starts_a_private_server(tmp_path):
-    try:
-        find_server()
-    except ServerNotFound as error:
-        pytest.skip(f"no redis-server to start: {error}")
+    need_redis_server()
     lf = Shell(project(tmp_path), base_env(tmp_path, None))
     home = tmp_path / "home"
     serve = lf.start("serve", "--tasks", "tasks_for_cli.py")
@@ -528,8 +586,11 @@ def test_serve_api_only_runs_no_engine_and_no_tasks(tmp_path, redis_url):
             time.sleep(0.05)
         token = local_token(tmp_path / "home")  # (made by serve, as no token is configured)
         assert token is not None and f"#token={token}" in before
-        answer = httpx.post(f"http://127.0.0.1:{port}/workflows", json={"flow": "double", "input": {"n": 1}},
-                            headers={"Authorization": f"Bearer {token}"})
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/workflows",
+            json={"flow": "double", "input": {"n": 1}},
+            headers={"Authorization": f"Bearer {token}"},
+        )
         assert answer.status_code in (200, 201), answer.text
         id = answer.json()["id"]
         time.sleep(0.5)
@@ -569,5 +630,7 @@ def test_worker_files_and_http_allow_confine_the_built_in_tasks(tmp_path, redis_
 
 
 def test_a_bad_http_allow_is_one_line(tmp_path, redis_url):
-    result = Shell(project(tmp_path), base_env(tmp_path, redis_url))("worker", "--builtins", "--http-allow", "a b")
+    result = Shell(project(tmp_path), base_env(tmp_path, redis_url))(
+        "worker", "--builtins", "--http-allow", "a b"
+    )
     assert result.returncode == 2 and "--http-allow 'a b'" in one_line(result.stderr)

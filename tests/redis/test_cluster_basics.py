@@ -61,8 +61,9 @@ def test_the_fixture_is_a_cluster_of_three_nodes_sharing_the_slots(cluster):
             info = node.cluster("INFO")
             assert (info["cluster_state"], int(info["cluster_known_nodes"])) == ("ok", 3)
             assert int(info["cluster_slots_ok"]) == SLOTS
-            myself = next(line for line in node.execute_command("CLUSTER", "NODES").splitlines()
-                          if "myself" in line)
+            myself = next(
+                line for line in node.execute_command("CLUSTER", "NODES").splitlines() if "myself" in line
+            )
             owned.append(myself.split()[8])  # the slot range this node serves
     assert sorted(owned) == sorted(["0-5460", "5461-10921", "10922-16383"])
     assert all(int(url.rsplit(":", 1)[1].split("/")[0]) < 55535 for url in cluster.urls)
@@ -95,10 +96,12 @@ def test_connect_gives_a_cluster_client_for_a_cluster_node_and_a_plain_one_else(
 
 def test_connect_refuses_a_bad_url_or_another_db_than_0_in_one_line(cluster):
     port = cluster.nodes[0].port
-    for url, words in [(f"redis://127.0.0.1:{port}/1", "cannot use the Redis Cluster at"),
-                       (f"redis://:secret@127.0.0.1:{port}/0?db=2", "cannot use the Redis Cluster at"),
-                       (f"redis://:secret@127.0.0.1:{port}/0?socket_timeout=soon", "bad Redis URL"),
-                       (f"http://127.0.0.1:{port}/0", "bad Redis URL")]:
+    for url, words in [
+        (f"redis://127.0.0.1:{port}/1", "cannot use the Redis Cluster at"),
+        (f"redis://:secret@127.0.0.1:{port}/0?db=2", "cannot use the Redis Cluster at"),
+        (f"redis://:secret@127.0.0.1:{port}/0?socket_timeout=soon", "bad Redis URL"),
+        (f"http://127.0.0.1:{port}/0", "bad Redis URL"),
+    ]:
         with pytest.raises(StoreError) as caught:
             connect(url)
         message = str(caught.value)
@@ -164,7 +167,6 @@ def test_evalsha_in_a_pipeline_through_execute_command(rc):
     pipe.execute_command("EVALSHA", script.sha, 2, key(first, "a"), key(first, "b"), "r")
     pipe.incr(key(first, "n"))
     assert pipe.execute() == [["r", 2], 1]
-
 
 
 @pytest.mark.parametrize("transaction", [False, True])
@@ -279,7 +281,9 @@ def test_xreadgroup_blocks_on_one_or_two_streams_of_a_slot_until_an_entry_comes(
         found = rc.xreadgroup("g", "c1", streams, count=10, block=5000)
         assert 0.2 < time.monotonic() - began < 4
         thread.join()
-        assert [(name, [fields for _, fields in entries]) for name, entries in found] == [(target, [{"to": target}])]
+        assert [(name, [fields for _, fields in entries]) for name, entries in found] == [
+            (target, [{"to": target}])
+        ]
     writer.close()
     began = time.monotonic()
     assert rc.xreadgroup("g", "c1", {one: ">", two: ">"}, count=10, block=300) == []
@@ -300,7 +304,11 @@ def test_xautoclaim_xpending_and_xack(rc):
     assert [entry_id for entry_id, _ in rc.xreadgroup("g", "dead", {stream: ">"}, count=10)[0][1]] == ids
     time.sleep(0.02)
     next_id, claimed, deleted = rc.xautoclaim(stream, "g", "alive", min_idle_time=10, start_id="0-0", count=2)
-    assert ([i for i, _ in claimed], [f for _, f in claimed], deleted) == (ids[:2], [{"n": "0"}, {"n": "1"}], [])
+    assert ([i for i, _ in claimed], [f for _, f in claimed], deleted) == (
+        ids[:2],
+        [{"n": "0"}, {"n": "1"}],
+        [],
+    )
     assert next_id == ids[2]
     assert rc.xautoclaim(stream, "g", "alive", min_idle_time=0, start_id=next_id, justid=True) == ids[2:]
     assert rc.xpending(stream, "g")["consumers"] == [{"name": "alive", "pending": 3}]
@@ -315,7 +323,9 @@ def test_client_unblock_must_go_to_the_node_that_serves_the_stream(rc, cluster):
     rc.xgroup_create(stream, "g", id="0", mkstream=True)
     reader = connect(cluster.url)
     result: list[object] = []
-    thread = threading.Thread(target=lambda: result.append(reader.xreadgroup("g", "c", {stream: ">"}, block=20000)))
+    thread = threading.Thread(
+        target=lambda: result.append(reader.xreadgroup("g", "c", {stream: ">"}, block=20000))
+    )
     thread.start()
     owner = rc.get_node_from_key(stream)
     with redis.Redis(host=owner.host, port=owner.port, decode_responses=True) as node:

@@ -45,8 +45,16 @@ class Outside(Executor):
                 continue
             if job.task.input.get("hang"):
                 continue  # (ends when its workflow is terminated, as a deleted Job's would)
-            end = EndTask(job.task.workflow, job.task.task, job.task.seq, "done", {"n": job.task.input["n"] + 1},
-                          started=job.started, ended=time.time(), worker=handle.name)
+            end = EndTask(
+                job.task.workflow,
+                job.task.task,
+                job.task.seq,
+                "done",
+                {"n": job.task.input["n"] + 1},
+                started=job.started,
+                ended=time.time(),
+                worker=handle.name,
+            )
             for _ in range(2):  # (as every worker following the same Job would)
                 handle.end_once(f"run-{job.task.workflow}", end, 60)
 

@@ -17,7 +17,9 @@ RAW_WORKER = Path(__file__).resolve().parents[2] / "examples" / "raw_worker.py"
 
 @pytest.fixture
 def raw_worker(redis_url):
-    process = subprocess.Popen([sys.executable, str(RAW_WORKER), redis_url], stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(RAW_WORKER), redis_url], stderr=subprocess.PIPE, text=True
+    )
     assert "serving text:upper, text:count" in process.stderr.readline()
     yield process
     process.kill()
@@ -55,8 +57,17 @@ def test_an_end_whose_output_holds_nan_fails_its_task_and_every_read_works(redis
         while not found:
             found = r.xreadgroup("workers", "raw-test", {keys.stream("text:upper"): ">"}, count=1, block=5000)
         message_id, start = found[0][1][0]
-        r.xadd(keys.ends, {"kind": "end", "workflow": start["workflow"], "task": start["task"], "seq": start["seq"],
-                           "status": "done", "output": '{"x": NaN}'})
+        r.xadd(
+            keys.ends,
+            {
+                "kind": "end",
+                "workflow": start["workflow"],
+                "task": start["task"],
+                "seq": start["seq"],
+                "status": "done",
+                "output": '{"x": NaN}',
+            },
+        )
         r.xack(keys.stream("text:upper"), "workers", message_id)
         done = client.wait(id, timeout=20)
     assert done["state"] == "failed"

@@ -35,6 +35,7 @@ def params(**values) -> str:
 
 # -- wait:delay ------------------------------------------------------------------------
 
+
 def test_a_delay_outputs_its_input_after_its_duration(started, client):
     started.services_on()
     began = time.monotonic()
@@ -49,7 +50,10 @@ def test_a_delay_outputs_its_input_after_its_duration(started, client):
 def test_a_duration_may_be_written_with_a_unit(duration, started, client):
     started.services_on()
     began = time.monotonic()
-    assert client.wait(client.submit(f"wait:delay {params(duration=duration)}"), timeout=10)["state"] == "finished"
+    assert (
+        client.wait(client.submit(f"wait:delay {params(duration=duration)}"), timeout=10)["state"]
+        == "finished"
+    )
     assert time.monotonic() - began >= 0.25
 
 
@@ -80,6 +84,7 @@ def test_a_delay_survives_its_workers_and_its_redis_restarting(started, own_redi
 
 
 # -- wait:event ------------------------------------------------------------------------
+
 
 def waiting(client: Client, *ids: str) -> None:
     """Wait until the wait:event task of each workflow waits (its start message taken)."""
@@ -137,8 +142,9 @@ def test_one_event_ends_every_workflow_waiting_for_it(started, client):
 
 def test_an_event_ends_only_the_workflows_it_matches(started, client):
     started.services_on()
-    seven, eight = (client.submit(f"wait:event {params(event='paid', match=['order'])}", {"order": n})
-                    for n in (7, 8))
+    seven, eight = (
+        client.submit(f"wait:event {params(event='paid', match=['order'])}", {"order": n}) for n in (7, 8)
+    )
     waiting(client, seven, eight)
     assert client.send("paid", {"order": 7}) == 1
     assert client.wait(seven, timeout=5)["output"] == {"order": 7}
@@ -157,12 +163,15 @@ def test_match_on_a_false_field(started, client):
 
 def test_a_match_naming_fields_the_input_lacks_fails_the_task(started, client):
     started.services_on()
-    document = client.wait(client.submit(f"wait:event {params(event='e', match=['missing'])}", {}), timeout=10)
+    document = client.wait(
+        client.submit(f"wait:event {params(event='e', match=['missing'])}", {}), timeout=10
+    )
     assert document["state"] == "failed"
     assert "missing" in document["error"]["error"]
 
 
 # -- latches ---------------------------------------------------------------------------
+
 
 def test_acquire_and_release_with_limit_one_never_run_the_work_at_once(started, client):
     lock = threading.Lock()
@@ -227,10 +236,13 @@ def test_a_countdown_holds_everyone_until_the_last_arrives(started, client):
 
 # -- http ------------------------------------------------------------------------------
 
+
 def test_http_get_outputs_the_json_answer_and_sends_the_headers(started, client, http_server):
     url = http_server.serve("/data", '{"a": [1, 2]}', "application/json")
     started.services_on(confine=LOOPBACK)
-    document = client.wait(client.submit(f"http:get {params(url=url, headers={'X-Token': 'abc'})}"), timeout=10)
+    document = client.wait(
+        client.submit(f"http:get {params(url=url, headers={'X-Token': 'abc'})}"), timeout=10
+    )
     assert (document["state"], document["output"]) == ("finished", {"a": [1, 2]})
     (request,) = http_server.received("GET")
     assert request.path == "/data" and request.headers["x-token"] == "abc"
@@ -247,8 +259,9 @@ def test_http_get_sends_the_query(started, client, http_server):
 def test_http_post_and_put_send_the_input_as_json(method, started, client, http_server):
     started.services_on(confine=LOOPBACK)
     url = http_server.url("/things")
-    document = client.wait(client.submit(f"http:{method} {params(url=url)}", {"name": "banana", "n": 3}),
-                           timeout=10)
+    document = client.wait(
+        client.submit(f"http:{method} {params(url=url)}", {"name": "banana", "n": 3}), timeout=10
+    )
     assert (document["state"], document["output"]) == ("finished", {})  # an empty answer is {}
     (request,) = http_server.received(method.upper())
     assert json.loads(request.body) == {"name": "banana", "n": 3}
@@ -257,17 +270,23 @@ def test_http_post_and_put_send_the_input_as_json(method, started, client, http_
 
 def test_http_delete_sends_no_body(started, client, http_server):
     started.services_on(confine=LOOPBACK)
-    document = client.wait(client.submit(f"http:delete {params(url=http_server.url('/things/1'))}", {"x": 1}),
-                           timeout=10)
+    document = client.wait(
+        client.submit(f"http:delete {params(url=http_server.url('/things/1'))}", {"x": 1}), timeout=10
+    )
     assert document["state"] == "finished"
     (request,) = http_server.received("DELETE")
     assert request.path == "/things/1" and request.body == b""
 
 
 @pytest.mark.parametrize("method,status", [("get", 404), ("post", 500)])
-def test_an_answer_that_is_not_2xx_fails_the_task_with_its_status(method, status, started, client, http_server):
-    url = http_server.serve("/broken", "no bananas today", "text/plain", status=status) if status != 404 \
+def test_an_answer_that_is_not_2xx_fails_the_task_with_its_status(
+    method, status, started, client, http_server
+):
+    url = (
+        http_server.serve("/broken", "no bananas today", "text/plain", status=status)
+        if status != 404
         else http_server.url("/missing")
+    )
     started.services_on(confine=LOOPBACK)
     document = client.wait(client.submit(f"http:{method} {params(url=url)}", {}), timeout=10)
     assert document["state"] == "failed"
@@ -284,19 +303,25 @@ def test_an_unreachable_http_server_fails_the_task(started, client, http_server)
 
 # -- terminate -----------------------------------------------------------------------------
 
+
 def test_terminate_drops_the_delays_and_waiters_of_the_workflow(started, client, raw):
     calls = Counter()
     registry = Registry()
     registry.add("T", lambda input: calls.update(["T"]))
     started.services_on(tasks=registry)
     holder = client.submit(f"wait:acquire {params(name='M')} → wait:event {params(event='never')}")
-    text = (f"wait:delay {params(duration=0.4)} → T\n"
-            f"wait:event {params(event='e')} → T\n"
-            f"wait:acquire {params(name='M')} → T")
+    text = (
+        f"wait:delay {params(duration=0.4)} → T\n"
+        f"wait:event {params(event='e')} → T\n"
+        f"wait:acquire {params(name='M')} → T"
+    )
     id = client.submit(text)
     deadline = time.monotonic() + 10
-    while not (raw.zcard(KEYS.delays) == 1 and raw.hlen(KEYS.waiters("e")) == 1
-               and raw.llen(KEYS.latch_queue("M", "queue")) == 1):
+    while not (
+        raw.zcard(KEYS.delays) == 1
+        and raw.hlen(KEYS.waiters("e")) == 1
+        and raw.llen(KEYS.latch_queue("M", "queue")) == 1
+    ):
         assert time.monotonic() < deadline, "the waits did not all begin"
         time.sleep(0.01)
     assert client.terminate(id)["state"] == "terminated"
@@ -315,6 +340,7 @@ def test_terminate_drops_the_delays_and_waiters_of_the_workflow(started, client,
 
 # -- what a review found -----------------------------------------------------------------
 
+
 def test_an_event_sent_before_the_worker_took_the_task_still_ends_it(started, client):
     id = client.submit(f"wait:event {params(event='early')}")
     assert client.send("early", {"first": True}) == 0  # nobody listens yet: the task is only queued
@@ -332,8 +358,10 @@ def test_an_event_sent_before_the_task_was_queued_does_not_end_it(started, clien
     assert client.wait(id, timeout=10)["output"] == {"new": True}
 
 
-@pytest.mark.parametrize("wanted, sent", [
-    (123456789012345678, 123456789012345999), (0.3, 0.30000000000000004), ([], {}), (1, True), (1, 1.0)])
+@pytest.mark.parametrize(
+    "wanted, sent",
+    [(123456789012345678, 123456789012345999), (0.3, 0.30000000000000004), ([], {}), (1, True), (1, 1.0)],
+)
 def test_match_compares_json_values_exactly(started, client, until, wanted, sent):
     started.services_on()
     id = client.submit(f"wait:event {params(event='exact', match={'v': wanted})}")
@@ -344,18 +372,28 @@ def test_match_compares_json_values_exactly(started, client, until, wanted, sent
 
 
 def test_a_start_delivered_twice_takes_one_place_of_a_latch(started, client, raw, redis_url):
+    from littleflow.redis.connection import connect
     from littleflow.redis.protocol import StartTask
     from littleflow.redis.store import Store
-    from littleflow.redis.connection import connect
     from littleflow.redis.waits import latch, member
 
     started.services_on()
-    assert client.wait(client.submit(f"wait:acquire {params(name='twice')}"), timeout=10)["state"] == "finished"
+    assert (
+        client.wait(client.submit(f"wait:acquire {params(name='twice')}"), timeout=10)["state"] == "finished"
+    )
     ((message_id, fields),) = raw.xrange(KEYS.namespace_stream("wait"))
     task = StartTask.parse(fields)
     ends = raw.xlen(KEYS.ends)
-    latch(Store(connect(redis_url)), "acquire", KEYS.namespace_stream("wait"), message_id, task, "twice",
-          member(task, time.time(), "late-worker", task.input), 1)  # the same start, handled again
+    latch(
+        Store(connect(redis_url)),
+        "acquire",
+        KEYS.namespace_stream("wait"),
+        message_id,
+        task,
+        "twice",
+        member(task, time.time(), "late-worker", task.input),
+        1,
+    )  # the same start, handled again
     assert raw.hget(KEYS.latch("twice"), "held") == "1"
     assert raw.xlen(KEYS.ends) == ends
 
@@ -385,8 +423,10 @@ def test_resuming_a_failed_workflow_does_not_leave_its_old_latch_place_queued(st
     registry = Registry()
     registry.add("boom", boom)
     started.services_on(tasks=registry)
-    holder = client.submit(f"wait:acquire {params(name='L')} → wait:event {params(event='hold')} → "
-                           f"wait:release {params(name='L')}")
+    holder = client.submit(
+        f"wait:acquire {params(name='L')} → wait:event {params(event='hold')} → "
+        f"wait:release {params(name='L')}"
+    )
     until(lambda: raw.hget(KEYS.latch("L"), "held") == "1", what="the holder's place")
     waiter = client.submit(f"{{ boom  wait:acquire {params(name='L')} → wait:release {params(name='L')} }}")
     assert client.wait(waiter, timeout=10)["state"] == "failed"

@@ -41,8 +41,8 @@ from rediscluster import RedisCluster, any_client, away_from, on_server_and_clus
 from littleflow.redis.client import Client
 from littleflow.redis.connection import connect
 from littleflow.redis.protocol import ENGINES, WORKERS, Keys
-from littleflow.redis.store import Store
 from littleflow.redis.server import RedisServer
+from littleflow.redis.store import Store
 
 TASKS = Path(__file__).resolve().parent / "chaos_processes.py"
 #: A fan-out and its join, then an iteration and its join (the tasks are in chaos_processes.py).
@@ -66,8 +66,15 @@ def tasks_per_workflow(k: int) -> int:
 
 def run_keys(n: int, k: int) -> list[str]:
     """What the tasks of one workflow write to the executions file."""
-    return [f"first {n}", f"double {n}", f"inc {n}", f"join {n}", f"spread {n}",
-            *(f"square {n}.{i}" for i in range(k)), f"total {n}"]
+    return [
+        f"first {n}",
+        f"double {n}",
+        f"inc {n}",
+        f"join {n}",
+        f"spread {n}",
+        *(f"square {n}.{i}" for i in range(k)),
+        f"total {n}",
+    ]
 
 
 # -- the processes ---------------------------------------------------------------------
@@ -90,8 +97,22 @@ class System:
         env.pop("LITTLEFLOW_PREFIX", None)
         with open(log, "wb") as stderr:
             process = subprocess.Popen(
-                [sys.executable, "-m", "littleflow", role, "--redis", self.url, "--claim-idle", str(CLAIM_IDLE),
-                 *options], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+                [
+                    sys.executable,
+                    "-m",
+                    "littleflow",
+                    role,
+                    "--redis",
+                    self.url,
+                    "--claim-idle",
+                    str(CLAIM_IDLE),
+                    *options,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=env,
+            )
         self.processes.append(process)
         self.logs[process.pid] = log
         return process
@@ -118,8 +139,10 @@ class System:
         """Fail at once if a process ended that the test did not end."""
         for process in self.processes:
             if process.pid not in self.killed and process.poll() is not None:
-                pytest.fail(f"process {process.pid} ({self.logs[process.pid].name}) exited with status "
-                            f"{process.returncode}:\n{self.log(process)}")
+                pytest.fail(
+                    f"process {process.pid} ({self.logs[process.pid].name}) exited with status "
+                    f"{process.returncode}:\n{self.log(process)}"
+                )
 
     def consumer(self, process: subprocess.Popen, timeout: float = 20.0) -> str:
         """The consumer name the process reads streams as (from the first line it logs)."""
@@ -151,8 +174,10 @@ class System:
                 pass
 
     def report(self) -> str:
-        return "\n".join(f"--- {self.logs[p.pid].name} (pid {p.pid}, exit {p.returncode})\n{self.log(p, 1500)}"
-                         for p in self.processes)
+        return "\n".join(
+            f"--- {self.logs[p.pid].name} (pid {p.pid}, exit {p.returncode})\n{self.log(p, 1500)}"
+            for p in self.processes
+        )
 
 
 @pytest.fixture
@@ -180,8 +205,13 @@ def rng(request: pytest.FixtureRequest) -> random.Random:
 
 
 # -- submitting and waiting --------------------------------------------------------------
-def submit(client: Client, rng: random.Random, count: int, nap: list[int] | None, first_n: int = 0,
-           ) -> dict[str, tuple[int, int]]:
+def submit(
+    client: Client,
+    rng: random.Random,
+    count: int,
+    nap: list[int] | None,
+    first_n: int = 0,
+) -> dict[str, tuple[int, int]]:
     """``count`` workflows of FLOW with unique ``n`` from ``first_n``; returns id -> (n, k)."""
     inputs = [{"n": n, "k": rng.randint(1, 4), "nap": nap} for n in range(first_n, first_n + count)]
     ids = client.submit_many(FLOW, inputs)
@@ -192,8 +222,9 @@ def ended(client: Client, ids: list[str]) -> int:
     return sum(summary["state"] != "running" for summary in client.store.summaries(ids))
 
 
-def wait_for_progress(client: Client, ids: list[str], fraction: float, system: System,
-                      timeout: float = 60.0) -> None:
+def wait_for_progress(
+    client: Client, ids: list[str], fraction: float, system: System, timeout: float = 60.0
+) -> None:
     """Wait until ``fraction`` of the workflows ended."""
     goal, deadline = int(len(ids) * fraction), time.monotonic() + timeout
     while ended(client, ids) < goal:
@@ -237,8 +268,9 @@ def in_flight(r: redis.Redis, keys: Keys) -> int:
     return count
 
 
-def wait_until_ended(client: Client, ids: list[str], system: System, timeout: float = 60.0,
-                     stall: float | None = None) -> None:
+def wait_until_ended(
+    client: Client, ids: list[str], system: System, timeout: float = 60.0, stall: float | None = None
+) -> None:
     """Wait until every workflow ended. Fails at once when a process died that should not
     have, after 3 s of nothing in flight while workflows still run (their ends were lost),
     and, given ``stall``, after that many seconds without a workflow ending."""
@@ -258,17 +290,23 @@ def wait_until_ended(client: Client, ids: list[str], system: System, timeout: fl
             if len(running) < progress[0]:
                 progress = (len(running), now)
             elif stall is not None and now - progress[1] > stall:
-                pytest.fail(f"STALLED: {len(running)} workflows still run, none ended in {stall:g} s: "
-                            f"{describe(client, running[:3])}\nin flight: {in_flight(raw, client.keys)}")
+                pytest.fail(
+                    f"STALLED: {len(running)} workflows still run, none ended in {stall:g} s: "
+                    f"{describe(client, running[:3])}\nin flight: {in_flight(raw, client.keys)}"
+                )
             quiet_since = (quiet_since or now) if idle else None
             if quiet_since is not None and now - quiet_since > 3:
-                pytest.fail(f"LOST: {len(running)} workflows still run but no consumer group has a message "
-                            f"left to handle: "
-                            f"{describe(client, running[:3])}\ndead letters: {dead_reasons(client.url)}")
+                pytest.fail(
+                    f"LOST: {len(running)} workflows still run but no consumer group has a message "
+                    f"left to handle: "
+                    f"{describe(client, running[:3])}\ndead letters: {dead_reasons(client.url)}"
+                )
             if now > deadline:
-                pytest.fail(f"{len(running)} workflows still run after {timeout:g} s: "
-                            f"{describe(client, running[:3])}\nin flight: {in_flight(raw, client.keys)}\n"
-                            f"dead letters: {dead_reasons(client.url)}")
+                pytest.fail(
+                    f"{len(running)} workflows still run after {timeout:g} s: "
+                    f"{describe(client, running[:3])}\nin flight: {in_flight(raw, client.keys)}\n"
+                    f"dead letters: {dead_reasons(client.url)}"
+                )
             time.sleep(0.05)
 
 
@@ -276,8 +314,10 @@ def describe(client: Client, ids: list[str]) -> str:
     lines = []
     for id in ids:
         run = client.store.load(id)
-        lines.append(f"{id}: running {sorted(run.state.running)}, awaiting runs {run.seqs}, "
-                     f"tasks {client.store.task_info(id)}, log {client.store.log(id)}")
+        lines.append(
+            f"{id}: running {sorted(run.state.running)}, awaiting runs {run.seqs}, "
+            f"tasks {client.store.task_info(id)}, log {client.store.log(id)}"
+        )
     return "\n".join(lines)
 
 
@@ -293,22 +333,28 @@ def check_workflows(client: Client, cases: dict[str, tuple[int, int]]) -> None:
         kinds = [entry["kind"] for entry in client.store.log(id)]
         count = tasks_per_workflow(k)
         if status["state"] != "finished" or status["output"] != expected(n, k):
-            problems.append(f"{id} (n={n}, k={k}): {status['state']}, output {status['output']} "
-                            f"(expected {expected(n, k)}), error {status['error']}")
+            problems.append(
+                f"{id} (n={n}, k={k}): {status['state']}, output {status['output']} "
+                f"(expected {expected(n, k)}), error {status['error']}"
+            )
         if run.state.running or run.seqs:
             problems.append(f"{id}: still running {sorted(run.state.running)}, awaiting runs {run.seqs}")
         if run.seq != count:
-            problems.append(f"{id}: {run.seq} task runs started, not one for each of its {count} task instances")
-        if sorted(entry.get("seq") for entry in info.values()) != list(range(1, count + 1)) \
-                or any(entry.get("status") != "done" for entry in info.values()):
+            problems.append(
+                f"{id}: {run.seq} task runs started, not one for each of its {count} task instances"
+            )
+        if sorted(entry.get("seq") for entry in info.values()) != list(range(1, count + 1)) or any(
+            entry.get("status") != "done" for entry in info.values()
+        ):
             problems.append(f"{id}: task info {info}")
         if kinds != ["submitted", "finished"]:
             problems.append(f"{id}: log {kinds}")
     assert not problems, f"{len(problems)} problems; the first:\n" + "\n".join(problems[:10])
 
 
-def check_executions(system: System, cases: dict[str, tuple[int, int]], exactly_once: bool,
-                     extra: frozenset[str] = frozenset()) -> Counter:
+def check_executions(
+    system: System, cases: dict[str, tuple[int, int]], exactly_once: bool, extra: frozenset[str] = frozenset()
+) -> Counter:
     """Every task instance ran to completion (exactly once when no worker died or was fooled;
     ``extra``: what else may have run once, tasks of no workflow of ``cases``)."""
     counts = system.executions()
@@ -325,11 +371,17 @@ def check_executions(system: System, cases: dict[str, tuple[int, int]], exactly_
 def dead_letters(url: str) -> list[tuple[str, dict[bytes, bytes]]]:
     """The dead-letter stream, fields as bytes (injected garbage need not be UTF-8)."""
     with any_client(url) as raw:
-        return [(entry_id.decode(), fields) for part in keys_at(url).parts for entry_id, fields in raw.xrange(part.dead)]
+        return [
+            (entry_id.decode(), fields)
+            for part in keys_at(url).parts
+            for entry_id, fields in raw.xrange(part.dead)
+        ]
 
 
 def dead_reasons(url: str) -> Counter:
-    return Counter(fields.get(b"reason", b"?")[:60].decode(errors="replace") for _, fields in dead_letters(url))
+    return Counter(
+        fields.get(b"reason", b"?")[:60].decode(errors="replace") for _, fields in dead_letters(url)
+    )
 
 
 def check_only_duplicates_dead(url: str) -> int:
@@ -417,7 +469,9 @@ def test_engines_sigkilled_at_random_moments_lose_and_double_nothing(redis_url, 
     dead = check_only_duplicates_dead(redis_url)
     assert phantom > 0 and pending_of(client.redis, ends(client.keys), ENGINES, "engine-phantom") == 0
     system.check_alive()
-    print(f"ends pending on the engines killed: {took}; taken by the phantom: {phantom}; dead letters: {dead}")
+    print(
+        f"ends pending on the engines killed: {took}; taken by the phantom: {phantom}; dead letters: {dead}"
+    )
 
 
 @on_server_and_cluster
@@ -445,8 +499,10 @@ def test_workers_sigkilled_mid_task_lose_and_double_nothing(redis_url, systems, 
     dead = check_only_duplicates_dead(redis_url)
     assert sum(in_hand) > 0, "no worker was killed with a task in hand"
     system.check_alive()
-    print(f"tasks in hand of the workers killed: {in_hand}; executions beyond one: "
-          f"{sum(counts.values()) - len(counts)}; dead letters: {dead}")
+    print(
+        f"tasks in hand of the workers killed: {in_hand}; executions beyond one: "
+        f"{sum(counts.values()) - len(counts)}; dead letters: {dead}"
+    )
 
 
 def test_redis_restarted_mid_run_loses_and_doubles_nothing(own_redis_server, systems, rng):
@@ -472,14 +528,20 @@ def test_redis_restarted_mid_run_loses_and_doubles_nothing(own_redis_server, sys
     start_server(server)
     wait_until_ended(client, ids, system)
     check_workflows(client, cases)
-    check_executions(system, cases, exactly_once=False)  # a reply lost with the server may make a worker send again
+    check_executions(
+        system, cases, exactly_once=False
+    )  # a reply lost with the server may make a worker send again
     check_only_duplicates_dead(server.url)
     system.check_alive()
-    for process in system.processes:  # both saw the server go (said once an outage: two at most), and carried on
+    for (
+        process
+    ) in system.processes:  # both saw the server go (said once an outage: two at most), and carried on
         assert 1 <= system.log(process, 100_000).count("Redis unreachable") <= 2, system.log(process)
 
 
-def test_the_cluster_node_of_the_prefix_killed_and_restarted_loses_and_doubles_nothing(tmp_path, systems, rng):
+def test_the_cluster_node_of_the_prefix_killed_and_restarted_loses_and_doubles_nothing(
+    tmp_path, systems, rng
+):
     """A Redis Cluster of the test's own, append-only (every write synced: appendfsync always);
     the engine and the worker are given another node's URL. The node that serves the ``{lf}``
     slot is SIGKILLed mid-run and started again on its port with its data and cluster state:
@@ -500,7 +562,9 @@ def test_the_cluster_node_of_the_prefix_killed_and_restarted_loses_and_doubles_n
         cluster.wait_ok()
         wait_until_ended(client, list(cases), system, stall=15)
         check_workflows(client, cases)
-        check_executions(system, cases, exactly_once=False)  # a reply lost with the node may make a worker send again
+        check_executions(
+            system, cases, exactly_once=False
+        )  # a reply lost with the node may make a worker send again
         check_only_duplicates_dead(url)
         system.check_alive()
         client.redis.close()
@@ -570,11 +634,20 @@ def test_garbage_and_duplicate_messages_are_set_aside_and_change_nothing(redis_u
         ghost -= 1
         for stream, fields in injections(rng, rng.choice(ids), ghost, client.keys):
             garbage.append((stream.encode(), raw.xadd(stream, fields)))
-        raw.xadd(client.keys.of(f"ghost{ghost}").stream("first"), ghost_start(ghost))  # runs; its end is set aside
-        copied = {entry_id for _, *pair in copies for entry_id in pair} | {entry_id for _, entry_id in garbage}
-        real = [(stream, entry_id, fields) for stream in ends(client.keys) for entry_id, fields in
-                raw.xrange(stream, count=2000) if fields.get(b"kind") == b"end"
-                and fields.get(b"workflow", b"").decode(errors="replace") in cases and entry_id not in copied]
+        raw.xadd(
+            client.keys.of(f"ghost{ghost}").stream("first"), ghost_start(ghost)
+        )  # runs; its end is set aside
+        copied = {entry_id for _, *pair in copies for entry_id in pair} | {
+            entry_id for _, entry_id in garbage
+        }
+        real = [
+            (stream, entry_id, fields)
+            for stream in ends(client.keys)
+            for entry_id, fields in raw.xrange(stream, count=2000)
+            if fields.get(b"kind") == b"end"
+            and fields.get(b"workflow", b"").decode(errors="replace") in cases
+            and entry_id not in copied
+        ]
         for stream, entry_id, fields in rng.sample(real, min(8, len(real))):
             copies.append((stream.encode(), entry_id, raw.xadd(stream, fields)))
     assert copies
@@ -588,12 +661,18 @@ def test_garbage_and_duplicate_messages_are_set_aside_and_change_nothing(redis_u
     while True:
         dead = dead_letters(redis_url)
         set_aside = {(fields.get(b"stream"), fields.get(b"id")) for _, fields in dead}
-        unknown = {fields[b"reason"] for _, fields in dead if fields[b"reason"].startswith(b"end of a task of unknown")}
+        unknown = {
+            fields[b"reason"]
+            for _, fields in dead
+            if fields[b"reason"].startswith(b"end of a task of unknown")
+        }
         missing = set(garbage) - set_aside
         if (not missing and len(unknown) == -ghost) or time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    assert not missing, f"garbage not set aside: {sorted(missing)[:5]}; dead letters: {dead_reasons(redis_url)}"
+    assert not missing, (
+        f"garbage not set aside: {sorted(missing)[:5]}; dead letters: {dead_reasons(redis_url)}"
+    )
     assert unknown == {f"end of a task of unknown workflow ghost{n}".encode() for n in range(ghost, 0)}
     for stream, original, copy in copies:  # one of the two was applied, the other set aside as a duplicate
         assert len({(stream, original), (stream, copy)} & set_aside) == 1, (original, copy)
@@ -609,13 +688,30 @@ def injections(rng: random.Random, real: str, ghost: int, keys: Keys) -> list[tu
     ``ghost`` names one that does not. Each end goes to the end stream of its workflow's
     partition (the real one's when it has none); the starts to the stream of ``first`` in
     the ghost's partition."""
+
     def end(**fields: Any) -> dict:
-        return {"kind": "end", "workflow": real, "task": "|1|-1", "seq": "1", "status": "done", "output": "{}",
-                **fields}
+        return {
+            "kind": "end",
+            "workflow": real,
+            "task": "|1|-1",
+            "seq": "1",
+            "status": "done",
+            "output": "{}",
+            **fields,
+        }
 
     def start(**fields: Any) -> dict:
-        return {"kind": "start", "workflow": f"ghost{ghost}", "task": "|1|-1", "seq": "1", "node": "1",
-                "name": "first", "parameters": "null", "input": json.dumps({"n": ghost, "k": 1}), **fields}
+        return {
+            "kind": "start",
+            "workflow": f"ghost{ghost}",
+            "task": "|1|-1",
+            "seq": "1",
+            "node": "1",
+            "name": "first",
+            "parameters": "null",
+            "input": json.dumps({"n": ghost, "k": 1}),
+            **fields,
+        }
 
     noise = bytes(rng.getrandbits(8) for _ in range(24))
     ends = [
@@ -636,7 +732,14 @@ def injections(rng: random.Random, real: str, ghost: int, keys: Keys) -> list[tu
         end(kind="start"),
         end(seq="999999"),  # a stale run of a real task
         end(workflow=f"ghost{ghost}"),  # no such workflow
-        {"kind": "end", "workflow": f"ghost{ghost}", "task": "|1|-1", "seq": "1", "status": "failed", "error": "boom"},
+        {
+            "kind": "end",
+            "workflow": f"ghost{ghost}",
+            "task": "|1|-1",
+            "seq": "1",
+            "status": "failed",
+            "error": "boom",
+        },
     ]
     starts = [
         {"junk": noise},
@@ -648,18 +751,28 @@ def injections(rng: random.Random, real: str, ghost: int, keys: Keys) -> list[tu
         start(input="{not json"),
         start(kind="end"),
     ]
+
     def home(fields: dict) -> str:
         workflow = fields.get("workflow")
         return keys.of(workflow if isinstance(workflow, str) and workflow else real).ends
 
-    return [(home(fields), fields) for fields in ends] + \
-        [(keys.of(f"ghost{ghost}").stream("first"), fields) for fields in starts]
+    return [(home(fields), fields) for fields in ends] + [
+        (keys.of(f"ghost{ghost}").stream("first"), fields) for fields in starts
+    ]
 
 
 def ghost_start(ghost: int) -> dict:
     """A start of a real task (first, with ``n`` = ``ghost``) of a workflow that does not exist."""
-    return {"kind": "start", "workflow": f"ghost{ghost}", "task": "|1|-1", "seq": "1", "node": "1",
-            "name": "first", "parameters": "null", "input": json.dumps({"n": ghost, "k": 1})}
+    return {
+        "kind": "start",
+        "workflow": f"ghost{ghost}",
+        "task": "|1|-1",
+        "seq": "1",
+        "node": "1",
+        "name": "first",
+        "parameters": "null",
+        "input": json.dumps({"n": ghost, "k": 1}),
+    }
 
 
 DEEP = "[" * 20_000 + "]" * 20_000  # JSON nested deeper than Python's recursion limit
@@ -673,12 +786,22 @@ def test_an_end_nested_too_deep_is_set_aside_alone(redis_url, systems, rng):
     cases = submit(client, rng, 30, nap=None)
     raw = any_client(redis_url)
     deadline = time.monotonic() + 20
-    while sum(raw.xlen(stream) for stream in ends(client.keys)) < len(cases):  # the first tasks ended; no engine yet
+    while sum(raw.xlen(stream) for stream in ends(client.keys)) < len(
+        cases
+    ):  # the first tasks ended; no engine yet
         assert time.monotonic() < deadline, "the worker did not run the first tasks"
         time.sleep(0.05)
-    poison = raw.xadd(client.keys.of(next(iter(cases))).ends, {"kind": "end", "workflow": next(iter(cases)),
-                                                               "task": "|1|-1", "seq": "1",
-                             "status": "done", "output": DEEP})
+    poison = raw.xadd(
+        client.keys.of(next(iter(cases))).ends,
+        {
+            "kind": "end",
+            "workflow": next(iter(cases)),
+            "task": "|1|-1",
+            "seq": "1",
+            "status": "done",
+            "output": DEEP,
+        },
+    )
     system.engine("--max-deliveries", "2")
     wait_until_ended(client, list(cases), system, stall=8)
     check_workflows(client, cases)
@@ -693,9 +816,19 @@ def test_a_start_nested_too_deep_is_set_aside_alone(redis_url, systems, rng):
     tasks run."""
     system, client = systems(redis_url), Client(redis_url)
     raw = any_client(redis_url)
-    poison = raw.xadd(client.keys.of("ghost").stream("first"), {"kind": "start", "workflow": "ghost", "task": "|1|-1",
-                                                              "seq": "1", "node": "1",
-                                    "name": "first", "parameters": "null", "input": DEEP})
+    poison = raw.xadd(
+        client.keys.of("ghost").stream("first"),
+        {
+            "kind": "start",
+            "workflow": "ghost",
+            "task": "|1|-1",
+            "seq": "1",
+            "node": "1",
+            "name": "first",
+            "parameters": "null",
+            "input": DEEP,
+        },
+    )
     cases = submit(client, rng, 30, nap=None)
     system.engine()
     system.worker(concurrency=4)
@@ -712,18 +845,27 @@ def test_a_start_message_run_twice_leaves_the_task_info_alone(redis_url, systems
     system, client = systems(redis_url), Client(redis_url)
     system.engine()
     system.worker()
-    cases = submit(client, rng, 20, nap=[30, 30])  # first runs 30 ms: its end is sent apart from its "running"
+    cases = submit(
+        client, rng, 20, nap=[30, 30]
+    )  # first runs 30 ms: its end is sent apart from its "running"
     wait_until_ended(client, list(cases), system)
     raw = any_client(redis_url)
-    firsts = [(stream, fields) for stream in task_streams(client.keys, ("first",))
-              for _, fields in raw.xrange(stream) if fields.get(b"name") == b"first"]
+    firsts = [
+        (stream, fields)
+        for stream in task_streams(client.keys, ("first",))
+        for _, fields in raw.xrange(stream)
+        if fields.get(b"name") == b"first"
+    ]
     for stream, fields in firsts:  # the first task of each workflow, sent again
         raw.xadd(stream, fields)
     stream, first = firsts[0]
     stale = {**first, b"seq": b"999999", b"input": json.dumps({"n": -1, "k": 1, "nap": [30, 30]}).encode()}
     raw.xadd(stream, stale)  # a start of a run that the workflow never made
     deadline = time.monotonic() + 20
-    while sum(fields[b"reason"].startswith(DUPLICATE) for _, fields in dead_letters(redis_url)) < len(firsts) + 1:
+    while (
+        sum(fields[b"reason"].startswith(DUPLICATE) for _, fields in dead_letters(redis_url))
+        < len(firsts) + 1
+    ):
         system.check_alive()
         assert time.monotonic() < deadline, "the ends of the copies were not set aside"
         time.sleep(0.05)
@@ -751,24 +893,31 @@ def test_three_engines_at_once_lose_and_double_nothing(redis_url, systems, rng):
     applied = [system.stop(engine) for engine in engines]
     assert applied == [0, 0, 0]
     shares = [re.search(r"stopped \((\d+) task ends applied\)", system.log(engine)) for engine in engines]
-    print(f"ends applied by each engine: {[int(s.group(1)) if s else None for s in shares]}; dead letters: {dead}")
+    print(
+        f"ends applied by each engine: {[int(s.group(1)) if s else None for s in shares]}; dead letters: {dead}"
+    )
 
 
 @on_server_and_cluster
-def test_two_worker_pools_with_big_and_small_workflows_and_a_pool_worker_killed(redis_url, systems, rng, tmp_path):
+def test_two_worker_pools_with_big_and_small_workflows_and_a_pool_worker_killed(
+    redis_url, systems, rng, tmp_path
+):
     """As teams deploy: two pools with different tasks (each its own worker processes), one
     big workflow (400 squares) beside 60 small ones, and a worker of the pool of the squares
     SIGKILLed mid-run: every workflow gives its output, every task ran, no pool waited on the other."""
     here = Path(__file__).resolve().parent
     pools = {"light": ["first", "double", "inc", "join", "spread", "total"], "heavy": ["square"]}
     for pool, names in pools.items():
-        (tmp_path / f"{pool}.py").write_text(f"import sys\nsys.path.insert(0, {str(here)!r})\nimport chaos_processes\n"
-                                             + "".join(f"\ndef {name}(input):\n    return chaos_processes.{name}(input)\n"
-                                                       for name in names))
+        (tmp_path / f"{pool}.py").write_text(
+            f"import sys\nsys.path.insert(0, {str(here)!r})\nimport chaos_processes\n"
+            + "".join(f"\ndef {name}(input):\n    return chaos_processes.{name}(input)\n" for name in names)
+        )
     system, client = systems(redis_url), Client(redis_url)
     system.engine("--parallelism", "50")
     system.start("worker", "--tasks", str(tmp_path / "light.py"), "--concurrency", "4")
-    heavy = [system.start("worker", "--tasks", str(tmp_path / "heavy.py"), "--concurrency", "8") for _ in range(2)]
+    heavy = [
+        system.start("worker", "--tasks", str(tmp_path / "heavy.py"), "--concurrency", "8") for _ in range(2)
+    ]
     big = client.submit(FLOW, {"n": 10_000, "k": 400, "nap": [1, 5]})
     cases = {**submit(client, rng, 60, nap=[1, 20]), big: (10_000, 400)}
     wait_for_progress(client, [id for id in cases if id != big], 0.3, system)

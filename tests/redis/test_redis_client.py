@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-
 import time
 
 import pytest
@@ -26,8 +25,23 @@ from littleflow.redis.store import (
 )
 from littleflow.tasks import Registry
 
-NODE_KEYS = {"id", "label", "kind", "name", "line", "column", "status", "attempt", "started", "ended", "error",
-             "worker", "note", "input", "output"}
+NODE_KEYS = {
+    "id",
+    "label",
+    "kind",
+    "name",
+    "line",
+    "column",
+    "status",
+    "attempt",
+    "started",
+    "ended",
+    "error",
+    "worker",
+    "note",
+    "input",
+    "output",
+}
 BIG = {"x": "y" * MAX_INFO_VALUE}
 
 
@@ -90,7 +104,11 @@ def test_the_status_document(four, client):
 
 def test_nodes_show_their_input_and_output(four, client):
     finished = client.status(four["finished"])["nodes"]
-    assert [(n["input"], n["output"]) for n in finished] == [(None, None), ({"k": 1}, {"a": {"k": 1}}), (None, None)]
+    assert [(n["input"], n["output"]) for n in finished] == [
+        (None, None),
+        ({"k": 1}, {"a": {"k": 1}}),
+        (None, None),
+    ]
     a, b = client.status(four["failed"])["nodes"][1:3]
     assert (a["input"], a["output"]) == ({"k": 2}, {"a": {"k": 2}})
     assert (b["status"], b["input"], b["output"]) == ("failed", {"a": {"k": 2}}, None)
@@ -98,7 +116,12 @@ def test_nodes_show_their_input_and_output(four, client):
     hang = client.status(four["running"])["nodes"][1]
     assert (hang["status"], hang["input"], hang["output"]) == ("running", {"k": 4}, None)
     hang, a = client.status(four["terminated"])["nodes"][1:3]
-    assert (hang["status"], hang["input"], a["input"], a["status"]) == ("terminated", {"k": 3}, None, "waiting")
+    assert (hang["status"], hang["input"], a["input"], a["status"]) == (
+        "terminated",
+        {"k": 3},
+        None,
+        "waiting",
+    )
 
 
 def test_every_node_of_a_branch_not_taken_shows_skipped(system, client):
@@ -138,16 +161,27 @@ def test_capped_counts_bytes_of_utf8():
 
 
 def test_task_info_keeps_what_fits_and_the_size_of_what_does_not():
-    assert json.loads(info_json({"node": 1}, input={"k": "é"}, output=[1])) == \
-        {"node": 1, "input": {"k": "é"}, "output": [1]}
+    assert json.loads(info_json({"node": 1}, input={"k": "é"}, output=[1])) == {
+        "node": 1,
+        "input": {"k": "é"},
+        "output": [1],
+    }
     size = len(json.dumps(BIG, separators=(",", ":")))
-    assert json.loads(info_json({"node": 1, "error": None}, input=BIG, output=None)) == \
-        {"node": 1, "input": {"truncated": size}}  # (nothing is kept of what is null)
+    assert json.loads(info_json({"node": 1, "error": None}, input=BIG, output=None)) == {
+        "node": 1,
+        "input": {"truncated": size},
+    }  # (nothing is kept of what is null)
     euros = {"x": "€" * 22_000}  # fewer characters than the limit, more bytes
-    assert json.loads(info_json({"node": 1}, input=euros, output=[euros["x"][:100]])) == \
-        {"node": 1, "input": {"truncated": 66_008}, "output": [euros["x"][:100]]}
-    assert json.loads(info_json({"node": 1}, input=euros["x"][:20_000], output=euros["x"][:20_000])) == \
-        {"node": 1, "input": euros["x"][:20_000], "output": euros["x"][:20_000]}  # large together, each fits
+    assert json.loads(info_json({"node": 1}, input=euros, output=[euros["x"][:100]])) == {
+        "node": 1,
+        "input": {"truncated": 66_008},
+        "output": [euros["x"][:100]],
+    }
+    assert json.loads(info_json({"node": 1}, input=euros["x"][:20_000], output=euros["x"][:20_000])) == {
+        "node": 1,
+        "input": euros["x"][:20_000],
+        "output": euros["x"][:20_000],
+    }  # large together, each fits
 
 
 def test_list_searches_prefixes_of_ids_and_names(four, client):
@@ -157,7 +191,9 @@ def test_list_searches_prefixes_of_ids_and_names(four, client):
     assert [w["id"] for w in client.list(search=four["failed"])] == [four["failed"]]
     assert client.list(search=four["failed"][-8:]) == []
     assert client.list(search="alpha", state="running") == []
-    assert [w["id"] for w in client.list(search="a", name="alpha", state="terminated")] == [four["terminated"]]
+    assert [w["id"] for w in client.list(search="a", name="alpha", state="terminated")] == [
+        four["terminated"]
+    ]
     assert client.list(search="no such thing") == []
     assert [w["id"] for w in client.list(search="")] == list(four.values())
     assert [w["id"] for w in client.list(search=four["running"][:4])] == list(four.values())  # the year
@@ -185,7 +221,9 @@ def test_a_page_counts_each_state_whatever_the_state_filter(four, client):
         assert client.page(state, search=four["failed"]).counts == {**NONE, "failed": 1}
     year = four["running"][:4]
     page = client.page("terminated", search=year, newest=True)
-    assert (page.total, page.counts) == (1, ONE_EACH) and [w["id"] for w in page.workflows] == [four["terminated"]]
+    assert (page.total, page.counts) == (1, ONE_EACH) and [w["id"] for w in page.workflows] == [
+        four["terminated"]
+    ]
     page = client.page(search=year, newest=True, offset=1, count=2)
     assert [w["id"] for w in page.workflows] == [four["terminated"], four["failed"]] and page.total == 4
     client.delete(four["failed"])
@@ -244,7 +282,9 @@ def test_archive_delete_restore_gives_the_same_status_document(state, four, clie
     assert again["log"][:-1] == archive["log"] and again["log"][-1]["kind"] == "restored"
     counters = ("version", "log")
     assert {k: v for k, v in again.items() if k not in counters} == {
-        **{k: v for k, v in archive.items() if k not in counters}, "run": {**archive["run"], "seq": again["run"]["seq"]}}
+        **{k: v for k, v in archive.items() if k not in counters},
+        "run": {**archive["run"], "seq": again["run"]["seq"]},
+    }
     assert id in [w["id"] for w in client.list(state=state)]
 
 
@@ -254,7 +294,10 @@ def test_restore_over_an_existing_id_is_refused_without_replace(four, client):
     with pytest.raises(StoreError, match="exists") as caught:
         client.restore(archive)
     assert "\n" not in str(caught.value)
-    changed = {**archive, "run": {**archive["run"], "state": {**archive["run"]["state"], "output": {"new": 1}}}}
+    changed = {
+        **archive,
+        "run": {**archive["run"], "state": {**archive["run"]["state"], "output": {"new": 1}}},
+    }
     assert client.restore(changed, replace=True) == id
     assert client.status(id)["output"] == {"new": 1}
 
@@ -266,7 +309,10 @@ def test_delete_tells_the_events_stream_and_trims_it_as_steps_do(four, client, m
     client.delete(four["failed"])
     events = list(client.events())
     assert {k: v for k, v in events[-1].items() if k not in ("id", "time")} == {
-        "kind": "workflow", "workflow": four["failed"], "state": "deleted"}
+        "kind": "workflow",
+        "workflow": four["failed"],
+        "state": "deleted",
+    }
     assert abs(events[-1]["time"] - time.time()) < 60
     assert len(events) < 300
     with pytest.raises(StoreError):
@@ -295,14 +341,18 @@ def test_a_restored_running_workflow_runs_its_tasks_again(system, started, clien
     assert (document["state"], document["output"]) == ("finished", {"b": {"a": {"k": 1}}})
 
 
-def test_a_restore_is_not_confused_with_what_the_workflow_did_after_its_archive(system, started, client, until):
+def test_a_restore_is_not_confused_with_what_the_workflow_did_after_its_archive(
+    system, started, client, until
+):
     """An engine that advanced the workflow after it was archived must not take the
     restored workflow for the one it remembers, nor apply ends of that later life."""
     id = client.submit('wait:event ({"event": "go"}) → later:b', {"k": 1})
     until(lambda: client.status(id)["nodes"][1]["note"] == "waiting for an event", what="the waiter")
     archive = client.archive(id)
     client.send("go", {"went": 1})
-    until(lambda: client.status(id)["nodes"][2]["status"] == "queued", what="later:b queued (nobody serves it)")
+    until(
+        lambda: client.status(id)["nodes"][2]["status"] == "queued", what="later:b queued (nobody serves it)"
+    )
     client.restore(archive, replace=True)  # back to waiting for the event
     later = Registry()
     later.add("later:b", lambda input: {"b": input})
@@ -314,8 +364,15 @@ def test_a_restore_is_not_confused_with_what_the_workflow_did_after_its_archive(
     assert client.wait(id, timeout=10)["output"] == {"b": {"went": 2}}
 
 
-@pytest.mark.parametrize("archive", [{}, {"format": "littleflow-archive/1"}, {"format": "other"},
-                                     {"format": "littleflow-archive/1", "id": "x", "flow": "nope"}])
+@pytest.mark.parametrize(
+    "archive",
+    [
+        {},
+        {"format": "littleflow-archive/1"},
+        {"format": "other"},
+        {"format": "littleflow-archive/1", "id": "x", "flow": "nope"},
+    ],
+)
 def test_restore_of_something_that_is_not_an_archive_is_one_line(archive, client):
     with pytest.raises(StoreError) as caught:
         client.restore(archive)
@@ -353,6 +410,7 @@ def test_a_flow_mistake_is_refused_before_anything_is_stored(client):
 
 
 # -- no Redis -------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def closed_url(own_redis_server) -> str:
@@ -409,14 +467,24 @@ def test_a_bad_url_is_a_one_line_store_error():
     assert "\n" not in str(caught.value) and "not-redis" in str(caught.value)
 
 
-@pytest.mark.parametrize("bad, says", [({"x": float("nan")}, "not a JSON number"), ([float("-inf")], "not a JSON number"),
-                                       ({"x": {1, 2}}, "not JSON data"), ([[[]]] * 2, None)])
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        ({"x": float("nan")}, "not a JSON number"),
+        ([float("-inf")], "not a JSON number"),
+        ({"x": {1, 2}}, "not JSON data"),
+        ([[[]]] * 2, None),
+    ],
+)
 def test_values_that_are_not_json_are_refused_before_anything_is_stored(client, bad, says, monkeypatch):
     from littleflow import values
 
     monkeypatch.setattr(values, "MAX_DEPTH", 2)  # (the depth limit, smaller)
-    for call in (lambda: client.submit("A", bad), lambda: client.submit_many("A", [{}, bad]),
-                 lambda: client.send("go", bad)):
+    for call in (
+        lambda: client.submit("A", bad),
+        lambda: client.submit_many("A", [{}, bad]),
+        lambda: client.send("go", bad),
+    ):
         with pytest.raises(ValueError, match=says or "nested too deeply: more than 2 levels") as caught:
             call()
         assert "\n" not in str(caught.value)
@@ -432,7 +500,9 @@ def test_a_fresh_id_that_another_workflow_has_is_drawn_again_not_taken_for_ours(
     gets a new id and is stored, rather than being answered with the first workflow's."""
     from littleflow.redis import store
 
-    drawn = iter(["20261202-000000-aaaaaaaaaaaa", "20261202-000000-aaaaaaaaaaaa", "20261202-000000-bbbbbbbbbbbb"])
+    drawn = iter(
+        ["20261202-000000-aaaaaaaaaaaa", "20261202-000000-aaaaaaaaaaaa", "20261202-000000-bbbbbbbbbbbb"]
+    )
     monkeypatch.setattr(store, "new_id", lambda: next(drawn))
     first = client.submit("A", {"n": 1})
     second = client.submit("A", {"n": 2})

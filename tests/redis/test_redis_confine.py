@@ -44,6 +44,7 @@ def tree(tmp_path):
 
 # -- files ---------------------------------------------------------------------------------
 
+
 def test_without_files_a_file_resource_fails_naming_the_option(started, client, tree):
     root, _ = tree
     started.services_on()
@@ -62,8 +63,17 @@ def test_files_inside_the_roots_are_read_and_written(started, client, tree):
     assert json.loads((root / "out" / "again.json").read_text()) == {"inside": True}
 
 
-@pytest.mark.parametrize("uri", ["{outside}/secret.json", "file://{outside}/secret.json", "../outside/secret.json",
-                                 "link.json", "elsewhere/secret.json", "/etc/passwd"])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "{outside}/secret.json",
+        "file://{outside}/secret.json",
+        "../outside/secret.json",
+        "link.json",
+        "elsewhere/secret.json",
+        "/etc/passwd",
+    ],
+)
 def test_a_source_outside_the_roots_is_refused(uri, started, client, tree):
     root, outside = tree
     started.services_on(confine=Confinement(files=(str(root),)))
@@ -71,8 +81,15 @@ def test_a_source_outside_the_roots_is_refused(uri, started, client, tree):
     assert "outside the directories allowed with --files" in error
 
 
-@pytest.mark.parametrize("uri", ["{outside}/written.json", "../outside/written.json", "elsewhere/written.json",
-                                 "file://{outside}/written.json"])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "{outside}/written.json",
+        "../outside/written.json",
+        "elsewhere/written.json",
+        "file://{outside}/written.json",
+    ],
+)
 def test_a_sink_outside_the_roots_is_refused_and_nothing_is_written(uri, started, client, tree):
     root, outside = tree
     started.services_on(confine=Confinement(files=(str(root),)))
@@ -82,6 +99,7 @@ def test_a_sink_outside_the_roots_is_refused_and_nothing_is_written(uri, started
 
 
 # -- the network -------------------------------------------------------------------------------
+
 
 def test_a_loopback_http_source_and_http_get_are_refused_by_default(started, client, http_server):
     url = http_server.serve("/data.json", '{"a": 1}', "application/json")
@@ -107,13 +125,21 @@ def test_a_name_resolving_to_loopback_is_refused_unless_allowed(started, client,
     url = f"http://localhost:{http_server.port}/data.json"
     started.services_on()
     error = failed(client, f"http:get {params(url=url)}")
-    assert "localhost resolves to an address that is not public" in error and "--http-allow localhost" in error
+    assert (
+        "localhost resolves to an address that is not public" in error and "--http-allow localhost" in error
+    )
     assert "127.0.0.1" not in error
     assert http_server.received() == []
 
 
-@pytest.mark.parametrize("target", ["http://127.0.0.2:{port}/data.json", "http://169.254.169.254/latest/meta-data/",
-                                    "http://[::1]:{port}/data.json"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://127.0.0.2:{port}/data.json",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]:{port}/data.json",
+    ],
+)
 def test_a_redirect_from_an_allowed_host_to_a_refused_one_is_refused(target, started, client, http_server):
     http_server.serve("/data.json", '{"a": 1}', "application/json")
     url = http_server.redirect("/go", target.format(port=http_server.port))
@@ -123,9 +149,20 @@ def test_a_redirect_from_an_allowed_host_to_a_refused_one_is_refused(target, sta
     assert [r.path for r in http_server.received()] == ["/go", "/go"]  # the redirect only
 
 
-@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "http://[fd00::1]/", "http://10.0.0.1/",
-                                 "http://100.64.0.1/", "http://0.0.0.0:9/", "http://[::1]:9/",
-                                 "http://[::ffff:10.0.0.1]/", "http://[2002:a00:1::]/", "http://224.0.0.1/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fd00::1]/",
+        "http://10.0.0.1/",
+        "http://100.64.0.1/",
+        "http://0.0.0.0:9/",
+        "http://[::1]:9/",
+        "http://[::ffff:10.0.0.1]/",
+        "http://[2002:a00:1::]/",
+        "http://224.0.0.1/",
+    ],
+)
 def test_private_link_local_and_cloud_metadata_addresses_are_refused(url, started, client):
     started.services_on(confine=LOOPBACK)
     started_at = time.monotonic()
@@ -135,6 +172,7 @@ def test_private_link_local_and_cloud_metadata_addresses_are_refused(url, starte
 
 
 # -- timeouts and termination ------------------------------------------------------------------
+
 
 def test_an_http_task_times_out_after_its_timeout(started, client, http_server):
     url = http_server.hang("/slow")
@@ -152,8 +190,10 @@ def test_hung_http_tasks_hold_no_thread_and_end_when_terminated(started, client,
     hung = [client.submit(f"http:get {params(url=url)}") for _ in range(16)]
     until(lambda: len(http_server.received("GET")) == 16, 20, "16 hanging requests")
     began = time.monotonic()
-    delay = client.wait(client.submit(f"wait:delay {params(duration=0.1)} → http:get {params(url=url, timeout=1)}"),
-                        timeout=20)
+    delay = client.wait(
+        client.submit(f"wait:delay {params(duration=0.1)} → http:get {params(url=url, timeout=1)}"),
+        timeout=20,
+    )
     assert delay["state"] == "failed" and "timed out" in delay["error"]["error"]  # it ran beside the 16
     print(f"a delay and a timed-out call beside 16 hung calls: {time.monotonic() - began:.2f} s")
     done = worker.done

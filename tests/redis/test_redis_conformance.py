@@ -17,12 +17,13 @@ import test_runtime_conformance as local_cases
 from drivers import acyclic_flows
 from hypothesis import HealthCheck, given, settings
 from rediscluster import away_from
+from support import need_redis_server
 
 from littleflow import Flow, FlowFailed, compile_flow, run_workflow
 from littleflow.redis.client import Client
 from littleflow.redis.protocol import Keys
 from littleflow.redis.serve import Services
-from littleflow.redis.server import RedisServer, ServerNotFound, find_server
+from littleflow.redis.server import RedisServer
 from littleflow.tasks import Registry
 
 
@@ -46,29 +47,30 @@ class RedisRunner:
         assert document["state"] == "finished", document
         return document["output"]
 
-
     def settle(self, timeout: float = 20.0) -> None:
         """Wait until every task queued has run: a failed workflow's tasks already queued still
         run (§9.5), and must not be counted as the next run's."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            groups = [group for stream in self.client.queues() if ":task:" in stream
-                      for group in self.client.redis.xinfo_groups(stream)]
+            groups = [
+                group
+                for stream in self.client.queues()
+                if ":task:" in stream
+                for group in self.client.redis.xinfo_groups(stream)
+            ]
             if all(group["pending"] == 0 and not group.get("lag") for group in groups):
                 return
             time.sleep(0.02)
 
 
 @pytest.fixture(scope="module", params=["server", "cluster"])
-def redis_runner(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                 stop_quickly) -> Iterator[RedisRunner]:
+def redis_runner(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, stop_quickly
+) -> Iterator[RedisRunner]:
     """A redis-server of this module's own (nothing flushes it under the running Services);
     then the session's Redis Cluster (flushed once here), by a node that does not serve
     the ``{lf}`` slot."""
-    try:
-        find_server()
-    except ServerNotFound as error:
-        pytest.skip(str(error))
+    need_redis_server()
     with contextlib.ExitStack() as stack:
         if request.param == "cluster":
             cluster = request.getfixturevalue("redis_cluster")

@@ -28,8 +28,21 @@ def run_one(url):
 
 def test_an_acl_user_limited_to_the_lf_keys_runs_workflows(own_redis_server):
     admin = redis.Redis.from_url(own_redis_server.url)
-    admin.execute_command("ACL", "SETUSER", "flows", "on", ">s3cret pass", "resetkeys", "~{lf}:*",
-                          "resetchannels", "&{lf}:*", "+@all", "-@admin", "-@dangerous", "+info")
+    admin.execute_command(
+        "ACL",
+        "SETUSER",
+        "flows",
+        "on",
+        ">s3cret pass",
+        "resetkeys",
+        "~{lf}:*",
+        "resetchannels",
+        "&{lf}:*",
+        "+@all",
+        "-@admin",
+        "-@dangerous",
+        "+info",
+    )
     url = f"redis://flows:s3cret%20pass@127.0.0.1:{own_redis_server.port}/0"
     done = run_one(url)
     assert (done["state"], done["output"]) == ("finished", {"n": 12})
@@ -55,14 +68,53 @@ def tls_server(tmp_path):
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed: no certificate for a TLS test")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
     log = tmp_path / "redis.log"
-    process = subprocess.Popen([find_server(), "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
-                                "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-auth-clients", "no",
-                                "--dir", str(tmp_path), "--save", "", "--logfile", str(log)])
+    process = subprocess.Popen(
+        [
+            find_server(),
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--tls-cert-file",
+            str(cert),
+            "--tls-key-file",
+            str(key),
+            "--tls-auth-clients",
+            "no",
+            "--dir",
+            str(tmp_path),
+            "--save",
+            "",
+            "--logfile",
+            str(log),
+        ]
+    )
     url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={cert}"
     try:
         for _ in range(100):

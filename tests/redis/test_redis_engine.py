@@ -12,10 +12,10 @@ from collections import Counter
 
 import redis
 
+from littleflow.redis.connection import connect
 from littleflow.redis.engine import EngineProcess
 from littleflow.redis.protocol import ENGINES, WORKERS, EndTask, Keys, StartTask
 from littleflow.redis.store import Store
-from littleflow.redis.connection import connect
 from littleflow.redis.streams import Streams
 from littleflow.tasks import Registry
 
@@ -24,16 +24,22 @@ KEYS = Keys()
 
 def starts(raw: redis.Redis) -> list[StartTask]:
     """Every start-task message queued so far (in any task's stream), oldest first."""
-    streams = [*raw.scan_iter(KEYS.stream("*"), _type="stream"), *raw.scan_iter(KEYS.namespace_stream("*"),
-                                                                                 _type="stream")]
-    found = sorted((tuple(map(int, id.split("-"))), fields) for stream in streams for id, fields in raw.xrange(stream))
+    streams = [
+        *raw.scan_iter(KEYS.stream("*"), _type="stream"),
+        *raw.scan_iter(KEYS.namespace_stream("*"), _type="stream"),
+    ]
+    found = sorted(
+        (tuple(map(int, id.split("-"))), fields) for stream in streams for id, fields in raw.xrange(stream)
+    )
     return [StartTask.parse(fields) for _, fields in found]
 
 
 def start_of(raw: redis.Redis, workflow: str, name: str, until) -> StartTask:
     """The start-task message of task ``name`` of ``workflow`` (waiting for it)."""
-    return until(lambda: next((s for s in starts(raw) if s.workflow == workflow and s.name == name), None),
-                 what=f"a start of {name}")
+    return until(
+        lambda: next((s for s in starts(raw) if s.workflow == workflow and s.name == name), None),
+        what=f"a start of {name}",
+    )
 
 
 def end(start: StartTask, output=None) -> dict[str, str]:
@@ -75,7 +81,9 @@ def test_a_late_end_of_an_earlier_run_is_stale(started, client, raw, until):
     first = start_of(raw, id, "A", until)
     client.terminate(id)
     client.resume(id)
-    again = until(lambda: [s for s in starts(raw) if s.name == "A" and s.seq > first.seq], what="a second start")[0]
+    again = until(
+        lambda: [s for s in starts(raw) if s.name == "A" and s.seq > first.seq], what="a second start"
+    )[0]
     raw.xadd(KEYS.ends, end(first, {"run": "first"}))
     until(lambda: dead_letters(raw), what="a dead letter")
     assert client.status(id)["state"] == "running"
@@ -95,24 +103,56 @@ def test_the_end_of_a_task_restarted_by_resume_is_applied(started, client, raw, 
     client.resume(id)
     (b,) = [s for s in starts(raw) if s.name == "B" and s.seq > first_b.seq]
     raw.xadd(KEYS.ends, end(b, {"b": 2}))
-    until(lambda: client.status(id)["state"] != "running" or dead_letters(raw), timeout=5, what="B's end handled")
+    until(
+        lambda: client.status(id)["state"] != "running" or dead_letters(raw),
+        timeout=5,
+        what="B's end handled",
+    )
     assert dead_letters(raw) == []
     assert client.wait(id, timeout=5)["output"] == {"b": 2}
 
 
 GARBAGE = {
     "missing fields": ({"kind": "end"}, "malformed end-task message"),
-    "bad JSON output": ({"kind": "end", "workflow": "w", "task": "|1|-1", "seq": "1", "status": "done",
-                         "output": "{not json"}, "is not JSON"),
+    "bad JSON output": (
+        {
+            "kind": "end",
+            "workflow": "w",
+            "task": "|1|-1",
+            "seq": "1",
+            "status": "done",
+            "output": "{not json",
+        },
+        "is not JSON",
+    ),
     "non-UTF-8 value": ({"kind": b"\xff\xfeend", "workflow": "w"}, "not UTF-8"),
-    "wrong kind": ({"kind": "start", "workflow": "w", "task": "|1|-1", "seq": "1", "status": "done"},
-                   "not an end-task message"),
-    "bad status": ({"kind": "end", "workflow": "w", "task": "|1|-1", "seq": "1", "status": "maybe"}, "bad status"),
-    "bad task id": ({"kind": "end", "workflow": "w", "task": "nope", "seq": "1", "status": "done"}, "bad task id"),
-    "seq not a number": ({"kind": "end", "workflow": "w", "task": "|1|-1", "seq": "one", "status": "done"},
-                         "not a whole number"),
-    "unknown workflow": ({"kind": "end", "workflow": "no-such-workflow", "task": "|1|-1", "seq": "1",
-                          "status": "done", "output": "{}"}, "unknown workflow no-such-workflow"),
+    "wrong kind": (
+        {"kind": "start", "workflow": "w", "task": "|1|-1", "seq": "1", "status": "done"},
+        "not an end-task message",
+    ),
+    "bad status": (
+        {"kind": "end", "workflow": "w", "task": "|1|-1", "seq": "1", "status": "maybe"},
+        "bad status",
+    ),
+    "bad task id": (
+        {"kind": "end", "workflow": "w", "task": "nope", "seq": "1", "status": "done"},
+        "bad task id",
+    ),
+    "seq not a number": (
+        {"kind": "end", "workflow": "w", "task": "|1|-1", "seq": "one", "status": "done"},
+        "not a whole number",
+    ),
+    "unknown workflow": (
+        {
+            "kind": "end",
+            "workflow": "no-such-workflow",
+            "task": "|1|-1",
+            "seq": "1",
+            "status": "done",
+            "output": "{}",
+        },
+        "unknown workflow no-such-workflow",
+    ),
 }
 
 
@@ -128,12 +168,18 @@ def test_garbage_is_set_aside_and_the_engine_keeps_going(started, client, raw, u
     sent[raw.xadd(KEYS.ends, {**known, "task": "|99|-1", "seq": "1"})] = "unknown node"
     sent[raw.xadd(KEYS.ends, {**known, "task": "|-1|-1", "seq": "1"})] = "negative node"
     sent[raw.xadd(KEYS.ends, {**known, "task": "/7.0|1|0", "seq": "1"})] = "unknown frame"
-    reasons = {**{name: reason for name, (_, reason) in GARBAGE.items()}, "unknown node": "unknown node 99",
-               "negative node": "unknown node -1", "unknown frame": "duplicate or stale"}
+    reasons = {
+        **{name: reason for name, (_, reason) in GARBAGE.items()},
+        "unknown node": "unknown node 99",
+        "negative node": "unknown node -1",
+        "unknown frame": "duplicate or stale",
+    }
 
     id = client.submit("A", {"x": 1})
     assert client.wait(id, timeout=10)["output"] == {"a": {"x": 1}}
-    letters = until(lambda: len(dead_letters(raw)) >= len(sent) and dead_letters(raw), what="every dead letter")
+    letters = until(
+        lambda: len(dead_letters(raw)) >= len(sent) and dead_letters(raw), what="every dead letter"
+    )
     by_name = {sent[letter["id"]]: letter for letter in letters}
     assert set(by_name) == set(sent.values())
     for name, letter in by_name.items():
@@ -177,6 +223,7 @@ def test_two_engines_at_once_apply_each_end_exactly_once(started, client, raw):
             with lock:
                 calls[name] += 1
             return {name: input.get("n") if isinstance(input, dict) else len(input)}
+
         return function
 
     registry = Registry()
@@ -251,8 +298,9 @@ def test_a_message_delivered_again_and_again_goes_to_dead_letters(started, clien
     ((_, ((poison, _),)),) = raw.xreadgroup(ENGINES, "dying-1", {KEYS.ends: ">"}, count=1)
     raw.xclaim(KEYS.ends, ENGINES, "dying-2", 0, [poison])  # taken over, and that one died too
     assert raw.xpending_range(KEYS.ends, ENGINES, "-", "+", 1)[0]["times_delivered"] == 2
-    engine = EngineProcess(Store(connect(redis_url)), connect(redis_url, decode=False), claim_idle=0.1,
-                           max_deliveries=2)
+    engine = EngineProcess(
+        Store(connect(redis_url)), connect(redis_url, decode=False), claim_idle=0.1, max_deliveries=2
+    )
     started.part(engine, block=0.05)
     (letter,) = until(lambda: dead_letters(raw), what="the message in dead letters")
     assert letter["id"] == poison and letter["field:workflow"] == id
@@ -261,23 +309,29 @@ def test_a_message_delivered_again_and_again_goes_to_dead_letters(started, clien
     assert engine.applied == 0
     failed = client.wait(id, timeout=10)
     assert failed["state"] == "failed"
-    assert failed["error"]["error"] == "its end could not be applied (delivered 2 times without being applied)"
+    assert (
+        failed["error"]["error"] == "its end could not be applied (delivered 2 times without being applied)"
+    )
     assert client.wait(client.submit("A"), timeout=10)["output"] == {"a": 1}  # and the engine goes on
     client.resume(id)
     assert client.wait(id, timeout=10)["output"] == {"a": 1}
 
 
 def test_an_end_that_fails_every_time_goes_to_dead_letters_and_the_engine_goes_on(
-        started, client, raw, until, redis_url):
+    started, client, raw, until, redis_url
+):
     registry = Registry()
     registry.add("A", lambda input: {"a": 1})
     started.services_on(tasks=registry, engine=False, builtins=False)
     # a workflow whose stored definition is broken: every attempt to apply its end fails
     raw.hset(KEYS.workflow("broken"), mapping={"version": 1, "run": "{}", "status": "running"})  # (no flow)
-    poison = raw.xadd(KEYS.ends, {"kind": "end", "workflow": "broken", "task": "|1|-1", "seq": "1",
-                                  "status": "done", "output": "{}"})
-    engine = EngineProcess(Store(connect(redis_url)), connect(redis_url, decode=False), claim_idle=0.1,
-                           max_deliveries=2)
+    poison = raw.xadd(
+        KEYS.ends,
+        {"kind": "end", "workflow": "broken", "task": "|1|-1", "seq": "1", "status": "done", "output": "{}"},
+    )
+    engine = EngineProcess(
+        Store(connect(redis_url)), connect(redis_url, decode=False), claim_idle=0.1, max_deliveries=2
+    )
     thread = started.part(engine, block=0.05)
     until(lambda: dead_letters(raw) or not thread.is_alive(), timeout=5, what="a dead letter")
     assert thread.is_alive()
@@ -325,19 +379,23 @@ def test_trim_keeps_what_is_still_pending(started, client, raw, redis_url, until
 
 
 def test_an_end_that_cannot_be_applied_does_not_take_the_ends_read_with_it_down(
-        started, client, raw, until, redis_url):
+    started, client, raw, until, redis_url
+):
     """A broken workflow's end and good ends read in the same batch: only the broken one
     goes to dead letters; the good workflows finish."""
     registry = Registry()
     registry.add("A", lambda input: input)
     started.services_on(tasks=registry, engine=False, builtins=False)
     raw.hset(KEYS.workflow("broken"), mapping={"version": 1, "run": "{}", "status": "running"})  # (no flow)
-    poison = raw.xadd(KEYS.ends, {"kind": "end", "workflow": "broken", "task": "|1|-1", "seq": "1",
-                                  "status": "done", "output": "{}"})
+    poison = raw.xadd(
+        KEYS.ends,
+        {"kind": "end", "workflow": "broken", "task": "|1|-1", "seq": "1", "status": "done", "output": "{}"},
+    )
     ids = client.submit_many("A", [{"n": n} for n in range(5)])
     until(lambda: raw.xlen(KEYS.ends) == 6, what="the good ends")  # all there before an engine reads
-    engine = EngineProcess(Store(connect(redis_url)), connect(redis_url, decode=False), claim_idle=0.1,
-                           max_deliveries=2)
+    engine = EngineProcess(
+        Store(connect(redis_url)), connect(redis_url, decode=False), claim_idle=0.1, max_deliveries=2
+    )
     started.part(engine, block=0.05)
     until(lambda: dead_letters(raw), timeout=5, what="a dead letter")
     documents = [client.wait(id, timeout=5) for id in ids]

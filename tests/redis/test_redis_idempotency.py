@@ -119,6 +119,7 @@ def test_the_key_is_kept_in_the_stored_workflow_and_its_definition_is_the_first(
 
 # -- an answer lost after the write --------------------------------------------------------
 
+
 @pytest.fixture
 def lossy(redis_server, redis_url):
     """A Client whose first commit is carried out by Redis and its answer lost."""

@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rediscluster import any_client, on_server_and_cluster
 
+from littleflow.redis.connection import connect
 from littleflow.redis.engine import EngineProcess
 from littleflow.redis.protocol import EndTask, Keys, StartTask
 from littleflow.redis.store import JOURNAL_MIN, Store
-from littleflow.redis.connection import connect
 
 pytestmark = on_server_and_cluster
 
@@ -35,7 +35,10 @@ def queued(raw: redis.Redis, seen: set[tuple[str, str]], keys: Keys, id: str) ->
 
 def end(raw: redis.Redis, start: StartTask, output=None, error: str | None = None, *, keys: Keys) -> None:
     status = "failed" if error else "done"
-    raw.xadd(keys.of(start.workflow).ends, EndTask(start.workflow, start.task, start.seq, status, output, error).fields())
+    raw.xadd(
+        keys.of(start.workflow).ends,
+        EndTask(start.workflow, start.task, start.seq, status, output, error).fields(),
+    )
 
 
 def test_a_step_appends_to_the_journal_and_the_whole_state_is_written_once_it_outgrows_it(redis_url):
@@ -49,7 +52,7 @@ def test_a_step_appends_to_the_journal_and_the_whole_state_is_written_once_it_ou
     writes, journal_lengths = 0, []
     whole = raw.hget(keys.workflow(id), "run")
     for _ in range(300):
-        (_, start), = queued(raw, seen, keys, id)
+        ((_, start),) = queued(raw, seen, keys, id)
         end(raw, start, {"pad": "x" * 100}, keys=keys)
         engine.step(block=0)
         now = raw.hget(keys.workflow(id), "run")
@@ -68,6 +71,7 @@ def test_a_step_appends_to_the_journal_and_the_whole_state_is_written_once_it_ou
 
 def store_flow(length: int):
     from littleflow.local import load_workflow
+
     return load_workflow(" → ".join(["T"] * length))[0]
 
 
@@ -83,12 +87,15 @@ def test_any_order_and_batching_of_ends_reads_back_as_the_engine_has_it(redis_ur
     engine.join()
     keys = store.keys
     from littleflow.local import load_workflow
+
     flow = load_workflow("A → * B → { C  D } → E")[0]
     id = store.create(flow, {}).id
     seen: set[tuple[str, str]] = set()
     waiting = [start for _, start in queued(raw, seen, keys, id)]
     while waiting:
-        batch = data.draw(st.lists(st.sampled_from(waiting), min_size=1, max_size=len(waiting), unique_by=id_of))
+        batch = data.draw(
+            st.lists(st.sampled_from(waiting), min_size=1, max_size=len(waiting), unique_by=id_of)
+        )
         for start in batch:
             waiting.remove(start)
             if start.name == "A":

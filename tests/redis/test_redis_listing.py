@@ -42,11 +42,19 @@ def submit(client, text: str, id: str | None = None) -> str:
 def population(system, client, until) -> list[str]:
     """Workflows of every state under names that share prefixes (and hold colons), some
     unnamed, some with ids of their own that begin as names do."""
-    finished = [submit(client, "@flow alpha\nA"), submit(client, "@flow alphabet\nA", "alpha-1"),
-                submit(client, "@flow a:b\nA"), submit(client, "A", "beta-7")]
+    finished = [
+        submit(client, "@flow alpha\nA"),
+        submit(client, "@flow alphabet\nA", "alpha-1"),
+        submit(client, "@flow a:b\nA"),
+        submit(client, "A", "beta-7"),
+    ]
     failed = [submit(client, "@flow alpha\nA → B"), submit(client, "@flow beta\nB", "alphabet-2")]
-    running = [submit(client, "@flow beta\nnobody:serves"), submit(client, "@flow a\nnobody:serves", "a:b-3"),
-               submit(client, "nobody:serves"), submit(client, "@flow a:b\nnobody:serves", "zz.top")]
+    running = [
+        submit(client, "@flow beta\nnobody:serves"),
+        submit(client, "@flow a\nnobody:serves", "a:b-3"),
+        submit(client, "nobody:serves"),
+        submit(client, "@flow a:b\nnobody:serves", "zz.top"),
+    ]
     terminated = [submit(client, "@flow alpha\nhang"), submit(client, "@flow a\nhang", "b-1")]
     for id in finished + failed:
         client.wait(id, timeout=10)
@@ -59,9 +67,12 @@ def population(system, client, until) -> list[str]:
 
 def brute(client, state, name, search, newest):
     """The ids that match, in order, and the counts per state: from every workflow, filtered here."""
-    rows = [w for w in client.list()
-            if (name is None or w["name"] == name)
-            and (not search or w["id"].startswith(search) or (w["name"] or "").startswith(search))]
+    rows = [
+        w
+        for w in client.list()
+        if (name is None or w["name"] == name)
+        and (not search or w["id"].startswith(search) or (w["name"] or "").startswith(search))
+    ]
     counts = {each: sum(w["state"] == each for w in rows) for each in STATES}
     chosen = sorted(((w["created"], w["id"]) for w in rows if state in (None, w["state"])), reverse=newest)
     return [id for _, id in chosen], counts
@@ -76,16 +87,20 @@ def test_every_filter_and_order_answers_as_a_filter_of_every_workflow(population
     pool = prefixes(population)
 
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-    @given(state=st.sampled_from([None, *STATES]),
-           name=st.sampled_from([None, "alpha", "alphabet", "a", "a:b", "beta", "nobody"]),
-           search=st.one_of(st.none(), st.just(""), st.sampled_from(pool)),
-           offset=st.integers(0, 20), count=st.one_of(st.none(), st.integers(0, 6)), newest=st.booleans(),
-           few=st.sampled_from([0, 2, 2000]))
+    @given(
+        state=st.sampled_from([None, *STATES]),
+        name=st.sampled_from([None, "alpha", "alphabet", "a", "a:b", "beta", "nobody"]),
+        search=st.one_of(st.none(), st.just(""), st.sampled_from(pool)),
+        offset=st.integers(0, 20),
+        count=st.one_of(st.none(), st.integers(0, 6)),
+        newest=st.booleans(),
+        few=st.sampled_from([0, 2, 2000]),
+    )
     def check(state, name, search, offset, count, newest, few):
         monkeypatch.setattr(listing, "FEW", few)
         ids, counts = brute(client, state, name, search, newest)
         page = client.page(state, name, offset, count, search, newest)
-        assert [w["id"] for w in page.workflows] == ids[offset:None if count is None else offset + count]
+        assert [w["id"] for w in page.workflows] == ids[offset : None if count is None else offset + count]
         assert page.total == len(ids)
         assert page.counts == counts
 
@@ -103,8 +118,11 @@ def test_every_combination_of_filters_in_both_orders(population, client, monkeyp
                     for newest in (False, True):
                         ids, counts = brute(client, state, name, search, newest)
                         page = client.page(state, name, 1, 3, search, newest)
-                        assert ([w["id"] for w in page.workflows], page.total, page.counts) == \
-                            (ids[1:4], len(ids), counts), (few, search, name, state, newest)
+                        assert ([w["id"] for w in page.workflows], page.total, page.counts) == (
+                            ids[1:4],
+                            len(ids),
+                            counts,
+                        ), (few, search, name, state, newest)
 
 
 @pytest.mark.parametrize("walk, lots", [(20_000, 200_000), (1000, 200_000), (1000, 10)])
@@ -113,14 +131,23 @@ def test_a_broad_id_prefix_walks_the_time_index_slice_by_slice(client, monkeypat
     monkeypatch.setattr(listing, "LOTS", lots)
     flow = compile_flow("@flow many\nnobody:serves")
     made = [run.id for run in client.store.create_many(flow, [{"n": n} for n in range(2300)])]
-    odd = [submit(client, "@flow other\nA", f"{made[0][:4]}-mine-{n}") for n in range(3)]  # (no engine: running)
+    odd = [
+        submit(client, "@flow other\nA", f"{made[0][:4]}-mine-{n}") for n in range(3)
+    ]  # (no engine: running)
     assert listing.FEW < len(made)
     year = made[0][:4]
-    for offset, count, newest in [(0, 5, True), (995, 10, True), (1998, 10, False), (2290, 50, True),
-                                  (2400, 5, False), (3, 0, True), (2296, 3, False)]:
+    for offset, count, newest in [
+        (0, 5, True),
+        (995, 10, True),
+        (1998, 10, False),
+        (2290, 50, True),
+        (2400, 5, False),
+        (3, 0, True),
+        (2296, 3, False),
+    ]:
         ids, counts = brute(client, None, None, year, newest)
         page = client.page(offset=offset, count=count, search=year, newest=newest)
-        assert [w["id"] for w in page.workflows] == ids[offset:offset + count]
+        assert [w["id"] for w in page.workflows] == ids[offset : offset + count]
         assert (page.total, page.counts) == (2303, counts)
     page = client.page("running", offset=2301, count=5, search=year, newest=False)
     assert [w["id"] for w in page.workflows] == [*odd[1:]]
@@ -143,13 +170,27 @@ def test_each_state_keeps_its_indexes_and_deletion_takes_the_workflow_out_of_all
     id = submit(client, "@flow solo:one\nA")
     keys = client.keys.of(id)  # (the indexes of its partition)
     client.wait(id, timeout=10)
-    assert indexed(client, id) == {keys.workflows, keys.ended, keys.by_state("finished"), keys.ids("finished"),
-                                   keys.by_name("solo:one"), keys.by_name("solo:one", "finished")}
+    assert indexed(client, id) == {
+        keys.workflows,
+        keys.ended,
+        keys.by_state("finished"),
+        keys.ids("finished"),
+        keys.by_name("solo:one"),
+        keys.by_name("solo:one", "finished"),
+    }
     assert client.redis.zrangebylex(keys.names, "[solo", "(solp") == ["solo:one"]
     client.delete(id)
-    assert not any(client.redis.zscore(key, id) for key in
-                   [keys.workflows, keys.ended, *map(keys.by_state, STATES), *map(keys.ids, STATES),
-                    keys.by_name("solo:one"), *(keys.by_name("solo:one", state) for state in STATES)])
+    assert not any(
+        client.redis.zscore(key, id)
+        for key in [
+            keys.workflows,
+            keys.ended,
+            *map(keys.by_state, STATES),
+            *map(keys.ids, STATES),
+            keys.by_name("solo:one"),
+            *(keys.by_name("solo:one", state) for state in STATES),
+        ]
+    )
     assert client.redis.zrangebylex(keys.names, "[solo", "(solp") == []  # its last workflow gone
     assert client.page(search="solo") == ([], 0, dict.fromkeys(STATES, 0))
     assert client.list(name="solo:one") == []
@@ -202,8 +243,13 @@ def test_restore_under_another_flow_name_leaves_nothing_of_the_old_one(system, c
     new = submit(client, "@flow after\nA", "same-id")
     client.wait(new, timeout=10)
     client.restore(archive, replace=True)
-    assert indexed(client, "same-id") == {keys.workflows, keys.ended, keys.by_state("finished"),
-                                          keys.ids("finished"), keys.by_name("before"),
-                                          keys.by_name("before", "finished")}
+    assert indexed(client, "same-id") == {
+        keys.workflows,
+        keys.ended,
+        keys.by_state("finished"),
+        keys.ids("finished"),
+        keys.by_name("before"),
+        keys.by_name("before", "finished"),
+    }
     assert client.redis.zscore(keys.by_name("after"), "same-id") is None
     assert [w["id"] for w in client.list(search="aft")] == [] and client.page(search="bef").total == 1

@@ -16,7 +16,7 @@ from littleflow.redis.connection import connect, is_cluster
 from littleflow.redis.engine import EngineProcess
 from littleflow.redis.protocol import EndTask, Keys
 from littleflow.redis.store import Store, StoreError
-from littleflow.redis.worker import PythonTasks, Worker
+from littleflow.redis.worker import Worker
 from littleflow.tasks import Registry
 
 PARTITIONS = 5
@@ -46,8 +46,16 @@ def test_keys_of_a_workflow_share_its_partition_tag():
     for id in ids:
         part = keys.of(id)
         tag = "{lf}" if part.partition == 0 else "{lf/" + str(part.partition) + "}"
-        for key in (keys.workflow(id), keys.journal(id), keys.waits(id), part.ends, part.stream("A"),
-                    part.events, part.by_state("running"), part.flow("d" * 32)):
+        for key in (
+            keys.workflow(id),
+            keys.journal(id),
+            keys.waits(id),
+            part.ends,
+            part.stream("A"),
+            part.events,
+            part.by_state("running"),
+            part.flow("d" * 32),
+        ):
             assert key.startswith(tag + ":"), key
     assert keys.latch("x") == keys.part(3).latch("x") == "{lf}:latch:x"  # (shared by every partition)
     assert keys.of_key("{lf/3}:task:A") is keys.part(3) and keys.of_key("{lf}:ends") is keys.part(0)
@@ -76,13 +84,21 @@ def test_the_default_is_one_on_a_server_and_more_on_a_cluster(redis_url):
 @on_server_and_cluster
 def test_engine_refuses_other_partitions_in_one_line(redis_url):
     Store(connect(redis_url)).partitions(2)
-    found = subprocess.run([sys.executable, "-m", "littleflow", "engine", "--redis", redis_url, "--partitions", "3"],
-                           capture_output=True, text=True, timeout=60)
+    found = subprocess.run(
+        [sys.executable, "-m", "littleflow", "engine", "--redis", redis_url, "--partitions", "3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert found.returncode != 0
     lines = [line for line in found.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "spread over 2 partition" in lines[0] and "Traceback" not in found.stderr
-    bad = subprocess.run([sys.executable, "-m", "littleflow", "engine", "--redis", redis_url, "--share", "2/2"],
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "littleflow", "engine", "--redis", redis_url, "--share", "2/2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "--share" in bad.stderr
 
 
@@ -100,9 +116,20 @@ def test_workflows_spread_over_partitions_run_as_with_one(spread, started, until
     started.services_on(tasks=echo())
     ids = spread.submit_many(FLOW, [{"n": n} for n in range(40)])
     assert {keys.partition_of(id) for id in ids} == set(range(PARTITIONS))
-    until(lambda: sum(1 for id in ids
-                      if any(n["status"] == "running" and n["name"] == "wait:event"
-                             for n in spread.status(id)["nodes"])) == len(ids), timeout=30, what="all waiting")
+    until(
+        lambda: (
+            sum(
+                1
+                for id in ids
+                if any(
+                    n["status"] == "running" and n["name"] == "wait:event" for n in spread.status(id)["nodes"]
+                )
+            )
+            == len(ids)
+        ),
+        timeout=30,
+        what="all waiting",
+    )
     assert spread.send("go", {"n": 1}) == 40
     for id in ids:
         document = spread.wait(id, timeout=30)
@@ -122,7 +149,9 @@ def test_workflows_spread_over_partitions_run_as_with_one(spread, started, until
         if event.get("kind") == "workflow":
             states.setdefault(event["workflow"], []).append(event["state"])
     assert all(states[id] == ["running", "finished"] for id in ids)
-    assert [e["event"] for e in spread.events() if e.get("kind") == "event"] == ["go"]  # (once, not per partition)
+    assert [e["event"] for e in spread.events() if e.get("kind") == "event"] == [
+        "go"
+    ]  # (once, not per partition)
     raw = spread.redis
     assert raw.hgetall(keys.latch("gate")).get("held", "0") == "0"
     if is_cluster(raw):  # the workflows live on more than one node
@@ -209,8 +238,9 @@ def test_two_engines_each_serve_their_share(spread, started, until):
     started.services_on(tasks=echo(), engine=False)
     store = spread.store
     ids = spread.submit_many("A → B", [{"n": n} for n in range(30)])
-    first = EngineProcess(Store(connect(spread.url)), connect(spread.url, decode=False), claim_idle=0.5,
-                          share=(0, 2))
+    first = EngineProcess(
+        Store(connect(spread.url)), connect(spread.url, decode=False), claim_idle=0.5, share=(0, 2)
+    )
     started.part(first)
     mine = [id for id in ids if spread.keys.partition_of(id) % 2 == 0]
     theirs = [id for id in ids if id not in mine]
@@ -218,8 +248,11 @@ def test_two_engines_each_serve_their_share(spread, started, until):
     for id in mine:
         assert spread.wait(id, timeout=20)["state"] == "finished"
     assert all(spread.status(id)["state"] == "running" for id in theirs)
-    started.part(EngineProcess(Store(connect(spread.url)), connect(spread.url, decode=False), claim_idle=0.5,
-                               share=(1, 2)))
+    started.part(
+        EngineProcess(
+            Store(connect(spread.url)), connect(spread.url, decode=False), claim_idle=0.5, share=(1, 2)
+        )
+    )
     for id in theirs:
         assert spread.wait(id, timeout=20)["state"] == "finished"
     assert store.keys.partitions == PARTITIONS

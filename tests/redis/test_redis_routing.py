@@ -23,12 +23,14 @@ def pool(*names: str, seen: list | None = None, nap: float = 0.0) -> Registry:
     """A registry whose tasks ``names`` pass their input on (adding their name to ``path``)."""
     registry = Registry()
     for name in names:
+
         def task(input, name=name):
             if nap:
                 time.sleep(nap)
             if seen is not None:
                 seen.append(name)
             return {"path": [*input.get("path", []), name]}
+
         registry.add(name, task)
     return registry
 
@@ -37,7 +39,9 @@ def test_two_pools_share_a_flow_without_waiting_on_each_other(started, client):
     """8 steps alternating between two pools: each start goes to the pool that has the task.
     (Before streams per task, every start that reached the wrong pool waited the claim idle time.)"""
     started.services_on(tasks=pool("cpu1", "cpu2", "cpu3", "cpu4"), claim_idle=30)
-    started.services_on(tasks=pool("gpu1", "gpu2", "gpu3", "gpu4"), engine=False, builtins=False, claim_idle=30)
+    started.services_on(
+        tasks=pool("gpu1", "gpu2", "gpu3", "gpu4"), engine=False, builtins=False, claim_idle=30
+    )
     flow = "cpu1 → gpu1 → cpu2 → gpu2 → cpu3 → gpu3 → cpu4 → gpu4"
     began = time.monotonic()
     ids = client.submit_many(flow, [{} for _ in range(20)])
@@ -65,7 +69,9 @@ def test_a_worker_reads_only_the_streams_of_its_tasks(started, client, raw, unti
 def test_submit_names_the_tasks_no_live_worker_serves(started, client, until):
     assert client.unserved("a → b → wait:delay (- seconds: 0 -)") == ["a", "b", "wait:delay"]
     started.services_on(tasks=pool("a"))
-    until(lambda: client.unserved("a → b → wait:delay (- seconds: 0 -)") == ["b"], what="the workers registered")
+    until(
+        lambda: client.unserved("a → b → wait:delay (- seconds: 0 -)") == ["b"], what="the workers registered"
+    )
     assert client.unserved("<in.json> → a → <out.json>") == []  # resources: the built-in worker
 
 

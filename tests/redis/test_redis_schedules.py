@@ -74,7 +74,9 @@ def test_a_tick_half_fired_is_finished_with_the_same_workflow(client, schedules)
     assert schedules.fire(T0 + 1) == 1
     assert [w["id"] for w in client.list()] == [id] and schedules.get("s")["recent"][0]["id"] == id
     record = schedules.get("s")
-    later = schedules._create(record, T0 + 10, key=tick_key("s", T0 + 10), id=schedules.tick_id(record, T0 + 10))
+    later = schedules._create(
+        record, T0 + 10, key=tick_key("s", T0 + 10), id=schedules.tick_id(record, T0 + 10)
+    )
     client.redis.delete(client.keys.idempotency(tick_key("s", T0 + 10)))
     schedules.fire(T0 + 11)
     assert sorted(w["id"] for w in client.list()) == sorted([id, later])
@@ -87,8 +89,9 @@ def test_a_schedule_added_again_under_its_name_gets_new_ids(client, schedules):
     assert schedules.tick_id(first, T0 + 10) != schedules.tick_id(again, T0 + 10)
 
 
-@pytest.mark.parametrize(("catchup", "ticks"), [("all", [T0, T0 + 10, T0 + 20, T0 + 30]),
-                                                ("one", [T0 + 30]), ("skip", [T0 + 30])])
+@pytest.mark.parametrize(
+    ("catchup", "ticks"), [("all", [T0, T0 + 10, T0 + 20, T0 + 30]), ("one", [T0 + 30]), ("skip", [T0 + 30])]
+)
 def test_catchup_after_a_downtime(client, schedules, catchup, ticks):
     add(schedules, catchup=catchup)
     for _ in range(6):
@@ -113,8 +116,10 @@ def test_overlap_with_a_run_still_running(client, schedules, overlap):
     schedules.fire(T0 + 10)
     found = client.list()
     if overlap == "skip":
-        assert [w["id"] for w in found] == [first] and schedules.get("s")["skipped"] == {"tick": T0 + 10,
-                                                                                         "reason": "overlap"}
+        assert [w["id"] for w in found] == [first] and schedules.get("s")["skipped"] == {
+            "tick": T0 + 10,
+            "reason": "overlap",
+        }
     else:
         assert len(found) == 2
         assert client.status(first)["state"] == ("terminated" if overlap == "terminate" else "running")
@@ -144,6 +149,8 @@ def test_run_now_and_the_list_by_schedule(client, schedules):
 def test_the_flow_may_carry_its_schedule(client, schedules):
     text = '@flow nightly (- schedule: {cron: "0 2 * * *", timezone: Europe/Paris, input: {x: 1}} -)\nA'
     record = schedules.add("n", load_workflow(text)[0], text)
-    assert record["cron"] == "0 2 * * *" and record["timezone"] == "Europe/Paris" and record["input"] == {"x": 1}
+    assert (
+        record["cron"] == "0 2 * * *" and record["timezone"] == "Europe/Paris" and record["input"] == {"x": 1}
+    )
     with pytest.raises(ScheduleError, match="give --cron EXPR or --every DURATION"):
         schedules.add("m", load_workflow("A")[0], "A")

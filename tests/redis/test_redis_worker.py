@@ -14,9 +14,9 @@ import redis
 
 from littleflow import FlowFailed, run_workflow
 from littleflow.redis.client import Client
+from littleflow.redis.connection import connect
 from littleflow.redis.protocol import WORKERS, Keys, StartTask
 from littleflow.redis.store import Store
-from littleflow.redis.connection import connect
 from littleflow.redis.worker import PythonTasks, Worker
 from littleflow.tasks import Registry
 
@@ -52,11 +52,13 @@ def redis_outcome(client, text: str) -> tuple:
 
 def flaky(calls: Counter, failures: int):
     """A task that fails its first ``failures`` calls, then returns how many calls it took."""
+
     def function(input):
         calls["flaky"] += 1
         if calls["flaky"] <= failures:
             raise RuntimeError(f"failure {calls['flaky']}")
         return {"calls": calls["flaky"]}
+
     return function
 
 
@@ -66,8 +68,10 @@ RETRY_CASES = {  # flow text, @task options of flaky (which fails twice, then su
     "flow retries": ("@flow f (- {retries: 2, backoff: 0} -)\nflaky", {}),
     "task retries": ("flaky", {"retries": 2, "backoff": 0}),
     "too few retries": ("@flow f (- {retries: 1, backoff: 0} -)\nflaky", {}),
-    "flow entry beats the task's": ("@flow f (- {tasks: {flaky: {retries: 0}}} -)\nflaky",
-                                    {"retries": 2, "backoff": 0}),
+    "flow entry beats the task's": (
+        "@flow f (- {tasks: {flaky: {retries: 0}}} -)\nflaky",
+        {"retries": 2, "backoff": 0},
+    ),
     "task beats the flow defaults": ("@flow f (- {retries: 0, backoff: 0} -)\nflaky", {"retries": 2}),
 }
 
@@ -131,6 +135,7 @@ def test_an_async_timeout_fails_the_task_as_in_a_local_run(started, client):
 
 # -- who runs what -------------------------------------------------------------------
 
+
 def test_a_task_nobody_serves_stays_queued_until_a_worker_for_it_starts(started, client, raw, until):
     registry = Registry()
     registry.add("a:x", lambda input: {"x": 1})
@@ -166,7 +171,8 @@ def test_a_worker_takes_only_the_messages_of_its_tasks(started, client, raw, unt
 
 
 def test_a_task_its_namespace_worker_lacks_stays_queued_until_a_worker_for_it_starts(
-        started, client, until, redis_url):
+    started, client, until, redis_url
+):
     registry = Registry()
     registry.add("A", lambda input: {"a": 1})
     started.services_on(tasks=registry, claim_idle=0.2)  # serves the plain names, but has no X
@@ -177,8 +183,13 @@ def test_a_task_its_namespace_worker_lacks_stays_queued_until_a_worker_for_it_st
     other = Registry()
     other.add("X", lambda input: {"x": 1})
     # max_deliveries=1: fails what a dead worker had started, so any bounce of X shows at once
-    worker = Worker(Store(connect(redis_url)), connect(redis_url, decode=False), [PythonTasks(other)],
-                    claim_idle=0.2, max_deliveries=1)
+    worker = Worker(
+        Store(connect(redis_url)),
+        connect(redis_url, decode=False),
+        [PythonTasks(other)],
+        claim_idle=0.2,
+        max_deliveries=1,
+    )
     started.part(worker, block=0.05)
     until(lambda: client.status(id)["state"] != "running", timeout=5, what="X run")
     document = client.status(id)
@@ -213,6 +224,7 @@ def test_concurrency_n_runs_n_tasks_at_once_and_no_more(started, client):
 
 # -- terminate and resume -----------------------------------------------------------
 
+
 def test_terminate_cancels_a_running_async_task(started, client, until):
     entered, cancelled = threading.Event(), threading.Event()
 
@@ -231,7 +243,9 @@ def test_terminate_cancels_a_running_async_task(started, client, until):
     assert entered.wait(10)
     assert client.terminate(id)["state"] == "terminated"
     assert cancelled.wait(5)
-    document = until(lambda: (d := client.status(id)) and node(d, "long")["error"] and d, what="the task's end")
+    document = until(
+        lambda: (d := client.status(id)) and node(d, "long")["error"] and d, what="the task's end"
+    )
     assert document["state"] == "terminated"
     assert "terminated" in node(document, "long")["error"]
     assert node(document, "after")["started"] is None
@@ -246,6 +260,7 @@ def test_resume_reruns_what_was_interrupted_and_not_what_finished(restart, start
         def function(input):
             calls[name] += 1
             return {**input, name: calls[name]}
+
         return function
 
     async def middle(input):
@@ -275,12 +290,14 @@ def test_resume_reruns_what_was_interrupted_and_not_what_finished(restart, start
 
 # -- liveness ------------------------------------------------------------------------
 
+
 def long_task(calls: Counter, entered: threading.Event, gate: threading.Event, seconds: float):
     def function(input):
         calls["long"] += 1
         entered.set()
         gate.wait(seconds)
         return {"calls": calls["long"]}
+
     return function
 
 
@@ -295,8 +312,9 @@ def test_heartbeats_keep_a_long_task_from_being_taken_over(concurrency, started,
     started.services_on(tasks=registry, concurrency=concurrency, claim_idle=1.0)
     id = client.submit("long")
     assert entered.wait(10)
-    second = Worker(Store(connect(redis_url)), connect(redis_url, decode=False), [PythonTasks(registry)],
-                    claim_idle=1.0)
+    second = Worker(
+        Store(connect(redis_url)), connect(redis_url, decode=False), [PythonTasks(registry)], claim_idle=1.0
+    )
     started.part(second, block=0.02)
     document = client.wait(id, timeout=10)
     assert (document["state"], document["output"]) == ("finished", {"calls": 1})
@@ -306,16 +324,30 @@ def test_heartbeats_keep_a_long_task_from_being_taken_over(concurrency, started,
 
 # -- bad messages and dying workers -------------------------------------------------------
 
+
 def test_malformed_start_messages_are_set_aside_and_the_worker_goes_on(started, client, raw, until):
     registry = Registry()
     registry.add("A", lambda input: {"a": input})
     services = started.services_on(tasks=registry)
-    bad = [{"kind": "start"}, {"kind": "end", "workflow": "w"}, {"kind": b"\xffstart"},
-           {b"\xfe\xff": b"x", "kind": "start"},
-           {"kind": "start", "workflow": "w", "task": "|1|-1", "seq": "1", "node": "1", "name": "A",
-            "input": "{nope"}]
+    bad = [
+        {"kind": "start"},
+        {"kind": "end", "workflow": "w"},
+        {"kind": b"\xffstart"},
+        {b"\xfe\xff": b"x", "kind": "start"},
+        {
+            "kind": "start",
+            "workflow": "w",
+            "task": "|1|-1",
+            "seq": "1",
+            "node": "1",
+            "name": "A",
+            "input": "{nope",
+        },
+    ]
     ids = [raw.xadd(KEYS.stream("A"), fields) for fields in bad]
-    letters = until(lambda: len(raw.xrange(KEYS.dead)) == len(bad) and raw.xrange(KEYS.dead), what="dead letters")
+    letters = until(
+        lambda: len(raw.xrange(KEYS.dead)) == len(bad) and raw.xrange(KEYS.dead), what="dead letters"
+    )
     assert sorted(fields["id"] for _, fields in letters) == sorted(ids)
     assert all("malformed start-task message" in fields["reason"] for _, fields in letters)
     assert all(thread.is_alive() for thread in services.threads)
@@ -333,8 +365,13 @@ def test_a_task_whose_workers_died_too_often_fails_visibly(started, client, raw,
     ((_, ((message, fields),)),) = raw.xreadgroup(WORKERS, "dying-1", {KEYS.stream("A"): ">"}, count=1)
     assert StartTask.parse(fields).workflow == id
     raw.xclaim(KEYS.stream("A"), WORKERS, "dying-2", 0, [message])
-    worker = Worker(Store(connect(redis_url)), connect(redis_url, decode=False), [PythonTasks(registry)],
-                    claim_idle=0.1, max_deliveries=2)
+    worker = Worker(
+        Store(connect(redis_url)),
+        connect(redis_url, decode=False),
+        [PythonTasks(registry)],
+        claim_idle=0.1,
+        max_deliveries=2,
+    )
     started.part(worker, block=0.02)
     document = client.wait(id, timeout=10)
     assert document["state"] == "failed"
@@ -364,6 +401,7 @@ def test_a_worker_survives_its_redis_restarting(started, own_redis_server):
 def test_an_output_that_is_not_json_data_fails_its_task_and_the_workflow_stays_readable(started, client):
     """A NaN output once reached the engine as invalid JSON and made the status document a 500;
     an executor's output (a Kubernetes Job's, say) is checked as a Python task's is."""
+
     class Executor:
         def names(self):
             return {"odd:nan", "odd:many"}
@@ -381,9 +419,11 @@ def test_an_output_that_is_not_json_data_fails_its_task_and_the_workflow_stays_r
     registry.add("python", lambda input: {"x": float("inf")})
     started.services_on(tasks=registry)
     started.part(Worker(Store(connect(client.url)), connect(client.url, decode=False), [Executor()]))
-    for name, says in (("python", "task python returned inf in the output['x'], which is not a JSON number"),
-                       ("odd:nan", "the task's output holds nan, which is not a JSON number"),
-                       ("odd:many", "the task's output is too large: more than 1,000,000 values")):
+    for name, says in (
+        ("python", "task python returned inf in the output['x'], which is not a JSON number"),
+        ("odd:nan", "the task's output holds nan, which is not a JSON number"),
+        ("odd:many", "the task's output is too large: more than 1,000,000 values"),
+    ):
         document = client.wait(client.submit(name, {}), timeout=20)
         assert document["state"] == "failed" and document["error"]["error"] == says
         json.dumps(document, allow_nan=False)
@@ -391,6 +431,7 @@ def test_an_output_that_is_not_json_data_fails_its_task_and_the_workflow_stays_r
 
 
 # -- the run context and retry control (issue #14) -----------------------------------------------
+
 
 def test_a_task_in_a_worker_knows_its_run_and_its_key_holds_over_attempts(started, client):
     from littleflow import current
@@ -402,7 +443,7 @@ def test_a_task_in_a_worker_knows_its_run_and_its_key_holds_over_attempts(starte
     def flaky(input):
         seen.append(current())
         if len(seen) < 3:
-            raise IOError("not yet")
+            raise OSError("not yet")
         return {"key": current().key}
 
     @registry.task("each")
@@ -417,13 +458,15 @@ def test_a_task_in_a_worker_knows_its_run_and_its_key_holds_over_attempts(starte
     assert len({run.key for run in seen}) == 1
     flaky_node = node(document, "flaky")["id"]
     assert seen[0].key == f"{id}||{flaky_node}|-1#1" and seen[0].node == flaky_node and seen[0].item is None
-    assert sorted(document["output"], key=lambda o: o["item"]) == [{"item": 0, "task": "each"},
-                                                                   {"item": 1, "task": "each"}]
+    assert sorted(document["output"], key=lambda o: o["item"]) == [
+        {"item": 0, "task": "each"},
+        {"item": 1, "task": "each"},
+    ]
 
 
 RETRY_CONTROL = {  # the task, what it raises, how many calls
     "retry_on another type": (dict(retries=3, backoff=0, retry_on=(IOError,)), ValueError("bad"), 1),
-    "retry_on its type": (dict(retries=3, backoff=0, retry_on=(IOError,)), IOError("away"), 4),
+    "retry_on its type": (dict(retries=3, backoff=0, retry_on=(IOError,)), OSError("away"), 4),
     "Fail": (dict(retries=3, backoff=0), None, 1),
 }
 
@@ -459,12 +502,16 @@ def test_a_call_the_signature_refuses_fails_at_once_in_a_worker(started, client)
 
     started.services_on(tasks=registry)
     assert redis_outcome(client, "peel (- knif: big -)") == (
-        "failed", "peel", "peel(input, knife='small') cannot take the parameters knif: "
-                          "got an unexpected keyword argument 'knif'")
+        "failed",
+        "peel",
+        "peel(input, knife='small') cannot take the parameters knif: "
+        "got an unexpected keyword argument 'knif'",
+    )
     assert calls["peel"] == 0
 
 
 # -- task logs (issue #14) -----------------------------------------------------------------------
+
 
 def test_each_runs_lines_are_kept_with_it_even_with_concurrency(started, client):
     import logging
@@ -484,7 +531,9 @@ def test_each_runs_lines_are_kept_with_it_even_with_concurrency(started, client)
     runs = client.logs(id)["runs"]
     assert [run["item"] for run in runs] == [0, 1, 2, 3]
     for run in runs:
-        assert run["lines"] == [f"item {run['item']} line {n}" for n in range(20)] + [f"WARNING talk: done {run['item']}"]
+        assert run["lines"] == [f"item {run['item']} line {n}" for n in range(20)] + [
+            f"WARNING talk: done {run['item']}"
+        ]
         assert (run["name"], run["status"], run["attempt"]) == ("talk", "done", 1)
     assert client.logs(id, node=runs[0]["node"] + 1)["runs"] == []
 
@@ -508,6 +557,10 @@ def test_a_running_tasks_lines_are_sent_while_it_runs_and_a_failed_ones_kept(sta
     gate.set()
     assert client.wait(id, timeout=15)["state"] == "failed"
     (run,) = client.logs(id)["runs"]
-    assert run["lines"] == ["started", "── attempt 1 failed: ValueError: no luck", "started",
-                            "── attempt 2 failed: ValueError: no luck"]
+    assert run["lines"] == [
+        "started",
+        "── attempt 1 failed: ValueError: no luck",
+        "started",
+        "── attempt 2 failed: ValueError: no luck",
+    ]
     assert (run["status"], run["attempt"]) == ("failed", 2)

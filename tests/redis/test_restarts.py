@@ -15,11 +15,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from support import need_redis_server
 from test_cli_redis import Shell, base_env, project, started, stop
 
 from littleflow.redis.client import Client
 from littleflow.redis.serve import PORT_FILE
-from littleflow.redis.server import ServerNotFound, find_server, free_port
+from littleflow.redis.server import free_port
 
 READY = "littleflow: in another terminal"  # serve's last line before it serves
 
@@ -27,10 +28,7 @@ READY = "littleflow: in another terminal"  # serve's last line before it serves
 @pytest.fixture
 def lf(tmp_path: Path) -> Shell:
     """Commands with no Redis URL: `serve` starts a private server in $LITTLEFLOW_HOME."""
-    try:
-        find_server()
-    except ServerNotFound as error:
-        pytest.skip(f"no redis-server to start: {error}")
+    need_redis_server()
     return Shell(project(tmp_path), base_env(tmp_path, None))
 
 
@@ -91,8 +89,10 @@ def test_a_restarted_serve_keeps_its_port_and_its_workers_come_back(lf):
         stopped(serve, said)
     log += rest
     assert code == 0, log
-    lines = Counter("unreachable" if "Redis unreachable" in line else "back" if "Redis is back" in line else None
-                    for line in log.splitlines())
+    lines = Counter(
+        "unreachable" if "Redis unreachable" in line else "back" if "Redis is back" in line else None
+        for line in log.splitlines()
+    )
     assert (lines["unreachable"], lines["back"]) == (1, 1), log
     assert "Traceback" not in log
 
@@ -120,9 +120,11 @@ def test_a_kept_port_another_program_took_is_one_line_and_a_new_port(lf):
     assert port != kept
     assert (home(lf) / PORT_FILE).read_text() == f"{port}\n"
     about = [line for line in said.splitlines() if str(kept) in line]
-    assert about == [f"littleflow serve: port {kept} (kept in {home(lf) / PORT_FILE}) is taken by another program: "
-                     "the private Redis server moves to a new one, and workers started with the old URL must be "
-                     "started again"], said
+    assert about == [
+        f"littleflow serve: port {kept} (kept in {home(lf) / PORT_FILE}) is taken by another program: "
+        "the private Redis server moves to a new one, and workers started with the old URL must be "
+        "started again"
+    ], said
 
 
 def test_engines_and_workers_say_once_that_redis_went_and_came_back(started, own_redis_server, caplog):
@@ -139,8 +141,13 @@ def test_engines_and_workers_say_once_that_redis_went_and_came_back(started, own
         while sum("Redis is back" in r.getMessage() for r in caplog.records) < 2:
             assert time.monotonic() < deadline, caplog.text
             time.sleep(0.05)
-    said = Counter((r.getMessage().partition(":")[0], "back" if "Redis is back" in r.getMessage() else "away")
-                   for r in caplog.records if "Redis" in r.getMessage())
-    loops = [f"engine {part.name}" for part in services.engines] + [f"worker {part.name}" for part in services.workers]
+    said = Counter(
+        (r.getMessage().partition(":")[0], "back" if "Redis is back" in r.getMessage() else "away")
+        for r in caplog.records
+        if "Redis" in r.getMessage()
+    )
+    loops = [f"engine {part.name}" for part in services.engines] + [
+        f"worker {part.name}" for part in services.workers
+    ]
     assert len(loops) == 2
     assert said == Counter({(loop, kind): 1 for loop in loops for kind in ("away", "back")}), caplog.text

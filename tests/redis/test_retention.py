@@ -46,7 +46,9 @@ def ended(client: Client, count: int, flow: str = FLOW) -> list[str]:
     return ids
 
 
-def test_the_engine_removes_what_ended_longer_ago_than_the_retention_and_never_what_runs(started, client, raw, until):
+def test_the_engine_removes_what_ended_longer_ago_than_the_retention_and_never_what_runs(
+    started, client, raw, until
+):
     services = started.services_on(tasks=registry(), retention=1.0)
     sweepers = [group.sweeper for group in services.engines[0].groups()]
     for sweeper in sweepers:
@@ -56,7 +58,9 @@ def test_the_engine_removes_what_ended_longer_ago_than_the_retention_and_never_w
     client.wait(done[-1], timeout=20)
     assert client.status(done[-1])["state"] == "failed"
     client.terminate(terminated := client.submit("later:b", {}))
-    until(lambda: [w["id"] for w in client.list()] == [running], timeout=15, what="the ended workflows removed")
+    until(
+        lambda: [w["id"] for w in client.list()] == [running], timeout=15, what="the ended workflows removed"
+    )
     for id in [*done, terminated]:
         assert traces(raw, id) == []
     assert len(list(raw.scan_iter(client.keys.flow("*")))) == 1  # the running one's flow, shared no more
@@ -98,8 +102,11 @@ def test_archived_first_to_a_directory_and_restored_from_there(started, client, 
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert client.restore(json.loads(path.read_text())) == id
         after = client.status(id)
-        assert (after["state"], after["output"], after["created"]) == \
-            (before[id]["state"], before[id]["output"], before[id]["created"])
+        assert (after["state"], after["output"], after["created"]) == (
+            before[id]["state"],
+            before[id]["output"],
+            before[id]["created"],
+        )
         assert [entry["kind"] for entry in client.archive(id)["log"]] == ["submitted", "finished", "restored"]
     assert sorted(os.listdir(archives)) == sorted(f"{id}.json" for id in ids)  # (no temporary files left)
 
@@ -151,14 +158,30 @@ def test_the_options_refuse_a_bad_duration_in_one_line():
         assert "Traceback" not in result.output
 
 
-def test_an_engine_process_with_retention_and_an_archive_directory(started, client, redis_url, tmp_path, until):
+def test_an_engine_process_with_retention_and_an_archive_directory(
+    started, client, redis_url, tmp_path, until
+):
     started.services_on(tasks=registry(), engine=False)
     archives = tmp_path / "archives" / "new"  # (made by the engine, for its user alone)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LITTLEFLOW_")}
-    engine = subprocess.Popen([sys.executable, "-m", "littleflow", "engine", "--redis", redis_url,
-                               "--retention", "1s", "--archive-dir", str(archives)],
-                              env={**env, "LITTLEFLOW_HOME": str(tmp_path / "home")},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    engine = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "littleflow",
+            "engine",
+            "--redis",
+            redis_url,
+            "--retention",
+            "1s",
+            "--archive-dir",
+            str(archives),
+        ],
+        env={**env, "LITTLEFLOW_HOME": str(tmp_path / "home")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         ids = ended(client, 2)
         until(lambda: client.list() == [], timeout=20, what="the ended workflows removed")

@@ -4,7 +4,6 @@ their one-line errors, and engines SIGKILLed and restarted around the ticks of a
 
 from __future__ import annotations
 
-import json
 import random
 import subprocess
 import sys
@@ -23,14 +22,19 @@ from littleflow.redis.schedules import Schedules
 def shell(tmp_path: Path, redis_url: str) -> Shell:
     (tmp_path / "a.flow").write_text("@flow ticking\nA\n")
     (tmp_path / "nightly.flow").write_text(
-        '@flow nightly (- schedule: {cron: "0 2 * * *", timezone: Europe/Paris, catchup: skip} -)\nA\n')
+        '@flow nightly (- schedule: {cron: "0 2 * * *", timezone: Europe/Paris, catchup: skip} -)\nA\n'
+    )
     return Shell(tmp_path, base_env(tmp_path, redis_url))
 
 
 @on_server_and_cluster
 def test_the_schedule_commands(shell, redis_url):
-    added = shell("schedule", "add", "often", "a.flow", "--every", "1h", "--input", '{"n": 1}', "--overlap", "skip")
-    assert added.returncode == 0 and added.stdout.startswith("schedule often: every 1h, next at "), added.stderr
+    added = shell(
+        "schedule", "add", "often", "a.flow", "--every", "1h", "--input", '{"n": 1}', "--overlap", "skip"
+    )
+    assert added.returncode == 0 and added.stdout.startswith("schedule often: every 1h, next at "), (
+        added.stderr
+    )
     shown = shell.json("schedule", "add", "nightly", "nightly.flow")
     assert (shown["cron"], shown["timezone"], shown["catchup"]) == ("0 2 * * *", "Europe/Paris", "skip")
     assert [s["name"] for s in shell.json("schedule", "list")] == ["nightly", "often"]
@@ -40,7 +44,11 @@ def test_the_schedule_commands(shell, redis_url):
     id = shell("schedule", "run", "often").stdout.strip()
     assert ID.fullmatch(id)
     document = shell.json("status", id)
-    assert document["schedule"] == "often" and isinstance(document["tick"], int) and document["input"] == {"n": 1}
+    assert (
+        document["schedule"] == "often"
+        and isinstance(document["tick"], int)
+        and document["input"] == {"n": 1}
+    )
     assert [w["id"] for w in shell.json("list", "--schedule", "often")["workflows"]] == [id]
     assert shell.json("list", "--schedule", "nightly")["workflows"] == []
     show = shell("schedule", "show", "often").stdout
@@ -52,20 +60,33 @@ def test_the_schedule_commands(shell, redis_url):
     assert [s["name"] for s in shell.json("schedule", "list")] == ["nightly"]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["add", "s", "a.flow", "--cron", "0 2 * *"], "bad cron '0 2 * *': 5 fields (minute hour day month weekday), "
-                                                  "or 6 with the second first"),
-    (["add", "s", "a.flow", "--cron", "0 2 * * *", "--timezone", "Mars/Olympus"],
-     "unknown time zone 'Mars/Olympus' (an IANA name like Europe/Paris or UTC)"),
-    (["add", "s", "a.flow", "--every", "soon"], "bad duration 'soon'"),
-    (["add", "s", "a.flow"], "schedule s: give --cron EXPR or --every DURATION (the flow has no schedule option)"),
-    (["add", "s", "a.flow", "--cron", "* * * * *", "--every", "1s"], "a schedule needs --cron EXPR or --every"),
-    (["add", "no/slash", "a.flow", "--every", "1s"], "bad schedule name 'no/slash'"),
-    (["show", "nothing"], "no schedule nothing"),
-    (["pause", "nothing"], "no schedule nothing"),
-    (["run", "nothing"], "no schedule nothing"),
-    (["delete", "nothing"], "no schedule nothing"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["add", "s", "a.flow", "--cron", "0 2 * *"],
+            "bad cron '0 2 * *': 5 fields (minute hour day month weekday), or 6 with the second first",
+        ),
+        (
+            ["add", "s", "a.flow", "--cron", "0 2 * * *", "--timezone", "Mars/Olympus"],
+            "unknown time zone 'Mars/Olympus' (an IANA name like Europe/Paris or UTC)",
+        ),
+        (["add", "s", "a.flow", "--every", "soon"], "bad duration 'soon'"),
+        (
+            ["add", "s", "a.flow"],
+            "schedule s: give --cron EXPR or --every DURATION (the flow has no schedule option)",
+        ),
+        (
+            ["add", "s", "a.flow", "--cron", "* * * * *", "--every", "1s"],
+            "a schedule needs --cron EXPR or --every",
+        ),
+        (["add", "no/slash", "a.flow", "--every", "1s"], "bad schedule name 'no/slash'"),
+        (["show", "nothing"], "no schedule nothing"),
+        (["pause", "nothing"], "no schedule nothing"),
+        (["run", "nothing"], "no schedule nothing"),
+        (["delete", "nothing"], "no schedule nothing"),
+    ],
+)
 def test_one_line_errors(shell, args, message):
     result = shell("schedule", *args)
     assert result.returncode == 2
@@ -80,8 +101,14 @@ def test_a_flow_error_points_at_its_place(shell, tmp_path):
 
 def engine(shell: Shell, log: Path) -> subprocess.Popen:
     with open(log, "ab") as stderr:
-        return subprocess.Popen([sys.executable, "-m", "littleflow", "engine", "--claim-idle", "0.5"], cwd=shell.cwd,
-                                env=shell.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
+        return subprocess.Popen(
+            [sys.executable, "-m", "littleflow", "engine", "--claim-idle", "0.5"],
+            cwd=shell.cwd,
+            env=shell.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
 
 
 @on_server_and_cluster

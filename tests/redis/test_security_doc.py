@@ -37,8 +37,11 @@ def test_each_command_of_the_doc_starts_and_stops(command, tmp_path, redis_url):
     data.mkdir()
     tokens = tmp_path / "tokens"
     tokens.write_text("admin:" + "t" * 32 + "\n")
-    command = (command.replace("/srv/data", str(data)).replace("/etc/littleflow/tokens", str(tokens))
-               .replace(":8080", f":{free_port()}"))
+    command = (
+        command.replace("/srv/data", str(data))
+        .replace("/etc/littleflow/tokens", str(tokens))
+        .replace(":8080", f":{free_port()}")
+    )
     args = shlex.split(command)[1:]
     lf = Shell(tmp_path, base_env(tmp_path, redis_url))
     process = lf.start(*args)

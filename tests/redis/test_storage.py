@@ -59,7 +59,11 @@ def test_a_flow_is_stored_once_and_goes_with_its_last_workflow(started, client, 
 
 def test_the_same_flow_with_another_limit_or_base_is_another_definition(started, client, raw):
     started.services_on(tasks=registry())
-    ids = [client.submit(FLOW, 1), client.submit(FLOW, 2, limit=50), client.submit(FLOW, 3, base="file:///tmp/")]
+    ids = [
+        client.submit(FLOW, 1),
+        client.submit(FLOW, 2, limit=50),
+        client.submit(FLOW, 3, base="file:///tmp/"),
+    ]
     for id in ids:
         client.wait(id, timeout=20)
     assert len(flows(raw, client)) == 3

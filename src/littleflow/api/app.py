@@ -60,27 +60,50 @@ READ_POSTS = ("/compile",)
 DOCS_ASSETS = "/docs-assets"
 #: What needs no token: the probes of a process supervisor, the API's own description, and
 #: the console's page (what it shows comes from the API, with the token signed in with).
-OPEN_PATHS = ("/health", "/ready", "/session", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/",
-              console.CONSOLE)
+OPEN_PATHS = (
+    "/health",
+    "/ready",
+    "/session",
+    "/openapi.json",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/",
+    console.CONSOLE,
+)
 OPEN_PREFIXES = (DOCS_ASSETS + "/", console.CONSOLE + "/")
 
 
-def create_app(url: str | None = None, prefix: str = PREFIX, client: Client | None = None,
-               tokens: Tokens | None = None, cors: list[str] | None = None,
-               hosts: frozenset[str] | None = None, max_streams: int = MAX_STREAMS,
-               max_streams_per_token: int = MAX_STREAMS_PER_TOKEN, body_timeout: float = BODY_TIMEOUT,
-               body_pause: float = BODY_PAUSE, max_nodes: int = MAX_API_NODES,
-               max_svg_nodes: int = MAX_SVG_NODES, compile_seconds: float = COMPILE_SECONDS,
-               draw_seconds: float = DRAW_SECONDS, key_ttl: int = KEY_TTL,
-               max_timeline_runs: int = MAX_TIMELINE_RUNS) -> FastAPI:
+def create_app(
+    url: str | None = None,
+    prefix: str = PREFIX,
+    client: Client | None = None,
+    tokens: Tokens | None = None,
+    cors: list[str] | None = None,
+    hosts: frozenset[str] | None = None,
+    max_streams: int = MAX_STREAMS,
+    max_streams_per_token: int = MAX_STREAMS_PER_TOKEN,
+    body_timeout: float = BODY_TIMEOUT,
+    body_pause: float = BODY_PAUSE,
+    max_nodes: int = MAX_API_NODES,
+    max_svg_nodes: int = MAX_SVG_NODES,
+    compile_seconds: float = COMPILE_SECONDS,
+    draw_seconds: float = DRAW_SECONDS,
+    key_ttl: int = KEY_TTL,
+    max_timeline_runs: int = MAX_TIMELINE_RUNS,
+) -> FastAPI:
     """The API of the littleflow system on the Redis at ``url``. With ``tokens``, every
     request but the health probes needs a bearer token: ``read`` to look, ``admin`` to change.
     Browsers on other origins may call it only from the origins in ``cors``. The Host header
     must be one of ``hosts`` (default: the loopback names) or a loopback address."""
     client = client or Client(url, prefix)
     # FastAPIOffline: the /docs and /redoc pages with their scripts served from here, not a CDN
-    app = FastAPIOffline(title="littleflow", version=__version__, static_url=DOCS_ASSETS,
-                         description="Submit, watch and steer littleflow workflows.")
+    app = FastAPIOffline(
+        title="littleflow",
+        version=__version__,
+        static_url=DOCS_ASSETS,
+        description="Submit, watch and steer littleflow workflows.",
+    )
     app.add_exception_handler(Problem, on_problem)
     app.state.closing = False  # set by the server when it stops: event streams end
     app.state.streams = Streams(max_streams, max_streams_per_token)
@@ -109,18 +132,37 @@ def create_app(url: str | None = None, prefix: str = PREFIX, client: Client | No
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        return response(request, error.status_code, HTTPStatus(error.status_code).phrase, str(error.detail),
-                        headers=getattr(error, "headers", None))
+        return response(
+            request,
+            error.status_code,
+            HTTPStatus(error.status_code).phrase,
+            str(error.detail),
+            headers=getattr(error, "headers", None),
+        )
 
-    app.add_middleware(LimitBody, limit=MAX_BODY, timeout=body_timeout, pause=body_pause)  # (inside Gate: nothing is read before it lets a request in)
+    app.add_middleware(
+        LimitBody, limit=MAX_BODY, timeout=body_timeout, pause=body_pause
+    )  # (inside Gate: nothing is read before it lets a request in)
     app.add_middleware(Gate, tokens=tokens, hosts=hosts or own_hosts(None), cors=cors or [])
     if cors:  # (outermost: it answers preflights, which carry no token)
-        app.add_middleware(CORSMiddleware, allow_origins=cors, allow_methods=["GET", "POST", "DELETE"],
-                           allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
-                           expose_headers=["Idempotent-Replayed"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cors,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Idempotent-Replayed"],
+        )
 
-    api = Api(client, tokens, max_nodes=max_nodes, max_svg_nodes=max_svg_nodes, compile_seconds=compile_seconds,
-              draw_seconds=draw_seconds, key_ttl=key_ttl, max_timeline_runs=max_timeline_runs)
+    api = Api(
+        client,
+        tokens,
+        max_nodes=max_nodes,
+        max_svg_nodes=max_svg_nodes,
+        compile_seconds=compile_seconds,
+        draw_seconds=draw_seconds,
+        key_ttl=key_ttl,
+        max_timeline_runs=max_timeline_runs,
+    )
     for module in (system, workflows, metrics, schedules, archives, events, flows):
         app.include_router(module.router(api))
 
@@ -150,12 +192,22 @@ class Gate:
         """The answer refusing ``request``, or ``None`` to let it in."""
         path, host = request.url.path, request.headers.get("host")
         if path not in PROBES and not names_server(host, self.hosts):
-            return response(request, 403, "Forbidden", f"the Host header {host or ''!r} does not name this "
-                            "server (its names are given with --api-host)")
+            return response(
+                request,
+                403,
+                "Forbidden",
+                f"the Host header {host or ''!r} does not name this "
+                "server (its names are given with --api-host)",
+            )
         origin = request.headers.get("origin")
         if request.method in CHANGES and origin is not None and not self.allowed(origin, host):
-            return response(request, 403, "Forbidden", f"a page of {origin} may not change anything here "
-                            "(its origin is not this server's nor an --api-cors one)")
+            return response(
+                request,
+                403,
+                "Forbidden",
+                f"a page of {origin} may not change anything here "
+                "(its origin is not this server's nor an --api-cors one)",
+            )
         if not self.tokens:
             return None
         guarded = path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES)
@@ -163,10 +215,17 @@ class Gate:
             authorization = request.headers.get("authorization")
             scope = self.tokens.bearer(authorization)
             if scope is None:
-                return response(request, 401, "Unauthorized", "a valid bearer token is needed "
-                                "(Authorization: Bearer TOKEN)", headers={"WWW-Authenticate": "Bearer"})
+                return response(
+                    request,
+                    401,
+                    "Unauthorized",
+                    "a valid bearer token is needed (Authorization: Bearer TOKEN)",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
             if request.method not in ("GET", "HEAD") and path not in READ_POSTS and scope != "admin":
-                return response(request, 403, "Forbidden", "this token may only read; changes need an admin token")
+                return response(
+                    request, 403, "Forbidden", "this token may only read; changes need an admin token"
+                )
             request.scope.setdefault("state", {})["holder"] = self.tokens.holder(authorization)
         return None
 
@@ -174,7 +233,11 @@ class Gate:
         """Whether a page of ``origin`` may change things: one of this server (whatever its
         scheme: a TLS proxy may be in front) or of ``--api-cors``."""
         scheme, separator, address = origin.partition("://")
-        own = bool(separator) and scheme in ("http", "https") and address.lower() == (host or "").strip().lower()
+        own = (
+            bool(separator)
+            and scheme in ("http", "https")
+            and address.lower() == (host or "").strip().lower()
+        )
         return own or origin in self.cors or "*" in self.cors
 
 
@@ -184,7 +247,9 @@ class LimitBody:
     ``timeout`` seconds, or a pause past ``pause``) is answered 408 and its connection
     closed. The body is read here first, then handed on."""
 
-    def __init__(self, app: Any, limit: int, timeout: float = BODY_TIMEOUT, pause: float = BODY_PAUSE) -> None:
+    def __init__(
+        self, app: Any, limit: int, timeout: float = BODY_TIMEOUT, pause: float = BODY_PAUSE
+    ) -> None:
         self.app, self.limit, self.timeout, self.pause = app, limit, timeout, pause
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -197,17 +262,23 @@ class LimitBody:
             try:
                 message = await asyncio.wait_for(receive(), min(self.pause, deadline - time.monotonic()))
             except TimeoutError:
-                await response(Request(scope), 408, "Request timeout",
-                               f"the body came too slowly: it must all come within {self.timeout:g} s, with no "
-                               f"pause over {self.pause:g} s", headers={"Connection": "close"})(scope, receive, send)
+                await response(
+                    Request(scope),
+                    408,
+                    "Request timeout",
+                    f"the body came too slowly: it must all come within {self.timeout:g} s, with no "
+                    f"pause over {self.pause:g} s",
+                    headers={"Connection": "close"},
+                )(scope, receive, send)
                 return
             if message["type"] != "http.request":
                 return  # the client went away
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > self.limit:
-                await response(Request(scope), 413, "Request too large",
-                               f"the body may be at most {self.limit:,} bytes")(scope, receive, send)
+                await response(
+                    Request(scope), 413, "Request too large", f"the body may be at most {self.limit:,} bytes"
+                )(scope, receive, send)
                 return
             more = message.get("more_body", False)
         whole, given = b"".join(chunks), False
@@ -234,11 +305,19 @@ class Streams:
         """Count one more stream of ``holder`` (a token's, or ``None`` without tokens); returns
         what ends it."""
         if sum(self.open.values()) >= self.total:
-            raise Problem(429, "Too many streams", f"{self.total} event streams are open on this server; "
-                          "try again later", headers={"Retry-After": str(STREAMS_RETRY)})
+            raise Problem(
+                429,
+                "Too many streams",
+                f"{self.total} event streams are open on this server; try again later",
+                headers={"Retry-After": str(STREAMS_RETRY)},
+            )
         if holder is not None and self.open.get(holder, 0) >= self.per_token:
-            raise Problem(429, "Too many streams", f"this token has {self.per_token} event streams open; close "
-                          "one or try again later", headers={"Retry-After": str(STREAMS_RETRY)})
+            raise Problem(
+                429,
+                "Too many streams",
+                f"this token has {self.per_token} event streams open; close one or try again later",
+                headers={"Retry-After": str(STREAMS_RETRY)},
+            )
         self.open[holder] = self.open.get(holder, 0) + 1
 
         def leave() -> None:

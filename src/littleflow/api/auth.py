@@ -34,8 +34,10 @@ class Tokens:
                 continue
             scope, colon, token = entry.partition(":")
             if not colon or scope not in SCOPES or len(token) < 16:
-                raise ValueError(f"{where}: entry {number} must be read:TOKEN or admin:TOKEN, "
-                                 "with a token of 16 characters or more")
+                raise ValueError(
+                    f"{where}: entry {number} must be read:TOKEN or admin:TOKEN, "
+                    "with a token of 16 characters or more"
+                )
             entries.append((scope, token))
         return cls(entries)
 

@@ -71,8 +71,9 @@ class _CountedStream(StreamingResponse):
             self.leave()
 
 
-def event_stream(request: Request, client: Client, first: str,
-                  events: Callable[[aioredis.Redis], AsyncIterator[str]]) -> Response:
+def event_stream(
+    request: Request, client: Client, first: str, events: Callable[[aioredis.Redis], AsyncIterator[str]]
+) -> Response:
     """A Server-Sent Events response: ``first``, then what ``events`` yields as it reads Redis
     on a connection of its own (closed at the end). Async, so an open stream holds no thread
     of the server; a Redis error ends it with ``event: error``. Counted against the caps of
@@ -91,8 +92,12 @@ def event_stream(request: Request, client: Client, first: str,
         finally:
             await reader.aclose()
 
-    return _CountedStream(stream(), media_type="text/event-stream", leave=leave,
-                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return _CountedStream(
+        stream(),
+        media_type="text/event-stream",
+        leave=leave,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 def media_type(request: Request) -> str:
@@ -143,8 +148,12 @@ def drawn(flow: Flow, status: dict[int, str] | None, max_nodes: int, seconds: fl
     """The flow as SVG, if it has at most ``max_nodes`` nodes and is drawn within ``seconds``."""
     if len(flow.nodes) > max_nodes:
         instead = "format=json" if status is None else "format=json or format=mermaid"  # (a workflow's graph)
-        raise Problem(422, "Too large to draw", f"SVG is drawn for flows of at most {max_nodes:,} nodes, and "
-                      f"this one has {len(flow.nodes):,}; ask for {instead}")
+        raise Problem(
+            422,
+            "Too large to draw",
+            f"SVG is drawn for flows of at most {max_nodes:,} nodes, and "
+            f"this one has {len(flow.nodes):,}; ask for {instead}",
+        )
     return within(seconds, "drawing the flow", lambda: diagram.svg(flow, status=status))
 
 
@@ -153,5 +162,9 @@ def compile_text(text: str, max_nodes: int = MAX_API_NODES) -> Flow:
     try:
         return compile_checked(text, "<request>", max_nodes=max_nodes)
     except FlowError as error:
-        raise Problem(422, "Invalid flow", f"{error.line}:{error.column}: {error.message}",
-                      errors=[{"line": error.line, "column": error.column, "message": error.message}]) from None
+        raise Problem(
+            422,
+            "Invalid flow",
+            f"{error.line}:{error.column}: {error.message}",
+            errors=[{"line": error.line, "column": error.column, "message": error.message}],
+        ) from None

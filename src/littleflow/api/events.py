@@ -21,16 +21,27 @@ def router(api: Api) -> APIRouter:
     router = APIRouter()
     client = api.client
 
-    @router.get("/events", tags=["events"], response_class=StreamingResponse,
-                responses={200: {"content": {"text/event-stream": {}}}})
-    def events(request: Request, since: str = Query("$", max_length=24_000,
-                                                     description="an event id to go on after; $ (default): "
-                                                                 "only new ones")) -> Response:
+    @router.get(
+        "/events",
+        tags=["events"],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    def events(
+        request: Request,
+        since: str = Query(
+            "$", max_length=24_000, description="an event id to go on after; $ (default): only new ones"
+        ),
+    ) -> Response:
         """A live stream (Server-Sent Events) of the events sent and the workflows' state
         changes. A reconnecting browser goes on after the Last-Event-ID it sends."""
         since = request.headers.get("last-event-id") or since
         try:
-            start = eventlog.latest(client.redis, client.keys) if since == "$" else eventlog.cursor(since, client.keys)
+            start = (
+                eventlog.latest(client.redis, client.keys)
+                if since == "$"
+                else eventlog.cursor(since, client.keys)
+            )
         except ValueError as error:
             raise Problem(422, "Invalid request", f"since must be $ or an event id: {error}") from None
 
@@ -52,8 +63,11 @@ def router(api: Api) -> APIRouter:
 
         return event_stream(request, client, ": littleflow events\n\n", entries)
 
-    @router.post("/events/{event}", tags=["events"],
-                 openapi_extra={"requestBody": {"content": {"application/json": {"schema": {}}}, "required": False}})
+    @router.post(
+        "/events/{event}",
+        tags=["events"],
+        openapi_extra={"requestBody": {"content": {"application/json": {"schema": {}}}, "required": False}},
+    )
     async def send(event: str, request: Request) -> dict[str, Any]:
         """Send an event with the JSON body as its data: the wait:event tasks waiting for it
         (and matching its data) end."""

@@ -17,18 +17,25 @@ def router(api: Api) -> APIRouter:
     max_svg_nodes = api.max_svg_nodes
     draw_seconds = api.draw_seconds
 
-    @router.post("/compile", tags=["flows"],
-                 responses={200: {"content": {"application/json": {}, "image/svg+xml": {}}}},
-                 openapi_extra={"requestBody": {"content": {"text/plain": {"schema": {"type": "string"}}},
-                                                "required": True}})
+    @router.post(
+        "/compile",
+        tags=["flows"],
+        responses={200: {"content": {"application/json": {}, "image/svg+xml": {}}}},
+        openapi_extra={
+            "requestBody": {"content": {"text/plain": {"schema": {"type": "string"}}}, "required": True}
+        },
+    )
     async def compile_only(request: Request, format: str = Query("json", pattern="^(json|svg)$")) -> Response:
         """Compile flow text without running it: its graph (JSON, or an SVG picture), or its
         errors with line and column."""
         text = (await request.body()).decode("utf-8", "replace")
-        flow = await run_in_threadpool(within, compile_seconds, "compiling the flow", compile_text, text, max_nodes)
+        flow = await run_in_threadpool(
+            within, compile_seconds, "compiling the flow", compile_text, text, max_nodes
+        )
         if format == "svg":
-            return Response(await run_in_threadpool(drawn, flow, None, max_svg_nodes, draw_seconds),
-                            media_type=SVG)
+            return Response(
+                await run_in_threadpool(drawn, flow, None, max_svg_nodes, draw_seconds), media_type=SVG
+            )
         return JSONResponse(flow.to_json())
 
     return router

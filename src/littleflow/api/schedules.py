@@ -28,36 +28,74 @@ def router(api: Api) -> APIRouter:
         ``paused``, its ``recent`` runs with their states."""
         return {"schedules": [schedules.show(record, 3) for record in schedules.all()]}
 
-    @router.post("/schedules", status_code=201, tags=["schedules"],
-                 openapi_extra={"requestBody": {"content": {"application/json": {"schema": {
-                     "type": "object", "required": ["name", "flow"], "properties": {
-                         "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
-                         "flow": {"type": "string", "description": "flow text"},
-                         "input": {"description": "each workflow's input (default: the flow's schedule's, else {})"},
-                         "cron": {"type": "string", "description": "5 fields, or 6 with the second first"},
-                         "every": {"type": "string", "description": "a duration: 30s, 5m, 1h…"},
-                         "timezone": {"type": "string", "description": "of cron: an IANA name (default UTC)"},
-                         "catchup": {"enum": list(CATCHUP)}, "overlap": {"enum": list(OVERLAP)},
-                         "replace": {"type": "boolean"}}}}}, "required": True}},
-                 responses={409: {"description": "a schedule of that name exists (and replace is not true)"},
-                            422: {"description": "an invalid flow, cron, duration, time zone or option"}})
+    @router.post(
+        "/schedules",
+        status_code=201,
+        tags=["schedules"],
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["name", "flow"],
+                            "properties": {
+                                "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+                                "flow": {"type": "string", "description": "flow text"},
+                                "input": {
+                                    "description": "each workflow's input (default: the flow's schedule's, else {})"
+                                },
+                                "cron": {
+                                    "type": "string",
+                                    "description": "5 fields, or 6 with the second first",
+                                },
+                                "every": {"type": "string", "description": "a duration: 30s, 5m, 1h…"},
+                                "timezone": {
+                                    "type": "string",
+                                    "description": "of cron: an IANA name (default UTC)",
+                                },
+                                "catchup": {"enum": list(CATCHUP)},
+                                "overlap": {"enum": list(OVERLAP)},
+                                "replace": {"type": "boolean"},
+                            },
+                        }
+                    }
+                },
+                "required": True,
+            }
+        },
+        responses={
+            409: {"description": "a schedule of that name exists (and replace is not true)"},
+            422: {"description": "an invalid flow, cron, duration, time zone or option"},
+        },
+    )
     async def add_schedule(request: Request) -> dict[str, Any]:
         """Add a schedule: a workflow of ``flow`` at each tick of ``cron`` or ``every`` (without
         either: the flow's ``schedule`` option); the engines fire it."""
         body = json_body(await request.body(), request)
         if not isinstance(body, dict) or not isinstance(body.get("flow"), str) or "name" not in body:
             raise Problem(422, "Invalid request", 'the body must be {"name": NAME, "flow": TEXT, …}')
-        unknown = sorted(set(body) - {"name", "flow", "input", "cron", "every", "timezone", "catchup", "overlap",
-                                       "replace"})
+        unknown = sorted(
+            set(body)
+            - {"name", "flow", "input", "cron", "every", "timezone", "catchup", "overlap", "replace"}
+        )
         if unknown:
             raise Problem(422, "Invalid request", f"unknown field {unknown[0]!r}")
-        flow = await run_in_threadpool(within, compile_seconds, "compiling the flow", compile_text, body["flow"],
-                                       max_nodes)
+        flow = await run_in_threadpool(
+            within, compile_seconds, "compiling the flow", compile_text, body["flow"], max_nodes
+        )
         options = {key: body.get(key) for key in ("cron", "every", "timezone", "catchup", "overlap")}
         try:
-            record = await run_in_threadpool(lambda: schedules.add(
-                body["name"], flow, body["flow"], input=body.get("input"), replace=body.get("replace") is True,
-                **options))
+            record = await run_in_threadpool(
+                lambda: schedules.add(
+                    body["name"],
+                    flow,
+                    body["flow"],
+                    input=body.get("input"),
+                    replace=body.get("replace") is True,
+                    **options,
+                )
+            )
         except ScheduleError as error:
             raise Problem(422, "Invalid schedule", str(error)) from None
         return schedules.show(record)

@@ -25,26 +25,56 @@ class ApiServer:
 
     name = "api"
 
-    def __init__(self, url: str, prefix: str, host: str, port: int, tokens: Tokens | None = None,
-                 cors: list[str] | None = None, names: list[str] | None = None, no_auth: bool = False,
-                 max_nodes: int = MAX_API_NODES, header_timeout: float = HEADER_TIMEOUT) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        host: str,
+        port: int,
+        tokens: Tokens | None = None,
+        cors: list[str] | None = None,
+        names: list[str] | None = None,
+        no_auth: bool = False,
+        max_nodes: int = MAX_API_NODES,
+        header_timeout: float = HEADER_TIMEOUT,
+    ) -> None:
         if no_auth and not is_loopback(host):
-            raise ValueError(f"--api-no-auth is for loopback addresses only, not {host}: give tokens "
-                             f"(--api-tokens FILE or ${TOKENS_VAR})")
+            raise ValueError(
+                f"--api-no-auth is for loopback addresses only, not {host}: give tokens "
+                f"(--api-tokens FILE or ${TOKENS_VAR})"
+            )
         for name in names or []:
             if not host_name(name):
-                raise ValueError(f"--api-host wants a host name or address, like flows.example.com, not {name!r}")
+                raise ValueError(
+                    f"--api-host wants a host name or address, like flows.example.com, not {name!r}"
+                )
         if not no_auth and not tokens:
-            raise ValueError(f"the API needs tokens (--api-tokens FILE or ${TOKENS_VAR}), or --api-no-auth "
-                             "on loopback")
+            raise ValueError(
+                f"the API needs tokens (--api-tokens FILE or ${TOKENS_VAR}), or --api-no-auth on loopback"
+            )
         self.host, self.port = host, port
-        self.app = create_app(url, prefix, tokens=None if no_auth else tokens, cors=cors,
-                              hosts=own_hosts(host, names or []), max_nodes=max_nodes)
+        self.app = create_app(
+            url,
+            prefix,
+            tokens=None if no_auth else tokens,
+            cors=cors,
+            hosts=own_hosts(host, names or []),
+            max_nodes=max_nodes,
+        )
         protocol = type("Protocol", (HeadInTime,), {"timeout": header_timeout})
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port, http=protocol,
-                                                    h11_max_incomplete_event_size=MAX_HEAD,
-                                                    timeout_keep_alive=KEEP_ALIVE, log_level="warning",
-                                                    access_log=False, timeout_graceful_shutdown=5))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                self.app,
+                host=host,
+                port=port,
+                http=protocol,
+                h11_max_incomplete_event_size=MAX_HEAD,
+                timeout_keep_alive=KEEP_ALIVE,
+                log_level="warning",
+                access_log=False,
+                timeout_graceful_shutdown=5,
+            )
+        )
 
     def run(self, stop: threading.Event) -> None:
         threading.Thread(target=self._stop_when, args=(stop,), daemon=True).start()

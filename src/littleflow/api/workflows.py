@@ -52,18 +52,23 @@ def router(api: Api) -> APIRouter:
     max_timeline_runs = api.max_timeline_runs
 
     @router.get("/workflows", tags=["workflows"])
-    def list_workflows(state: str | None = Query(None, description="running, finished, failed or terminated"),
-                       name: str | None = Query(None, description="the flow's @flow name"),
-                       q: str | None = Query(None, max_length=200,
-                                             description="a prefix of the id or of the flow name "
-                                                         "(case-sensitive)"),
-                       offset: int = Query(0, ge=0, le=10**9),
-                       limit: int = Query(100, ge=1, le=1000),
-                       order: str = Query("oldest", pattern="^(oldest|newest)$",
-                                          description="oldest (default) or newest first"),
-                       schedule: str | None = Query(None, max_length=64,
-                                                    description="those started by this schedule (with state "
-                                                                "alone; counts are then empty)")) -> dict[str, Any]:
+    def list_workflows(
+        state: str | None = Query(None, description="running, finished, failed or terminated"),
+        name: str | None = Query(None, description="the flow's @flow name"),
+        q: str | None = Query(
+            None, max_length=200, description="a prefix of the id or of the flow name (case-sensitive)"
+        ),
+        offset: int = Query(0, ge=0, le=10**9),
+        limit: int = Query(100, ge=1, le=1000),
+        order: str = Query(
+            "oldest", pattern="^(oldest|newest)$", description="oldest (default) or newest first"
+        ),
+        schedule: str | None = Query(
+            None,
+            max_length=64,
+            description="those started by this schedule (with state alone; counts are then empty)",
+        ),
+    ) -> dict[str, Any]:
         """Workflows, a page at a time, by when they were submitted; ``q``: those whose id or
         flow name starts with it. ``total`` counts all that match, ``counts`` those of each state
         that match ``name`` and ``q`` (whatever ``state``). Read from indexes, never a scan."""
@@ -72,26 +77,69 @@ def router(api: Api) -> APIRouter:
         if schedule is not None and (name is not None or q):
             raise Problem(422, "Invalid request", "schedule goes with state alone (no name or q)")
         page = client.page(state, name, offset, limit, q, newest=order == "newest", schedule=schedule)
-        return {"workflows": page.workflows, "offset": offset, "limit": limit, "total": page.total,
-                "counts": page.counts}
+        return {
+            "workflows": page.workflows,
+            "offset": offset,
+            "limit": limit,
+            "total": page.total,
+            "counts": page.counts,
+        }
 
-    @router.post("/workflows", status_code=201, tags=["workflows"],
-                 openapi_extra={"requestBody": {"content": {
-                     "application/json": {"schema": {"type": "object", "required": ["flow"], "properties": {
-                         "flow": {"type": "string", "description": "flow text"},
-                         "input": {"description": "the flow's input (default {})"}}}},
-                     "text/plain": {"schema": {"type": "string", "description": "flow text; the input is {}"}},
-                     "multipart/form-data": {"schema": {"type": "object", "required": ["flow"], "properties": {
-                         "flow": {"type": "string", "format": "binary", "description": "a flow file"},
-                         "input": {"type": "string", "description": "the input as JSON text"}}}}},
-                     "required": True},
-                     "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": {
-                         "type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!-~]([ -~]*[!-~])?$"},
-                         "description": "the same key again within 24 h (same flow and input) starts nothing "
-                                        "and answers the workflow it started: 200, Idempotent-Replayed: true"}]},
-                 responses={200: {"description": "started before with this Idempotency-Key: that workflow"},
-                            422: {"description": "an invalid flow, or an Idempotency-Key bad or given before "
-                                                 "with another flow or input"}})
+    @router.post(
+        "/workflows",
+        status_code=201,
+        tags=["workflows"],
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["flow"],
+                            "properties": {
+                                "flow": {"type": "string", "description": "flow text"},
+                                "input": {"description": "the flow's input (default {})"},
+                            },
+                        }
+                    },
+                    "text/plain": {"schema": {"type": "string", "description": "flow text; the input is {}"}},
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["flow"],
+                            "properties": {
+                                "flow": {"type": "string", "format": "binary", "description": "a flow file"},
+                                "input": {"type": "string", "description": "the input as JSON text"},
+                            },
+                        }
+                    },
+                },
+                "required": True,
+            },
+            "parameters": [
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 200,
+                        "pattern": "^[!-~]([ -~]*[!-~])?$",
+                    },
+                    "description": "the same key again within 24 h (same flow and input) starts nothing "
+                    "and answers the workflow it started: 200, Idempotent-Replayed: true",
+                }
+            ],
+        },
+        responses={
+            200: {"description": "started before with this Idempotency-Key: that workflow"},
+            422: {
+                "description": "an invalid flow, or an Idempotency-Key bad or given before "
+                "with another flow or input"
+            },
+        },
+    )
     async def submit(request: Request) -> Response:
         """Start a workflow: a JSON body ``{"flow": TEXT, "input": VALUE}``, the flow text as
         text/plain, or a form with a flow file (``flow``) and JSON ``input``. With an
@@ -101,18 +149,25 @@ def router(api: Api) -> APIRouter:
         flow's tasks that no live worker serves (their runs wait until one does)."""
         key = _idempotency_key(request)
         flow_text, input = await _submission(request)
-        flow = await run_in_threadpool(within, compile_seconds, "compiling the flow", compile_text, flow_text, max_nodes)
+        flow = await run_in_threadpool(
+            within, compile_seconds, "compiling the flow", compile_text, flow_text, max_nodes
+        )
         try:
-            id, new = await run_in_threadpool(client.submit_once, flow, input, text=flow_text, key=key,
-                                              key_ttl=key_ttl)
+            id, new = await run_in_threadpool(
+                client.submit_once, flow, input, text=flow_text, key=key, key_ttl=key_ttl
+            )
         except OptionError as error:  # the @flow run-time options
             raise Problem(422, "Invalid flow options", str(error)) from None
         unserved = await run_in_threadpool(client.unserved, flow)
         if new:
-            return JSONResponse({"id": id, "state": "running", "url": f"/workflows/{id}", "unserved": unserved}, 201)
+            return JSONResponse(
+                {"id": id, "state": "running", "url": f"/workflows/{id}", "unserved": unserved}, 201
+            )
         state = await run_in_threadpool(client.redis.hget, client.keys.workflow(id), "status")
-        return JSONResponse({"id": id, "state": state or "running", "url": f"/workflows/{id}", "unserved": unserved},
-                            headers={"Idempotent-Replayed": "true"})
+        return JSONResponse(
+            {"id": id, "state": state or "running", "url": f"/workflows/{id}", "unserved": unserved},
+            headers={"Idempotent-Replayed": "true"},
+        )
 
     @router.get("/workflows/{id}", tags=["workflows"])
     def status(id: str) -> dict[str, Any]:
@@ -130,8 +185,12 @@ def router(api: Api) -> APIRouter:
         """What the workflow runs: ``name``, the flow ``text`` as submitted, and the compiled ``flow``."""
         return client.definition(id)
 
-    @router.get("/workflows/{id}/watch", tags=["workflows"], response_class=StreamingResponse,
-                responses={200: {"content": {"text/event-stream": {}}}, 404: {"description": "no such workflow"}})
+    @router.get(
+        "/workflows/{id}/watch",
+        tags=["workflows"],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}, 404: {"description": "no such workflow"}},
+    )
     async def watch(id: str, request: Request) -> Response:
         """A live stream (Server-Sent Events) of the workflow's status document: ``event:
         status`` with the whole document (as ``GET /workflows/{id}``) at once and after each
@@ -151,8 +210,11 @@ def router(api: Api) -> APIRouter:
                         seen, body, live = await run_in_threadpool(_versioned, client, id)
                     except StoreError as error:
                         gone = isinstance(error, WorkflowNotFound)
-                        yield (f"event: gone\ndata: {json.dumps({'id': id})}\n\n" if gone else
-                               f"event: error\ndata: {json.dumps({'error': str(error)})}\n\n")
+                        yield (
+                            f"event: gone\ndata: {json.dumps({'id': id})}\n\n"
+                            if gone
+                            else f"event: error\ndata: {json.dumps({'error': str(error)})}\n\n"
+                        )
                         return
                     if body != shown:
                         shown, sent = body, now
@@ -164,8 +226,11 @@ def router(api: Api) -> APIRouter:
 
         return event_stream(request, client, f"event: status\ndata: {text}\n\n", changes)
 
-    @router.get("/workflows/{id}/graph", tags=["workflows"],
-                responses={200: {"content": {"text/plain": {}, "application/json": {}, "image/svg+xml": {}}}})
+    @router.get(
+        "/workflows/{id}/graph",
+        tags=["workflows"],
+        responses={200: {"content": {"text/plain": {}, "application/json": {}, "image/svg+xml": {}}}},
+    )
     def graph(id: str, format: str = Query("json", pattern="^(json|mermaid|svg)$")) -> Response:
         """The workflow's graph: Mermaid or SVG coloured by node status, or JSON (the
         compiled flow, each node with its status)."""
@@ -179,9 +244,14 @@ def router(api: Api) -> APIRouter:
             node["status"] = statuses.get(node["id"], "waiting")
         return JSONResponse(body)
 
-    @router.get("/workflows/{id}/timeline", tags=["workflows"],
-                responses={200: {"content": {"application/json": {}, "image/svg+xml": {}}},
-                           404: {"description": "no such workflow"}})
+    @router.get(
+        "/workflows/{id}/timeline",
+        tags=["workflows"],
+        responses={
+            200: {"content": {"application/json": {}, "image/svg+xml": {}}},
+            404: {"description": "no such workflow"},
+        },
+    )
     def timeline_of(id: str, format: str = Query("json", pattern="^(json|svg)$")) -> Response:
         """Every task run of the workflow (each item of a ``*`` its own; a retried run as its
         last attempt) with its ``start``, ``end`` (null while it runs), ``status``, ``attempt`` and
@@ -251,8 +321,11 @@ def _idempotency_key(request: Request) -> str | None:
     if len(key) >= 2 and key[0] == key[-1] == '"':
         key = key[1:-1]
     if not VALID_KEY.fullmatch(key):
-        raise Problem(422, "Invalid Idempotency-Key", "the Idempotency-Key header must be 1 to 200 printable "
-                      "ASCII characters, no space at either end")
+        raise Problem(
+            422,
+            "Invalid Idempotency-Key",
+            "the Idempotency-Key header must be 1 to 200 printable ASCII characters, no space at either end",
+        )
     return key
 
 
@@ -260,15 +333,20 @@ def timeline_document(client: Client, id: str) -> dict[str, Any]:
     """Workflow ``id``'s timeline document (see :func:`littleflow.timeline.document`)."""
     run = client.store.load(id)
     created, updated = client.redis.hmget(client.keys.workflow(id), "created", "updated")
-    return timeline.document(id, run.flow, client.store.task_info(id), run.state.status, float(created or 0),
-                             float(updated or 0))
+    return timeline.document(
+        id, run.flow, client.store.task_info(id), run.state.status, float(created or 0), float(updated or 0)
+    )
 
 
 def timeline_svg(document: dict[str, Any], max_runs: int, seconds: float) -> str:
     """A timeline as SVG, if it has at most ``max_runs`` runs and is drawn within ``seconds``."""
     if len(document["runs"]) > max_runs:
-        raise Problem(422, "Too large to draw", f"a timeline is drawn for at most {max_runs:,} task runs, and this "
-                      f"one has {len(document['runs']):,}; ask for format=json")
+        raise Problem(
+            422,
+            "Too large to draw",
+            f"a timeline is drawn for at most {max_runs:,} task runs, and this "
+            f"one has {len(document['runs']):,}; ask for format=json",
+        )
     return within(seconds, "drawing the timeline", timeline.svg, document, time.time())
 
 

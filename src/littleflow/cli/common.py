@@ -114,7 +114,9 @@ def load_tasks(source: str) -> dict[str, Any]:
     it also fills the ``@task`` registry."""
     path = Path(source).resolve() if source.endswith(".py") or os.sep in source else None
     if path is not None and not path.is_file():  # (fail's SystemExit must not reach the except below)
-        fail(f"cannot load tasks from {source}: " + ("it is a directory" if path.is_dir() else "no such file"))
+        fail(
+            f"cannot load tasks from {source}: " + ("it is a directory" if path.is_dir() else "no such file")
+        )
     try:
         if path is not None:
             spec = importlib.util.spec_from_file_location(f"littleflow_tasks_{path.stem}", path)
@@ -128,7 +130,8 @@ def load_tasks(source: str) -> dict[str, Any]:
     except (Exception, SystemExit) as error:  # noqa: BLE001 - any import failure is the user's to fix
         fail(f"cannot load tasks from {source}: {type(error).__name__}: {error}")
     return {
-        name: value for name, value in vars(module).items()
+        name: value
+        for name, value in vars(module).items()
         if not name.startswith("_") and inspect.isfunction(value) and value.__module__ == module.__name__
     }
 
@@ -176,8 +179,11 @@ class Target:
         self.url = redis_url(self.given)
         self.prefix = prefix
         saved = littleflow_home() / "redis.url"
-        self.hint = f" (the URL in {saved}: is `littleflow serve` running?)" \
-            if self.given is None and saved.is_file() else ""
+        self.hint = (
+            f" (the URL in {saved}: is `littleflow serve` running?)"
+            if self.given is None and saved.is_file()
+            else ""
+        )
         self._client: Client | None = None
 
     @property
@@ -236,10 +242,12 @@ def reason(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def redis_command(name: str, *, json_flag: bool = True,
-                  group: click.Group | None = None) -> Callable[[Callable[..., Any]], click.Command]:
+def redis_command(
+    name: str, *, json_flag: bool = True, group: click.Group | None = None
+) -> Callable[[Callable[..., Any]], click.Command]:
     """Register a command on ``main`` (or ``group``) with ``--redis``, ``--prefix`` (and
     ``--json``); it is called with a :class:`Target` first, inside :func:`reported`."""
+
     def decorate(function: Callable[..., Any]) -> click.Command:
         @functools.wraps(function)
         def command(redis_option: str | None, prefix: str, **options: Any) -> None:
@@ -247,12 +255,24 @@ def redis_command(name: str, *, json_flag: bool = True,
             with reported(target):
                 function(target, **options)
 
-        common = [click.Option(["--redis", "redis_option"], envvar=URL_VAR, metavar="URL",
-                               help=f"redis://[user:password@]host:port/db [env {URL_VAR}; default: the URL "
-                                    f"`littleflow serve` left in $LITTLEFLOW_HOME/redis.url, else "
-                                    f"redis://127.0.0.1:6379/0]."),
-                  click.Option(["--prefix"], envvar=PREFIX_VAR, default=PREFIX, show_default=True, metavar="PREFIX",
-                               help=f"The prefix of littleflow's keys [env {PREFIX_VAR}].")]
+        common = [
+            click.Option(
+                ["--redis", "redis_option"],
+                envvar=URL_VAR,
+                metavar="URL",
+                help=f"redis://[user:password@]host:port/db [env {URL_VAR}; default: the URL "
+                f"`littleflow serve` left in $LITTLEFLOW_HOME/redis.url, else "
+                f"redis://127.0.0.1:6379/0].",
+            ),
+            click.Option(
+                ["--prefix"],
+                envvar=PREFIX_VAR,
+                default=PREFIX,
+                show_default=True,
+                metavar="PREFIX",
+                help=f"The prefix of littleflow's keys [env {PREFIX_VAR}].",
+            ),
+        ]
         if json_flag:
             common.append(click.Option(["--json", "as_json"], is_flag=True, help="Print JSON."))
         # click lists the parameters of a function's decorators bottom up: these come last
@@ -282,8 +302,9 @@ def table(headers: list[str], rows: list[list[Any]], right: tuple[int, ...] = ()
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = []
     for row in cells:
-        parts = [cell.rjust(width) if i in right else cell.ljust(width)
-                 for i, (cell, width) in enumerate(zip(row, widths, strict=True))]
+        parts = [
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
         lines.append("  ".join(parts).rstrip())
     return "\n".join(lines)
-

@@ -28,8 +28,14 @@ if TYPE_CHECKING:
 
 @main.command("compile")
 @FLOW
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="text: a readable summary; json: the compiled graph.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: a readable summary; json: the compiled graph.",
+)
 def compile_command(flow: str, fmt: str) -> None:
     """Compile FLOW and print its graph."""
     compiled = load(flow)
@@ -94,17 +100,28 @@ def check_command(flows: tuple[str, ...], strict: bool) -> None:
                 errors += 1
             else:
                 warnings += 1
-    click.echo(f"checked {len(flows)} flow{'s' * (len(flows) != 1)}: "
-               f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}", err=True)
+    click.echo(
+        f"checked {len(flows)} flow{'s' * (len(flows) != 1)}: "
+        f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}",
+        err=True,
+    )
     sys.exit(1 if errors or (strict and warnings) else 0)
 
 
 @main.command("doc")
 @FLOW
-@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot", "svg"]), default="mermaid", show_default=True,
-              help="mermaid: a stateDiagram-v2; dot: Graphviz; svg: a laid-out SVG picture.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["mermaid", "dot", "svg"]),
+    default="mermaid",
+    show_default=True,
+    help="mermaid: a stateDiagram-v2; dot: Graphviz; svg: a laid-out SVG picture.",
+)
 @click.option("--vertical", is_flag=True, help="Lay the diagram out top to bottom.")
-@click.option("--state", "state_path", metavar="FILE", help="Colour the nodes by their status in this run's state file.")
+@click.option(
+    "--state", "state_path", metavar="FILE", help="Colour the nodes by their status in this run's state file."
+)
 def doc_command(flow: str, fmt: str, vertical: bool, state_path: str | None) -> None:
     """Draw FLOW as a diagram."""
     from .. import diagram
@@ -126,30 +143,73 @@ def doc_command(flow: str, fmt: str, vertical: bool, state_path: str | None) -> 
 
 @main.command("run")
 @FLOW
-@click.option("--tasks", "task_sources", metavar="MODULE_OR_FILE", multiple=True,
-              help="Where the task functions are: a module name or a .py file (repeatable). "
-                   "Without it every task echoes its input: a dry run.")
+@click.option(
+    "--tasks",
+    "task_sources",
+    metavar="MODULE_OR_FILE",
+    multiple=True,
+    help="Where the task functions are: a module name or a .py file (repeatable). "
+    "Without it every task echoes its input: a dry run.",
+)
 @click.option("--input", "input_text", metavar="JSON|@FILE|-", help="The flow's input (default {}).")
-@click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Tasks run at once; 1 runs them one by one in a fixed order.")
-@click.option("--limit", type=click.IntRange(min=1), default=DEFAULT_LIMIT, show_default=True,
-              help="Times one node may run before the flow fails (stops mistaken cycles).")
-@click.option("--state", "state_path", metavar="FILE",
-              help="Save the run here after every step; run again to continue after a crash or failure. "
-                   "Locked (FILE.lock) while the run lasts: a second run on it is refused.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Tasks run at once; 1 runs them one by one in a fixed order.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=DEFAULT_LIMIT,
+    show_default=True,
+    help="Times one node may run before the flow fails (stops mistaken cycles).",
+)
+@click.option(
+    "--state",
+    "state_path",
+    metavar="FILE",
+    help="Save the run here after every step; run again to continue after a crash or failure. "
+    "Locked (FILE.lock) while the run lasts: a second run on it is refused.",
+)
 @click.option("--trace", "trace_path", metavar="FILE", help="Write a JSON record of every task run here.")
 @click.option("--quiet", "-q", is_flag=True, help="Show no progress; print only the output.")
-@click.option("--files", "files", metavar="DIR", multiple=True, type=click.Path(exists=True, file_okay=False),
-              help="Confine file resources to this directory (repeatable; relative paths resolve in the first) "
-                   "[default: anywhere].")
-@click.option("--http-allow", "http_allow", metavar="HOST|CIDR", multiple=True,
-              help="Confine HTTP resources to public addresses and this host or network (repeatable) "
-                   "[default: any address].")
-@click.option("--http-confine", is_flag=True, help="Confine HTTP resources to public addresses (as --http-allow "
-                                                   "does, allowing nothing more).")
-def run_command(flow: str, task_sources: tuple[str, ...], input_text: str | None, concurrency: int, limit: int,
-                state_path: str | None, trace_path: str | None, quiet: bool, files: tuple[str, ...],
-                http_allow: tuple[str, ...], http_confine: bool) -> None:
+@click.option(
+    "--files",
+    "files",
+    metavar="DIR",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Confine file resources to this directory (repeatable; relative paths resolve in the first) "
+    "[default: anywhere].",
+)
+@click.option(
+    "--http-allow",
+    "http_allow",
+    metavar="HOST|CIDR",
+    multiple=True,
+    help="Confine HTTP resources to public addresses and this host or network (repeatable) "
+    "[default: any address].",
+)
+@click.option(
+    "--http-confine",
+    is_flag=True,
+    help="Confine HTTP resources to public addresses (as --http-allow does, allowing nothing more).",
+)
+def run_command(
+    flow: str,
+    task_sources: tuple[str, ...],
+    input_text: str | None,
+    concurrency: int,
+    limit: int,
+    state_path: str | None,
+    trace_path: str | None,
+    quiet: bool,
+    files: tuple[str, ...],
+    http_allow: tuple[str, ...],
+    http_confine: bool,
+) -> None:
     """Run FLOW here and print its output as JSON.
 
     Exits 0 when the flow finishes, 1 when it fails, 2 for mistakes in the
@@ -183,9 +243,20 @@ def run_command(flow: str, task_sources: tuple[str, ...], input_text: str | None
         return
     progress = progress_for(compiled, quiet)
     try:
-        run = LocalRun(compiled, tasks, concurrency=concurrency, limit=limit, base=base, echo=not task_sources,
-                       state=state, journal=saved, on_event=progress.event, trace=trace_path is not None,
-                       files=list(files) or None, http_allow=list(http_allow) if http_allow or http_confine else None)
+        run = LocalRun(
+            compiled,
+            tasks,
+            concurrency=concurrency,
+            limit=limit,
+            base=base,
+            echo=not task_sources,
+            state=state,
+            journal=saved,
+            on_event=progress.event,
+            trace=trace_path is not None,
+            files=list(files) or None,
+            http_allow=list(http_allow) if http_allow or http_confine else None,
+        )
     except (UnknownTasks, ValueError) as error:
         fail(str(error))
     if trace_path:
@@ -227,8 +298,10 @@ def stopping_on_ctrl_c(run: LocalRun) -> Iterator[None]:
 
     def on_stop(running: int) -> None:
         tasks = f"{running} running task{'s' * (running != 1)}"
-        click.echo(f"littleflow: stopping: waiting for the {tasks} to finish (Ctrl-C again to stop at once)",
-                   err=True)
+        click.echo(
+            f"littleflow: stopping: waiting for the {tasks} to finish (Ctrl-C again to stop at once)",
+            err=True,
+        )
 
     def handler(number: int, frame: Any) -> None:
         if run.stopped:
@@ -254,4 +327,3 @@ def write_trace(path: str, trace: list[dict[str, Any]]) -> None:
 def version_command() -> None:
     """Print littleflow's version."""
     click.echo(f"littleflow {__version__}")
-

@@ -10,8 +10,18 @@ from typing import Any
 
 import click
 
-from .common import FLOW, Target, compile_text, echo_json, main, read_flow, read_input, redis_command, table, when
 from ..schedules import CATCHUP, OVERLAP
+from .common import (
+    FLOW,
+    Target,
+    compile_text,
+    echo_json,
+    main,
+    read_flow,
+    read_input,
+    redis_command,
+    table,
+)
 
 
 @main.group("schedule")
@@ -33,27 +43,63 @@ def ticked(tick: int | None) -> str:
 @redis_command("add", group=schedule_group)
 @click.argument("name")
 @FLOW
-@click.option("--cron", metavar="EXPR", help="Cron: 'MIN HOUR DAY MONTH WEEKDAY', or with SECOND first (6 fields).")
-@click.option("--every", metavar="DURATION", help="Every DURATION (30s, 5m, 1h…), counted from the Unix epoch.")
-@click.option("--timezone", metavar="TZ", help="The time zone of --cron (an IANA name: Europe/Paris) [default: UTC].")
-@click.option("--input", "input_text", metavar="JSON|@FILE|-", help="The input of each workflow (default {}).")
-@click.option("--catchup", type=click.Choice(CATCHUP), help="Ticks missed while no engine ran: skip them, "
-              "run one workflow for them, or all of them [default: the flow's, else one].")
-@click.option("--overlap", type=click.Choice(OVERLAP), help="A tick while the previous run still runs: run "
-              "anyway, skip the tick, or terminate the previous run [default: the flow's, else allow].")
+@click.option(
+    "--cron", metavar="EXPR", help="Cron: 'MIN HOUR DAY MONTH WEEKDAY', or with SECOND first (6 fields)."
+)
+@click.option(
+    "--every", metavar="DURATION", help="Every DURATION (30s, 5m, 1h…), counted from the Unix epoch."
+)
+@click.option(
+    "--timezone", metavar="TZ", help="The time zone of --cron (an IANA name: Europe/Paris) [default: UTC]."
+)
+@click.option(
+    "--input", "input_text", metavar="JSON|@FILE|-", help="The input of each workflow (default {})."
+)
+@click.option(
+    "--catchup",
+    type=click.Choice(CATCHUP),
+    help="Ticks missed while no engine ran: skip them, "
+    "run one workflow for them, or all of them [default: the flow's, else one].",
+)
+@click.option(
+    "--overlap",
+    type=click.Choice(OVERLAP),
+    help="A tick while the previous run still runs: run "
+    "anyway, skip the tick, or terminate the previous run [default: the flow's, else allow].",
+)
 @click.option("--replace", is_flag=True, help="Replace the schedule of this name if there is one.")
-def add_command(target: Target, name: str, flow: str, cron: str | None, every: str | None, timezone: str | None,
-                input_text: str | None, catchup: str | None, overlap: str | None, replace: bool,
-                as_json: bool) -> None:
+def add_command(
+    target: Target,
+    name: str,
+    flow: str,
+    cron: str | None,
+    every: str | None,
+    timezone: str | None,
+    input_text: str | None,
+    catchup: str | None,
+    overlap: str | None,
+    replace: bool,
+    as_json: bool,
+) -> None:
     """Add schedule NAME: a workflow of FLOW at every tick of --cron or --every (or of the
     flow's own `schedule` option: @flow NAME (- schedule: {cron: "0 2 * * *"} -))."""
     text, shown = read_flow(flow)
     compiled = compile_text(text, shown)
     base = str(Path(flow).resolve().parent) if flow != "-" else os.getcwd()
     schedules = schedules_of(target)
-    record = schedules.add(name, compiled, text, cron=cron, every=every, timezone=timezone,
-                           input=read_input(input_text), catchup=catchup, overlap=overlap, base=base,
-                           replace=replace)
+    record = schedules.add(
+        name,
+        compiled,
+        text,
+        cron=cron,
+        every=every,
+        timezone=timezone,
+        input=read_input(input_text),
+        catchup=catchup,
+        overlap=overlap,
+        base=base,
+        replace=replace,
+    )
     shown_record = schedules.show(record)
     if as_json:
         echo_json(shown_record)
@@ -75,9 +121,15 @@ def list_command(target: Target, as_json: bool) -> None:
     rows = []
     for record in found:
         last = record["recent"][0] if record["recent"] else None
-        rows.append([record["name"], record["flow"] or "", record["when"],
-                     "paused" if record["paused"] else ticked(record["next"]),
-                     f"{last['id']} {last['state'] or 'deleted'}" if last else ""])
+        rows.append(
+            [
+                record["name"],
+                record["flow"] or "",
+                record["when"],
+                "paused" if record["paused"] else ticked(record["next"]),
+                f"{last['id']} {last['state'] or 'deleted'}" if last else "",
+            ]
+        )
     click.echo(table(["schedule", "flow", "when", "next", "last run"], rows))
 
 
@@ -90,18 +142,34 @@ def show_command(target: Target, name: str, as_json: bool) -> None:
     if as_json:
         echo_json(record)
         return
-    lines = [f"schedule  {name}", f"flow      {record['flow'] or '(no name)'}", f"when      {record['when']}",
-             f"catchup   {record['catchup']}", f"overlap   {record['overlap']}",
-             f"state     {'paused' if record['paused'] else 'active'}"]
+    lines = [
+        f"schedule  {name}",
+        f"flow      {record['flow'] or '(no name)'}",
+        f"when      {record['when']}",
+        f"catchup   {record['catchup']}",
+        f"overlap   {record['overlap']}",
+        f"state     {'paused' if record['paused'] else 'active'}",
+    ]
     if record.get("input") is not None:
         lines.append(f"input     {record['input']}")
     if record.get("skipped"):
         lines.append(f"skipped   {ticked(record['skipped']['tick'])} ({record['skipped']['reason']})")
     lines += ["", "next ticks", *(f"  {ticked(tick)}" for tick in record["ticks"])]
     if record["recent"]:
-        lines += ["", table(["tick", "workflow", "state"],
-                            [[ticked(run["tick"]) + (" (run now)" if run.get("manual") else ""), run["id"],
-                              run["state"] or "deleted"] for run in record["recent"]])]
+        lines += [
+            "",
+            table(
+                ["tick", "workflow", "state"],
+                [
+                    [
+                        ticked(run["tick"]) + (" (run now)" if run.get("manual") else ""),
+                        run["id"],
+                        run["state"] or "deleted",
+                    ]
+                    for run in record["recent"]
+                ],
+            ),
+        ]
     click.echo("\n".join(lines))
 
 

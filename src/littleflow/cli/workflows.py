@@ -17,30 +17,68 @@ import click
 from ..engine import DEFAULT_LIMIT
 from ..redis.protocol import STATES  # (light: no Redis client, no worker)
 from ..state import failed_node
-from .common import (FLOW, Target, compile_text, echo_failure, echo_json, fail, json_text, plural, read_flow,
-                     read_input, redis_command, table, when)
+from .common import (
+    FLOW,
+    Target,
+    compile_text,
+    echo_failure,
+    echo_json,
+    fail,
+    json_text,
+    plural,
+    read_flow,
+    read_input,
+    redis_command,
+    table,
+    when,
+)
 
 
 def served(info: dict[str, Any]) -> str:
     """What a worker serves (its entry in the workers hash), in words."""
-    return ", ".join([*(info.get("tasks") or ()), *(f"{space}:*" for space in info.get("namespaces") or ())]) \
+    return (
+        ", ".join([*(info.get("tasks") or ()), *(f"{space}:*" for space in info.get("namespaces") or ())])
         or "nothing"
+    )
 
 
 # -- running workflows -------------------------------------------------------------------
 @redis_command("submit")
 @FLOW
 @click.option("--input", "input_text", metavar="JSON|@FILE|-", help="The flow's input (default {}).")
-@click.option("--limit", type=click.IntRange(min=1), default=DEFAULT_LIMIT, show_default=True,
-              help="Times one node may run before the flow fails (stops mistaken cycles).")
-@click.option("--key", metavar="KEY", help="An idempotency key (1-200 printable ASCII characters): submitted "
-              "again with it within 24 h, the same flow and input start nothing; the first workflow's id is printed.")
-@click.option("--wait", is_flag=True, help="Wait for the workflow to end, then print its output as `run` does.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=DEFAULT_LIMIT,
+    show_default=True,
+    help="Times one node may run before the flow fails (stops mistaken cycles).",
+)
+@click.option(
+    "--key",
+    metavar="KEY",
+    help="An idempotency key (1-200 printable ASCII characters): submitted "
+    "again with it within 24 h, the same flow and input start nothing; the first workflow's id is printed.",
+)
+@click.option(
+    "--wait", is_flag=True, help="Wait for the workflow to end, then print its output as `run` does."
+)
 @click.option("--quiet", "-q", is_flag=True, help="With --wait: do not print the id on standard error.")
-@click.option("--require-workers", is_flag=True,
-              help="Submit nothing (and exit 2) if a task of the flow has no live worker to run it.")
-def submit_command(target: Target, flow: str, input_text: str | None, limit: int, key: str | None, wait: bool,
-                   quiet: bool, require_workers: bool, as_json: bool) -> None:
+@click.option(
+    "--require-workers",
+    is_flag=True,
+    help="Submit nothing (and exit 2) if a task of the flow has no live worker to run it.",
+)
+def submit_command(
+    target: Target,
+    flow: str,
+    input_text: str | None,
+    limit: int,
+    key: str | None,
+    wait: bool,
+    quiet: bool,
+    require_workers: bool,
+    as_json: bool,
+) -> None:
     """Start a workflow of FLOW and print its id. With --wait, wait for it to end and
     print its output (exit 0), or say why it failed (exit 1). Tasks that no live worker
     serves are named on standard error (they wait until one comes).
@@ -57,9 +95,13 @@ def submit_command(target: Target, flow: str, input_text: str | None, limit: int
         fail(f"no live worker serves {_tasks(unserved)}; nothing submitted")
     id, new = client.submit_once(compiled, value, limit=limit, base=base, text=text, key=key)
     if unserved and new and not quiet:
-        click.echo(f"littleflow: no live worker serves {_tasks(unserved)}; its runs wait until one does", err=True)
+        click.echo(
+            f"littleflow: no live worker serves {_tasks(unserved)}; its runs wait until one does", err=True
+        )
     if not new and not quiet:
-        click.echo(f"littleflow: workflow {id} was submitted with key {key!r} before; nothing new started", err=True)
+        click.echo(
+            f"littleflow: workflow {id} was submitted with key {key!r} before; nothing new started", err=True
+        )
     if not wait:
         echo_json({"id": id}) if as_json else click.echo(id)
         return
@@ -114,17 +156,22 @@ def took(seconds: float | None) -> str:
 def short(value: Any, width: int = 100) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     text = " ".join(text.split())
-    return text if len(text) <= width else text[:width - 1] + "…"
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def readable(document: dict[str, Any]) -> str:
     """The status document as a page of text: the workflow, then one row per node."""
     now = time.time()
-    lines = [f"workflow  {document['id']}", f"flow      {document['name'] or '(no name)'}",
-             f"state     {document['state']}", f"created   {when(document['created'])}"]
+    lines = [
+        f"workflow  {document['id']}",
+        f"flow      {document['name'] or '(no name)'}",
+        f"state     {document['state']}",
+        f"created   {when(document['created'])}",
+    ]
     if document["updated"]:
-        lines.append(f"updated   {when(document['updated'])} ({took(document['updated'] - document['created'])} "
-                     f"after)")
+        lines.append(
+            f"updated   {when(document['updated'])} ({took(document['updated'] - document['created'])} after)"
+        )
     if document["state"] == "finished":
         lines.append(f"output    {short(document['output'], 200)}")
     if document.get("error"):
@@ -133,12 +180,22 @@ def readable(document: dict[str, Any]) -> str:
     rows = []
     for node in document["nodes"]:
         started, ended = node.get("started"), node.get("ended")
-        duration = (ended if ended else now if node["status"] == "running" else None)
-        rows.append([node["id"], node["label"], node["status"], node.get("attempt") or "",
-                     when(started, day=False),
-                     took(duration - started) if started and duration else "",
-                     short(node.get("error") or node.get("note") or "", 80)])
-    lines += ["", table(["node", "label", "status", "attempt", "started", "took", "error or note"], rows, (0, 3))]
+        duration = ended if ended else now if node["status"] == "running" else None
+        rows.append(
+            [
+                node["id"],
+                node["label"],
+                node["status"],
+                node.get("attempt") or "",
+                when(started, day=False),
+                took(duration - started) if started and duration else "",
+                short(node.get("error") or node.get("note") or "", 80),
+            ]
+        )
+    lines += [
+        "",
+        table(["node", "label", "status", "attempt", "started", "took", "error or note"], rows, (0, 3)),
+    ]
     return "\n".join(lines)
 
 
@@ -153,36 +210,76 @@ def status_command(target: Target, id: str, as_json: bool) -> None:
 @redis_command("list")
 @click.option("--state", type=click.Choice(STATES), help="Only workflows in this state.")
 @click.option("--name", help="Only workflows of the flow of this name (@flow NAME).")
-@click.option("--search", metavar="PREFIX",
-              help="Only workflows whose id or flow name starts with PREFIX (case-sensitive).")
-@click.option("--schedule", metavar="NAME", help="Only workflows started by schedule NAME (with --state alone).")
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, metavar="N",
-              help="Show the first N workflows that match.")
-def list_command(target: Target, state: str | None, name: str | None, search: str | None, schedule: str | None,
-                 limit: int, as_json: bool) -> None:
+@click.option(
+    "--search",
+    metavar="PREFIX",
+    help="Only workflows whose id or flow name starts with PREFIX (case-sensitive).",
+)
+@click.option(
+    "--schedule", metavar="NAME", help="Only workflows started by schedule NAME (with --state alone)."
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    metavar="N",
+    help="Show the first N workflows that match.",
+)
+def list_command(
+    target: Target,
+    state: str | None,
+    name: str | None,
+    search: str | None,
+    schedule: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """List the workflows, oldest first. With --json: what GET /workflows answers
     ({"workflows": […], "offset", "limit", "total", "counts"})."""
     page = target.client().page(state, name, 0, limit, search, schedule=schedule)
     found = page.workflows
     if as_json:
-        echo_json({"workflows": found, "offset": 0, "limit": limit, "total": page.total, "counts": page.counts})
+        echo_json(
+            {"workflows": found, "offset": 0, "limit": limit, "total": page.total, "counts": page.counts}
+        )
         return
     if not found:
-        click.echo("littleflow: no workflows" + (" in that state" if state else "") + (" of that name" if name else "")
-                   + (f" matching {search!r}" if search else ""), err=True)
+        click.echo(
+            "littleflow: no workflows"
+            + (" in that state" if state else "")
+            + (" of that name" if name else "")
+            + (f" matching {search!r}" if search else ""),
+            err=True,
+        )
         return
-    click.echo(table(["id", "state", "flow", "created", "took"],
-                     [[s["id"], s["state"], s["name"] or "", when(s["created"]),
-                       took((s["updated"] or 0) - (s["created"] or 0)) if s["state"] != "running" else ""]
-                      for s in found]))
+    click.echo(
+        table(
+            ["id", "state", "flow", "created", "took"],
+            [
+                [
+                    s["id"],
+                    s["state"],
+                    s["name"] or "",
+                    when(s["created"]),
+                    took((s["updated"] or 0) - (s["created"] or 0)) if s["state"] != "running" else "",
+                ]
+                for s in found
+            ],
+        )
+    )
     if page.total > len(found):
         click.echo(f"littleflow: the first {len(found)} of {page.total} workflows (--limit)", err=True)
 
 
 @redis_command("logs")
 @click.argument("id")
-@click.option("--node", "-n", type=int, metavar="N", help="Only the runs of node N (its id, as `status` shows it).")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the workflow is no longer running.")
+@click.option(
+    "--node", "-n", type=int, metavar="N", help="Only the runs of node N (its id, as `status` shows it)."
+)
+@click.option(
+    "--follow", "-f", is_flag=True, help="Keep printing new lines until the workflow is no longer running."
+)
 def logs_command(target: Target, id: str, node: int | None, follow: bool, as_json: bool) -> None:
     """Print what the task runs of workflow ID wrote (stdout, stderr, logging): the last lines
     of each run kept (see the README), under a header line per run."""
@@ -202,14 +299,16 @@ def logs_command(target: Target, id: str, node: int | None, follow: bool, as_jso
             if total <= seen:
                 continue
             if as_json:
-                echo_json({**run, "lines": lines[max(0, seen - dropped):]})
+                echo_json({**run, "lines": lines[max(0, seen - dropped) :]})
             else:
                 if seen == 0:
                     item = f" item {run['item']}" if run["item"] is not None else ""
-                    click.echo(f"── node {run['node']} {run['name'] or ''}{item} (attempt {run['attempt']}, "
-                               f"{run['status']})"
-                               + (f": {plural(dropped, 'earlier line')} not kept" if dropped else ""))
-                for line in lines[max(0, seen - dropped):]:
+                    click.echo(
+                        f"── node {run['node']} {run['name'] or ''}{item} (attempt {run['attempt']}, "
+                        f"{run['status']})"
+                        + (f": {plural(dropped, 'earlier line')} not kept" if dropped else "")
+                    )
+                for line in lines[max(0, seen - dropped) :]:
                     click.echo(line)
             shown[run["task"]] = (run["seq"], total)
         if not follow or found["state"] != "running":
@@ -312,9 +411,14 @@ def events_command(target: Target, follow: bool, as_json: bool) -> None:
             if as_json:
                 echo_json(entry)
                 continue
-            fields = " ".join(f"{key}={value if isinstance(value, str) else short(value, 2000)}"
-                              for key, value in entry.items() if key not in ("id", "kind", "time") and value != "")
-            click.echo(f"{when(moment)}.{int(moment * 1000) % 1000:03d}  {entry.get('kind', '?'):<8}  {fields}")
+            fields = " ".join(
+                f"{key}={value if isinstance(value, str) else short(value, 2000)}"
+                for key, value in entry.items()
+                if key not in ("id", "kind", "time") and value != ""
+            )
+            click.echo(
+                f"{when(moment)}.{int(moment * 1000) % 1000:03d}  {entry.get('kind', '?'):<8}  {fields}"
+            )
     except _Stop:
         pass
     finally:
@@ -345,14 +449,27 @@ def workers_command(target: Target, as_json: bool) -> None:
         click.echo("littleflow: no workers", err=True)
         return
     now = time.time()
-    click.echo(table(["worker", "serves", "concurrency", "seen"],
-                     [[w["name"], served(w), w.get("concurrency"),
-                       f"{took(now - w['seen'])} ago" if isinstance(w.get("seen"), (int, float)) else "?"]
-                      for w in found], (2,)))
+    click.echo(
+        table(
+            ["worker", "serves", "concurrency", "seen"],
+            [
+                [
+                    w["name"],
+                    served(w),
+                    w.get("concurrency"),
+                    f"{took(now - w['seen'])} ago" if isinstance(w.get("seen"), (int, float)) else "?",
+                ]
+                for w in found
+            ],
+            (2,),
+        )
+    )
 
 
 @redis_command("dead")
-@click.option("--count", type=click.IntRange(min=1), default=100, show_default=True, help="How many, newest first.")
+@click.option(
+    "--count", type=click.IntRange(min=1), default=100, show_default=True, help="How many, newest first."
+)
 def dead_command(target: Target, count: int, as_json: bool) -> None:
     """List the dead letters: messages set aside because they could not be handled, newest first."""
     found = target.client().dead(count)
@@ -368,7 +485,13 @@ def dead_command(target: Target, count: int, as_json: bool) -> None:
             moment = when(float(entry.get("time", "")))
         except ValueError:
             moment = ""
-        rows.append([moment, entry.get("stream", ""), entry.get("field:workflow", ""),
-                     entry.get("field:task", ""), short(entry.get("reason", ""), 100)])
+        rows.append(
+            [
+                moment,
+                entry.get("stream", ""),
+                entry.get("field:workflow", ""),
+                entry.get("field:task", ""),
+                short(entry.get("reason", ""), 100),
+            ]
+        )
     click.echo(table(["time", "stream", "workflow", "task", "reason"], rows))
-

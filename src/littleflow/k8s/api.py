@@ -58,7 +58,9 @@ class JobsApi:
     def get(self, name: str, namespace: str) -> dict[str, Any] | None:
         """The Job, or None if there is none; transient errors raise as they are, others as TaskError."""
         try:
-            return self.as_dict(self.batch.read_namespaced_job(name, namespace, _request_timeout=self.timeout))
+            return self.as_dict(
+                self.batch.read_namespaced_job(name, namespace, _request_timeout=self.timeout)
+            )
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -69,8 +71,9 @@ class JobsApi:
     def delete(self, name: str, namespace: str) -> None:
         """Delete the Job (its pods go with it); a failure is logged (the next resync tries again)."""
         try:
-            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background",
-                                             _request_timeout=self.timeout)
+            self.batch.delete_namespaced_job(
+                name, namespace, propagation_policy="Background", _request_timeout=self.timeout
+            )
         except ApiException as error:
             if error.status != 404:
                 log.warning("k8s: cannot delete Job %s/%s: %s", namespace, name, reason(error))

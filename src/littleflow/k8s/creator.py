@@ -25,8 +25,17 @@ class JobCreator:
     the API ``attempts`` times (waiting ``retry`` s, doubled up to ``retry_max``) before
     leaving a start for a later delivery; ``follower`` follows the Jobs from there on."""
 
-    def __init__(self, api: JobsApi, namespace: str, follower: JobFollower, *, cleanup: float = 3600.0,
-                 retry: float = 1.0, retry_max: float = 30.0, attempts: int = 4) -> None:
+    def __init__(
+        self,
+        api: JobsApi,
+        namespace: str,
+        follower: JobFollower,
+        *,
+        cleanup: float = 3600.0,
+        retry: float = 1.0,
+        retry_max: float = 30.0,
+        attempts: int = 4,
+    ) -> None:
         self.api = api
         self.namespace = namespace
         self.follower = follower
@@ -48,14 +57,20 @@ class JobCreator:
         try:
             found = self._retrying(lambda: self._create(body, task.name))
         except Transient as error:  # unacked: delivered again (the name makes that safe)
-            log.warning("k8s: cannot start Job %s/%s now (%s); its start is left for a later delivery",
-                        namespace, name, error)
+            log.warning(
+                "k8s: cannot start Job %s/%s now (%s); its start is left for a later delivery",
+                namespace,
+                name,
+                error,
+            )
             return DEFERRED
         if found is not None:
             self._check_owner(found, task)
             job.started = (jobs.about(found) or {}).get("started") or job.started
             log.info("k8s: Job %s/%s exists already: following it", namespace, name)
-        if not handle.workflow_running(task.workflow):  # terminated while it was created: no one else deletes it
+        if not handle.workflow_running(
+            task.workflow
+        ):  # terminated while it was created: no one else deletes it
             try:
                 now = self._retrying(lambda: self.api.get(name, namespace))
             except (Transient, TaskError):  # (cannot tell: it goes, as a terminated workflow's would)
@@ -82,7 +97,7 @@ class JobCreator:
         for attempt in range(self.attempts):
             try:
                 return call()
-            except Exception as error:  # noqa: BLE001 - sorted below
+            except Exception as error:
                 if not transient(error):
                     raise
                 if attempt + 1 >= self.attempts:
@@ -117,5 +132,7 @@ class JobCreator:
         mine = (task.workflow, task.task, task.seq)
         if (about.get("workflow"), about.get("task"), about.get("seq")) != mine:
             meta = found.get("metadata") or {}
-            raise TaskError(f"Job {meta.get('namespace')}/{meta.get('name')} exists but is not this task's run "
-                            f"(it is {about.get('workflow')!r} {about.get('task')!r} run {about.get('seq')!r})")
+            raise TaskError(
+                f"Job {meta.get('namespace')}/{meta.get('name')} exists but is not this task's run "
+                f"(it is {about.get('workflow')!r} {about.get('task')!r} run {about.get('seq')!r})"
+            )

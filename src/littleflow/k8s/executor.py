@@ -26,18 +26,44 @@ class KubernetesTasks(Executor):
     Jobs, deletes the Jobs of terminated workflows, and deletes ended Jobs ``cleanup``
     seconds after they finished."""
 
-    def __init__(self, api: client.ApiClient, namespace: str = "default", *, cleanup: float = 3600.0,
-                 resync: float = 60.0, retry: float = 1.0, retry_max: float = 30.0, timeout: float = 30.0,
-                 connect_timeout: float = 10.0, watch_slack: float = 30.0, attempts: int = 4) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str = "default",
+        *,
+        cleanup: float = 3600.0,
+        resync: float = 60.0,
+        retry: float = 1.0,
+        retry_max: float = 30.0,
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        watch_slack: float = 30.0,
+        attempts: int = 4,
+    ) -> None:
         """``retry``: the first wait after an API error, doubled up to ``retry_max``;
         ``timeout``: seconds an API call may take (a watch: its own time plus ``watch_slack``);
         ``attempts``: API calls tried when starting a task before leaving its message for later."""
         calls = JobsApi(api, timeout)
         self.namespace = namespace
-        self.follower = JobFollower(calls, namespace, cleanup=cleanup, resync=resync, retry=retry,
-                                    retry_max=retry_max, connect_timeout=connect_timeout, watch_slack=watch_slack)
-        self.creator = JobCreator(calls, namespace, self.follower, cleanup=cleanup, retry=retry,
-                                  retry_max=retry_max, attempts=attempts)
+        self.follower = JobFollower(
+            calls,
+            namespace,
+            cleanup=cleanup,
+            resync=resync,
+            retry=retry,
+            retry_max=retry_max,
+            connect_timeout=connect_timeout,
+            watch_slack=watch_slack,
+        )
+        self.creator = JobCreator(
+            calls,
+            namespace,
+            self.follower,
+            cleanup=cleanup,
+            retry=retry,
+            retry_max=retry_max,
+            attempts=attempts,
+        )
 
     def namespaces(self) -> set[str]:
         return {NAMESPACE}
@@ -78,5 +104,7 @@ def connect(namespace: str | None = None) -> tuple[client.ApiClient, str]:
             _, context = config.list_kube_config_contexts()
             found = (context or {}).get("context", {}).get("namespace")
         except Exception as error:  # noqa: BLE001 - missing, unreadable or wrong: one line
-            raise ValueError(f"no Kubernetes configuration: not in a cluster, and no kubeconfig ({error})") from None
+            raise ValueError(
+                f"no Kubernetes configuration: not in a cluster, and no kubeconfig ({error})"
+            ) from None
     return client.ApiClient(configuration), namespace or found or "default"

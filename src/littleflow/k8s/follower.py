@@ -40,9 +40,18 @@ class JobFollower:
     doubled up to ``retry_max``; a watch may take its own time plus ``watch_slack`` seconds,
     ``connect_timeout`` to connect."""
 
-    def __init__(self, api: JobsApi, namespace: str, *, cleanup: float = 3600.0, resync: float = 60.0,
-                 retry: float = 1.0, retry_max: float = 30.0, connect_timeout: float = 10.0,
-                 watch_slack: float = 30.0) -> None:
+    def __init__(
+        self,
+        api: JobsApi,
+        namespace: str,
+        *,
+        cleanup: float = 3600.0,
+        resync: float = 60.0,
+        retry: float = 1.0,
+        retry_max: float = 30.0,
+        connect_timeout: float = 10.0,
+        watch_slack: float = 30.0,
+    ) -> None:
         self.api = api
         self.cleanup = cleanup
         self.resync = resync
@@ -105,8 +114,9 @@ class JobFollower:
             if namespace in self._watching:
                 return
             self._watching.add(namespace)
-        threading.Thread(target=self._watch, args=(namespace,), name=f"littleflow-k8s-watch-{namespace}",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._watch, args=(namespace,), name=f"littleflow-k8s-watch-{namespace}", daemon=True
+        ).start()
 
     def _watch(self, namespace: str) -> None:
         """List, then watch from the list's resourceVersion; on a dropped connection watch
@@ -128,10 +138,15 @@ class JobFollower:
                 if stop.is_set():
                     break
                 timeout = max(1, int(relist - time.monotonic()))
-                for event in follower.stream(self.api.batch.list_namespaced_job, namespace,
-                                             label_selector=self._selector(), resource_version=version,
-                                             timeout_seconds=timeout, allow_watch_bookmarks=True,
-                                             _request_timeout=(self.connect_timeout, timeout + self.watch_slack)):
+                for event in follower.stream(
+                    self.api.batch.list_namespaced_job,
+                    namespace,
+                    label_selector=self._selector(),
+                    resource_version=version,
+                    timeout_seconds=timeout,
+                    allow_watch_bookmarks=True,
+                    _request_timeout=(self.connect_timeout, timeout + self.watch_slack),
+                ):
                     delay = self.retry
                     raw = event["raw_object"]
                     version = (raw.get("metadata") or {}).get("resourceVersion") or version
@@ -141,7 +156,9 @@ class JobFollower:
                         elif event["type"] == "DELETED":
                             self._deleted(raw)
                     except Exception as error:  # noqa: BLE001 - Redis away a moment: the next list sees it again
-                        log.warning("k8s: Job %s: %s", (raw.get("metadata") or {}).get("name"), message(error))
+                        log.warning(
+                            "k8s: Job %s: %s", (raw.get("metadata") or {}).get("name"), message(error)
+                        )
                         relist = 0.0
                     if stop.is_set():
                         break
@@ -155,7 +172,9 @@ class JobFollower:
                 delay = min(delay * 2, self.retry_max)
             except Exception as error:  # noqa: BLE001 - the API server away for a moment: watch again
                 if not stop.is_set():
-                    log.warning("k8s: watching Jobs in %s: %s; again in %g s", namespace, describe(error), delay)
+                    log.warning(
+                        "k8s: watching Jobs in %s: %s; again in %g s", namespace, describe(error), delay
+                    )
                     stop.wait(delay)
                     delay = min(delay * 2, self.retry_max)
             finally:
@@ -166,8 +185,11 @@ class JobFollower:
         """List the Jobs of ``namespace``: end those finished, delete those ended long ago
         and those running for a workflow no longer running (a cancel missed); returns the
         list's resourceVersion."""
-        found = self.api.as_dict(self.api.batch.list_namespaced_job(namespace, label_selector=self._selector(),
-                                                          _request_timeout=self.api.timeout))
+        found = self.api.as_dict(
+            self.api.batch.list_namespaced_job(
+                namespace, label_selector=self._selector(), _request_timeout=self.api.timeout
+            )
+        )
         for job in found.get("items") or []:
             try:
                 self.seen(job)
@@ -179,14 +201,21 @@ class JobFollower:
     def _orphan(self, job: dict[str, Any]) -> None:
         """Delete a running Job whose workflow is no longer running, or gone."""
         meta, about, handle = job.get("metadata") or {}, jobs.about(job), self._handle
-        if (handle is None or about is None or meta.get("deletionTimestamp") or jobs.state(job) != "running"
-                or (meta.get("labels") or {}).get(jobs.ENDED) == "true"):
+        if (
+            handle is None
+            or about is None
+            or meta.get("deletionTimestamp")
+            or jobs.state(job) != "running"
+            or (meta.get("labels") or {}).get(jobs.ENDED) == "true"
+        ):
             return
         if handle.workflow_running(about["workflow"]):
             return
         with self._lock:
             self._ended.add(meta.get("uid"))
-        log.info("k8s: deleting Job %s: its workflow %s is no longer running", meta.get("name"), about["workflow"])
+        log.info(
+            "k8s: deleting Job %s: its workflow %s is no longer running", meta.get("name"), about["workflow"]
+        )
         self.api.delete(meta["name"], meta["namespace"])
 
     def seen(self, job: dict[str, Any]) -> None:
@@ -228,16 +257,31 @@ class JobFollower:
         text = jobs.termination_message(pod) if outcome == "succeeded" else None
         lines = self._log_lines(pod)
         if outcome == "succeeded" and unread:
-            end = EndTask(about["workflow"], about["task"], int(about["seq"]), "failed",
-                          error=f"the Job succeeded but its output cannot be read: {unread}")
+            end = EndTask(
+                about["workflow"],
+                about["task"],
+                int(about["seq"]),
+                "failed",
+                error=f"the Job succeeded but its output cannot be read: {unread}",
+            )
         elif outcome == "succeeded" and text is None:
-            end = EndTask(about["workflow"], about["task"], int(about["seq"]), "failed",
-                          error=f"Job {meta['name']}: the Job succeeded but its output was lost (pod gone)")
+            end = EndTask(
+                about["workflow"],
+                about["task"],
+                int(about["seq"]),
+                "failed",
+                error=f"Job {meta['name']}: the Job succeeded but its output was lost (pod gone)",
+            )
         elif outcome == "succeeded" and len(text.encode()) >= CUT_OUTPUT and not _is_json(text):
-            end = EndTask(about["workflow"], about["task"], int(about["seq"]), "failed",
-                          error=f"Job {meta['name']}: its output is {len(text.encode())} bytes that are not JSON: "
-                                f"most likely cut at Kubernetes' {jobs.OUTPUT_LIMIT}-byte termination message "
-                                "limit (put big results in storage and output their address)")
+            end = EndTask(
+                about["workflow"],
+                about["task"],
+                int(about["seq"]),
+                "failed",
+                error=f"Job {meta['name']}: its output is {len(text.encode())} bytes that are not JSON: "
+                f"most likely cut at Kubernetes' {jobs.OUTPUT_LIMIT}-byte termination message "
+                "limit (put big results in storage and output their address)",
+            )
         elif outcome == "succeeded":
             end = EndTask(about["workflow"], about["task"], int(about["seq"]), "done", jobs.output(text))
         else:
@@ -246,8 +290,12 @@ class JobFollower:
             if tail:
                 error += f"; last lines of its log: {tail}"
             end = EndTask(about["workflow"], about["task"], int(about["seq"]), "failed", error=error)
-        end.attempt, end.started, end.ended, end.worker = (int(about.get("attempt") or 1), about.get("started"),
-                                                          time.time(), handle.name)
+        end.attempt, end.started, end.ended, end.worker = (
+            int(about.get("attempt") or 1),
+            about.get("started"),
+            time.time(),
+            handle.name,
+        )
         if lines:
             kept = RunLog()
             for line in lines:
@@ -256,8 +304,12 @@ class JobFollower:
         self._send(end, meta.get("uid") or meta["name"])
         log.info("k8s: Job %s %s", meta["name"], outcome)
         try:
-            self.api.batch.patch_namespaced_job(meta["name"], meta["namespace"], {"metadata": {"labels": {
-                jobs.ENDED: "true"}}}, _request_timeout=self.api.timeout)
+            self.api.batch.patch_namespaced_job(
+                meta["name"],
+                meta["namespace"],
+                {"metadata": {"labels": {jobs.ENDED: "true"}}},
+                _request_timeout=self.api.timeout,
+            )
         except ApiException as error:  # sent twice at worst, and the engine applies the first
             if error.status != 404:
                 log.warning("k8s: cannot label Job %s ended: %s", meta["name"], reason(error))
@@ -265,8 +317,14 @@ class JobFollower:
     def _pods(self, name: str, namespace: str) -> list[dict[str, Any]]:
         """The Job's pods; raises on API errors (transient ones: Transient)."""
         try:
-            return self.api.as_dict(self.api.core.list_namespaced_pod(namespace, label_selector=f"job-name={name}",
-                                                            _request_timeout=self.api.timeout)).get("items") or []
+            return (
+                self.api.as_dict(
+                    self.api.core.list_namespaced_pod(
+                        namespace, label_selector=f"job-name={name}", _request_timeout=self.api.timeout
+                    )
+                ).get("items")
+                or []
+            )
         except ApiException as error:
             if transient(error):
                 raise Transient(f"cannot list the pods of Job {name}: {reason(error)}") from None
@@ -278,9 +336,14 @@ class JobFollower:
             return []
         meta = pod["metadata"]
         try:
-            text = self.api.core.read_namespaced_pod_log(meta["name"], meta["namespace"], container="task",
-                                                     tail_lines=LOG_KEPT, limit_bytes=BYTES,
-                                                     _request_timeout=self.api.timeout)
+            text = self.api.core.read_namespaced_pod_log(
+                meta["name"],
+                meta["namespace"],
+                container="task",
+                tail_lines=LOG_KEPT,
+                limit_bytes=BYTES,
+                _request_timeout=self.api.timeout,
+            )
         except ApiException as error:
             return [f"(no log: {reason(error)})"]
         except Exception as error:  # noqa: BLE001 - a log is no reason not to end the task
@@ -306,10 +369,17 @@ class JobFollower:
             return
         if not handle.workflow_running(about["workflow"]):
             return  # terminated (by this worker or another), or gone
-        end = EndTask(about["workflow"], about["task"], int(about["seq"]), "failed",
-                      error=f"Job {meta.get('name')} was deleted before it ended",
-                      attempt=int(about.get("attempt") or 1),
-                      started=about.get("started"), ended=time.time(), worker=handle.name)
+        end = EndTask(
+            about["workflow"],
+            about["task"],
+            int(about["seq"]),
+            "failed",
+            error=f"Job {meta.get('name')} was deleted before it ended",
+            attempt=int(about.get("attempt") or 1),
+            started=about.get("started"),
+            ended=time.time(),
+            worker=handle.name,
+        )
         self._send(end, meta.get("uid") or meta.get("name"))
 
     def _send(self, end: EndTask, uid: str) -> None:
@@ -323,7 +393,8 @@ class JobFollower:
         """Delete an ended Job ``cleanup`` seconds after it finished."""
         status = job.get("status") or {}
         finished = status.get("completionTime") or max(
-            (c.get("lastTransitionTime") or "" for c in status.get("conditions") or []), default="")
+            (c.get("lastTransitionTime") or "" for c in status.get("conditions") or []), default=""
+        )
         if not finished or _age(finished) < self.cleanup:
             return
         self.api.delete(job["metadata"]["name"], job["metadata"]["namespace"])
@@ -334,9 +405,13 @@ class JobFollower:
             namespaces = sorted(self._namespaces)
         deleted = 0
         for namespace in namespaces:
-            found = self.api.as_dict(self.api.batch.list_namespaced_job(
-                namespace, label_selector=f"{self._selector()},{jobs.WORKFLOW}={jobs.label_text(workflow)}",
-                _request_timeout=self.api.timeout))
+            found = self.api.as_dict(
+                self.api.batch.list_namespaced_job(
+                    namespace,
+                    label_selector=f"{self._selector()},{jobs.WORKFLOW}={jobs.label_text(workflow)}",
+                    _request_timeout=self.api.timeout,
+                )
+            )
             for job in found.get("items") or []:
                 meta = job["metadata"]
                 if (jobs.about(job) or {}).get("workflow") != workflow:
@@ -348,7 +423,6 @@ class JobFollower:
         if deleted:
             log.info("k8s: deleted %d Jobs of terminated workflow %s", deleted, workflow)
         return deleted
-
 
 
 def _tail(lines: list[str]) -> str:

@@ -8,8 +8,8 @@ import json
 import re
 from typing import Any
 
-from ..redis.builtins import duration
 from ..redis import protocol
+from ..redis.builtins import duration
 from ..redis.protocol import StartTask
 from ..tasks import TaskError
 
@@ -27,8 +27,11 @@ SELECTOR = f"{MANAGED_BY}={MANAGER}"
 #: A day: how much longer than the worker's cleanup time Kubernetes keeps a finished Job.
 TTL_MARGIN = 86400
 #: The container's securityContext unless the task gives ``security_context``.
-SECURITY_CONTEXT: dict[str, Any] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-                                    "seccompProfile": {"type": "RuntimeDefault"}}
+SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 #: Where the container finds its input, and writes its output.
 INPUT_DIR = "/littleflow"
@@ -42,8 +45,20 @@ INPUT_LIMIT = 200 * 1024
 #: The termination message is cut at 4096 bytes per container.
 OUTPUT_LIMIT = 4096
 
-PARAMETERS = {"image", "command", "args", "env", "resources", "namespace", "service_account", "backoff_limit",
-              "deadline", "labels", "pull_policy", "security_context"}
+PARAMETERS = {
+    "image",
+    "command",
+    "args",
+    "env",
+    "resources",
+    "namespace",
+    "service_account",
+    "backoff_limit",
+    "deadline",
+    "labels",
+    "pull_policy",
+    "security_context",
+}
 _NAME_LIMIT = 63
 
 
@@ -65,7 +80,7 @@ def job_name(workflow: str, node: int, seq: int, attempt: int) -> str:
     if len(name) <= _NAME_LIMIT:
         return name
     digest = hashlib.sha256(f"{workflow}|{node}|{seq}|{attempt}".encode()).hexdigest()[:10]
-    return name[:_NAME_LIMIT - 11].rstrip("-") + "-" + digest
+    return name[: _NAME_LIMIT - 11].rstrip("-") + "-" + digest
 
 
 def label_text(text: str) -> str:
@@ -73,7 +88,7 @@ def label_text(text: str) -> str:
     ending with a letter or digit, ≤ 63 characters (a hash replaces the tail if too long)."""
     clean = re.sub(r"[^A-Za-z0-9_.-]", "-", text).strip("-_.")
     if len(clean) > _NAME_LIMIT:
-        clean = clean[:_NAME_LIMIT - 11].rstrip("-_.") + "-" + hashlib.sha256(text.encode()).hexdigest()[:10]
+        clean = clean[: _NAME_LIMIT - 11].rstrip("-_.") + "-" + hashlib.sha256(text.encode()).hexdigest()[:10]
     return clean or "x"
 
 
@@ -83,7 +98,9 @@ def parameters(params: Any, name: str) -> dict[str, Any]:
         raise TaskError(f"{name} needs parameters, at least an image: (- image: busybox -)")
     unknown = sorted(set(params) - PARAMETERS)
     if unknown:
-        raise TaskError(f"{name}: unknown parameters {', '.join(unknown)} (known: {', '.join(sorted(PARAMETERS))})")
+        raise TaskError(
+            f"{name}: unknown parameters {', '.join(unknown)} (known: {', '.join(sorted(PARAMETERS))})"
+        )
     if not isinstance(params.get("image"), str) or not params["image"]:
         raise TaskError(f"{name} needs an image parameter (e.g. busybox:1.36)")
     return params
@@ -108,8 +125,12 @@ def _env(value: Any) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for name, item in value.items():
         if isinstance(item, dict) and set(item) == {"secret", "key"}:
-            found.append({"name": str(name), "valueFrom": {"secretKeyRef": {"name": str(item["secret"]),
-                                                                            "key": str(item["key"])}}})
+            found.append(
+                {
+                    "name": str(name),
+                    "valueFrom": {"secretKeyRef": {"name": str(item["secret"]), "key": str(item["key"])}},
+                }
+            )
         else:
             found.append({"name": str(name), "value": item if isinstance(item, str) else json.dumps(item)})
     return found
@@ -123,38 +144,59 @@ def _mapping(value: Any, what: str) -> dict[str, str]:
     return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
 
 
-def manifest(task: StartTask, namespace: str, cleanup: float | None = None, started: float | None = None,
-             worker: str = "", prefix: str = protocol.PREFIX) -> dict[str, Any]:
+def manifest(
+    task: StartTask,
+    namespace: str,
+    cleanup: float | None = None,
+    started: float | None = None,
+    worker: str = "",
+    prefix: str = protocol.PREFIX,
+) -> dict[str, Any]:
     """The batch/v1 Job that runs ``task`` in ``namespace`` (unless its parameters name one);
     ``cleanup``: seconds the worker keeps it once finished (Kubernetes keeps it a day more);
     ``prefix``: the installation's Redis key prefix, a label."""
     params = parameters(task.parameters, task.name)
     text = json.dumps(task.input, ensure_ascii=False, separators=(",", ":"))
     if len(text.encode()) > INPUT_LIMIT:
-        raise TaskError(f"{task.name}: the input is {len(text.encode())} bytes of JSON; a Job's input must fit in "
-                        f"{INPUT_LIMIT} (pass a reference, e.g. a URL, instead)")
+        raise TaskError(
+            f"{task.name}: the input is {len(text.encode())} bytes of JSON; a Job's input must fit in "
+            f"{INPUT_LIMIT} (pass a reference, e.g. a URL, instead)"
+        )
     name = job_name(task.workflow, task.node, task.seq, task.attempt)
     extra = _mapping(params.get("labels"), "labels")
     reserved = sorted(k for k in extra if k.startswith("littleflow.io/") or k == MANAGED_BY)
     if reserved:
         raise TaskError(f"{task.name}: labels may not set {', '.join(reserved)} (littleflow's own)")
-    labels = {**extra, MANAGED_BY: MANAGER, PREFIX: label_text(prefix), WORKFLOW: label_text(task.workflow),
-              NODE: str(task.node)}
+    labels = {
+        **extra,
+        MANAGED_BY: MANAGER,
+        PREFIX: label_text(prefix),
+        WORKFLOW: label_text(task.workflow),
+        NODE: str(task.node),
+    }
     env = _env(params.get("env"))
     env.append({"name": INPUT_ENV, "value": text if len(text.encode()) <= ENV_LIMIT else ""})
     env.append({"name": "LITTLEFLOW_INPUT_FILE", "value": INPUT_FILE})
-    env.extend({"name": name, "value": value} for name, value in task.run().to_env().items())  # littleflow.current()
+    env.extend(
+        {"name": name, "value": value} for name, value in task.run().to_env().items()
+    )  # littleflow.current()
     container: dict[str, Any] = {
-        "name": "task", "image": params["image"], "env": env,
+        "name": "task",
+        "image": params["image"],
+        "env": env,
         "volumeMounts": [{"name": "littleflow-input", "mountPath": INPUT_DIR, "readOnly": True}],
-        "terminationMessagePath": OUTPUT_FILE, "terminationMessagePolicy": "File"}
+        "terminationMessagePath": OUTPUT_FILE,
+        "terminationMessagePolicy": "File",
+    }
     for key, field in (("command", "command"), ("args", "args")):
         found = _strings(params.get(key), key)
         if found is not None:
             container[field] = found
     if params.get("resources") is not None:
         if not isinstance(params["resources"], dict):
-            raise TaskError("resources must be an object like {requests: {cpu: 100m}, limits: {memory: 64Mi}}")
+            raise TaskError(
+                "resources must be an object like {requests: {cpu: 100m}, limits: {memory: 64Mi}}"
+            )
         container["resources"] = params["resources"]
     if params.get("pull_policy"):
         container["imagePullPolicy"] = str(params["pull_policy"])
@@ -164,27 +206,55 @@ def manifest(task: StartTask, namespace: str, cleanup: float | None = None, star
     if security:
         container["securityContext"] = json.loads(json.dumps(security))
     pod: dict[str, Any] = {
-        "restartPolicy": "Never", "containers": [container],
-        "volumes": [{"name": "littleflow-input", "downwardAPI": {"items": [
-            {"path": "input.json", "fieldRef": {"fieldPath": f"metadata.annotations['{INPUT}']"}}]}}]}
+        "restartPolicy": "Never",
+        "containers": [container],
+        "volumes": [
+            {
+                "name": "littleflow-input",
+                "downwardAPI": {
+                    "items": [
+                        {"path": "input.json", "fieldRef": {"fieldPath": f"metadata.annotations['{INPUT}']"}}
+                    ]
+                },
+            }
+        ],
+    }
     if params.get("service_account"):
         pod["serviceAccountName"] = str(params["service_account"])
     else:  # no API token in pods that were given no account to use it with
         pod["automountServiceAccountToken"] = False
-    spec: dict[str, Any] = {"backoffLimit": _whole(params.get("backoff_limit", 0), "backoff_limit"),
-                            "template": {"metadata": {"labels": labels, "annotations": {INPUT: text}},
-                                         "spec": pod}}
-    deadline = duration(params["deadline"]) if params.get("deadline") is not None else task.run_policy().timeout
+    spec: dict[str, Any] = {
+        "backoffLimit": _whole(params.get("backoff_limit", 0), "backoff_limit"),
+        "template": {"metadata": {"labels": labels, "annotations": {INPUT: text}}, "spec": pod},
+    }
+    deadline = (
+        duration(params["deadline"]) if params.get("deadline") is not None else task.run_policy().timeout
+    )
     if deadline is not None:  # (else the flow's timeout for the task, if it has one)
         spec["activeDeadlineSeconds"] = max(1, int(deadline))
     if cleanup is not None:
         spec["ttlSecondsAfterFinished"] = int(cleanup) + TTL_MARGIN
-    about = {"workflow": task.workflow, "task": task.task, "seq": task.seq, "node": task.node, "name": task.name,
-             "attempt": task.attempt, "started": started, "worker": worker}
-    return {"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": name, "namespace": str(params.get("namespace") or namespace), "labels": labels,
-                         "annotations": {TASK: json.dumps(about)}},
-            "spec": spec}
+    about = {
+        "workflow": task.workflow,
+        "task": task.task,
+        "seq": task.seq,
+        "node": task.node,
+        "name": task.name,
+        "attempt": task.attempt,
+        "started": started,
+        "worker": worker,
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": str(params.get("namespace") or namespace),
+            "labels": labels,
+            "annotations": {TASK: json.dumps(about)},
+        },
+        "spec": spec,
+    }
 
 
 def _whole(value: Any, what: str) -> int:
@@ -233,7 +303,9 @@ def latest_pod(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
 def termination_message(pod: dict[str, Any] | None) -> str | None:
     """The termination message of the pod's task container, if it ended."""
     for status in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
-        terminated = (status.get("state") or {}).get("terminated") or status.get("lastState", {}).get("terminated")
+        terminated = (status.get("state") or {}).get("terminated") or status.get("lastState", {}).get(
+            "terminated"
+        )
         if status.get("name") == "task" and terminated:
             return terminated.get("message") or ""
     return None

@@ -11,7 +11,16 @@ import json
 import re
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, TypeAdapter, ValidationError, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+)
 
 from .. import diagram
 from ..compiler import compile_flow
@@ -57,8 +66,20 @@ class _Closed(BaseModel):
 
 class NodeModel(_Closed):
     id: Counter
-    kind: Literal["start", "end", "task", "literal", "resource", "subflow-start", "subflow-end",
-                  "choice", "choice-end", "repeat", "while", "loop-end"]
+    kind: Literal[
+        "start",
+        "end",
+        "task",
+        "literal",
+        "resource",
+        "subflow-start",
+        "subflow-end",
+        "choice",
+        "choice-end",
+        "repeat",
+        "while",
+        "loop-end",
+    ]
     name: Text | None
     alias: Text | None
     parameters: Any
@@ -167,10 +188,19 @@ def _log_entry(entry: dict[str, str]) -> dict[str, str]:
     return entry
 
 
-LogEntry = Annotated[dict[Annotated[str, Field(min_length=1)], Text], AfterValidator(_log_entry),
-                     WithJsonSchema({"type": "object", "required": ["id"], "minProperties": 2,
-                                     "properties": {"id": {"type": "string", "pattern": rf"^{_NUMBER}-{_NUMBER}$"}},
-                                     "additionalProperties": {"type": "string"}})]
+LogEntry = Annotated[
+    dict[Annotated[str, Field(min_length=1)], Text],
+    AfterValidator(_log_entry),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "required": ["id"],
+            "minProperties": 2,
+            "properties": {"id": {"type": "string", "pattern": rf"^{_NUMBER}-{_NUMBER}$"}},
+            "additionalProperties": {"type": "string"},
+        }
+    ),
+]
 
 
 class ArchiveModel(_Closed):
@@ -183,8 +213,11 @@ class ArchiveModel(_Closed):
     text: Text = ""
     flow: dict[str, Any]
     base: Text = ""
-    limit: Annotated[str, Strict(), Field(pattern=rf"^([1-9][0-9]{{0,15}})?$")] | \
-        Annotated[int, Strict(), Field(ge=1, le=MAX_COUNTER)] | None = ""
+    limit: (
+        Annotated[str, Strict(), Field(pattern=r"^([1-9][0-9]{0,15})?$")]
+        | Annotated[int, Strict(), Field(ge=1, le=MAX_COUNTER)]
+        | None
+    ) = ""
     status: Literal["running", "finished", "failed", "terminated"]
     version: Counter
     created: Time
@@ -249,12 +282,20 @@ def archive_of(store: Store, id: str) -> dict[str, Any]:
         raise WorkflowNotFound(f"no workflow {id}")
     run = store.load(id)  # (its state: the one last written whole, and the journal since)
     return {
-        "format": FORMAT, "id": id, "name": fields.get("name") or None, "text": found["text"],
-        "flow": json.loads(found["flow"]), "base": found["base"], "limit": found["limit"],
-        "status": run.state.status, "version": run.version,
-        "created": float(fields["created"]), "updated": float(fields["updated"]),
+        "format": FORMAT,
+        "id": id,
+        "name": fields.get("name") or None,
+        "text": found["text"],
+        "flow": json.loads(found["flow"]),
+        "base": found["base"],
+        "limit": found["limit"],
+        "status": run.state.status,
+        "version": run.version,
+        "created": float(fields["created"]),
+        "updated": float(fields["updated"]),
         "run": {"state": run.state.to_json(), "seqs": run.seqs, "seq": run.seq},
-        "tasks": store.task_info(id), "log": store.log(id),
+        "tasks": store.task_info(id),
+        "log": store.log(id),
     }
 
 
@@ -285,8 +326,10 @@ def _checked(adapter: TypeAdapter, value: Any, name: str) -> None:
         adapter.validate_python(value)
     except ValidationError as error:
         first = error.errors(include_url=False)[0]
-        where = "".join(f".{part}" if isinstance(part, str) and part.isidentifier() else f"[{part!r}]"
-                        for part in first["loc"])
+        where = "".join(
+            f".{part}" if isinstance(part, str) and part.isidentifier() else f"[{part!r}]"
+            for part in first["loc"]
+        )
         message = first["msg"].removeprefix("Value error, ")
         raise InvalidArchive(f"not a littleflow archive: at {name}{where}: {_short(message, 300)}") from None
 
@@ -305,10 +348,22 @@ def _sound(archive: dict[str, Any], max_nodes: int | None) -> Restorable:
         if info["node"] >= len(flow):
             _damaged(f"task {task} names node {info['node']}, which the flow does not have")
         tasks[task] = info_json(info)
-    return Restorable(id, flow, state, archive["status"], archive["version"], archive["run"]["seq"],
-                      dict(archive["run"]["seqs"]), limit, (float(archive["created"]), float(archive["updated"])),
-                      archive.get("base", ""), archive.get("text", ""), archive.get("name") or "",
-                      tasks, _log(archive.get("log", [])))
+    return Restorable(
+        id,
+        flow,
+        state,
+        archive["status"],
+        archive["version"],
+        archive["run"]["seq"],
+        dict(archive["run"]["seqs"]),
+        limit,
+        (float(archive["created"]), float(archive["updated"])),
+        archive.get("base", ""),
+        archive.get("text", ""),
+        archive.get("name") or "",
+        tasks,
+        _log(archive.get("log", [])),
+    )
 
 
 def _flow(archive: dict[str, Any], max_nodes: int | None) -> Flow:
@@ -324,7 +379,9 @@ def _flow(archive: dict[str, Any], max_nodes: int | None) -> Flow:
     else:
         _checked(_FLOW, archive["flow"], "archive.flow")
         if max_nodes is not None and len(archive["flow"]["nodes"]) > max_nodes:
-            _damaged(f"its flow has {len(archive['flow']['nodes']):,} nodes, more than the {max_nodes:,} allowed")
+            _damaged(
+                f"its flow has {len(archive['flow']['nodes']):,} nodes, more than the {max_nodes:,} allowed"
+            )
         flow = Flow.from_json(archive["flow"])
         _graph(flow)
     if (archive.get("name") or None) != (flow.name or None):
@@ -336,8 +393,11 @@ def _flow(archive: dict[str, Any], max_nodes: int | None) -> Flow:
 def _graph(flow: Flow) -> None:
     """A flow given without its text: the shape a compiled flow has, and it can be drawn."""
     nodes = flow.nodes
-    if nodes[0].kind != "start" or nodes[-1].kind != "end" or any(
-            node.kind in ("start", "end") for node in nodes[1:-1]):
+    if (
+        nodes[0].kind != "start"
+        or nodes[-1].kind != "end"
+        or any(node.kind in ("start", "end") for node in nodes[1:-1])
+    ):
         _damaged("its flow does not begin with START and end with END")
     for node in nodes:
         if node.kind == "task" and not node.name:
@@ -347,8 +407,12 @@ def _graph(flow: Flow) -> None:
         form = _FORMS.get(node.kind)
         if form is not None:
             other = nodes[node.pair] if node.pair is not None and node.pair < len(nodes) else None
-            if other is None or other.pair != node.id or _FORMS.get(other.kind) != form or (
-                    other.kind in OPENING) == (node.kind in OPENING):
+            if (
+                other is None
+                or other.pair != node.id
+                or _FORMS.get(other.kind) != form
+                or (other.kind in OPENING) == (node.kind in OPENING)
+            ):
                 _damaged(f"its node {node.id} is a {form} without its other end")
         if node.kind in ("repeat", "while"):
             body = flow.successors(node.id)[:1]  # (where the engine begins each round)
@@ -356,8 +420,10 @@ def _graph(flow: Flow) -> None:
                 _damaged(f"its node {node.id} is a loop without a body")
             if node.condition is None:
                 _damaged(f"its node {node.id} is a loop without a condition")
-        elif node.condition is not None and not any(nodes[before].kind == "choice" and nodes[before].pair != node.id
-                                                     for before in flow.predecessors(node.id)):
+        elif node.condition is not None and not any(
+            nodes[before].kind == "choice" and nodes[before].pair != node.id
+            for before in flow.predecessors(node.id)
+        ):
             _damaged(f"its node {node.id} has a condition but is neither a loop nor a conditional's branch")
     diagram.mermaid(flow)
     if len(nodes) <= DRAW_CHECK:
@@ -365,8 +431,15 @@ def _graph(flow: Flow) -> None:
 
 
 #: The forms of several nodes: the kinds of their two ends, ``pair`` naming each other.
-_FORMS = {"subflow-start": "subflow", "subflow-end": "subflow", "choice": "conditional", "choice-end": "conditional",
-          "repeat": "loop", "while": "loop", "loop-end": "loop"}
+_FORMS = {
+    "subflow-start": "subflow",
+    "subflow-end": "subflow",
+    "choice": "conditional",
+    "choice-end": "conditional",
+    "repeat": "loop",
+    "while": "loop",
+    "loop-end": "loop",
+}
 
 
 def _state(data: dict[str, Any], flow: Flow, status: str) -> State:
@@ -407,7 +480,9 @@ def _frame(state: State, frame: Any, flow: Flow) -> None:
             _damaged(f"its state's frame {frame.path!r} has a bad pending input of node {node}")
     for node, iteration in frame.iterations.items():
         kind = nodes[node].kind if node < len(nodes) else None
-        if kind not in ("task", "resource", *OPENING) or not 0 < iteration.remaining <= len(iteration.results):
+        if kind not in ("task", "resource", *OPENING) or not 0 < iteration.remaining <= len(
+            iteration.results
+        ):
             _damaged(f"its state's frame {frame.path!r} has a bad iteration at node {node}")
     if any(node >= len(nodes) for node in frame.skipped) or any(node >= len(nodes) for node in frame.runs):
         _damaged(f"its state's frame {frame.path!r} names nodes the flow does not have")
@@ -418,9 +493,15 @@ def _frame(state: State, frame: Any, flow: Flow) -> None:
     parent_path, node, item = frame.parent
     parent = state.frames.get(parent_path)
     spec = nodes[node] if node < len(nodes) else None
-    if (frame.path != f"{parent_path}/{node}.{item}" or parent is None or spec is None
-            or spec.kind not in OPENING or (frame.start, frame.end) != (node, spec.pair)
-            or node not in parent.iterations or not 0 <= item < len(parent.iterations[node].results)):
+    if (
+        frame.path != f"{parent_path}/{node}.{item}"
+        or parent is None
+        or spec is None
+        or spec.kind not in OPENING
+        or (frame.start, frame.end) != (node, spec.pair)
+        or node not in parent.iterations
+        or not 0 <= item < len(parent.iterations[node].results)
+    ):
         _damaged(f"its state's frame {frame.path!r} does not fit its parent")
 
 

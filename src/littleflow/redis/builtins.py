@@ -72,17 +72,35 @@ class BuiltinTasks(Executor):
         if task.name in HTTP:
             method = task.name.partition(":")[2].upper()
             seconds = _timeout(params, policy)
-            return self._detach(job, handle, lambda client: http_async(method, params, task.input, client, seconds),
-                                policy, seconds, task.name)
+            return self._detach(
+                job,
+                handle,
+                lambda client: http_async(method, params, task.input, client, seconds),
+                policy,
+                seconds,
+                task.name,
+            )
         uri, resource_params = params.get("uri"), params.get("parameters")
         resource_params = resource_params if isinstance(resource_params, dict) else {}
         if resources.is_http(uri, base):
             seconds = _timeout(resource_params, policy)
             if task.name.endswith(":read"):
-                return self._detach(job, handle, lambda client: resources.read_http(
-                    uri, resource_params, base, self.confine, client), policy, seconds)
-            return self._detach(job, handle, lambda client: resources.write_http(
-                uri, resource_params, base, task.input, self.confine, client), policy, seconds)
+                return self._detach(
+                    job,
+                    handle,
+                    lambda client: resources.read_http(uri, resource_params, base, self.confine, client),
+                    policy,
+                    seconds,
+                )
+            return self._detach(
+                job,
+                handle,
+                lambda client: resources.write_http(
+                    uri, resource_params, base, task.input, self.confine, client
+                ),
+                policy,
+                seconds,
+            )
         if task.name.endswith(":read"):
             call = lambda: resources.read(uri, resource_params, base, self.confine)  # noqa: E731
         else:
@@ -90,15 +108,30 @@ class BuiltinTasks(Executor):
         return self.caller.attempts(call, policy, hook, task.attempt, job.cancelled)
 
     # -- HTTP on the event loop thread ------------------------------------------------
-    def _detach(self, job: Job, handle: Handle, request: Callable[[httpx.AsyncClient], Awaitable[Any]],
-                policy: Policy, seconds: float, name: str | None = None) -> Future:
+    def _detach(
+        self,
+        job: Job,
+        handle: Handle,
+        request: Callable[[httpx.AsyncClient], Awaitable[Any]],
+        policy: Policy,
+        seconds: float,
+        name: str | None = None,
+    ) -> Future:
         """Run ``request`` (with its retries) on the event loop; the worker ends the task when
         the returned future is done, and cancels it if the workflow is terminated."""
-        return asyncio.run_coroutine_threadsafe(self._attempts(job, handle, request, policy, seconds, name),
-                                                self._running_loop())
+        return asyncio.run_coroutine_threadsafe(
+            self._attempts(job, handle, request, policy, seconds, name), self._running_loop()
+        )
 
-    async def _attempts(self, job: Job, handle: Handle, request: Callable[[httpx.AsyncClient], Awaitable[Any]],
-                        policy: Policy, seconds: float, name: str | None) -> Any:
+    async def _attempts(
+        self,
+        job: Job,
+        handle: Handle,
+        request: Callable[[httpx.AsyncClient], Awaitable[Any]],
+        policy: Policy,
+        seconds: float,
+        name: str | None,
+    ) -> Any:
         """Attempts of ``request``, each ``seconds`` at most in all (redirects included),
         with the retries and backoff of ``policy``, as the Caller runs other tasks."""
         hook, first = handle.hook(job), job.task.attempt
@@ -114,7 +147,7 @@ class BuiltinTasks(Executor):
                 except TimeoutError:
                     raise TaskTimeout(f"timed out after {seconds:g} s") from None
                 return output if name is None else json_output(output, name)
-            except Exception as error:  # noqa: BLE001 - retried, or the task's error
+            except Exception as error:
                 if attempt - first >= policy.retries:
                     raise
                 hook("retry", attempt, began, message(error))
@@ -138,8 +171,14 @@ class BuiltinTasks(Executor):
         task, store = job.task, handle.store
         if kind == "delay":
             seconds = duration(params.get("duration", params.get("seconds", 0)))
-            waits.delay(store, job.stream, job.id, task, seconds, waits.member(task, job.started, handle.name,
-                                                                                 task.input))
+            waits.delay(
+                store,
+                job.stream,
+                job.id,
+                task,
+                seconds,
+                waits.member(task, job.started, handle.name, task.input),
+            )
         elif kind == "event":
             event = waits.check_name(params.get("event", params.get("name")), "event")
             match = _match(params.get("match"), task.input)
@@ -152,8 +191,16 @@ class BuiltinTasks(Executor):
                 number = _count(params.get("limit", 1), "limit")
             elif kind == "countdown":
                 number = _count(params.get("count"), "count")
-            waits.latch(store, kind, job.stream, job.id, task, name,
-                        waits.member(task, job.started, handle.name, task.input), number)
+            waits.latch(
+                store,
+                kind,
+                job.stream,
+                job.id,
+                task,
+                name,
+                waits.member(task, job.started, handle.name, task.input),
+                number,
+            )
 
 
 def duration(value: Any) -> float:
@@ -161,12 +208,14 @@ def duration(value: Any) -> float:
     try:
         return seconds(value)
     except ValueError:
-        raise TaskError(f"wait:delay needs a duration ≥ 0 in seconds or like '30s', '5m', '2h', not {value!r}") \
-            from None
+        raise TaskError(
+            f"wait:delay needs a duration ≥ 0 in seconds or like '30s', '5m', '2h', not {value!r}"
+        ) from None
 
 
-async def http_async(method: str, params: dict[str, Any], body: Any, client: httpx.AsyncClient,
-                     timeout: float) -> Any:
+async def http_async(
+    method: str, params: dict[str, Any], body: Any, client: httpx.AsyncClient, timeout: float
+) -> Any:
     """One HTTP request with ``client``: ``url``, ``headers`` and ``query`` from the parameters,
     the task's input as the JSON body (POST and PUT); the response's JSON is the output."""
     url, options = _request(method, params, body)
@@ -184,8 +233,12 @@ def _request(method: str, params: dict[str, Any], body: Any) -> tuple[str, dict[
     headers = params.get("headers") or {}
     if not isinstance(headers, dict):
         raise TaskError("headers must be an object of names to values")
-    return url, {"headers": {str(k): str(v) for k, v in headers.items()}, "params": params.get("query"),
-                 "json": body if method in ("POST", "PUT") else None, "follow_redirects": True}
+    return url, {
+        "headers": {str(k): str(v) for k, v in headers.items()},
+        "params": params.get("query"),
+        "json": body if method in ("POST", "PUT") else None,
+        "follow_redirects": True,
+    }
 
 
 def _reason(error: Exception) -> str:
@@ -195,8 +248,10 @@ def _reason(error: Exception) -> str:
 def _answer(method: str, url: str, response: httpx.Response) -> Any:
     text = response.text
     if not 200 <= response.status_code < 300:
-        raise TaskError(f"{method} {url} answered {response.status_code} {response.reason_phrase}: "
-                        f"{' '.join(text.split())[:200]}")
+        raise TaskError(
+            f"{method} {url} answered {response.status_code} {response.reason_phrase}: "
+            f"{' '.join(text.split())[:200]}"
+        )
     if not text.strip():
         return {}
     try:

@@ -16,10 +16,20 @@ from ..flow import Flow
 from ..local import load_workflow
 from ..private import littleflow_home
 from ..values import check_value
-from . import events as eventlog, listing, waits
+from . import events as eventlog
+from . import listing, waits
 from .archive import Restorable, archive_of, validate
 from .connection import connect, safe_url
-from .protocol import PREFIX, REGISTER_EVERY, RESOURCE, SHARED_NAMESPACES, STATES, Keys, entry_order, namespace
+from .protocol import (
+    PREFIX,
+    REGISTER_EVERY,
+    RESOURCE,
+    SHARED_NAMESPACES,
+    STATES,
+    Keys,
+    entry_order,
+    namespace,
+)
 from .store import (
     KEY_TTL,
     VALID_ID,
@@ -66,30 +76,59 @@ class Client:
         self.keys = self.store.keys
 
     # -- running -------------------------------------------------------------------
-    def submit(self, workflow: str | Path | Flow, input: Any = None, *, limit: int | None = DEFAULT_LIMIT,
-               base: str | None = None, text: str | None = None, key: str | None = None) -> str:
+    def submit(
+        self,
+        workflow: str | Path | Flow,
+        input: Any = None,
+        *,
+        limit: int | None = DEFAULT_LIMIT,
+        base: str | None = None,
+        text: str | None = None,
+        key: str | None = None,
+    ) -> str:
         """Start a workflow of flow text, a flow file or a compiled Flow; returns its id. With an
         idempotency ``key`` given before (in the last 24 h, same flow and input), start nothing
         and return the id of the workflow it started (see :meth:`submit_once`)."""
         return self.submit_once(workflow, input, limit=limit, base=base, text=text, key=key)[0]
 
-    def submit_once(self, workflow: str | Path | Flow, input: Any = None, *, limit: int | None = DEFAULT_LIMIT,
-                    base: str | None = None, text: str | None = None, key: str | None = None,
-                    key_ttl: int = KEY_TTL) -> tuple[str, bool]:
+    def submit_once(
+        self,
+        workflow: str | Path | Flow,
+        input: Any = None,
+        *,
+        limit: int | None = DEFAULT_LIMIT,
+        base: str | None = None,
+        text: str | None = None,
+        key: str | None = None,
+        key_ttl: int = KEY_TTL,
+    ) -> tuple[str, bool]:
         """:meth:`submit`, and whether it started a new workflow (False: the ``key``, given
         in the last ``key_ttl`` seconds, names the workflow it started). A key given with
         another flow or input raises :class:`KeyReused`."""
         check_value(input, "the input")
         flow, found_base = load_workflow(workflow)
         if text is None:
-            text = workflow if isinstance(workflow, str) else workflow.read_text("utf-8-sig") \
-                if isinstance(workflow, Path) else ""
-        run = self.store.create(flow, input, text=text, base=base or found_base or "", limit=limit,
-                                key=key, key_ttl=key_ttl)
+            text = (
+                workflow
+                if isinstance(workflow, str)
+                else workflow.read_text("utf-8-sig")
+                if isinstance(workflow, Path)
+                else ""
+            )
+        run = self.store.create(
+            flow, input, text=text, base=base or found_base or "", limit=limit, key=key, key_ttl=key_ttl
+        )
         return run.id, not run.replayed
 
-    def submit_many(self, workflow: str | Path | Flow, inputs: list[Any], *, limit: int | None = DEFAULT_LIMIT,
-                    base: str | None = None, keys: list[str | None] | None = None) -> list[str]:
+    def submit_many(
+        self,
+        workflow: str | Path | Flow,
+        inputs: list[Any],
+        *,
+        limit: int | None = DEFAULT_LIMIT,
+        base: str | None = None,
+        keys: list[str | None] | None = None,
+    ) -> list[str]:
         """Start one workflow of the same flow for each input, in one round trip; returns their ids.
         ``keys``: an idempotency key for each input (or None), as :meth:`submit` takes one."""
         inputs = list(inputs)
@@ -99,8 +138,9 @@ class Client:
             raise ValueError(f"{len(keys)} idempotency keys for {len(inputs)} inputs")
         flow, found_base = load_workflow(workflow)
         text = workflow if isinstance(workflow, str) else ""
-        runs = self.store.create_many(flow, inputs, text=text, base=base or found_base or "", limit=limit,
-                                      keys=keys)
+        runs = self.store.create_many(
+            flow, inputs, text=text, base=base or found_base or "", limit=limit, keys=keys
+        )
         return [run.id for run in runs]
 
     def wait(self, id: str, timeout: float | None = None, poll: float = 0.05) -> dict[str, Any]:
@@ -125,9 +165,12 @@ class Client:
         times, and every node with its status, attempt, times, error, input and output."""
         run = self.store.load(id)
         info = self.store.task_info(id)
-        created, updated, schedule, tick = self.redis.hmget(self.keys.workflow(id), "created", "updated",
-                                                            "schedule", "tick")
-        return document(run, info, float(created or 0), float(updated or 0), schedule, int(tick) if tick else None)
+        created, updated, schedule, tick = self.redis.hmget(
+            self.keys.workflow(id), "created", "updated", "schedule", "tick"
+        )
+        return document(
+            run, info, float(created or 0), float(updated or 0), schedule, int(tick) if tick else None
+        )
 
     def logs(self, id: str, node: int | None = None) -> dict[str, Any]:
         """What the task runs of workflow ``id`` wrote (the latest run of each task instance, of
@@ -142,30 +185,62 @@ class Client:
                 continue
             path, _, item = task.rpartition("|")
             number = entry.get("node")
-            found = run.flow.nodes[number] if isinstance(number, int) and 0 <= number < len(run.flow) else None
-            runs.append({"task": task, "node": number, "name": found and (found.name or found.label),
-                         "item": int(item) if item.lstrip("-").isdigit() and int(item) >= 0 else None,
-                         "seq": entry.get("seq"), "attempt": entry.get("attempt"), "status": entry.get("status"),
-                         "lines": log.get("lines") or [], "dropped": log.get("dropped") or 0})
-        runs.sort(key=lambda r: (r["node"] if isinstance(r["node"], int) else -1, r["task"].rpartition("|")[0],
-                                 -1 if r["item"] is None else r["item"]))
+            found = (
+                run.flow.nodes[number] if isinstance(number, int) and 0 <= number < len(run.flow) else None
+            )
+            runs.append(
+                {
+                    "task": task,
+                    "node": number,
+                    "name": found and (found.name or found.label),
+                    "item": int(item) if item.lstrip("-").isdigit() and int(item) >= 0 else None,
+                    "seq": entry.get("seq"),
+                    "attempt": entry.get("attempt"),
+                    "status": entry.get("status"),
+                    "lines": log.get("lines") or [],
+                    "dropped": log.get("dropped") or 0,
+                }
+            )
+        runs.sort(
+            key=lambda r: (
+                r["node"] if isinstance(r["node"], int) else -1,
+                r["task"].rpartition("|")[0],
+                -1 if r["item"] is None else r["item"],
+            )
+        )
         return {"id": id, "state": run.state.status, "runs": runs}
 
     def statuses(self, id: str) -> tuple[Flow, dict[int, str]]:
         """Workflow ``id``'s flow and each node's status, as its status document gives them."""
         run = self.store.load(id)
-        return run.flow, {node["id"]: node["status"] for node in node_documents(run, self.store.task_info(id))}
+        return run.flow, {
+            node["id"]: node["status"] for node in node_documents(run, self.store.task_info(id))
+        }
 
-    def list(self, state: str | None = None, name: str | None = None, offset: int = 0,
-             count: int | None = None, search: str | None = None, schedule: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self,
+        state: str | None = None,
+        name: str | None = None,
+        offset: int = 0,
+        count: int | None = None,
+        search: str | None = None,
+        schedule: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Workflows, oldest first: id, name, state, created, updated; filtered by state, flow
         name, ``search`` (a prefix of the id or of the flow name, case-sensitive) or the
         ``schedule`` that started them."""
         return self.page(state, name, offset, count, search, schedule=schedule).workflows
 
-    def page(self, state: str | None = None, name: str | None = None, offset: int = 0,
-             count: int | None = None, search: str | None = None, newest: bool = False,
-             schedule: str | None = None) -> Page:
+    def page(
+        self,
+        state: str | None = None,
+        name: str | None = None,
+        offset: int = 0,
+        count: int | None = None,
+        search: str | None = None,
+        newest: bool = False,
+        schedule: str | None = None,
+    ) -> Page:
         """A page of :meth:`list` (``newest`` first, or oldest), how many workflows match all
         the filters, and how many of each state match the others (``name`` and ``search``).
         Read from indexes, never a scan of every workflow (see :mod:`.listing`); ``schedule``
@@ -174,11 +249,16 @@ class Client:
             raise StoreError(f"unknown state {state!r} (one of {', '.join(STATES)})")
         if schedule is not None:
             if name is not None or search:
-                raise StoreError("a schedule's workflows are listed by state alone (no name or search with it)")
-            ids, total, counts = listing.scheduled(self.redis, self.keys, schedule, state, offset, count, newest)
+                raise StoreError(
+                    "a schedule's workflows are listed by state alone (no name or search with it)"
+                )
+            ids, total, counts = listing.scheduled(
+                self.redis, self.keys, schedule, state, offset, count, newest
+            )
             return Page(self.store.summaries(ids), total, counts)
-        ids, total, counts = listing.find(self.redis, self.keys, self.store.scripts, state, name, offset, count,
-                                          search, newest)
+        ids, total, counts = listing.find(
+            self.redis, self.keys, self.store.scripts, state, name, offset, count, search, newest
+        )
         # (a workflow may have changed state since it was found)
         workflows = [s for s in self.store.summaries(ids) if state is None or s["state"] == state]
         return Page(workflows, total, counts)
@@ -192,9 +272,12 @@ class Client:
     def resume(self, id: str) -> dict[str, Any]:
         """Continue a failed or terminated workflow: what failed or was interrupted runs
         again, what finished does not."""
+
         def act(run: Run) -> list[Start]:
             if run.state.status not in ("failed", "terminated"):
-                raise StoreError(f"workflow {id} is {run.state.status}; only failed or terminated ones resume")
+                raise StoreError(
+                    f"workflow {id} is {run.state.status}; only failed or terminated ones resume"
+                )
             return run.engine.resume(run.state)
 
         waits.cancel(self.store, id)  # what still waits from before is sent again
@@ -240,12 +323,33 @@ class Client:
             waits.cancel(self.store, id)
         fresh = int(time.time() * 1000)
         flow, limit = found.flow, found.limit
-        run = Run(id, flow, Engine(flow, limit), found.state, max(found.version, fresh), found.seqs,
-                  max(found.seq, fresh), found.base, limit)
-        fields = {"flow": flow.dumps(), "text": found.text, "base": found.base, "name": found.name,
-                  "limit": "" if limit is None else str(limit), "created": repr(found.times[0])}
-        self.store.restore(run, fields, found.times, found.tasks, found.log,
-                           _resend(run) if found.status == "running" else [])
+        run = Run(
+            id,
+            flow,
+            Engine(flow, limit),
+            found.state,
+            max(found.version, fresh),
+            found.seqs,
+            max(found.seq, fresh),
+            found.base,
+            limit,
+        )
+        fields = {
+            "flow": flow.dumps(),
+            "text": found.text,
+            "base": found.base,
+            "name": found.name,
+            "limit": "" if limit is None else str(limit),
+            "created": repr(found.times[0]),
+        }
+        self.store.restore(
+            run,
+            fields,
+            found.times,
+            found.tasks,
+            found.log,
+            _resend(run) if found.status == "running" else [],
+        )
         return id
 
     # -- events ------------------------------------------------------------------------
@@ -255,7 +359,9 @@ class Client:
         check_value(data, "the event data")
         return waits.send(self.store, event, {} if data is None else data)
 
-    def events(self, follow: bool = False, since: str = "0", block: float = 1.0) -> Iterator[dict[str, Any] | None]:
+    def events(
+        self, follow: bool = False, since: str = "0", block: float = 1.0
+    ) -> Iterator[dict[str, Any] | None]:
         """Events sent and workflow state changes after ``since`` (an event's ``id``: see
         :mod:`.events`), oldest first, each with its ``time``; with ``follow``, wait for more,
         giving ``None`` after each ``block`` seconds without any."""
@@ -279,8 +385,11 @@ class Client:
         for part in self.keys.parts:
             pipe.xrevrange(part.dead, count=count)
         letters = []
-        for entry_id, fields in sorted((entry for found in pipe.execute() for entry in found),
-                                       key=lambda entry: entry_order(entry[0]), reverse=True)[:count]:
+        for entry_id, fields in sorted(
+            (entry for found in pipe.execute() for entry in found),
+            key=lambda entry: entry_order(entry[0]),
+            reverse=True,
+        )[:count]:
             fields["message"] = fields.pop("id", None)  # the id the message had in its stream
             letters.append({"id": entry_id, **fields})
         return letters
@@ -299,7 +408,9 @@ class Client:
                     spaces.update(worker.get("namespaces") or ())
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue
-        return lambda name: name in names or namespace(name) in spaces and namespace(name) in SHARED_NAMESPACES
+        return lambda name: (
+            name in names or namespace(name) in spaces and namespace(name) in SHARED_NAMESPACES
+        )
 
     def unserved(self, workflow: str | Path | Flow, silent_for: float = 3 * REGISTER_EVERY) -> list[str]:
         """The task names of ``workflow`` (flow text, file or Flow) that no live worker serves."""
@@ -318,7 +429,9 @@ class Client:
         for node in self.status(id)["nodes"]:
             name = node["name"]
             if node["status"] == "queued" and name and not served(name):
-                hints.append(f"task {name} at {node['line']}:{node['column']} is queued, and no worker serves it")
+                hints.append(
+                    f"task {name} at {node['line']}:{node['column']} is queued, and no worker serves it"
+                )
         return hints
 
     def counts(self) -> dict[str, int]:
@@ -328,14 +441,25 @@ class Client:
             for state in STATES:
                 pipe.zcard(part.by_state(state))
         found = pipe.execute()
-        return {state: sum(found[at::len(STATES)]) for at, state in enumerate(STATES)}
+        return {state: sum(found[at :: len(STATES)]) for at, state in enumerate(STATES)}
 
     def queues(self) -> dict[str, dict[str, int]]:
         """Each stream (task namespaces, ends, dead letters): messages in it, and those handed
         out but not yet acknowledged."""
-        streams = [stream for part in self.keys.parts for stream in (
-            part.ends, part.dead, *sorted({*self.redis.scan_iter(part.stream("*"), _type="stream"),
-                                           *self.redis.scan_iter(part.namespace_stream("*"), _type="stream")}))]
+        streams = [
+            stream
+            for part in self.keys.parts
+            for stream in (
+                part.ends,
+                part.dead,
+                *sorted(
+                    {
+                        *self.redis.scan_iter(part.stream("*"), _type="stream"),
+                        *self.redis.scan_iter(part.namespace_stream("*"), _type="stream"),
+                    }
+                ),
+            )
+        ]
         found = {}
         for stream in streams:
             length = self.redis.xlen(stream)
@@ -366,6 +490,7 @@ class Client:
 
 def terminate(store: Store, id: str) -> None:
     """Stop workflow ``id``: nothing new starts, running tasks are told to cancel."""
+
     def act(run: Run) -> list[Start]:
         if run.state.status != "running":
             raise StoreError(f"workflow {id} is {run.state.status}, not running")
@@ -377,13 +502,27 @@ def terminate(store: Store, id: str) -> None:
     waits.cancel(store, id)
 
 
-def document(run: Run, info: dict[str, dict[str, Any]], created: float, updated: float,
-             schedule: str | None = None, tick: int | None = None) -> dict[str, Any]:
+def document(
+    run: Run,
+    info: dict[str, dict[str, Any]],
+    created: float,
+    updated: float,
+    schedule: str | None = None,
+    tick: int | None = None,
+) -> dict[str, Any]:
     """The status document of a run (what ``littleflow status --json`` prints); ``schedule``
     and ``tick`` (its time, seconds since the epoch) for a workflow a schedule started."""
     state = run.state
-    found = {"id": run.id, "name": run.flow.name, "state": state.status, "input": state.input,
-             "output": state.output, "error": state.failure, "created": created, "updated": updated}
+    found = {
+        "id": run.id,
+        "name": run.flow.name,
+        "state": state.status,
+        "input": state.input,
+        "output": state.output,
+        "error": state.failure,
+        "created": created,
+        "updated": updated,
+    }
     if schedule:
         found.update(schedule=schedule, tick=tick)
     return {**found, "nodes": node_documents(run, info)}
@@ -396,7 +535,9 @@ def node_documents(run: Run, info: dict[str, dict[str, Any]]) -> list[dict[str, 
     latest: dict[int, dict[str, Any]] = {}
     for entry in info.values():
         node = entry.get("node")
-        if isinstance(node, int) and (node not in latest or (entry.get("seq") or 0) > (latest[node].get("seq") or 0)):
+        if isinstance(node, int) and (
+            node not in latest or (entry.get("seq") or 0) > (latest[node].get("seq") or 0)
+        ):
             latest[node] = entry
     held = {start.node for start in run.queue} - {int(key.split("|")[1]) for key in run.seqs}  # (parallelism)
     running: dict[int, Any] = {}
@@ -412,11 +553,25 @@ def node_documents(run: Run, info: dict[str, dict[str, Any]]) -> list[dict[str, 
         input, output = (capped(running[node.id]), None) if now else (entry.get("input"), entry.get("output"))
         if now and state.status == "terminated":  # interrupted: it ends as it may, and is run again on resume
             status = "terminated"
-        nodes.append({"id": node.id, "label": node.label, "kind": node.kind, "name": node.name,
-                      "line": node.line, "column": node.column, "status": status,
-                      "attempt": entry.get("attempt"), "started": entry.get("started"), "ended": entry.get("ended"),
-                      "error": entry.get("error"), "worker": entry.get("worker"), "note": entry.get("note"),
-                      "input": input, "output": output})
+        nodes.append(
+            {
+                "id": node.id,
+                "label": node.label,
+                "kind": node.kind,
+                "name": node.name,
+                "line": node.line,
+                "column": node.column,
+                "status": status,
+                "attempt": entry.get("attempt"),
+                "started": entry.get("started"),
+                "ended": entry.get("ended"),
+                "error": entry.get("error"),
+                "worker": entry.get("worker"),
+                "note": entry.get("note"),
+                "input": input,
+                "output": output,
+            }
+        )
     return nodes
 
 

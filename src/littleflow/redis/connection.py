@@ -58,8 +58,9 @@ def _db_zero(url: str) -> str:
     """``url`` with db 0: a cluster node refuses SELECT of another db (Valkey 9 may not, but by
     default it has only db 0), which would hide that it is a cluster node."""
     parts = urlsplit(url)
-    query = urlencode([(name, value) for name, value in parse_qsl(parts.query, keep_blank_values=True)
-                       if name != "db"])
+    query = urlencode(
+        [(name, value) for name, value in parse_qsl(parts.query, keep_blank_values=True) if name != "db"]
+    )
     return urlunsplit(parts._replace(path="/0", query=query))
 
 

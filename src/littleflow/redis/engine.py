@@ -58,10 +58,21 @@ class EngineProcess:
     off the path of the ends: see :mod:`.schedules`).
     """
 
-    def __init__(self, store: Store, raw: redis.Redis, *, name: str | None = None, claim_idle: float = 30.0,
-                 max_deliveries: int = 5, batch: int = 512, parallelism: int = DEFAULT_PARALLELISM,
-                 retention: float = DEFAULT_RETENTION, archive_dir: Path | None = None,
-                 share: tuple[int, int] = (0, 1), schedules: bool = True) -> None:
+    def __init__(
+        self,
+        store: Store,
+        raw: redis.Redis,
+        *,
+        name: str | None = None,
+        claim_idle: float = 30.0,
+        max_deliveries: int = 5,
+        batch: int = 512,
+        parallelism: int = DEFAULT_PARALLELISM,
+        retention: float = DEFAULT_RETENTION,
+        archive_dir: Path | None = None,
+        share: tuple[int, int] = (0, 1),
+        schedules: bool = True,
+    ) -> None:
         self.store = store
         self.raw = raw
         self.parallelism = parallelism
@@ -73,7 +84,9 @@ class EngineProcess:
         if not (0 <= share[0] < share[1]):
             raise ValueError(f"bad share {share[0]}/{share[1]}: the first is from 0 to the second less one")
         self.share = share
-        self.schedules = schedules and share[0] == 0  # (the engines of partition 0, where schedules are, fire them)
+        self.schedules = (
+            schedules and share[0] == 0
+        )  # (the engines of partition 0, where schedules are, fire them)
         self._groups: list[Group] | None = None
         self._runs: OrderedDict[str, Run] = OrderedDict()  # recent runs, valid while their version holds
         self._lock = threading.Lock()  # (the groups are made once; their threads add up timings and counts)
@@ -96,10 +109,15 @@ class EngineProcess:
     def _make_groups(self) -> list[Group]:
         served = [p for p in range(self.keys.partitions) if p % self.share[1] == self.share[0]]
         split = [served] if not is_cluster(self.store.redis) else [[p] for p in served]
-        return [Group([self.keys.part(p) for p in partitions],
-                      Streams(self.raw, self.keys, ENGINES, self.name, self.claim_idle, self.max_deliveries),
-                      Sweeper(self.store, self.retention, self.archive_dir, partitions=partitions))
-                for partitions in split if partitions]
+        return [
+            Group(
+                [self.keys.part(p) for p in partitions],
+                Streams(self.raw, self.keys, ENGINES, self.name, self.claim_idle, self.max_deliveries),
+                Sweeper(self.store, self.retention, self.archive_dir, partitions=partitions),
+            )
+            for partitions in split
+            if partitions
+        ]
 
     def join(self) -> list[Group]:
         """Join the consumer group of the end streams this engine reads (made if need be)."""
@@ -117,13 +135,23 @@ class EngineProcess:
         else:
             return
         log.info("engine %s: reading %s", self.name, ", ".join(end for group in groups for end in group.ends))
-        threads = [threading.Thread(target=self._loop, args=(group, stop, block), daemon=True,
-                                    name=f"littleflow-engine-{number}") for number, group in enumerate(groups)]
+        threads = [
+            threading.Thread(
+                target=self._loop, args=(group, stop, block), daemon=True, name=f"littleflow-engine-{number}"
+            )
+            for number, group in enumerate(groups)
+        ]
         if self.schedules:
             from .schedules import Schedules, fire_forever
 
-            threads.append(threading.Thread(target=fire_forever, args=(Schedules(self.store), stop), daemon=True,
-                                            name="littleflow-schedules"))
+            threads.append(
+                threading.Thread(
+                    target=fire_forever,
+                    args=(Schedules(self.store), stop),
+                    daemon=True,
+                    name="littleflow-schedules",
+                )
+            )
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -147,8 +175,13 @@ class EngineProcess:
         batch = []
         for stream, message_id, fields, deliveries in messages:
             if deliveries > streams.max_deliveries:
-                self._give_up(streams, stream, message_id, fields,
-                              f"delivered {deliveries - 1} times without being applied")
+                self._give_up(
+                    streams,
+                    stream,
+                    message_id,
+                    fields,
+                    f"delivered {deliveries - 1} times without being applied",
+                )
             else:
                 batch.append((stream, message_id, fields))
         if batch:
@@ -192,15 +225,20 @@ class EngineProcess:
                 return
             by_workflow = self._advance(by_workflow, streams)
         for workflow in by_workflow:
-            log.error("engine %s: workflow %s kept changing while its ends were applied; they stay pending",
-                      self.name, workflow)
+            log.error(
+                "engine %s: workflow %s kept changing while its ends were applied; they stay pending",
+                self.name,
+                workflow,
+            )
 
     def _forward(self, streams: Streams, stream: str, message_id: str, fields: Any, home: str) -> None:
         """Send an end on to its workflow's partition: once, although it is acked here in
         another step (the marker, named for the message, outlives any redelivery)."""
         flat = [item for pair in fields.items() for item in pair]
-        self.store.scripts.end_once(keys=[self.keys.of_key(home).forwarded(stream, message_id), home],
-                                    args=[FORWARD_MARKER_TTL, *flat])
+        self.store.scripts.end_once(
+            keys=[self.keys.of_key(home).forwarded(stream, message_id), home],
+            args=[FORWARD_MARKER_TTL, *flat],
+        )
         streams.ack(stream, message_id)
 
     def _give_up(self, streams: Streams, stream: str, message_id: str, fields: Any, reason: str) -> None:
@@ -225,7 +263,9 @@ class EngineProcess:
             log.error("engine %s: %s", self.name, error)
         self._runs.pop(end.workflow, None)
 
-    def _advance(self, by_workflow: dict[str, list[tuple[str, str, EndTask]]], streams: Streams) -> dict[str, list]:
+    def _advance(
+        self, by_workflow: dict[str, list[tuple[str, str, EndTask]]], streams: Streams
+    ) -> dict[str, list]:
         """One attempt at a step for each workflow; returns those to try again (conflicts)."""
         runs = {workflow: self._runs.pop(workflow, None) for workflow in by_workflow}
         cached = {workflow for workflow, run in runs.items() if run is not None}
@@ -242,7 +282,9 @@ class EngineProcess:
                 continue
             if run is None:
                 for stream, message_id, end in ends:
-                    streams.set_aside(stream, message_id, end.fields(), f"end of a task of unknown workflow {workflow}")
+                    streams.set_aside(
+                        stream, message_id, end.fields(), f"end of a task of unknown workflow {workflow}"
+                    )
                 continue
             try:
                 step, starts, aside = self._ends(run, ends)
@@ -251,8 +293,10 @@ class EngineProcess:
                     continue
                 if step.acks:
                     self.store.scripts.commit(client=pipe, **self.store.commit_call(run, step, starts))
-            except Exception:  # noqa: BLE001 - one workflow's trouble must not stop the others
-                log.exception("engine %s: cannot advance workflow %s; its ends stay pending", self.name, workflow)
+            except Exception:
+                log.exception(
+                    "engine %s: cannot advance workflow %s; its ends stay pending", self.name, workflow
+                )
                 continue
             steps.append((run, step, aside))
         results = iter(pipe.execute(raise_on_error=False)) if len(pipe) else iter(())
@@ -287,26 +331,48 @@ class EngineProcess:
         for stream, message_id, end in ends:
             key = parse_task_id(end.task)
             if not 0 <= key[1] < len(nodes):
-                aside.append((stream, message_id, end.fields(), f"end of unknown node {key[1]} of workflow {run.id}"))
+                aside.append(
+                    (stream, message_id, end.fields(), f"end of unknown node {key[1]} of workflow {run.id}")
+                )
                 continue
             if run.seqs.get(end.task) != end.seq or key not in state.running or end.task in applied:
-                aside.append((stream, message_id, end.fields(), f"duplicate or stale end of task {end.task} "
-                                                        f"(run {end.seq}) of workflow {run.id}"))
+                aside.append(
+                    (
+                        stream,
+                        message_id,
+                        end.fields(),
+                        f"duplicate or stale end of task {end.task} (run {end.seq}) of workflow {run.id}",
+                    )
+                )
                 continue
-            step.ends.append([end.task, end.seq, end.status, end.output if end.status == "done" else end.error])
+            step.ends.append(
+                [end.task, end.seq, end.status, end.output if end.status == "done" else end.error]
+            )
             applied.add(end.task)
             node = nodes[key[1]]
             input = state.running[key]
             if end.status != "done":
-                step.log.append({"kind": "failed", "task": end.task, "node": str(key[1]), "error": end.error or ""})
+                step.log.append(
+                    {"kind": "failed", "task": end.task, "node": str(key[1]), "error": end.error or ""}
+                )
             step.acks.append(message_id)
             if end.started is not None and end.ended is not None and end.ended >= end.started:
                 step.timed(node.name or node.label, end.ended - end.started)
-            info = {"node": key[1], "status": end.status, "seq": end.seq,
-                    "attempt": end.attempt, "started": end.started, "ended": end.ended, "error": end.error,
-                    "worker": end.worker}
-            step.tasks[end.task] = info_json(info, input=input, output=end.output, log=end.log) \
-                if end.status == "done" else info_json(info, input=input, log=end.log)
+            info = {
+                "node": key[1],
+                "status": end.status,
+                "seq": end.seq,
+                "attempt": end.attempt,
+                "started": end.started,
+                "ended": end.ended,
+                "error": end.error,
+                "worker": end.worker,
+            }
+            step.tasks[end.task] = (
+                info_json(info, input=input, output=end.output, log=end.log)
+                if end.status == "done"
+                else info_json(info, input=input, log=end.log)
+            )
         starts = run.advance(step.ends, step.parallelism)
         if state.status != before:
             step.log.append({"kind": state.status})

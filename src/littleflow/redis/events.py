@@ -29,8 +29,9 @@ def cursor(text: str, keys: Keys) -> list[str]:
     """The position in each partition's events stream that ``text`` says; raises ValueError."""
     parts = text.split(",")
     if len(parts) not in (1, keys.partitions) or not all(_valid(part) for part in parts):
-        raise ValueError(f"an event id is one stream id (MS-N) or {keys.partitions} of them joined by commas, "
-                         f"not {text!r}")
+        raise ValueError(
+            f"an event id is one stream id (MS-N) or {keys.partitions} of them joined by commas, not {text!r}"
+        )
     return parts * keys.partitions if len(parts) == 1 else parts
 
 
@@ -42,8 +43,9 @@ def latest(redis: Any, keys: Keys) -> list[str]:
     return [_text(found[0][0]) if found else "0" for found in pipe.execute()]
 
 
-def read(redis: Any, keys: Keys, at: list[str], count: int = 500,
-         block: float = 0.0) -> list[tuple[str, float, dict]]:
+def read(
+    redis: Any, keys: Keys, at: list[str], count: int = 500, block: float = 0.0
+) -> list[tuple[str, float, dict]]:
     """Events after cursor ``at`` (at most ``count`` from each partition), oldest first, each
     as (the cursor just after it, its time, its fields); waits up to ``block`` seconds for some."""
     deadline = time.monotonic() + block
@@ -61,17 +63,23 @@ def read(redis: Any, keys: Keys, at: list[str], count: int = 500,
         time.sleep(min(CLUSTER_POLL, max(0.0, deadline - time.monotonic())))
 
 
-async def read_async(redis: Any, keys: Keys, at: list[str], count: int = 500,
-                     block: float = 0.0) -> list[tuple[str, float, dict]]:
+async def read_async(
+    redis: Any, keys: Keys, at: list[str], count: int = 500, block: float = 0.0
+) -> list[tuple[str, float, dict]]:
     """:func:`read` with an asyncio client."""
     deadline = time.monotonic() + block
     cluster = is_cluster(redis)
     while True:
         if not cluster:
-            found = await redis.xread(_streams(keys, at), count=count, block=int(block * 1000) if block else None)
+            found = await redis.xread(
+                _streams(keys, at), count=count, block=int(block * 1000) if block else None
+            )
         else:
-            found = [entry for part, position in zip(keys.parts, at)
-                     for entry in await redis.xread({part.events: position}, count=count) or ()]
+            found = [
+                entry
+                for part, position in zip(keys.parts, at)
+                for entry in await redis.xread({part.events: position}, count=count) or ()
+            ]
         events = _merged(keys, at, found)
         if events or time.monotonic() >= deadline or not cluster:
             return events
@@ -99,8 +107,11 @@ def _merged(keys: Keys, at: list[str], found: Any) -> list[tuple[str, float, dic
     entries = []
     for stream, messages in found or ():
         partition = keys.of_key(_text(stream)).partition
-        entries += [(entry_order(_text(entry_id)), partition, _text(entry_id), fields) for entry_id, fields in messages
-                    if partition == 0 or _text(fields.get("kind", fields.get(b"kind", ""))) != "event"]
+        entries += [
+            (entry_order(_text(entry_id)), partition, _text(entry_id), fields)
+            for entry_id, fields in messages
+            if partition == 0 or _text(fields.get("kind", fields.get(b"kind", ""))) != "event"
+        ]
     entries.sort(key=lambda entry: entry[:2])
     position, events = list(at), []
     for (ms, _), partition, entry_id, fields in entries:

@@ -28,8 +28,17 @@ LOTS = 200_000
 _ZERO = dict.fromkeys(STATES, 0)
 
 
-def find(redis: Any, keys: Keys, scripts: Scripts, state: str | None, name: str | None, offset: int,
-         count: int | None, search: str | None, newest: bool) -> tuple[list[str], int, dict[str, int]]:
+def find(
+    redis: Any,
+    keys: Keys,
+    scripts: Scripts,
+    state: str | None,
+    name: str | None,
+    offset: int,
+    count: int | None,
+    search: str | None,
+    newest: bool,
+) -> tuple[list[str], int, dict[str, int]]:
     """The ids of a page (``count`` from ``offset``, ``newest`` first or oldest), how many
     match all the filters, and how many of each state match those but the state. With
     several partitions, each gives its first ``offset + count`` and they are merged by
@@ -43,14 +52,25 @@ def find(redis: Any, keys: Keys, scripts: Scripts, state: str | None, name: str 
         if ids:
             pipe.zmscore(part.workflows, ids)
     times = iter(pipe.execute() if len(pipe) else ())
-    rows = sorted(((time or 0.0, id) for ids, _, _ in pages if ids for id, time in zip(ids, next(times))),
-                  reverse=newest)
+    rows = sorted(
+        ((time or 0.0, id) for ids, _, _ in pages if ids for id, time in zip(ids, next(times))),
+        reverse=newest,
+    )
     counts = {each: sum(page[2][each] for page in pages) for each in STATES}
     return [id for _, id in rows[offset:end]], sum(page[1] for page in pages), counts
 
 
-def _find(redis: Any, keys: Keys, scripts: Scripts, state: str | None, name: str | None, offset: int,
-          count: int | None, search: str | None, newest: bool) -> tuple[list[str], int, dict[str, int]]:
+def _find(
+    redis: Any,
+    keys: Keys,
+    scripts: Scripts,
+    state: str | None,
+    name: str | None,
+    offset: int,
+    count: int | None,
+    search: str | None,
+    newest: bool,
+) -> tuple[list[str], int, dict[str, int]]:
     """:func:`find` in one partition (``keys``)."""
     if search and name is not None and name.startswith(search):
         search = None  # (every workflow of the name matches)
@@ -65,9 +85,9 @@ def _find(redis: Any, keys: Keys, scripts: Scripts, state: str | None, name: str
         for each in STATES:
             pipe.zcard(keys.by_name(flow, each))
     found = pipe.execute()
-    by_id = dict(zip(STATES, found[:len(STATES)]))
-    sizes = found[len(STATES):]
-    named = {each: sum(sizes[at::len(STATES)]) for at, each in enumerate(STATES)}
+    by_id = dict(zip(STATES, found[: len(STATES)]))
+    sizes = found[len(STATES) :]
+    named = {each: sum(sizes[at :: len(STATES)]) for at, each in enumerate(STATES)}
     if name is not None:  # the workflows of the name whose id matches
         if sum(by_id.values()) <= max(FEW, sum(named.values())):
             picked = _by_ids(redis, keys, low, high, name, [], state, newest)
@@ -75,8 +95,11 @@ def _find(redis: Any, keys: Keys, scripts: Scripts, state: str | None, name: str
             picked = _of_name(redis, keys, name, search, state, newest)
         return _merged(redis, keys, *picked, [], _ZERO, state, offset, count, newest)
     if sum(by_id.values()) <= FEW or names:
-        picked = _by_ids(redis, keys, low, high, None, names, state, newest) if any(by_id.values()) \
+        picked = (
+            _by_ids(redis, keys, low, high, None, names, state, newest)
+            if any(by_id.values())
             else (_ZERO, [])
+        )
         return _merged(redis, keys, *picked, names, named, state, offset, count, newest)
     # many ids match, no name does: walk the time index
     index = keys.workflows if state is None else keys.by_state(state)
@@ -93,8 +116,9 @@ def _find(redis: Any, keys: Keys, scripts: Scripts, state: str | None, name: str
     return scripts.search(keys=[index], args=[*asked, 0])[1], total, by_id
 
 
-def _plain(redis: Any, keys: Keys, state: str | None, name: str | None, offset: int, count: int | None,
-           newest: bool) -> tuple[list[str], int, dict[str, int]]:
+def _plain(
+    redis: Any, keys: Keys, state: str | None, name: str | None, offset: int, count: int | None, newest: bool
+) -> tuple[list[str], int, dict[str, int]]:
     """A page of one index (no search): ZRANGE, ZCARD."""
     if name is None:
         index = keys.workflows if state is None else keys.by_state(state)
@@ -107,11 +131,19 @@ def _plain(redis: Any, keys: Keys, state: str | None, name: str | None, offset: 
     for each in STATES:
         pipe.zcard(keys.by_state(each) if name is None else keys.by_name(name, each))
     found = pipe.execute()
-    return (found[0] if count != 0 else []), found[-len(STATES) - 1], dict(zip(STATES, found[-len(STATES):]))
+    return (found[0] if count != 0 else []), found[-len(STATES) - 1], dict(zip(STATES, found[-len(STATES) :]))
 
 
-def _by_ids(redis: Any, keys: Keys, low: bytes, high: bytes, name: str | None, others: list[str],
-            state: str | None, newest: bool) -> tuple[dict[str, int], list[tuple[float, str]]]:
+def _by_ids(
+    redis: Any,
+    keys: Keys,
+    low: bytes,
+    high: bytes,
+    name: str | None,
+    others: list[str],
+    state: str | None,
+    newest: bool,
+) -> tuple[dict[str, int], list[tuple[float, str]]]:
     """The workflows whose id is in the range, of flow ``name`` if given, else of no flow in
     ``others`` (counted apart): how many of each state, and those in ``state`` in time order,
     (submit time, id) each."""
@@ -139,21 +171,33 @@ def _by_ids(redis: Any, keys: Keys, low: bytes, high: bytes, name: str | None, o
     return counts, rows
 
 
-def _of_name(redis: Any, keys: Keys, name: str, prefix: str, state: str | None,
-             newest: bool) -> tuple[dict[str, int], list[tuple[float, str]]]:
+def _of_name(
+    redis: Any, keys: Keys, name: str, prefix: str, state: str | None, newest: bool
+) -> tuple[dict[str, int], list[tuple[float, str]]]:
     """As :func:`_by_ids`, from every workflow of flow ``name`` (when they are fewer)."""
     pipe = redis.pipeline(transaction=False)
     for each in STATES:
         pipe.zrange(keys.by_name(name, each), 0, -1, withscores=True)
-    found = {each: [(score, id) for id, score in rows if id.startswith(prefix)]
-             for each, rows in zip(STATES, pipe.execute())}
+    found = {
+        each: [(score, id) for id, score in rows if id.startswith(prefix)]
+        for each, rows in zip(STATES, pipe.execute())
+    }
     rows = sorted((row for each in STATES if state in (None, each) for row in found[each]), reverse=newest)
     return {each: len(rows) for each, rows in found.items()}, rows
 
 
-def _merged(redis: Any, keys: Keys, counted: dict[str, int], rows: list[tuple[float, str]], names: list[str],
-            named: dict[str, int], state: str | None, offset: int, count: int | None,
-            newest: bool) -> tuple[list[str], int, dict[str, int]]:
+def _merged(
+    redis: Any,
+    keys: Keys,
+    counted: dict[str, int],
+    rows: list[tuple[float, str]],
+    names: list[str],
+    named: dict[str, int],
+    state: str | None,
+    offset: int,
+    count: int | None,
+    newest: bool,
+) -> tuple[list[str], int, dict[str, int]]:
     """The page of ``rows`` (``counted`` of each state) and of the workflows of flows
     ``names`` (``named`` of each state) together, in time order."""
     end = None if count is None else offset + count
@@ -162,15 +206,25 @@ def _merged(redis: Any, keys: Keys, counted: dict[str, int], rows: list[tuple[fl
     pipe = redis.pipeline(transaction=False)
     if count != 0 and offset < total:
         for flow in names:
-            pipe.zrange(keys.by_name(flow, state), 0, -1 if end is None else end - 1, desc=newest, withscores=True)
+            pipe.zrange(
+                keys.by_name(flow, state), 0, -1 if end is None else end - 1, desc=newest, withscores=True
+            )
     found = pipe.execute() if len(pipe) else []
     if found:
         rows = sorted([*rows, *((score, id) for page in found for id, score in page)], reverse=newest)
     return [id for _, id in rows[offset:end]] if count != 0 else [], total, counts
 
 
-def scheduled(redis: Any, keys: Keys, schedule: str, state: str | None, offset: int, count: int | None,
-              newest: bool, size: int = 200) -> tuple[list[str], int, dict[str, int]]:
+def scheduled(
+    redis: Any,
+    keys: Keys,
+    schedule: str,
+    state: str | None,
+    offset: int,
+    count: int | None,
+    newest: bool,
+    size: int = 200,
+) -> tuple[list[str], int, dict[str, int]]:
     """The page of the workflows started by ``schedule`` (in ``state``), from its index in each
     partition, and how many it started (all states; ``counts`` is empty: counting those of
     each state would read them all). With a state, each index is read a slice at a time

@@ -51,8 +51,14 @@ class Keys:
     ``keys.parts`` all of them; the attributes of a :class:`Keys` are those of its own
     partition (of partition 0 for the one made with just a prefix)."""
 
-    def __init__(self, prefix: str = PREFIX, partitions: int | None = None, *, partition: int = 0,
-                 base: Keys | None = None) -> None:
+    def __init__(
+        self,
+        prefix: str = PREFIX,
+        partitions: int | None = None,
+        *,
+        partition: int = 0,
+        base: Keys | None = None,
+    ) -> None:
         if not VALID_PREFIX.fullmatch(prefix):
             raise ValueError(f"bad key prefix {prefix!r}: 1 to 64 letters, digits, '_', '.' or '-'")
         self.prefix = prefix
@@ -68,7 +74,9 @@ class Keys:
         self.dead = p + "dead"  # stream: messages set aside (malformed, unknown, duplicates)
         self.events = p + "events"  # stream: events sent and workflow state changes
         self.workflows = p + "workflows"  # sorted set: workflow ids by submit time
-        self.names = p + "names"  # sorted set, score 0: the flow names that have workflows (name prefixes, by lex)
+        self.names = (
+            p + "names"
+        )  # sorted set, score 0: the flow names that have workflows (name prefixes, by lex)
         # sorted set: the ids of the workflows that ended (finished, failed, terminated) by the
         # time they did; a resumed one leaves it (what retention reads for expired workflows)
         self.ended = p + "ended"
@@ -78,10 +86,16 @@ class Keys:
         self.config = g + "config"  # hash: settings fixed when the prefix is first used (partitions)
         self.control = g + "control"  # pub/sub channel: {"cancel": ID}
         self.workers = g + "workers"  # hash: worker name -> JSON of what it serves, last seen
-        self.timings = g + "timings"  # hash: "task|le" -> runs that took at most le seconds; "task|sum", "task|count"
-        self.k8s_namespaces = g + "k8s:namespaces"  # set: the Kubernetes namespaces whose Jobs k8s: workers follow
+        self.timings = (
+            g + "timings"
+        )  # hash: "task|le" -> runs that took at most le seconds; "task|sum", "task|count"
+        self.k8s_namespaces = (
+            g + "k8s:namespaces"
+        )  # set: the Kubernetes namespaces whose Jobs k8s: workers follow
         self.schedules = g + "schedules"  # hash: schedule name -> its JSON (see redis/schedules.py)
-        self.schedules_due = g + "schedules:due"  # sorted set: the names of the schedules not paused, by next tick
+        self.schedules_due = (
+            g + "schedules:due"
+        )  # sorted set: the names of the schedules not paused, by next tick
 
     # -- partitions ----------------------------------------------------------------------
     @property
@@ -97,7 +111,9 @@ class Keys:
         """The keys of each partition, partition 0 first."""
         base = self.base
         if base._parts is None or len(base._parts) != self.partitions:
-            base._parts = [base] + [Keys(self.prefix, partition=p, base=base) for p in range(1, self.partitions)]
+            base._parts = [base] + [
+                Keys(self.prefix, partition=p, base=base) for p in range(1, self.partitions)
+            ]
         return base._parts
 
     def part(self, partition: int) -> Keys:
@@ -116,10 +132,13 @@ class Keys:
 
     def of_key(self, key: str) -> Keys:
         """The keys of the partition a key name (say, a stream's) belongs to."""
-        tag = key[1:key.index("}")] if key.startswith("{") and "}" in key else ""
+        tag = key[1 : key.index("}")] if key.startswith("{") and "}" in key else ""
         _, slash, number = tag.rpartition("/")
-        return self.part(int(number)) if slash and number.isdigit() and int(number) < self.partitions \
+        return (
+            self.part(int(number))
+            if slash and number.isdigit() and int(number) < self.partitions
             else self.base
+        )
 
     def by_state(self, state: str) -> str:
         """Sorted set: the ids of the workflows in ``state``, by submit time."""
@@ -252,9 +271,17 @@ class StartTask:
     trace: str = ""  # the W3C traceparent of the workflow's span (see littleflow.tracing)
 
     def fields(self) -> dict[str, str]:
-        fields = {"kind": "start", "workflow": self.workflow, "task": self.task, "seq": str(self.seq),
-                  "node": str(self.node), "name": self.name, "parameters": compact(self.parameters),
-                  "input": compact(self.input), "attempt": str(self.attempt)}
+        fields = {
+            "kind": "start",
+            "workflow": self.workflow,
+            "task": self.task,
+            "seq": str(self.seq),
+            "node": str(self.node),
+            "name": self.name,
+            "parameters": compact(self.parameters),
+            "input": compact(self.input),
+            "attempt": str(self.attempt),
+        }
         if self.policy:
             fields["policy"] = compact(self.policy)
         if self.base:
@@ -269,8 +296,14 @@ class StartTask:
             item = parse_task_id(self.task)[2]
         except Malformed:  # (a bad writer's id: it is still this run's)
             item = -1
-        return TaskRun(self.workflow, self.node, self.name, self.attempt, None if item < 0 else item,
-                       f"{self.workflow}|{self.task}#{self.seq}")
+        return TaskRun(
+            self.workflow,
+            self.node,
+            self.name,
+            self.attempt,
+            None if item < 0 else item,
+            f"{self.workflow}|{self.task}#{self.seq}",
+        )
 
     def run_policy(self, task_options: dict[str, Any] | None = None) -> Policy:
         """How to run it: the flow's entry for the task, then the task's own options
@@ -283,9 +316,19 @@ class StartTask:
         f = _text(fields)
         if f.get("kind") != "start":
             raise Malformed(f"not a start-task message (kind {f.get('kind')!r})")
-        return cls(_need(f, "workflow"), _need(f, "task"), _int(f, "seq"), _int(f, "node"), _need(f, "name"),
-                   _load(f, "parameters", None), _load(f, "input", {}), _int(f, "attempt", 1),
-                   _load(f, "policy", None), f.get("base", ""), f.get("trace", ""))
+        return cls(
+            _need(f, "workflow"),
+            _need(f, "task"),
+            _int(f, "seq"),
+            _int(f, "node"),
+            _need(f, "name"),
+            _load(f, "parameters", None),
+            _load(f, "input", {}),
+            _int(f, "attempt", 1),
+            _load(f, "policy", None),
+            f.get("base", ""),
+            f.get("trace", ""),
+        )
 
 
 @dataclass(slots=True)
@@ -303,11 +346,19 @@ class EndTask:
     started: float | None = None
     ended: float | None = None
     worker: str = ""
-    log: dict[str, Any] | None = None  # what the run wrote: {"lines": […], "dropped": N} (see littleflow.tasklogs)
+    log: dict[str, Any] | None = (
+        None  # what the run wrote: {"lines": […], "dropped": N} (see littleflow.tasklogs)
+    )
 
     def fields(self) -> dict[str, str]:
-        fields = {"kind": "end", "workflow": self.workflow, "task": self.task, "seq": str(self.seq),
-                  "status": self.status, "attempt": str(self.attempt)}
+        fields = {
+            "kind": "end",
+            "workflow": self.workflow,
+            "task": self.task,
+            "seq": str(self.seq),
+            "status": self.status,
+            "attempt": str(self.attempt),
+        }
         if self.status == "done":
             fields["output"] = compact(self.output)
         else:
@@ -336,9 +387,19 @@ class EndTask:
             log = _load(f, "log", None)
         except Malformed:  # (a log is no reason to lose an end)
             log = None
-        return cls(_need(f, "workflow"), f["task"], _int(f, "seq"), "failed" if error else status, output, error,
-                   _int(f, "attempt", 1), _float(f, "started"), _float(f, "ended"), f.get("worker", ""),
-                   log if isinstance(log, dict) else None)
+        return cls(
+            _need(f, "workflow"),
+            f["task"],
+            _int(f, "seq"),
+            "failed" if error else status,
+            output,
+            error,
+            _int(f, "attempt", 1),
+            _float(f, "started"),
+            _float(f, "ended"),
+            f.get("worker", ""),
+            log if isinstance(log, dict) else None,
+        )
 
 
 #: Compact JSON text (UTF-8 kept, no spaces), from one encoder made once: the hot paths
@@ -348,8 +409,10 @@ compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 def _text(fields: dict) -> dict[str, str]:
     try:
-        return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-                for k, v in fields.items()}
+        return {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in fields.items()
+        }
     except UnicodeDecodeError:
         raise Malformed("fields are not UTF-8 text") from None
 

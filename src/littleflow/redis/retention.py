@@ -29,8 +29,15 @@ class Sweeper:
     """Removes the workflows of ``store`` that ended more than ``retention`` seconds ago
     (0: never), archiving each to ``archive_dir`` first when given (one not archived is kept)."""
 
-    def __init__(self, store: Store, retention: float = DEFAULT_RETENTION, archive_dir: Path | None = None,
-                 batch: int = BATCH, every: float = EVERY, partitions: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        retention: float = DEFAULT_RETENTION,
+        archive_dir: Path | None = None,
+        batch: int = BATCH,
+        every: float = EVERY,
+        partitions: list[int] | None = None,
+    ) -> None:
         self.store = store
         self.partitions = partitions  # the partitions swept (None: all)
         self.retention = retention
@@ -58,7 +65,9 @@ class Sweeper:
         cutoff = (time.time() if now is None else now) - self.retention
         ids: list[str] = []
         for partition in range(keys.partitions) if self.partitions is None else self.partitions:
-            ids += redis.zrangebyscore(keys.part(partition).ended, "-inf", cutoff, start=0, num=self.batch - len(ids))
+            ids += redis.zrangebyscore(
+                keys.part(partition).ended, "-inf", cutoff, start=0, num=self.batch - len(ids)
+            )
             if len(ids) >= self.batch:
                 break
         if ids and self.archive_dir is not None:

@@ -49,7 +49,9 @@ def tick_key(name: str, tick: int) -> str:
 
 def timing_of(record: dict[str, Any]) -> Timing:
     """When the ticks of the schedule ``record`` fall."""
-    return Timing(cron=record.get("cron"), every=record.get("every"), timezone=record.get("timezone") or "UTC")
+    return Timing(
+        cron=record.get("cron"), every=record.get("every"), timezone=record.get("timezone") or "UTC"
+    )
 
 
 class Schedules:
@@ -89,10 +91,22 @@ class Schedules:
         return shown
 
     # -- changing ----------------------------------------------------------------------
-    def add(self, name: str, flow: Flow, text: str, *, cron: str | None = None, every: Any = None,
-            timezone: str | None = None, input: Any = None, catchup: str | None = None,
-            overlap: str | None = None, base: str = "", replace: bool = False,
-            now: float | None = None) -> dict[str, Any]:
+    def add(
+        self,
+        name: str,
+        flow: Flow,
+        text: str,
+        *,
+        cron: str | None = None,
+        every: Any = None,
+        timezone: str | None = None,
+        input: Any = None,
+        catchup: str | None = None,
+        overlap: str | None = None,
+        base: str = "",
+        replace: bool = False,
+        now: float | None = None,
+    ) -> dict[str, Any]:
         """Add schedule ``name``: workflows of ``flow`` (compiled from ``text``) with ``input``,
         at each tick of ``cron`` or ``every``; what is not given comes from the flow's
         ``schedule`` option. Refuses a name in use unless ``replace``."""
@@ -101,17 +115,28 @@ class Schedules:
         option = option or {}
         if cron is None and every is None:
             if not option:
-                raise ScheduleError(f"schedule {name}: give --cron EXPR or --every DURATION "
-                                    "(the flow has no schedule option)")
+                raise ScheduleError(
+                    f"schedule {name}: give --cron EXPR or --every DURATION (the flow has no schedule option)"
+                )
             cron, every = option.get("cron"), option.get("every")
             timezone = timezone or option.get("timezone")
         found = timing(cron, every, timezone)
-        record = {"name": name, "flow": flow.name, "text": text, "base": base,
-                  "input": input if input is not None else option.get("input"),
-                  "cron": found.cron, "every": found.every, "timezone": found.timezone,
-                  "catchup": choice(catchup or option.get("catchup", "one"), CATCHUP, "--catchup"),
-                  "overlap": choice(overlap or option.get("overlap", "allow"), OVERLAP, "--overlap"),
-                  "paused": False, "created": now or time.time(), "version": 1, "recent": []}
+        record = {
+            "name": name,
+            "flow": flow.name,
+            "text": text,
+            "base": base,
+            "input": input if input is not None else option.get("input"),
+            "cron": found.cron,
+            "every": found.every,
+            "timezone": found.timezone,
+            "catchup": choice(catchup or option.get("catchup", "one"), CATCHUP, "--catchup"),
+            "overlap": choice(overlap or option.get("overlap", "allow"), OVERLAP, "--overlap"),
+            "paused": False,
+            "created": now or time.time(),
+            "version": 1,
+            "recent": [],
+        }
         record["next"] = found.next_after(record["created"])
         if not self._write(record, "*" if replace else ""):
             raise StoreError(f"schedule {name} exists; delete it first")
@@ -123,23 +148,28 @@ class Schedules:
 
     def resume(self, name: str, now: float | None = None) -> dict[str, Any]:
         """Fire ``name`` again from its next tick after now (the ticks while paused are not run)."""
+
         def act(record: dict[str, Any]) -> None:
             if record["paused"]:
                 record.update(paused=False, next=timing_of(record).next_after(now or time.time()))
+
         return self._change(name, act)
 
     def delete(self, name: str) -> None:
         """Remove schedule ``name`` (the workflows it started stay)."""
         self.get(name)
-        self.store.scripts.schedule(keys=[self.keys.schedules, self.keys.schedules_due], args=[name, "*", "", ""])
+        self.store.scripts.schedule(
+            keys=[self.keys.schedules, self.keys.schedules_due], args=[name, "*", "", ""]
+        )
 
     def run(self, name: str, now: float | None = None) -> str:
         """Start one workflow of schedule ``name`` now (whatever its ticks); returns its id."""
         record = self.get(name)
         tick = int(now or time.time())
         id = self._create(record, tick, key=None, id=None)
-        self._change(name, lambda fresh: _remember(fresh, {"tick": tick, "id": id, "at": time.time(),
-                                                           "manual": True}))
+        self._change(
+            name, lambda fresh: _remember(fresh, {"tick": tick, "id": id, "at": time.time(), "manual": True})
+        )
         return id
 
     def _change(self, name: str, act: Any) -> dict[str, Any]:
@@ -158,8 +188,11 @@ class Schedules:
         if bump:
             record["version"] = int(version) + 1
         due = "" if record["paused"] else str(record["next"])
-        done = self.store.scripts.schedule(keys=[self.keys.schedules, self.keys.schedules_due],
-                                           args=[record["name"], version, json.dumps(record), due], client=client)
+        done = self.store.scripts.schedule(
+            keys=[self.keys.schedules, self.keys.schedules_due],
+            args=[record["name"], version, json.dumps(record), due],
+            client=client,
+        )
         return bool(done)
 
     # -- firing --------------------------------------------------------------------------
@@ -188,8 +221,11 @@ class Schedules:
         pipe = self.store.redis.pipeline(transaction=False)
         for record in blocking:
             pipe.hget(self.keys.workflow(record["recent"][0]["id"]), "status")
-        running = {record["name"] for record, status in zip(blocking, pipe.execute() if blocking else [])
-                   if status == "running"}
+        running = {
+            record["name"]
+            for record, status in zip(blocking, pipe.execute() if blocking else [])
+            if status == "running"
+        }
         together, alone = [], []
         for record in records:
             on_time = plan(timing_of(record), record["next"], now, record["catchup"])[0] == record["next"]
@@ -202,7 +238,11 @@ class Schedules:
         for name in alone + failed:
             try:
                 started += self.fire_one(name, now)
-            except (StoreError, ScheduleError, ValueError) as error:  # (one schedule's trouble stops no other)
+            except (
+                StoreError,
+                ScheduleError,
+                ValueError,
+            ) as error:  # (one schedule's trouble stops no other)
                 log.error("schedule %s: %s", name, error)
         return started
 
@@ -218,10 +258,15 @@ class Schedules:
         for (text, base), group in by_flow.items():
             try:
                 runs = self.store.create_many(
-                    self._flow(text), [record.get("input") for record in group], text=text, base=base,
+                    self._flow(text),
+                    [record.get("input") for record in group],
+                    text=text,
+                    base=base,
                     ids=[self.tick_id(record, record["next"]) for record in group],
-                    keys=[tick_key(record["name"], record["next"]) for record in group], key_ttl=TICK_KEY_TTL,
-                    fields=[{"schedule": record["name"], "tick": str(record["next"])} for record in group])
+                    keys=[tick_key(record["name"], record["next"]) for record in group],
+                    key_ttl=TICK_KEY_TTL,
+                    fields=[{"schedule": record["name"], "tick": str(record["next"])} for record in group],
+                )
             except (StoreError, ValueError) as error:  # (fired already, by a racing engine: one by one then)
                 log.debug("schedules: firing %d together: %s", len(group), error)
                 again += [record["name"] for record in group]
@@ -234,7 +279,9 @@ class Schedules:
             record["next"] = timing_of(record).next_after(tick)
             _remember(record, {"tick": tick, "id": id, "at": at})
             self._write(record, str(record["version"]), pipe, bump=True)
-        again += [record["name"] for (record, _), done in zip(made, pipe.execute() if made else []) if not done]
+        again += [
+            record["name"] for (record, _), done in zip(made, pipe.execute() if made else []) if not done
+        ]
         return again
 
     def fire_one(self, name: str, now: float) -> int:
@@ -259,7 +306,9 @@ class Schedules:
             self._cas(record, version, next=after, skipped={"tick": tick, "reason": "missed"})
             return 0
         id = self.tick_id(record, fire)
-        if not self.store.redis.exists(self.keys.workflow(id)):  # (else created by an engine that then stopped)
+        if not self.store.redis.exists(
+            self.keys.workflow(id)
+        ):  # (else created by an engine that then stopped)
             if record["overlap"] != "allow" and self._still_running(record):
                 if record["overlap"] == "skip":
                     self._cas(record, version, next=after, skipped={"tick": fire, "reason": "overlap"})
@@ -297,10 +346,20 @@ class Schedules:
         flow = self._flow(record["text"])
         fields = {"schedule": record["name"], "tick": str(tick)}
         try:
-            run = self.store.create(flow, record.get("input"), text=record["text"], base=record.get("base") or "",
-                                    id=id, key=key, key_ttl=TICK_KEY_TTL, fields=fields)
+            run = self.store.create(
+                flow,
+                record.get("input"),
+                text=record["text"],
+                base=record.get("base") or "",
+                id=id,
+                key=key,
+                key_ttl=TICK_KEY_TTL,
+                fields=fields,
+            )
         except StoreError as error:
-            if id is not None and str(error) == f"workflow {id} exists already":  # (created before the key expired)
+            if (
+                id is not None and str(error) == f"workflow {id} exists already"
+            ):  # (created before the key expired)
                 return id
             raise
         return run.id
@@ -345,6 +404,6 @@ def fire_forever(schedules: Schedules, stop: threading.Event, longest: float = 0
         except UNREACHABLE as error:
             log.debug("schedules: Redis unreachable (%s)", error)
             stop.wait(0.5)
-        except Exception:  # noqa: BLE001 - the thread must not die: the ticks due are fired in the next round
+        except Exception:
             log.exception("schedules: this round failed")
             stop.wait(0.5)

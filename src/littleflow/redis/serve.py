@@ -13,15 +13,15 @@ from typing import Any
 
 from ..confine import LOCKED, Confinement
 from ..engine import DEFAULT_PARALLELISM
+from ..private import private_file
 from ..tasks import Registry
 from .builtins import BuiltinTasks
+from .connection import connect
 from .engine import EngineProcess
 from .protocol import PREFIX, Keys
 from .retention import DEFAULT_RETENTION
-from ..private import private_file
 from .server import RedisServer, port_free
 from .store import Store
-from .connection import connect
 from .worker import PythonTasks, Worker
 
 log = logging.getLogger("littleflow.serve")
@@ -37,11 +37,22 @@ class Services:
     ``retention`` and ``archive_dir``: how long the engine keeps ended workflows (seconds, 0
     for ever) and where it archives them first (see :mod:`.retention`)."""
 
-    def __init__(self, url: str, *, prefix: str = PREFIX, tasks: Registry | None = None, concurrency: int = 4,
-                 builtin_concurrency: int = 16, engine: bool = True, builtins: bool = True,
-                 claim_idle: float = 30.0, confine: Confinement = LOCKED,
-                 parallelism: int = DEFAULT_PARALLELISM, retention: float = DEFAULT_RETENTION,
-                 archive_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = PREFIX,
+        tasks: Registry | None = None,
+        concurrency: int = 4,
+        builtin_concurrency: int = 16,
+        engine: bool = True,
+        builtins: bool = True,
+        claim_idle: float = 30.0,
+        confine: Confinement = LOCKED,
+        parallelism: int = DEFAULT_PARALLELISM,
+        retention: float = DEFAULT_RETENTION,
+        archive_dir: Path | None = None,
+    ) -> None:
         self.url = url
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
@@ -50,22 +61,45 @@ class Services:
         self.engines: list[EngineProcess] = []
         self.workers: list[Worker] = []
         if engine:
-            self.engines.append(EngineProcess(self._store(keys), connect(url, decode=False), claim_idle=claim_idle,
-                                              parallelism=parallelism, retention=retention, archive_dir=archive_dir))
+            self.engines.append(
+                EngineProcess(
+                    self._store(keys),
+                    connect(url, decode=False),
+                    claim_idle=claim_idle,
+                    parallelism=parallelism,
+                    retention=retention,
+                    archive_dir=archive_dir,
+                )
+            )
         if builtins:
-            self.workers.append(Worker(self._store(keys), connect(url, decode=False), [BuiltinTasks(confine=confine)],
-                                       concurrency=builtin_concurrency, claim_idle=claim_idle))
+            self.workers.append(
+                Worker(
+                    self._store(keys),
+                    connect(url, decode=False),
+                    [BuiltinTasks(confine=confine)],
+                    concurrency=builtin_concurrency,
+                    claim_idle=claim_idle,
+                )
+            )
         if tasks is not None and tasks.names():
-            self.workers.append(Worker(self._store(keys), connect(url, decode=False), [PythonTasks(tasks)],
-                                       concurrency=concurrency, claim_idle=claim_idle))
+            self.workers.append(
+                Worker(
+                    self._store(keys),
+                    connect(url, decode=False),
+                    [PythonTasks(tasks)],
+                    concurrency=concurrency,
+                    claim_idle=claim_idle,
+                )
+            )
 
     def _store(self, keys: Keys) -> Store:
         return Store(connect(self.url), keys)
 
     def start(self) -> Services:
         for part in [*self.engines, *self.workers]:
-            thread = threading.Thread(target=part.run, args=(self.stop_event,), name=f"littleflow-{part.name}",
-                                      daemon=True)
+            thread = threading.Thread(
+                target=part.run, args=(self.stop_event,), name=f"littleflow-{part.name}", daemon=True
+            )
             thread.start()
             self.threads.append(thread)
         return self
@@ -92,8 +126,12 @@ def private_server(data_dir: Path, port: int | None = None) -> RedisServer:
     data_dir.mkdir(parents=True, exist_ok=True)
     kept = data_dir / PORT_FILE
     if port is None and (port := saved_port(data_dir)) is not None and not port_free(port):
-        log.warning("port %d (kept in %s) is taken by another program: the private Redis server moves to a "
-                    "new one, and workers started with the old URL must be started again", port, kept)
+        log.warning(
+            "port %d (kept in %s) is taken by another program: the private Redis server moves to a "
+            "new one, and workers started with the old URL must be started again",
+            port,
+            kept,
+        )
         port = None
     server = RedisServer(data_dir, port=port, appendonly=True, password=_password(data_dir)).start()
     if server.port != saved_port(data_dir):

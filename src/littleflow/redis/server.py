@@ -168,9 +168,7 @@ class RedisServer:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             reason = "not a directory" if isinstance(error, FileExistsError) else error.strerror
-            raise RuntimeError(
-                f"cannot use {self.data_dir} as the Redis data directory: {reason}"
-            ) from None
+            raise RuntimeError(f"cannot use {self.data_dir} as the Redis data directory: {reason}") from None
         if self._port is None:
             self._port = free_port(self.bind)
         if self.password:
@@ -190,7 +188,10 @@ class RedisServer:
         """Poll PING until this very process answers (not another server on the port)."""
         assert self._process is not None
         client = redis.Redis(
-            host=self.bind, port=self.port, password=self.password, socket_timeout=0.5,
+            host=self.bind,
+            port=self.port,
+            password=self.password,
+            socket_timeout=0.5,
             socket_connect_timeout=0.5,
         )
         deadline = time.monotonic() + START_TIMEOUT
@@ -199,8 +200,7 @@ class RedisServer:
                 code = self._process.poll()
                 if code is not None:
                     raise RuntimeError(
-                        f"redis-server on port {self.port} exited with code {code}: "
-                        + self.log_tail()
+                        f"redis-server on port {self.port} exited with code {code}: " + self.log_tail()
                     )
                 try:  # INFO answers while the data is still loading; PING only once it is loaded
                     if client.info("server").get("process_id") == self._process.pid and client.ping():

@@ -94,11 +94,19 @@ class Run:
     snapshot: int = 0  # bytes of the whole state last written
     trace: str = ""  # the traceparent of its span, for its task runs' spans (littleflow.tracing)
     journaled: int = 0  # bytes of the journal written since
-    writing: int = 0  # what the commit under way writes: journal bytes (> 0) or a whole state of -writing bytes
+    writing: int = (
+        0  # what the commit under way writes: journal bytes (> 0) or a whole state of -writing bytes
+    )
 
     def blob(self) -> str:
-        return compact({"state": self.state.to_json(), "seqs": self.seqs, "seq": self.seq,
-                        "queue": [[*start] for start in self.queue]})
+        return compact(
+            {
+                "state": self.state.to_json(),
+                "seqs": self.seqs,
+                "seq": self.seq,
+                "queue": [[*start] for start in self.queue],
+            }
+        )
 
     def advance(self, ends: list[list], parallelism: int | None) -> list[Start]:
         """Apply ``ends`` ([task id, seq, status, output or error] each, checked as current
@@ -140,10 +148,14 @@ class Step:
         self.starts: list[StartTask] = []
         self.tasks: dict[str, dict[str, Any] | str] = {}  # task id -> its info, or that as JSON text
         self.log: list[dict[str, str]] = []
-        self.flow: tuple[str, str, str, str, str] | None = None  # a creation's: digest, flow JSON, text, base, limit
+        self.flow: tuple[str, str, str, str, str] | None = (
+            None  # a creation's: digest, flow JSON, text, base, limit
+        )
         self.events: list[dict[str, str]] = []
         self.fields: dict[str, str] = {}
-        self.ends: list[list] = []  # the ends applied ([task id, seq, status, output or error]), for the journal
+        self.ends: list[
+            list
+        ] = []  # the ends applied ([task id, seq, status, output or error]), for the journal
         self.parallelism: int | None = DEFAULT_PARALLELISM  # what the step released its starts under
         self.timings: dict[str, float] = {}  # increments of the task run-time histograms (see EngineProcess)
 
@@ -176,11 +188,15 @@ class Store:
         config = self.keys.config
         fixed = self.redis.hget(config, "partitions")
         if fixed is None:
-            self.redis.hsetnx(config, "partitions", wanted or (CLUSTER_PARTITIONS if is_cluster(self.redis) else 1))
+            self.redis.hsetnx(
+                config, "partitions", wanted or (CLUSTER_PARTITIONS if is_cluster(self.redis) else 1)
+            )
             fixed = self.redis.hget(config, "partitions")
         if wanted is not None and int(fixed) != wanted:
-            raise StoreError(f"the workflows of prefix {self.keys.prefix!r} are spread over {fixed} partition(s), "
-                             f"fixed when it was first used: {wanted} would lose them (use a new --prefix)")
+            raise StoreError(
+                f"the workflows of prefix {self.keys.prefix!r} are spread over {fixed} partition(s), "
+                f"fixed when it was first used: {wanted} would lose them (use a new --prefix)"
+            )
         return int(fixed)
 
     # -- reading runs ---------------------------------------------------------------
@@ -203,8 +219,9 @@ class Store:
         for id in valid:
             self.scripts.load(keys=[self.keys.workflow(id), self.keys.journal(id)], client=pipe)
         found = pipe.execute() if valid else []
-        self._fetch_definitions({fields[3]: id for id, (fields, _) in zip(valid, found)
-                                 if fields[1] is not None and fields[3]})
+        self._fetch_definitions(
+            {fields[3]: id for id, (fields, _) in zip(valid, found) if fields[1] is not None and fields[3]}
+        )
         for id, ((run_blob, version, snapshot, digest, trace), journal) in zip(valid, found):
             if version is None:
                 runs[id] = None
@@ -215,23 +232,37 @@ class Store:
             try:
                 flow, engine, _, _, base, _ = self._definition(id, digest)
                 data = json.loads(run_blob)
-                run = Run(id, flow, engine, State.from_json(data["state"]), int(snapshot or version), data["seqs"],
-                          data["seq"], base, engine.limit,
-                          queue=deque(Start(*start) for start in data.get("queue", ())), snapshot=len(run_blob),
-                          trace=trace or "")
+                run = Run(
+                    id,
+                    flow,
+                    engine,
+                    State.from_json(data["state"]),
+                    int(snapshot or version),
+                    data["seqs"],
+                    data["seq"],
+                    base,
+                    engine.limit,
+                    queue=deque(Start(*start) for start in data.get("queue", ())),
+                    snapshot=len(run_blob),
+                    trace=trace or "",
+                )
                 for entry in journal:
                     step = json.loads(entry)
                     run.advance(step["ends"], step["parallelism"])
                     run.version += 1
                     run.journaled += len(entry)
                 if run.version != int(version):
-                    raise ValueError(f"its journal has {len(journal)} steps, version {version} needs "
-                                     f"{int(version) - int(snapshot or version)}")
+                    raise ValueError(
+                        f"its journal has {len(journal)} steps, version {version} needs "
+                        f"{int(version) - int(snapshot or version)}"
+                    )
                 runs[id] = run
             except StoreError as error:  # (its shared flow is gone)
                 runs[id] = error
             except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
-                runs[id] = StoreError(f"workflow {id} is damaged and cannot be read: {type(error).__name__}: {error}")
+                runs[id] = StoreError(
+                    f"workflow {id} is damaged and cannot be read: {type(error).__name__}: {error}"
+                )
         return runs
 
     def _definition(self, id: str, digest: str | None = None) -> tuple:
@@ -283,10 +314,18 @@ class Store:
         name, digest = self.redis.hmget(self.keys.workflow(id), "name", "digest")
         if digest is None:
             return None
-        flow, text, base, limit = self.redis.hmget(self.keys.of(id).flow(digest), "flow", "text", "base", "limit")
+        flow, text, base, limit = self.redis.hmget(
+            self.keys.of(id).flow(digest), "flow", "text", "base", "limit"
+        )
         if flow is None:
             return None
-        return {"name": name or None, "text": text or "", "flow": flow, "base": base or "", "limit": limit or ""}
+        return {
+            "name": name or None,
+            "text": text or "",
+            "flow": flow,
+            "base": base or "",
+            "limit": limit or "",
+        }
 
     def release_flows(self, ids: list[str], client: Any) -> None:
         """Queue on ``client`` (a pipeline) the release of the shared definitions (flows) of
@@ -300,8 +339,9 @@ class Store:
             pipe.hget(self.keys.workflow(id), "digest")
         for id, digest in zip(ids, pipe.execute()):
             if digest:
-                self.scripts.release_flow(keys=[self.keys.workflow(id), self.keys.of(id).flow(digest)], args=[digest],
-                                          client=client)
+                self.scripts.release_flow(
+                    keys=[self.keys.workflow(id), self.keys.of(id).flow(digest)], args=[digest], client=client
+                )
 
     def parallelism(self, run: Run, default: int = DEFAULT_PARALLELISM) -> int:
         """How many task runs ``run`` may have queued or running at once: its flow's
@@ -316,11 +356,19 @@ class Store:
         """Write one step of ``run`` atomically: its state, ``starts`` sent as start-task
         messages, and ``step``'s acks, task info and log. Raises :class:`Conflict` if the
         run changed since it was loaded (nothing is written then)."""
-        return self.committed(run, self.scripts.commit(**self.commit_call(run, step, starts, create is not None)))
+        return self.committed(
+            run, self.scripts.commit(**self.commit_call(run, step, starts, create is not None))
+        )
 
-    def commit_call(self, run: Run, step: Step, starts: list[Start], create: bool = False,
-                    restored: tuple[float, float] | None = None,
-                    once: tuple[str, str, int] | None = None) -> dict[str, Any]:
+    def commit_call(
+        self,
+        run: Run,
+        step: Step,
+        starts: list[Start],
+        create: bool = False,
+        restored: tuple[float, float] | None = None,
+        once: tuple[str, str, int] | None = None,
+    ) -> dict[str, Any]:
         """The keys and arguments of scripts/commit.lua for one step (see :meth:`commit`);
         run them, in a pipeline with others if need be, then hand the result to :meth:`committed`.
         A step of applied ends (``step.ends``) is appended to the workflow's journal; any other
@@ -335,14 +383,25 @@ class Store:
             stream = part.stream(message.name)
             index = streams.setdefault(stream, len(streams) + 1)
             starts_out.append([index, _flat(message.fields())])
-            step.tasks[message.task] = {"node": start.node, "status": "queued",
-                                        "seq": message.seq, "queued": now}
+            step.tasks[message.task] = {
+                "node": start.node,
+                "status": "queued",
+                "seq": message.seq,
+                "queued": now,
+            }
         payload = {
-            "id": run.id, "status": run.state.status, "time": repr(now), "group": ENGINES,
-            "fields": _flat(step.fields), "acks": step.acks, "starts": starts_out,
+            "id": run.id,
+            "status": run.state.status,
+            "time": repr(now),
+            "group": ENGINES,
+            "fields": _flat(step.fields),
+            "acks": step.acks,
+            "starts": starts_out,
             "tasks": _flat({k: v if isinstance(v, str) else info_json(v) for k, v in step.tasks.items()}),
-            "log": [compact({**entry, "@": int(now * 1000)}) for entry in step.log], "logbytes": LOG_BYTES,
-            "events": [_flat(entry) for entry in step.events], "eventlen": EVENTS_LENGTH,
+            "log": [compact({**entry, "@": int(now * 1000)}) for entry in step.log],
+            "logbytes": LOG_BYTES,
+            "events": [_flat(entry) for entry in step.events],
+            "eventlen": EVENTS_LENGTH,
             "index": self._index_keys(part, run.flow.name or ""),
         }
         if create and step.fields.get("schedule"):  # (started by a schedule: listed by it too)
@@ -352,7 +411,9 @@ class Store:
         if once is not None:
             payload["once"] = {"fingerprint": once[1], "ttl": once[2]}
         entry = ""
-        final = run.state.status != "running" and not run.state.running  # (an ended run is written whole, once)
+        final = (
+            run.state.status != "running" and not run.state.running
+        )  # (an ended run is written whole, once)
         if step.ends and not create and not final:
             entry = compact({"ends": step.ends, "parallelism": step.parallelism})
             if run.journaled + len(entry) > max(JOURNAL_MIN, run.snapshot):
@@ -360,15 +421,26 @@ class Store:
         blob = "" if entry else run.blob()
         run.writing = len(entry) if entry else -len(blob)
         keys = part
-        names = [keys.workflow(run.id), keys.task_info(run.id), keys.ends, keys.events, keys.workflows,
-                 *(keys.by_state(state) for state in STATES), keys.journal(run.id), *streams]
+        names = [
+            keys.workflow(run.id),
+            keys.task_info(run.id),
+            keys.ends,
+            keys.events,
+            keys.workflows,
+            *(keys.by_state(state) for state in STATES),
+            keys.journal(run.id),
+            *streams,
+        ]
         if step.flow is not None and create:  # a new workflow's flow, shared (the idempotency key stays last)
             names.append(keys.flow(step.flow[0]))
-            payload["flow"] = {"key": len(names), "fields": _flat(dict(zip(("flow", "text", "base", "limit"),
-                                                                          step.flow[1:])))}
-        return {"keys": [*names, *([once[0]] if once else [])],
-                "args": ["" if create else str(run.version), blob, entry,
-                         compact(payload)]}
+            payload["flow"] = {
+                "key": len(names),
+                "fields": _flat(dict(zip(("flow", "text", "base", "limit"), step.flow[1:]))),
+            }
+        return {
+            "keys": [*names, *([once[0]] if once else [])],
+            "args": ["" if create else str(run.version), blob, entry, compact(payload)],
+        }
 
     def _index_keys(self, keys: Keys, name: str) -> dict[str, Any]:
         """The listing indexes (of partition ``keys``) a step of a workflow of flow ``name``
@@ -378,8 +450,12 @@ class Store:
         if index is None:
             index = {"ended": keys.ended, "ids": {state: keys.ids(state) for state in STATES}}
             if name:
-                index.update(flow=name, name=keys.by_name(name), names=keys.names,
-                             named={state: keys.by_name(name, state) for state in STATES})
+                index.update(
+                    flow=name,
+                    name=keys.by_name(name),
+                    names=keys.names,
+                    named={state: keys.by_name(name, state) for state in STATES},
+                )
             if len(cache) < 1000:
                 cache[(keys.partition, name)] = index
         return index
@@ -415,37 +491,86 @@ class Store:
             name, parameters = node.name, node.parameters
             options = per_task.get(node.alias) or per_task.get(node.name)
         policy = {key: value for key, value in (("defaults", defaults), ("task", options)) if value}
-        return StartTask(run.id, id, run.seqs[id], start.node, name, parameters, start.input, 1, policy or None, base,
-                         run.trace)
+        return StartTask(
+            run.id,
+            id,
+            run.seqs[id],
+            start.node,
+            name,
+            parameters,
+            start.input,
+            1,
+            policy or None,
+            base,
+            run.trace,
+        )
 
-    def create(self, flow: Flow, input: Any = None, *, text: str = "", base: str = "",
-               limit: int | None = DEFAULT_LIMIT, id: str | None = None, key: str | None = None,
-               key_ttl: int = KEY_TTL, fields: dict[str, str] | None = None) -> Run:
+    def create(
+        self,
+        flow: Flow,
+        input: Any = None,
+        *,
+        text: str = "",
+        base: str = "",
+        limit: int | None = DEFAULT_LIMIT,
+        id: str | None = None,
+        key: str | None = None,
+        key_ttl: int = KEY_TTL,
+        fields: dict[str, str] | None = None,
+    ) -> Run:
         """Store a new workflow of ``flow`` and queue its first tasks (see :meth:`create_many`)."""
-        return self.create_many(flow, [input], text=text, base=base, limit=limit, ids=[id] if id else None,
-                                keys=[key], key_ttl=key_ttl, fields=[fields])[0]
+        return self.create_many(
+            flow,
+            [input],
+            text=text,
+            base=base,
+            limit=limit,
+            ids=[id] if id else None,
+            keys=[key],
+            key_ttl=key_ttl,
+            fields=[fields],
+        )[0]
 
-    def create_many(self, flow: Flow, inputs: list[Any], *, text: str = "", base: str = "",
-                    limit: int | None = DEFAULT_LIMIT, ids: list[str] | None = None,
-                    keys: list[str | None] | None = None, key_ttl: int = KEY_TTL,
-                    fields: list[dict[str, str] | None] | None = None) -> list[Run]:
+    def create_many(
+        self,
+        flow: Flow,
+        inputs: list[Any],
+        *,
+        text: str = "",
+        base: str = "",
+        limit: int | None = DEFAULT_LIMIT,
+        ids: list[str] | None = None,
+        keys: list[str | None] | None = None,
+        key_ttl: int = KEY_TTL,
+        fields: list[dict[str, str] | None] | None = None,
+    ) -> list[Run]:
         """Store a new workflow of ``flow`` for each input (in one round trip) and queue their first tasks.
         ``fields``: more fields of each one's hash (``schedule`` and ``tick`` for a schedule's).
         An input with an idempotency key (``keys``) already given in the last ``key_ttl`` seconds
         creates nothing: its run is ``replayed``, with the id of the workflow the key created
         (:class:`KeyReused` if that one had another flow or input)."""
         keys = keys or [None] * len(inputs)
-        if ids and any(key is not None and self.keys.partition_of(key) != self.keys.partition_of(id)
-                       for id, key in zip(ids, keys)):
-            raise ValueError("a workflow given its id and an idempotency key must be in the key's partition "
-                             "(Store.new_id(key) draws such an id)")
+        if ids and any(
+            key is not None and self.keys.partition_of(key) != self.keys.partition_of(id)
+            for id, key in zip(ids, keys)
+        ):
+            raise ValueError(
+                "a workflow given its id and an idempotency key must be in the key's partition "
+                "(Store.new_id(key) draws such an id)"
+            )
         if any(key is not None for key in keys) and not (isinstance(key_ttl, int) and key_ttl >= 1):
-            raise ValueError(f"an idempotency key lives a whole number of seconds, at least 1, not {key_ttl!r}")
+            raise ValueError(
+                f"an idempotency key lives a whole number of seconds, at least 1, not {key_ttl!r}"
+            )
         for key in keys:
             if key is not None and not VALID_KEY.fullmatch(key):
-                raise InvalidKey(f"bad idempotency key {key!r}: 1 to 200 printable ASCII characters, "
-                                 "no space at either end")
-        defaults, per_task = _flow_options(flow)  # a mistake in the @flow options is the submitter's to hear of
+                raise InvalidKey(
+                    f"bad idempotency key {key!r}: 1 to 200 printable ASCII characters, "
+                    "no space at either end"
+                )
+        defaults, per_task = _flow_options(
+            flow
+        )  # a mistake in the @flow options is the submitter's to hear of
         flow_text = flow.dumps()
         limit_text = "" if limit is None else str(limit)
         digest = flow_digest(flow_text, text, base, limit_text)
@@ -456,21 +581,38 @@ class Store:
         pipe = self.redis.pipeline(transaction=False)
         runs, claims, made = [], [], []
         for input, id, key, more in zip(inputs, ids or [self.new_id(key) for key in keys], keys, extra):
-            run = Run(id, flow, engine, State(flow.end), 0, base=base, limit=limit,
-                      trace=tracing.workflow_span(id, flow.name))
+            run = Run(
+                id,
+                flow,
+                engine,
+                State(flow.end),
+                0,
+                base=base,
+                limit=limit,
+                trace=tracing.workflow_span(id, flow.name),
+            )
             self._flows[id] = (flow, engine, defaults, per_task, base, limit)
             self._digests[id] = digest
             starts = run.release(engine.start(run.state, input), self.parallelism(run))
             step = Step()
             step.flow = (digest, flow_text, text, base, limit_text)
-            step.fields = {**fields, **(more or {}), "created": repr(time.time()),
-                           **({"trace": run.trace} if run.trace else {})}
+            step.fields = {
+                **fields,
+                **(more or {}),
+                "created": repr(time.time()),
+                **({"trace": run.trace} if run.trace else {}),
+            }
             step.log.append({"kind": "submitted"})
-            step.events.append({"kind": "workflow", "workflow": id, "state": run.state.status,
-                                "name": flow.name or ""})
+            step.events.append(
+                {"kind": "workflow", "workflow": id, "state": run.state.status, "name": flow.name or ""}
+            )
             once = None
             if key is not None:
-                once = (self.keys.idempotency(key), _fingerprint(text or flow_text, input, base, limit), key_ttl)
+                once = (
+                    self.keys.idempotency(key),
+                    _fingerprint(text or flow_text, input, base, limit),
+                    key_ttl,
+                )
                 step.fields["idempotency"] = once[0]  # (deleting the workflow frees its key)
             self.scripts.commit(client=pipe, **self.commit_call(run, step, starts, create=True, once=once))
             runs.append(run)
@@ -486,8 +628,9 @@ class Store:
             elif result == -1 and not ids:  # a fresh id exists: our commit, sent again by the client, or
                 input, created = made[number]  # (once in a blue moon) another workflow's id
                 if self.redis.hget(self.keys.workflow(run.id), "created") != created:
-                    runs[number] = self.create_many(flow, [input], text=text, base=base, limit=limit,
-                                                    keys=[key], key_ttl=key_ttl)[0]
+                    runs[number] = self.create_many(
+                        flow, [input], text=text, base=base, limit=limit, keys=[key], key_ttl=key_ttl
+                    )[0]
             elif result is not None:
                 self.committed(run, result)
         return runs
@@ -501,7 +644,9 @@ class Store:
                 id = new_id()
         return id
 
-    def _written(self, runs: list[Run], claims: list[tuple[str | None, str | None]], error: Exception) -> list:
+    def _written(
+        self, runs: list[Run], claims: list[tuple[str | None, str | None]], error: Exception
+    ) -> list:
         """The answer to creating ``runs`` was lost (``error``): ask again what each commit did —
         None: written; a claim: its key was taken. Raises ``error`` if one wrote nothing (or
         Redis cannot tell): no failure is reported for a workflow that was stored."""
@@ -530,12 +675,21 @@ class Store:
         self._flows.pop(run.id, None)
         self._digests.pop(run.id, None)
         if claimed != fingerprint:
-            raise KeyReused(f"idempotency key {key!r} was given for workflow {id} with another flow or input; "
-                            "a new workflow needs a new key")
+            raise KeyReused(
+                f"idempotency key {key!r} was given for workflow {id} with another flow or input; "
+                "a new workflow needs a new key"
+            )
         run.id, run.replayed = id, True
 
-    def restore(self, run: Run, fields: dict[str, str], times: tuple[float, float], tasks: dict[str, str],
-                log: list[tuple[str, dict[str, str]]], starts: list[Start]) -> None:
+    def restore(
+        self,
+        run: Run,
+        fields: dict[str, str],
+        times: tuple[float, float],
+        tasks: dict[str, str],
+        log: list[tuple[str, dict[str, str]]],
+        starts: list[Start],
+    ) -> None:
         """Write an archived workflow back under its id in one transaction, replacing what
         is there, its running tasks (``starts``) sent again."""
         keys, id = self.keys, run.id
@@ -562,8 +716,9 @@ class Store:
         if tasks:
             pipe.hset(keys.task_info(id), mapping=tasks)
         if log:
-            lines = "".join(compact({**entry, "@": int(entry_id.partition("-")[0])}) + "\n"
-                            for entry_id, entry in log)
+            lines = "".join(
+                compact({**entry, "@": int(entry_id.partition("-")[0])}) + "\n" for entry_id, entry in log
+            )
             step.fields["log"] = lines[-LOG_BYTES:].partition("\n")[2] if len(lines) > LOG_BYTES else lines
         self.scripts.commit(client=pipe, **self.commit_call(run, step, starts, create=True, restored=times))
         *_, result = pipe.execute(raise_on_error=False)
@@ -607,7 +762,9 @@ class Store:
             with self.redis.pipeline(transaction=True) as pipe:
                 try:
                     pipe.watch(*(self.keys.workflow(id) for id in ids))
-                    found = [pipe.hmget(self.keys.workflow(id), "name", "idempotency", "schedule") for id in ids]
+                    found = [
+                        pipe.hmget(self.keys.workflow(id), "name", "idempotency", "schedule") for id in ids
+                    ]
                     if ended_before is not None:
                         ended = [pipe.zscore(self.keys.of(id).ended, id) for id in ids]
                         kept = [score is not None and score <= ended_before for score in ended]
@@ -616,8 +773,10 @@ class Store:
                     pipe.multi()
                     self.release_flows(ids, pipe)
                     for id, (name, key, schedule) in zip(ids, found):
-                        self.scripts.forget(**self.forget_call(id, name or "", key, schedule=schedule), client=pipe)
-                    results = pipe.execute()[-len(ids):] if ids else []
+                        self.scripts.forget(
+                            **self.forget_call(id, name or "", key, schedule=schedule), client=pipe
+                        )
+                    results = pipe.execute()[-len(ids) :] if ids else []
                 except redis.WatchError:
                     continue
             for id in ids:
@@ -626,20 +785,37 @@ class Store:
             ids = [id for id, result in zip(ids, results) if result == -1]
         return gone
 
-    def forget_call(self, id: str, name: str, key: str | None = None, event: bool = True,
-                    schedule: str | None = None) -> dict[str, list]:
+    def forget_call(
+        self, id: str, name: str, key: str | None = None, event: bool = True, schedule: str | None = None
+    ) -> dict[str, list]:
         """The keys and arguments of scripts/forget.lua for workflow ``id`` of flow ``name``
         (its idempotency ``key``, released; a ``deleted`` event unless not ``event``; the
         index of the ``schedule`` that started it)."""
         keys = self.keys.of(id)
-        names = [keys.workflow(id), keys.journal(id), keys.waits(id), keys.events,
-                 keys.workflows, keys.ended, keys.names, *(keys.by_state(state) for state in STATES),
-                 *(keys.ids(state) for state in STATES)]
+        names = [
+            keys.workflow(id),
+            keys.journal(id),
+            keys.waits(id),
+            keys.events,
+            keys.workflows,
+            keys.ended,
+            keys.names,
+            *(keys.by_state(state) for state in STATES),
+            *(keys.ids(state) for state in STATES),
+        ]
         if name:
             names += [keys.by_name(name), *(keys.by_name(name, state) for state in STATES)]
-        return {"keys": [*names, *([keys.by_schedule(schedule)] if schedule else []), *([key] if key else [])],
-                "args": [id, name, "1" if event else "0", EVENTS_LENGTH, "1" if key else "0",
-                         "1" if schedule else "0"]}
+        return {
+            "keys": [*names, *([keys.by_schedule(schedule)] if schedule else []), *([key] if key else [])],
+            "args": [
+                id,
+                name,
+                "1" if event else "0",
+                EVENTS_LENGTH,
+                "1" if key else "0",
+                "1" if schedule else "0",
+            ],
+        }
 
     # -- reading what is there --------------------------------------------------------
     def ids(self, start: int = 0, count: int = -1, state: str | None = None) -> list[str]:
@@ -655,8 +831,15 @@ class Store:
         found = []
         for id, (status, name, created, updated) in zip(ids, pipe.execute()):
             if status is not None:
-                found.append({"id": id, "name": name or None, "state": status,
-                              "created": _time(created), "updated": _time(updated)})
+                found.append(
+                    {
+                        "id": id,
+                        "name": name or None,
+                        "state": status,
+                        "created": _time(created),
+                        "updated": _time(updated),
+                    }
+                )
         return found
 
     def task_info(self, id: str) -> dict[str, dict[str, Any]]:
@@ -686,12 +869,16 @@ def flow_digest(flow: str, text: str, base: str, limit: str) -> str:
 
 def new_id() -> str:
     """A fresh workflow id: sortable by time, unique."""
-    return time.strftime("%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:12]  # (48 random bits: no two alike)
+    return (
+        time.strftime("%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:12]
+    )  # (48 random bits: no two alike)
 
 
 def _fingerprint(text: str, input: Any, base: str, limit: int | None) -> str:
     """What tells a repeated submission from another one under the same idempotency key."""
-    request = json.dumps([text, input, base, limit], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    request = json.dumps(
+        [text, input, base, limit], sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    )
     return hashlib.sha256(request.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -736,8 +923,6 @@ def _sized(value: Any, limit: int = MAX_INFO_VALUE) -> tuple[str, int]:
     if len(text) <= limit // 4 or text.isascii():
         return text, len(text)
     return text, len(text.encode("utf-8", "surrogatepass"))
-
-
 
 
 def _flat(mapping: dict[str, Any]) -> list[str]:

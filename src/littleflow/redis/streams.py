@@ -29,8 +29,15 @@ class Streams:
     """Reads streams as ``consumer`` of ``group``; ``claim_idle`` seconds after a
     message was last delivered (or heartbeated) another consumer may take it over."""
 
-    def __init__(self, raw: redis.Redis, keys: Keys, group: str, consumer: str, claim_idle: float = 30.0,
-                 max_deliveries: int = 5) -> None:
+    def __init__(
+        self,
+        raw: redis.Redis,
+        keys: Keys,
+        group: str,
+        consumer: str,
+        claim_idle: float = 30.0,
+        max_deliveries: int = 5,
+    ) -> None:
         self.raw = raw
         self.keys = keys
         self.group = group
@@ -57,8 +64,13 @@ class Streams:
             time.sleep(block)
             return []
         try:
-            found = self.raw.xreadgroup(self.group, self.consumer, streams, count=count,
-                                        block=max(1, int(block * 1000)) if block else None)
+            found = self.raw.xreadgroup(
+                self.group,
+                self.consumer,
+                streams,
+                count=count,
+                block=max(1, int(block * 1000)) if block else None,
+            )
         except redis.ResponseError as error:
             if "NOGROUP" not in str(error):
                 raise
@@ -67,8 +79,11 @@ class Streams:
             return []
         for stream, messages in found or ():
             self._read[_text(stream)] = self._read.get(_text(stream), 0) + len(messages)
-        return [(_text(stream), _text(message_id), fields, 1)
-                for stream, messages in found or () for message_id, fields in messages]
+        return [
+            (_text(stream), _text(message_id), fields, 1)
+            for stream, messages in found or ()
+            for message_id, fields in messages
+        ]
 
     def maintain(self, *streams: str) -> list[tuple[str, str, dict, int]]:
         """Now and then: take over messages idle longer than ``claim_idle`` and trim
@@ -95,8 +110,9 @@ class Streams:
         with how often each has been delivered."""
         idle = int(self.claim_idle * 1000)
         try:
-            result = self.raw.xautoclaim(stream, self.group, self.consumer, idle,
-                                         self._cursors.get(stream, "0-0"), count=count)
+            result = self.raw.xautoclaim(
+                stream, self.group, self.consumer, idle, self._cursors.get(stream, "0-0"), count=count
+            )
         except redis.ResponseError as error:
             if "NOGROUP" in str(error):
                 return []
@@ -114,7 +130,9 @@ class Streams:
                 continue
             info = self.raw.xpending_range(stream, self.group, message_id, message_id, 1)
             deliveries = info[0]["times_delivered"] if info else 1
-            log.info("%s: took over message %s of %s (delivery %d)", self.consumer, message_id, stream, deliveries)
+            log.info(
+                "%s: took over message %s of %s (delivery %d)", self.consumer, message_id, stream, deliveries
+            )
             found.append((stream, message_id, fields, deliveries))
         return found
 
@@ -130,8 +148,13 @@ class Streams:
     def set_aside(self, stream: str, message_id: str, fields: dict, reason: str) -> None:
         """Move a message to the dead-letter stream (of its stream's partition), with why, and ack it."""
         log.warning("%s: set aside message %s of %s: %s", self.consumer, message_id, stream, reason)
-        entry = {"stream": stream, "id": message_id, "reason": reason, "consumer": self.consumer,
-                 "time": repr(time.time())}
+        entry = {
+            "stream": stream,
+            "id": message_id,
+            "reason": reason,
+            "consumer": self.consumer,
+            "time": repr(time.time()),
+        }
         for key, value in (fields or {}).items():
             name = key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else str(key)
             entry[f"field:{name}"] = value
@@ -183,7 +206,7 @@ def surviving(who: str, stop: threading.Event, probe: Callable[[], Any] | None =
     except UNREACHABLE as error:
         unreachable(who, error)
         stop.wait(0.5)
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.exception("%s: this round failed; what it did not acknowledge will come back", who)
         stop.wait(0.5)
     else:

@@ -10,16 +10,35 @@ from .protocol import WORKERS, Keys, StartTask
 from .store import EVENTS_LENGTH, Store
 
 
-
 def member(task: StartTask, started: float, worker: str, output: Any, **extra: Any) -> str:
     """The JSON a waiting task is kept as: enough to send its end later."""
-    return json.dumps({"workflow": task.workflow, "task": task.task, "seq": task.seq, "attempt": task.attempt,
-                       "node": task.node, "name": task.name, "started": started, "worker": worker,
-                       "output": json.dumps(output, ensure_ascii=False), **extra}, ensure_ascii=False)
+    return json.dumps(
+        {
+            "workflow": task.workflow,
+            "task": task.task,
+            "seq": task.seq,
+            "attempt": task.attempt,
+            "node": task.node,
+            "name": task.name,
+            "started": started,
+            "worker": worker,
+            "output": json.dumps(output, ensure_ascii=False),
+            **extra,
+        },
+        ensure_ascii=False,
+    )
 
 
-def _take(store: Store, op: str, stream: str, message_id: str, task: StartTask, keys: list[str], entry: str,
-          number: Any = None) -> bool:
+def _take(
+    store: Store,
+    op: str,
+    stream: str,
+    message_id: str,
+    task: StartTask,
+    keys: list[str],
+    entry: str,
+    number: Any = None,
+) -> bool:
     """Take the start message over for ``op`` (in its workflow's partition); False if it had
     been handled already."""
     k = store.keys.of(task.workflow)
@@ -29,18 +48,29 @@ def _take(store: Store, op: str, stream: str, message_id: str, task: StartTask, 
 
 def delay(store: Store, stream: str, message_id: str, task: StartTask, seconds: float, entry: str) -> None:
     """``task`` ends ``seconds`` from now (by the Redis server's clock), even across restarts."""
-    _take(store, "delay", stream, message_id, task, [store.keys.of(task.workflow).delays], entry,
-          repr(float(seconds)))
+    _take(
+        store,
+        "delay",
+        stream,
+        message_id,
+        task,
+        [store.keys.of(task.workflow).delays],
+        entry,
+        repr(float(seconds)),
+    )
 
 
 def due(store: Store, count: int = 500) -> int:
     """End the delays that are due (up to ``count`` in each partition); returns how many."""
-    return sum(store.scripts.waits(keys=[part.ends, part.delays], args=["due", part.root, count])
-               for part in store.keys.parts)
+    return sum(
+        store.scripts.waits(keys=[part.ends, part.delays], args=["due", part.root, count])
+        for part in store.keys.parts
+    )
 
 
-def listen(store: Store, stream: str, message_id: str, task: StartTask, event: str, match: dict | None,
-           entry: str) -> None:
+def listen(
+    store: Store, stream: str, message_id: str, task: StartTask, event: str, match: dict | None, entry: str
+) -> None:
     """``task`` ends with the data of the first ``event`` sent since its start message
     was queued whose data has the fields of ``match``."""
     part = store.keys.of(task.workflow)
@@ -63,12 +93,16 @@ def send(store: Store, event: str, data: Any) -> int:
     parts = store.keys.parts
     pipe = store.redis.pipeline(transaction=False)  # (each partition's listeners read its own stream)
     for part in parts:
-        pipe.xadd(part.events, {"kind": "event", "event": event, "data": text}, maxlen=EVENTS_LENGTH,
-                  approximate=True)
+        pipe.xadd(
+            part.events,
+            {"kind": "event", "event": event, "data": text},
+            maxlen=EVENTS_LENGTH,
+            approximate=True,
+        )
     for part in parts:
         pipe.hgetall(part.waiters(event))
     woken = 0
-    for part, waiters in zip(parts, pipe.execute()[len(parts):]):
+    for part, waiters in zip(parts, pipe.execute()[len(parts) :]):
         waiting = [field for field, entry in waiters.items() if matches(json.loads(entry).get("match"), data)]
         if waiting:
             woken += _wake(store, part, event, text, waiting)
@@ -98,8 +132,16 @@ def _same(one: Any, other: Any) -> bool:
     return json.dumps(one, sort_keys=True) == json.dumps(other, sort_keys=True)
 
 
-def latch(store: Store, op: str, stream: str, message_id: str, task: StartTask, name: str, entry: str,
-          number: int | None = None) -> None:
+def latch(
+    store: Store,
+    op: str,
+    stream: str,
+    message_id: str,
+    task: StartTask,
+    name: str,
+    entry: str,
+    number: int | None = None,
+) -> None:
     """``acquire`` (``number``: places), ``release`` or ``countdown`` (``number``: arrivals) on latch ``name``."""
     check_name(name, "latch")
     shared, part = store.keys.base, store.keys.of(task.workflow)
@@ -107,17 +149,22 @@ def latch(store: Store, op: str, stream: str, message_id: str, task: StartTask, 
     args = [op, shared.root, entry] + ([] if number is None else [number])
     # two steps: the latch (shared by every partition) where it is, then the start message
     # where its workflow is; the marker makes the first happen once should the second not
-    note = store.scripts.waits(keys=[shared.ends, shared.took(stream, message_id), shared.latch(name), queue],
-                               args=args)
-    store.scripts.waits(keys=[stream, part.task_info(task.workflow)],
-                        args=["took", part.root, WORKERS, message_id, entry, note])
+    note = store.scripts.waits(
+        keys=[shared.ends, shared.took(stream, message_id), shared.latch(name), queue], args=args
+    )
+    store.scripts.waits(
+        keys=[stream, part.task_info(task.workflow)],
+        args=["took", part.root, WORKERS, message_id, entry, note],
+    )
 
 
 def cancel(store: Store, workflow: str) -> int:
     """Drop the timers, event waiters and latch places the tasks of ``workflow`` wait in."""
     k = store.keys
-    return sum(store.scripts.waits(keys=[held], args=["cancel", k.root])
-               for held in (k.waits(workflow), k.latched(workflow)))
+    return sum(
+        store.scripts.waits(keys=[held], args=["cancel", k.root])
+        for held in (k.waits(workflow), k.latched(workflow))
+    )
 
 
 def check_name(name: Any, what: str) -> str:

@@ -21,9 +21,19 @@ from ..calling import Caller, Cancelled, message
 from ..tasklogs import RunLog
 from ..tasks import Registry
 from ..values import check_value
-from .engine import consumer_name
 from .connection import is_cluster
-from .protocol import REGISTER_EVERY, SHARED_NAMESPACES, WORKERS, EndTask, Keys, Malformed, StartTask, compact, namespace
+from .engine import consumer_name
+from .protocol import (
+    REGISTER_EVERY,
+    SHARED_NAMESPACES,
+    WORKERS,
+    EndTask,
+    Keys,
+    Malformed,
+    StartTask,
+    compact,
+    namespace,
+)
 from .store import Store
 from .streams import Streams, surviving, unreachable
 
@@ -176,23 +186,43 @@ class PythonTasks(Executor):
         task = job.task
         spec = self.registry.get(task.name)
         job.log = RunLog()
-        return self.caller.call(spec, task.parameters, task.input, task.run_policy(spec.options), handle.hook(job),
-                                task.attempt, job.cancelled, task.run(), job.log)
+        return self.caller.call(
+            spec,
+            task.parameters,
+            task.input,
+            task.run_policy(spec.options),
+            handle.hook(job),
+            task.attempt,
+            job.cancelled,
+            task.run(),
+            job.log,
+        )
 
 
 class Worker:
     """Runs tasks for the namespaces its executors serve, ``concurrency`` at a time,
     reading up to ``prefetch`` more ahead (they wait here, kept alive by heartbeats)."""
 
-    def __init__(self, store: Store, raw: redis.Redis, executors: list[Executor], *, concurrency: int = 1,
-                 prefetch: int = 16, name: str | None = None, claim_idle: float = 30.0,
-                 max_deliveries: int = 5) -> None:
+    def __init__(
+        self,
+        store: Store,
+        raw: redis.Redis,
+        executors: list[Executor],
+        *,
+        concurrency: int = 1,
+        prefetch: int = 16,
+        name: str | None = None,
+        claim_idle: float = 30.0,
+        max_deliveries: int = 5,
+    ) -> None:
         self.store = store
         self.keys = store.keys
         self.raw = raw
         self.executors = executors
         self.concurrency = concurrency
-        self.capacity = concurrency + prefetch  # tasks taken at once: running, and read ahead waiting their turn
+        self.capacity = (
+            concurrency + prefetch
+        )  # tasks taken at once: running, and read ahead waiting their turn
         self.name = name or consumer_name("worker")
         self.streams = Streams(raw, self.keys, WORKERS, self.name, claim_idle, max_deliveries)
         self.names: list[str] = []
@@ -217,8 +247,20 @@ class Worker:
         if self._readers is None:
             parts = self.keys.parts
             groups = [parts] if not is_cluster(self.store.redis) else [[part] for part in parts]
-            self._readers = [(group, Streams(self.raw, self.keys, WORKERS, self.name, self.streams.claim_idle,
-                                             self.streams.max_deliveries)) for group in groups]
+            self._readers = [
+                (
+                    group,
+                    Streams(
+                        self.raw,
+                        self.keys,
+                        WORKERS,
+                        self.name,
+                        self.streams.claim_idle,
+                        self.streams.max_deliveries,
+                    ),
+                )
+                for group in groups
+            ]
         return self._readers
 
     def run(self, stop: threading.Event, block: float = 1.0) -> None:
@@ -238,11 +280,19 @@ class Worker:
         listener.start()
         for executor in self.executors:
             if isinstance(executor, Executor):
-                threading.Thread(target=executor.background, args=(self.handle, stop), name="littleflow-background",
-                                 daemon=True).start()
+                threading.Thread(
+                    target=executor.background,
+                    args=(self.handle, stop),
+                    name="littleflow-background",
+                    daemon=True,
+                ).start()
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="littleflow-task")
-        others = [threading.Thread(target=self._read, args=(reader, pool, stop, block), daemon=True,
-                                   name="littleflow-reader") for reader in readers[1:]]
+        others = [
+            threading.Thread(
+                target=self._read, args=(reader, pool, stop, block), daemon=True, name="littleflow-reader"
+            )
+            for reader in readers[1:]
+        ]
         for thread in others:
             thread.start()
         self._read(readers[0], pool, stop, block, chores=True)
@@ -254,13 +304,21 @@ class Worker:
         with suppress(redis.RedisError):
             self.raw.hdel(self.keys.workers, self.name)
 
-    def _read(self, reader: tuple[list[Keys], Streams], pool: ThreadPoolExecutor, stop: threading.Event,
-              block: float, chores: bool = False) -> None:
+    def _read(
+        self,
+        reader: tuple[list[Keys], Streams],
+        pool: ThreadPoolExecutor,
+        stop: threading.Event,
+        block: float,
+        chores: bool = False,
+    ) -> None:
         """Read and dispatch the tasks of a group of partitions until ``stop`` is set (with
         ``chores``, also learn new task names, register and heartbeat)."""
         parts, streams = reader
         while not stop.is_set():
-            with surviving(f"worker {self.name}", stop, probe=self.raw.ping):  # a full worker's round skips Redis
+            with surviving(
+                f"worker {self.name}", stop, probe=self.raw.ping
+            ):  # a full worker's round skips Redis
                 if chores:
                     if self._learn():  # (a registry given more tasks as the worker runs)
                         self.streams.join(*self.stream_names)
@@ -294,11 +352,15 @@ class Worker:
                     return
                 self._free.wait(0.2)
             self._heartbeat()
-        log.warning("worker %s: stopped with %d tasks still running; they will run again elsewhere",
-                    self.name, len(self._jobs))
+        log.warning(
+            "worker %s: stopped with %d tasks still running; they will run again elsewhere",
+            self.name,
+            len(self._jobs),
+        )
 
-    def _dispatch(self, pool: ThreadPoolExecutor, stream: str, message_id: str, fields: dict,
-                  deliveries: int) -> None:
+    def _dispatch(
+        self, pool: ThreadPoolExecutor, stream: str, message_id: str, fields: dict, deliveries: int
+    ) -> None:
         try:
             task = StartTask.parse(fields)
         except Malformed as error:
@@ -309,11 +371,18 @@ class Worker:
         with self._lock:
             self._jobs[(stream, message_id)] = job
         if executor is None or self.keys.of_key(stream).stream(task.name) != stream:  # (a bad writer's)
-            self.end(job, "failed", error=f"no task {task.name!r} here (worker {self.name} serves {self.serving()})")
+            self.end(
+                job,
+                "failed",
+                error=f"no task {task.name!r} here (worker {self.name} serves {self.serving()})",
+            )
             return
         if deliveries > self.streams.max_deliveries:  # its workers died each time: fail it, visibly
-            self.end(job, "failed", error=f"started {deliveries - 1} times, and each time its worker stopped "
-                                          "before it ended")
+            self.end(
+                job,
+                "failed",
+                error=f"started {deliveries - 1} times, and each time its worker stopped before it ended",
+            )
             return
         job.span = tracing.task_span(task.trace, task.name, task.workflow, task.node, task.task, task.attempt)
         job.future = pool.submit(self._execute, executor, job)
@@ -323,8 +392,13 @@ class Worker:
             output = executor.execute(job, self.handle)
         except Exception as error:  # noqa: BLE001 - a task's error fails the task
             if not isinstance(error, Cancelled):
-                log.info("worker %s: task %s of %s failed: %s", self.name, job.task.name, job.task.workflow,
-                         message(error))
+                log.info(
+                    "worker %s: task %s of %s failed: %s",
+                    self.name,
+                    job.task.name,
+                    job.task.workflow,
+                    message(error),
+                )
             self.end(job, "failed", error=message(error))
             return
         if output is DEFERRED:
@@ -344,8 +418,13 @@ class Worker:
             self.end(job, "failed", error="the workflow was terminated")
         elif (error := done.exception()) is not None:
             if not isinstance(error, Cancelled):
-                log.info("worker %s: task %s of %s failed: %s", self.name, job.task.name, job.task.workflow,
-                         message(error))
+                log.info(
+                    "worker %s: task %s of %s failed: %s",
+                    self.name,
+                    job.task.name,
+                    job.task.workflow,
+                    message(error),
+                )
             self.end(job, "failed", error=message(error))
         else:
             self.end(job, "done", done.result())
@@ -353,19 +432,28 @@ class Worker:
     # -- what executors call -------------------------------------------------------
     def hook(self, job: Job) -> Any:
         """The attempt hook (see :mod:`littleflow.calling`) that records ``job`` running."""
+
         def hook(event: str, attempt: int, began: float, error: str | None) -> None:
             if event == "start":
                 job.attempt = attempt
                 self.running(job, began)
+
         return hook
 
     def running(self, job: Job, began: float) -> None:
         """Record that ``job`` is running (attempt ``job.attempt``)."""
         if job.started is None:
             job.started = began
-        log = {"log": job.log.to_json()} if job.log is not None and job.log.total else {}  # (a retry keeps it)
-        self._out.put(("info", job.task, {"status": "running", "started": began, "attempt": job.attempt,
-                                          "worker": self.name, **log}))
+        log = (
+            {"log": job.log.to_json()} if job.log is not None and job.log.total else {}
+        )  # (a retry keeps it)
+        self._out.put(
+            (
+                "info",
+                job.task,
+                {"status": "running", "started": began, "attempt": job.attempt, "worker": self.name, **log},
+            )
+        )
 
     def end(self, job: Job, status: str, output: Any = None, error: str | None = None) -> None:
         """Send the end of ``job`` (and ack its start) from the writer thread; an output
@@ -375,9 +463,19 @@ class Worker:
                 check_value(output, "the task's output")
             except ValueError as refused:
                 status, output, error = "failed", None, str(refused)
-        end = EndTask(job.task.workflow, job.task.task, job.task.seq, status, output, error, job.attempt,
-                      job.started, time.time(), self.name,
-                      job.log.to_json() if job.log is not None and job.log.total else None)
+        end = EndTask(
+            job.task.workflow,
+            job.task.task,
+            job.task.seq,
+            status,
+            output,
+            error,
+            job.attempt,
+            job.started,
+            time.time(),
+            self.name,
+            job.log.to_json() if job.log is not None and job.log.total else None,
+        )
         tracing.finish(job.span, status, job.attempt, error)
         self._out.put(("end", job, end))
 
@@ -410,9 +508,10 @@ class Worker:
                     attempt += 1
                     unreachable(f"worker {self.name}", error)  # said once; the main loop says when it is back
                     time.sleep(min(2.0, 0.1 * attempt))
-                except Exception:  # noqa: BLE001 - unacked, these tasks run again elsewhere
-                    log.exception("worker %s: cannot send %d ends; their tasks will run again", self.name,
-                                  len(batch))
+                except Exception:
+                    log.exception(
+                        "worker %s: cannot send %d ends; their tasks will run again", self.name, len(batch)
+                    )
                     for kind, job, _ in batch:
                         if kind == "end":
                             self._forget(job)
@@ -442,9 +541,11 @@ class Worker:
             elif (subject.workflow, subject.task, subject.seq) not in done:  # an end says it all
                 task = subject
                 info_key = self.keys.task_info(task.workflow)
-                self.store.scripts.info(keys=[info_key], client=pipe_of(info_key),
-                                        args=[task.task, task.seq,
-                                              compact({"node": task.node, "seq": task.seq, **info})])
+                self.store.scripts.info(
+                    keys=[info_key],
+                    client=pipe_of(info_key),
+                    args=[task.task, task.seq, compact({"node": task.node, "seq": task.seq, **info})],
+                )
         for pipe in pipes.values():
             pipe.execute()
         for job in ended:
@@ -473,12 +574,23 @@ class Worker:
             return
         self._next_logs = now + LOGS_EVERY
         with self._lock:
-            jobs = [job for job in self._jobs.values() if job.log is not None and job.log.total != job.logged
-                    and job.started is not None]
+            jobs = [
+                job
+                for job in self._jobs.values()
+                if job.log is not None and job.log.total != job.logged and job.started is not None
+            ]
         for job in jobs:
             job.logged = job.log.total
-            self._info(job.task, {"status": "running", "started": job.started, "attempt": job.attempt,
-                                  "worker": self.name, "log": job.log.to_json()})
+            self._info(
+                job.task,
+                {
+                    "status": "running",
+                    "started": job.started,
+                    "attempt": job.attempt,
+                    "worker": self.name,
+                    "log": job.log.to_json(),
+                },
+            )
 
     def _learn(self) -> bool:
         """Take in the names and namespaces the executors serve; True if they changed."""
@@ -488,11 +600,15 @@ class Worker:
             return False
         for name in names:
             if namespace(name) in SHARED_NAMESPACES:
-                raise ValueError(f"task {name!r}: the namespace {namespace(name)}: belongs to a built-in executor")
+                raise ValueError(
+                    f"task {name!r}: the namespace {namespace(name)}: belongs to a built-in executor"
+                )
         unknown = set(namespaces) - SHARED_NAMESPACES
         if unknown:
-            raise ValueError(f"namespaces {sorted(unknown)} are not shared ones "
-                             f"({', '.join(sorted(SHARED_NAMESPACES))}): serve their tasks by name")
+            raise ValueError(
+                f"namespaces {sorted(unknown)} are not shared ones "
+                f"({', '.join(sorted(SHARED_NAMESPACES))}): serve their tasks by name"
+            )
         self.names, self.namespaces = names, namespaces
         return True
 
@@ -503,8 +619,14 @@ class Worker:
 
     def _streams_of(self, parts: list[Keys]) -> list[str]:
         """The streams of the tasks this worker serves in partitions ``parts``."""
-        return [stream for part in parts for stream in (*(part.stream(name) for name in self.names),
-                                                        *(part.namespace_stream(space) for space in self.namespaces))]
+        return [
+            stream
+            for part in parts
+            for stream in (
+                *(part.stream(name) for name in self.names),
+                *(part.namespace_stream(space) for space in self.namespaces),
+            )
+        ]
 
     def serving(self) -> str:
         """What this worker serves, in words."""
@@ -517,8 +639,18 @@ class Worker:
         if now < self._next_register:
             return
         self._next_register = now + REGISTER_EVERY
-        self.raw.hset(self.keys.workers, self.name, json.dumps(
-            {"tasks": self.names, "namespaces": self.namespaces, "concurrency": self.concurrency, "seen": now}))
+        self.raw.hset(
+            self.keys.workers,
+            self.name,
+            json.dumps(
+                {
+                    "tasks": self.names,
+                    "namespaces": self.namespaces,
+                    "concurrency": self.concurrency,
+                    "seen": now,
+                }
+            ),
+        )
 
     def _listen(self, stop: threading.Event) -> None:
         """Cancel the running tasks of workflows that are terminated."""
@@ -542,8 +674,12 @@ class Worker:
                                     job.detached.cancel()
                     for executor in self.executors:  # (what they run outside this worker, e.g. Jobs)
                         if isinstance(executor, Executor) and isinstance(workflow, str):
-                            threading.Thread(target=_terminate, args=(executor, workflow),
-                                             name="littleflow-terminate", daemon=True).start()
+                            threading.Thread(
+                                target=_terminate,
+                                args=(executor, workflow),
+                                name="littleflow-terminate",
+                                daemon=True,
+                            ).start()
             except (redis.ConnectionError, redis.TimeoutError) as error:  # Redis away: listen again
                 unreachable(f"worker {self.name}", error)
                 stop.wait(0.5)
