@@ -75,3 +75,22 @@ def one(flow: Flow, name: str):
 
 def kinds(flow: Flow) -> list[str]:
     return [n.kind for n in flow.nodes]
+
+
+@pytest.fixture
+def spans():
+    """Spans of this process, recorded in memory by the OpenTelemetry SDK (the otel extra),
+    and tracing off again afterwards."""
+    need_module("opentelemetry.sdk", "otel")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from littleflow import tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use(provider)
+    yield exporter
+    tracing.use(None)

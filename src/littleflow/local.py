@@ -3,6 +3,7 @@ in order (concurrency 1) or on a thread pool."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import uuid
@@ -127,6 +128,7 @@ class LocalRun:
         self.causes: dict[tuple, BaseException] = {}
         self.trace: list[dict[str, Any]] = []  # every task run, when ``trace`` is set
         self.tracing = trace
+        self.traceparent = _workflow_span(self.workflow_id, flow.name)  # OpenTelemetry ("" if off)
         self.caller = Caller()
         self.registry = collect(tasks)
         names = self._check_names()
@@ -260,6 +262,7 @@ class LocalRun:
         if (
             self.echo
             or self.tracing
+            or self.traceparent
             or self.on_event is not None
             or node.kind != "task"
             or node.parameters is not None
@@ -329,9 +332,15 @@ class LocalRun:
 
         log = RunLog() if self.tracing else None  # (its lines go into the trace, attempt by attempt)
         lines_before = 0
+        span = None  # the OpenTelemetry span of the attempt under way
 
         def hook(event: str, attempt: int, began: float, error: str | None) -> None:
-            nonlocal lines_before
+            nonlocal lines_before, span
+            if self.traceparent:
+                if event == "start":
+                    span = self._task_span(start, node, attempt)
+                elif event != "retry":
+                    _finish_span(span, event, attempt, error)
             if event == "start" or event == "retry":
                 if event == "start" and log is not None:
                     lines_before = log.total
@@ -370,6 +379,14 @@ class LocalRun:
             run_key(self.workflow_id, start.path, start.node, start.item, seq),
         )
 
+    def _task_span(self, start: Start, node: Any, attempt: int) -> Any:
+        from . import tracing
+
+        task = f"{start.path}|{start.node}|{start.item}"  # (the item last, as in a task id)
+        return tracing.task_span(
+            self.traceparent, node.name or node.label or "", self.workflow_id, start.node, task, attempt
+        )
+
     def _resource_call(self, node: Any, input: Any, policy: Policy) -> Callable[[], Any]:
         params = node.parameters if isinstance(node.parameters, dict) else {}
         if resources.is_http(node.uri, self.base):  # each request's seconds, as the Redis worker gives them
@@ -402,6 +419,23 @@ class LocalRun:
                 **({"log": log} if log else {}),
             }
         )
+
+
+def _workflow_span(id: str, name: str | None) -> str:
+    """The traceparent of a local run's workflow span, "" when tracing is off. OpenTelemetry
+    is set up by importing it (an application, ``opentelemetry-instrument``, or the CLI's
+    ``tracing.configure``): until then a run loads none of it."""
+    if "opentelemetry.trace" not in sys.modules:
+        return ""
+    from . import tracing
+
+    return tracing.workflow_span(id, name)
+
+
+def _finish_span(span: Any, status: str, attempt: int, error: str | None) -> None:
+    from . import tracing
+
+    tracing.finish(span, status, attempt, error)
 
 
 #: Seconds the concurrent loop waits for a task to end before it looks whether it should stop.

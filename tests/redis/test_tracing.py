@@ -10,11 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from support import spans  # noqa: F401 - a fixture
 
 from littleflow import tracing
 from littleflow.redis.client import Client
@@ -22,17 +19,6 @@ from littleflow.redis.protocol import StartTask
 from littleflow.tasks import Registry
 
 HERE = Path(__file__).resolve().parent.parent  # (tests/, where traced_process.py is)
-
-
-@pytest.fixture
-def spans():
-    """Spans of this process, recorded in memory (and tracing off again afterwards)."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.use(provider)
-    yield exporter
-    tracing.use(None)
 
 
 def test_off_by_default_nothing_is_made_and_no_message_carries_a_trace():
