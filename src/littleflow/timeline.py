@@ -1,6 +1,6 @@
-"""A workflow's timeline: every task run (each item of a ``*`` its own; a retried run as its
-last attempt, numbered) with its times and status, as a document or as an SVG picture on a
-time axis, coloured as the graphs are (``drawing.COLOURS``)."""
+"""A workflow's timeline: every task run (each item of a ``*`` its own, each attempt of a
+retried run its own, numbered) with its times and status, as a document or as an SVG picture
+on a time axis, coloured as the graphs are (``drawing.COLOURS``)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ _TITLE = 300  # characters of an error shown in a bar's hover text
 
 
 def runs(flow: Flow, info: Mapping[str, Mapping[str, Any]], state: str) -> list[dict[str, Any]]:
-    """The task runs in a workflow's task info (task id ``PATH|NODE|ITEM`` -> its latest run),
-    by start time: node, label, name, path, item (None outside a ``*``), attempt, status, start,
-    end (seconds since the epoch; None when not yet), worker and error. In a terminated
-    workflow a run that was running or queued is ``terminated``, as its node is."""
+    """The task runs in a workflow's task info (task id ``PATH|NODE|ITEM`` -> its latest run,
+    with its earlier ``attempts`` if it was retried), one per attempt, by start time: node,
+    label, name, path, item (None outside a ``*``), attempt, status, start, end (seconds since
+    the epoch; None when not yet), worker and error. In a terminated workflow a run that was
+    running or queued is ``terminated``, as its node is."""
     found = []
     for key, entry in info.items():
         path, _, rest = key.rpartition("|")
@@ -40,21 +41,24 @@ def runs(flow: Flow, info: Mapping[str, Mapping[str, Any]], state: str) -> list[
             status = "terminated"
         attempt = entry.get("attempt")
         error = entry.get("error")
-        found.append(
-            {
-                "node": node,
-                "label": flow.nodes[node].label,
-                "name": flow.nodes[node].name,
-                "path": path,
-                "item": item if item >= 0 else None,
-                "attempt": attempt if isinstance(attempt, int) else None,
-                "status": status,
-                "start": _time(entry.get("started")),
-                "end": _time(entry.get("ended")),
-                "worker": entry.get("worker") if isinstance(entry.get("worker"), str) else None,
-                "error": error if isinstance(error, str) else None,
-            }
-        )
+        run = {
+            "node": node,
+            "label": flow.nodes[node].label,
+            "name": flow.nodes[node].name,
+            "path": path,
+            "item": item if item >= 0 else None,
+            "attempt": attempt if isinstance(attempt, int) else None,
+            "status": status,
+            "start": _time(entry.get("started")),
+            "end": _time(entry.get("ended")),
+            "worker": entry.get("worker") if isinstance(entry.get("worker"), str) else None,
+            "error": error if isinstance(error, str) else None,
+        }
+        tried = _attempts(entry.get("attempts"), state)
+        if tried:  # the earlier attempts as they were; the last one as the run now is, from its start
+            found += [{**run, **earlier} for earlier in tried[:-1]]
+            run["attempt"], run["start"] = tried[-1]["attempt"], tried[-1]["start"]
+        found.append(run)
     found.sort(key=lambda run: (run["start"] is None, run["start"] or 0.0, run["node"], run["item"] or 0))
     return found
 
@@ -131,6 +135,32 @@ def svg(timeline: Mapping[str, Any], now: float) -> str:
         )
     out.append("</g></svg>")
     return "\n".join(out) + "\n"
+
+
+def _attempts(value: Any, state: str) -> list[dict[str, Any]]:
+    """A retried run's ``attempts`` (``[[number, started, ended, status, error], …]``, as
+    workers write them: anything malformed is left out) as run fields."""
+    if not isinstance(value, list):
+        return []
+    found = []
+    for attempt in value:
+        if not (isinstance(attempt, list) and len(attempt) == 5 and type(attempt[0]) is int):
+            continue
+        number, start, end, status, error = attempt
+        if status not in COLOURS:
+            status = "failed"
+        if status == "running" and state == "terminated":
+            status = "terminated"
+        found.append(
+            {
+                "attempt": number,
+                "start": _time(start),
+                "end": _time(end),
+                "status": status,
+                "error": error if isinstance(error, str) else None,
+            }
+        )
+    return found
 
 
 def _time(value: Any) -> float | None:

@@ -755,22 +755,24 @@ def test_the_timeline_lists_every_task_run_items_and_attempts_by_start(timeline_
         "error",
     }
     flaky = next(n for n in document["nodes"] if n["name"] == "flaky")
-    assert (runs[-1]["start"], runs[-1]["end"]) == (
-        flaky["started"],
-        flaky["ended"],
-    )  # the status document's times
+    first, second, last = runs[-3:]
+    assert (first["start"], last["end"]) == (flaky["started"], flaky["ended"])  # the status document's times
+    assert first["start"] <= first["end"] <= second["start"] <= second["end"] <= last["start"] <= last["end"]
 
     svg = httpx.get(f"{base}/workflows/{id}/timeline", params={"format": "svg"})
     assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
     root = ElementTree.fromstring(svg.text)
     bars = [g for g in root.iter(f"{SVG_NS}g") if "run" in g.get("class", "").split()]
-    assert len(bars) == 5
-    assert {g.get("class") for g in bars} == {"run status-done"}
+    assert len(bars) == 7
+    assert sorted(g.get("class") for g in bars) == ["run status-done"] * 5 + ["run status-failed"] * 2
     assert sorted(g.get("data-item") for g in bars if g.get("data-item")) == ["0", "1", "2"]
     assert [g.findtext(f"{SVG_NS}text") for g in bars if g.get("data-attempt") == "3"] == ["flaky #3"]
     assert (
+        ("flaky", None, 1, "failed"),
+        ("flaky", None, 2, "failed"),
         ".littleflow-timeline .status-done .timebar{fill:#c8e6c9;stroke:#2e7d32}" in svg.text
     )  # the graphs' colours
+    assert [r["error"] for r in runs[-3:]] == ["OSError: not yet", "OSError: not yet", None]
     assert httpx.get(f"{base}/workflows/{id}/timeline", params={"format": "png"}).status_code == 422
 
 

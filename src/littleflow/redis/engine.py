@@ -367,6 +367,7 @@ class EngineProcess:
                 "ended": end.ended,
                 "error": end.error,
                 "worker": end.worker,
+                "attempts": end.attempts,
             }
             step.tasks[end.task] = (
                 info_json(info, input=input, output=end.output, log=end.log)

@@ -349,6 +349,9 @@ class EndTask:
     log: dict[str, Any] | None = (
         None  # what the run wrote: {"lines": […], "dropped": N} (see littleflow.tasklogs)
     )
+    #: a retried run's attempts, [[number, started, ended, status, error or None], …] (the last
+    #: MAX_ATTEMPTS; None when it ran once)
+    attempts: list[list[Any]] | None = None
 
     def fields(self) -> dict[str, str]:
         fields = {
@@ -371,6 +374,8 @@ class EndTask:
             fields["worker"] = self.worker
         if self.log:
             fields["log"] = compact(self.log)
+        if self.attempts:
+            fields["attempts"] = compact(self.attempts)
         return fields
 
     @classmethod
@@ -387,6 +392,10 @@ class EndTask:
             log = _load(f, "log", None)
         except Malformed:  # (a log is no reason to lose an end)
             log = None
+        try:
+            attempts = _load(f, "attempts", None)
+        except Malformed:  # (nor are the attempts: their times are shown, checked, by the timeline)
+            attempts = None
         return cls(
             _need(f, "workflow"),
             f["task"],
@@ -399,7 +408,12 @@ class EndTask:
             _float(f, "ended"),
             f.get("worker", ""),
             log if isinstance(log, dict) else None,
+            attempts[-MAX_ATTEMPTS:] if isinstance(attempts, list) else None,
         )
+
+
+#: The attempts of a retried run kept in its end and task info (the latest; see EndTask.attempts).
+MAX_ATTEMPTS = 20
 
 
 #: Compact JSON text (UTF-8 kept, no spaces), from one encoder made once: the hot paths

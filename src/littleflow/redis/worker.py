@@ -24,6 +24,7 @@ from ..values import check_value
 from .connection import is_cluster
 from .engine import consumer_name
 from .protocol import (
+    MAX_ATTEMPTS,
     REGISTER_EVERY,
     SHARED_NAMESPACES,
     WORKERS,
@@ -43,6 +44,8 @@ log = logging.getLogger("littleflow.worker")
 DEFERRED = object()
 #: Seconds between sends of the logs of running tasks.
 LOGS_EVERY = 1.0
+#: Characters of a failed attempt's error kept in its run's attempts (the last one's is whole).
+ATTEMPT_ERROR = 300
 
 
 @dataclass
@@ -61,6 +64,11 @@ class Job:
     log: RunLog | None = None  # what the task writes, sent with its end (and while it runs: see Worker._logs)
     logged: int = 0  # the log's lines sent while it ran
     span: Any = None  # its OpenTelemetry span, a child of its workflow's (littleflow.tracing)
+    attempts: list[list[Any]] = field(default_factory=list)  # [number, started, ended, status, error]
+
+    def tried(self) -> list[list[Any]] | None:
+        """Its attempts as its end and task info carry them: None when it ran once."""
+        return self.attempts[-MAX_ATTEMPTS:] if len(self.attempts) > 1 else None
 
 
 class Executor:
@@ -436,7 +444,11 @@ class Worker:
         def hook(event: str, attempt: int, began: float, error: str | None) -> None:
             if event == "start":
                 job.attempt = attempt
+                job.attempts.append([attempt, began, None, "running", None])
+                del job.attempts[: -MAX_ATTEMPTS - 1]
                 self.running(job, began)
+            elif event == "failed" and job.attempts:
+                job.attempts[-1][2:] = [time.time(), "failed", (error or "failed")[:ATTEMPT_ERROR]]
 
         return hook
 
@@ -444,16 +456,17 @@ class Worker:
         """Record that ``job`` is running (attempt ``job.attempt``)."""
         if job.started is None:
             job.started = began
-        log = (
-            {"log": job.log.to_json()} if job.log is not None and job.log.total else {}
-        )  # (a retry keeps it)
-        self._out.put(
-            (
-                "info",
-                job.task,
-                {"status": "running", "started": began, "attempt": job.attempt, "worker": self.name, **log},
-            )
-        )
+        self._info(job.task, self._running_info(job))
+
+    def _running_info(self, job: Job) -> dict[str, Any]:
+        """The task info of ``job`` while it runs: since when (its first attempt), which
+        attempt, where, what it wrote so far (a retry keeps it) and its earlier attempts."""
+        info = {"status": "running", "started": job.started, "attempt": job.attempt, "worker": self.name}
+        if job.log is not None and job.log.total:
+            info["log"] = job.log.to_json()
+        if tried := job.tried():
+            info["attempts"] = tried
+        return info
 
     def end(self, job: Job, status: str, output: Any = None, error: str | None = None) -> None:
         """Send the end of ``job`` (and ack its start) from the writer thread; an output
@@ -463,6 +476,9 @@ class Worker:
                 check_value(output, "the task's output")
             except ValueError as refused:
                 status, output, error = "failed", None, str(refused)
+        ended = time.time()
+        if job.attempts and job.attempts[-1][3] == "running":
+            job.attempts[-1][2:] = [ended, status, None if error is None else error[:ATTEMPT_ERROR]]
         end = EndTask(
             job.task.workflow,
             job.task.task,
@@ -472,9 +488,10 @@ class Worker:
             error,
             job.attempt,
             job.started,
-            time.time(),
+            ended,
             self.name,
             job.log.to_json() if job.log is not None and job.log.total else None,
+            job.tried(),
         )
         tracing.finish(job.span, status, job.attempt, error)
         self._out.put(("end", job, end))
@@ -581,16 +598,7 @@ class Worker:
             ]
         for job in jobs:
             job.logged = job.log.total
-            self._info(
-                job.task,
-                {
-                    "status": "running",
-                    "started": job.started,
-                    "attempt": job.attempt,
-                    "worker": self.name,
-                    "log": job.log.to_json(),
-                },
-            )
+            self._info(job.task, self._running_info(job))
 
     def _learn(self) -> bool:
         """Take in the names and namespaces the executors serve; True if they changed."""
