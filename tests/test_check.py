@@ -110,7 +110,7 @@ def test_warnings_are_sorted_and_formatted():
         (
             "@flow f (-\n  retries: 1\n  tasks:\n    A: {timeout: soon}\n-)\nA",
             (4, 9),
-            "timeout in @flow parameters for task A must be a number ≥ 0, not 'soon'",
+            'timeout in @flow parameters for task A must be a number ≥ 0, not "soon"',
         ),
         (
             "@flow f (- tasks: {A: {retry: 2}} -)\nA",
@@ -141,7 +141,7 @@ def test_warnings_are_sorted_and_formatted():
         (
             "A\n@flow f (- timeout: 10m, backoff: 1 -)",
             (2, 12),
-            "timeout in @flow parameters must be a number ≥ 0, not '10m'",
+            'timeout in @flow parameters must be a number ≥ 0, not "10m"',
         ),
     ],
 )

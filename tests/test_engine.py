@@ -325,15 +325,26 @@ def test_merge_before_a_subflow_merges_its_input():
     assert driver.inputs("B") == driver.inputs("C") == [{"a": 1, "d": 1}]
 
 
-@pytest.mark.parametrize("bad", [5, [1], "s", True])
-def test_merging_a_non_object_fails_the_flow_with_a_clear_message(bad):
+@pytest.mark.parametrize(
+    "bad, shown",
+    [(5, "5"), ([{"stored": 22}], '[{"stored": 22}]'), ("s", '"s"'), (True, "true")],
+)
+def test_merging_a_non_object_fails_the_flow_with_a_clear_message(bad, shown):
     driver = run("A → :x > B\nC → :x", {"A": {"a": 1}, "C": bad})
     assert driver.order == ["A", "C"]
     assert driver.state.status == "failed"
     failure = driver.state.failure
     assert failure["name"] == "B" and failure["node"] == one(driver.flow, "B").id
     assert failure["input"] == [{"a": 1}, bad]
-    assert "merge" in failure["error"] and "not an object" in failure["error"]
+    assert failure["error"] == f"cannot merge the input: item 1 is not an object ({shown})"
+
+
+def test_a_merge_failure_shows_a_long_item_as_json_cut_short():
+    bad = [{"stored": n, "note": "é"} for n in range(50)]
+    failure = run("A → :x > B\nC → :x", {"A": {"a": 1}, "C": bad}).state.failure
+    shown = failure["error"].removeprefix("cannot merge the input: item 1 is not an object (")
+    assert shown.startswith('[{"stored": 0, "note": "é"}, {"stored": 1, ') and shown.endswith("…)")
+    assert len(shown) == 101  # 100 characters and the closing parenthesis
 
 
 # -- guards (§9.3) --------------------------------------------------------------------------

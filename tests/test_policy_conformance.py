@@ -238,7 +238,7 @@ def test_a_file_resource_makes_as_many_attempts_locally_and_on_redis(started, cl
     [
         ({"parallelism": 0}, "parallelism in @flow parameters must be a whole number ≥ 1, not 0"),
         ({"parallelism": 1.5}, "parallelism in @flow parameters must be a whole number ≥ 1, not 1.5"),
-        ({"parallelism": "2"}, "parallelism in @flow parameters must be a whole number ≥ 1, not '2'"),
+        ({"parallelism": "2"}, 'parallelism in @flow parameters must be a whole number ≥ 1, not "2"'),
         ({"tasks": {"T": {"parallelism": 2}}}, "unknown option 'parallelism' in @flow parameters for task T"),
         ({"tasks": {"X": {"retries": 1}}}, "tasks.X in @flow parameters names no task of this flow"),
         ({"retries": -1}, "retries in @flow parameters must be a number ≥ 0, not -1"),

@@ -98,7 +98,7 @@ def test_plan_on_time_and_after_downtime() -> None:
         ({"cron": "0 0 30 2 *"}, "cron '0 0 30 2 *' never fires"),
         ({"cron": "0 2 * * *", "timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
         ({"every": "0.5s"}, "bad --every '0.5s': whole seconds, at least 1s"),
-        ({"every": "soon"}, "bad duration 'soon'"),
+        ({"every": "soon"}, 'bad duration "soon"'),
         ({"every": "1h", "timezone": "Europe/Paris"}, "--timezone goes with --cron"),
     ],
 )
@@ -112,7 +112,7 @@ def test_flow_option() -> None:
     assert flow_schedule({"cron": "0 2 * * *", "timezone": "Europe/Paris"})["cron"] == "0 2 * * *"
     with pytest.raises(ScheduleError, match="unknown key 'crn'"):
         flow_schedule({"crn": "0 2 * * *"})
-    with pytest.raises(ScheduleError, match="bad overlap 'wait'"):
+    with pytest.raises(ScheduleError, match='bad overlap "wait"'):
         flow_schedule({"every": "1h", "overlap": "wait"})
 
 

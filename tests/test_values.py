@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from littleflow.values import MAX_DEPTH, MAX_INT_BITS, MAX_VALUES, check_value, loads
+from littleflow.values import MAX_DEPTH, MAX_INT_BITS, MAX_VALUES, brief, check_value, loads
 
 
 def nested(levels: int) -> list:
@@ -52,17 +52,14 @@ def test_the_limits_are_inclusive_and_a_cycle_is_too_deep():
         check_value(cyclic, "x")
 
 
-@given(
-    st.recursive(
-        st.none()
-        | st.booleans()
-        | st.integers()
-        | st.floats(allow_nan=False, allow_infinity=False)
-        | st.text(),
-        lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
-        max_leaves=30,
-    )
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+    max_leaves=30,
 )
+
+
+@given(JSON_VALUES)
 def test_json_data_passes_and_survives_a_strict_encoding(value):
     check_value(value, "x")
     json.dumps(value, allow_nan=False).encode("utf-8")
@@ -89,3 +86,33 @@ def test_loads_leaves_lone_surrogates_to_check_value():
     assert value == {"x": "\ud800", "n": 1.5}
     with pytest.raises(ValueError, match="lone surrogate"):
         check_value(value, "x")
+
+
+# -- brief: a value as messages show it -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        ([{"stored": 22}], '[{"stored": 22}]'),
+        ({"ok": True, "none": None, "text": "é\n"}, '{"ok": true, "none": null, "text": "é\\n"}'),
+        ("soon", '"soon"'),
+        (1.5, "1.5"),
+        ({(1, 2): 3}, "{(1, 2): 3}"),  # what JSON cannot hold: its repr
+    ],
+)
+def test_brief_writes_json_on_one_line(value, shown):
+    assert brief(value) == shown
+
+
+def test_brief_cuts_a_long_value_with_an_ellipsis_and_writes_no_more_than_it_shows():
+    huge = [{"stored": n} for n in range(MAX_VALUES // 4)]
+    shown = brief(huge, 40)
+    assert shown == '[{"stored": 0}, {"stored": 1}, {"stored…' and len(shown) == 40
+
+
+@given(JSON_VALUES)
+def test_brief_of_json_data_is_its_json_text_when_it_fits(value):
+    text = json.dumps(value, ensure_ascii=False)
+    shown = brief(value, 60)
+    assert shown == text if len(text) <= 60 else shown == text[:59] + "…"

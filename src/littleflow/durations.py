@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .values import brief
+
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
@@ -21,4 +23,4 @@ def seconds(value: Any) -> float:
             return float(text)
         if text and not _PART.sub("", text):
             return float(sum(float(number) * _UNITS[unit] for number, unit in _PART.findall(text)))
-    raise ValueError(f"bad duration {value!r}: seconds, or like 250ms, 90s, 30m, 12h, 7d, 1d12h")
+    raise ValueError(f"bad duration {brief(value)}: seconds, or like 250ms, 90s, 30m, 12h, 7d, 1d12h")

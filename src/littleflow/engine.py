@@ -18,6 +18,7 @@ from .errors import LittleflowError
 from .flow import JOINING_ONE, OPENING, Flow
 from .guard import GuardError, compile_guard
 from .state import Frame, Iteration, Key, State
+from .values import brief
 
 #: Runs of one node allowed by default before the flow fails (a mistaken cycle must not hang).
 DEFAULT_LIMIT = 10_000
@@ -299,7 +300,9 @@ class Engine:
             merged: dict[str, Any] = {}
             for position, value in enumerate(input):
                 if not isinstance(value, dict):
-                    raise TaskFailure(f"cannot merge the input: item {position} is not an object ({value!r})")
+                    raise TaskFailure(
+                        f"cannot merge the input: item {position} is not an object ({brief(value)})"
+                    )
                 merged.update(value)
             input = merged
         if spec.guard and not self._passes(node, input):

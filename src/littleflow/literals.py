@@ -11,11 +11,10 @@ from typing import Any
 import yaml
 
 from .errors import LittleflowError
+from .values import MAX_VALUES  # at most this many values in one literal (YAML aliases multiply)
 
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-#: At most this many values in one literal (YAML aliases can multiply a small text).
-MAX_VALUES = 1_000_000
 #: At most this many bytes of compact JSON (UTF-8) in the literals and parameters of one flow
 #: text together, and in one YAML document read as a resource or input; a YAML alias counts
 #: the whole node it names each time it is used, so a small "alias bomb" is refused unexpanded.

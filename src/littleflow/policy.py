@@ -10,6 +10,7 @@ from typing import Any
 
 from .errors import LittleflowError
 from .schedules import flow_schedule
+from .values import brief
 
 #: The keys a policy may have in ``@flow`` parameters and in ``@task(...)``.
 KEYS = ("retries", "timeout", "backoff")
@@ -60,9 +61,11 @@ class Policy:
             if key not in KEYS:
                 raise _unknown(key, KEYS, where, path)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-                raise OptionError(f"{key} in {where} must be a number ≥ 0, not {value!r}", (*path, key))
+                raise OptionError(f"{key} in {where} must be a number ≥ 0, not {brief(value)}", (*path, key))
             if key == "retries" and isinstance(value, float) and not value.is_integer():
-                raise OptionError(f"retries in {where} must be a whole number, not {value!r}", (*path, key))
+                raise OptionError(
+                    f"retries in {where} must be a whole number, not {brief(value)}", (*path, key)
+                )
             changes[key] = int(value) if key == "retries" else float(value)
         return replace(self, **changes)
 
@@ -183,6 +186,7 @@ def flow_parallelism(flow_parameters: Any) -> int | None:
         and not value.is_integer()
     ):
         raise OptionError(
-            f"parallelism in @flow parameters must be a whole number ≥ 1, not {value!r}", ("parallelism",)
+            f"parallelism in @flow parameters must be a whole number ≥ 1, not {brief(value)}",
+            ("parallelism",),
         )
     return int(value)

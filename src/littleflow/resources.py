@@ -15,6 +15,7 @@ import yaml
 from .confine import OPEN, Confinement, Refused
 from .errors import LittleflowError
 from .literals import MAX_BYTES, LiteralError, load_json_text, load_yaml, plain
+from .values import brief
 
 if TYPE_CHECKING:
     import httpx
@@ -136,7 +137,7 @@ def timeout(params: dict[str, Any], default: float | None = None) -> float:
     if value is None:
         return HTTP_TIMEOUT
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ResourceError(f"timeout must be a number of seconds > 0, not {value!r}")
+        raise ResourceError(f"timeout must be a number of seconds > 0, not {brief(value)}")
     return min(float(value), HTTP_MAX_TIMEOUT)
 
 

@@ -24,6 +24,7 @@ from croniter import CroniterError, croniter
 
 from .durations import seconds
 from .errors import LittleflowError
+from .values import brief
 
 #: What ``catchup`` may be: skip the ticks missed while no engine ran, run ``one`` workflow
 #: for all of them, or ``all`` of them (at most :data:`MAX_CATCHUP`, the latest).
@@ -143,7 +144,7 @@ def timing(cron: str | None = None, every: Any = None, timezone: str | None = No
 def choice(value: Any, allowed: tuple[str, ...], what: str) -> str:
     """``value`` if it is one of ``allowed``, else a :class:`ScheduleError`."""
     if value not in allowed:
-        raise ScheduleError(f"bad {what} {value!r} (one of {', '.join(allowed)})")
+        raise ScheduleError(f"bad {what} {brief(value)} (one of {', '.join(allowed)})")
     return value
 
 

@@ -12,6 +12,7 @@ from .engine import DEFAULT_LIMIT, Engine
 from .errors import LittleflowError
 from .flow import Flow
 from .state import State
+from .values import brief
 
 try:
     import fcntl
@@ -173,7 +174,7 @@ def _decode(path: Path, line: str) -> dict[str, Any]:
     if not isinstance(data, dict) or not {"flow", "state"} <= data.keys():
         raise StateFileError(f"state file {path} is damaged: it is not a littleflow state")
     if data.get("version") != VERSION:
-        raise StateFileError(f"state file {path} has version {data.get('version')!r}, not {VERSION}")
+        raise StateFileError(f"state file {path} has version {brief(data.get('version'))}, not {VERSION}")
     return data
 
 

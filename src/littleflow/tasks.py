@@ -9,7 +9,7 @@ from weakref import WeakKeyDictionary
 
 from .errors import LittleflowError
 from .policy import Policy
-from .values import MAX_DEPTH, MAX_INT_BITS
+from .values import MAX_DEPTH, MAX_INT_BITS, brief
 
 
 class TaskError(LittleflowError):
@@ -244,7 +244,7 @@ def _what(params: Any) -> str:
         return (
             f"the parameters {', '.join(params) or '(none)'}" if params else "an empty object of parameters"
         )
-    return f"the input and the parameter {params!r}"
+    return f"the input and the parameter {brief(params)}"
 
 
 _SCALARS = (str, int, float, bool, type(None))

@@ -1,6 +1,7 @@
 """The one check every value crossing a boundary passes (inputs, event data, task outputs,
 archives): plain JSON data, no NaN or infinities, no integers of more than
-:data:`MAX_INT_BITS` bits, at most :data:`MAX_VALUES` parts nested at most :data:`MAX_DEPTH` deep."""
+:data:`MAX_INT_BITS` bits, at most :data:`MAX_VALUES` parts nested at most :data:`MAX_DEPTH` deep;
+and :func:`brief`, a value as messages show it (short JSON)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import math
 import re
 from typing import Any
 
-from .literals import MAX_VALUES
-
+#: At most this many values in one value (a literal's YAML aliases can multiply a small text).
+MAX_VALUES = 1_000_000
 #: How deep arrays and objects may nest in one value (a bare scalar is depth 0).
 MAX_DEPTH = 500
 #: Integers longer than this many bits are refused: Python will not write them as JSON text.
@@ -56,6 +57,24 @@ def check_value(value: Any, where: str, depth: int | None = None, count: int | N
             raise ValueError(f"{where} holds a {type(item).__name__}, which is not JSON data")
 
 
+def brief(value: Any, width: int = 100) -> str:
+    """``value`` as one line of JSON for a message (double quotes, ``true``, ``null``, text
+    not escaped), cut short with "…" past ``width`` characters; only the part shown is
+    written, so a large value costs little. What JSON cannot hold is shown as its repr."""
+    parts: list[str] = []
+    size = 0
+    try:
+        for chunk in _BRIEF.iterencode(value):
+            parts.append(chunk)
+            size += len(chunk)
+            if size > width:
+                break
+        text = "".join(parts)
+    except (TypeError, ValueError, RecursionError):  # keys JSON cannot hold, cycles, depth
+        text = repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def loads(text: str) -> Any:
     """JSON text as a value, strictly: ``NaN``, ``Infinity`` and numbers too large for a
     float are not JSON numbers. Raises ``ValueError`` (one line) for what is not JSON."""
@@ -78,6 +97,7 @@ def _finite(text: str) -> float:
     return value
 
 
+_BRIEF = json.JSONEncoder(ensure_ascii=False, default=repr)
 _STRICT = json.JSONDecoder(parse_constant=_not_a_number, parse_float=_finite)
 
 

@@ -59,9 +59,11 @@ def test_a_duration_may_be_written_with_a_unit(duration, started, client):
 
 def test_a_bad_duration_fails_the_task(started, client):
     started.services_on()
-    document = client.wait(client.submit(f"wait:delay {params(duration='soon')}"), timeout=10)
+    document = client.wait(client.submit(f"wait:delay {params(duration=['soon'])}"), timeout=10)
     assert document["state"] == "failed"
-    assert "duration" in document["error"]["error"]
+    assert document["error"]["error"].endswith(
+        'needs a duration ≥ 0 in seconds or like 30s, 5m, 2h, not ["soon"]'
+    )
 
 
 def test_a_delay_survives_its_workers_and_its_redis_restarting(started, own_redis_server):

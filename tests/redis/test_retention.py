@@ -154,7 +154,7 @@ def test_the_options_refuse_a_bad_duration_in_one_line():
     for command in ("engine", "serve"):
         result = CliRunner().invoke(main, [command, "--retention", "soon"])
         assert result.exit_code == 2
-        assert "Invalid value for '--retention': bad duration 'soon'" in result.output
+        assert "Invalid value for '--retention': bad duration \"soon\"" in result.output
         assert "Traceback" not in result.output
 
 

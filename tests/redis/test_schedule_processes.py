@@ -71,7 +71,7 @@ def test_the_schedule_commands(shell, redis_url):
             ["add", "s", "a.flow", "--cron", "0 2 * * *", "--timezone", "Mars/Olympus"],
             "unknown time zone 'Mars/Olympus' (an IANA name like Europe/Paris or UTC)",
         ),
-        (["add", "s", "a.flow", "--every", "soon"], "bad duration 'soon'"),
+        (["add", "s", "a.flow", "--every", "soon"], 'bad duration "soon"'),
         (
             ["add", "s", "a.flow"],
             "schedule s: give --cron EXPR or --every DURATION (the flow has no schedule option)",

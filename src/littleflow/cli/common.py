@@ -26,6 +26,7 @@ import click
 
 from ..private import littleflow_home
 from ..redis.protocol import PREFIX  # (key names alone: no Redis client, no worker)
+from ..values import brief
 
 if TYPE_CHECKING:
     from ..flow import Flow
@@ -94,7 +95,7 @@ def echo_failure(failure: dict[str, Any]) -> None:
     from ..state import failed_node
 
     click.echo(f"littleflow: flow failed: {failed_node(failure)}: {failure['error']}", err=True)
-    click.echo(f"  input: {json.dumps(failure.get('input'), ensure_ascii=False)[:2000]}", err=True)
+    click.echo(f"  input: {brief(failure.get('input'), 2000)}", err=True)
 
 
 def json_text(value: Any) -> str:

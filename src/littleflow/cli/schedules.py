@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from ..schedules import CATCHUP, OVERLAP
+from ..values import brief
 from .common import (
     FLOW,
     Target,
@@ -151,7 +152,7 @@ def show_command(target: Target, name: str, as_json: bool) -> None:
         f"state     {'paused' if record['paused'] else 'active'}",
     ]
     if record.get("input") is not None:
-        lines.append(f"input     {record['input']}")
+        lines.append(f"input     {brief(record['input'], 200)}")
     if record.get("skipped"):
         lines.append(f"skipped   {ticked(record['skipped']['tick'])} ({record['skipped']['reason']})")
     lines += ["", "next ticks", *(f"  {ticked(tick)}" for tick in record["ticks"])]

@@ -17,6 +17,7 @@ import click
 from ..engine import DEFAULT_LIMIT
 from ..redis.protocol import STATES  # (light: no Redis client, no worker)
 from ..state import failed_node
+from ..values import brief
 from .common import (
     FLOW,
     Target,
@@ -154,8 +155,10 @@ def took(seconds: float | None) -> str:
 
 
 def short(value: Any, width: int = 100) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    text = " ".join(text.split())
+    """Text as it is on one line, any other value as :func:`brief` JSON, cut at ``width``."""
+    if not isinstance(value, str):
+        return brief(value, width)
+    text = " ".join(value.split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -12,6 +12,7 @@ from ..redis import protocol
 from ..redis.builtins import duration
 from ..redis.protocol import StartTask
 from ..tasks import TaskError
+from ..values import brief
 
 #: Labels and annotations littleflow puts on its Jobs (and their pods).
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -113,7 +114,7 @@ def _strings(value: Any, what: str) -> list[str] | None:
         return ["sh", "-c", value] if what == "command" else [value]
     if isinstance(value, list):
         return [v if isinstance(v, str) else json.dumps(v) for v in value]
-    raise TaskError(f"{what} must be text or a list, not {value!r}")
+    raise TaskError(f"{what} must be text or a list, not {brief(value)}")
 
 
 def _env(value: Any) -> list[dict[str, Any]]:
@@ -121,7 +122,7 @@ def _env(value: Any) -> list[dict[str, Any]]:
     if value is None:
         return []
     if not isinstance(value, dict):
-        raise TaskError(f"env must be an object of names to values, not {value!r}")
+        raise TaskError(f"env must be an object of names to values, not {brief(value)}")
     found: list[dict[str, Any]] = []
     for name, item in value.items():
         if isinstance(item, dict) and set(item) == {"secret", "key"}:
@@ -140,7 +141,7 @@ def _mapping(value: Any, what: str) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise TaskError(f"{what} must be an object of names to values, not {value!r}")
+        raise TaskError(f"{what} must be an object of names to values, not {brief(value)}")
     return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
 
 
@@ -259,7 +260,7 @@ def manifest(
 
 def _whole(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise TaskError(f"{what} must be a whole number ≥ 0, not {value!r}")
+        raise TaskError(f"{what} must be a whole number ≥ 0, not {brief(value)}")
     return value
 
 

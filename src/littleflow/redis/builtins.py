@@ -20,6 +20,7 @@ from ..confine import LOCKED, Confinement, Refused
 from ..durations import seconds
 from ..policy import Policy
 from ..tasks import TaskError, json_output
+from ..values import brief
 from . import waits
 from .protocol import RESOURCE
 from .worker import DEFERRED, Executor, Handle, Job
@@ -209,7 +210,7 @@ def duration(value: Any) -> float:
         return seconds(value)
     except ValueError:
         raise TaskError(
-            f"wait:delay needs a duration ≥ 0 in seconds or like '30s', '5m', '2h', not {value!r}"
+            f"wait:delay needs a duration ≥ 0 in seconds or like 30s, 5m, 2h, not {brief(value)}"
         ) from None
 
 
@@ -229,7 +230,9 @@ async def http_async(
 def _request(method: str, params: dict[str, Any], body: Any) -> tuple[str, dict[str, Any]]:
     url = params.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise TaskError(f"http:{method.lower()} needs a url parameter (http:// or https://), not {url!r}")
+        raise TaskError(
+            f"http:{method.lower()} needs a url parameter (http:// or https://), not {brief(url)}"
+        )
     headers = params.get("headers") or {}
     if not isinstance(headers, dict):
         raise TaskError("headers must be an object of names to values")
@@ -277,14 +280,14 @@ def _match(match: Any, input: Any) -> dict[str, Any] | None:
         match = [match]
     if isinstance(match, list):
         if not isinstance(input, dict) or any(not isinstance(f, str) or f not in input for f in match):
-            raise TaskError(f"wait:event match {match} names fields its input does not have")
+            raise TaskError(f"wait:event match {brief(match)} names fields its input does not have")
         return {field: input[field] for field in match}
     if isinstance(match, dict):
         return match
-    raise TaskError(f"wait:event match must be a field name, a list of them or an object, not {match!r}")
+    raise TaskError(f"wait:event match must be a field name, a list of them or an object, not {brief(match)}")
 
 
 def _count(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise TaskError(f"{what} must be a whole number ≥ 1, not {value!r}")
+        raise TaskError(f"{what} must be a whole number ≥ 1, not {brief(value)}")
     return value
