@@ -79,6 +79,39 @@ def test_nodes_show_their_input_output_and_error(api):
     assert document == client.status(id)
 
 
+def test_the_status_document_has_the_flow_doc_and_each_item_run_of_a_star(api):
+    base, client = api
+    id = client.submit("@flow mapped '''Splits <b>it</b>,\n  then maps.'''\n<[[1, 2], [3]]> → * { * A }")
+    document = client.wait(id, 20)
+    assert document == httpx.get(f"{base}/workflows/{id}").json()
+    assert document["doc"] == "Splits <b>it</b>,\nthen maps."  # (its indentation removed)
+    (a,) = [n for n in document["nodes"] if n["name"] == "A"]
+    assert all(n["items"] is None for n in document["nodes"] if n is not a)
+    assert a["items"]["count"] == 3
+    runs = a["items"]["runs"]
+    assert [(r["index"], r["status"], r["attempt"]) for r in runs] == [
+        ([0, 0], "done", 1),
+        ([0, 1], "done", 1),
+        ([1, 0], "done", 1),
+    ]  # item 1 of the * inside item 0 of the outer one …
+    assert all(r["started"] <= r["ended"] and r["worker"] and r["error"] is None for r in runs)
+    assert len({r["task"] for r in runs}) == 3
+
+    items = ", ".join(str(n) for n in range(150))
+    held = client.submit(f"@flow held (- parallelism: 2 -)\n<[{items}]> → * wait:event (- event: never -)")
+    deadline = time.monotonic() + 10
+    while (node := client.status(held)["nodes"][2])["items"]["runs"][0]["status"] != "running":
+        assert time.monotonic() < deadline, node
+        time.sleep(0.05)
+    assert node["items"]["count"] == 150  # two sent, the rest held back by the parallelism
+    runs = node["items"]["runs"]
+    assert [r["index"] for r in runs] == [[n] for n in range(100)]  # the first 100
+    assert [r["status"] for r in runs[2:]] == ["queued"] * 98 and runs[99]["started"] is None
+    client.terminate(held)
+    assert {r["status"] for r in client.status(held)["nodes"][2]["items"]["runs"]} == {"terminated"}
+    assert document["doc"] is not None and client.status(held)["doc"] is None
+
+
 def test_submit_plain_text(api):
     base, _ = api
     with httpx.Client() as http:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -563,6 +564,104 @@ def test_a_node_log_shows_each_item_of_a_star_under_its_header(serve, page):
     runs = page.locator(".details .log-run")
     expect(runs.locator(".log-head")).to_have_text(["item 0 · attempt 1 · done", "item 1 · attempt 1 · done"])
     expect(runs.locator("pre")).to_have_text(["saying 1", "saying 2"])
+
+
+DOCUMENTED = """@flow documented '''
+    Fetches a page, <img src=x onerror=alert(1)> and all,
+    then notifies.
+    '''
+fetch → notify"""
+
+
+def test_the_flow_doc_string_shows_under_its_name_as_text(serve, page):
+    """On the workflow page and in the new-workflow preview; a doc string that looks like HTML
+    is shown as the text it is."""
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: dialogs.append(dialog.message) or dialog.dismiss())
+    text = "Fetches a page, <img src=x onerror=alert(1)> and all,\nthen notifies."
+    id = submit(serve, DOCUMENTED)
+    assert httpx.get(f"{serve}/workflows/{id}").json()["doc"] == text
+    page.goto(f"{serve}/console/#/workflows/{id}")
+    expect(page.locator(".head h1")).to_contain_text("documented")
+    doc = page.locator(".head p.doc")
+    expect(doc).to_have_text(text)
+    assert doc.inner_text() == text  # its two lines, as lines
+    assert page.locator(".head p.doc").bounding_box()["y"] > page.locator(".head h1").bounding_box()["y"]
+    shot(page, "workflow-doc")
+    undocumented = submit(serve, "@flow plain\nindex")
+    page.goto(f"{serve}/console/#/workflows/{undocumented}")
+    expect(page.locator(".head h1")).to_contain_text("plain")
+    expect(page.locator(".head p.doc")).to_be_hidden()
+
+    page.goto(f"{serve}/console/#/new")
+    page.get_by_label("flow text").fill(DOCUMENTED)
+    expect(page.locator(".preview p.doc")).to_have_text(text)
+    page.get_by_label("flow text").fill("index")
+    expect(page.locator(".preview g.node", has_text="index")).to_be_visible()
+    expect(page.locator(".preview p.doc")).to_be_hidden()
+    assert page.locator("main img").count() == 0 and not dialogs
+
+
+def test_the_list_shows_the_date_of_a_workflow_not_from_today(serve, page):
+    id = submit(serve, "@flow dated\nindex")
+    created = httpx.get(f"{serve}/workflows/{id}").json()["created"]
+    started = page.locator(f'tr[data-id="{id}"] td').nth(3)
+    page.goto(f"{serve}/console/")
+    expect(started).to_have_text(re.compile(r"^\d{1,2}:\d{2}:\d{2}( [AP]M)?$"))  # today: the time alone
+    # two days later (the page's clock; the server's and the workflow's times as they are)
+    page.clock.set_fixed_time(datetime.fromtimestamp(created + 2 * 86400))
+    page.reload()
+    expect(started).to_have_text(datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M"))
+    assert (
+        started.locator("time")
+        .get_attribute("datetime")
+        .startswith(datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%dT%H:%M"))
+    )
+    shot(page, "workflow-list-another-day")
+
+
+def test_a_star_node_has_a_row_per_item_and_a_click_opens_that_run(serve, page):
+    id = submit(serve, "@flow items\n<[1, 2, 3]> → * say")
+    page.goto(f"{serve}/console/#/workflows/{id}")
+    expect(page.locator("h1 .badge")).to_have_text("finished", timeout=30_000)
+    node = next(n for n in httpx.get(f"{serve}/workflows/{id}").json()["nodes"] if n["name"] == "say")
+    items = page.locator("table.nodes tr.item")
+    expect(items).to_have_count(3)
+    expect(items.locator("td.item")).to_have_text(["item 0", "item 1", "item 2"])
+    expect(items.locator(".badge")).to_have_text(["done"] * 3)
+    rows = page.eval_on_selector_all(
+        "table.nodes tbody tr",
+        "rows => rows.map(r => r.dataset.item === undefined ? r.dataset.node : '.' + r.dataset.item)",
+    )
+    assert rows[-4:] == [str(node["id"]), ".0", ".1", ".2"]  # under their node's row
+    assert all(
+        re.fullmatch(r"\d+ ms|\d+\.\d s", items.nth(n).locator("td").nth(6).inner_text()) for n in range(3)
+    )
+    expect(page.locator("table.nodes tr.more")).to_have_count(0)
+    items.nth(1).click()
+    expect(items.nth(1)).to_have_class(re.compile(r"\bselected\b"))
+    details = page.locator("aside.details")
+    expect(details.locator("h2")).to_have_text("say item 1 done")
+    expect(details).to_contain_text(node["items"]["runs"][1]["task"])
+    expect(details.locator(".log-run pre")).to_have_text(["saying 2"])  # that item's run alone
+    shot(page, "workflow-item-rows")
+    page.locator("table.nodes tbody tr", has_text="say").first.click()  # the node: every item's log
+    expect(details.locator("h2")).to_have_text("say done")
+    expect(details.locator(".log-run pre")).to_have_text(["saying 1", "saying 2", "saying 3"])
+
+    many = ", ".join(str(n) for n in range(250))
+    big = submit(serve, f"@flow many\n<[{many}]> → * index")
+    page.goto(f"{serve}/console/#/workflows/{big}")
+    expect(page.locator("h1 .badge")).to_have_text("finished", timeout=60_000)
+    expect(page.locator("table.nodes tr.item")).to_have_count(100)  # the first 100, then a line
+    expect(page.locator("table.nodes tr.item td.item").last).to_have_text("item 99")
+    expect(page.locator("table.nodes tr.more")).to_have_text(re.compile(r"^… 150 more items"))
+    page.locator("table.nodes tr.more").scroll_into_view_if_needed()
+    page.locator(".nodes-box").screenshot(path=ARTIFACTS / "workflow-item-rows-more.png")
+    page.get_by_label("filter nodes").fill("failed")  # none failed: no rows
+    expect(page.locator("table.nodes tr.item")).to_have_count(0)
+    page.get_by_label("filter nodes").fill("")
+    expect(page.locator("table.nodes tr.item")).to_have_count(100)
 
 
 def scale(transform: str) -> float:

@@ -27,8 +27,11 @@ from .protocol import (
     SHARED_NAMESPACES,
     STATES,
     Keys,
+    Malformed,
     entry_order,
     namespace,
+    parse_task_id,
+    task_id,
 )
 from .store import (
     KEY_TTL,
@@ -161,8 +164,9 @@ class Client:
             delay = min(poll, delay * 2)
 
     def status(self, id: str) -> dict[str, Any]:
-        """The status document of workflow ``id``: id, name, state, input, output, error,
-        times, and every node with its status, attempt, times, error, input and output."""
+        """The status document of workflow ``id``: id, name, doc, state, input, output, error,
+        times, and every node with its status, attempt, times, error, input and output (and,
+        run once per item of a ``*``, its item runs)."""
         run = self.store.load(id)
         info = self.store.task_info(id)
         created, updated, schedule, tick = self.redis.hmget(
@@ -516,6 +520,7 @@ def document(
     found = {
         "id": run.id,
         "name": run.flow.name,
+        "doc": run.flow.doc,
         "state": state.status,
         "input": state.input,
         "output": state.output,
@@ -529,7 +534,8 @@ def document(
 
 
 def node_documents(run: Run, info: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every node of a run's status document: status, attempt, times, worker, error, input, output."""
+    """Every node of a run's status document: status, attempt, times, worker, error, input,
+    output, and its item runs if it runs once per item of a ``*``."""
     state, flow = run.state, run.flow
     statuses = flow.with_skipped(state.node_statuses())
     latest: dict[int, dict[str, Any]] = {}
@@ -540,6 +546,7 @@ def node_documents(run: Run, info: dict[str, dict[str, Any]]) -> list[dict[str, 
         ):
             latest[node] = entry
     held = {start.node for start in run.queue} - {int(key.split("|")[1]) for key in run.seqs}  # (parallelism)
+    items = _item_runs(run, info)
     running: dict[int, Any] = {}
     for (_, node_id, _), input in state.running.items():
         running.setdefault(node_id, input)
@@ -570,9 +577,73 @@ def node_documents(run: Run, info: dict[str, dict[str, Any]]) -> list[dict[str, 
                 "note": entry.get("note"),
                 "input": input,
                 "output": output,
+                "items": items.get(node.id),
             }
         )
     return nodes
+
+
+#: The item runs a node of a status document lists (the first, by item index).
+ITEMS_SHOWN = 100
+
+
+def _item_runs(run: Run, info: dict[str, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Node id -> ``{"count", "runs"}`` for each node that runs once per item of a ``*`` (or
+    in each copy of an iterated subflow): how many of its item runs were sent or are held back,
+    and the first :data:`ITEMS_SHOWN` of them by item index, each with its task id, ``index``
+    (the item's index in each enclosing ``*``, outermost first), status, attempt, times, worker
+    and error."""
+    found: dict[int, list[tuple[list[int], dict[str, Any]]]] = {}
+    terminated = run.state.status == "terminated"
+
+    def add(task: str, node: int, entry: dict[str, Any]) -> None:
+        try:
+            path, _, item = parse_task_id(task)
+            index = [
+                int(part.rpartition(".")[2]) for part in path.split("/")[1:]
+            ]  # (``/4.2``: item 2 of the * at node 4)
+        except (Malformed, ValueError):
+            return
+        if item >= 0:
+            index.append(item)
+        if not index:
+            return
+        status = (
+            entry.get("status")
+            if entry.get("status") in ("queued", "running", "done", "failed")
+            else "queued"
+        )
+        if terminated and status in ("queued", "running"):
+            status = "terminated"  # (as its node is)
+        found.setdefault(node, []).append(
+            (
+                index,
+                {
+                    "task": task,
+                    "index": index,
+                    "status": status,
+                    "attempt": entry.get("attempt"),
+                    "started": entry.get("started"),
+                    "ended": entry.get("ended"),
+                    "worker": entry.get("worker"),
+                    "error": entry.get("error"),
+                },
+            )
+        )
+
+    for task, entry in info.items():
+        node = entry.get("node")
+        if isinstance(node, int):
+            add(task, node, entry)
+    for start in run.queue:  # held back by the workflow's parallelism: not sent yet
+        task = task_id(start.key)
+        if task not in info:
+            add(task, start.node, {"status": "queued"})
+    shown = {}
+    for node, runs in found.items():
+        runs.sort(key=lambda pair: pair[0])
+        shown[node] = {"count": len(runs), "runs": [entry for _, entry in runs[:ITEMS_SHOWN]]}
+    return shown
 
 
 def _resend(run: Run) -> list[Start]:

@@ -34,13 +34,17 @@ function put(element, ...children) {
 
 const badge = (status) => h("span", { class: `badge status-${status}` }, status);
 
-// A time: local, the date left out when it is today; the full UTC time on hover.
+// A time: local, the time of day alone when it is today, else the date and the minute
+// (2026-11-30 14:02); in full, and in UTC, on hover.
+const two = (n) => String(n).padStart(2, "0");
+
 function moment(seconds) {
   if (!seconds) return "";
   const date = new Date(seconds * 1000);
   const today = new Date().toDateString() === date.toDateString();
+  const day = `${date.getFullYear()}-${two(date.getMonth() + 1)}-${two(date.getDate())}`;
   return h("time", { datetime: date.toISOString(), title: `${date.toLocaleString()} (${date.toISOString()})` },
-    today ? date.toLocaleTimeString() : date.toLocaleString());
+    today ? date.toLocaleTimeString() : `${day} ${two(date.getHours())}:${two(date.getMinutes())}`);
 }
 
 function took(start, end) {
@@ -591,10 +595,12 @@ function listView(main, signal) {
 function workflowView(main, signal, id) {
   let doc = null;
   let selected = null;
+  let selectedTask = null;  // an item run of the selected node (its task id), or null: the node
   let text = null;  // the flow text as submitted
   let gone = false;
   const drawn = { actions: null, values: null, details: null, rows: new Map(), order: "" };
   const title = h("h1", {});
+  const about = h("p", { class: "doc", hidden: true });  // the @flow doc string
   const facts = h("dl", { class: "facts" });
   const actions = h("div", { class: "actions" });
   const banner = h("p", { class: "banner", hidden: true });
@@ -609,7 +615,7 @@ function workflowView(main, signal, id) {
     "aria-selected": String(on), dataset: { view: name.toLowerCase() }, onclick: () => view(name === "Timeline") }, name);
   const views = h("div", { class: "tabs views", role: "tablist" }, viewTab("Graph", true), viewTab("Timeline", false));
   put(main, h("section", { class: "workflow" },
-    h("div", { class: "head" }, h("div", {}, title, h("code", { class: "id" }, id)), actions),
+    h("div", { class: "head" }, h("div", {}, title, h("code", { class: "id" }, id), about), actions),
     banner, facts, views, panel, timePanel,
     h("div", { class: "below" },
       h("div", { class: "nodes-box" }, filter,
@@ -671,6 +677,8 @@ function workflowView(main, signal, id) {
     const first = doc === null;
     doc = next;
     put(title, doc.name || "(unnamed flow)", " ", badge(gone ? "deleted" : doc.state));
+    about.textContent = doc.doc || "";
+    about.hidden = !about.textContent;
     put(facts,
       h("dt", {}, "Started"), h("dd", {}, moment(doc.created)),
       h("dt", {}, "Updated"), h("dd", {}, moment(doc.updated)),
@@ -693,35 +701,75 @@ function workflowView(main, signal, id) {
     if (first) document.title = `${doc.name || id} · littleflow`;
   }
 
-  // The table: rows are rebuilt only when their node changed, all of them only when the
-  // filter changes what is listed.
+  // The table: a row per node, and under a node run once per item of a `*` a row per item
+  // run (the first ones: the status document carries 100) and how many more there are. A
+  // node's rows are rebuilt only when it changed, all of them only when the filter changes
+  // what is listed. The filter keeps a node by its name, or by its status or an item's.
   function renderRows() {
     const wanted = filter.value.trim().toLowerCase();
-    const shown = doc.nodes.filter((n) => !STRUCTURE.includes(n.kind) && (!wanted
-      || n.label.toLowerCase().includes(wanted) || n.status.startsWith(wanted)));
-    const order = shown.map((n) => n.id).join(",");
-    const made = shown.map((n) => {
-      const sign = JSON.stringify(n);
+    const listed = [];
+    for (const n of doc.nodes) {
+      if (STRUCTURE.includes(n.kind)) continue;
+      const named = !wanted || n.label.toLowerCase().includes(wanted);
+      const items = (n.items?.runs || []).filter((r) => named || r.status.startsWith(wanted));
+      if (named || n.status.startsWith(wanted) || items.length) listed.push([n, items]);
+    }
+    const order = listed.map(([n, items]) => `${n.id}:${items.length}`).join(",");
+    const made = listed.map(([n, items]) => {
+      const sign = JSON.stringify([n, items.length]);
       const had = drawn.rows.get(n.id);
-      if (had && had.sign === sign) return had.row;
-      const row = nodeRow(n);
-      if (had?.row.isConnected && order === drawn.order) had.row.replaceWith(row);
-      drawn.rows.set(n.id, { sign, row });
-      return row;
+      if (had && had.sign === sign) return had.rows;
+      const group = nodeRows(n, items);
+      if (had?.rows[0].isConnected && order === drawn.order) {
+        had.rows[0].replaceWith(...group);
+        for (const row of had.rows.slice(1)) row.remove();
+      }
+      drawn.rows.set(n.id, { sign, rows: group });
+      return group;
     });
     if (order !== drawn.order) {
       drawn.order = order;
       put(rows, made);
     }
-    for (const row of rows.children) row.classList.toggle("selected", Number(row.dataset.node) === selected);
+    markSelected();
+  }
+
+  function markSelected() {
+    for (const row of rows.children) {
+      row.classList.toggle("selected", row.dataset.task !== undefined ? row.dataset.task === selectedTask
+        : Number(row.dataset.node) === selected && selectedTask === null);
+    }
+  }
+
+  // A row that a click, Enter or space selects.
+  const pickable = (attrs, pick, ...cells) => h("tr", { ...attrs, tabindex: "0", onclick: pick,
+    onkeydown: (event) => { if (event.key === "Enter" || event.key === " ") { event.preventDefault(); pick(); } } },
+  ...cells);
+
+  function nodeRows(n, items) {
+    const more = n.items ? n.items.count - n.items.runs.length : 0;
+    return [nodeRow(n), ...items.map((r) => itemRow(n, r)),
+      more > 0 ? h("tr", { class: "more" }, h("td", {}), h("td", { colspan: "9", class: "muted" },
+        `… ${more.toLocaleString()} more ${more === 1 ? "item" : "items"} (the first ${n.items.runs.length.toLocaleString()} are listed)`))
+        : null].filter(Boolean);
+  }
+
+  function itemRow(n, r) {
+    return pickable({ class: "item", dataset: { task: r.task, item: r.index.join("."), status: r.status } },
+      () => select(n.id, r.task),
+      h("td", {}),
+      h("td", { class: "item", title: `${n.label}, item ${r.index.join(".")} (task ${r.task})` }, `item ${r.index.join(".")}`),
+      h("td", {}, badge(r.status)),
+      h("td", {}, r.attempt ?? ""),
+      h("td", {}, moment(r.started)),
+      h("td", {}, moment(r.ended)),
+      h("td", {}, r.started ? took(r.started, r.ended) : ""),
+      h("td", {}), h("td", {}),
+      h("td", { class: "error" }, r.error || ""));
   }
 
   function nodeRow(n) {
-    return h("tr", {
-      tabindex: "0", dataset: { node: n.id, status: n.status },
-      onclick: () => select(n.id),
-      onkeydown: (event) => { if (event.key === "Enter" || event.key === " ") { event.preventDefault(); select(n.id); } },
-    },
+    return pickable({ dataset: { node: n.id, status: n.status } }, () => select(n.id),
       h("td", {}, String(n.id)),
       h("td", { title: `${n.kind}, line ${n.line} column ${n.column}` }, n.label),
       h("td", {}, badge(n.status)),
@@ -766,18 +814,20 @@ function workflowView(main, signal, id) {
   }, 1000);
   signal.addEventListener("abort", () => clearInterval(ticking));
 
-  function select(nodeId) {
+  function select(nodeId, task = null) {
     selected = nodeId;
+    selectedTask = task;
     graph.select(nodeId);
-    for (const row of rows.children) row.classList.toggle("selected", Number(row.dataset.node) === nodeId);
+    markSelected();
     showDetails();
   }
 
   function unselect() {
     selected = null;
+    selectedTask = null;
     drawn.details = null;
     graph.select(null);
-    for (const row of rows.querySelectorAll("tr.selected")) row.classList.remove("selected");
+    markSelected();
     details.hidden = true;
     stopLog();
   }
@@ -788,7 +838,9 @@ function workflowView(main, signal, id) {
   // the page aborts what is in flight. Lines are text nodes only: a task may print HTML.
   const logLines = h("div", { class: "log-lines", tabindex: "0", "aria-label": "log" });
   const logBox = h("section", { class: "log" }, h("h3", {}, "Log"), logLines);
-  let log = null;  // the node whose log shows: {node, controller, abort, busy, again, timer, sign, drawn}
+  // the node whose log shows, and its item run if one is selected (else all its runs):
+  // {node, task, controller, abort, busy, again, timer, sign, drawn}
+  let log = null;
 
   function stopLog() {
     if (!log) return;
@@ -798,12 +850,12 @@ function workflowView(main, signal, id) {
     log = null;
   }
 
-  function startLog(nodeId) {
+  function startLog(nodeId, task) {
     stopLog();
     const controller = new AbortController();
     const abort = () => controller.abort();
     signal.addEventListener("abort", abort, { once: true });
-    log = { node: nodeId, controller, abort, busy: false, again: false, timer: null, sign: null, drawn: false };
+    log = { node: nodeId, task, controller, abort, busy: false, again: false, timer: null, sign: null, drawn: false };
     put(logLines, h("p", { class: "muted" }, "Loading…"));
     fetchLog();
   }
@@ -816,7 +868,7 @@ function workflowView(main, signal, id) {
     mine.busy = true;
     try {
       const answer = await json(`${path(id)}/logs?node=${mine.node}`, { signal: mine.controller.signal });
-      if (mine === log) drawLog(answer.runs);
+      if (mine === log) drawLog(mine.task === null ? answer.runs : answer.runs.filter((r) => r.task === mine.task));
     } catch (error) {
       if (error.name === "AbortError" || mine !== log) return;
       if (error.status === 404) return;  // (deleted: what showed stays, as the rest of the page)
@@ -826,8 +878,13 @@ function workflowView(main, signal, id) {
     }
     if (mine !== log) return;
     if (mine.again) { mine.again = false; fetchLog(); return; }
-    const node = doc?.nodes.find((n) => n.id === mine.node);
-    if (node?.status === "running" && !gone) mine.timer = setTimeout(fetchLog, 1000);
+    if (logStatus() === "running" && !gone) mine.timer = setTimeout(fetchLog, 1000);
+  }
+
+  // The status of what the log shows: its node's, or its item run's.
+  function logStatus() {
+    const node = doc?.nodes.find((n) => n.id === log.node);
+    return log.task === null ? node?.status : node?.items?.runs.find((r) => r.task === log.task)?.status;
   }
 
   function drawLog(runs) {
@@ -836,7 +893,7 @@ function workflowView(main, signal, id) {
     log.sign = sign;
     const atEnd = !log.drawn || logLines.scrollTop + logLines.clientHeight >= logLines.scrollHeight - 4;
     log.drawn = true;
-    const running = doc?.nodes.find((n) => n.id === log.node)?.status === "running";
+    const running = logStatus() === "running";
     put(logLines, runs.length ? runs.map((run) => h("div", { class: "log-run", dataset: { item: run.item ?? "" } },
       h("div", { class: "log-head" }, [run.item !== null ? `item ${run.item}` : null,
         run.attempt ? `attempt ${run.attempt}` : null, run.status,
@@ -849,32 +906,38 @@ function workflowView(main, signal, id) {
   function showDetails() {
     const node = doc?.nodes.find((n) => n.id === selected);
     if (!node) return;
-    const sign = JSON.stringify(node);
+    // an item run of it (as listed: the status document has the first ones), or the node
+    const run = selectedTask === null ? null : node.items?.runs.find((r) => r.task === selectedTask) ?? null;
+    const sign = JSON.stringify([node, selectedTask]);
     if (drawn.details === sign) return;  // (unchanged: its scroll and selection stay)
     drawn.details = sign;
     details.hidden = false;
     const shown = (value) => value !== undefined && value !== null;
     const logged = node.kind === "task" || node.kind === "resource";
+    const subject = run || node;
     const scrolled = logLines.scrollTop;  // (moving the log back in loses its scroll)
     put(details,
       h("button", { type: "button", class: "link close", title: "Close", "aria-label": "close", onclick: unselect }, "×"),
-      h("h2", {}, node.label, " ", badge(node.status)),
+      h("h2", {}, node.label, run ? [" ", h("span", { class: "item" }, `item ${run.index.join(".")}`)] : null,
+        " ", badge(subject.status)),
       h("dl", { class: "facts" },
         h("dt", {}, "Kind"), h("dd", {}, node.kind),
         h("dt", {}, "Where"), h("dd", {}, `line ${node.line}, column ${node.column}`),
-        node.attempt ? [h("dt", {}, "Attempt"), h("dd", {}, String(node.attempt))] : null,
-        node.worker ? [h("dt", {}, "Worker"), h("dd", {}, node.worker)] : null,
-        node.started ? [h("dt", {}, "Started"), h("dd", {}, moment(node.started))] : null,
-        node.started ? [h("dt", {}, "Took"), h("dd", {}, took(node.started, node.ended))] : null),
-      node.error ? [h("h3", {}, "Error"), h("pre", { class: "error" }, node.error)] : null,
-      shown(node.input) ? [h("h3", {}, "Input"), h("pre", {}, pretty(node.input))] : null,
-      shown(node.output) ? [h("h3", {}, "Output"), h("pre", {}, pretty(node.output))] : null,
-      node.note ? [h("h3", {}, "Note"), h("p", {}, node.note)] : null,
+        run ? [h("dt", {}, "Task"), h("dd", {}, h("code", {}, run.task))] : null,
+        subject.attempt ? [h("dt", {}, "Attempt"), h("dd", {}, String(subject.attempt))] : null,
+        subject.worker ? [h("dt", {}, "Worker"), h("dd", {}, subject.worker)] : null,
+        subject.started ? [h("dt", {}, "Started"), h("dd", {}, moment(subject.started))] : null,
+        subject.started ? [h("dt", {}, "Took"), h("dd", {}, took(subject.started, subject.ended))] : null),
+      subject.error ? [h("h3", {}, "Error"), h("pre", { class: "error" }, subject.error)] : null,
+      !run && shown(node.input) ? [h("h3", {}, "Input"), h("pre", {}, pretty(node.input))] : null,
+      !run && shown(node.output) ? [h("h3", {}, "Output"), h("pre", {}, pretty(node.output))] : null,
+      !run && node.note ? [h("h3", {}, "Note"), h("p", {}, node.note)] : null,
       logged ? logBox : null);
     logLines.scrollTop = scrolled;
+    const task = run ? run.task : null;
     if (!logged) stopLog();
-    else if (log?.node === node.id) fetchLog();
-    else startLog(node.id);
+    else if (log?.node === node.id && log.task === task) fetchLog();
+    else startLog(node.id, task);
   }
 
   function missing(error) {
@@ -923,6 +986,7 @@ function newView(main, signal) {
   const run = h("button", { type: "submit", class: "primary", disabled: true }, "Run");
   const { element: panel, graph } = graphPanel(null);
   const note = h("p", { class: "muted" }, "The graph appears here as you type.");
+  const about = h("p", { class: "doc", hidden: true });  // the @flow doc string (the picture's <desc>)
   put(main, h("section", { class: "new" },
     h("form", { class: "editor", onsubmit: submit },
       h("h1", {}, "New workflow"),
@@ -931,7 +995,7 @@ function newView(main, signal) {
       flow, errors,
       h("label", { for: "flow-input" }, "Input (JSON)"), input, inputError,
       h("div", { class: "buttons" }, run, h("span", { class: "muted read-only-note" }, "Running needs an admin token."))),
-    h("div", { class: "preview" }, h("h2", {}, "Graph"), note, panel)));
+    h("div", { class: "preview" }, h("h2", {}, "Graph"), about, note, panel)));
 
   let compiled = false;
   let compiling = null;  // the compile request in flight, aborted by the next
@@ -953,6 +1017,7 @@ function newView(main, signal) {
       compiled = false;
       graph.clear("");
       note.hidden = false;
+      about.hidden = true;
       check();
       return;
     }
@@ -964,6 +1029,8 @@ function newView(main, signal) {
       note.hidden = true;
       panel.classList.remove("stale");
       graph.show(svg);
+      about.textContent = panel.querySelector("g.viewport > desc")?.textContent || "";
+      about.hidden = !about.textContent;
       compiled = true;
     } catch (error) {
       if (error.name === "AbortError") return;
@@ -972,6 +1039,7 @@ function newView(main, signal) {
         note.hidden = true;
         panel.classList.remove("stale");
         graph.clear(error.message);
+        about.hidden = true;
         compiled = true;
         check();
         return;
