@@ -97,7 +97,7 @@ def test_plan_on_time_and_after_downtime() -> None:
         ({"cron": "61 * * * *"}, "bad cron '61 * * * *'"),
         ({"cron": "0 0 30 2 *"}, "cron '0 0 30 2 *' never fires"),
         ({"cron": "0 2 * * *", "timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
-        ({"every": "0.5s"}, "bad --every '0.5s': whole seconds, at least 1s"),
+        ({"every": "0.5s"}, 'bad --every "0.5s": whole seconds, at least 1s'),
         ({"every": "soon"}, 'bad duration "soon"'),
         ({"every": "1h", "timezone": "Europe/Paris"}, "--timezone goes with --cron"),
     ],

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
 
-from .durations import seconds
+from .durations import period, seconds
 from .errors import LittleflowError
 from .values import brief
 
@@ -102,7 +102,7 @@ class Timing:
     def describe(self) -> str:
         """``cron EXPR (TZ)`` or ``every N s``, for lists."""
         if self.every is not None:
-            return f"every {_duration(self.every)}"
+            return f"every {period(self.every)}"
         return f"cron {self.cron}" + ("" if self.timezone == "UTC" else f" ({self.timezone})")
 
 
@@ -121,12 +121,12 @@ def timing(cron: str | None = None, every: Any = None, timezone: str | None = No
         if timezone not in (None, "", "UTC"):
             raise ScheduleError("--timezone goes with --cron (--every counts seconds, whatever the zone)")
         try:
-            period = seconds(every)
+            step = seconds(every)
         except ValueError as error:
             raise ScheduleError(str(error)) from None
-        if period < 1 or period != int(period):
-            raise ScheduleError(f"bad --every {every!r}: whole seconds, at least 1s")
-        return Timing(every=int(period))
+        if step < 1 or step != int(step):
+            raise ScheduleError(f"bad --every {brief(every)}: whole seconds, at least 1s")
+        return Timing(every=int(step))
     if not isinstance(cron, str) or len(cron.split()) not in (5, 6):
         raise ScheduleError(
             f"bad cron {cron!r}: 5 fields (minute hour day month weekday), or 6 with the second first"
@@ -194,10 +194,3 @@ def plan(timing: Timing, tick: int, now: float, catchup: str) -> tuple[int | Non
     if catchup == "one" or now - last <= LATE:  # (skip: the latest, if on time, is not missed)
         return last, timing.next_after(last)
     return None, timing.next_after(now)
-
-
-def _duration(period: int) -> str:
-    for unit, size in (("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60)):
-        if period % size == 0:
-            return f"{period // size}{unit}"
-    return f"{period}s"

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import click
 
+from .. import durations
 from ..engine import DEFAULT_LIMIT
 from ..redis.protocol import STATES  # (light: no Redis client, no worker)
 from ..state import failed_node
@@ -141,17 +142,8 @@ def report_end(document: dict[str, Any], as_json: bool) -> NoReturn:
 
 
 def took(seconds: float | None) -> str:
-    if seconds is None or seconds < 0:
-        return ""
-    if seconds < 10:
-        return f"{seconds:.2f}s"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, rest = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{rest:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    """:func:`durations.text`, or nothing for a time not known (or a clock gone back)."""
+    return "" if seconds is None or seconds < 0 else durations.text(seconds)
 
 
 def short(value: Any, width: int = 100) -> str:
