@@ -9,6 +9,7 @@ import re
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -368,13 +369,15 @@ class Store:
         create: bool = False,
         restored: tuple[float, float] | None = None,
         once: tuple[str, str, int] | None = None,
+        at: float | None = None,
     ) -> dict[str, Any]:
         """The keys and arguments of scripts/commit.lua for one step (see :meth:`commit`);
         run them, in a pipeline with others if need be, then hand the result to :meth:`committed`.
         A step of applied ends (``step.ends``) is appended to the workflow's journal; any other
         step, or one whose journal has outgrown the state, writes the whole state.
-        ``once``: a creation's idempotency key (its Redis key), fingerprint and seconds to live."""
-        now = time.time()
+        ``once``: a creation's idempotency key (its Redis key), fingerprint and seconds to live.
+        ``at``: the time the step is written at (else now)."""
+        now = time.time() if at is None else at
         part = self.keys.of(run.id)
         streams: dict[str, int] = {}
         starts_out = []
@@ -543,9 +546,14 @@ class Store:
         keys: list[str | None] | None = None,
         key_ttl: int = KEY_TTL,
         fields: list[dict[str, str] | None] | None = None,
+        at: float | None = None,
+        before_send: Callable[[], None] | None = None,
     ) -> list[Run]:
         """Store a new workflow of ``flow`` for each input (in one round trip) and queue their first tasks.
         ``fields``: more fields of each one's hash (``schedule`` and ``tick`` for a schedule's).
+        ``at``: a time still ahead (a schedule's tick) that they are created at: stamped with
+        it, they are sent once ``before_send`` (called when all is ready) returns — a schedule
+        waits there for its tick, so that the round trip alone stands between it and the tasks.
         An input with an idempotency key (``keys``) already given in the last ``key_ttl`` seconds
         creates nothing: its run is ``replayed``, with the id of the workflow the key created
         (:class:`KeyReused` if that one had another flow or input)."""
@@ -580,6 +588,7 @@ class Store:
         fields = {"digest": digest, **({"name": flow.name} if flow.name else {})}
         pipe = self.redis.pipeline(transaction=False)
         runs, claims, made = [], [], []
+        at = at if at is not None and at > time.time() else None
         for input, id, key, more in zip(inputs, ids or [self.new_id(key) for key in keys], keys, extra):
             run = Run(
                 id,
@@ -599,7 +608,7 @@ class Store:
             step.fields = {
                 **fields,
                 **(more or {}),
-                "created": repr(time.time()),
+                "created": repr(time.time() if at is None else at),
                 **({"trace": run.trace} if run.trace else {}),
             }
             step.log.append({"kind": "submitted"})
@@ -614,10 +623,14 @@ class Store:
                     key_ttl,
                 )
                 step.fields["idempotency"] = once[0]  # (deleting the workflow frees its key)
-            self.scripts.commit(client=pipe, **self.commit_call(run, step, starts, create=True, once=once))
+            self.scripts.commit(
+                client=pipe, **self.commit_call(run, step, starts, create=True, once=once, at=at)
+            )
             runs.append(run)
             claims.append((key, once[1] if once else None))
             made.append((input, step.fields["created"]))
+        if before_send is not None:
+            before_send()
         try:
             results = pipe.execute(raise_on_error=False)
         except (redis.ConnectionError, redis.TimeoutError) as error:
