@@ -10,7 +10,8 @@ import pytest
 from littleflow import compile_flow
 from littleflow.engine import Start
 from littleflow.local import LocalRun
-from littleflow.progress import LiveDisplay, LogLines, Progress, progress_for
+from littleflow.progress import LiveDisplay, LogLines, Progress, known_runs, progress_for
+from littleflow.statefile import StateFile
 
 
 class Terminal(io.StringIO):
@@ -117,13 +118,87 @@ def test_live_display_renders_counts_on_a_terminal():
         live.event("start", index, {"attempt": 1})
         live.event("end", clean, {})
         text = live.render().plain
-        assert "2 done" in text and "1 running" in text and "0 failed" in text
+        assert text.startswith("2 done of 4 runs · 50% · 1 running · 0 failed · ")
         assert "index" in text
-        assert "4 tasks" in text
         live.event("fail", index, {"error": "x"})
     out = terminal.getvalue()
     assert "2 done" in out
     assert "1 failed" in out
+
+
+def first_line(live: LiveDisplay) -> str:
+    return live.render().plain.splitlines()[0]
+
+
+def test_an_iteration_counts_its_runs_against_the_runs_started():
+    # the report of issue 15: "8 done … 2 tasks in the flow" after 8 runs of 2 tasks
+    flow = compile_flow("<[1, 2, 3, 4]> → * { clean → score } → report")
+    terminal = Terminal()
+    live = LiveDisplay(flow, terminal)
+    assert live.total is None
+    assert first_line(live).startswith(
+        "0 done of 0 runs started · 0 running · 0 failed · 3 steps not reached yet"
+    )
+    with live:
+        state = LocalRun(
+            flow, {n: (lambda input: input) for n in ("clean", "score", "report")}, on_event=live.event
+        ).run()
+    assert state.status == "finished"
+    line = first_line(live)
+    assert line.startswith("9 done of 9 runs started · 0 running · 0 failed · ")
+    assert "%" not in line and "not reached" not in line
+
+
+def test_runs_started_so_far_and_steps_not_reached_while_an_iteration_runs():
+    flow = compile_flow("<[1, 2]> → * { clean → score } → report")
+    live = LiveDisplay(flow, Terminal())
+    clean = [start_of(flow, "clean", item) for item in (0, 1)]
+    for start in clean:
+        live.event("start", start, {"attempt": 1})
+    live.event("end", clean[0], {})
+    assert first_line(live).startswith(
+        "1 done of 2 runs started · 1 running · 0 failed · 2 steps not reached yet"
+    )
+    live.event("start", start_of(flow, "score", 0), {"attempt": 1})
+    live.event("retry", start_of(flow, "score", 0), {"attempt": 1, "error": "x"})
+    live.event("start", start_of(flow, "score", 0), {"attempt": 2})  # the same run again
+    assert first_line(live).startswith(
+        "1 done of 3 runs started · 2 running · 0 failed · 1 retried · 1 step not reached yet"
+    )
+
+
+@pytest.mark.parametrize(
+    "text, runs",
+    [
+        ("fetch → { clean  index } → notify", 4),
+        ("A → <out.json>", 2),
+        ("A → B\nC → :x\n:x → D", 4),
+        ("<[1, 2]> → * A", None),  # iteration
+        ("A → ? `$[?@.ok]` B", None),  # a guard
+        ("A → if `$[?@.ok]` then B else C", None),  # a branch
+        ("repeat { A } until `$[?@.done]`", None),  # a loop
+        (":poll A → check → :poll", None),  # a cycle
+    ],
+)
+def test_the_runs_a_flow_makes_are_known_when_every_step_runs_once(text, runs):
+    assert known_runs(compile_flow(text)) == runs
+
+
+def test_a_resumed_run_counts_the_runs_done_before(tmp_path):
+    flow = compile_flow("A → B → C")
+
+    def B(input):
+        raise ValueError("not yet")
+
+    saved = StateFile(tmp_path / "run.state", flow)
+    state = LocalRun(flow, {"A": lambda i: i, "B": B, "C": lambda i: i}, journal=saved).run()
+    assert state.status == "failed"
+    state = StateFile(tmp_path / "run.state", flow).load()
+    live = LiveDisplay(flow, Terminal(), state)
+    assert first_line(live).startswith("1 done of 3 runs · 33% · 0 running")
+    live.event("start", start_of(flow, "B"), {"attempt": 1})
+    live.event("end", start_of(flow, "B"), {})
+    assert first_line(live).startswith("2 done of 3 runs · 66% · 0 running")
 
 
 def test_live_display_counts_retries():

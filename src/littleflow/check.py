@@ -4,7 +4,6 @@ that may not mean what they seem; :func:`validate`, what every surface checks be
 from __future__ import annotations
 
 import re
-from collections import deque
 
 from .compiler import Compiler
 from .errors import Diagnostic, FlowError
@@ -227,17 +226,7 @@ def unused_declarations(module: Module, flow: Flow) -> list[Diagnostic]:
 def never_run(flow: Flow, source: Source) -> list[Diagnostic]:
     """A warning for every node that no run can reach: it would wait forever for
     a predecessor that never ends (or it has none)."""
-    thresholds = flow.thresholds()
-    received = [0] * len(flow)
-    runs = bytearray(len(flow))
-    runs[0] = 1
-    ready = deque([0])
-    while ready:
-        for target in flow.successors(ready.popleft()):
-            received[target] += 1
-            if not runs[target] and received[target] >= thresholds[target]:
-                runs[target] = 1
-                ready.append(target)
+    runs = flow.reachable()
     warnings = []
     for node in flow.nodes:
         if runs[node.id] or node.kind in ("subflow-start", "subflow-end"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from array import array
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from itertools import accumulate, islice
@@ -206,6 +207,23 @@ class Flow:
             if counts[i] < 1 or nodes[i].kind in JOINING_ONE:
                 counts[i] = 1
         return counts
+
+    def reachable(self) -> bytearray:
+        """1 for each node some run can reach, 0 for a node that would wait forever for a
+        predecessor that never ends (or has none): completions spread from START, each node
+        starting once it has received its threshold."""
+        thresholds = self.thresholds()
+        received = [0] * len(self.nodes)
+        reached = bytearray(len(self.nodes))
+        reached[0] = 1
+        ready = deque([0])
+        while ready:
+            for target in self.successors(ready.popleft()):
+                received[target] += 1
+                if not reached[target] and received[target] >= thresholds[target]:
+                    reached[target] = 1
+                    ready.append(target)
+        return reached
 
     def to_json(self) -> dict[str, Any]:
         """The flow as plain JSON-ready data (see ``littleflow compile --format json``)."""

@@ -241,7 +241,7 @@ def run_command(
             click.echo(f"littleflow: {state_path} holds a finished run; its output:", err=True)
         click.echo(json_text(state.output))
         return
-    progress = progress_for(compiled, quiet)
+    progress = progress_for(compiled, quiet, state=state)
     try:
         run = LocalRun(
             compiled,
