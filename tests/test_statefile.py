@@ -9,6 +9,7 @@ import os
 import pytest
 
 from littleflow import compile_flow
+from littleflow.diagram import mermaid
 from littleflow.local import LocalRun
 from littleflow.statefile import StateFile, StateFileError, read_any
 
@@ -207,6 +208,36 @@ def test_node_statuses_of_a_failed_run():
     assert statuses[node_id(flow, "A")] == "done"
     assert statuses[node_id(flow, "B")] == "failed"
     assert statuses.get(node_id(flow, "C"), "waiting") == "waiting"
+
+
+def test_an_ended_run_shows_the_nodes_it_never_ran_unreached_not_waiting(tmp_path):
+    flow = compile_flow("A → B → C\nD")
+    tasks, _ = counting_tasks("ABCD", fail_in="B")
+    state = LocalRun(flow, tasks).run()
+    shown = state.statuses(flow)
+    assert [shown[node_id(flow, name)] for name in "ABCD"] == ["done", "failed", "unreached", "done"]
+    assert shown[flow.end] == "unreached" and set(shown) == set(range(len(flow)))
+    picture = mermaid(flow, status=shown)  # (what doc --state draws)
+    assert "classDef unreached" in picture and ":::unreached" in picture and ":::waiting" not in picture
+
+
+def test_a_run_under_way_shows_the_nodes_not_reached_yet_waiting(tmp_path):
+    flow = compile_flow("A → B → C")
+    path = tmp_path / "run.json"
+    tasks, _ = counting_tasks("ABC", crash_in="B")
+    with pytest.raises(Crash):
+        LocalRun(flow, tasks, on_step=StateFile(path, flow).save).run()
+    _, state = read_any(path)
+    shown = state.statuses(flow)
+    assert [shown[node_id(flow, name)] for name in "ABC"] == ["done", "running", "waiting"]
+
+
+def test_a_finished_run_shows_a_branch_not_taken_skipped():
+    flow = compile_flow("if `$[?@.go == true]` then { A → B } else C")
+    tasks, _ = counting_tasks("ABC")
+    state = LocalRun(flow, tasks).run({"go": False})
+    shown = state.statuses(flow)
+    assert [shown[node_id(flow, name)] for name in "ABC"] == ["skipped", "skipped", "done"]
 
 
 def test_node_statuses_show_skipped_guards():

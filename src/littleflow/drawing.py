@@ -15,7 +15,7 @@ from xml.sax.saxutils import escape, quoteattr
 from .flow import Flow, Node
 
 #: Every run state a picture colours, in the order the legends list them.
-STATUSES = ("done", "running", "queued", "failed", "skipped", "waiting", "terminated")
+STATUSES = ("done", "running", "queued", "failed", "skipped", "waiting", "terminated", "unreached")
 #: status: (fill, stroke)
 COLOURS = {
     "done": ("#c8e6c9", "#2e7d32"),
@@ -25,6 +25,7 @@ COLOURS = {
     "skipped": ("#eeeeee", "#9e9e9e"),
     "waiting": ("#fff9c4", "#f9a825"),
     "terminated": ("#ffe0b2", "#ef6c00"),
+    "unreached": ("#ffffff", "#bdbdbd"),  # never ran, and the run has ended
 }
 #: Conditionals and loops: drawn as diamonds (Mermaid ``<<choice>>``), their conditions on their arrows.
 DECISIONS = ("choice", "choice-end", "repeat", "while", "loop-end")

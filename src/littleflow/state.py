@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .flow import Node
+from .flow import Flow, Node
 
 #: A task instance: (frame path, node id, item index or -1).
 Key = tuple[str, int, int]
@@ -161,6 +161,18 @@ class State:
         for failure in self.failures:
             statuses[failure["node"]] = "failed"
         return statuses
+
+    def statuses(self, flow: Flow) -> dict[int, str]:
+        """Every node's status as people are shown it (``doc --state``, a workflow's status
+        document): :meth:`node_statuses`, the nodes of a branch not taken or of a form skipped
+        ``skipped`` too (:meth:`Flow.with_skipped`), and the rest ``waiting`` while the run goes
+        on, ``unreached`` once it has ended (finished, failed or terminated): it never ran."""
+        found = flow.with_skipped(self.node_statuses())
+        rest = "waiting" if self.status == "running" else "unreached"
+        for node in flow.nodes:
+            if found.get(node.id, "waiting") == "waiting":
+                found[node.id] = rest
+        return found
 
     @property
     def failure(self) -> dict[str, Any] | None:

@@ -298,19 +298,30 @@ def test_readiness_fails_when_redis_is_gone(own_redis_server):
 def test_graph_as_json_and_mermaid_coloured_by_status(api):
     base, _ = api
     with httpx.Client() as http:
-        id = http.post(f"{base}/workflows", json={"flow": "A → boom"}).json()["id"]
-        finished(http, base, id)
+        id = http.post(f"{base}/workflows", json={"flow": "A → boom → A"}).json()["id"]
+        document = finished(http, base, id)
+        # the last A never ran, and the workflow has ended: unreached, not waiting
+        shown = [
+            ("START", "done"),
+            ("A", "done"),
+            ("boom", "failed"),
+            ("A", "unreached"),
+            ("END", "unreached"),
+        ]
+        assert [(n["label"], n["status"]) for n in document["nodes"]] == shown
         graph = http.get(f"{base}/workflows/{id}/graph").json()
-        assert [(n["name"], n["status"]) for n in graph["nodes"]][1:3] == [("A", "done"), ("boom", "failed")]
+        assert [n["status"] for n in graph["nodes"]] == [status for _, status in shown]
         assert graph["edges"]
         mermaid = http.get(f"{base}/workflows/{id}/graph", params={"format": "mermaid"})
         assert mermaid.headers["content-type"].startswith("text/plain")
         assert mermaid.text.startswith("stateDiagram-v2") and "classDef failed" in mermaid.text
+        assert "classDef unreached" in mermaid.text
         svg = http.get(f"{base}/workflows/{id}/graph", params={"format": "svg"})
         assert svg.headers["content-type"].startswith("image/svg+xml")
         nodes = ElementTree.fromstring(svg.text).iter("{http://www.w3.org/2000/svg}g")
         classes = {g.get("data-node"): g.get("class") for g in nodes if g.get("data-node")}
         assert "status-done" in classes["1"] and "status-failed" in classes["2"]
+        assert "status-unreached" in classes["3"]
         assert http.get(f"{base}/workflows/{id}/graph", params={"format": "png"}).status_code == 422
 
 

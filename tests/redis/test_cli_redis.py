@@ -481,7 +481,7 @@ def test_engine_and_worker_processes_run_a_workflow_and_stop_on_sigterm(tmp_path
         assert result.returncode == 1 and "task boom" in result.stderr
         id = lf.json("list", "--state", "failed")["workflows"][0]["id"]
         document = lf.json("status", id)
-        assert [n["status"] for n in document["nodes"]] == ["done", "done", "failed", "waiting"]
+        assert [n["status"] for n in document["nodes"]] == ["done", "done", "failed", "unreached"]
         assert document["nodes"][2]["error"] == "RuntimeError: boom"
         assert lf.json("workers")[0]["tasks"] == ["boom", "double", "echo"]
     finally:

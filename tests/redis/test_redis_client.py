@@ -113,14 +113,21 @@ def test_nodes_show_their_input_and_output(four, client):
     assert (a["input"], a["output"]) == ({"k": 2}, {"a": {"k": 2}})
     assert (b["status"], b["input"], b["output"]) == ("failed", {"a": {"k": 2}}, None)
     assert "no more bananas" in b["error"]
-    hang = client.status(four["running"])["nodes"][1]
+    assert [n["status"] for n in client.status(four["failed"])["nodes"]] == [
+        "done",
+        "done",
+        "failed",
+        "unreached",
+    ]
+    hang, end = client.status(four["running"])["nodes"][1:]
     assert (hang["status"], hang["input"], hang["output"]) == ("running", {"k": 4}, None)
+    assert end["status"] == "waiting"  # (not reached yet: the run goes on)
     hang, a = client.status(four["terminated"])["nodes"][1:3]
     assert (hang["status"], hang["input"], a["input"], a["status"]) == (
         "terminated",
         {"k": 3},
         None,
-        "waiting",
+        "unreached",
     )
 
 

@@ -241,7 +241,7 @@ def router(api: Api) -> APIRouter:
             return Response(drawn(flow, statuses, max_svg_nodes, draw_seconds), media_type=SVG)
         body = flow.to_json()
         for node in body["nodes"]:
-            node["status"] = statuses.get(node["id"], "waiting")
+            node["status"] = statuses[node["id"]]
         return JSONResponse(body)
 
     @router.get(

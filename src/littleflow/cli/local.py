@@ -136,7 +136,7 @@ def doc_command(flow: str, fmt: str, vertical: bool, state_path: str | None) -> 
             fail(str(error))
         if saved_flow != compiled:
             fail(f"state file {state_path} belongs to a different flow")
-        status = state.node_statuses()
+        status = state.statuses(compiled)
     render = {"mermaid": diagram.mermaid, "dot": diagram.dot, "svg": diagram.svg}[fmt]
     click.echo(render(compiled, vertical=vertical, status=status))
 

@@ -537,7 +537,7 @@ def node_documents(run: Run, info: dict[str, dict[str, Any]]) -> list[dict[str, 
     """Every node of a run's status document: status, attempt, times, worker, error, input,
     output, and its item runs if it runs once per item of a ``*``."""
     state, flow = run.state, run.flow
-    statuses = flow.with_skipped(state.node_statuses())
+    statuses = state.statuses(flow)
     latest: dict[int, dict[str, Any]] = {}
     for entry in info.values():
         node = entry.get("node")
@@ -552,7 +552,7 @@ def node_documents(run: Run, info: dict[str, dict[str, Any]]) -> list[dict[str, 
         running.setdefault(node_id, input)
     nodes = []
     for node in flow.nodes:
-        status = statuses.get(node.id, "waiting")
+        status = statuses[node.id]
         entry = latest.get(node.id, {})
         if status == "running" and (entry.get("status") == "queued" or node.id in held):
             status = "queued"

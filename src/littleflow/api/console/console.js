@@ -391,7 +391,7 @@ function graphPanel(onSelect) {
     h("button", { type: "button", title: "Zoom in", onclick: () => graph.zoom(1.25, ...centre()) }, "+"),
     h("button", { type: "button", title: "Zoom out", onclick: () => graph.zoom(0.8, ...centre()) }, "−"),
     h("button", { type: "button", title: "Show all", onclick: () => graph.fit() }, "Fit"),
-    h("span", { class: "legend" }, ...["waiting", "queued", "running", "done", "failed", "skipped", "terminated"]
+    h("span", { class: "legend" }, ...["waiting", "queued", "running", "done", "failed", "skipped", "terminated", "unreached"]
       .map((s) => h("span", { class: `swatch status-${s}` }, s))));
   return { element: h("div", { class: "graph-panel" }, tools, canvas), graph };
 }
