@@ -24,6 +24,11 @@ FIGURES = {
     ],
     "bench_storage.py": ["used_memory per workflow", "MEMORY USAGE of one workflow's keys", "shared keys"],
     "bench_schedules.py": ["100 schedules every 1s: median lateness", "p95 lateness", "ticks doubled / lost"],
+    "bench_schedule_cost.py": [
+        "fan-out 100: firing off (median)",
+        "fan-out 100: 20 schedules firing (median)",
+        "100 workflows of 3: change",
+    ],
     "bench_list.py": [
         "page of 50, newest first",
         "page of 50, by state (finished)",
