@@ -246,6 +246,7 @@ def test_a_job_of_the_same_name_for_another_task_is_an_error_not_a_re_attach(
     document = client.wait(id, timeout=10)
     assert document["state"] == "failed"
     assert "is not this task's run" in document["error"]["error"]
+    assert f'(it is "{other.workflow}" "{start.task}" run {start.seq})' in document["error"]["error"]
 
 
 def test_a_brief_error_listing_the_pods_of_a_finished_job_is_retried_not_taken_for_a_lost_output(

@@ -13,6 +13,7 @@ from ..calling import Cancelled, message
 from ..redis.protocol import StartTask
 from ..redis.worker import DEFERRED, Handle, Job
 from ..tasks import TaskError
+from ..values import brief
 from . import jobs
 from .api import JobsApi, Transient, describe, reason, transient
 from .follower import JobFollower
@@ -134,5 +135,5 @@ class JobCreator:
             meta = found.get("metadata") or {}
             raise TaskError(
                 f"Job {meta.get('namespace')}/{meta.get('name')} exists but is not this task's run "
-                f"(it is {about.get('workflow')!r} {about.get('task')!r} run {about.get('seq')!r})"
+                f"(it is {brief(about.get('workflow'))} {brief(about.get('task'))} run {brief(about.get('seq'))})"
             )
