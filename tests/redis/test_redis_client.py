@@ -41,6 +41,7 @@ NODE_KEYS = {
     "note",
     "input",
     "output",
+    "items",
 }
 BIG = {"x": "y" * MAX_INFO_VALUE}
 
