@@ -1,6 +1,6 @@
 """/schedules on a real uvicorn server and a real Redis: list, create, show, pause, resume,
 run now, delete; problems for what is wrong; a read token may look, not change; and
-GET /workflows?schedule=NAME."""
+GET /workflows?schedule=NAME, which finds a scheduled workflow restored from its archive."""
 
 from __future__ import annotations
 
@@ -105,3 +105,24 @@ def test_a_read_token_may_look_not_change(base):
         ("DELETE", "/schedules/none"),
     ):
         assert call(method, base + path).status_code == 404
+
+
+def test_a_scheduled_workflow_restored_is_listed_by_its_schedule_again(base):
+    call("POST", f"{base}/schedules", json={"name": "beat", "flow": "@flow ticking\nA", "every": "1h"})
+    id = call("POST", f"{base}/schedules/beat/run").json()["id"]
+    archive = call("GET", f"{base}/workflows/{id}/archive", READ).json()
+    assert archive["schedule"] == "beat" and isinstance(archive["tick"], int)
+    assert call("POST", f"{base}/workflows/{id}/terminate").status_code == 200
+    assert call("DELETE", f"{base}/workflows/{id}").status_code == 204
+    assert call("GET", f"{base}/workflows", READ, params={"schedule": "beat"}).json()["total"] == 0
+    bad = call("POST", f"{base}/archives", json={**archive, "schedule": "no/slash"})
+    assert bad.status_code == 422 and "bad schedule name 'no/slash'" in bad.json()["detail"], bad.text
+    assert call("POST", f"{base}/archives", json=archive).status_code == 201
+    assert call("GET", f"{base}/workflows/{id}", READ).json()["tick"] == archive["tick"]
+    listed = call("GET", f"{base}/workflows", READ, params={"schedule": "beat"}).json()
+    assert [w["id"] for w in listed["workflows"]] == [id] and listed["total"] == 1
+    schema = call("GET", f"{base}/openapi.json", READ).json()["paths"]["/archives"]["post"]["requestBody"]
+    properties = schema["content"]["application/json"]["schema"]["properties"]
+    assert (
+        properties["schedule"]["anyOf"][0]["pattern"] and properties["tick"]["anyOf"][0]["type"] == "integer"
+    )

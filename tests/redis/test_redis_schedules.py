@@ -1,6 +1,7 @@
 """Schedules on a real Redis (one server and a cluster): stored, changed, fired with a
 clock the test gives; a tick makes one workflow however often it is fired, catchup and
-overlap do what they say, and a schedule's workflows carry it and are listed by it."""
+overlap do what they say, a schedule's workflows carry it and are listed by it (archived
+and restored too)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rediscluster import on_server_and_cluster
 from littleflow.local import load_workflow
 from littleflow.redis.client import Client
 from littleflow.redis.schedules import Schedules, UnknownSchedule, tick_key
+from littleflow.redis.store import InvalidArchive
 from littleflow.schedules import ScheduleError
 
 pytestmark = on_server_and_cluster
@@ -154,3 +156,71 @@ def test_the_flow_may_carry_its_schedule(client, schedules):
     )
     with pytest.raises(ScheduleError, match="give --cron EXPR or --every DURATION"):
         schedules.add("m", load_workflow("A")[0], "A")
+
+
+# -- archives keep the schedule and the tick ---------------------------------------------------
+def scheduled(client: Client, schedules: Schedules) -> str:
+    """A workflow of schedule s at tick T0 (running: no engine takes its task)."""
+    add(schedules)
+    return schedules.run("s", now=T0)
+
+
+def test_a_scheduled_workflow_is_archived_and_restored_with_its_schedule_and_tick(client, schedules):
+    from jsonschema import Draft202012Validator
+
+    from littleflow.redis.archive import SCHEMA
+
+    id = scheduled(client, schedules)
+    archive = client.archive(id)
+    assert (archive["schedule"], archive["tick"]) == ("s", T0)
+    Draft202012Validator(SCHEMA).validate(archive)
+    client.terminate(id)
+    client.delete(id)
+    assert client.list(schedule="s") == []
+    assert client.restore(archive) == id
+    document = client.status(id)
+    assert (document["schedule"], document["tick"], document["state"]) == ("s", T0, "running")
+    assert [w["id"] for w in client.list(schedule="s")] == [id]
+    assert [w["id"] for w in client.list(schedule="s", state="running")] == [id]
+    assert client.page(schedule="s").total == 1
+    assert client.restore(archive, replace=True) == id  # (once in its schedule's index, not twice)
+    assert client.page(schedule="s").total == 1 and client.archive(id)["tick"] == T0
+
+
+def test_an_archive_without_schedule_and_tick_restores(client, schedules):
+    """As archives written before they were kept: restored over the scheduled workflow, the
+    workflow is no longer its schedule's."""
+    id = scheduled(client, schedules)
+    archive = client.archive(id)
+    del archive["schedule"], archive["tick"]
+    assert client.restore(archive, replace=True) == id
+    assert "schedule" not in client.status(id) and client.list(schedule="s") == []
+    assert client.page(schedule="s").total == 0 and client.archive(id)["schedule"] is None
+    unscheduled = client.archive(client.submit("A"))
+    assert (unscheduled["schedule"], unscheduled["tick"]) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"schedule": "a/b"}, "at archive.schedule: bad schedule name 'a/b'"),
+        ({"schedule": "x" * 65}, "at archive.schedule: bad schedule name"),
+        ({"schedule": ""}, "at archive.schedule: bad schedule name ''"),
+        ({"schedule": 5}, "at archive.schedule: Input should be a valid string"),
+        ({"tick": -1}, "at archive.tick: Input should be greater than or equal to 0"),
+        ({"tick": "1800000000"}, "at archive.tick: Input should be a valid integer"),
+        ({"tick": 1.5}, "at archive.tick: Input should be a valid integer"),
+        ({"tick": 10**12}, "at archive.tick: Input should be less than or equal to"),
+        ({"tick": None}, "its schedule and tick go together"),
+        ({"schedule": None}, "its schedule and tick go together"),
+    ],
+)
+def test_a_bad_schedule_or_tick_in_an_archive_is_refused_with_one_line(client, schedules, change, says):
+    id = scheduled(client, schedules)
+    archive = {**client.archive(id), **change}
+    client.terminate(id)
+    client.delete(id)
+    with pytest.raises(InvalidArchive) as caught:
+        client.restore(archive)
+    assert "\n" not in str(caught.value) and says in str(caught.value), str(caught.value)
+    assert client.list() == [] and client.list(schedule="s") == []

@@ -27,6 +27,7 @@ from ..compiler import compile_flow
 from ..engine import Engine
 from ..errors import FlowError
 from ..flow import OPENING, Flow
+from ..schedules import check_name
 from ..state import State
 from ..values import MAX_DEPTH, check_value
 from .protocol import task_id
@@ -57,6 +58,15 @@ FramePath = Annotated[str, Strict(), Field(pattern=rf"^(/{_NUMBER}\.{_NUMBER})*$
 Numbered = Annotated[str, Field(pattern=rf"^{_NUMBER}$")]
 TaskId = Annotated[str, Field(pattern=rf"^(/{_NUMBER}\.{_NUMBER})*\|{_NUMBER}\|(-1|{_NUMBER})$")]
 StreamId = Annotated[str, Strict(), Field(pattern=rf"^{_NUMBER}-{_NUMBER}$")]
+#: The name of the schedule that started a workflow: as ``schedule add`` takes it.
+ScheduleName = Annotated[
+    str,
+    Strict(),
+    AfterValidator(check_name),
+    WithJsonSchema({"type": "string", "pattern": r"^[\w.-]{1,64}$"}),
+]
+#: The tick a schedule started a workflow for: whole seconds since 1970.
+Tick = Annotated[int, Strict(), Field(ge=0, le=MAX_TIME)]
 InstanceKey = tuple[FramePath, Counter, Item]
 
 
@@ -205,7 +215,9 @@ LogEntry = Annotated[
 
 class ArchiveModel(_Closed):
     """An archive (``littleflow archive``, ``GET /workflows/{id}/archive``). ``flow`` is a
-    compiled flow (:class:`FlowModel`): what ``text`` compiles to, when there is text."""
+    compiled flow (:class:`FlowModel`): what ``text`` compiles to, when there is text.
+    ``schedule`` and ``tick``, both or neither: the schedule that started the workflow and
+    the tick it started it for (absent from archives written before they were kept)."""
 
     format: Literal["littleflow-archive/1"]
     id: Text
@@ -225,6 +237,8 @@ class ArchiveModel(_Closed):
     run: RunModel
     tasks: dict[TaskId, TaskInfoModel] = {}
     log: list[LogEntry] = []
+    schedule: ScheduleName | None = None
+    tick: Tick | None = None
 
 
 _STREAM_ID = TypeAdapter(StreamId)
@@ -271,6 +285,8 @@ class Restorable(NamedTuple):
     name: str
     tasks: dict[str, str]  # task id -> its info as JSON text
     log: list[tuple[str, dict[str, str]]]
+    schedule: str | None = None  # the schedule that started it, and the tick it was for
+    tick: int | None = None
 
 
 def archive_of(store: Store, id: str) -> dict[str, Any]:
@@ -296,6 +312,8 @@ def archive_of(store: Store, id: str) -> dict[str, Any]:
         "run": {"state": run.state.to_json(), "seqs": run.seqs, "seq": run.seq},
         "tasks": store.task_info(id),
         "log": store.log(id),
+        "schedule": fields.get("schedule") or None,
+        "tick": int(fields["tick"]) if fields.get("schedule") and fields.get("tick") else None,
     }
 
 
@@ -341,6 +359,9 @@ def _sound(archive: dict[str, Any], max_nodes: int | None) -> Restorable:
     flow = _flow(archive, max_nodes)
     limit = archive.get("limit")
     limit = int(limit) if limit not in (None, "") else None
+    schedule, tick = archive.get("schedule"), archive.get("tick")
+    if (schedule is None) != (tick is None):
+        _damaged("its schedule and tick go together (a workflow a schedule started has both)")
     state = _state(archive["run"]["state"], flow, archive["status"])
     _exercise(archive["run"]["state"], flow, limit)
     tasks = {}
@@ -363,6 +384,8 @@ def _sound(archive: dict[str, Any], max_nodes: int | None) -> Restorable:
         archive.get("name") or "",
         tasks,
         _log(archive.get("log", [])),
+        schedule,
+        tick,
     )
 
 

@@ -345,6 +345,8 @@ class Client:
             "name": found.name,
             "limit": "" if limit is None else str(limit),
             "created": repr(found.times[0]),
+            "schedule": found.schedule or "",  # (listed by its schedule again, as when it was started)
+            "tick": "" if found.tick is None else str(found.tick),
         }
         self.store.restore(
             run,

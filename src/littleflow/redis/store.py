@@ -724,8 +724,10 @@ class Store:
         step.events.append({"kind": "workflow", "workflow": id, "state": run.state.status})
         pipe = self.redis.pipeline(transaction=True)
         self.release_flows([id], pipe)  # (of what the id held before)
-        old_name = self.redis.hget(keys.workflow(id), "name") or ""
-        self.scripts.forget(**self.forget_call(id, old_name, event=False), client=pipe)
+        old_name, old_schedule = self.redis.hmget(keys.workflow(id), "name", "schedule")
+        self.scripts.forget(
+            **self.forget_call(id, old_name or "", event=False, schedule=old_schedule), client=pipe
+        )
         if tasks:
             pipe.hset(keys.task_info(id), mapping=tasks)
         if log:
