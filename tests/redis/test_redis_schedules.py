@@ -1,7 +1,7 @@
 """Schedules on a real Redis (one server and a cluster): stored, changed, fired with a
 clock the test gives; a tick makes one workflow however often it is fired, catchup and
 overlap do what they say, a schedule's workflows carry it and are listed by it (archived
-and restored too)."""
+and restored too), and Client.schedules does what the CLI and the API do with them."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from rediscluster import on_server_and_cluster
 
+from littleflow.errors import FlowError, LittleflowError
 from littleflow.local import load_workflow
 from littleflow.redis.client import Client
 from littleflow.redis.schedules import Schedules, UnknownSchedule, tick_key
-from littleflow.redis.store import InvalidArchive
+from littleflow.redis.store import InvalidArchive, StoreError
 from littleflow.schedules import ScheduleError
 
 pytestmark = on_server_and_cluster
@@ -224,3 +225,64 @@ def test_a_bad_schedule_or_tick_in_an_archive_is_refused_with_one_line(client, s
         client.restore(archive)
     assert "\n" not in str(caught.value) and says in str(caught.value), str(caught.value)
     assert client.list() == [] and client.list(schedule="s") == []
+
+
+# -- Client.schedules ----------------------------------------------------------------------------
+def test_client_schedules_adds_lists_shows_pauses_resumes_runs_and_deletes(client, tmp_path):
+    import littleflow.redis
+
+    assert littleflow.redis.UnknownSchedule is UnknownSchedule
+    flow = tmp_path / "beat.flow"
+    flow.write_text("@flow beat\nbeat\n")
+    made = client.schedules.add("beat", flow, {"n": 7}, every="1h", overlap="skip")
+    assert (made["name"], made["flow"], made["when"], made["overlap"]) == ("beat", "beat", "every 1h", "skip")
+    assert len(made["ticks"]) == 5 and made["ticks"][1] - made["ticks"][0] == 3600 and "text" not in made
+    assert Schedules(client.store).get("beat")["base"] == str(tmp_path)  # (the flow file's directory)
+    nightly = '@flow nightly (- schedule: {cron: "0 2 * * *", timezone: Europe/Paris, input: {x: 1}} -)\nA'
+    night = client.schedules.add("night", nightly)
+    assert (night["cron"], night["timezone"], night["input"]) == ("0 2 * * *", "Europe/Paris", {"x": 1})
+    assert [s["name"] for s in client.schedules.list(ticks=2)] == ["beat", "night"]
+    assert all(len(s["ticks"]) == 2 for s in client.schedules.list(ticks=2))
+    assert client.schedules.pause("beat")["paused"] is True and client.schedules.show("beat")["ticks"] == []
+    id = client.schedules.run("beat")
+    document = client.status(id)
+    assert (document["schedule"], document["input"]) == ("beat", {"n": 7})
+    shown = client.schedules.show("beat", ticks=1)
+    assert shown["recent"][0]["id"] == id and shown["recent"][0]["state"] == "running"
+    assert client.schedules.resume("beat")["paused"] is False
+    client.schedules.delete("beat")
+    assert [s["name"] for s in client.schedules.list()] == ["night"] and client.status(id)[
+        "schedule"
+    ] == "beat"
+    for act in (client.schedules.show, client.schedules.pause, client.schedules.run, client.schedules.delete):
+        with pytest.raises(UnknownSchedule, match="^no schedule beat$") as caught:
+            act("beat")
+        assert isinstance(caught.value, LookupError)
+
+
+@pytest.mark.parametrize(
+    ("workflow", "options", "error", "says"),
+    [
+        ("A", {"cron": "0 2 * *"}, ScheduleError, "bad cron '0 2 * *'"),
+        ("A", {"every": "1s", "timezone": "Europe/Paris"}, ScheduleError, "--timezone goes with --cron"),
+        ("A", {"cron": "0 2 * * *", "timezone": "Mars/Olympus"}, ScheduleError, "unknown time zone"),
+        ("A", {}, ScheduleError, "give --cron EXPR or --every DURATION"),
+        ("A", {"every": "1s", "catchup": "some"}, ScheduleError, "bad --catchup"),
+        ("A", {"every": "1s", "name": "a b"}, ScheduleError, "bad schedule name 'a b'"),
+        ("A", {"every": "1s", "input": float("nan")}, ValueError, "the input"),
+        ("A →", {"every": "1s"}, FlowError, "1:"),
+        (load_workflow("A")[0], {"every": "1s"}, ScheduleError, "a compiled Flow needs its text"),
+    ],
+)
+def test_client_schedules_refuses_what_is_wrong_with_one_line(client, workflow, options, error, says):
+    options = dict(options)
+    name = options.pop("name", "s")
+    with pytest.raises(error) as caught:
+        client.schedules.add(name, workflow, **options)
+    assert isinstance(caught.value, LittleflowError) or error is ValueError
+    assert says in str(caught.value) and "\n" not in str(caught.value)
+    assert client.schedules.list() == []
+    client.schedules.add("s", "A", every="1h")
+    with pytest.raises(StoreError, match="^schedule s exists; delete it first$"):
+        client.schedules.add("s", "A", every="1h")
+    assert client.schedules.add("s", "B", every="2h", replace=True)["when"] == "every 2h"

@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from ..redis.schedules import Schedules
 from ..schedules import CATCHUP, OVERLAP, ScheduleError
 from .common import Api, compile_text, json_body, within
 from .problems import Problem
@@ -20,13 +19,13 @@ def router(api: Api) -> APIRouter:
     compile_seconds = api.compile_seconds
     max_nodes = api.max_nodes
 
-    schedules = Schedules(client.store)
+    schedules = client.schedules
 
     @router.get("/schedules", tags=["schedules"])
     def list_schedules() -> dict[str, Any]:
         """Every schedule: when it fires (``when``, ``ticks``: the next), whether it is
         ``paused``, its ``recent`` runs with their states."""
-        return {"schedules": [schedules.show(record, 3) for record in schedules.all()]}
+        return {"schedules": schedules.list(ticks=3)}
 
     @router.post(
         "/schedules",
@@ -86,34 +85,33 @@ def router(api: Api) -> APIRouter:
         )
         options = {key: body.get(key) for key in ("cron", "every", "timezone", "catchup", "overlap")}
         try:
-            record = await run_in_threadpool(
+            return await run_in_threadpool(
                 lambda: schedules.add(
                     body["name"],
                     flow,
-                    body["flow"],
-                    input=body.get("input"),
+                    body.get("input"),
+                    text=body["flow"],
                     replace=body.get("replace") is True,
                     **options,
                 )
             )
         except ScheduleError as error:
             raise Problem(422, "Invalid schedule", str(error)) from None
-        return schedules.show(record)
 
     @router.get("/schedules/{name}", tags=["schedules"])
     def show_schedule(name: str) -> dict[str, Any]:
         """A schedule: its settings, next ticks and recent runs with their states."""
-        return schedules.show(schedules.get(name))
+        return schedules.show(name)
 
     @router.post("/schedules/{name}/pause", tags=["schedules"])
     def pause_schedule(name: str) -> dict[str, Any]:
         """Fire no ticks of the schedule until it is resumed."""
-        return schedules.show(schedules.pause(name))
+        return schedules.pause(name)
 
     @router.post("/schedules/{name}/resume", tags=["schedules"])
     def resume_schedule(name: str) -> dict[str, Any]:
         """Fire the schedule again from its next tick (those while it was paused are not run)."""
-        return schedules.show(schedules.resume(name))
+        return schedules.resume(name)
 
     @router.post("/schedules/{name}/run", status_code=201, tags=["schedules"])
     def run_schedule(name: str) -> dict[str, Any]:

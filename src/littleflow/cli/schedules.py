@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -24,16 +24,17 @@ from .common import (
     table,
 )
 
+if TYPE_CHECKING:
+    from ..redis.client import ScheduleClient
+
 
 @main.group("schedule")
 def schedule_group() -> None:
     """Start workflows on a schedule (cron or every a duration); engines fire them."""
 
 
-def schedules_of(target: Target) -> Any:
-    from ..redis.schedules import Schedules
-
-    return Schedules(target.client().store)
+def schedules_of(target: Target) -> ScheduleClient:
+    return target.client().schedules
 
 
 def ticked(tick: int | None) -> str:
@@ -87,32 +88,29 @@ def add_command(
     text, shown = read_flow(flow)
     compiled = compile_text(text, shown)
     base = str(Path(flow).resolve().parent) if flow != "-" else os.getcwd()
-    schedules = schedules_of(target)
-    record = schedules.add(
+    record = schedules_of(target).add(
         name,
         compiled,
-        text,
+        read_input(input_text),
+        text=text,
         cron=cron,
         every=every,
         timezone=timezone,
-        input=read_input(input_text),
         catchup=catchup,
         overlap=overlap,
         base=base,
         replace=replace,
     )
-    shown_record = schedules.show(record)
     if as_json:
-        echo_json(shown_record)
+        echo_json(record)
     else:
-        click.echo(f"schedule {name}: {shown_record['when']}, next at {ticked(record['next'])}")
+        click.echo(f"schedule {name}: {record['when']}, next at {ticked(record['next'])}")
 
 
 @redis_command("list", group=schedule_group)
 def list_command(target: Target, as_json: bool) -> None:
     """List the schedules: when they fire, their next tick and last run."""
-    schedules = schedules_of(target)
-    found = [schedules.show(record, 1) for record in schedules.all()]
+    found = schedules_of(target).list(ticks=1)
     if as_json:
         echo_json(found)
         return
@@ -138,8 +136,7 @@ def list_command(target: Target, as_json: bool) -> None:
 @click.argument("name")
 def show_command(target: Target, name: str, as_json: bool) -> None:
     """Show schedule NAME: its settings, next ticks and recent runs."""
-    schedules = schedules_of(target)
-    record = schedules.show(schedules.get(name))
+    record = schedules_of(target).show(name)
     if as_json:
         echo_json(record)
         return
@@ -175,10 +172,9 @@ def show_command(target: Target, name: str, as_json: bool) -> None:
 
 
 def _changed(target: Target, name: str, as_json: bool, verb: str) -> None:
-    schedules = schedules_of(target)
-    record = getattr(schedules, verb)(name)
+    record = getattr(schedules_of(target), verb)(name)
     if as_json:
-        echo_json(schedules.show(record))
+        echo_json(record)
     else:
         next_tick = "" if record["paused"] else f", next at {ticked(record['next'])}"
         click.echo(f"schedule {name}: {'paused' if record['paused'] else 'active'}{next_tick}")

@@ -1,6 +1,6 @@
 """littleflow on Redis: store, transport, engine and workers (docs/protocol.md).
 
-``Client``, ``Services`` and ``StoreError`` are loaded when first asked for, so that
+``Client``, ``Services`` and the errors are loaded when first asked for, so that
 importing one light module of this package (``littleflow.redis.protocol``) does not
 load the client, the engine and the workers.
 """
@@ -13,12 +13,19 @@ from ..lazy import lazy_names
 
 if TYPE_CHECKING:
     from .client import Client
+    from .schedules import UnknownSchedule
     from .serve import Services
     from .store import StoreError, WorkflowNotFound
 
-__all__ = ["Client", "Services", "StoreError", "WorkflowNotFound"]
+__all__ = ["Client", "Services", "StoreError", "UnknownSchedule", "WorkflowNotFound"]
 
-_HOMES = {"Client": ".client", "Services": ".serve", "StoreError": ".store", "WorkflowNotFound": ".store"}
+_HOMES = {
+    "Client": ".client",
+    "Services": ".serve",
+    "StoreError": ".store",
+    "UnknownSchedule": ".schedules",
+    "WorkflowNotFound": ".store",
+}
 
 
 __getattr__, __dir__ = lazy_names(__name__, _HOMES, globals())

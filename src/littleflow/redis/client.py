@@ -6,8 +6,9 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from functools import cached_property
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import redis
 
@@ -42,6 +43,9 @@ from .store import (
     WorkflowNotFound,
     capped,
 )
+
+if TYPE_CHECKING:
+    from .schedules import Schedules
 
 #: Where to find Redis when neither an argument nor LITTLEFLOW_REDIS_URL says.
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -111,13 +115,7 @@ class Client:
         check_value(input, "the input")
         flow, found_base = load_workflow(workflow)
         if text is None:
-            text = (
-                workflow
-                if isinstance(workflow, str)
-                else workflow.read_text("utf-8-sig")
-                if isinstance(workflow, Path)
-                else ""
-            )
+            text = text_of(workflow)
         run = self.store.create(
             flow, input, text=text, base=base or found_base or "", limit=limit, key=key, key_ttl=key_ttl
         )
@@ -308,6 +306,13 @@ class Client:
             raise WorkflowNotFound(f"no workflow {id}")
         return {"id": id, "name": found["name"], "text": found["text"], "flow": json.loads(found["flow"])}
 
+    # -- schedules ----------------------------------------------------------------------
+    @cached_property
+    def schedules(self) -> ScheduleClient:
+        """The schedules (see docs/schedules.md): ``list``, ``add``, ``show``, ``pause``,
+        ``resume``, ``delete``, ``run``."""
+        return ScheduleClient(self.store)
+
     # -- archives -----------------------------------------------------------------------
     def archive(self, id: str) -> dict[str, Any]:
         """Everything about workflow ``id`` as JSON: definition, state, task info, log."""
@@ -492,6 +497,97 @@ class Client:
             self.redis.ping()
         except redis.RedisError as error:
             raise StoreError(f"cannot reach Redis at {safe_url(self.url)}: {error}") from None
+
+
+class ScheduleClient:
+    """The schedules of a system (``client.schedules``): each one a workflow of a flow at every
+    tick of a cron expression or a period, which the engines fire. A schedule is given as
+    ``show`` gives it: its settings, ``when`` (in words), ``ticks`` (the next ones), ``paused``,
+    ``next`` and ``recent`` runs with their ``state``. Raises :class:`UnknownSchedule` (a
+    ``LookupError``) for a name no schedule has, :class:`~littleflow.schedules.ScheduleError`
+    (a ``ValueError``) for a wrong one, a wrong cron, duration, time zone or option."""
+
+    def __init__(self, store: Store) -> None:
+        from .schedules import Schedules  # (croniter and the firing, only when asked for)
+
+        self._schedules: Schedules = Schedules(store)
+
+    def list(self, ticks: int = 5) -> list[dict[str, Any]]:
+        """Every schedule, by name, with its next ``ticks`` ticks."""
+        found = self._schedules
+        return [found.show(record, ticks) for record in found.all()]
+
+    def add(
+        self,
+        name: str,
+        workflow: str | Path | Flow,
+        input: Any = None,
+        *,
+        cron: str | None = None,
+        every: str | int | float | None = None,
+        timezone: str | None = None,
+        catchup: str | None = None,
+        overlap: str | None = None,
+        base: str | None = None,
+        text: str | None = None,
+        replace: bool = False,
+    ) -> dict[str, Any]:
+        """Add schedule ``name``: a workflow of ``workflow`` (flow text, a flow file, or a
+        compiled Flow with its ``text``) with ``input`` at every tick of ``cron`` (in
+        ``timezone``) or ``every`` a duration (``"30s"``, ``"1h"``, or seconds); ``catchup``
+        (skip, one, all) and ``overlap`` (allow, skip, terminate) as ``schedule add`` takes them.
+        Without ``cron`` and ``every``, the flow's own ``schedule`` option says (and gives what
+        else is not given). Refuses a name in use (:class:`StoreError`) unless ``replace``."""
+        from ..schedules import ScheduleError
+
+        check_value(input, "the input")
+        flow, found_base = load_workflow(workflow)
+        text = text_of(workflow) if text is None else text
+        if not text:
+            raise ScheduleError(
+                f"schedule {name}: a compiled Flow needs its text (text=…): the engines compile it"
+            )
+        record = self._schedules.add(
+            name,
+            flow,
+            text,
+            cron=cron,
+            every=every,
+            timezone=timezone,
+            input=input,
+            catchup=catchup,
+            overlap=overlap,
+            base=base or found_base or "",
+            replace=replace,
+        )
+        return self._schedules.show(record)
+
+    def show(self, name: str, ticks: int = 5) -> dict[str, Any]:
+        """Schedule ``name``: its settings, next ``ticks`` ticks and recent runs."""
+        return self._schedules.show(self._schedules.get(name), ticks)
+
+    def pause(self, name: str) -> dict[str, Any]:
+        """Fire no ticks of schedule ``name`` until it is resumed."""
+        return self._schedules.show(self._schedules.pause(name))
+
+    def resume(self, name: str) -> dict[str, Any]:
+        """Fire schedule ``name`` again from its next tick (those while it was paused are not run)."""
+        return self._schedules.show(self._schedules.resume(name))
+
+    def delete(self, name: str) -> None:
+        """Remove schedule ``name`` (the workflows it started stay)."""
+        self._schedules.delete(name)
+
+    def run(self, name: str) -> str:
+        """Start one workflow of schedule ``name`` now, paused or not; returns its id."""
+        return self._schedules.run(name)
+
+
+def text_of(workflow: str | Path | Flow) -> str:
+    """The flow text of ``workflow``: itself, a file's text, or "" for a compiled Flow."""
+    if isinstance(workflow, str):
+        return workflow
+    return workflow.read_text("utf-8-sig") if isinstance(workflow, Path) else ""
 
 
 def terminate(store: Store, id: str) -> None:
