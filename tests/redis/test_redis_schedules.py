@@ -6,6 +6,7 @@ and restored too), and Client.schedules does what the CLI and the API do with th
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -286,3 +287,24 @@ def test_client_schedules_refuses_what_is_wrong_with_one_line(client, workflow, 
     with pytest.raises(StoreError, match="^schedule s exists; delete it first$"):
         client.schedules.add("s", "A", every="1h")
     assert client.schedules.add("s", "B", every="2h", replace=True)["when"] == "every 2h"
+
+
+def test_a_tick_prepared_ahead_is_created_at_its_tick_not_before(client, schedules):
+    """An engine prepares a tick's workflows ahead and sends them at the tick: nothing of
+    them is in Redis before it, the first task is queued after it, and they say the tick."""
+    tick = int(time.time()) + 2
+    schedules.add("soon", load_workflow("A")[0], "A", every="1s", now=tick - 0.5)
+    assert schedules.upcoming()[0] == tick
+    when = schedules.upcoming()[1]
+    assert tick - 1.0 <= when < tick  # (ahead by what preparing took last time, within bounds)
+    done = threading.Event()
+    fired = threading.Thread(target=lambda: (schedules.fire(tick, hold=True), done.set()))
+    fired.start()
+    time.sleep(0.5)
+    assert not done.is_set() and client.list(schedule="soon") == []  # held until its tick
+    fired.join(5)
+    (workflow,) = client.list(schedule="soon")
+    assert workflow["created"] == tick
+    ((entry, fields),) = client.redis.xrange(client.keys.of(workflow["id"]).stream("A"))
+    assert fields["workflow"] == workflow["id"] and int(entry.split("-")[0]) >= tick * 1000
+    assert schedules.get("soon")["next"] == tick + 1

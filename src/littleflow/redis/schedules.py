@@ -214,14 +214,14 @@ class Schedules:
         count = self.store.redis.zcount(self.keys.schedules_due, "-inf", tick)
         return tick, tick - min(LEAD[1], max(LEAD[0], 0.02 + 2 * self.cost * count))
 
-    def fire(self, now: float | None = None) -> int:
+    def fire(self, now: float | None = None, hold: bool = False) -> int:
         """Fire the ticks due (each schedule's oldest due tick it runs, as its catchup and
         overlap say); returns how many workflows were started or found started. The ticks on
         time, of schedules whose previous run does not stand in the way, go together (their
         workflows created a flow at a time, in one round trip each, the schedules moved on in
         one more); the others, and any that meets a race, one by one (:meth:`fire_one`).
-        ``now`` may be a tick still ahead (see :func:`fire_forever`): the ticks due by then are
-        prepared at once, and no workflow is created before it."""
+        ``hold``: ``now`` is a tick still ahead (see :func:`fire_forever`): the ticks due by
+        then are prepared at once, and no workflow is created before it."""
         now = time.time() if now is None else now
         names = self.due(now)
         if not names:
@@ -244,9 +244,9 @@ class Schedules:
                 together.append(record)
             else:
                 alone.append(record["name"])
-        failed = self._fire_together(together, now)
+        failed = self._fire_together(together, now if hold else None)
         started = len(together) - len(failed)
-        if alone or failed:
+        if hold and (alone or failed):
             time.sleep(max(0.0, now - time.time()))
         for name in alone + failed:
             try:
@@ -259,9 +259,9 @@ class Schedules:
                 log.error("schedule %s: %s", name, error)
         return started
 
-    def _fire_together(self, records: list[dict[str, Any]], now: float) -> list[str]:
+    def _fire_together(self, records: list[dict[str, Any]], at: float | None) -> list[str]:
         """Create the workflow of the due tick of each of ``records`` (read just now), at
-        ``now`` if that is still ahead, then move them on. Returns the names of those that met
+        ``at`` (a time still ahead) if given, then move them on. Returns the names of those that met
         a race or a failure, for :meth:`fire_one` to finish."""
         by_flow: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for record in records:
@@ -273,7 +273,8 @@ class Schedules:
 
             def on_time(count: int = len(group), began: float = began) -> None:
                 self.cost += 0.3 * ((time.time() - began) / count - self.cost)
-                time.sleep(max(0.0, now - time.time()))
+                if at is not None:
+                    time.sleep(max(0.0, at - time.time()))
 
             try:
                 runs = self.store.create_many(
@@ -285,7 +286,7 @@ class Schedules:
                     keys=[tick_key(record["name"], record["next"]) for record in group],
                     key_ttl=TICK_KEY_TTL,
                     fields=[{"schedule": record["name"], "tick": str(record["next"])} for record in group],
-                    at=now,
+                    at=at,
                     before_send=on_time,
                 )
             except (StoreError, ValueError) as error:  # (fired already, by a racing engine: one by one then)
@@ -429,7 +430,7 @@ def fire_forever(schedules: Schedules, stop: threading.Event, longest: float = 0
                 if tick == last:  # (the last round left it due: again, but not in a spin)
                     stop.wait(0.05)
                 last = tick
-                schedules.fire(max(tick, time.time()))
+                schedules.fire(max(tick, time.time()), hold=True)
                 continue
             stop.wait(longest if upcoming is None else min(longest, upcoming[1] - now))
         except UNREACHABLE as error:
