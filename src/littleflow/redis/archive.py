@@ -26,7 +26,7 @@ from .. import diagram
 from ..compiler import compile_flow
 from ..engine import Engine
 from ..errors import FlowError
-from ..flow import OPENING, Flow
+from ..flow import KINDS, OPENING, Flow
 from ..schedules import check_name
 from ..state import State
 from ..values import MAX_DEPTH, check_value
@@ -76,20 +76,7 @@ class _Closed(BaseModel):
 
 class NodeModel(_Closed):
     id: Counter
-    kind: Literal[
-        "start",
-        "end",
-        "task",
-        "literal",
-        "resource",
-        "subflow-start",
-        "subflow-end",
-        "choice",
-        "choice-end",
-        "repeat",
-        "while",
-        "loop-end",
-    ]
+    kind: Literal[KINDS]  # (a tuple in Literal[…] is its values)
     name: Text | None
     alias: Text | None
     parameters: Any
