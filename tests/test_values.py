@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from littleflow.values import MAX_DEPTH, MAX_INT_BITS, MAX_VALUES, brief, check_value, loads
+from littleflow.values import MAX_DEPTH, MAX_INT_BITS, MAX_VALUES, brief, check_value, loads, short
 
 
 def nested(levels: int) -> list:
@@ -116,3 +116,9 @@ def test_brief_of_json_data_is_its_json_text_when_it_fits(value):
     text = json.dumps(value, ensure_ascii=False)
     shown = brief(value, 60)
     assert shown == text if len(text) <= 60 else shown == text[:59] + "…"
+
+
+def test_short_keeps_text_as_it_is_on_one_line_and_writes_other_values_as_json():
+    assert short("a  failed\n  badly") == "a failed badly"
+    assert short({"a": [1, None]}) == '{"a": [1, null]}'
+    assert short("x" * 200, 10) == "x" * 9 + "…" and len(short(list(range(100)), 20)) == 20

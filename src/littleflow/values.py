@@ -75,6 +75,14 @@ def brief(value: Any, width: int = 100) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def short(value: Any, width: int = 100) -> str:
+    """Text as it is on one line, any other value as :func:`brief` JSON, cut at ``width``."""
+    if not isinstance(value, str):
+        return brief(value, width)
+    text = " ".join(value.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def loads(text: str) -> Any:
     """JSON text as a value, strictly: ``NaN``, ``Infinity`` and numbers too large for a
     float are not JSON numbers. Raises ``ValueError`` (one line) for what is not JSON."""

@@ -18,7 +18,7 @@ from .. import durations
 from ..engine import DEFAULT_LIMIT
 from ..redis.protocol import STATES  # (light: no Redis client, no worker)
 from ..state import failed_node
-from ..values import brief
+from ..values import short
 from .common import (
     FLOW,
     Target,
@@ -144,14 +144,6 @@ def report_end(document: dict[str, Any], as_json: bool) -> NoReturn:
 def took(seconds: float | None) -> str:
     """:func:`durations.text`, or nothing for a time not known (or a clock gone back)."""
     return "" if seconds is None or seconds < 0 else durations.text(seconds)
-
-
-def short(value: Any, width: int = 100) -> str:
-    """Text as it is on one line, any other value as :func:`brief` JSON, cut at ``width``."""
-    if not isinstance(value, str):
-        return brief(value, width)
-    text = " ".join(value.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def readable(document: dict[str, Any]) -> str:

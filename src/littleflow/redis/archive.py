@@ -29,7 +29,7 @@ from ..errors import FlowError
 from ..flow import KINDS, OPENING, Flow
 from ..schedules import check_name
 from ..state import State
-from ..values import MAX_DEPTH, check_value
+from ..values import MAX_DEPTH, brief, check_value, short
 from .protocol import task_id
 from .store import VALID_ID, InvalidArchive, Store, WorkflowNotFound, _flow_options, info_json
 
@@ -314,14 +314,14 @@ def validate(archive: Any, max_nodes: int | None = None) -> Restorable:
         raise InvalidArchive(f"not a littleflow archive: {error}") from None
     if not isinstance(archive, dict) or archive.get("format") != FORMAT:
         found = archive.get("format") if isinstance(archive, dict) else None
-        raise InvalidArchive(f"not a littleflow archive: its format is {_short(found)}, not {FORMAT!r}")
+        raise InvalidArchive(f"not a littleflow archive: its format is {brief(found, 80)}, not {brief(FORMAT)}")
     _checked(_ARCHIVE, archive, "archive")
     try:
         return _sound(archive, max_nodes)
     except InvalidArchive:
         raise
     except Exception as error:  # noqa: BLE001 - whatever else is wrong with it, it is the archive's fault
-        raise InvalidArchive(f"damaged archive: {type(error).__name__}: {_short(str(error), 300)}") from None
+        raise InvalidArchive(f"damaged archive: {type(error).__name__}: {short(str(error), 300)}") from None
 
 
 def _checked(adapter: TypeAdapter, value: Any, name: str) -> None:
@@ -336,13 +336,13 @@ def _checked(adapter: TypeAdapter, value: Any, name: str) -> None:
             for part in first["loc"]
         )
         message = first["msg"].removeprefix("Value error, ")
-        raise InvalidArchive(f"not a littleflow archive: at {name}{where}: {_short(message, 300)}") from None
+        raise InvalidArchive(f"not a littleflow archive: at {name}{where}: {short(message, 300)}") from None
 
 
 def _sound(archive: dict[str, Any], max_nodes: int | None) -> Restorable:
     id = archive["id"]
     if not VALID_ID.fullmatch(id):
-        raise InvalidArchive(f"not a littleflow archive: bad workflow id {_short(id)}")
+        raise InvalidArchive(f"not a littleflow archive: bad workflow id {brief(id, 80)}")
     flow = _flow(archive, max_nodes)
     limit = archive.get("limit")
     limit = int(limit) if limit not in (None, "") else None
@@ -383,7 +383,7 @@ def _flow(archive: dict[str, Any], max_nodes: int | None) -> Flow:
         try:
             flow = compile_flow(text, "<archive>", max_nodes=max_nodes)
         except FlowError as error:
-            _damaged(f"its text does not compile: {error.line}:{error.column}: {_short(error.message, 200)}")
+            _damaged(f"its text does not compile: {error.line}:{error.column}: {short(error.message, 200)}")
         if flow.to_json() != archive["flow"]:
             _damaged("its flow is not what its text compiles to")
     else:
@@ -395,7 +395,7 @@ def _flow(archive: dict[str, Any], max_nodes: int | None) -> Flow:
         flow = Flow.from_json(archive["flow"])
         _graph(flow)
     if (archive.get("name") or None) != (flow.name or None):
-        _damaged(f"its name {_short(archive.get('name'))} is not its flow's {_short(flow.name)}")
+        _damaged(f"its name {brief(archive.get('name'), 80)} is not its flow's {brief(flow.name, 80)}")
     _flow_options(flow)  # the @flow run-time options (OptionError if wrong)
     return flow
 
@@ -556,7 +556,3 @@ def _damaged(reason: str) -> None:
     raise InvalidArchive(f"damaged archive: {reason}")
 
 
-def _short(value: Any, size: int = 80) -> str:
-    text = value if isinstance(value, str) and size > 80 else repr(value)
-    text = " ".join(text.split())
-    return text if len(text) <= size else text[: size - 1] + "…"
