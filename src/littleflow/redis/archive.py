@@ -314,7 +314,9 @@ def validate(archive: Any, max_nodes: int | None = None) -> Restorable:
         raise InvalidArchive(f"not a littleflow archive: {error}") from None
     if not isinstance(archive, dict) or archive.get("format") != FORMAT:
         found = archive.get("format") if isinstance(archive, dict) else None
-        raise InvalidArchive(f"not a littleflow archive: its format is {brief(found, 80)}, not {brief(FORMAT)}")
+        raise InvalidArchive(
+            f"not a littleflow archive: its format is {brief(found, 80)}, not {brief(FORMAT)}"
+        )
     _checked(_ARCHIVE, archive, "archive")
     try:
         return _sound(archive, max_nodes)
@@ -554,5 +556,3 @@ def _log(entries: list[dict[str, str]]) -> list[tuple[str, dict[str, str]]]:
 
 def _damaged(reason: str) -> None:
     raise InvalidArchive(f"damaged archive: {reason}")
-
-
