@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from ..engine import DEFAULT_LIMIT
 from ..private import littleflow_home
 from ..redis.protocol import PREFIX  # (key names alone: no Redis client, no worker)
 from ..values import brief
@@ -34,6 +35,14 @@ if TYPE_CHECKING:
 
 
 FLOW = click.argument("flow", metavar="FLOW")
+INPUT = click.option("--input", "input_text", metavar="JSON|@FILE|-", help="The flow's input (default {}).")
+LIMIT = click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=DEFAULT_LIMIT,
+    show_default=True,
+    help="Times one node may run before the flow fails (stops mistaken cycles).",
+)
 
 
 def read_flow(path: str) -> tuple[str, str]:

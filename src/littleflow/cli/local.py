@@ -16,8 +16,19 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .. import __version__
-from ..engine import DEFAULT_LIMIT
-from .common import FLOW, echo_failure, fail, json_text, load, load_tasks, main, read_flow, read_input
+from .common import (
+    FLOW,
+    INPUT,
+    LIMIT,
+    echo_failure,
+    fail,
+    json_text,
+    load,
+    load_tasks,
+    main,
+    read_flow,
+    read_input,
+)
 
 if TYPE_CHECKING:
     from ..flow import Flow
@@ -151,7 +162,7 @@ def doc_command(flow: str, fmt: str, vertical: bool, state_path: str | None) -> 
     help="Where the task functions are: a module name or a .py file (repeatable). "
     "Without it every task echoes its input: a dry run.",
 )
-@click.option("--input", "input_text", metavar="JSON|@FILE|-", help="The flow's input (default {}).")
+@INPUT
 @click.option(
     "--concurrency",
     type=click.IntRange(min=1),
@@ -159,13 +170,7 @@ def doc_command(flow: str, fmt: str, vertical: bool, state_path: str | None) -> 
     show_default=True,
     help="Tasks run at once; 1 runs them one by one in a fixed order.",
 )
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    default=DEFAULT_LIMIT,
-    show_default=True,
-    help="Times one node may run before the flow fails (stops mistaken cycles).",
-)
+@LIMIT
 @click.option(
     "--state",
     "state_path",

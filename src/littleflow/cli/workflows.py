@@ -15,12 +15,13 @@ from typing import Any, NoReturn
 import click
 
 from .. import durations
-from ..engine import DEFAULT_LIMIT
 from ..redis.protocol import STATES  # (light: no Redis client, no worker)
 from ..state import failed_node
 from ..values import short
 from .common import (
     FLOW,
+    INPUT,
+    LIMIT,
     Target,
     compile_text,
     echo_failure,
@@ -47,14 +48,8 @@ def served(info: dict[str, Any]) -> str:
 # -- running workflows -------------------------------------------------------------------
 @redis_command("submit")
 @FLOW
-@click.option("--input", "input_text", metavar="JSON|@FILE|-", help="The flow's input (default {}).")
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    default=DEFAULT_LIMIT,
-    show_default=True,
-    help="Times one node may run before the flow fails (stops mistaken cycles).",
-)
+@INPUT
+@LIMIT
 @click.option(
     "--key",
     metavar="KEY",
