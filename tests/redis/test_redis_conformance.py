@@ -40,12 +40,22 @@ class RedisRunner:
         """Like :func:`littleflow.run_workflow`: the output, or :class:`FlowFailed`."""
         for name, function in tasks.items():
             self.registry.add(name, function)
+        self.learned(set(tasks))
         document = self.client.wait(self.client.submit(flow, input), timeout=20)
         self.settle()
         if document["state"] == "failed":
             raise FlowFailed(document["error"])
         assert document["state"] == "finished", document
         return document["output"]
+
+    def learned(self, names: set[str], timeout: float = 10.0) -> None:
+        """Wait until the worker serves ``names``: one that learns a task name only after its
+        first start message was queued reads it late, after messages queued later (on a
+        cluster, where partitions are read apart, that changed the order of a case)."""
+        deadline = time.monotonic() + timeout
+        while not any(names <= set(worker.names) for worker in self.services.workers):
+            assert time.monotonic() < deadline, f"the worker never served {sorted(names)}"
+            time.sleep(0.01)
 
     def settle(self, timeout: float = 20.0) -> None:
         """Wait until every task queued has run: a failed workflow's tasks already queued still
