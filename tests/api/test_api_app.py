@@ -163,7 +163,7 @@ def test_the_definition_is_the_flow_text_as_submitted_and_its_graph(api):
 
 
 def test_a_failure_terminate_resume_and_an_event(api):
-    base, _ = api
+    base, client = api
     with httpx.Client() as http:
         failed = http.post(f"{base}/workflows", json={"flow": "boom"}).json()["id"]
         document = finished(http, base, failed)
@@ -179,9 +179,27 @@ def test_a_failure_terminate_resume_and_an_event(api):
         assert http.post(f"{base}/workflows/{waiting}/resume").json()["state"] == "running"
         deadline = time.monotonic() + 10
         while http.post(f"{base}/events/go", json={"by": "api"}).json()["ended"] == 0:
-            assert time.monotonic() < deadline, "the waiter never listened"
+            assert time.monotonic() < deadline, f"the waiter never listened: {waits_of(client, waiting)}"
             time.sleep(0.05)
         assert finished(http, base, waiting)["output"] == {"a": {"by": "api"}}
+
+
+def waits_of(client, id):
+    """What Redis holds of workflow ``id``'s waiting: its state, task info, log and the
+    start messages of ``wait:`` tasks not acknowledged yet (what a failure needs to say)."""
+    status = client.status(id)
+    pending = {
+        stream: client.redis.xpending(stream, group["name"])
+        for stream in client.queues()
+        if "wait" in stream
+        for group in client.redis.xinfo_groups(stream)
+    }
+    return {
+        "state": status["state"],
+        "nodes": status.get("nodes"),
+        "log": status.get("log"),
+        "pending": pending,
+    }
 
 
 def test_list_pages_and_filters(api):
