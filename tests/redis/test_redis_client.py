@@ -10,6 +10,7 @@ import time
 import pytest
 import redis
 
+from littleflow import compile_flow
 from littleflow.redis import store as store_module
 from littleflow.redis.client import Client
 from littleflow.redis.protocol import Keys
@@ -19,6 +20,7 @@ from littleflow.redis.store import (
     VALID_ID,
     InvalidArchive,
     StoreError,
+    WorkflowExists,
     WorkflowNotFound,
     capped,
     info_json,
@@ -299,7 +301,9 @@ def test_archive_delete_restore_gives_the_same_status_document(state, four, clie
 def test_restore_over_an_existing_id_is_refused_without_replace(four, client):
     id = four["finished"]
     archive = client.archive(id)
-    with pytest.raises(StoreError, match="exists") as caught:
+    with pytest.raises(WorkflowExists, match=f"^workflow {id} exists already$"):  # (nor does a creation)
+        client.store.create(compile_flow("A"), None, id=id)
+    with pytest.raises(WorkflowExists, match="exists") as caught:
         client.restore(archive)
     assert "\n" not in str(caught.value)
     changed = {

@@ -14,9 +14,10 @@ from rediscluster import on_server_and_cluster
 
 from littleflow.errors import FlowError, LittleflowError
 from littleflow.local import load_workflow
+from littleflow.redis import ScheduleExists
 from littleflow.redis.client import Client
 from littleflow.redis.schedules import Schedules, UnknownSchedule, tick_key
-from littleflow.redis.store import InvalidArchive, StoreError
+from littleflow.redis.store import InvalidArchive
 from littleflow.schedules import ScheduleError
 
 pytestmark = on_server_and_cluster
@@ -39,7 +40,7 @@ def test_a_schedule_is_stored_shown_paused_resumed_and_deleted(client, schedules
     assert record["next"] == T0 and record["catchup"] == "one" and record["overlap"] == "allow"
     shown = schedules.show(schedules.get("s"), 3)
     assert shown["when"] == "every 10s" and shown["ticks"] == [T0, T0 + 10, T0 + 20] and "text" not in shown
-    with pytest.raises(Exception, match="schedule s exists; delete it first"):
+    with pytest.raises(ScheduleExists, match="^schedule s exists; delete it first$"):
         add(schedules)
     assert schedules.pause("s")["paused"] is True
     assert schedules.fire(T0 + 5) == 0 and client.list() == []
@@ -284,7 +285,7 @@ def test_client_schedules_refuses_what_is_wrong_with_one_line(client, workflow, 
     assert says in str(caught.value) and "\n" not in str(caught.value)
     assert client.schedules.list() == []
     client.schedules.add("s", "A", every="1h")
-    with pytest.raises(StoreError, match="^schedule s exists; delete it first$"):
+    with pytest.raises(ScheduleExists, match="^schedule s exists; delete it first$"):
         client.schedules.add("s", "A", every="1h")
     assert client.schedules.add("s", "B", every="2h", replace=True)["when"] == "every 2h"
 

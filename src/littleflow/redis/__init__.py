@@ -13,17 +13,27 @@ from ..lazy import lazy_names
 
 if TYPE_CHECKING:
     from .client import Client
-    from .schedules import UnknownSchedule
+    from .schedules import ScheduleExists, UnknownSchedule
     from .serve import Services
-    from .store import StoreError, WorkflowNotFound
+    from .store import StoreError, WorkflowExists, WorkflowNotFound
 
-__all__ = ["Client", "Services", "StoreError", "UnknownSchedule", "WorkflowNotFound"]
+__all__ = [
+    "Client",
+    "ScheduleExists",
+    "Services",
+    "StoreError",
+    "UnknownSchedule",
+    "WorkflowExists",
+    "WorkflowNotFound",
+]
 
 _HOMES = {
     "Client": ".client",
+    "ScheduleExists": ".schedules",
     "Services": ".serve",
     "StoreError": ".store",
     "UnknownSchedule": ".schedules",
+    "WorkflowExists": ".store",
     "WorkflowNotFound": ".store",
 }
 

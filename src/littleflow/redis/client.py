@@ -40,6 +40,7 @@ from .store import (
     Run,
     Store,
     StoreError,
+    WorkflowExists,
     WorkflowNotFound,
     capped,
 )
@@ -328,7 +329,7 @@ class Client:
         id = found.id
         if self.redis.exists(self.keys.workflow(id)):
             if not replace:
-                raise StoreError(f"workflow {id} exists; delete it first or restore with replace")
+                raise WorkflowExists(f"workflow {id} exists; delete it first or restore with replace")
             waits.cancel(self.store, id)
         fresh = int(time.time() * 1000)
         flow, limit = found.flow, found.limit

@@ -23,7 +23,7 @@ from typing import Any
 from ..flow import Flow
 from ..local import load_workflow
 from ..schedules import CATCHUP, OVERLAP, ScheduleError, Timing, check_name, choice, plan, timing
-from .store import Conflict, Store, StoreError
+from .store import Conflict, Store, StoreError, WorkflowExists
 
 log = logging.getLogger("littleflow.schedules")
 
@@ -43,6 +43,10 @@ LEAD = (0.05, 1.0)
 
 class UnknownSchedule(StoreError, LookupError):
     """No schedule of that name."""
+
+
+class ScheduleExists(StoreError):
+    """A schedule of that name exists already (add it with ``replace`` to change it)."""
 
 
 def tick_key(name: str, tick: int) -> str:
@@ -143,7 +147,7 @@ class Schedules:
         }
         record["next"] = found.next_after(record["created"])
         if not self._write(record, "*" if replace else ""):
-            raise StoreError(f"schedule {name} exists; delete it first")
+            raise ScheduleExists(f"schedule {name} exists; delete it first")
         return record
 
     def pause(self, name: str) -> dict[str, Any]:
@@ -378,10 +382,8 @@ class Schedules:
                 key_ttl=TICK_KEY_TTL,
                 fields=fields,
             )
-        except StoreError as error:
-            if (
-                id is not None and str(error) == f"workflow {id} exists already"
-            ):  # (created before the key expired)
+        except WorkflowExists:
+            if id is not None:  # (created before the key expired)
                 return id
             raise
         return run.id

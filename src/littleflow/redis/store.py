@@ -69,6 +69,10 @@ class WorkflowNotFound(StoreError, LookupError):
     """No workflow of that id (never submitted, or removed): the message is ``no workflow ID``."""
 
 
+class WorkflowExists(StoreError):
+    """A workflow of that id exists already: a creation or restore does not replace it."""
+
+
 class KeyReused(StoreError):
     """An idempotency key given again with another flow or input than the first time."""
 
@@ -471,7 +475,7 @@ class Store:
         if result == 0:
             raise Conflict(run.id)
         if result == -1:
-            raise StoreError(f"workflow {run.id} exists already")
+            raise WorkflowExists(f"workflow {run.id} exists already")
         if result == -2:
             raise WorkflowNotFound(f"no workflow {run.id}")
         run.version = result
