@@ -295,10 +295,18 @@ def cmd_test(args: argparse.Namespace, extra: list[str]) -> int:
             say(f"note: {error}; the tests that need {name} will be skipped")
     for name in required:
         SYSTEM_DEPENDENCIES[name]()
-    code = run_shown([str(PYTHON), "-m", "pytest", *extra])
+    code = run_shown([str(PYTHON), "-m", "pytest", *parallel(extra), *extra])
     if code == 5:
         say("error: pytest collected no tests (exit 5), which counts as a failure")
     return code
+
+
+def parallel(extra: list[str]) -> list[str]:
+    """pytest-xdist's options for the whole suite: a process per core, each test file kept in
+    one (its module fixtures start servers once); none when the arguments pick their own."""
+    if any(arg.startswith(("-n", "--numprocesses")) for arg in extra):
+        return []
+    return ["-n", "auto", "--dist", "loadfile"]
 
 
 def cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:

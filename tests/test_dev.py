@@ -91,3 +91,10 @@ def test_under_ci_a_test_fails_rather_than_skips_for_want_of_what_dev_py_install
     assert "1 skipped" in skipped and "littleflow-no-such-tool is not on PATH: to check nothing" in skipped
     failed = outcome("true")
     assert "1 failed" in failed and "CI=true: `python3 dev.py test` should have installed it" in failed
+
+
+def test_the_suite_runs_a_process_per_core_unless_the_arguments_say_how_many() -> None:
+    assert dev.parallel([]) == dev.parallel(["-k", "parser", "-x", "-p", "no:cacheprovider"])
+    assert dev.parallel([])[:2] == ["-n", "auto"]
+    for given in (["-n", "0"], ["-n0"], ["--numprocesses=1"]):
+        assert dev.parallel(given) == []
