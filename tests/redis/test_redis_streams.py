@@ -1,5 +1,7 @@
-"""Streams: taking over the messages of a dead consumer behind many of a live one."""
+"""Streams: reading several streams in the order their messages were queued; taking over the
+messages of a dead consumer behind many of a live one."""
 
+import threading
 import time
 
 import redis
@@ -38,3 +40,33 @@ def test_consumers_that_hold_nothing_and_are_long_silent_are_forgotten(redis_url
     time.sleep(0.05)
     one.forget_idle_consumers(stream, idle=0.01)
     assert sorted(c["name"] for c in raw.xinfo_consumers(stream, "workers")) == [b"gone"]
+
+
+def test_a_blocked_read_gets_what_every_stream_got_at_once_in_the_order_it_was_queued(redis_url):
+    """Redis wakes a read blocked on several streams with the first one that gets messages,
+    and gives it that one's alone; a step's starts go to several streams at once (A → { B  D }),
+    and a worker that can take one more task must not leave D behind for C, queued later."""
+    raw = redis.Redis.from_url(redis_url)
+    keys = Keys()
+    b, c, d = (keys.stream(name) for name in "BCD")
+    reader = Streams(raw, keys, "workers", "reader")
+    reader.join(b, c, d)
+    found = []
+    blocked = threading.Thread(target=lambda: found.extend(reader.read({c: ">", d: ">", b: ">"}, 1, 5.0)))
+    blocked.start()
+    deadline = time.monotonic() + 5
+    while not any(client.get("cmd") == "xreadgroup" for client in raw.client_list()):
+        assert time.monotonic() < deadline, "the read never blocked"
+        time.sleep(0.01)
+    raw.eval("redis.call('XADD', KEYS[1], '*', 'n', 'B'); redis.call('XADD', KEYS[2], '*', 'n', 'D')", 2, b, d)
+    blocked.join(10)
+    assert [(stream, fields[b"n"]) for stream, _, fields, _ in found] == [(b, b"B"), (d, b"D")]
+
+    raw.xadd(d, {"n": "D2"})
+    raw.xadd(c, {"n": "C"})
+    raw.xadd(b, {"n": "B2"})  # read together: by when each was queued, not by stream
+    assert [fields[b"n"] for _, _, fields, _ in reader.read({c: ">", d: ">", b: ">"}, 10, 1.0)] == [
+        b"D2",
+        b"C",
+        b"B2",
+    ]

@@ -59,10 +59,23 @@ class Streams:
                     raise
 
     def read(self, streams: dict[str, str], count: int, block: float) -> list[tuple[str, str, dict, int]]:
-        """New messages: (stream, id, fields, 1), at most ``count``, waiting up to ``block`` seconds."""
+        """New messages: (stream, id, fields, 1), at most ``count`` of each stream, waiting up
+        to ``block`` seconds; in the order they were queued (by id), whatever their stream."""
         if not streams:  # (a worker whose executors serve nothing yet)
             time.sleep(block)
             return []
+        found = self._read_once(streams, count, 0)
+        if not found and block:
+            found = self._read_once(streams, count, block)
+            if found and len(streams) > 1:
+                # a blocked read is woken by the first stream that gets messages and given
+                # that one's alone: what the others got at the same moment (one step's starts)
+                # is read now, or a message queued later could be read before them
+                found += self._read_once(streams, count, 0)
+        found.sort(key=lambda message: entry_order(message[1]))
+        return found
+
+    def _read_once(self, streams: dict[str, str], count: int, block: float) -> list[tuple[str, str, dict, int]]:
         try:
             found = self.raw.xreadgroup(
                 self.group,
