@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import os
+import selectors
 import shutil
 from typing import NoReturn
 
 import pytest
 
 from littleflow import Flow, FlowError, compile_flow
+
+
+def readable(source, timeout: float = 0.0) -> bool:
+    """Whether ``source`` (a socket or a file descriptor) has something to read, or is closed,
+    within ``timeout`` seconds (poll-based: select() refuses descriptors past 1023, which a
+    long test process reaches)."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(source, selectors.EVENT_READ)
+        return bool(selector.select(timeout))
 
 
 def in_ci() -> bool:

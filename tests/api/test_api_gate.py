@@ -4,12 +4,12 @@ and the caps on its event streams, on a real uvicorn server and a real Redis."""
 from __future__ import annotations
 
 import contextlib
-import select
 import socket
 import time
 
 import httpx
 import pytest
+from support import readable
 from test_api_app import serving
 
 from littleflow.api import create_app
@@ -144,7 +144,7 @@ def answer_of(connection: socket.socket) -> bytes:
 
 def answered(connection: socket.socket) -> bool:
     """Whether the server has sent something (or closed), without waiting."""
-    return bool(select.select([connection], [], [], 0)[0])
+    return readable(connection)
 
 
 def test_a_large_body_without_a_token_is_refused_before_it_is_read(guarded):

@@ -1,7 +1,6 @@
 """`littleflow serve --api HOST:PORT` serves the API beside the engine and workers."""
 
 import os
-import select
 import signal
 import socket
 import stat
@@ -12,6 +11,7 @@ import time
 
 import httpx
 import pytest
+from support import readable
 
 from littleflow.api.auth import Tokens
 from littleflow.api.server import ApiServer
@@ -209,7 +209,7 @@ def test_a_request_head_that_trickles_is_cut_off_but_a_long_answer_is_not(redis_
                 head += streaming.recv(65536)
             started, sent = time.monotonic(), 0
             for byte in b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"x" * 100:
-                if select.select([slow], [], [], 0)[0]:
+                if readable(slow):
                     break
                 slow.sendall(bytes([byte]))
                 sent += 1
@@ -218,7 +218,7 @@ def test_a_request_head_that_trickles_is_cut_off_but_a_long_answer_is_not(redis_
                 f"a head a byte each 0.25 s: closed after {time.monotonic() - started:.1f} s and {sent} bytes"
             )
             assert slow.recv(65536) == b"" and sent < 100  # closed, unanswered
-            assert not select.select([streaming], [], [], 0)[0]  # the stream open past the head's time stays
+            assert not readable(streaming)  # the stream open past the head's time stays
         with httpx.Client(base_url=f"http://127.0.0.1:{api.port}") as http:  # kept alive between requests
             assert [http.get("/health").status_code for _ in range(3)] == [200] * 3
     finally:

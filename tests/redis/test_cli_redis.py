@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import signal
 import stat
 import subprocess
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 import redis
 from rediscluster import on_server_and_cluster
-from support import need_redis_server
+from support import need_redis_server, readable
 
 from littleflow.redis.client import DEFAULT_URL, redis_url
 
@@ -126,7 +125,7 @@ def started(process: subprocess.Popen, marker: str, timeout: float = 20) -> str:
         line.startswith(marker.encode()) for line in seen.splitlines(keepends=True) if line[-1:] == b"\n"
     ):
         assert time.monotonic() < deadline, f"not ready after {timeout} s: {seen.decode()}"
-        if select.select([fd], [], [], 0.1)[0]:
+        if readable(fd, 0.1):
             chunk = os.read(fd, 65536)
             assert chunk, f"ended before it was ready: {seen.decode()}"
             seen += chunk

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import select
 import socket
 import subprocess
 import time
@@ -15,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from support import need_redis_server
+from support import need_redis_server, readable
 from test_cli_redis import Shell, base_env, project, started, stop
 
 from littleflow.redis.client import Client
@@ -59,7 +58,7 @@ def read_until(process: subprocess.Popen, text: str, timeout: float = 30) -> str
     fd = process.stderr.fileno()
     while text.encode() not in seen:
         assert time.monotonic() < deadline, f"no {text!r} after {timeout} s: {seen.decode()}"
-        if select.select([fd], [], [], 0.1)[0]:
+        if readable(fd, 0.1):
             chunk = os.read(fd, 65536)
             assert chunk, f"ended before saying {text!r}: {seen.decode()}"
             seen += chunk
