@@ -19,8 +19,8 @@ _TITLE = 300  # characters of an error shown in a bar's hover text
 
 def runs(flow: Flow, info: Mapping[str, Mapping[str, Any]], state: str) -> list[dict[str, Any]]:
     """The task runs in a workflow's task info (task id ``PATH|NODE|ITEM`` -> its latest run,
-    with its earlier ``attempts`` if it was retried), one per attempt, by start time: node,
-    label, name, path, item (None outside a ``*``), attempt, status, start, end (seconds since
+    with its earlier ``attempts`` if it was retried), one per attempt, by start time: task
+    (its id), node, label, name, path, item (None outside a ``*``), attempt, status, start, end (seconds since
     the epoch; None when not yet), worker and error. In a terminated workflow a run that was
     running or queued is ``terminated``, as its node is."""
     found = []
@@ -42,6 +42,7 @@ def runs(flow: Flow, info: Mapping[str, Mapping[str, Any]], state: str) -> list[
         attempt = entry.get("attempt")
         error = entry.get("error")
         run = {
+            "task": key,
             "node": node,
             "label": flow.nodes[node].label,
             "name": flow.nodes[node].name,
@@ -84,7 +85,7 @@ def svg(timeline: Mapping[str, Any], now: float) -> str:
 
     The root carries ``data-origin`` (the axis' zero, in seconds since the epoch),
     ``data-span`` (seconds the axis shows), ``data-gutter`` and ``data-plot`` (pixels of the
-    label column and of the axis); each run is ``<g class="run status-STATUS" data-node
+    label column and of the axis); each run is ``<g class="run status-STATUS" data-task data-node
     data-item data-attempt data-start data-end>`` (seconds from the origin) holding a
     ``<title>``, a ``<text class="label">`` and a ``<rect class="timebar">``; each mark of the axis
     ``<g class="tick" data-t>``. A page may so redraw the bars at another scale. All text from
@@ -126,7 +127,8 @@ def svg(timeline: Mapping[str, Any], now: float) -> str:
         name = _name(run)
         item = "" if run["item"] is None else f' data-item="{run["item"]}"'
         out.append(
-            f'<g class={xml("run status-" + run["status"], attr=True)} data-node="{run["node"]}"{item} '
+            f"<g class={xml('run status-' + run['status'], attr=True)} data-task={xml(run['task'], attr=True)} "
+            f'data-node="{run["node"]}"{item} '
             f'data-attempt="{run["attempt"] or 1}" data-start="{start!r}" data-end="{end!r}">'
             f"<title>{xml(_title(run, name, start, end))}</title>"
             f'<text class="label" x="{GUTTER - 8}" y="{num(y + ROW / 2)}">{xml(_cut(name, 32))}</text>'

@@ -95,6 +95,7 @@ def test_the_status_document_has_the_flow_doc_and_each_item_run_of_a_star(api):
         ([1, 0], "done", 1),
     ]  # item 1 of the * inside item 0 of the outer one …
     assert all(r["started"] <= r["ended"] and r["worker"] and r["error"] is None for r in runs)
+    assert [(r["input"], r["output"]) for r in runs] == [(n, {"a": n}) for n in (1, 2, 3)]  # each its own
     assert len({r["task"] for r in runs}) == 3
 
     items = ", ".join(str(n) for n in range(150))
@@ -107,9 +108,20 @@ def test_the_status_document_has_the_flow_doc_and_each_item_run_of_a_star(api):
     runs = node["items"]["runs"]
     assert [r["index"] for r in runs] == [[n] for n in range(100)]  # the first 100
     assert [r["status"] for r in runs[2:]] == ["queued"] * 98 and runs[99]["started"] is None
+    assert [r["input"] for r in runs] == list(range(100)) and runs[0]["output"] is None
     client.terminate(held)
     assert {r["status"] for r in client.status(held)["nodes"][2]["items"]["runs"]} == {"terminated"}
     assert document["doc"] is not None and client.status(held)["doc"] is None
+
+    # a workflow that fails never sends what it held back: those runs are unreached
+    failing = client.submit("@flow failing (- parallelism: 1 -)\n<[1, 2, 3]> → * boom")
+    assert client.wait(failing, 20)["state"] == "failed"
+    runs = client.status(failing)["nodes"][2]["items"]["runs"]
+    assert [(r["index"], r["status"]) for r in runs] == [
+        ([0], "failed"),
+        ([1], "unreached"),
+        ([2], "unreached"),
+    ]
 
 
 def test_submit_plain_text(api):
@@ -804,9 +816,13 @@ def test_the_timeline_lists_every_task_run_items_and_attempts_by_start(timeline_
     ]
     assert [r["error"] for r in runs[-3:]] == ["OSError: not yet", "OSError: not yet", None]
     assert sorted(r["item"] for r in runs if r["name"] == "double") == [0, 1, 2]
+    assert {r["task"] for r in runs if r["name"] == "double"} == {  # the ids of the item rows
+        r["task"] for n in document["nodes"] if n["name"] == "double" for r in n["items"]["runs"]
+    }
     assert [r["start"] for r in runs] == sorted(r["start"] for r in runs)
     assert all(document["created"] <= r["start"] <= r["end"] <= document["updated"] for r in runs)
     assert set(runs[0]) == {
+        "task",
         "node",
         "label",
         "name",

@@ -491,8 +491,15 @@ def test_a_finished_workflow_has_a_timeline_with_a_bar_per_task_run(serve, page)
     expect(page.locator(".timeline")).not_to_have_attribute("data-zoom", "2.25")
     page.get_by_role("button", name="Fit").last.click()
     expect(page.locator(".timeline")).to_have_attribute("data-zoom", "1.00")
-    bars.nth(2).locator("rect.timebar").click()  # a bar opens its node
-    expect(page.locator(".details h2")).to_contain_text("index")
+    bar = bars.nth(2)
+    item = bar.get_attribute("data-item")
+    bar.locator("rect.timebar").click()  # an item run's bar opens that run
+    expect(page.locator(".details h2")).to_have_text(f"index item {item} done")
+    expect(page.locator(f'table.nodes tr.item[data-item="{item}"]')).to_have_class(
+        re.compile(r"\bselected\b")
+    )
+    bars.first.locator("rect.timebar").click()  # another bar, its node
+    expect(page.locator(".details h2")).to_have_text("fetch done")
     shot(page, "workflow-timeline")
 
     page.goto(f"{serve}/console/#/workflows/{failed}")
@@ -643,6 +650,9 @@ def test_a_star_node_has_a_row_per_item_and_a_click_opens_that_run(serve, page):
     details = page.locator("aside.details")
     expect(details.locator("h2")).to_have_text("say item 1 done")
     expect(details).to_contain_text(node["items"]["runs"][1]["task"])
+    expect(details.locator("h3")).to_have_text(["Input", "Output", "Log"])  # that run's own
+    expect(details.locator("h3 + pre")).to_have_text(["2", "2"])
+    expect(items.nth(1).locator("td.json")).to_have_text(["2", "2"])
     expect(details.locator(".log-run pre")).to_have_text(["saying 2"])  # that item's run alone
     shot(page, "workflow-item-rows")
     page.locator("table.nodes tbody tr", has_text="say").first.click()  # the node: every item's log

@@ -690,14 +690,17 @@ def _item_runs(run: Run, info: dict[str, dict[str, Any]]) -> dict[int, dict[str,
     """Node id -> ``{"count", "runs"}`` for each node that runs once per item of a ``*`` (or
     in each copy of an iterated subflow): how many of its item runs were sent or are held back,
     and the first :data:`ITEMS_SHOWN` of them by item index, each with its task id, ``index``
-    (the item's index in each enclosing ``*``, outermost first), status, attempt, times, worker
-    and error."""
+    (the item's index in each enclosing ``*``, outermost first), status, attempt, times, worker,
+    error, input and output. Once the workflow has failed or finished, a run it held back
+    and never sent is ``unreached``."""
     found: dict[int, list[tuple[list[int], dict[str, Any]]]] = {}
-    terminated = run.state.status == "terminated"
+    state = run.state
+    terminated, ended = state.status == "terminated", state.status in ("failed", "finished")
 
-    def add(task: str, node: int, entry: dict[str, Any]) -> None:
+    def add(task: str, node: int, entry: dict[str, Any], held: bool = False) -> None:
         try:
-            path, _, item = parse_task_id(task)
+            key = parse_task_id(task)
+            path, _, item = key
             index = [
                 int(part.rpartition(".")[2]) for part in path.split("/")[1:]
             ]  # (``/4.2``: item 2 of the * at node 4)
@@ -712,8 +715,12 @@ def _item_runs(run: Run, info: dict[str, dict[str, Any]]) -> dict[int, dict[str,
             if entry.get("status") in ("queued", "running", "done", "failed")
             else "queued"
         )
-        if terminated and status in ("queued", "running"):
+        now = status in ("queued", "running")
+        if terminated and now:
             status = "terminated"  # (as its node is)
+        elif ended and held:
+            status = "unreached"
+        input = capped(state.running[key] if key in state.running else entry.get("input"))
         found.setdefault(node, []).append(
             (
                 index,
@@ -726,6 +733,8 @@ def _item_runs(run: Run, info: dict[str, dict[str, Any]]) -> dict[int, dict[str,
                     "ended": entry.get("ended"),
                     "worker": entry.get("worker"),
                     "error": entry.get("error"),
+                    "input": input,
+                    "output": entry.get("output"),
                 },
             )
         )
@@ -734,10 +743,11 @@ def _item_runs(run: Run, info: dict[str, dict[str, Any]]) -> dict[int, dict[str,
         node = entry.get("node")
         if isinstance(node, int):
             add(task, node, entry)
-    for start in run.queue:  # held back by the workflow's parallelism: not sent yet
-        task = task_id(start.key)
+    held = [(start.key, start.input) for start in run.queue]  # by the parallelism: not sent yet
+    for key, input in [*held, *state.held]:  # (state.held: by a stop, kept for a resume)
+        task = task_id(key)
         if task not in info:
-            add(task, start.node, {"status": "queued"})
+            add(task, key[1], {"status": "queued", "input": input}, held=True)
     shown = {}
     for node, runs in found.items():
         runs.sort(key=lambda pair: pair[0])

@@ -418,7 +418,7 @@ class Timeline {
     });
     container.addEventListener("click", (event) => {
       const run = event.target.closest("g.run");
-      if (run) onSelect?.(Number(run.dataset.node));
+      if (run) onSelect?.(Number(run.dataset.node), run.dataset.task ?? null);
     });
   }
 
@@ -609,7 +609,9 @@ function workflowView(main, signal, id) {
   const filter = h("input", { type: "search", placeholder: "Filter nodes by name or status", "aria-label": "filter nodes" });
   const details = h("aside", { class: "details", hidden: true });
   const { element: panel, graph } = graphPanel((node) => select(node));
-  const { element: timePanel, timeline } = timelinePanel((node) => select(node));
+  // a bar of an item run shows that run when the status document lists it, else its node
+  const { element: timePanel, timeline } = timelinePanel((node, task) => select(node,
+    doc?.nodes.find((n) => n.id === node)?.items?.runs.some((r) => r.task === task) ? task : null));
   let timed = false;  // the timeline is shown
   const viewTab = (name, on) => h("button", { type: "button", role: "tab", class: on ? "active" : null,
     "aria-selected": String(on), dataset: { view: name.toLowerCase() }, onclick: () => view(name === "Timeline") }, name);
@@ -764,7 +766,8 @@ function workflowView(main, signal, id) {
       h("td", {}, moment(r.started)),
       h("td", {}, moment(r.ended)),
       h("td", {}, r.started ? took(r.started, r.ended) : ""),
-      h("td", {}), h("td", {}),
+      h("td", { class: "json" }, brief(r.input)),
+      h("td", { class: "json" }, brief(r.output)),
       h("td", { class: "error" }, r.error || ""));
   }
 
@@ -929,8 +932,8 @@ function workflowView(main, signal, id) {
         subject.started ? [h("dt", {}, "Started"), h("dd", {}, moment(subject.started))] : null,
         subject.started ? [h("dt", {}, "Took"), h("dd", {}, took(subject.started, subject.ended))] : null),
       subject.error ? [h("h3", {}, "Error"), h("pre", { class: "error" }, subject.error)] : null,
-      !run && shown(node.input) ? [h("h3", {}, "Input"), h("pre", {}, pretty(node.input))] : null,
-      !run && shown(node.output) ? [h("h3", {}, "Output"), h("pre", {}, pretty(node.output))] : null,
+      shown(subject.input) ? [h("h3", {}, "Input"), h("pre", {}, pretty(subject.input))] : null,
+      shown(subject.output) ? [h("h3", {}, "Output"), h("pre", {}, pretty(subject.output))] : null,
       !run && node.note ? [h("h3", {}, "Note"), h("p", {}, node.note)] : null,
       logged ? logBox : null);
     logLines.scrollTop = scrolled;
