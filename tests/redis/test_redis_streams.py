@@ -58,7 +58,9 @@ def test_a_blocked_read_gets_what_every_stream_got_at_once_in_the_order_it_was_q
     while not any(client.get("cmd") == "xreadgroup" for client in raw.client_list()):
         assert time.monotonic() < deadline, "the read never blocked"
         time.sleep(0.01)
-    raw.eval("redis.call('XADD', KEYS[1], '*', 'n', 'B'); redis.call('XADD', KEYS[2], '*', 'n', 'D')", 2, b, d)
+    raw.eval(
+        "redis.call('XADD', KEYS[1], '*', 'n', 'B'); redis.call('XADD', KEYS[2], '*', 'n', 'D')", 2, b, d
+    )
     blocked.join(10)
     assert [(stream, fields[b"n"]) for stream, _, fields, _ in found] == [(b, b"B"), (d, b"D")]
 

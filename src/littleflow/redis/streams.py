@@ -75,7 +75,9 @@ class Streams:
         found.sort(key=lambda message: entry_order(message[1]))
         return found
 
-    def _read_once(self, streams: dict[str, str], count: int, block: float) -> list[tuple[str, str, dict, int]]:
+    def _read_once(
+        self, streams: dict[str, str], count: int, block: float
+    ) -> list[tuple[str, str, dict, int]]:
         try:
             found = self.raw.xreadgroup(
                 self.group,
