@@ -64,11 +64,31 @@ def test_a_blocked_read_gets_what_every_stream_got_at_once_in_the_order_it_was_q
     blocked.join(10)
     assert [(stream, fields[b"n"]) for stream, _, fields, _ in found] == [(b, b"B"), (d, b"D")]
 
-    raw.xadd(d, {"n": "D2"})
-    raw.xadd(c, {"n": "C"})
-    raw.xadd(b, {"n": "B2"})  # read together: by when each was queued, not by stream
+    # ids of their own, a millisecond apart (within one, the ids of two streams may tie)
+    now = int(time.time() * 1000) + 1000
+    raw.xadd(d, {"n": "D2"}, id=f"{now}-0")
+    raw.xadd(c, {"n": "C"}, id=f"{now + 1}-0")
+    raw.xadd(b, {"n": "B2"}, id=f"{now + 2}-0")  # read together: by when each was queued, not by stream
     assert [fields[b"n"] for _, _, fields, _ in reader.read({c: ">", d: ">", b: ">"}, 10, 1.0)] == [
         b"D2",
         b"C",
         b"B2",
+    ]
+
+    # one step's starts to two streams, queued in one millisecond (their ids may be equal):
+    # in the order the engine released them, which their run numbers keep
+    e, f = keys.stream("E"), keys.stream("F")
+    reader.join(e, f)
+    raw.eval(
+        "redis.call('XADD', KEYS[1], '*', 'n', 'F1', 'seq', '7');"
+        "redis.call('XADD', KEYS[2], '*', 'n', 'E1', 'seq', '8');"
+        "redis.call('XADD', KEYS[2], '*', 'n', 'E2', 'seq', '9')",
+        2,
+        f,
+        e,
+    )
+    assert [fields[b"n"] for _, _, fields, _ in reader.read({e: ">", f: ">"}, 10, 1.0)] == [
+        b"F1",
+        b"E1",
+        b"E2",
     ]

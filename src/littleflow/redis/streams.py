@@ -60,7 +60,7 @@ class Streams:
 
     def read(self, streams: dict[str, str], count: int, block: float) -> list[tuple[str, str, dict, int]]:
         """New messages: (stream, id, fields, 1), at most ``count`` of each stream, waiting up
-        to ``block`` seconds; in the order they were queued (by id), whatever their stream."""
+        to ``block`` seconds; in the order they were queued, whatever their stream (:func:`_queued`)."""
         if not streams:  # (a worker whose executors serve nothing yet)
             time.sleep(block)
             return []
@@ -72,7 +72,7 @@ class Streams:
                 # that one's alone: what the others got at the same moment (one step's starts)
                 # is read now, or a message queued later could be read before them
                 found += self._read_once(streams, count, 0)
-        found.sort(key=lambda message: entry_order(message[1]))
+        found.sort(key=_queued)
         return found
 
     def _read_once(
@@ -251,6 +251,16 @@ def reachable(who: str) -> None:
         _away.discard(who)
     if back:
         log.info("%s: Redis is back", who)
+
+
+def _queued(message: tuple[str, str, dict, int]) -> tuple[int, int, int]:
+    """What orders messages read from several streams: when they were queued (the
+    millisecond of their id), then their run number (``seq``: in one step, a workflow's starts
+    to several streams are queued in one millisecond, each stream numbering its own ids from 0,
+    and ``seq`` keeps the order the engine released them in), then their id's own number."""
+    ms, number = entry_order(message[1])
+    seq = message[2].get(b"seq", message[2].get("seq", b""))
+    return ms, int(seq) if seq.isdigit() else 0, number
 
 
 def _text(value: Any) -> str:
