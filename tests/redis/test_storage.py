@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from littleflow import compile_flow
+from littleflow.redis import WorkflowExists
 from littleflow.tasks import Registry
 
 FLOW = "A → A → A"
@@ -102,3 +106,35 @@ def test_a_long_log_keeps_its_latest_entries(started, client):
     assert 500 < len(log) < 5000
     assert log[-2] == archive["log"][-1] and log[-1]["kind"] == "restored"
     assert [stream_id(entry["id"]) for entry in log] == sorted({stream_id(entry["id"]) for entry in log})
+
+
+def defines(commit: dict) -> bool:
+    """Whether a creation's commit brings its flow's shared definition."""
+    return "fields" in json.loads(commit["args"][3])["flow"]
+
+
+def test_a_batch_sends_its_flow_once_and_a_creation_that_wrote_nothing_leaves_none_without_it(
+    started, client, raw
+):
+    started.services_on(tasks=registry())
+    taken = client.submit("A", 0)  # an id in use, by another flow
+    flow, store = compile_flow(FLOW), client.store
+    sent = []
+    commit = store.commit_call
+    store.commit_call = lambda *args, **kwargs: sent.append(commit(*args, **kwargs)) or sent[-1]
+    fresh = [store.new_id() for _ in range(3)]
+    with pytest.raises(WorkflowExists):  # the first, which was to bring the definition, wrote nothing
+        store.create_many(flow, [1, 2, 3, 4], text=FLOW, ids=[taken, *fresh])
+    assert [defines(call) for call in sent] == [True, False, False, False, True, True, True]
+    for id in fresh:  # the others were created again, with it
+        assert client.wait(id, timeout=20)["state"] == "finished"
+        assert client.definition(id)["text"] == FLOW
+    (shared,) = [key for key in flows(raw, client) if raw.hget(key, "text") == FLOW]
+    assert raw.hget(shared, "refs") == "3"
+
+    sent.clear()
+    ids = [run.id for run in store.create_many(flow, [5, 6, 7], text=FLOW)]
+    assert [defines(call) for call in sent] == [True, False, False]  # one per partition
+    for id in ids:
+        assert client.wait(id, timeout=20)["output"] is not None
+    assert raw.hget(shared, "refs") == "6"

@@ -374,13 +374,16 @@ class Store:
         restored: tuple[float, float] | None = None,
         once: tuple[str, str, int] | None = None,
         at: float | None = None,
+        define: bool = True,
     ) -> dict[str, Any]:
         """The keys and arguments of scripts/commit.lua for one step (see :meth:`commit`);
         run them, in a pipeline with others if need be, then hand the result to :meth:`committed`.
         A step of applied ends (``step.ends``) is appended to the workflow's journal; any other
         step, or one whose journal has outgrown the state, writes the whole state.
         ``once``: a creation's idempotency key (its Redis key), fingerprint and seconds to live.
-        ``at``: the time the step is written at (else now)."""
+        ``at``: the time the step is written at (else now). ``define``: a creation sends its
+        flow's shared definition; without it the script expects that stored already (and
+        writes nothing, answering -3, if it is not)."""
         now = time.time() if at is None else at
         part = self.keys.of(run.id)
         streams: dict[str, int] = {}
@@ -440,10 +443,9 @@ class Store:
         ]
         if step.flow is not None and create:  # a new workflow's flow, shared (the idempotency key stays last)
             names.append(keys.flow(step.flow[0]))
-            payload["flow"] = {
-                "key": len(names),
-                "fields": _flat(dict(zip(("flow", "text", "base", "limit"), step.flow[1:]))),
-            }
+            payload["flow"] = {"key": len(names)}
+            if define:
+                payload["flow"]["fields"] = _flat(dict(zip(("flow", "text", "base", "limit"), step.flow[1:])))
         return {
             "keys": [*names, *([once[0]] if once else [])],
             "args": ["" if create else str(run.version), blob, entry, compact(payload)],
@@ -591,7 +593,8 @@ class Store:
         extra = fields or [None] * len(inputs)
         fields = {"digest": digest, **({"name": flow.name} if flow.name else {})}
         pipe = self.redis.pipeline(transaction=False)
-        runs, claims, made = [], [], []
+        runs, claims, made, steps = [], [], [], []
+        defined: set[int] = set()  # the partitions whose first creation sends the definition
         at = at if at is not None and at > time.time() else None
         for input, id, key, more in zip(inputs, ids or [self.new_id(key) for key in keys], keys, extra):
             run = Run(
@@ -627,9 +630,15 @@ class Store:
                     key_ttl,
                 )
                 step.fields["idempotency"] = once[0]  # (deleting the workflow frees its key)
+            part = self.keys.partition_of(id)
             self.scripts.commit(
-                client=pipe, **self.commit_call(run, step, starts, create=True, once=once, at=at)
+                client=pipe,
+                **self.commit_call(
+                    run, step, starts, create=True, once=once, at=at, define=part not in defined
+                ),
             )
+            defined.add(part)
+            steps.append((step, starts, once))
             runs.append(run)
             claims.append((key, once[1] if once else None))
             made.append((input, step.fields["created"]))
@@ -639,6 +648,16 @@ class Store:
             results = pipe.execute(raise_on_error=False)
         except (redis.ConnectionError, redis.TimeoutError) as error:
             results = self._written(runs, claims, error)
+        undefined = [number for number, result in enumerate(results) if result == -3]
+        if undefined:  # (the creation that was to define the flow wrote nothing: now with it)
+            pipe = self.redis.pipeline(transaction=False)
+            for number in undefined:
+                step, starts, once = steps[number]
+                self.scripts.commit(
+                    client=pipe, **self.commit_call(runs[number], step, starts, create=True, once=once, at=at)
+                )
+            for number, result in zip(undefined, pipe.execute(raise_on_error=False)):
+                results[number] = result
         for number, (run, result, (key, fingerprint)) in enumerate(zip(runs, results, claims)):
             if isinstance(result, str):  # the key's claim, "ID FINGERPRINT"
                 self._replayed(run, key, fingerprint, *result.split(" ", 1))

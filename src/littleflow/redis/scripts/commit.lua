@@ -8,8 +8,9 @@
 -- appended to its journal), ack the ends it applied,
 -- queue the starts it made, record task info, log and events. Returns the new
 -- version, 0 when the version moved on (another engine stepped first), -1 when
--- creating an id that exists, -2 when the workflow is gone; a creation whose
--- idempotency key is taken writes nothing and returns the key's value ("ID FINGERPRINT").
+-- creating an id that exists, -2 when the workflow is gone, -3 when a creation that does not
+-- bring its flow's shared definition finds it not stored; a creation whose idempotency key is
+-- taken writes nothing and returns the key's value ("ID FINGERPRINT").
 local workflow = KEYS[1]
 local version = redis.call('HGET', workflow, 'version')
 local STATES = {running = 6, finished = 7, failed = 8, terminated = 9}  -- protocol.STATES, in its order
@@ -20,6 +21,7 @@ if ARGV[1] == '' then
     local claim = redis.call('GET', KEYS[#KEYS])
     if claim then return claim end
   end
+  if step.flow and not step.flow.fields and redis.call('EXISTS', KEYS[step.flow.key]) == 0 then return -3 end
 elseif not version then
   return -2
 elseif version ~= ARGV[1] then
@@ -76,7 +78,7 @@ if #step.acks > 0 then chunked('XACK', KEYS[3], step.acks, 1, step.group) end
 if #step.tasks > 0 then chunked('HSET', KEYS[2], step.tasks, 2) end
 if step.flow then  -- a new workflow: its definition is stored once for all that run it, and counted
   local shared = KEYS[step.flow.key]
-  if redis.call('EXISTS', shared) == 0 then redis.call('HSET', shared, unpack(step.flow.fields)) end
+  if step.flow.fields and redis.call('EXISTS', shared) == 0 then redis.call('HSET', shared, unpack(step.flow.fields)) end
   redis.call('HINCRBY', shared, 'refs', 1)
 end
 if #step.log > 0 then  -- the log: JSON lines in the workflow's hash, the latest logbytes of them kept
