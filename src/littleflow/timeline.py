@@ -20,9 +20,9 @@ _TITLE = 300  # characters of an error shown in a bar's hover text
 def runs(flow: Flow, info: Mapping[str, Mapping[str, Any]], state: str) -> list[dict[str, Any]]:
     """The task runs in a workflow's task info (task id ``PATH|NODE|ITEM`` -> its latest run,
     with its earlier ``attempts`` if it was retried), one per attempt, by start time: task
-    (its id), node, label, name, path, item (None outside a ``*``), attempt, status, start, end (seconds since
-    the epoch; None when not yet), worker and error. In a terminated workflow a run that was
-    running or queued is ``terminated``, as its node is."""
+    (its id), node, label, name, path, item (None outside a ``*``), attempt, status, start,
+    end (seconds since the epoch; None when not yet), worker and error. In a terminated
+    workflow a run that was running or queued is ``terminated``, as its node is."""
     found = []
     for key, entry in info.items():
         path, _, rest = key.rpartition("|")

@@ -720,7 +720,7 @@ def _item_runs(run: Run, info: dict[str, dict[str, Any]]) -> dict[int, dict[str,
             status = "terminated"  # (as its node is)
         elif ended and held:
             status = "unreached"
-        input = capped(state.running[key] if key in state.running else entry.get("input"))
+        input = state.running[key] if key in state.running else entry.get("input")  # (capped if shown)
         found.setdefault(node, []).append(
             (
                 index,
@@ -751,7 +751,10 @@ def _item_runs(run: Run, info: dict[str, dict[str, Any]]) -> dict[int, dict[str,
     shown = {}
     for node, runs in found.items():
         runs.sort(key=lambda pair: pair[0])
-        shown[node] = {"count": len(runs), "runs": [entry for _, entry in runs[:ITEMS_SHOWN]]}
+        shown[node] = {
+            "count": len(runs),
+            "runs": [{**entry, "input": capped(entry["input"])} for _, entry in runs[:ITEMS_SHOWN]],
+        }
     return shown
 
 
